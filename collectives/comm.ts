@@ -1,0 +1,166 @@
+/**
+ * @module
+ * The communication context algorithms run on: this rank's channels to its peers and the
+ * fingerprint of the collective in progress, stamped on every frame it sends and expects.
+ */
+
+import type { FrameHeader } from "../transports/frame.ts";
+import type { Channel } from "../transports/transport.ts";
+import { InvalidArgumentError } from "../errors.ts";
+import { type CpuTensor, type DType, dtypeCode, type ReduceOp, reduceOpCode } from "./dtype.ts";
+
+/** Collective kinds, the low byte of a frame's op code. */
+export const OpKind = {
+  allReduce: 1,
+  broadcast: 2,
+  reduce: 3,
+  allGather: 4,
+  reduceScatter: 5,
+  barrier: 6,
+  p2p: 7,
+} as const;
+
+/** Everything that identifies one call of a collective; identical on every participating rank. */
+export interface Call {
+  /** Name of the operation, for errors (`allReduce`, ...). */
+  name: string;
+  /** Collective kind code ({@link OpKind}). */
+  kind: number;
+  /** Sequence number of the call. */
+  seq: number;
+  /** Element type. */
+  dtype: DType;
+  /** Reduce op, for reducing collectives. */
+  op?: ReduceOp;
+  /** Element count of the collective (as the fingerprint defines it per op). */
+  count: number;
+  /** Root rank or p2p tag; -1 when unused. */
+  root: number;
+}
+
+/** A rank's view of its group for one collective: channels by peer rank, and frame stamping. */
+export class Comm {
+  /** This rank within the group. */
+  readonly rank: number;
+  /** Number of ranks in the group. */
+  readonly size: number;
+  /** Group id stamped on frames. */
+  readonly group: number;
+  /** Bytes per pipelined chunk for large messages. */
+  readonly chunkBytes: number;
+  readonly #channels: readonly (Channel | null)[];
+
+  /** Builds a context over `channels` (indexed by peer rank; null for self). */
+  constructor(
+    rank: number,
+    size: number,
+    group: number,
+    channels: readonly (Channel | null)[],
+    chunkBytes: number,
+  ) {
+    this.rank = rank;
+    this.size = size;
+    this.group = group;
+    this.#channels = channels;
+    this.chunkBytes = chunkBytes;
+  }
+
+  #header(call: Call, chunk: number, bytes: number): FrameHeader {
+    return {
+      group: this.group,
+      seq: call.seq,
+      op: call.kind | (reduceOpCode(call.op) << 8),
+      dtype: dtypeCode(call.dtype),
+      count: call.count,
+      root: call.root,
+      chunk,
+      bytes,
+    };
+  }
+
+  #ch(peer: number): Channel {
+    const c = this.#channels[peer];
+    if (!c) throw new InvalidArgumentError(`no channel to rank ${peer}`, { rank: this.rank });
+    return c;
+  }
+
+  /** Sends `data` as frame `chunk` of `call` to `peer`. */
+  send(peer: number, call: Call, chunk: number, data: CpuTensor | Uint8Array): Promise<void> {
+    const bytes = data instanceof Uint8Array
+      ? data
+      : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    return this.#ch(peer).send(this.#header(call, chunk, bytes.byteLength), bytes);
+  }
+
+  /** Receives frame `chunk` of `call` from `peer` into `into` (exactly its size). */
+  recv(peer: number, call: Call, chunk: number, into: CpuTensor | Uint8Array): Promise<void> {
+    const bytes = into instanceof Uint8Array
+      ? into
+      : new Uint8Array(into.buffer, into.byteOffset, into.byteLength);
+    return this.#ch(peer).recv(this.#header(call, chunk, bytes.byteLength), bytes);
+  }
+
+  /** Elements per pipelined chunk for elements of `elemBytes` bytes (at least 1). */
+  chunkElems(elemBytes: number): number {
+    return Math.max(1, Math.floor(this.chunkBytes / elemBytes));
+  }
+}
+
+/** A counter that async loops can wait on: `await p.reach(n)` resolves once `value >= n`. */
+export class Progress {
+  /** Current value. */
+  value = 0;
+  #waiters: { n: number; resolve: () => void; reject: (e: unknown) => void }[] = [];
+  #error: unknown = null;
+
+  /** Increments the value and wakes waiters whose target is reached. */
+  advance(): void {
+    this.value++;
+    if (this.#waiters.length === 0) return;
+    const still = [];
+    for (const w of this.#waiters) {
+      if (this.value >= w.n) w.resolve();
+      else still.push(w);
+    }
+    this.#waiters = still;
+  }
+
+  /** Resolves when the value reaches `n`; rejects if {@link fail} was called. */
+  reach(n: number): Promise<void> {
+    if (this.#error !== null) return Promise.reject(this.#error);
+    if (this.value >= n) return Promise.resolve();
+    return new Promise((resolve, reject) => this.#waiters.push({ n, resolve, reject }));
+  }
+
+  /** Rejects every current and future waiter with `e` (the other loop failed). */
+  fail(e: unknown): void {
+    this.#error = e;
+    for (const w of this.#waiters) w.reject(e);
+    this.#waiters = [];
+  }
+}
+
+/**
+ * Runs two cooperating loops (a sender and a receiver); the first failure rejects the whole, and
+ * the other loop's waits are released with the same error so that nothing is left parked.
+ */
+export async function both(
+  a: () => Promise<void>,
+  b: () => Promise<void>,
+  progress: Progress[],
+): Promise<void> {
+  const wrap = (f: () => Promise<void>) =>
+    f().catch((e) => {
+      for (const p of progress) p.fail(e);
+      throw e;
+    });
+  await Promise.all([wrap(a), wrap(b)]);
+}
+
+/** Balanced split of `count` elements into `n` segments: [start, length] of segment `i`. */
+export function segment(count: number, n: number, i: number): [number, number] {
+  const base = Math.floor(count / n);
+  const extra = count % n;
+  const start = i * base + Math.min(i, extra);
+  return [start, base + (i < extra ? 1 : 0)];
+}

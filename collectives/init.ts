@@ -1,0 +1,107 @@
+/**
+ * @module
+ * `initProcessGroup()`: rendezvous through the store named by the init method (env:// by default),
+ * start the transport, connect to the peers and return a ready {@link ProcessGroup}.
+ */
+
+import { type ChoirEnv, DEFAULT_TIMEOUT_MS, readEnv } from "../config.ts";
+import { InvalidArgumentError, LibraryUnavailableError } from "../errors.ts";
+import { createStore, joinBarrier, PrefixStore, type Store } from "../transports/store/mod.ts";
+import { TcpTransport } from "../transports/tcp.ts";
+import { ProcessGroup } from "./process_group.ts";
+
+/** Options of {@link initProcessGroup}; anything left out comes from the environment (env://). */
+export interface InitOptions {
+  /** `env://` (default), `tcp://host:port` or `file:///path`. */
+  initMethod?: string;
+  /** This process's rank (default: `RANK`). */
+  rank?: number;
+  /** Number of ranks (default: `WORLD_SIZE`). */
+  worldSize?: number;
+  /** The job token (default: `CHOIR_TOKEN`). */
+  token?: string;
+  /** Default timeout of rendezvous and every collective, in ms (default: `CHOIR_TIMEOUT` or 5 min). */
+  timeoutMs?: number;
+  /** Transport to use (default: `CHOIR_TRANSPORT` or `tcp`). */
+  transport?: "tcp";
+  /** Bytes per pipelined chunk of large messages (default 1 MiB). */
+  chunkBytes?: number;
+  /** Environment to read instead of the process's (for tests and embedders). */
+  env?: ChoirEnv;
+}
+
+const LOOPBACK = /^(127\.|localhost$|::1$|\[::1\]$)/;
+
+/**
+ * Joins the job: rendezvous, connect every rank to every other, and return the world group.
+ * Throws `RendezvousError` naming the ranks that never arrived when the timeout passes.
+ *
+ * @example
+ * ```ts
+ * import { initProcessGroup, ReduceOp } from "@choir/choir";
+ * const pg = await initProcessGroup(); // env://: MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE
+ * const x = new Float32Array(1024).fill(pg.rank);
+ * await pg.allReduce(x, { op: ReduceOp.SUM });
+ * await pg.destroy();
+ * ```
+ */
+export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessGroup> {
+  const env = opts.env ?? readEnv();
+  const timeoutMs = opts.timeoutMs ?? env.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  const token = opts.token ?? env.token ?? "";
+  const transport = opts.transport ?? env.transport ?? "tcp";
+  if (transport !== "tcp") {
+    throw new (transport === "shm" || transport === "ucx" ? LibraryUnavailableError : InvalidArgumentError)(
+      `transport "${transport}" is not available in this version (use tcp)`,
+      { op: "initProcessGroup" },
+    );
+  }
+  const rdzv = await createStore(opts.initMethod ?? "env://", {
+    rank: opts.rank,
+    worldSize: opts.worldSize,
+    token,
+    timeoutMs,
+    env,
+  });
+  const { rank, worldSize, store } = rdzv;
+  try {
+    const hostname = await listenAddress(env);
+    const tcp = await TcpTransport.create({
+      rank,
+      size: worldSize,
+      store: new PrefixStore("pg0/tcp/", store),
+      token,
+      timeoutMs,
+      hostname: hostname.bind,
+      advertise: hostname.advertise,
+    });
+    const pg = new ProcessGroup(tcp, {
+      timeoutMs,
+      chunkBytes: opts.chunkBytes,
+      onDestroy: () => rdzv.close(),
+    });
+    await joinBarrier(new PrefixStore("pg0/join/", store), rank, worldSize, timeoutMs);
+    await pg.connect();
+    return pg;
+  } catch (e) {
+    // Rank 0 may host the store server: keep it up a moment so the other ranks reach their own
+    // verdict (e.g. "rank 2 never arrived") instead of a vanished server.
+    if (rank === 0) await new Promise((r) => setTimeout(r, Math.min(2000, timeoutMs / 2)));
+    await rdzv.close();
+    throw e;
+  }
+}
+
+/** Where to listen: loopback for a single-host job, otherwise the interface that reaches the master. */
+async function listenAddress(env: ChoirEnv): Promise<{ bind: string; advertise?: string }> {
+  if (env.bindAddr) return { bind: env.bindAddr };
+  const master = env.masterAddr;
+  if (!master || LOOPBACK.test(master)) return { bind: "127.0.0.1" };
+  // Ask the kernel which local address routes to the master: connect once and read it back.
+  const conn = await Deno.connect({ hostname: master, port: env.masterPort ?? 29500 });
+  const local = (conn.localAddr as Deno.NetAddr).hostname;
+  conn.close();
+  return { bind: local };
+}
+
+export type { Store };

@@ -1,0 +1,427 @@
+/**
+ * @module
+ * The ProcessGroup: torch.distributed's collective API over a Transport. It checks arguments,
+ * orders collectives, stamps each with a sequence number, picks the algorithm and enforces timeouts.
+ */
+
+import {
+  ChoirError,
+  CollectiveTimeoutError,
+  GroupDestroyedError,
+  InvalidArgumentError,
+  PeerLostError,
+} from "../errors.ts";
+import type { Transport } from "../transports/transport.ts";
+import { setHeaderNames } from "../transports/frame.ts";
+import { allGatherRing } from "./allgather_ring.ts";
+import { allReduceDirect } from "./allreduce_direct.ts";
+import { allReduceRing } from "./allreduce_ring.ts";
+import { barrierDissemination } from "./barrier_dissemination.ts";
+import { broadcastBinomial } from "./broadcast_binomial.ts";
+import { broadcastChain } from "./broadcast_chain.ts";
+import { type Call, Comm, OpKind } from "./comm.ts";
+import {
+  allocLike,
+  bytesOf,
+  type CpuTensor,
+  type DType,
+  dtypeOf,
+  DTYPES,
+  isFloat,
+  opSupports,
+  REDUCE_OPS,
+  ReduceOp,
+  sliceView,
+} from "./dtype.ts";
+import { planAllReduce, planBroadcast, planReduce } from "./plan.ts";
+import { divideInto, scaleInto } from "./reduce/mod.ts";
+import { reduceBinomial } from "./reduce_binomial.ts";
+import { reduceChain } from "./reduce_chain.ts";
+import { reduceScatterRing } from "./reducescatter_ring.ts";
+import { Watchdog } from "./watchdog.ts";
+
+const KIND_NAMES = Object.fromEntries(Object.entries(OpKind).map(([k, v]) => [v, k]));
+setHeaderNames(
+  (op) =>
+    `${KIND_NAMES[op & 0xff] ?? op & 0xff}${(op >> 8) === 255 ? "" : `/${REDUCE_OPS[op >> 8] ?? op >> 8}`}`,
+  (d) => DTYPES[d] ?? String(d),
+);
+
+/** Options every operation accepts. */
+export interface OpOptions {
+  /** Element type; required for a `Uint16Array` (`"f16"` or `"bf16"`), checked otherwise. */
+  dtype?: DType;
+  /** Timeout of this call in milliseconds (default: the group's). */
+  timeoutMs?: number;
+}
+
+/** Options of reducing collectives. */
+export interface ReduceOptions extends OpOptions {
+  /** The reduction (default {@link ReduceOp.SUM}). */
+  op?: ReduceOp;
+  /** The scalar of {@link ReduceOp.PREMUL_SUM}. */
+  factor?: number;
+}
+
+/** Options of rooted collectives. */
+export interface RootOptions extends OpOptions {
+  /** The root rank (default 0). */
+  root?: number;
+}
+
+/** Options of point-to-point calls. */
+export interface P2POptions extends OpOptions {
+  /** A tag both sides must agree on (default 0). */
+  tag?: number;
+}
+
+/** Settings of a {@link ProcessGroup}. */
+export interface ProcessGroupOptions {
+  /** Default timeout of every operation, in milliseconds. */
+  timeoutMs: number;
+  /** Bytes per pipelined chunk (default 1 MiB). */
+  chunkBytes?: number;
+  /** Group id stamped on frames (0 for the world group). */
+  group?: number;
+  /** Called once by {@link ProcessGroup.destroy} after the transport is closed (e.g. to close the store). */
+  onDestroy?: () => Promise<void>;
+}
+
+/**
+ * A group of ranks that run collectives together, like torch.distributed's ProcessGroup. Create
+ * one with `initProcessGroup()`. All calls are in place on the tensors passed in; collectives run
+ * one at a time in the order they were called.
+ */
+export class ProcessGroup {
+  /** This process's rank in the group. */
+  readonly rank: number;
+  /** Number of ranks in the group. */
+  readonly size: number;
+  readonly #transport: Transport;
+  readonly #opts: ProcessGroupOptions;
+  #comm: Comm | null = null;
+  #seq = 0;
+  #tail: Promise<unknown> = Promise.resolve();
+  #inflight = 0;
+  readonly #watchdog = new Watchdog();
+  #broken: ChoirError | null = null;
+  #destroyed = false;
+  readonly #sendSeq: number[];
+  readonly #recvSeq: number[];
+
+  /** Wraps a connected transport. Most users call `initProcessGroup()` instead. */
+  constructor(transport: Transport, opts: ProcessGroupOptions) {
+    this.#transport = transport;
+    this.#opts = opts;
+    this.rank = transport.rank;
+    this.size = transport.size;
+    this.#sendSeq = new Array(this.size).fill(0);
+    this.#recvSeq = new Array(this.size).fill(0);
+  }
+
+  /** The transport's name (`tcp`, ...). */
+  get backend(): string {
+    return this.#transport.name;
+  }
+
+  /** Opens the channel to every peer, so that the first collective does not pay for connecting. */
+  async connect(): Promise<void> {
+    const channels = await Promise.all(
+      Array.from({ length: this.size }, (_, p) => p === this.rank ? null : this.#transport.channel(p)),
+    );
+    this.#comm = new Comm(
+      this.rank,
+      this.size,
+      this.#opts.group ?? 0,
+      channels,
+      this.#opts.chunkBytes ?? 1 << 20,
+    );
+  }
+
+  /** Reduces `tensor` across all ranks in place; every rank gets the result. */
+  allReduce(tensor: CpuTensor, opts: ReduceOptions = {}): Promise<void> {
+    return rejecting(() => {
+      const { dtype, op } = this.#reduceArgs("allReduce", tensor, opts);
+      const call = this.#call("allReduce", OpKind.allReduce, dtype, tensor.length, -1, op);
+      return this.#collective(call, opts, async (comm) => {
+        if (op === ReduceOp.PREMUL_SUM) scaleInto(dtype, tensor, opts.factor ?? 1);
+        const algo = planAllReduce(tensor.byteLength, this.size);
+        if (algo === "direct") await allReduceDirect(comm, call, tensor);
+        else await allReduceRing(comm, call, tensor);
+        if (op === ReduceOp.AVG) divideInto(dtype, tensor, this.size);
+      });
+    });
+  }
+
+  /** Copies `tensor` from `root` to every rank. */
+  broadcast(tensor: CpuTensor, opts: RootOptions = {}): Promise<void> {
+    return rejecting(() => {
+      const dtype = this.#dtype("broadcast", tensor, opts.dtype);
+      const root = this.#root("broadcast", opts.root);
+      const call = this.#call("broadcast", OpKind.broadcast, dtype, tensor.length, root);
+      return this.#collective(call, opts, (comm) => {
+        return planBroadcast(tensor.byteLength, this.size) === "binomial"
+          ? broadcastBinomial(comm, call, tensor)
+          : broadcastChain(comm, call, tensor);
+      });
+    });
+  }
+
+  /** Reduces `tensor` from every rank into `tensor` on `root`; other ranks' tensors are unchanged. */
+  reduce(tensor: CpuTensor, opts: ReduceOptions & RootOptions = {}): Promise<void> {
+    return rejecting(() => {
+      const { dtype, op } = this.#reduceArgs("reduce", tensor, opts);
+      const root = this.#root("reduce", opts.root);
+      const call = this.#call("reduce", OpKind.reduce, dtype, tensor.length, root, op);
+      return this.#collective(call, opts, async (comm) => {
+        let input = tensor;
+        if (op === ReduceOp.PREMUL_SUM) {
+          if (this.rank !== root) input = copyOf(tensor);
+          scaleInto(dtype, input, opts.factor ?? 1);
+        }
+        if (planReduce(tensor.byteLength, this.size) === "binomial") await reduceBinomial(comm, call, input);
+        else await reduceChain(comm, call, input);
+        if (op === ReduceOp.AVG && this.rank === root) divideInto(dtype, tensor, this.size);
+      });
+    });
+  }
+
+  /**
+   * Gathers every rank's `input` into `output` (rank r's block at `r * input.length`), like
+   * torch's `all_gather_into_tensor`. `output.length` must be `size * input.length`.
+   */
+  allGather(output: CpuTensor, input: CpuTensor, opts: OpOptions = {}): Promise<void> {
+    return rejecting(() => {
+      const dtype = this.#dtype("allGather", input, opts.dtype);
+      this.#sameType("allGather", output, input, dtype, this.size * input.length, "output");
+      const call = this.#call("allGather", OpKind.allGather, dtype, input.length, -1);
+      return this.#collective(call, opts, (comm) => {
+        if (
+          output.buffer !== input.buffer ||
+          output.byteOffset + this.rank * input.byteLength !== input.byteOffset
+        ) {
+          bytesOf(sliceView(output, this.rank * input.length, input.length)).set(bytesOf(input));
+        }
+        return allGatherRing(comm, call, output);
+      });
+    });
+  }
+
+  /**
+   * Reduces `input` (size blocks of `output.length`) across ranks and leaves block r of the result
+   * in `output` on rank r, like torch's `reduce_scatter_tensor`. `input` is not modified.
+   */
+  reduceScatter(output: CpuTensor, input: CpuTensor, opts: ReduceOptions = {}): Promise<void> {
+    return rejecting(() => {
+      const { dtype, op } = this.#reduceArgs("reduceScatter", input, opts);
+      this.#sameType("reduceScatter", input, output, dtype, this.size * output.length, "input");
+      const call = this.#call("reduceScatter", OpKind.reduceScatter, dtype, input.length, -1, op);
+      return this.#collective(call, opts, async (comm) => {
+        const work = copyOf(input);
+        if (op === ReduceOp.PREMUL_SUM) scaleInto(dtype, work, opts.factor ?? 1);
+        await reduceScatterRing(comm, call, work);
+        const mine = sliceView(work, this.rank * output.length, output.length);
+        if (op === ReduceOp.AVG) divideInto(dtype, mine, this.size);
+        bytesOf(output).set(bytesOf(mine));
+      });
+    });
+  }
+
+  /** Returns once every rank has called `barrier()`. */
+  barrier(opts: { timeoutMs?: number } = {}): Promise<void> {
+    return rejecting(() => {
+      const call = this.#call("barrier", OpKind.barrier, "u8", 0, -1);
+      return this.#collective(call, opts, (comm) => barrierDissemination(comm, call));
+    });
+  }
+
+  /** Sends `tensor` to rank `dst`; the matching `recv` must use the same size, dtype and tag. */
+  send(tensor: CpuTensor, opts: P2POptions & { dst: number }): Promise<void> {
+    return rejecting(() => {
+      const dtype = this.#dtype("send", tensor, opts.dtype);
+      const dst = this.#peer("send", opts.dst, "dst");
+      const call = this.#call(
+        "send",
+        OpKind.p2p,
+        dtype,
+        tensor.length,
+        opts.tag ?? 0,
+        undefined,
+        this.#sendSeq[dst]++,
+      );
+      return this.#p2p(call, opts, (comm) => comm.send(dst, call, 0, tensor));
+    });
+  }
+
+  /** Receives into `tensor` from rank `src`; sizes, dtype and tag must match the `send`. */
+  recv(tensor: CpuTensor, opts: P2POptions & { src: number }): Promise<void> {
+    return rejecting(() => {
+      const dtype = this.#dtype("recv", tensor, opts.dtype);
+      const src = this.#peer("recv", opts.src, "src");
+      const call = this.#call(
+        "recv",
+        OpKind.p2p,
+        dtype,
+        tensor.length,
+        opts.tag ?? 0,
+        undefined,
+        this.#recvSeq[src]++,
+      );
+      return this.#p2p(call, opts, (comm) => comm.recv(src, call, 0, tensor));
+    });
+  }
+
+  /** Waits for running collectives, then closes every connection. Later calls throw. */
+  async destroy(): Promise<void> {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    await this.#tail.catch(() => {});
+    this.#watchdog.close();
+    await this.#transport.close();
+    await this.#opts.onDestroy?.();
+  }
+
+  // ---- argument checks -------------------------------------------------------------------
+
+  #dtype(op: string, t: CpuTensor, tag: DType | undefined): DType {
+    try {
+      if (!ArrayBuffer.isView(t)) throw new InvalidArgumentError(`expected a typed array, got ${typeof t}`);
+      if (t.buffer.byteLength === 0 && t.length > 0) {
+        throw new InvalidArgumentError("the tensor's buffer is detached");
+      }
+      return dtypeOf(t, tag);
+    } catch (e) {
+      throw new InvalidArgumentError((e as Error).message, { rank: this.rank, op });
+    }
+  }
+
+  #reduceArgs(name: string, t: CpuTensor, opts: ReduceOptions): { dtype: DType; op: ReduceOp } {
+    const dtype = this.#dtype(name, t, opts.dtype);
+    const op = opts.op ?? ReduceOp.SUM;
+    if (!REDUCE_OPS.includes(op)) {
+      throw new InvalidArgumentError(`unknown reduce op ${String(op)}`, { rank: this.rank, op: name });
+    }
+    if (!opSupports(op, dtype)) {
+      throw new InvalidArgumentError(`${op} is not defined for ${dtype}`, { rank: this.rank, op: name });
+    }
+    if (op === ReduceOp.PREMUL_SUM && (opts.factor === undefined || !isFloat(dtype))) {
+      throw new InvalidArgumentError(`premul_sum needs { factor } and a float dtype`, {
+        rank: this.rank,
+        op: name,
+      });
+    }
+    return { dtype, op };
+  }
+
+  #sameType(name: string, big: CpuTensor, small: CpuTensor, dtype: DType, want: number, which: string): void {
+    if (big.constructor !== small.constructor) {
+      throw new InvalidArgumentError(`output and input have different element types`, {
+        rank: this.rank,
+        op: name,
+      });
+    }
+    if (big.length !== want) {
+      throw new InvalidArgumentError(
+        `${which} has ${big.length} ${dtype} elements, expected ${want} (${this.size} ranks x ${
+          which === "output" ? small.length : big.length / this.size
+        })`,
+        { rank: this.rank, op: name },
+      );
+    }
+  }
+
+  #root(op: string, root: number | undefined): number {
+    return this.#peer(op, root ?? 0, "root", true);
+  }
+
+  #peer(op: string, p: number, what: string, selfOk = false): number {
+    if (!Number.isInteger(p) || p < 0 || p >= this.size || (!selfOk && p === this.rank)) {
+      throw new InvalidArgumentError(
+        `${what} ${p} is not a ${selfOk ? "" : "peer "}rank of this group (size ${this.size}${
+          selfOk ? "" : `, this rank is ${this.rank}`
+        })`,
+        { rank: this.rank, op },
+      );
+    }
+    return p;
+  }
+
+  #call(
+    name: string,
+    kind: number,
+    dtype: DType,
+    count: number,
+    root: number,
+    op?: ReduceOp,
+    seq?: number,
+  ): Call {
+    if (this.#destroyed) {
+      throw new GroupDestroyedError("the process group was destroyed", { rank: this.rank, op: name });
+    }
+    return { name, kind, dtype, count, root, op, seq: seq ?? this.#seq++ };
+  }
+
+  // ---- running -----------------------------------------------------------------------------
+
+  /** Runs a collective after the previous one, with the group's timeout; a comm failure breaks the group. */
+  #collective(call: Call, opts: OpOptions, body: (comm: Comm) => Promise<void>): Promise<void> {
+    const run = () => this.#guard(call, opts, body);
+    // Start at once when nothing is in flight: saves a promise hop on every small collective.
+    const p = this.#inflight === 0 ? run() : this.#tail.then(run, run);
+    this.#inflight++;
+    const done = () => void this.#inflight--;
+    this.#tail = p.then(done, done);
+    return p;
+  }
+
+  /** Point-to-point calls run at once (not queued behind collectives), so send+recv pairs can overlap. */
+  #p2p(call: Call, opts: OpOptions, body: (comm: Comm) => Promise<void>): Promise<void> {
+    return this.#guard(call, opts, body);
+  }
+
+  async #guard(call: Call, opts: OpOptions, body: (comm: Comm) => Promise<void>): Promise<void> {
+    if (this.#broken) throw this.#broken;
+    if (this.#destroyed) {
+      throw new GroupDestroyedError("the process group was destroyed", { rank: this.rank, op: call.name });
+    }
+    if (!this.#comm) await this.connect();
+    const comm = this.#comm!;
+    const ms = opts.timeoutMs ?? this.#opts.timeoutMs;
+    try {
+      await this.#watchdog.track(body(comm), ms, () =>
+        new CollectiveTimeoutError(`${call.name} #${call.seq} did not complete`, ms, {
+          rank: this.rank,
+          op: call.name,
+        }));
+    } catch (e) {
+      const err = e instanceof ChoirError
+        ? e
+        : new PeerLostError(`${call.name} failed: ${(e as Error).message}`, {
+          rank: this.rank,
+          op: call.name,
+          cause: e,
+        });
+      if (!(err instanceof InvalidArgumentError)) {
+        // The byte streams are now in an unknown state: stop using them.
+        this.#broken = err;
+        await this.#transport.close(err);
+      }
+      throw err;
+    }
+  }
+}
+
+/** Runs `f`, turning a synchronous throw (a bad argument) into a rejected promise. */
+function rejecting(f: () => Promise<void>): Promise<void> {
+  try {
+    return f();
+  } catch (e) {
+    return Promise.reject(e);
+  }
+}
+
+function copyOf<T extends CpuTensor>(t: T): T {
+  const c = allocLike(t, t.length);
+  bytesOf(c).set(bytesOf(t));
+  return c;
+}

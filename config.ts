@@ -1,0 +1,86 @@
+/**
+ * @module
+ * The one place that reads environment variables. Everything else takes a typed {@link ChoirEnv}
+ * so that tests and embedders can pass their own values instead of mutating the process env.
+ */
+
+/** The environment contract of a choir rank (torchrun's, plus CHOIR_* settings). */
+export interface ChoirEnv {
+  /** `RANK`: this process's global rank. */
+  rank?: number;
+  /** `WORLD_SIZE`: number of ranks in the job. */
+  worldSize?: number;
+  /** `LOCAL_RANK`: rank among the processes on this host. */
+  localRank?: number;
+  /** `LOCAL_WORLD_SIZE`: number of ranks on this host. */
+  localWorldSize?: number;
+  /** `MASTER_ADDR`: host of the store server. */
+  masterAddr?: string;
+  /** `MASTER_PORT`: port of the store server. */
+  masterPort?: number;
+  /** `CHOIR_TOKEN`: the job's secret; required by the store server and transport handshakes. */
+  token?: string;
+  /** `CHOIR_TIMEOUT`: default timeout of collectives and rendezvous, in milliseconds. */
+  timeoutMs?: number;
+  /** `CHOIR_TRANSPORT`: force a transport (`tcp`, later `shm`, `ucx`). */
+  transport?: string;
+  /** `CHOIR_HOST_ID`: overrides the host identity used to find same-host peers. */
+  hostId?: string;
+  /** `CHOIR_SOCKET_IFNAME` / bind address for transport listeners. */
+  bindAddr?: string;
+  /**
+   * `CHOIR_STORE_EXTERNAL` (`1`/`true`): the store server at MASTER_ADDR:MASTER_PORT is run by
+   * someone else (the launcher), so rank 0 must not start one for `env://` rendezvous.
+   */
+  storeExternal?: boolean;
+  /** `GLIBC_TUNABLES`, read so the launcher keeps a user's value instead of setting its own. */
+  glibcTunables?: string;
+}
+
+function int(v: string | undefined): number | undefined {
+  if (v === undefined || v === "") return undefined;
+  const n = Number(v);
+  return Number.isInteger(n) ? n : undefined;
+}
+
+function bool(v: string | undefined): boolean | undefined {
+  if (v === undefined || v === "") return undefined;
+  return ["1", "true", "yes", "on"].includes(v.toLowerCase());
+}
+
+function str(v: string | undefined): string | undefined {
+  return v === undefined || v === "" ? undefined : v;
+}
+
+/**
+ * Reads the choir environment variables. Without `--allow-env` permission it returns an empty
+ * config instead of throwing, so embedders that pass everything explicitly need no env access.
+ */
+export function readEnv(get: (name: string) => string | undefined = safeGet): ChoirEnv {
+  return {
+    rank: int(get("RANK")),
+    worldSize: int(get("WORLD_SIZE")),
+    localRank: int(get("LOCAL_RANK")),
+    localWorldSize: int(get("LOCAL_WORLD_SIZE")),
+    masterAddr: str(get("MASTER_ADDR")),
+    masterPort: int(get("MASTER_PORT")),
+    token: str(get("CHOIR_TOKEN")),
+    timeoutMs: int(get("CHOIR_TIMEOUT")),
+    transport: str(get("CHOIR_TRANSPORT")),
+    hostId: str(get("CHOIR_HOST_ID")),
+    bindAddr: str(get("CHOIR_BIND_ADDR")),
+    storeExternal: bool(get("CHOIR_STORE_EXTERNAL")),
+    glibcTunables: str(get("GLIBC_TUNABLES")),
+  };
+}
+
+function safeGet(name: string): string | undefined {
+  try {
+    return Deno.env.get(name);
+  } catch {
+    return undefined;
+  }
+}
+
+/** Default timeout of collectives and rendezvous when none is configured: 5 minutes. */
+export const DEFAULT_TIMEOUT_MS = 300_000;

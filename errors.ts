@@ -1,0 +1,107 @@
+/**
+ * @module
+ * The typed errors of choir. Every throw in the library uses one of these, and each message names
+ * the rank, the operation and what differed, so that a failure in a job of many processes can be
+ * traced to its cause from any rank's log.
+ */
+
+/** What an error knows about where it happened. All fields are optional. */
+export interface ErrorContext {
+  /** The rank that raised the error. */
+  rank?: number;
+  /** The operation (collective, store call, transport call) that failed. */
+  op?: string;
+  /** The peer rank involved, when there is one. */
+  peer?: number;
+  /** The underlying error, when this one wraps another. */
+  cause?: unknown;
+}
+
+function prefix(ctx: ErrorContext): string {
+  const parts: string[] = [];
+  if (ctx.rank !== undefined) parts.push(`rank ${ctx.rank}`);
+  if (ctx.op !== undefined) parts.push(ctx.op);
+  if (ctx.peer !== undefined) parts.push(`peer ${ctx.peer}`);
+  return parts.length ? `[${parts.join(", ")}] ` : "";
+}
+
+/** Base class of every error choir throws. */
+export class ChoirError extends Error {
+  /** The rank that raised the error, if known. */
+  readonly rank?: number;
+  /** The operation that failed, if known. */
+  readonly op?: string;
+  /** The peer rank involved, if any. */
+  readonly peer?: number;
+
+  /** Builds an error whose message is prefixed with the rank, op and peer of `ctx`. */
+  constructor(message: string, ctx: ErrorContext = {}) {
+    super(prefix(ctx) + message, ctx.cause === undefined ? undefined : { cause: ctx.cause });
+    this.name = new.target.name;
+    this.rank = ctx.rank;
+    this.op = ctx.op;
+    this.peer = ctx.peer;
+  }
+}
+
+/** An argument was invalid: wrong dtype, length, root, rank, or a buffer that is too small. */
+export class InvalidArgumentError extends ChoirError {}
+
+/** An operation did not complete within its timeout. */
+export class CollectiveTimeoutError extends ChoirError {
+  /** The timeout that expired, in milliseconds. */
+  readonly timeoutMs: number;
+  /** Builds the error for an operation that ran past `timeoutMs`. */
+  constructor(message: string, timeoutMs: number, ctx: ErrorContext = {}) {
+    super(`${message} (timed out after ${timeoutMs} ms)`, ctx);
+    this.timeoutMs = timeoutMs;
+  }
+}
+
+/** A peer process went away (closed connection, exited, killed) while an operation needed it. */
+export class PeerLostError extends ChoirError {}
+
+/**
+ * Two ranks disagreed about the collective they were running: the header of a received message did
+ * not match what the receiver expected. `expected` and `received` hold both sides' fingerprints.
+ */
+export class CollectiveMismatchError extends ChoirError {
+  /** The fingerprint this rank expected. */
+  readonly expected: Readonly<Record<string, number | string>>;
+  /** The fingerprint the peer sent. */
+  readonly received: Readonly<Record<string, number | string>>;
+  /** Builds the error, listing every field that differs. */
+  constructor(
+    expected: Record<string, number | string>,
+    received: Record<string, number | string>,
+    ctx: ErrorContext = {},
+  ) {
+    const diffs = Object.keys(expected)
+      .filter((k) => expected[k] !== received[k])
+      .map((k) => `${k}: expected ${expected[k]}, peer sent ${received[k]}`);
+    super(`collective mismatch: ${diffs.join("; ")}`, ctx);
+    this.expected = expected;
+    this.received = received;
+  }
+}
+
+/** A store operation failed (the server is unreachable, refused the request, or answered badly). */
+export class StoreError extends ChoirError {}
+
+/** A store wait or get did not see its keys within the timeout. */
+export class StoreTimeoutError extends StoreError {}
+
+/** A request or connection was refused because it did not carry the job's token. */
+export class AuthError extends ChoirError {}
+
+/** Rendezvous could not complete: a rank never arrived, or the init method was malformed. */
+export class RendezvousError extends ChoirError {}
+
+/** A connection could not be made or was broken by something other than a peer's death. */
+export class TransportError extends ChoirError {}
+
+/** A system library (OpenBLAS, libucp, libcuda, ...) needed for this call is not installed. */
+export class LibraryUnavailableError extends ChoirError {}
+
+/** The process group was used after `destroy()` or `abort()`. */
+export class GroupDestroyedError extends ChoirError {}

@@ -1,0 +1,22 @@
+/**
+ * @module
+ * choir: collective communication for Deno. Ranks in separate processes join a job, then run
+ * allReduce, broadcast, reduce, allGather, reduceScatter, barrier and send/recv on typed arrays,
+ * like torch.distributed.
+ *
+ * @example
+ * ```ts
+ * // deno task launch --nproc-per-node 4 examples/allreduce.ts
+ * import { initProcessGroup, ReduceOp } from "@choir/choir";
+ * const pg = await initProcessGroup(); // env://: MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE
+ * const x = new Float32Array(1 << 20).fill(pg.rank);
+ * await pg.allReduce(x, { op: ReduceOp.SUM }); // x[i] === sum of ranks on every rank
+ * await pg.broadcast(x, { root: 0 });
+ * await pg.barrier();
+ * await pg.destroy();
+ * ```
+ */
+
+export * from "./collectives/mod.ts";
+export * from "./errors.ts";
+export { type ChoirEnv, DEFAULT_TIMEOUT_MS, readEnv } from "./config.ts";

@@ -1,0 +1,32 @@
+/**
+ * @module
+ * Every collective over real TCP between real processes, world sizes 1 to 5, checked on every rank
+ * against the independent reference (tests/collectives/reference.ts).
+ */
+
+import assert from "node:assert/strict";
+import { resultOf, runRanks } from "../helpers/ranks.ts";
+
+interface WorkerResult {
+  rank: number;
+  checks: number;
+  failures: string[];
+}
+
+for (const worldSize of [1, 2, 3, 4, 5]) {
+  Deno.test(`collectives over tcp, world size ${worldSize}`, async () => {
+    const outs = await runRanks({
+      script: "tests/fixtures/collective_worker.ts",
+      worldSize,
+      // Small chunks so that the large case really pipelines across many chunks.
+      args: [JSON.stringify({ lengths: [0, 1, 7, 1001], big: 30_011, chunkBytes: 4096 })],
+      env: { CHOIR_TRANSPORT: "tcp" },
+    });
+    for (const out of outs) {
+      assert.equal(out.code, 0, `rank ${out.rank} exited ${out.code}\n${out.stderr}`);
+      const res = resultOf<WorkerResult>(out);
+      assert.deepEqual(res.failures, [], `rank ${out.rank} failures`);
+      assert.ok(res.checks > 300, `rank ${out.rank} ran only ${res.checks} checks`);
+    }
+  });
+}

@@ -1,0 +1,233 @@
+/**
+ * @module
+ * Test-only reference: deterministic per-rank inputs and a plain, obviously-correct reduction in
+ * float64/BigInt arithmetic. It shares no code with the library's kernels on purpose.
+ */
+
+import type { CpuTensor, DType, ReduceOp } from "../../collectives/mod.ts";
+
+/** A small deterministic PRNG (mulberry32). */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/** f16 bits -> number. */
+export function f16ToNumber(h: number): number {
+  const s = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return s * m * 2 ** -24;
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+/** bf16 bits -> number. */
+export function bf16ToNumber(h: number): number {
+  const f = new Float32Array(1);
+  new Uint32Array(f.buffer)[0] = h << 16;
+  return f[0];
+}
+
+/** Exact bf16/f16 bit patterns of small "nice" values (integers and halves in [-8, 8]). */
+function halfBits(dtype: "f16" | "bf16", v: number): number {
+  // v is k/2 for an integer k in [-16, 16]: exactly representable in both formats.
+  if (dtype === "bf16") {
+    const f = new Float32Array([v]);
+    return new Uint32Array(f.buffer)[0] >>> 16;
+  }
+  if (v === 0) return 0;
+  const s = v < 0 ? 0x8000 : 0;
+  const a = Math.abs(v);
+  const e = Math.floor(Math.log2(a));
+  const m = Math.round((a / 2 ** e - 1) * 1024);
+  return s | ((e + 15) << 10) | m;
+}
+
+/** The tensor type for a dtype. */
+export function makeTensor(dtype: DType, n: number): CpuTensor {
+  switch (dtype) {
+    case "f32":
+      return new Float32Array(n);
+    case "f64":
+      return new Float64Array(n);
+    case "i32":
+      return new Int32Array(n);
+    case "i64":
+      return new BigInt64Array(n);
+    case "u8":
+      return new Uint8Array(n);
+    case "i8":
+      return new Int8Array(n);
+    case "u32":
+      return new Uint32Array(n);
+    case "f16":
+    case "bf16":
+      return new Uint16Array(n);
+  }
+}
+
+/**
+ * Rank `rank`'s input for a test case. Floats are random in [-4, 4) (products near 1); f16/bf16
+ * hold small halves so that sums are exact; integers span their full range (sums wrap).
+ */
+export function inputFor(
+  dtype: DType,
+  op: ReduceOp | "none",
+  n: number,
+  rank: number,
+  seed: number,
+): CpuTensor {
+  const r = rng(seed * 1000003 + rank * 7919 + 17);
+  const t = makeTensor(dtype, n);
+  for (let i = 0; i < n; i++) {
+    const u = r();
+    switch (dtype) {
+      case "f32":
+      case "f64":
+        (t as Float64Array)[i] = op === "product" ? 0.75 + u * 0.5 : u * 8 - 4;
+        break;
+      case "f16":
+      case "bf16":
+        (t as Uint16Array)[i] = halfBits(
+          dtype,
+          op === "product" ? (u < 0.5 ? 1 : 0.5) : Math.floor(u * 33 - 16) / 2,
+        );
+        break;
+      case "i64":
+        (t as BigInt64Array)[i] = BigInt.asIntN(
+          64,
+          BigInt(Math.floor(u * 2 ** 32)) << 31n ^ BigInt(Math.floor(r() * 2 ** 31)),
+        );
+        break;
+      default:
+        (t as Int32Array)[i] = Math.floor(u * 2 ** 32); // stored with the array's wrap-around
+    }
+  }
+  return t;
+}
+
+/** Element i of t as a number or bigint, decoding halves. */
+function get(dtype: DType, t: CpuTensor, i: number): number | bigint {
+  if (dtype === "f16") return f16ToNumber((t as Uint16Array)[i]);
+  if (dtype === "bf16") return bf16ToNumber((t as Uint16Array)[i]);
+  return t[i];
+}
+
+/** Result of one element over all ranks' values, exact (float64 / BigInt), before rounding to dtype. */
+export function reduceValues(
+  dtype: DType,
+  op: ReduceOp,
+  vals: (number | bigint)[],
+  factor: number,
+): number | bigint {
+  const ints = dtype !== "f32" && dtype !== "f64" && dtype !== "f16" && dtype !== "bf16";
+  if (dtype === "i64") {
+    const b = vals as bigint[];
+    switch (op) {
+      case "sum":
+        return BigInt.asIntN(64, b.reduce((a, x) => a + x, 0n));
+      case "avg":
+        return BigInt.asIntN(64, b.reduce((a, x) => a + x, 0n)) / BigInt(b.length);
+      case "product":
+        return BigInt.asIntN(64, b.reduce((a, x) => BigInt.asIntN(64, a * x), 1n));
+      case "min":
+        return b.reduce((a, x) => (x < a ? x : a));
+      case "max":
+        return b.reduce((a, x) => (x > a ? x : a));
+      case "band":
+        return b.reduce((a, x) => a & x);
+      case "bor":
+        return b.reduce((a, x) => a | x);
+      case "bxor":
+        return b.reduce((a, x) => a ^ x);
+      default:
+        throw new Error(`no reference for ${op} on i64`);
+    }
+  }
+  const v = vals as number[];
+  const wrap = (x: number) => {
+    const t = makeTensor(dtype, 1) as Int32Array;
+    t[0] = x;
+    return t[0];
+  };
+  switch (op) {
+    case "sum":
+      return ints
+        ? wrap(Number(v.reduce((a, x) => a + BigInt(x), 0n) % (1n << 40n)))
+        : v.reduce((a, x) => a + x, 0);
+    case "avg": {
+      if (!ints) return v.reduce((a, x) => a + x, 0) / v.length;
+      return Math.trunc(wrap(Number(v.reduce((a, x) => a + BigInt(x), 0n) % (1n << 40n))) / v.length);
+    }
+    case "premul_sum":
+      return v.reduce((a, x) => a + x * factor, 0);
+    case "product":
+      return ints
+        ? wrap(Number(v.reduce((a, x) => BigInt.asIntN(64, a * BigInt(x)), 1n) & 0xffffffffn))
+        : v.reduce((a, x) => a * x, 1);
+    case "min":
+      return v.reduce((a, x) => (x < a || Number.isNaN(x) ? x : a));
+    case "max":
+      return v.reduce((a, x) => (x > a || Number.isNaN(x) ? x : a));
+    case "band":
+      return wrap(v.reduce((a, x) => a & x));
+    case "bor":
+      return wrap(v.reduce((a, x) => a | x));
+    case "bxor":
+      return wrap(v.reduce((a, x) => a ^ x));
+  }
+}
+
+/** Relative precision of a dtype, for float comparisons. */
+function eps(dtype: DType): number {
+  return dtype === "f64" ? 2 ** -52 : dtype === "f32" ? 2 ** -23 : dtype === "f16" ? 2 ** -10 : 2 ** -7;
+}
+
+/**
+ * Compares `got` with the reference over all ranks' inputs; returns a description of the first
+ * mismatch, or null. Floats allow n rounding steps relative to the sum of magnitudes.
+ */
+export function checkResult(
+  dtype: DType,
+  op: ReduceOp,
+  got: CpuTensor,
+  inputs: CpuTensor[],
+  factor = 1,
+  range: [number, number] = [0, got.length],
+  gotOffset = 0,
+): string | null {
+  const n = inputs.length;
+  for (let i = range[0]; i < range[1]; i++) {
+    const vals = inputs.map((t) => get(dtype, t, i));
+    const want = reduceValues(dtype, op, vals, factor);
+    const g = get(dtype, got, i - range[0] + gotOffset);
+    if (typeof want === "bigint" || typeof g === "bigint") {
+      if (want !== g) return `element ${i}: got ${g}, want ${want}`;
+      continue;
+    }
+    if (Number.isNaN(want) && Number.isNaN(g)) continue;
+    const isF = dtype === "f32" || dtype === "f64" || dtype === "f16" || dtype === "bf16";
+    if (!isF || op === "min" || op === "max") {
+      if (g !== want && !(isF && Math.abs(g - want) <= Math.abs(want) * eps(dtype))) {
+        return `element ${i}: got ${g}, want ${want}`;
+      }
+      continue;
+    }
+    const mag = vals.reduce(
+      (a: number, x) => a + Math.abs(x as number) * (op === "premul_sum" ? Math.abs(factor) : 1),
+      0,
+    );
+    const scale = op === "product" ? Math.abs(want as number) : mag;
+    if (Math.abs(g - (want as number)) > 2 * n * eps(dtype) * scale + 1e-300) {
+      return `element ${i}: got ${g}, want ${want} (tolerance ${2 * n * eps(dtype) * scale})`;
+    }
+  }
+  return null;
+}

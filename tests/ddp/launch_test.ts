@@ -1,0 +1,162 @@
+/**
+ * @module
+ * Tests of the launcher: CLI parsing, line prefixing, the env each rank gets, and that one failing
+ * rank stops the others (SIGTERM, then SIGKILL) and makes the launcher exit non-zero naming it.
+ */
+
+import assert from "node:assert/strict";
+import { readEnv } from "../../config.ts";
+import { InvalidArgumentError } from "../../errors.ts";
+import { GLIBC_TUNABLES_DEFAULT, launch } from "../../ddp/launch.ts";
+import { parseLaunchArgs } from "../../ddp/launch_args.ts";
+import { splitLines } from "../../ddp/launch_output.ts";
+
+const here = (path: string) => new URL(`../../${path}`, import.meta.url).pathname;
+const text = (b: Uint8Array) => new TextDecoder().decode(b);
+
+/** Runs the launcher CLI; kills it if it is still running after `limitMs`. */
+async function runCli(args: string[], limitMs = 20_000): Promise<Deno.CommandOutput> {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", here("ddp/launch.ts"), ...args],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const timer = setTimeout(() => child.kill("SIGKILL"), limitMs);
+  try {
+    return await child.output();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+Deno.test("parseLaunchArgs: launcher options before PROGRAM, the rest untouched", () => {
+  const a = parseLaunchArgs([
+    "--nproc-per-node",
+    "4",
+    "--master-port=29500",
+    "prog.ts",
+    "--nproc-per-node",
+    "9",
+  ]);
+  assert.equal(a.nprocPerNode, 4);
+  assert.equal(a.masterPort, 29500);
+  assert.equal(a.program, "prog.ts");
+  assert.deepEqual(a.args, ["--nproc-per-node", "9"]);
+  const b = parseLaunchArgs(["--token", "s3cret", "--", "-weird-name.ts", "x"]);
+  assert.equal(b.nprocPerNode, 1);
+  assert.equal(b.token, "s3cret");
+  assert.equal(b.program, "-weird-name.ts");
+  assert.deepEqual(b.args, ["x"]);
+  assert.equal(parseLaunchArgs(["-h"]).help, true);
+  assert.throws(() => parseLaunchArgs(["--bogus", "1", "p.ts"]), InvalidArgumentError);
+  assert.throws(() => parseLaunchArgs(["--nproc-per-node", "0", "p.ts"]), /nproc-per-node/);
+  assert.throws(() => parseLaunchArgs(["--master-port", "x", "p.ts"]), /master-port/);
+  assert.throws(() => parseLaunchArgs(["--nproc-per-node", "2"]), /no PROGRAM/);
+});
+
+Deno.test("splitLines: lines split across chunks, multi-byte characters, final line without newline", async () => {
+  const enc = new TextEncoder();
+  const euro = enc.encode("€");
+  const chunks = [
+    enc.encode("a\nb"),
+    enc.encode("c\n"),
+    euro.subarray(0, 1),
+    euro.subarray(1),
+    enc.encode("\ntail"),
+  ];
+  const stream = ReadableStream.from(chunks);
+  const calls: string[][] = [];
+  await splitLines(stream, (lines) => calls.push(lines));
+  assert.deepEqual(calls, [["a"], ["bc"], ["€"], ["tail"]]);
+});
+
+Deno.test("launch CLI: 3 ranks get the rendezvous env, join through the launcher's store, output prefixed", async () => {
+  const out = await runCli(["--nproc-per-node", "3", here("tests/fixtures/launch_env.ts"), "a", "b"]);
+  const stdout = text(out.stdout);
+  const stderr = text(out.stderr);
+  assert.equal(out.code, 0, stderr);
+  const glibc = readEnv().glibcTunables ?? GLIBC_TUNABLES_DEFAULT;
+  const ports = new Set<string>();
+  for (let r = 0; r < 3; r++) {
+    const line = stdout.split("\n").find((l) => l.startsWith(`[rank ${r}] RANK=`));
+    assert.ok(line, `no env line of rank ${r} in:\n${stdout}`);
+    const expected =
+      `[rank ${r}] RANK=${r} LOCAL_RANK=${r} WORLD_SIZE=3 LOCAL_WORLD_SIZE=3 MASTER_ADDR=127.0.0.1 ` +
+      `MASTER_PORT=(\\d+) TOKEN_LENGTH=64 STORE_EXTERNAL=true GLIBC_TUNABLES=(.*) ARGS=a,b`;
+    const m = line.match(new RegExp(`^${expected.replace(/[[\]]/g, "\\$&")}$`));
+    assert.ok(m, line);
+    ports.add(m[1]);
+    assert.equal(m[2], glibc);
+    assert.ok(stdout.includes(`[rank ${r}] joined\n`), stdout);
+    assert.ok(stderr.includes(`[rank ${r}] no newline from ${r}\n`), stderr);
+  }
+  assert.equal(ports.size, 1);
+  for (const line of stdout.trimEnd().split("\n")) assert.match(line, /^\[rank [0-2]\] /);
+});
+
+Deno.test("launch CLI: a rank exiting 3 stops the others; the launcher exits non-zero naming it", async () => {
+  const t0 = performance.now();
+  const out = await runCli(["--nproc-per-node", "3", here("tests/fixtures/launch_fail.ts")]);
+  const stdout = text(out.stdout);
+  const stderr = text(out.stderr);
+  assert.ok(performance.now() - t0 < 15_000);
+  assert.equal(out.code, 3, stderr);
+  assert.match(stderr, /launch: rank 1 exited with code 3; stopping ranks 0, 2/);
+  assert.match(stderr, /job failed: rank 1 exited with code 3/);
+  assert.match(stdout, /\[rank 1\] failing now/);
+  assert.match(stdout, /\[rank 0\] sleeping/);
+  assert.match(stdout, /\[rank 2\] sleeping/);
+});
+
+Deno.test("launch(): SIGKILL after the grace period for a rank that ignores SIGTERM", async () => {
+  const lines: string[] = [];
+  const logs: string[] = [];
+  const result = await launch({
+    program: here("tests/fixtures/launch_fail.ts"),
+    args: ["stubborn"],
+    nprocPerNode: 3,
+    graceMs: 300,
+    onOutput: (rank, stream, line) => lines.push(`${rank} ${stream} ${line}`),
+    log: (m) => logs.push(m),
+  });
+  assert.equal(result.code, 3);
+  assert.equal(result.failed?.rank, 1);
+  assert.deepEqual(result.ranks.map((r) => [r.rank, r.signal]), [[0, "SIGTERM"], [1, null], [2, "SIGKILL"]]);
+  assert.equal(result.ranks[1].code, 3);
+  assert.ok(lines.includes("1 stdout failing now"), lines.join("\n"));
+  assert.ok(logs.some((m) => /rank 1 exited with code 3/.test(m)), logs.join("\n"));
+  assert.ok(logs.some((m) => /ranks 2 ignored SIGTERM; sending SIGKILL/.test(m)), logs.join("\n"));
+});
+
+Deno.test("launch CLI: SIGTERM to the launcher is forwarded to every rank", async () => {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      here("ddp/launch.ts"),
+      "--nproc-per-node",
+      "2",
+      here("tests/fixtures/launch_fail.ts"),
+      "sleep",
+    ],
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const timer = setTimeout(() => child.kill("SIGKILL"), 20_000);
+  const stderr = new Response(child.stderr).text();
+  let seen = "";
+  const sleeping = new Set<string>();
+  for await (const chunk of child.stdout.pipeThrough(new TextDecoderStream())) {
+    seen += chunk;
+    for (const m of seen.matchAll(/\[rank (\d)\] sleeping/g)) sleeping.add(m[1]);
+    if (sleeping.size === 2) {
+      child.kill("SIGTERM");
+      break;
+    }
+  }
+  const status = await child.status;
+  clearTimeout(timer);
+  await stderr;
+  assert.equal(sleeping.size, 2, seen);
+  assert.equal(status.code, 143);
+});

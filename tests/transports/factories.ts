@@ -1,0 +1,31 @@
+/**
+ * @module
+ * Builds a transport by name for the conformance suite. A new transport adds one line here and then
+ * must pass tests/transports/conformance_test.ts unchanged.
+ */
+
+import type { Store } from "../../transports/store/mod.ts";
+import { TcpTransport } from "../../transports/tcp.ts";
+import type { Transport } from "../../transports/transport.ts";
+
+/** What every transport factory receives. */
+export interface FactoryOptions {
+  rank: number;
+  size: number;
+  store: Store;
+  token: string;
+  timeoutMs: number;
+}
+
+/** The transports the conformance suite runs over. */
+export const TRANSPORTS = ["tcp"] as const;
+
+/** Creates transport `name` for one rank. */
+export function makeTransport(name: string, o: FactoryOptions): Promise<Transport> {
+  switch (name) {
+    case "tcp":
+      return TcpTransport.create(o);
+    default:
+      throw new Error(`unknown transport ${name}`);
+  }
+}

@@ -1,0 +1,19 @@
+/**
+ * @module
+ * Transports move framed bytes between two ranks (TCP now; shared memory and UCX later), and the
+ * store and rendezvous machinery ranks use to find each other.
+ *
+ * @example
+ * ```ts
+ * import { MemoryStore, TcpTransport } from "@choir/choir/transports";
+ * const store = new MemoryStore();
+ * const t = await TcpTransport.create({ rank: 0, size: 1, store, token: "secret", timeoutMs: 5000 });
+ * await t.close();
+ * ```
+ */
+
+export type { Channel, Transport } from "./transport.ts";
+export { decodeHeader, encodeHeader, type FrameHeader, HEADER_BYTES } from "./frame.ts";
+export { TcpTransport, type TcpTransportOptions } from "./tcp.ts";
+export { constantTimeEqual, generateToken } from "./token.ts";
+export * from "./store/mod.ts";

@@ -1,0 +1,15 @@
+/**
+ * @module
+ * The store folder's public face: the Store interface, its implementations (memory, file, prefix,
+ * TCP client and Hono server) and rendezvous (init methods, createStore, joinBarrier).
+ */
+
+export type { Store } from "./store.ts";
+export { MemoryStore, type MemoryStoreOptions } from "./memory_store.ts";
+export { FileStore, type FileStoreOptions } from "./file_store.ts";
+export { PrefixStore } from "./prefix_store.ts";
+export { TcpStore, type TcpStoreOptions } from "./tcp_store.ts";
+export { startStoreServer, type StoreServer, type StoreServerOptions } from "./tcp_server.ts";
+export { type InitMethod, parseInitMethod } from "./init_method.ts";
+export { createStore, type CreateStoreOptions, joinBarrier, type Rendezvous } from "./rendezvous.ts";
+export { DEFAULT_STORE_TIMEOUT_MS } from "./store_util.ts";

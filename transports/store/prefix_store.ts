@@ -1,0 +1,96 @@
+/**
+ * @module
+ * PrefixStore: a view of another Store whose keys all start with a prefix, so that groups and
+ * subsystems sharing one store cannot collide. It owns nothing; closing it leaves the inner store open.
+ */
+
+import type { Store } from "./store.ts";
+import { checkKey, closedError } from "./store_util.ts";
+
+/**
+ * A {@link Store} that forwards every call to `store` with the prefix put before each key: `prefix/key`,
+ * or `prefixkey` when the prefix already ends with "/".
+ * `numKeys()` counts the inner store's keys (all prefixes), as torch's PrefixStore does.
+ */
+export class PrefixStore implements Store {
+  /** The prefix as given. */
+  readonly prefix: string;
+  readonly #head: string;
+  /** The store the keys live in. */
+  readonly inner: Store;
+  #closed = false;
+
+  /** Creates a view of `store` under `prefix`. */
+  constructor(prefix: string, store: Store) {
+    this.prefix = prefix;
+    this.#head = prefix.endsWith("/") ? prefix : `${prefix}/`;
+    this.inner = store;
+  }
+
+  /** Sets `prefix/key`. */
+  async set(key: string, value: Uint8Array | string): Promise<void> {
+    this.#open("store.set");
+    return await this.inner.set(this.#key(key), value);
+  }
+
+  /** Returns the value of `prefix/key`, waiting for it like the inner store does. */
+  async get(key: string): Promise<Uint8Array> {
+    this.#open("store.get");
+    return await this.inner.get(this.#key(key));
+  }
+
+  /** Adds `amount` to the counter `prefix/key`. */
+  async add(key: string, amount: number): Promise<number> {
+    this.#open("store.add");
+    return await this.inner.add(this.#key(key), amount);
+  }
+
+  /** Compare-and-set of `prefix/key`. */
+  async compareSet(
+    key: string,
+    expected: Uint8Array | string,
+    desired: Uint8Array | string,
+  ): Promise<Uint8Array> {
+    this.#open("store.compareSet");
+    return await this.inner.compareSet(this.#key(key), expected, desired);
+  }
+
+  /** Waits for every `prefix/key` (the timeout error names the prefixed keys). */
+  async wait(keys: string[], timeoutMs?: number): Promise<void> {
+    this.#open("store.wait");
+    return await this.inner.wait(keys.map((k) => this.#key(k)), timeoutMs);
+  }
+
+  /** Whether every `prefix/key` is set. */
+  async check(keys: string[]): Promise<boolean> {
+    this.#open("store.check");
+    return await this.inner.check(keys.map((k) => this.#key(k)));
+  }
+
+  /** Deletes `prefix/key`. */
+  async deleteKey(key: string): Promise<boolean> {
+    this.#open("store.deleteKey");
+    return await this.inner.deleteKey(this.#key(key));
+  }
+
+  /** The number of keys in the inner store. */
+  async numKeys(): Promise<number> {
+    this.#open("store.numKeys");
+    return await this.inner.numKeys();
+  }
+
+  /** Refuses later calls on this view; the inner store stays open (its owner closes it). */
+  close(): Promise<void> {
+    this.#closed = true;
+    return Promise.resolve();
+  }
+
+  #key(key: string): string {
+    checkKey(key, { op: "PrefixStore" });
+    return this.#head + key;
+  }
+
+  #open(op: string): void {
+    if (this.#closed) throw closedError({ op });
+  }
+}

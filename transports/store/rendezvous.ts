@@ -1,0 +1,186 @@
+/**
+ * @module
+ * Rendezvous: turns an init method and the rank's env into a connected Store (rank 0 starting the
+ * TCP server when nobody else runs one), and `joinBarrier`, which names the ranks that never came.
+ */
+
+import { type ChoirEnv, DEFAULT_TIMEOUT_MS } from "../../config.ts";
+import { AuthError, RendezvousError, StoreTimeoutError } from "../../errors.ts";
+import { FileStore } from "./file_store.ts";
+import { parseInitMethod } from "./init_method.ts";
+import type { Store } from "./store.ts";
+import { startStoreServer, type StoreServer } from "./tcp_server.ts";
+import { TcpStore } from "./tcp_store.ts";
+
+/** Options of {@link createStore}; each falls back to the matching field of `env`. */
+export interface CreateStoreOptions {
+  /** This process's rank (default `env.rank`, i.e. RANK). */
+  rank?: number;
+  /** Number of ranks (default `env.worldSize`, i.e. WORLD_SIZE). */
+  worldSize?: number;
+  /** The job's secret for the TCP store (default `env.token`, i.e. CHOIR_TOKEN). */
+  token?: string;
+  /** Timeout of store calls and of reaching the server, in ms (default `env.timeoutMs`, else 300000). */
+  timeoutMs?: number;
+  /** The environment, as read by `readEnv()` (default: empty, so only explicit options count). */
+  env?: ChoirEnv;
+}
+
+/** A rank's side of a rendezvous: its store, rank and world size. */
+export interface Rendezvous {
+  /** The store shared by every rank of the job. */
+  readonly store: Store;
+  /** This process's rank. */
+  readonly rank: number;
+  /** Number of ranks in the job. */
+  readonly worldSize: number;
+  /** Closes the store client, and the server if this rank started one. */
+  close(): Promise<void>;
+}
+
+/**
+ * Creates the job's store from `initMethod` (undefined = `env://`):
+ * - `env://`: the TCP store at MASTER_ADDR:MASTER_PORT. Rank 0 starts the server there unless
+ *   CHOIR_STORE_EXTERNAL is set (the launcher runs it).
+ * - `tcp://HOST:PORT`: the TCP store at HOST:PORT; rank 0 always starts the server.
+ * - `file:///PATH`: a FileStore in directory PATH (removed when every rank has closed it).
+ *
+ * TCP stores are contacted once before returning (retrying until the timeout, since rank 0 may start
+ * late). Throws RendezvousError for a malformed URL, a missing rank/world size/address/token, or an
+ * unreachable server; AuthError when the server refuses the token.
+ */
+export async function createStore(
+  initMethod: string | undefined,
+  opts: CreateStoreOptions = {},
+): Promise<Rendezvous> {
+  const env = opts.env ?? {};
+  const method = parseInitMethod(initMethod);
+  const scheme = `${method.kind}://`;
+  const op = "createStore";
+  const { rank, worldSize } = checkRankAndSize(
+    scheme,
+    opts.rank ?? env.rank,
+    opts.worldSize ?? env.worldSize,
+    op,
+  );
+  const timeoutMs = opts.timeoutMs ?? env.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+
+  if (method.kind === "file") {
+    const store = new FileStore(method.path, { rank, worldSize, timeoutMs });
+    return { store, rank, worldSize, close: () => store.close() };
+  }
+
+  let host: string;
+  let port: number;
+  let serve: boolean;
+  if (method.kind === "env") {
+    if (env.masterAddr === undefined || env.masterPort === undefined) {
+      const missing = [
+        env.masterAddr === undefined && "MASTER_ADDR",
+        env.masterPort === undefined && "MASTER_PORT",
+      ];
+      throw new RendezvousError(`env:// needs ${missing.filter(Boolean).join(" and ")} in the environment`, {
+        rank,
+        op,
+      });
+    }
+    host = env.masterAddr;
+    port = env.masterPort;
+    serve = rank === 0 && env.storeExternal !== true;
+  } else {
+    host = method.host;
+    port = method.port;
+    serve = rank === 0;
+  }
+  const token = opts.token ?? env.token;
+  if (token === undefined || token === "") {
+    throw new RendezvousError(`${scheme} needs the job token (CHOIR_TOKEN or the token option)`, {
+      rank,
+      op,
+    });
+  }
+
+  let server: StoreServer | undefined;
+  if (serve) {
+    try {
+      server = await startStoreServer({ hostname: host, port, token, rank });
+    } catch (err) {
+      throw new RendezvousError(
+        `rank 0 could not start the store server on ${host}:${port}: ${errText(err)}`,
+        {
+          rank,
+          op,
+          cause: err,
+        },
+      );
+    }
+  }
+  const store = new TcpStore({ host, port, token, timeoutMs, rank });
+  const close = async () => {
+    await store.close();
+    await server?.close();
+  };
+  try {
+    await store.check([]);
+  } catch (err) {
+    await close();
+    if (err instanceof AuthError) throw err;
+    throw new RendezvousError(`rank ${rank} found no store: ${errText(err)}`, { rank, op, cause: err });
+  }
+  return { store, rank, worldSize, close };
+}
+
+/**
+ * Waits until all `worldSize` ranks have called it with the same `tag`. On timeout, throws
+ * RendezvousError naming the ranks that never arrived ("ranks 2, 3 of 4 never arrived within 5000 ms").
+ * Each barrier needs its own `tag`: arrivals are kept in the store, so a reused tag passes at once.
+ */
+export async function joinBarrier(
+  store: Store,
+  rank: number,
+  worldSize: number,
+  timeoutMs: number,
+  tag = "choir/join",
+): Promise<void> {
+  const op = "joinBarrier";
+  checkRankAndSize("joinBarrier", rank, worldSize, op);
+  const keys = Array.from({ length: worldSize }, (_, r) => `${tag}/${r}`);
+  await store.set(keys[rank], "1");
+  try {
+    await store.wait(keys, timeoutMs);
+  } catch (err) {
+    if (!(err instanceof StoreTimeoutError)) throw err;
+    const missing: number[] = [];
+    for (let r = 0; r < worldSize; r++) if (!(await store.check([keys[r]]))) missing.push(r);
+    if (missing.length === 0) return;
+    const who = missing.length === 1 ? `rank ${missing[0]}` : `ranks ${missing.join(", ")}`;
+    throw new RendezvousError(`${who} of ${worldSize} never arrived within ${timeoutMs} ms`, {
+      rank,
+      op,
+      cause: err,
+    });
+  }
+}
+
+function checkRankAndSize(
+  what: string,
+  rank: number | undefined,
+  worldSize: number | undefined,
+  op: string,
+): { rank: number; worldSize: number } {
+  if (worldSize === undefined) {
+    throw new RendezvousError(`${what} needs WORLD_SIZE (or the worldSize option)`, { op });
+  }
+  if (rank === undefined) throw new RendezvousError(`${what} needs RANK (or the rank option)`, { op });
+  if (!Number.isInteger(worldSize) || worldSize < 1) {
+    throw new RendezvousError(`world size must be a positive integer, got ${worldSize}`, { rank, op });
+  }
+  if (!Number.isInteger(rank) || rank < 0 || rank >= worldSize) {
+    throw new RendezvousError(`rank must be an integer in [0, ${worldSize}), got ${rank}`, { rank, op });
+  }
+  return { rank, worldSize };
+}
+
+function errText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,59 @@
+/**
+ * @module
+ * The HTTP wire contract between TcpStore and the store server: routes, the compare-set body framing
+ * and the token check. Both sides import it so they cannot drift apart. Not part of the public API.
+ */
+
+/**
+ * Routes, all under `/v1` and all requiring `Authorization: Bearer <token>`:
+ * - `PUT    /v1/kv/:key`            body = value                      → 204
+ * - `GET    /v1/kv/:key?timeout=ms` long-polls until set              → 200 value | 408 {missing}
+ * - `DELETE /v1/kv/:key`                                              → 200 boolean (existed)
+ * - `POST   /v1/add/:key?amount=n`                                    → 200 new value (decimal)
+ * - `POST   /v1/cas/:key`           body = framed(expected, desired)  → 200 value afterwards
+ * - `POST   /v1/wait?timeout=ms`    body = {"keys": [...]}            → 204 | 408 {missing}
+ * - `POST   /v1/check`              body = {"keys": [...]}            → 200 boolean
+ * - `GET    /v1/num-keys`                                             → 200 number
+ * 503 means the server is shutting down; 400 a malformed request; 401 a missing or wrong token;
+ * 409 an operation the data refuses (add on a value that is not a counter).
+ */
+export const API = "/v1";
+
+/** The path of a single-key route, the key url-encoded into one path segment. */
+export function keyPath(route: "kv" | "add" | "cas", key: string): string {
+  return `${API}/${route}/${encodeURIComponent(key)}`;
+}
+
+/** Frames a compare-set body: 4-byte big-endian length of `expected`, `expected`, then `desired`. */
+export function frameCompareSet(expected: Uint8Array, desired: Uint8Array): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(4 + expected.length + desired.length);
+  new DataView(out.buffer).setUint32(0, expected.length);
+  out.set(expected, 4);
+  out.set(desired, 4 + expected.length);
+  return out;
+}
+
+/** Splits a body made by {@link frameCompareSet}; undefined if it is malformed. */
+export function unframeCompareSet(
+  body: Uint8Array,
+): { expected: Uint8Array; desired: Uint8Array } | undefined {
+  if (body.length < 4) return undefined;
+  const n = new DataView(body.buffer, body.byteOffset, body.byteLength).getUint32(0);
+  if (4 + n > body.length) return undefined;
+  return { expected: body.subarray(4, 4 + n), desired: body.subarray(4 + n) };
+}
+
+const encoder = new TextEncoder();
+
+/**
+ * Compares a request's Authorization header with `Bearer <token>` in time that does not depend on
+ * where they first differ (only on the longer length), so the token cannot be guessed byte by byte.
+ */
+export function tokenMatches(header: string | undefined, token: string): boolean {
+  const got = encoder.encode(header ?? "");
+  const want = encoder.encode(`Bearer ${token}`);
+  const n = Math.max(got.length, want.length);
+  let diff = got.length ^ want.length;
+  for (let i = 0; i < n; i++) diff |= (got[i] ?? 0) ^ (want[i] ?? 0);
+  return diff === 0;
+}

@@ -1,0 +1,262 @@
+/**
+ * @module
+ * TcpStore: the Store client of the Hono store server, over fetch with one keep-alive HTTP client.
+ * `get`/`wait` long-poll on the server; the first contact retries refused connections until its timeout.
+ */
+
+import { AuthError, StoreError } from "../../errors.ts";
+import type { Store } from "./store.ts";
+import { frameCompareSet, keyPath } from "./tcp_protocol.ts";
+import {
+  checkAmount,
+  checkKey,
+  checkTimeout,
+  closedError,
+  DEFAULT_STORE_TIMEOUT_MS,
+  isUnbounded,
+  sleep,
+  toBytes,
+  waitTimeout,
+} from "./store_util.ts";
+
+/** Options of a {@link TcpStore}. */
+export interface TcpStoreOptions {
+  /** Host of the store server. */
+  host: string;
+  /** Port of the store server. */
+  port: number;
+  /** The job's secret, sent as `Authorization: Bearer <token>`. */
+  token: string;
+  /** Default timeout of `get`/`wait`, and the timeout of every other request, in ms (default 300000). */
+  timeoutMs?: number;
+  /**
+   * How long the first request retries a refused connection (the server may start a moment after
+   * this rank), in ms; default `timeoutMs`. Later requests fail at once when the server is gone.
+   */
+  connectTimeoutMs?: number;
+  /** The rank using this client, named in its errors. */
+  rank?: number;
+}
+
+type Ctx = { rank?: number; op: string };
+
+interface Call {
+  method: "GET" | "PUT" | "POST" | "DELETE";
+  path: string;
+  body?: Uint8Array<ArrayBuffer> | string;
+  /** For long-polls: how long the server should wait, in ms (sent as `?timeout=`). */
+  waitMs?: number;
+  /** For long-polls: the keys waited for, named if the client-side deadline passes. */
+  keys?: string[];
+}
+
+/** Extra time a long-poll gives the server to answer 408 before the client aborts on its own. */
+const LONG_POLL_SLACK_MS = 2_000;
+const RETRY_MIN_MS = 10;
+const RETRY_MAX_MS = 250;
+
+/** A {@link Store} client of a server started by `startStoreServer`. */
+export class TcpStore implements Store {
+  /** Base URL of the server, e.g. `http://127.0.0.1:29500`. */
+  readonly url: string;
+  /** Default timeout of `get`/`wait` and of every other request, in ms. */
+  readonly timeoutMs: number;
+  /** The rank named in errors, if any. */
+  readonly rank?: number;
+  readonly #auth: string;
+  readonly #connectTimeoutMs: number;
+  readonly #client: Deno.HttpClient;
+  readonly #closing = new AbortController();
+  readonly #inflight = new Set<Promise<unknown>>();
+  #contacted = false;
+  #closed = false;
+
+  /** Creates a client; nothing is sent until the first call. */
+  constructor(opts: TcpStoreOptions) {
+    this.rank = opts.rank;
+    this.timeoutMs = opts.timeoutMs ?? DEFAULT_STORE_TIMEOUT_MS;
+    this.#connectTimeoutMs = opts.connectTimeoutMs ?? this.timeoutMs;
+    checkTimeout(this.timeoutMs, { rank: this.rank, op: "TcpStore" });
+    const host = opts.host.includes(":") && !opts.host.startsWith("[") ? `[${opts.host}]` : opts.host;
+    this.url = `http://${host}:${opts.port}`;
+    this.#auth = `Bearer ${opts.token}`;
+    this.#client = Deno.createHttpClient({});
+  }
+
+  /** Sets `key` to `value`. */
+  async set(key: string, value: Uint8Array | string): Promise<void> {
+    const ctx = this.#ctx("store.set", key);
+    await this.#call(ctx, { method: "PUT", path: keyPath("kv", key), body: toBytes(value) });
+  }
+
+  /** Returns the value of `key`; the server holds the request until it is set or `timeoutMs` passes. */
+  async get(key: string, timeoutMs: number = this.timeoutMs): Promise<Uint8Array> {
+    const ctx = this.#ctx("store.get", key);
+    checkTimeout(timeoutMs, ctx);
+    return await this.#call(ctx, { method: "GET", path: keyPath("kv", key), waitMs: timeoutMs, keys: [key] });
+  }
+
+  /** Adds `amount` to the counter at `key` (absent = 0), atomically on the server; returns the new value. */
+  async add(key: string, amount: number): Promise<number> {
+    const ctx = this.#ctx("store.add", key);
+    checkAmount(amount, ctx);
+    const path = `${keyPath("add", key)}?amount=${amount}`;
+    const body = await this.#call(ctx, { method: "POST", path });
+    return Number(new TextDecoder().decode(body));
+  }
+
+  /** Sets `key` to `desired` if it holds `expected` (empty = absent); returns the value afterwards. */
+  async compareSet(
+    key: string,
+    expected: Uint8Array | string,
+    desired: Uint8Array | string,
+  ): Promise<Uint8Array> {
+    const ctx = this.#ctx("store.compareSet", key);
+    const body = frameCompareSet(toBytes(expected), toBytes(desired));
+    return await this.#call(ctx, { method: "POST", path: keyPath("cas", key), body });
+  }
+
+  /** Waits until every key is set (one long-poll); StoreTimeoutError names the keys still missing. */
+  async wait(keys: string[], timeoutMs: number = this.timeoutMs): Promise<void> {
+    const ctx = this.#ctx("store.wait");
+    for (const key of keys) checkKey(key, ctx);
+    checkTimeout(timeoutMs, ctx);
+    const body = JSON.stringify({ keys });
+    await this.#call(ctx, { method: "POST", path: "/v1/wait", body, waitMs: timeoutMs, keys });
+  }
+
+  /** Returns whether every key in `keys` is set. */
+  async check(keys: string[]): Promise<boolean> {
+    const ctx = this.#ctx("store.check");
+    for (const key of keys) checkKey(key, ctx);
+    const body = await this.#call(ctx, { method: "POST", path: "/v1/check", body: JSON.stringify({ keys }) });
+    return JSON.parse(new TextDecoder().decode(body)) === true;
+  }
+
+  /** Deletes `key`; returns whether it existed. */
+  async deleteKey(key: string): Promise<boolean> {
+    const ctx = this.#ctx("store.deleteKey", key);
+    const body = await this.#call(ctx, { method: "DELETE", path: keyPath("kv", key) });
+    return JSON.parse(new TextDecoder().decode(body)) === true;
+  }
+
+  /** The number of keys on the server. */
+  async numKeys(): Promise<number> {
+    const ctx = this.#ctx("store.numKeys");
+    const body = await this.#call(ctx, { method: "GET", path: "/v1/num-keys" });
+    return Number(JSON.parse(new TextDecoder().decode(body)));
+  }
+
+  /** Aborts pending requests (they fail with StoreError), then closes the connections. Idempotent. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#closing.abort();
+    await Promise.allSettled([...this.#inflight]);
+    this.#client.close();
+  }
+
+  #ctx(op: string, key?: string): Ctx {
+    const ctx = { rank: this.rank, op };
+    if (this.#closed) throw closedError(ctx);
+    if (key !== undefined) checkKey(key, ctx);
+    return ctx;
+  }
+
+  /** Runs one request, tracked so that `close()` can wait for it; resolves to the response body. */
+  #call(ctx: Ctx, call: Call): Promise<Uint8Array> {
+    const p = this.#send(ctx, call);
+    this.#inflight.add(p);
+    const forget = () => this.#inflight.delete(p);
+    p.then(forget, forget);
+    return p;
+  }
+
+  async #send(ctx: Ctx, call: Call): Promise<Uint8Array> {
+    const start = Date.now();
+    const waitDeadline = call.waitMs === undefined ? undefined : start + call.waitMs;
+    for (let delay = RETRY_MIN_MS;; delay = Math.min(delay * 2, RETRY_MAX_MS)) {
+      try {
+        return await this.#attempt(ctx, call, waitDeadline);
+      } catch (err) {
+        if (!(err instanceof ConnectFailure)) throw err;
+        const tried = Date.now() - start;
+        if (this.#contacted || !err.connecting || tried >= this.#connectTimeoutMs) {
+          const why = this.#contacted ? "it stopped answering" : `tried for ${tried} ms`;
+          throw new StoreError(`cannot reach the store server at ${this.url} (${why}): ${err.message}`, {
+            ...ctx,
+            cause: err.cause,
+          });
+        }
+        await sleep(Math.min(delay, this.#connectTimeoutMs - tried), this.#closing.signal, ctx);
+      }
+    }
+  }
+
+  /** One HTTP exchange with its own deadline; a failed connection surfaces as ConnectFailure. */
+  async #attempt(ctx: Ctx, call: Call, waitDeadline: number | undefined): Promise<Uint8Array> {
+    let path = call.path;
+    let limitMs = this.timeoutMs;
+    if (waitDeadline !== undefined) {
+      const left = isUnbounded(call.waitMs!) ? call.waitMs! : Math.max(0, waitDeadline - Date.now());
+      path += `?timeout=${left}`;
+      limitMs = left + LONG_POLL_SLACK_MS;
+    }
+    const timer = new AbortController();
+    const handle = isUnbounded(limitMs) ? undefined : setTimeout(() => timer.abort(), limitMs);
+    const signal = AbortSignal.any([timer.signal, this.#closing.signal]);
+    try {
+      const res = await fetch(this.url + path, {
+        method: call.method,
+        headers: { authorization: this.#auth, "content-type": "application/octet-stream" },
+        body: call.body,
+        signal,
+        client: this.#client,
+      });
+      const body = new Uint8Array(await res.arrayBuffer());
+      this.#contacted = true;
+      if (res.ok) return body;
+      throw this.#statusError(ctx, res.status, body, call);
+    } catch (err) {
+      if (this.#closing.signal.aborted) throw closedError(ctx);
+      if (timer.signal.aborted) {
+        if (call.keys !== undefined) throw waitTimeout(call.keys, call.waitMs!, ctx);
+        throw new StoreError(`no answer from the store server at ${this.url} within ${limitMs} ms`, ctx);
+      }
+      if (err instanceof TypeError) throw new ConnectFailure(err);
+      throw err;
+    } finally {
+      if (handle !== undefined) clearTimeout(handle);
+    }
+  }
+
+  #statusError(ctx: Ctx, status: number, body: Uint8Array, call: Call): Error {
+    const text = new TextDecoder().decode(body);
+    if (status === 401) {
+      return new AuthError(`the store server at ${this.url} refused the job token (HTTP 401)`, ctx);
+    }
+    if (status === 408 && call.waitMs !== undefined) {
+      let missing = call.keys ?? [];
+      try {
+        const parsed = JSON.parse(text) as { missing?: unknown };
+        if (Array.isArray(parsed.missing)) missing = parsed.missing.map(String);
+      } catch {
+        // Keep the keys we asked for.
+      }
+      return waitTimeout(missing, call.waitMs, ctx);
+    }
+    const what = status === 503 ? "is shutting down" : `answered HTTP ${status}`;
+    return new StoreError(`the store server at ${this.url} ${what}: ${text}`, ctx);
+  }
+}
+
+/** A fetch that failed below HTTP (refused, reset, unreachable host); retried on first contact only. */
+class ConnectFailure extends Error {
+  /** Whether it failed while connecting, so that the request surely was not sent. */
+  readonly connecting: boolean;
+  constructor(err: TypeError) {
+    const cause = err.cause instanceof Error ? err.cause.message : String(err.cause ?? "");
+    super(cause.includes("Connection refused") ? "connection refused" : cause || err.message, { cause: err });
+    this.connecting = /\(Connect\)|connect error|Connection refused/i.test(cause);
+  }
+}

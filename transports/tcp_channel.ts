@@ -1,0 +1,199 @@
+/**
+ * @module
+ * One framed, full-duplex TCP link to a peer. Small frames go out in one write with their header;
+ * large payloads are read straight into the caller's buffer (no intermediate copy).
+ */
+
+import { ChoirError, PeerLostError, TransportError } from "../errors.ts";
+import { checkHeader, decodeHeader, encodeHeader, type FrameHeader, HEADER_BYTES } from "./frame.ts";
+import type { Channel } from "./transport.ts";
+
+/** Frames up to this payload size are copied next to their header and written in one call. */
+const COALESCE_BYTES = 32 * 1024;
+/** Size of the read staging buffer; reads of at least half of it go straight to the destination. */
+const STAGE_BYTES = 64 * 1024;
+
+/** Turns a socket error or EOF into the typed error survivors see. */
+function lostError(rank: number, peer: number, op: string, cause?: unknown): ChoirError {
+  if (cause instanceof ChoirError) return cause;
+  const why = cause instanceof Error ? `: ${cause.message}` : " (connection closed)";
+  return new PeerLostError(`lost the connection to rank ${peer}${why}`, { rank, peer, op, cause });
+}
+
+/** A {@link Channel} over one `Deno.TcpConn`. */
+export class TcpChannel implements Channel {
+  /** The peer's rank. */
+  readonly peer: number;
+  readonly #rank: number;
+  readonly #conn: Deno.Conn;
+  readonly #stage = new Uint8Array(STAGE_BYTES);
+  #pos = 0;
+  #end = 0;
+  readonly #hdrIn = new Uint8Array(HEADER_BYTES);
+  readonly #hdrInView = new DataView(this.#hdrIn.buffer);
+  readonly #out = new Uint8Array(HEADER_BYTES + COALESCE_BYTES);
+  readonly #outView = new DataView(this.#out.buffer);
+  #sendTail: Promise<void> = Promise.resolve();
+  #recvTail: Promise<void> = Promise.resolve();
+  #sendsPending = 0;
+  #recvsPending = 0;
+  #failed: ChoirError | null = null;
+  #closed = false;
+
+  /** Wraps an established, handshaken connection to `peer`. */
+  constructor(conn: Deno.Conn, rank: number, peer: number) {
+    this.#conn = conn;
+    this.#rank = rank;
+    this.peer = peer;
+    if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
+  }
+
+  /** Sends one frame; frames are written in call order. */
+  send(header: FrameHeader, payload: Uint8Array): Promise<void> {
+    if (this.#failed) return Promise.reject(this.#failed);
+    // Fast path: nothing queued, start at once (saves a microtask hop for small messages).
+    const run = () => this.#doSend(header, payload);
+    const p = this.#sendsPending === 0 ? run() : this.#sendTail.then(run);
+    this.#sendsPending++;
+    const done = p.finally(() => this.#sendsPending--);
+    this.#sendTail = done.catch(() => {});
+    return done;
+  }
+
+  /** Receives the next frame into `into`; frames are read in call order. */
+  recv(expected: FrameHeader, into: Uint8Array): Promise<void> {
+    if (this.#failed) return Promise.reject(this.#failed);
+    const run = () => this.#doRecv(expected, into);
+    const p = this.#recvsPending === 0 ? run() : this.#recvTail.then(run);
+    this.#recvsPending++;
+    const done = p.finally(() => this.#recvsPending--);
+    this.#recvTail = done.catch(() => {});
+    return done;
+  }
+
+  /** Closes the connection; later and pending operations fail with `reason` or PeerLostError. */
+  close(reason?: ChoirError): void {
+    if (reason && !this.#failed) this.#failed = reason;
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      this.#conn.close();
+    } catch { /* already closed */ }
+  }
+
+  #fail(op: string, cause?: unknown): ChoirError {
+    if (!this.#failed) {
+      this.#failed = this.#closed && !(cause instanceof ChoirError)
+        ? new TransportError(`channel to rank ${this.peer} was closed`, {
+          rank: this.#rank,
+          peer: this.peer,
+          op,
+        })
+        : lostError(this.#rank, this.peer, op, cause);
+    }
+    this.close();
+    return this.#failed;
+  }
+
+  async #doSend(h: FrameHeader, payload: Uint8Array): Promise<void> {
+    if (this.#failed) throw this.#failed;
+    const n = payload.byteLength;
+    if (h.bytes !== n) {
+      throw new TransportError(`frame header says ${h.bytes} bytes, payload has ${n}`, {
+        rank: this.#rank,
+        peer: this.peer,
+        op: "send",
+      });
+    }
+    try {
+      if (n <= COALESCE_BYTES) {
+        encodeHeader(h, this.#outView);
+        this.#out.set(payload, HEADER_BYTES);
+        await this.#writeAll(this.#out.subarray(0, HEADER_BYTES + n));
+      } else {
+        encodeHeader(h, this.#outView);
+        await this.#writeAll(this.#out.subarray(0, HEADER_BYTES));
+        await this.#writeAll(payload);
+      }
+    } catch (e) {
+      throw this.#fail("send", e);
+    }
+  }
+
+  async #writeAll(buf: Uint8Array): Promise<void> {
+    let off = 0;
+    while (off < buf.byteLength) {
+      off += await this.#conn.write(off === 0 ? buf : buf.subarray(off));
+    }
+  }
+
+  async #doRecv(expected: FrameHeader, into: Uint8Array): Promise<void> {
+    if (this.#failed) throw this.#failed;
+    try {
+      await this.#readExact(this.#hdrIn);
+    } catch (e) {
+      throw this.#fail("recv", e);
+    }
+    const got = decodeHeader(this.#hdrInView);
+    if (got === null) {
+      throw this.#fail(
+        "recv",
+        new TransportError(`rank ${this.peer} sent bytes that are not a choir frame`, {
+          rank: this.#rank,
+          peer: this.peer,
+          op: "recv",
+        }),
+      );
+    }
+    try {
+      checkHeader(expected, got, { rank: this.#rank, peer: this.peer });
+    } catch (e) {
+      // The stream now holds a payload nobody will read: the channel cannot be used again.
+      throw this.#fail("recv", e);
+    }
+    if (into.byteLength !== got.bytes) {
+      throw this.#fail(
+        "recv",
+        new TransportError(`receive buffer has ${into.byteLength} bytes, frame has ${got.bytes}`, {
+          rank: this.#rank,
+          peer: this.peer,
+          op: "recv",
+        }),
+      );
+    }
+    try {
+      await this.#readExact(into);
+    } catch (e) {
+      throw this.#fail("recv", e);
+    }
+  }
+
+  /** Fills `dst` from the staging buffer first, then from the socket. */
+  async #readExact(dst: Uint8Array): Promise<void> {
+    const len = dst.byteLength;
+    let off = 0;
+    const avail = this.#end - this.#pos;
+    if (avail > 0) {
+      const n = avail < len ? avail : len;
+      dst.set(this.#stage.subarray(this.#pos, this.#pos + n));
+      this.#pos += n;
+      off = n;
+    }
+    while (off < len) {
+      const remaining = len - off;
+      if (remaining >= STAGE_BYTES / 2) {
+        const n = await this.#conn.read(dst.subarray(off));
+        if (n === null) throw lostError(this.#rank, this.peer, "recv");
+        off += n;
+      } else {
+        const n = await this.#conn.read(this.#stage);
+        if (n === null) throw lostError(this.#rank, this.peer, "recv");
+        const take = n < remaining ? n : remaining;
+        dst.set(this.#stage.subarray(0, take), off);
+        off += take;
+        this.#pos = take;
+        this.#end = n;
+      }
+    }
+  }
+}

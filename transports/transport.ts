@@ -1,0 +1,41 @@
+/**
+ * @module
+ * The Transport and Channel interfaces every transport implements (tcp now; shm, ucx, inproc later).
+ * A transport moves framed byte ranges between two ranks; it knows nothing of reductions.
+ */
+
+import type { FrameHeader } from "./frame.ts";
+
+/**
+ * A bidirectional, ordered link to one peer. Sends are delivered in the order they were issued;
+ * receives complete in the order they were issued. A send and a receive may run at the same time.
+ */
+export interface Channel {
+  /** The peer's rank. */
+  readonly peer: number;
+  /**
+   * Sends one frame: `header` (whose `bytes` must equal `payload.byteLength`) then `payload`.
+   * Resolves when the payload buffer may be reused.
+   */
+  send(header: FrameHeader, payload: Uint8Array): Promise<void>;
+  /**
+   * Receives the next frame into `into`, which must be exactly the payload size. Throws
+   * `CollectiveMismatchError` if the frame's header differs from `expected` (then the channel is
+   * unusable), `PeerLostError` if the peer went away.
+   */
+  recv(expected: FrameHeader, into: Uint8Array): Promise<void>;
+}
+
+/** A set of channels from one rank to the others of its group. */
+export interface Transport {
+  /** The transport's name (`tcp`, `shm`, ...). */
+  readonly name: string;
+  /** This rank. */
+  readonly rank: number;
+  /** Number of ranks. */
+  readonly size: number;
+  /** The channel to `peer`, connecting on first use. Rejects with a typed error on failure. */
+  channel(peer: number): Promise<Channel>;
+  /** Closes every channel; pending sends and receives reject with `PeerLostError`/`TransportError`. */
+  close(reason?: Error): Promise<void>;
+}
