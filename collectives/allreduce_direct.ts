@@ -15,6 +15,14 @@ export async function allReduceDirect(comm: Comm, call: Call, buf: CpuTensor): P
   const n = comm.size;
   if (n === 1) return;
   const r = comm.rank;
+  if (n === 2) {
+    // Two inputs: every op is commutative bit for bit, so each rank may reduce in its own order.
+    const peer = 1 - r;
+    const other = allocLike(buf, buf.length);
+    await Promise.all([comm.send(peer, call, 0, buf), comm.recv(peer, call, 0, other)]);
+    reduceInto(call.dtype, call.op ?? "sum", buf, other);
+    return;
+  }
   const inputs: CpuTensor[] = new Array(n);
   const own = allocLike(buf, buf.length);
   bytesOf(own).set(bytesOf(buf));

@@ -388,11 +388,15 @@ export class ProcessGroup {
     const comm = this.#comm!;
     const ms = opts.timeoutMs ?? this.#opts.timeoutMs;
     try {
-      await this.#watchdog.track(body(comm), ms, () =>
-        new CollectiveTimeoutError(`${call.name} #${call.seq} did not complete`, ms, {
-          rank: this.rank,
-          op: call.name,
-        }));
+      await this.#watchdog.track(
+        body(comm),
+        ms,
+        () =>
+          new CollectiveTimeoutError(`${call.name} #${call.seq} did not complete`, ms, {
+            rank: this.rank,
+            op: call.name,
+          }),
+      );
     } catch (e) {
       const err = e instanceof ChoirError
         ? e

@@ -1,7 +1,7 @@
 /**
  * @module
- * One framed, full-duplex TCP link to a peer. Small frames go out in one write with their header;
- * large payloads are read straight into the caller's buffer (no intermediate copy).
+ * One framed, full-duplex TCP link to a peer. Small frames travel in one write and one read with
+ * their header; large payloads are read straight into the caller's buffer (no intermediate copy).
  */
 
 import { ChoirError, PeerLostError, TransportError } from "../errors.ts";
@@ -10,8 +10,6 @@ import type { Channel } from "./transport.ts";
 
 /** Frames up to this payload size are copied next to their header and written in one call. */
 const COALESCE_BYTES = 32 * 1024;
-/** Size of the read staging buffer; reads of at least half of it go straight to the destination. */
-const STAGE_BYTES = 64 * 1024;
 
 /** Turns a socket error or EOF into the typed error survivors see. */
 function lostError(rank: number, peer: number, op: string, cause?: unknown): ChoirError {
@@ -26,11 +24,8 @@ export class TcpChannel implements Channel {
   readonly peer: number;
   readonly #rank: number;
   readonly #conn: Deno.Conn;
-  readonly #stage = new Uint8Array(STAGE_BYTES);
-  #pos = 0;
-  #end = 0;
-  readonly #hdrIn = new Uint8Array(HEADER_BYTES);
-  readonly #hdrInView = new DataView(this.#hdrIn.buffer);
+  readonly #in = new Uint8Array(HEADER_BYTES + COALESCE_BYTES);
+  readonly #inView = new DataView(this.#in.buffer);
   readonly #out = new Uint8Array(HEADER_BYTES + COALESCE_BYTES);
   readonly #outView = new DataView(this.#out.buffer);
   #sendTail: Promise<void> = Promise.resolve();
@@ -129,71 +124,53 @@ export class TcpChannel implements Channel {
 
   async #doRecv(expected: FrameHeader, into: Uint8Array): Promise<void> {
     if (this.#failed) throw this.#failed;
+    // The receiver knows the frame's size from what it expects, so it reads exactly that much:
+    // header and small payload together, a large payload straight into the destination. The
+    // header is checked as soon as it is in, so a peer sending a different size is reported as
+    // a mismatch instead of leaving this side waiting for bytes that never come.
+    const small = expected.bytes <= COALESCE_BYTES;
+    const head = this.#in.subarray(0, HEADER_BYTES + (small ? expected.bytes : 0));
     try {
-      await this.#readExact(this.#hdrIn);
+      let off = 0;
+      let checked = false;
+      while (off < head.byteLength) {
+        const n = await this.#conn.read(off === 0 ? head : head.subarray(off));
+        if (n === null) throw lostError(this.#rank, this.peer, "recv");
+        off += n;
+        if (!checked && off >= HEADER_BYTES) {
+          this.#checkFrame(expected, into);
+          checked = true;
+        }
+      }
+      if (small) into.set(head.subarray(HEADER_BYTES));
+      else await this.#readExact(into);
     } catch (e) {
-      throw this.#fail("recv", e);
-    }
-    const got = decodeHeader(this.#hdrInView);
-    if (got === null) {
-      throw this.#fail(
-        "recv",
-        new TransportError(`rank ${this.peer} sent bytes that are not a choir frame`, {
-          rank: this.#rank,
-          peer: this.peer,
-          op: "recv",
-        }),
-      );
-    }
-    try {
-      checkHeader(expected, got, { rank: this.#rank, peer: this.peer });
-    } catch (e) {
-      // The stream now holds a payload nobody will read: the channel cannot be used again.
-      throw this.#fail("recv", e);
-    }
-    if (into.byteLength !== got.bytes) {
-      throw this.#fail(
-        "recv",
-        new TransportError(`receive buffer has ${into.byteLength} bytes, frame has ${got.bytes}`, {
-          rank: this.#rank,
-          peer: this.peer,
-          op: "recv",
-        }),
-      );
-    }
-    try {
-      await this.#readExact(into);
-    } catch (e) {
+      // Whatever failed, the stream is now out of step: the channel cannot be used again.
       throw this.#fail("recv", e);
     }
   }
 
-  /** Fills `dst` from the staging buffer first, then from the socket. */
+  /** Checks the header in the input buffer against what the caller expects. */
+  #checkFrame(expected: FrameHeader, into: Uint8Array): void {
+    const ctx = { rank: this.#rank, peer: this.peer, op: "recv" };
+    const got = decodeHeader(this.#inView);
+    if (got === null) {
+      throw new TransportError(`rank ${this.peer} sent bytes that are not a choir frame`, ctx);
+    }
+    checkHeader(expected, got, { rank: this.#rank, peer: this.peer });
+    if (into.byteLength !== got.bytes) {
+      throw new TransportError(`receive buffer has ${into.byteLength} bytes, frame has ${got.bytes}`, ctx);
+    }
+  }
+
+  /** Fills `dst` from the socket, never reading past its end. */
   async #readExact(dst: Uint8Array): Promise<void> {
     const len = dst.byteLength;
     let off = 0;
-    const avail = this.#end - this.#pos;
-    if (avail > 0) {
-      const n = avail < len ? avail : len;
-      dst.set(this.#stage.subarray(this.#pos, this.#pos + n));
-      this.#pos += n;
-      off = n;
-    }
     while (off < len) {
-      const remaining = len - off;
-      if (remaining >= STAGE_BYTES / 2) {
-        const n = await this.#conn.read(dst.subarray(off));
-        if (n === null) throw lostError(this.#rank, this.peer, "recv");
-        off += n;
-      } else {
-        const n = await this.#conn.read(this.#stage);
-        if (n === null) throw lostError(this.#rank, this.peer, "recv");
-        const take = n < remaining ? n : remaining;
-        dst.set(this.#stage.subarray(0, take), off);
-        off += take;
-        this.#pos = take;
-        this.#end = n;
-      }
+      const n = await this.#conn.read(off === 0 ? dst : dst.subarray(off));
+      if (n === null) throw lostError(this.#rank, this.peer, "recv");
+      off += n;
     }
   }
 }
