@@ -5,7 +5,7 @@
  */
 
 /** The algorithms a collective may run. */
-export type Algorithm = "direct" | "ring" | "binomial" | "chain" | "dissemination";
+export type Algorithm = "direct" | "recursive_doubling" | "ring" | "binomial" | "chain" | "dissemination";
 
 /**
  * Messages up to this many bytes per rank use the latency algorithms (direct exchange, binomial
@@ -15,8 +15,10 @@ export const SMALL_BYTES = 64 * 1024;
 
 /** The algorithm allReduce uses for `bytes` per rank over `n` ranks. */
 export function planAllReduce(bytes: number, n: number): Algorithm {
-  // The direct exchange puts (n-1) * bytes on each rank's wire: fine while that stays small.
-  return bytes * (n - 1) <= 4 * SMALL_BYTES && n <= 8 ? "direct" : "ring";
+  if (bytes > SMALL_BYTES) return "ring";
+  // Two ranks: one exchange. More: log2 rounds of pairwise exchanges, which also wake each
+  // process fewer times than n-1 concurrent messages when ranks outnumber cores.
+  return n === 2 ? "direct" : "recursive_doubling";
 }
 
 /** The algorithm broadcast uses. */

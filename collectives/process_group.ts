@@ -15,6 +15,7 @@ import type { Transport } from "../transports/transport.ts";
 import { setHeaderNames } from "../transports/frame.ts";
 import { allGatherRing } from "./allgather_ring.ts";
 import { allReduceDirect } from "./allreduce_direct.ts";
+import { allReduceRecursiveDoubling } from "./allreduce_recursive_doubling.ts";
 import { allReduceRing } from "./allreduce_ring.ts";
 import { barrierDissemination } from "./barrier_dissemination.ts";
 import { broadcastBinomial } from "./broadcast_binomial.ts";
@@ -147,6 +148,7 @@ export class ProcessGroup {
         if (op === ReduceOp.PREMUL_SUM) scaleInto(dtype, tensor, opts.factor ?? 1);
         const algo = planAllReduce(tensor.byteLength, this.size);
         if (algo === "direct") await allReduceDirect(comm, call, tensor);
+        else if (algo === "recursive_doubling") await allReduceRecursiveDoubling(comm, call, tensor);
         else await allReduceRing(comm, call, tensor);
         if (op === ReduceOp.AVG) divideInto(dtype, tensor, this.size);
       });
