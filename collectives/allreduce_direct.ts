@@ -8,7 +8,7 @@
 
 import { InvalidArgumentError } from "../errors.ts";
 import type { Call, Comm } from "./comm.ts";
-import { allocLike, type CpuTensor } from "./dtype.ts";
+import type { CpuTensor } from "./dtype.ts";
 import { reduceInto } from "./reduce/mod.ts";
 
 /** Reduces `buf` across the two ranks of `comm` in place with one exchange. */
@@ -21,7 +21,7 @@ export async function allReduceDirect(comm: Comm, call: Call, buf: CpuTensor): P
     });
   }
   const peer = 1 - comm.rank;
-  const other = allocLike(buf, buf.length);
+  const other = comm.scratch(0, buf, buf.length);
   await Promise.all([comm.send(peer, call, 0, buf), comm.recv(peer, call, 0, other)]);
   reduceInto(call.dtype, call.op ?? "sum", buf, other);
 }

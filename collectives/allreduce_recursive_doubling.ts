@@ -9,7 +9,7 @@
  */
 
 import type { Call, Comm } from "./comm.ts";
-import { allocLike, bytesOf, type CpuTensor } from "./dtype.ts";
+import { bytesOf, type CpuTensor } from "./dtype.ts";
 import { reduceInto } from "./reduce/mod.ts";
 
 /** Reduces `buf` across all ranks in place. */
@@ -20,7 +20,7 @@ export async function allReduceRecursiveDoubling(comm: Comm, call: Call, buf: Cp
   const op = call.op ?? "sum";
   let p = 1;
   while (p * 2 <= n) p *= 2;
-  const other = allocLike(buf, buf.length);
+  const other = comm.scratch(0, buf, buf.length);
   let frame = 0;
 
   // Fold: rank p + i hands its input to rank i and waits for the final result.

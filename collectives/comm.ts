@@ -49,6 +49,7 @@ export class Comm {
   /** Bytes per pipelined chunk for large messages. */
   readonly chunkBytes: number;
   readonly #channels: readonly (Channel | null)[];
+  #scratch: ArrayBuffer[] = [];
 
   /** Builds a context over `channels` (indexed by peer rank; null for self). */
   constructor(
@@ -98,6 +99,23 @@ export class Comm {
       ? into
       : new Uint8Array(into.buffer, into.byteOffset, into.byteLength);
     return this.#ch(peer).recv(this.#header(call, chunk, bytes.byteLength), bytes);
+  }
+
+  /**
+   * A reusable temporary of `length` elements with `like`'s array type, from scratch slot `slot`.
+   * Collectives run one at a time, so each slot serves one buffer of the running collective.
+   * Reusing memory matters for small collectives: a fresh ArrayBuffer per call cost more than
+   * the rest of the call's JavaScript.
+   */
+  scratch<T extends CpuTensor>(slot: number, like: T, length: number): T {
+    const bytes = length * like.BYTES_PER_ELEMENT;
+    let buf = this.#scratch[slot];
+    if (!buf || buf.byteLength < bytes) {
+      buf = new ArrayBuffer(Math.max(bytes, 2 * (buf?.byteLength ?? 0), 256));
+      this.#scratch[slot] = buf;
+    }
+    const ctor = like.constructor as new (b: ArrayBuffer, off: number, len: number) => T;
+    return new ctor(buf, 0, length);
   }
 
   /** Elements per pipelined chunk for elements of `elemBytes` bytes (at least 1). */

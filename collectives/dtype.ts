@@ -23,6 +23,31 @@ export type CpuTensor =
   | Uint32Array
   | Uint16Array;
 
+/** A constructor of the typed array that carries a dtype. */
+export interface TensorConstructor {
+  /** A zero-filled array of `length` elements. */
+  new (length: number): CpuTensor;
+  /** A view of `length` elements of `buffer` from `byteOffset`. */
+  new (buffer: ArrayBufferLike, byteOffset: number, length: number): CpuTensor;
+  /** The constructor's name (`Float32Array`, ...). */
+  readonly name: string;
+  /** Bytes per element. */
+  readonly BYTES_PER_ELEMENT: number;
+}
+
+/** The typed-array constructor of each dtype (f16 and bf16 share `Uint16Array`). */
+export const ARRAY_TYPE: Readonly<Record<DType, TensorConstructor>> = {
+  f32: Float32Array,
+  f64: Float64Array,
+  i32: Int32Array,
+  i64: BigInt64Array,
+  u8: Uint8Array,
+  i8: Int8Array,
+  u32: Uint32Array,
+  f16: Uint16Array,
+  bf16: Uint16Array,
+};
+
 /** Reduction operations, as in torch.distributed's `ReduceOp`. */
 export const ReduceOp = {
   /** Element-wise sum. */

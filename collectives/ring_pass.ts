@@ -8,7 +8,7 @@
  */
 
 import { both, type Call, type Comm, Progress, segment } from "./comm.ts";
-import { allocLike, type CpuTensor, sliceView } from "./dtype.ts";
+import { type CpuTensor, sliceView } from "./dtype.ts";
 import { reduceInto } from "./reduce/mod.ts";
 
 /** The shape of a ring pass. Segment indices are taken modulo the group size. */
@@ -48,8 +48,14 @@ export async function ringPass(comm: Comm, call: Call, buf: CpuTensor, plan: Rin
   const right = (r + 1) % n;
   const left = (r - 1 + n) % n;
   const mod = (x: number) => ((x % n) + n) % n;
-  const chunkElems = comm.chunkElems(buf.BYTES_PER_ELEMENT);
   const count = buf.length;
+  // At least 4 chunks a segment so that mid-size messages pipeline too, but no chunk under 64 KiB
+  // (per-frame costs) or over the configured chunk size.
+  const minElems = Math.ceil((64 * 1024) / buf.BYTES_PER_ELEMENT);
+  const chunkElems = Math.max(
+    1,
+    Math.min(comm.chunkElems(buf.BYTES_PER_ELEMENT), Math.max(minElems, Math.ceil(count / n / 4))),
+  );
 
   // Step k's received segment is step k+1's sent segment, so the send units after the first step
   // are exactly the receive units, one step later: send unit j waits for receive unit j - first.
@@ -66,7 +72,7 @@ export async function ringPass(comm: Comm, call: Call, buf: CpuTensor, plan: Rin
   for (let j = 0; j < forwarded; j++) sendUnits.push(recvUnits[j]);
 
   const received = new Progress();
-  const scratch = reduceUnits > 0 ? allocLike(buf, Math.min(chunkElems, count)) : buf;
+  const scratch = reduceUnits > 0 ? comm.scratch(0, buf, Math.min(chunkElems, count)) : buf;
 
   const sender = async () => {
     for (let j = 0; j < sendUnits.length; j++) {

@@ -7,27 +7,35 @@
 interface Entry {
   deadline: number;
   fail: () => void;
+  settled: boolean;
 }
 
 /** Rejects tracked promises whose deadline passes. The timer is unref'd: it never keeps a process alive. */
 export class Watchdog {
-  readonly #live = new Set<Entry>();
+  // An array with settled flags, compacted now and then: a Set's add/delete per call showed up
+  // as a tenth of the time of a small collective.
+  #live: Entry[] = [];
   #timer: ReturnType<typeof setTimeout> | null = null;
   #timerAt = Infinity;
 
   /** Resolves or rejects like `p`, or rejects with `onTimeout()` once `ms` have passed. */
   track<T>(p: Promise<T>, ms: number, onTimeout: () => Error): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      const entry: Entry = { deadline: performance.now() + ms, fail: () => reject(onTimeout()) };
-      this.#live.add(entry);
+      const entry: Entry = {
+        deadline: performance.now() + ms,
+        fail: () => reject(onTimeout()),
+        settled: false,
+      };
+      if (this.#live.length >= 64) this.#live = this.#live.filter((e) => !e.settled);
+      this.#live.push(entry);
       this.#arm(entry.deadline);
       p.then(
         (v) => {
-          this.#live.delete(entry);
+          entry.settled = true;
           resolve(v);
         },
         (e) => {
-          this.#live.delete(entry);
+          entry.settled = true;
           reject(e);
         },
       );
@@ -39,7 +47,7 @@ export class Watchdog {
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
     this.#timerAt = Infinity;
-    this.#live.clear();
+    this.#live = [];
   }
 
   #arm(at: number): void {
@@ -55,12 +63,18 @@ export class Watchdog {
     this.#timerAt = Infinity;
     const now = performance.now();
     let next = Infinity;
+    const still: Entry[] = [];
     for (const e of this.#live) {
+      if (e.settled) continue;
       if (e.deadline <= now) {
-        this.#live.delete(e);
+        e.settled = true;
         e.fail();
-      } else if (e.deadline < next) next = e.deadline;
+      } else {
+        still.push(e);
+        if (e.deadline < next) next = e.deadline;
+      }
     }
+    this.#live = still;
     if (next < Infinity) this.#arm(next);
   }
 }

@@ -14,6 +14,6 @@ export function generateToken(): string {
 export function constantTimeEqual(a: Uint8Array, b: Uint8Array): boolean {
   let diff = a.byteLength ^ b.byteLength;
   const n = Math.max(a.byteLength, b.byteLength);
-  for (let i = 0; i < n; i++) diff |= (a[i % (a.byteLength || 1)] ?? 0) ^ (b[i % (b.byteLength || 1)] ?? 0);
+  for (let i = 0; i < n; i++) diff |= (a[i] ?? 0) ^ (b[i] ?? 0);
   return diff === 0;
 }

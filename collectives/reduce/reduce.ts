@@ -5,7 +5,7 @@
  */
 
 import { InvalidArgumentError } from "../../errors.ts";
-import { type CpuTensor, type DType, opSupports, type ReduceOp } from "../dtype.ts";
+import { ARRAY_TYPE, type CpuTensor, type DType, opSupports, type ReduceOp } from "../dtype.ts";
 import { blasAvailable, blasAxpy, blasScal } from "./blas.ts";
 import { jsDivide, jsReduce, jsScale } from "./js_kernels.ts";
 import { stagedDivide, stagedReduce, stagedScale } from "./staged.ts";
@@ -70,17 +70,7 @@ function unaryStaged(dtype: DType, n: number): boolean {
   return dtype === "f16" || dtype === "bf16" || dtype === "u8" || dtype === "i8" || n >= STAGED_MIN;
 }
 
-const CTOR: Record<DType, { new (n: number): CpuTensor; readonly name: string }> = {
-  f32: Float32Array,
-  f64: Float64Array,
-  i32: Int32Array,
-  i64: BigInt64Array,
-  u8: Uint8Array,
-  i8: Int8Array,
-  u32: Uint32Array,
-  f16: Uint16Array,
-  bf16: Uint16Array,
-};
+const CTOR = ARRAY_TYPE;
 
 function checkArray(what: string, dtype: DType, t: CpuTensor, fn: string): void {
   const ctor = CTOR[dtype];

@@ -4,7 +4,14 @@
  * memory in blocks (copy in, run the kernel, copy out). Which arrays take this path is `reduce.ts`'s call.
  */
 
-import { type CpuTensor, type DType, dtypeSize, type ReduceOp } from "../dtype.ts";
+import {
+  ARRAY_TYPE,
+  type CpuTensor,
+  type DType,
+  dtypeSize,
+  type ReduceOp,
+  type TensorConstructor,
+} from "../dtype.ts";
 import { bindKernels, type KernelTable } from "./wasm_reducer.ts";
 
 /**
@@ -18,19 +25,7 @@ type View = CpuTensor & {
   set(a: CpuTensor, offset?: number): void;
   subarray(a: number, b: number): CpuTensor;
 };
-type Ctor = new (buffer: ArrayBufferLike, byteOffset: number, length: number) => CpuTensor;
-
-const CTOR: Record<DType, Ctor> = {
-  f32: Float32Array,
-  f64: Float64Array,
-  i32: Int32Array,
-  i64: BigInt64Array,
-  u8: Uint8Array,
-  i8: Int8Array,
-  u32: Uint32Array,
-  f16: Uint16Array,
-  bf16: Uint16Array,
-};
+const CTOR = ARRAY_TYPE;
 
 interface Stage {
   kernels: KernelTable;
@@ -46,7 +41,7 @@ function scratch(): Stage {
     const memory = new WebAssembly.Memory({ initial: (2 * BLOCK) / 65536, maximum: (2 * BLOCK) / 65536 });
     const buf = memory.buffer;
     const a = {} as Record<DType, View>, b = {} as Record<DType, View>;
-    for (const [dtype, C] of Object.entries(CTOR) as Array<[DType, Ctor]>) {
+    for (const [dtype, C] of Object.entries(CTOR) as Array<[DType, TensorConstructor]>) {
       const per = BLOCK / dtypeSize(dtype);
       a[dtype] = new C(buf, 0, per) as View;
       b[dtype] = new C(buf, BLOCK, per) as View;

@@ -4,6 +4,8 @@
  * and the token check. Both sides import it so they cannot drift apart. Not part of the public API.
  */
 
+import { constantTimeEqual } from "../token.ts";
+
 /**
  * Routes, all under `/v1` and all requiring `Authorization: Bearer <token>`:
  * - `PUT    /v1/kv/:key`            body = value                      → 204
@@ -45,15 +47,7 @@ export function unframeCompareSet(
 
 const encoder = new TextEncoder();
 
-/**
- * Compares a request's Authorization header with `Bearer <token>` in time that does not depend on
- * where they first differ (only on the longer length), so the token cannot be guessed byte by byte.
- */
+/** Whether a request's Authorization header is `Bearer <token>`, compared in constant time. */
 export function tokenMatches(header: string | undefined, token: string): boolean {
-  const got = encoder.encode(header ?? "");
-  const want = encoder.encode(`Bearer ${token}`);
-  const n = Math.max(got.length, want.length);
-  let diff = got.length ^ want.length;
-  for (let i = 0; i < n; i++) diff |= (got[i] ?? 0) ^ (want[i] ?? 0);
-  return diff === 0;
+  return constantTimeEqual(encoder.encode(header ?? ""), encoder.encode(`Bearer ${token}`));
 }
