@@ -66,6 +66,17 @@ export class Comm {
     this.chunkBytes = chunkBytes;
   }
 
+  /**
+   * A context over the subset `ranks` (global ranks, in the order that defines the sub-ranks), whose
+   * frames carry group id `group` so they can never be mistaken for the parent's. This rank must be
+   * in `ranks`.
+   */
+  sub(ranks: readonly number[], group: number): Comm {
+    const me = ranks.indexOf(this.rank);
+    if (me < 0) throw new InvalidArgumentError(`rank ${this.rank} is not in ${ranks}`, { rank: this.rank });
+    return new Comm(me, ranks.length, group, ranks.map((r) => this.#channels[r] ?? null), this.chunkBytes);
+  }
+
   #header(call: Call, chunk: number, bytes: number): FrameHeader {
     return {
       group: this.group,

@@ -5,9 +5,8 @@
  */
 
 import { type ChoirEnv, DEFAULT_TIMEOUT_MS, readEnv } from "../config.ts";
-import { InvalidArgumentError, LibraryUnavailableError } from "../errors.ts";
-import { createStore, joinBarrier, PrefixStore, type Store } from "../transports/store/mod.ts";
-import { TcpTransport } from "../transports/tcp.ts";
+import { createStore, joinBarrier, PrefixStore } from "../transports/store/mod.ts";
+import { selectTransport } from "../transports/select.ts";
 import { ProcessGroup } from "./process_group.ts";
 
 /** Options of {@link initProcessGroup}; anything left out comes from the environment (env://). */
@@ -22,8 +21,11 @@ export interface InitOptions {
   token?: string;
   /** Default timeout of rendezvous and every collective, in ms (default: `CHOIR_TIMEOUT` or 5 min). */
   timeoutMs?: number;
-  /** Transport to use (default: `CHOIR_TRANSPORT` or `tcp`). */
-  transport?: "tcp";
+  /**
+   * Transport: `auto` (default; shared memory between ranks on one host, TCP across hosts), or
+   * force `tcp` or `shm`. Default: `CHOIR_TRANSPORT`, else `auto`.
+   */
+  transport?: "auto" | "tcp" | "shm";
   /** Bytes per pipelined chunk of large messages (default 1 MiB). */
   chunkBytes?: number;
   /** Environment to read instead of the process's (for tests and embedders). */
@@ -49,13 +51,6 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessG
   const env = opts.env ?? readEnv();
   const timeoutMs = opts.timeoutMs ?? env.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const token = opts.token ?? env.token ?? "";
-  const transport = opts.transport ?? env.transport ?? "tcp";
-  if (transport !== "tcp") {
-    throw new (transport === "shm" || transport === "ucx" ? LibraryUnavailableError : InvalidArgumentError)(
-      `transport "${transport}" is not available in this version (use tcp)`,
-      { op: "initProcessGroup" },
-    );
-  }
   const rdzv = await createStore(opts.initMethod ?? "env://", {
     rank: opts.rank,
     worldSize: opts.worldSize,
@@ -65,22 +60,26 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessG
   });
   const { rank, worldSize, store } = rdzv;
   try {
-    const hostname = await listenAddress(env);
-    const tcp = await TcpTransport.create({
+    // Everyone arrives first, so a missing rank is named here rather than by a later store wait.
+    await joinBarrier(new PrefixStore("pg0/join/", store), rank, worldSize, timeoutMs);
+    const addr = await listenAddress(env);
+    const { transport, hostOf } = await selectTransport({
+      kind: opts.transport ?? env.transport,
       rank,
       size: worldSize,
-      store: new PrefixStore("pg0/tcp/", store),
+      store: new PrefixStore("pg0/", store),
       token,
       timeoutMs,
-      hostname: hostname.bind,
-      advertise: hostname.advertise,
+      hostIdOverride: env.hostId,
+      bind: addr.bind,
+      advertise: addr.advertise,
     });
-    const pg = new ProcessGroup(tcp, {
+    const pg = new ProcessGroup(transport, {
       timeoutMs,
+      hostOf,
       chunkBytes: opts.chunkBytes,
       onDestroy: () => rdzv.close(),
     });
-    await joinBarrier(new PrefixStore("pg0/join/", store), rank, worldSize, timeoutMs);
     await pg.connect();
     return pg;
   } catch (e) {
@@ -103,5 +102,3 @@ async function listenAddress(env: ChoirEnv): Promise<{ bind: string; advertise?:
   conn.close();
   return { bind: local };
 }
-
-export type { Store };

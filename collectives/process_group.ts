@@ -15,6 +15,11 @@ import type { Transport } from "../transports/transport.ts";
 import { setHeaderNames } from "../transports/frame.ts";
 import { allGatherRing } from "./allgather_ring.ts";
 import { allReduceDirect } from "./allreduce_direct.ts";
+import {
+  allReduceHierarchical,
+  type HierarchicalComms,
+  hierarchicalComms,
+} from "./allreduce_hierarchical.ts";
 import { allReduceRecursiveDoubling } from "./allreduce_recursive_doubling.ts";
 import { allReduceRing } from "./allreduce_ring.ts";
 import { barrierDissemination } from "./barrier_dissemination.ts";
@@ -26,12 +31,14 @@ import {
   bytesOf,
   type CpuTensor,
   type DType,
+  dtypeCode,
   dtypeOf,
   DTYPES,
   isFloat,
   opSupports,
   REDUCE_OPS,
   ReduceOp,
+  reduceOpCode,
   sliceView,
 } from "./dtype.ts";
 import { planAllReduce, planBroadcast, planReduce } from "./plan.ts";
@@ -40,6 +47,9 @@ import { reduceBinomial } from "./reduce_binomial.ts";
 import { reduceChain } from "./reduce_chain.ts";
 import { reduceScatterRing } from "./reducescatter_ring.ts";
 import { Watchdog } from "./watchdog.ts";
+import { allReduceShmChunks, allReduceShmSmall, fitsSmallSlot } from "./allreduce_shm.ts";
+import { barrierShm } from "./barrier_shm.ts";
+import { Arena, type Fingerprint, type WaitContext } from "./shm_arena.ts";
 
 const KIND_NAMES = Object.fromEntries(Object.entries(OpKind).map(([k, v]) => [v, k]));
 setHeaderNames(
@@ -84,6 +94,8 @@ export interface ProcessGroupOptions {
   chunkBytes?: number;
   /** Group id stamped on frames (0 for the world group). */
   group?: number;
+  /** Host index of every rank (equal for ranks on one host); enables the hierarchical allreduce. */
+  hostOf?: readonly number[];
   /** Called once by {@link ProcessGroup.destroy} after the transport is closed (e.g. to close the store). */
   onDestroy?: () => Promise<void>;
 }
@@ -101,6 +113,9 @@ export class ProcessGroup {
   readonly #transport: Transport;
   readonly #opts: ProcessGroupOptions;
   #comm: Comm | null = null;
+  #hier: HierarchicalComms | null = null;
+  #arena: Arena | null = null;
+  #arenaRanks: readonly number[] = [];
   #seq = 0;
   #tail: Promise<unknown> = Promise.resolve();
   #inflight = 0;
@@ -137,6 +152,13 @@ export class ProcessGroup {
       channels,
       this.#opts.chunkBytes ?? 1 << 20,
     );
+    if (this.#opts.hostOf) this.#hier = hierarchicalComms(this.#comm, this.#opts.hostOf);
+    // The shared arena serves the collectives when every rank of the group is on this host.
+    const host = this.#transport.arena?.();
+    if (host && host.size === this.size) {
+      this.#arena = new Arena(host, this.#opts.chunkBytes ?? 1 << 20);
+      this.#arenaRanks = Array.from({ length: this.size }, (_, r) => r);
+    }
   }
 
   /** Reduces `tensor` across all ranks in place; every rank gets the result. */
@@ -144,10 +166,20 @@ export class ProcessGroup {
     return rejecting(() => {
       const { dtype, op } = this.#reduceArgs("allReduce", tensor, opts);
       const call = this.#call("allReduce", OpKind.allReduce, dtype, tensor.length, -1, op);
+      if (this.#arena) {
+        const arena = this.#arena;
+        return this.#onArena(call, opts, (ctx, fp) => {
+          if (op === ReduceOp.PREMUL_SUM) scaleInto(dtype, tensor, opts.factor ?? 1);
+          if (fitsSmallSlot(tensor)) allReduceShmSmall(arena, call, fp, tensor, ctx);
+          else allReduceShmChunks(arena, call, fp, tensor, ctx);
+          if (op === ReduceOp.AVG) divideInto(dtype, tensor, this.size);
+        });
+      }
       return this.#collective(call, opts, async (comm) => {
         if (op === ReduceOp.PREMUL_SUM) scaleInto(dtype, tensor, opts.factor ?? 1);
-        const algo = planAllReduce(tensor.byteLength, this.size);
-        if (algo === "direct") await allReduceDirect(comm, call, tensor);
+        const algo = planAllReduce(tensor.byteLength, this.size, this.#hier !== null);
+        if (algo === "hierarchical") await allReduceHierarchical(this.#hier!, call, tensor);
+        else if (algo === "direct") await allReduceDirect(comm, call, tensor);
         else if (algo === "recursive_doubling") await allReduceRecursiveDoubling(comm, call, tensor);
         else await allReduceRing(comm, call, tensor);
         if (op === ReduceOp.AVG) divideInto(dtype, tensor, this.size);
@@ -233,6 +265,8 @@ export class ProcessGroup {
   barrier(opts: { timeoutMs?: number } = {}): Promise<void> {
     return rejecting(() => {
       const call = this.#call("barrier", OpKind.barrier, "u8", 0, -1);
+      const arena = this.#arena;
+      if (arena) return this.#onArena(call, opts, (ctx, fp) => barrierShm(arena, fp, ctx));
       return this.#collective(call, opts, (comm) => barrierDissemination(comm, call));
     });
   }
@@ -376,6 +410,54 @@ export class ProcessGroup {
     return p;
   }
 
+  /**
+   * Runs a collective on the shared arena. The arena path is synchronous (it waits by spinning and
+   * short futex naps, with its own deadline), so when nothing else is queued it runs right here,
+   * without a promise hop or a timer: that is what makes tiny same-host collectives take a
+   * microsecond or two.
+   */
+  #onArena(call: Call, opts: OpOptions, body: (ctx: WaitContext, fp: Fingerprint) => void): Promise<void> {
+    const run = (): void => {
+      if (this.#broken) throw this.#broken;
+      if (this.#destroyed) {
+        throw new GroupDestroyedError("the process group was destroyed", { rank: this.rank, op: call.name });
+      }
+      const ms = opts.timeoutMs ?? this.#opts.timeoutMs;
+      try {
+        body({
+          op: call.name,
+          deadline: performance.now() + ms,
+          timeoutMs: ms,
+          globalRank: this.rank,
+          globalOf: this.#arenaRanks,
+          describe: describeFingerprint,
+        }, {
+          kind: call.kind,
+          op: reduceOpCode(call.op),
+          dtype: dtypeCode(call.dtype),
+          count: call.count,
+          root: call.root,
+        });
+      } catch (e) {
+        if (!(e instanceof InvalidArgumentError)) {
+          this.#broken = e instanceof ChoirError
+            ? e
+            : new PeerLostError(String(e), { rank: this.rank, op: call.name });
+          void this.#transport.close(this.#broken);
+        }
+        throw e;
+      }
+    };
+    if (this.#inflight === 0) {
+      run();
+      return RESOLVED;
+    }
+    return this.#collective(call, opts, () => {
+      run();
+      return RESOLVED;
+    });
+  }
+
   /** Point-to-point calls run at once (not queued behind collectives), so send+recv pairs can overlap. */
   #p2p(call: Call, opts: OpOptions, body: (comm: Comm) => Promise<void>): Promise<void> {
     return this.#guard(call, opts, body);
@@ -424,6 +506,17 @@ function rejecting(f: () => Promise<void>): Promise<void> {
   } catch (e) {
     return Promise.reject(e);
   }
+}
+
+const RESOLVED: Promise<void> = Promise.resolve();
+
+function describeFingerprint(fp: Fingerprint): Record<string, number | string> {
+  return {
+    op: `${KIND_NAMES[fp.kind] ?? fp.kind}${fp.op === 255 ? "" : `/${REDUCE_OPS[fp.op] ?? fp.op}`}`,
+    dtype: DTYPES[fp.dtype] ?? fp.dtype,
+    count: fp.count,
+    root: fp.root,
+  };
 }
 
 function copyOf<T extends CpuTensor>(t: T): T {

@@ -5,6 +5,7 @@
  */
 
 import type { FrameHeader } from "./frame.ts";
+import type { ArenaHost } from "./arena_host.ts";
 
 /**
  * A bidirectional, ordered link to one peer. Sends are delivered in the order they were issued;
@@ -36,6 +37,11 @@ export interface Transport {
   readonly size: number;
   /** The channel to `peer`, connecting on first use. Rejects with a typed error on failure. */
   channel(peer: number): Promise<Channel>;
+  /**
+   * The shared-memory arena this transport offers for same-host collectives, if any (shm only).
+   * Collectives that find it run on shared memory directly instead of through channels.
+   */
+  arena?(): ArenaHost | null;
   /** Closes every channel; pending sends and receives reject with `PeerLostError`/`TransportError`. */
   close(reason?: Error): Promise<void>;
 }

@@ -30,3 +30,23 @@ for (const worldSize of [1, 2, 3, 4, 5]) {
     }
   });
 }
+
+// Ranks split into "hosts" by CHOIR_HOST_ID: large allreduces take the hierarchical path (local
+// reduce-scatter, cross-host allreduce, local allgather) when hosts hold equal numbers of ranks.
+for (const [worldSize, perHost] of [[4, 2], [6, 3], [5, 3]] as const) {
+  Deno.test(`collectives over tcp, ${worldSize} ranks on hosts of ${perHost}`, async () => {
+    const outs = await runRanks({
+      script: "tests/fixtures/collective_worker.ts",
+      worldSize,
+      args: [JSON.stringify({ lengths: [0, 7], big: 30_011, chunkBytes: 4096, dtypes: ["f32", "i64"] })],
+      env: (rank): Record<string, string> => ({
+        CHOIR_TRANSPORT: "tcp",
+        CHOIR_HOST_ID: `host-${Math.floor(rank / perHost)}`,
+      }),
+    });
+    for (const out of outs) {
+      assert.equal(out.code, 0, `rank ${out.rank} exited ${out.code}\n${out.stderr}`);
+      assert.deepEqual(resultOf<WorkerResult>(out).failures, [], `rank ${out.rank} failures`);
+    }
+  });
+}

@@ -4,6 +4,7 @@
  * must pass tests/transports/conformance_test.ts unchanged.
  */
 
+import { ShmTransport } from "../../transports/shm.ts";
 import type { Store } from "../../transports/store/mod.ts";
 import { TcpTransport } from "../../transports/tcp.ts";
 import type { Transport } from "../../transports/transport.ts";
@@ -18,13 +19,16 @@ export interface FactoryOptions {
 }
 
 /** The transports the conformance suite runs over. */
-export const TRANSPORTS = ["tcp"] as const;
+export const TRANSPORTS = ["tcp", "shm"] as const;
 
 /** Creates transport `name` for one rank. */
 export function makeTransport(name: string, o: FactoryOptions): Promise<Transport> {
   switch (name) {
     case "tcp":
       return TcpTransport.create(o);
+    case "shm":
+      // Small rings, so that the suite's 1 MiB and 16 MiB frames wrap many times.
+      return ShmTransport.create({ ...o, ringBytes: 256 << 10 });
     default:
       throw new Error(`unknown transport ${name}`);
   }

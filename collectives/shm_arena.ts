@@ -1,0 +1,230 @@
+/**
+ * @module
+ * The arena same-host collectives run in: a region of the group's shared segment with one control
+ * line per rank (monotonic counters), double-buffered 128-byte slots for tiny payloads, and chunk
+ * buffers. Waiting spins, then yields, then sleeps on a futex. Mapping the memory is left to the
+ * transport; the algorithms that use the arena live in allreduce_shm.ts and friends.
+ */
+
+import { CollectiveMismatchError, CollectiveTimeoutError, PeerLostError } from "../errors.ts";
+import type { ArenaHost } from "../transports/arena_host.ts";
+
+/** Control words of each rank's line. */
+export const W = {
+  /** Arena call number whose slot of parity 0 / 1 is filled (fingerprint and tiny payload). */
+  call0: 0,
+  call1: 1,
+  /** Chunks this rank has copied in. */
+  in: 2,
+  /** Chunks whose slice this rank has reduced. */
+  red: 3,
+  /** Chunks this rank has copied out. */
+  done: 4,
+} as const;
+
+const LINE = 64;
+const WORDS = LINE / 4;
+/** Bytes of a call slot (two per rank, by call parity): a 16-byte fingerprint, then a tiny payload. */
+const SLOT = 128;
+const FP_BYTES = 16;
+/** The largest payload that travels inside the call slot. */
+export const SMALL_PAYLOAD = SLOT - FP_BYTES;
+
+/** What identifies an arena collective; every rank must present the same one. */
+export interface Fingerprint {
+  /** Collective kind code. */
+  kind: number;
+  /** Reduce op code (255 for none). */
+  op: number;
+  /** dtype code. */
+  dtype: number;
+  /** Element count. */
+  count: number;
+  /** Root, or -1. */
+  root: number;
+}
+const SPINS = 40;
+const YIELDS = 20;
+/** How long a rank that has a core to itself spins before it yields and naps, microseconds. */
+const SPIN_US = 200;
+
+/** Per-call facts for error messages and deadlines. */
+export interface WaitContext {
+  /** Operation name. */
+  op: string;
+  /** Absolute deadline, `performance.now()` milliseconds. */
+  deadline: number;
+  /** The timeout the deadline came from, ms (for the message). */
+  timeoutMs: number;
+  /** This rank's global rank, for messages. */
+  globalRank: number;
+  /** Global rank of each arena rank, for messages. */
+  globalOf: readonly number[];
+  /** Names a fingerprint's fields for a mismatch message. */
+  describe(fp: Fingerprint): Record<string, number | string>;
+}
+
+/** A rank's view of the arena. */
+export class Arena {
+  /** This rank within the host. */
+  readonly rank: number;
+  /** Ranks on the host. */
+  readonly size: number;
+  /** Bytes of each chunk buffer. */
+  readonly chunkBytes: number;
+  /** Arena collectives so far (the same on every rank while they agree). */
+  calls = 0;
+  /** Chunk counter (the same on every rank). */
+  chunks = 0;
+  readonly #host: ArenaHost;
+  readonly #ctl: Int32Array;
+  readonly #smallOff: number;
+  readonly #chunkOff: number;
+  readonly #spin: boolean;
+
+  /** Lays the arena out over `host`'s region, with chunk buffers of at most `maxChunkBytes`. */
+  constructor(host: ArenaHost, maxChunkBytes = 1 << 20) {
+    this.#host = host;
+    this.rank = host.rank;
+    this.size = host.size;
+    const n = host.size;
+    this.#ctl = new Int32Array(host.buffer, host.offset, n * WORDS);
+    this.#smallOff = host.offset + n * LINE;
+    this.#chunkOff = this.#smallOff + n * 2 * SLOT;
+    this.#spin = n <= (navigator.hardwareConcurrency || 1);
+    const room = host.bytes - (this.#chunkOff - host.offset);
+    // n input buffers and one output buffer, each double-buffered.
+    // Whole cache lines, so every element type stays aligned in every buffer.
+    const fit = Math.min(maxChunkBytes, Math.floor(room / (2 * (n + 1))));
+    this.chunkBytes = Math.max(LINE, Math.floor(fit / LINE) * LINE);
+  }
+
+  /** Bytes the arena needs for `n` ranks with chunk buffers of `chunkBytes`. */
+  static bytesFor(n: number, chunkBytes: number): number {
+    return n * LINE + n * 2 * SLOT + 2 * (n + 1) * chunkBytes;
+  }
+
+  /** Byte offset (in the segment buffer) of the tiny payload in rank `r`'s call slot of `parity`. */
+  payload(r: number, parity: number): number {
+    return this.#smallOff + (r * 2 + parity) * SLOT + FP_BYTES;
+  }
+
+  /**
+   * Starts an arena collective: writes this rank's fingerprint (and `tiny`, a payload of at most
+   * {@link SMALL_PAYLOAD} bytes) into its call slot, publishes it, waits for every peer's, and
+   * checks that all agree, so a mismatched collective fails on every rank at its first step.
+   * Slots alternate by call parity: a rank can be at most one call ahead of any peer.
+   * Returns the call's parity.
+   */
+  begin(fp: Fingerprint, ctx: WaitContext, tiny?: Uint8Array): number {
+    const k = ++this.calls;
+    const p = k & 1;
+    const word = p === 0 ? W.call0 : W.call1;
+    const at = this.#smallOff + (this.rank * 2 + p) * SLOT;
+    const v = new DataView(this.#host.buffer, at, FP_BYTES);
+    v.setUint16(0, fp.kind, true);
+    v.setUint8(2, fp.op);
+    v.setUint8(3, fp.dtype);
+    v.setInt32(4, fp.root, true);
+    v.setFloat64(8, fp.count, true);
+    if (tiny) new Uint8Array(this.#host.buffer, at + FP_BYTES, tiny.byteLength).set(tiny);
+    this.publish(word, k);
+    for (let q = 0; q < this.size; q++) {
+      if (q === this.rank) continue;
+      this.waitFor(q, word, k, ctx);
+      const pv = new DataView(this.#host.buffer, this.#smallOff + (q * 2 + p) * SLOT, FP_BYTES);
+      const got = {
+        kind: pv.getUint16(0, true),
+        op: pv.getUint8(2),
+        dtype: pv.getUint8(3),
+        root: pv.getInt32(4, true),
+        count: pv.getFloat64(8, true),
+      };
+      if (
+        got.kind !== fp.kind || got.op !== fp.op || got.dtype !== fp.dtype || got.count !== fp.count ||
+        got.root !== fp.root
+      ) {
+        throw new CollectiveMismatchError(ctx.describe(fp), ctx.describe(got), {
+          rank: ctx.globalRank,
+          op: ctx.op,
+          peer: ctx.globalOf[q],
+        });
+      }
+    }
+    return p;
+  }
+
+  /** Byte offset of rank `r`'s input chunk buffer of `parity`. */
+  inBuf(r: number, parity: number): number {
+    return this.#chunkOff + (r * 2 + parity) * this.chunkBytes;
+  }
+
+  /** Byte offset of the shared output chunk buffer of `parity`. */
+  outBuf(parity: number): number {
+    return this.#chunkOff + (this.size * 2 + parity) * this.chunkBytes;
+  }
+
+  /** The segment buffer. */
+  get buffer(): ArrayBuffer {
+    return this.#host.buffer;
+  }
+
+  /** Publishes `value` in this rank's word `w` and wakes sleeping peers. */
+  publish(w: number, value: number): void {
+    Atomics.store(this.#ctl, this.rank * WORDS + w, value);
+    for (let q = 0; q < this.size; q++) if (q !== this.rank) this.#host.ring(q);
+  }
+
+  /** Returns once every rank's word `w` has reached `target` (wrap-safe comparison). */
+  waitAll(w: number, target: number, ctx: WaitContext): void {
+    for (let q = 0; q < this.size; q++) if (q !== this.rank) this.waitFor(q, w, target, ctx);
+  }
+
+  /**
+   * Returns once rank `q`'s word `w` has reached `target`. While ranks have a core each it spins for
+   * up to {@link SPIN_US} (a futex nap costs tens of microseconds to wake from here); with more ranks
+   * than cores it yields the core instead, since the rank it waits for may need it. Then it naps.
+   */
+  waitFor(q: number, w: number, target: number, ctx: WaitContext): void {
+    const idx = q * WORDS + w;
+    const ctl = this.#ctl;
+    if (((Atomics.load(ctl, idx) - target) | 0) >= 0) return;
+    if (this.#spin) {
+      const until = performance.now() + SPIN_US / 1000;
+      do {
+        for (let i = 0; i < 64; i++) if (((Atomics.load(ctl, idx) - target) | 0) >= 0) return;
+      } while (performance.now() < until);
+    } else {
+      for (let i = 0; i < SPINS; i++) if (((Atomics.load(ctl, idx) - target) | 0) >= 0) return;
+    }
+    for (let i = 0; i < YIELDS; i++) {
+      this.#host.yieldCore();
+      if (((Atomics.load(ctl, idx) - target) | 0) >= 0) return;
+    }
+    let lastCheck = performance.now();
+    while (true) {
+      const snap = this.#host.snapshot();
+      if (((Atomics.load(ctl, idx) - target) | 0) >= 0) return;
+      this.#host.sleepSync(snap, 2);
+      if (((Atomics.load(ctl, idx) - target) | 0) >= 0) return;
+      const now = performance.now();
+      if (now > ctx.deadline) {
+        throw new CollectiveTimeoutError(
+          `${ctx.op}: waited for rank ${ctx.globalOf[q]} (shared memory)`,
+          ctx.timeoutMs,
+          { rank: ctx.globalRank, op: ctx.op, peer: ctx.globalOf[q] },
+        );
+      }
+      if (now - lastCheck > 50) {
+        lastCheck = now;
+        if (!this.#host.alive(q)) {
+          throw new PeerLostError(`rank ${ctx.globalOf[q]} exited during ${ctx.op}`, {
+            rank: ctx.globalRank,
+            op: ctx.op,
+            peer: ctx.globalOf[q],
+          });
+        }
+      }
+    }
+  }
+}

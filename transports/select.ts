@@ -1,0 +1,111 @@
+/**
+ * @module
+ * Chooses and builds the transport of a group: ranks publish their host ids through the store;
+ * same-host peers talk over shared memory, the others over TCP (or one kind, when forced).
+ */
+
+import { InvalidArgumentError } from "../errors.ts";
+import { hostId } from "./host_id.ts";
+import { RoutedTransport } from "./routed.ts";
+import { ShmTransport } from "./shm.ts";
+import { PrefixStore, type Store } from "./store/mod.ts";
+import { TcpTransport } from "./tcp.ts";
+import type { Transport } from "./transport.ts";
+
+/** What a group's transport is built from. */
+export interface SelectOptions {
+  /** `auto` (default): shm between same-host ranks, tcp across hosts; or force `tcp` or `shm`. */
+  kind?: string;
+  /** This rank. */
+  rank: number;
+  /** Number of ranks. */
+  size: number;
+  /** The job's store (a per-group prefix is added here). */
+  store: Store;
+  /** The job token. */
+  token: string;
+  /** Connection and wait timeout, ms. */
+  timeoutMs: number;
+  /** CHOIR_HOST_ID override of this process's host identity. */
+  hostIdOverride?: string;
+  /** Address TCP listeners bind to. */
+  bind?: string;
+  /** Address peers dial for TCP, when it differs from `bind`. */
+  advertise?: string;
+}
+
+/** The host id of every rank, in rank order, exchanged through the store. */
+export async function exchangeHostIds(
+  store: Store,
+  rank: number,
+  size: number,
+  mine: string,
+): Promise<string[]> {
+  await store.set(`host/${rank}`, mine);
+  const dec = new TextDecoder();
+  return await Promise.all(
+    Array.from(
+      { length: size },
+      async (_, r) => r === rank ? mine : dec.decode(await store.get(`host/${r}`)),
+    ),
+  );
+}
+
+/** A group's transport, and the host of every rank (index into the distinct host ids). */
+export interface Selected {
+  /** The transport to build the group on. */
+  transport: Transport;
+  /** Host index of every rank, in rank order. */
+  hostOf: number[];
+}
+
+/** Builds the transport for this rank according to `o.kind` and where the ranks live. */
+export async function selectTransport(o: SelectOptions): Promise<Selected> {
+  const kind = o.kind ?? "auto";
+  if (kind !== "auto" && kind !== "tcp" && kind !== "shm") {
+    throw new InvalidArgumentError(`CHOIR_TRANSPORT must be auto, tcp or shm, not "${kind}"`, {
+      rank: o.rank,
+      op: "initProcessGroup",
+    });
+  }
+  const tcp = () =>
+    TcpTransport.create({
+      rank: o.rank,
+      size: o.size,
+      store: new PrefixStore("tcp/", o.store),
+      token: o.token,
+      timeoutMs: o.timeoutMs,
+      hostname: o.bind,
+      advertise: o.advertise,
+    });
+  const hosts = o.size === 1
+    ? [""]
+    : await exchangeHostIds(o.store, o.rank, o.size, hostId(o.hostIdOverride));
+  const distinct = [...new Set(hosts)];
+  const hostOf = hosts.map((h) => distinct.indexOf(h));
+  if (kind === "tcp" || o.size === 1) return { transport: await tcp(), hostOf };
+
+  const local = hosts.flatMap((h, r) => (h === hosts[o.rank] ? [r] : []));
+  if (kind === "shm" && local.length !== o.size) {
+    const away = hosts.flatMap((h, r) => (h === hosts[o.rank] ? [] : [r]));
+    throw new InvalidArgumentError(
+      `CHOIR_TRANSPORT=shm needs every rank on one host; ranks ${away.join(", ")} are on other hosts`,
+      { rank: o.rank, op: "initProcessGroup" },
+    );
+  }
+  const shm = () =>
+    ShmTransport.create({
+      rank: local.indexOf(o.rank),
+      size: local.length,
+      store: new PrefixStore(`shm/${local[0]}/`, o.store),
+      token: o.token,
+      timeoutMs: o.timeoutMs,
+    });
+  if (local.length === o.size) return { transport: await shm(), hostOf };
+  // Several hosts: every rank runs TCP (to reach the other hosts), plus shm among its host's ranks.
+  const all = Array.from({ length: o.size }, (_, r) => r);
+  const t = await tcp();
+  if (local.length === 1) return { transport: t, hostOf };
+  const routes = [{ transport: await shm(), ranks: local }, { transport: t, ranks: all }];
+  return { transport: new RoutedTransport(o.rank, o.size, routes), hostOf };
+}
