@@ -19,7 +19,7 @@ const USAGE = `usage: deno task bench [options]
   --budget S         seconds of timed iterations per row (default 0.3)
   --min-iters N      fewest timed iterations per row (default 5)
   --max-iters N      most timed iterations per row (default 2000)
-  --transport NAME   tcp (default)
+  --transport NAME   auto (default: shared memory between local ranks), tcp or shm
   --json FILE        also write one JSON object per row to FILE
   --help             this text`;
 
@@ -34,7 +34,7 @@ const { values } = parseArgs({
     budget: { type: "string", default: "0.3" },
     "min-iters": { type: "string", default: "5" },
     "max-iters": { type: "string", default: "2000" },
-    transport: { type: "string", default: "tcp" },
+    transport: { type: "string", default: "auto" },
     json: { type: "string" },
     help: { type: "boolean", default: false },
   },

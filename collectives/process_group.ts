@@ -115,7 +115,15 @@ export class ProcessGroup {
   #comm: Comm | null = null;
   #hier: HierarchicalComms | null = null;
   #arena: Arena | null = null;
-  #arenaRanks: readonly number[] = [];
+  readonly #arenaCtx: WaitContext = {
+    op: "",
+    deadline: 0,
+    timeoutMs: 0,
+    globalRank: 0,
+    globalOf: [],
+    describe: describeFingerprint,
+  };
+  readonly #arenaFp: Fingerprint = { kind: 0, op: 0, dtype: 0, count: 0, root: -1 };
   #seq = 0;
   #tail: Promise<unknown> = Promise.resolve();
   #inflight = 0;
@@ -157,7 +165,8 @@ export class ProcessGroup {
     const host = this.#transport.arena?.();
     if (host && host.size === this.size) {
       this.#arena = new Arena(host, this.#opts.chunkBytes ?? 1 << 20);
-      this.#arenaRanks = Array.from({ length: this.size }, (_, r) => r);
+      this.#arenaCtx.globalRank = this.rank;
+      this.#arenaCtx.globalOf = Array.from({ length: this.size }, (_, r) => r);
     }
   }
 
@@ -422,22 +431,21 @@ export class ProcessGroup {
       if (this.#destroyed) {
         throw new GroupDestroyedError("the process group was destroyed", { rank: this.rank, op: call.name });
       }
+      // One context and fingerprint object per group, refilled per call (the arena path is
+      // synchronous, so no two calls use them at once): tiny collectives feel every allocation.
       const ms = opts.timeoutMs ?? this.#opts.timeoutMs;
+      const ctx = this.#arenaCtx;
+      ctx.op = call.name;
+      ctx.deadline = performance.now() + ms;
+      ctx.timeoutMs = ms;
+      const fp = this.#arenaFp;
+      fp.kind = call.kind;
+      fp.op = reduceOpCode(call.op);
+      fp.dtype = dtypeCode(call.dtype);
+      fp.count = call.count;
+      fp.root = call.root;
       try {
-        body({
-          op: call.name,
-          deadline: performance.now() + ms,
-          timeoutMs: ms,
-          globalRank: this.rank,
-          globalOf: this.#arenaRanks,
-          describe: describeFingerprint,
-        }, {
-          kind: call.kind,
-          op: reduceOpCode(call.op),
-          dtype: dtypeCode(call.dtype),
-          count: call.count,
-          root: call.root,
-        });
+        body(ctx, fp);
       } catch (e) {
         if (!(e instanceof InvalidArgumentError)) {
           this.#broken = e instanceof ChoirError

@@ -81,6 +81,9 @@ export class Arena {
   readonly #smallOff: number;
   readonly #chunkOff: number;
   readonly #spin: boolean;
+  /** Fingerprint and payload views of every call slot (rank * 2 + parity), made once. */
+  readonly #fp: DataView[] = [];
+  readonly #payload: Uint8Array[] = [];
 
   /** Lays the arena out over `host`'s region, with chunk buffers of at most `maxChunkBytes`. */
   constructor(host: ArenaHost, maxChunkBytes = 1 << 20) {
@@ -92,6 +95,10 @@ export class Arena {
     this.#smallOff = host.offset + n * LINE;
     this.#chunkOff = this.#smallOff + n * 2 * SLOT;
     this.#spin = n <= (navigator.hardwareConcurrency || 1);
+    for (let i = 0; i < 2 * n; i++) {
+      this.#fp.push(new DataView(host.buffer, this.#smallOff + i * SLOT, FP_BYTES));
+      this.#payload.push(new Uint8Array(host.buffer, this.#smallOff + i * SLOT + FP_BYTES, SMALL_PAYLOAD));
+    }
     const room = host.bytes - (this.#chunkOff - host.offset);
     // n input buffers and one output buffer, each double-buffered.
     // Whole cache lines, so every element type stays aligned in every buffer.
@@ -120,30 +127,29 @@ export class Arena {
     const k = ++this.calls;
     const p = k & 1;
     const word = p === 0 ? W.call0 : W.call1;
-    const at = this.#smallOff + (this.rank * 2 + p) * SLOT;
-    const v = new DataView(this.#host.buffer, at, FP_BYTES);
+    const v = this.#fp[this.rank * 2 + p];
     v.setUint16(0, fp.kind, true);
     v.setUint8(2, fp.op);
     v.setUint8(3, fp.dtype);
     v.setInt32(4, fp.root, true);
     v.setFloat64(8, fp.count, true);
-    if (tiny) new Uint8Array(this.#host.buffer, at + FP_BYTES, tiny.byteLength).set(tiny);
+    if (tiny) this.#payload[this.rank * 2 + p].set(tiny);
     this.publish(word, k);
     for (let q = 0; q < this.size; q++) {
       if (q === this.rank) continue;
       this.waitFor(q, word, k, ctx);
-      const pv = new DataView(this.#host.buffer, this.#smallOff + (q * 2 + p) * SLOT, FP_BYTES);
-      const got = {
-        kind: pv.getUint16(0, true),
-        op: pv.getUint8(2),
-        dtype: pv.getUint8(3),
-        root: pv.getInt32(4, true),
-        count: pv.getFloat64(8, true),
-      };
+      const pv = this.#fp[q * 2 + p];
       if (
-        got.kind !== fp.kind || got.op !== fp.op || got.dtype !== fp.dtype || got.count !== fp.count ||
-        got.root !== fp.root
+        pv.getUint16(0, true) !== fp.kind || pv.getUint8(2) !== fp.op || pv.getUint8(3) !== fp.dtype ||
+        pv.getInt32(4, true) !== fp.root || pv.getFloat64(8, true) !== fp.count
       ) {
+        const got = {
+          kind: pv.getUint16(0, true),
+          op: pv.getUint8(2),
+          dtype: pv.getUint8(3),
+          root: pv.getInt32(4, true),
+          count: pv.getFloat64(8, true),
+        };
         throw new CollectiveMismatchError(ctx.describe(fp), ctx.describe(got), {
           rank: ctx.globalRank,
           op: ctx.op,
