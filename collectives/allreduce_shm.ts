@@ -2,10 +2,12 @@
  * @module
  * Same-host allreduce straight through the shared arena, with no channel in between. Tiny inputs
  * (up to 112 bytes) travel in the call slot: publish, then read every peer's slot and reduce in
- * rank order. Larger ones go through a chunk pipeline: copy in, each rank reduces its 1/n slice of
- * the chunk across all n inputs into rank 0's buffer, everyone copies the whole reduced chunk out.
+ * rank order. Larger ones go through a chunk pipeline: each rank hands over the slices of the chunk
+ * the others reduce, reduces its own slice over all ranks (its own input read in place), and fetches
+ * the others' results, so each byte is copied about once each way.
  *
- * Cost (tiny): one cache-line handoff per peer. (large): 2 S copies + (n-1)/n S reduce per rank.
+ * Cost (tiny): one cache-line handoff per peer. (large): 2(n-1)/n S + S/n copies and (n-1)/n S
+ * reduce per rank.
  */
 
 import { type Call, segment } from "./comm.ts";
@@ -54,27 +56,40 @@ export function allReduceShmChunks(
   const elem = buf.BYTES_PER_ELEMENT;
   const step = Math.max(1, Math.floor(a.chunkBytes / elem));
   const n = a.size;
+  const r = a.rank;
   for (let off = 0; off < buf.length; off += step) {
     const len = Math.min(step, buf.length - off);
     const k = a.chunks++;
     const s = k & 1;
-    // Buffers of parity s were last used by chunk k-2: everyone must be done with it.
+    const slot = (q: number, j: number) => {
+      const [js, jl] = segment(len, n, j);
+      return view(buf, a.buffer, a.inBuf(q, s) + js * elem, jl);
+    };
+    const mine = (j: number) => {
+      const [js, jl] = segment(len, n, j);
+      return sliceView(buf, off + js, jl);
+    };
+    // Buffers of parity s were last used by chunk k-2: everyone must be done with them.
     a.waitAll(W.done, k - 1, ctx);
-    new Uint8Array(a.buffer, a.inBuf(a.rank, s), len * elem).set(bytesOf(sliceView(buf, off, len)));
+    // 1. Hand over the slices the other ranks reduce (this rank's own slice never leaves it).
+    for (let j = 0; j < n; j++) if (j !== r) bytesOf(slot(r, j)).set(bytesOf(mine(j)));
     a.publish(W.in, k + 1);
     a.waitAll(W.in, k + 1, ctx);
-    // Reduce this rank's slice of the chunk into rank 0's input, in rank order: rank 0's buffer
-    // then holds the whole reduced chunk, with no separate output buffer to fill.
-    const [ps, pl] = segment(len, n, a.rank);
-    if (pl > 0) {
-      const acc = view(buf, a.buffer, a.inBuf(0, s) + ps * elem, pl);
-      for (let q = 1; q < n; q++) {
-        reduceInto(call.dtype, op, acc, view(buf, a.buffer, a.inBuf(q, s) + ps * elem, pl));
-      }
+    // 2. Reduce this rank's slice over all ranks in rank order, leaving the result both in this
+    //    rank's array and in rank 0's buffer, where the others fetch it.
+    if (r === 0) {
+      const acc = mine(0);
+      for (let q = 1; q < n; q++) reduceInto(call.dtype, op, acc, slot(q, 0));
+      bytesOf(slot(0, 0)).set(bytesOf(acc));
+    } else {
+      const acc = slot(0, r);
+      for (let q = 1; q < n; q++) reduceInto(call.dtype, op, acc, q === r ? mine(r) : slot(q, r));
+      bytesOf(mine(r)).set(bytesOf(acc));
     }
     a.publish(W.red, k + 1);
     a.waitAll(W.red, k + 1, ctx);
-    bytesOf(sliceView(buf, off, len)).set(new Uint8Array(a.buffer, a.inBuf(0, s), len * elem));
+    // 3. Fetch the other ranks' reduced slices.
+    for (let j = 0; j < n; j++) if (j !== r) bytesOf(mine(j)).set(bytesOf(slot(0, j)));
     a.publish(W.done, k + 1);
   }
 }
