@@ -17,29 +17,35 @@ interface ErrResult {
 const script = "tests/fixtures/error_worker.ts";
 const results = (outs: RankOutput[]) => outs.map((o) => resultOf<ErrResult>(o));
 
-for (
-  const [scenario, field] of [
-    ["mismatch-count", /count: expected 1[01], peer sent 1[01]/],
-    ["mismatch-op", /op: expected allReduce\/(sum|max), peer sent allReduce\/(max|sum)/],
-    ["mismatch-dtype", /dtype: expected (f32|i32), peer sent (i32|f32)/],
-  ] as const
-) {
-  Deno.test(`${scenario}: CollectiveMismatchError on both ranks, naming the field`, async () => {
-    const res = results(await runRanks({ script, worldSize: 2, args: [scenario], deadlineMs: 30_000 }));
-    for (const r of res) {
-      assert.equal(r.name, "CollectiveMismatchError", r.message);
-      assert.match(r.message, field);
-      assert.ok(r.ms < 4000 + 2000, `took ${r.ms} ms`);
-    }
+for (const transport of ["tcp", "shm"]) {
+  const env = { CHOIR_TRANSPORT: transport };
+  for (
+    const [scenario, field] of [
+      ["mismatch-count", /count: expected 1[01], peer sent 1[01]/],
+      ["mismatch-op", /op: expected allReduce\/(sum|max), peer sent allReduce\/(max|sum)/],
+      ["mismatch-dtype", /dtype: expected (f32|i32), peer sent (i32|f32)/],
+    ] as const
+  ) {
+    Deno.test(`${transport}: ${scenario}: CollectiveMismatchError on both ranks, naming the field`, async () => {
+      const res = results(
+        await runRanks({ script, worldSize: 2, args: [scenario], env, deadlineMs: 30_000 }),
+      );
+      for (const r of res) {
+        assert.equal(r.name, "CollectiveMismatchError", r.message);
+        assert.match(r.message, field);
+        assert.ok(r.ms < 4000 + 2000, `took ${r.ms} ms`);
+      }
+    });
+  }
+
+  Deno.test(`${transport}: a peer that exits: PeerLostError naming it, well before the timeout`, async () => {
+    const outs = await runRanks({ script, worldSize: 2, args: ["peer-exits"], env, deadlineMs: 30_000 });
+    const r0 = resultOf<ErrResult>(outs[0]);
+    assert.equal(r0.name, "PeerLostError", r0.message);
+    assert.match(r0.message, /rank 1/);
+    assert.ok(r0.ms < 4000, `took ${r0.ms} ms`);
   });
 }
-
-Deno.test("a peer that exits: PeerLostError naming it, well before the timeout", async () => {
-  const outs = await runRanks({ script, worldSize: 2, args: ["peer-exits"], deadlineMs: 30_000 });
-  const r0 = resultOf<ErrResult>(outs[0]);
-  assert.equal(r0.name, "PeerLostError", r0.message);
-  assert.match(r0.message, /rank 1/);
-});
 
 Deno.test("a root outside the group: InvalidArgumentError naming it", async () => {
   const res = results(await runRanks({ script, worldSize: 2, args: ["bad-root"], deadlineMs: 30_000 }));
