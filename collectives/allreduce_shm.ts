@@ -25,33 +25,43 @@ export function fitsSmallSlot(buf: CpuTensor): boolean {
   return buf.byteLength <= SMALL_PAYLOAD;
 }
 
-/** Tiny allreduce through the per-rank call slots; the result is bitwise the same on every rank. */
+/**
+ * Tiny allreduce through the per-rank call slots; the result is bitwise the same on every rank.
+ * Synchronous (returns undefined) when every peer is on time, else a promise.
+ */
 export function allReduceShmSmall(
   a: Arena,
   call: Call,
   fp: Fingerprint,
   buf: CpuTensor,
   ctx: WaitContext,
-): void {
+): Promise<void> | undefined {
   // begin() publishes our input with the fingerprint and returns once every peer's is there too.
   const p = a.begin(fp, ctx, bytesOf(buf));
+  if (typeof p !== "number") return p.then((parity) => reduceSlots(a, call, buf, parity));
+  reduceSlots(a, call, buf, p);
+  return undefined;
+}
+
+/** Reduces every rank's slot of `parity` into `buf`, in rank order 0, 1, ..., n-1. */
+function reduceSlots(a: Arena, call: Call, buf: CpuTensor, parity: number): void {
   const op = call.op ?? "sum";
-  // Reduce in rank order 0, 1, ..., n-1 on every rank.
-  if (a.rank !== 0) bytesOf(buf).set(new Uint8Array(a.buffer, a.payload(0, p), buf.byteLength));
+  if (a.rank !== 0) bytesOf(buf).set(new Uint8Array(a.buffer, a.payload(0, parity), buf.byteLength));
   for (let q = 1; q < a.size; q++) {
-    reduceInto(call.dtype, op, buf, view(buf, a.buffer, a.payload(q, p), buf.length));
+    reduceInto(call.dtype, op, buf, view(buf, a.buffer, a.payload(q, parity), buf.length));
   }
 }
 
 /** Chunked allreduce through the arena's double-buffered chunk buffers. */
-export function allReduceShmChunks(
+export async function allReduceShmChunks(
   a: Arena,
   call: Call,
   fp: Fingerprint,
   buf: CpuTensor,
   ctx: WaitContext,
-): void {
-  a.begin(fp, ctx);
+): Promise<void> {
+  const started = a.begin(fp, ctx);
+  if (typeof started !== "number") await started;
   const op = call.op ?? "sum";
   const elem = buf.BYTES_PER_ELEMENT;
   const step = Math.max(1, Math.floor(a.chunkBytes / elem));
@@ -70,11 +80,11 @@ export function allReduceShmChunks(
       return sliceView(buf, off + js, jl);
     };
     // Buffers of parity s were last used by chunk k-2: everyone must be done with them.
-    a.waitAll(W.done, k - 1, ctx);
+    await a.waitAll(W.done, k - 1, ctx);
     // 1. Hand over the slices the other ranks reduce (this rank's own slice never leaves it).
     for (let j = 0; j < n; j++) if (j !== r) bytesOf(slot(r, j)).set(bytesOf(mine(j)));
     a.publish(W.in, k + 1);
-    a.waitAll(W.in, k + 1, ctx);
+    await a.waitAll(W.in, k + 1, ctx);
     // 2. Reduce this rank's slice over all ranks in rank order, leaving the result both in this
     //    rank's array and in rank 0's buffer, where the others fetch it.
     if (r === 0) {
@@ -87,7 +97,7 @@ export function allReduceShmChunks(
       bytesOf(mine(r)).set(bytesOf(acc));
     }
     a.publish(W.red, k + 1);
-    a.waitAll(W.red, k + 1, ctx);
+    await a.waitAll(W.red, k + 1, ctx);
     // 3. Fetch the other ranks' reduced slices.
     for (let j = 0; j < n; j++) if (j !== r) bytesOf(mine(j)).set(bytesOf(slot(0, j)));
     a.publish(W.done, k + 1);

@@ -8,7 +8,11 @@
 
 import type { Arena, Fingerprint, WaitContext } from "./shm_arena.ts";
 
-/** Returns once every rank on the arena has entered this barrier (the fingerprint handshake is one). */
-export function barrierShm(a: Arena, fp: Fingerprint, ctx: WaitContext): void {
-  a.begin(fp, ctx);
+/**
+ * Returns once every rank on the arena has entered this barrier (the fingerprint handshake is one):
+ * synchronously (undefined) when all are on time, else through the returned promise.
+ */
+export function barrierShm(a: Arena, fp: Fingerprint, ctx: WaitContext): Promise<void> | undefined {
+  const p = a.begin(fp, ctx);
+  return typeof p === "number" ? undefined : p.then(() => {});
 }

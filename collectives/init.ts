@@ -77,6 +77,7 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessG
     const pg = new ProcessGroup(transport, {
       timeoutMs,
       hostOf,
+      store: new PrefixStore("pg0/", store),
       chunkBytes: opts.chunkBytes,
       onDestroy: () => rdzv.close(),
     });

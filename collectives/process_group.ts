@@ -28,6 +28,7 @@ import { broadcastChain } from "./broadcast_chain.ts";
 import { type Call, Comm, OpKind } from "./comm.ts";
 import {
   allocLike,
+  ARRAY_TYPE,
   bytesOf,
   type CpuTensor,
   type DType,
@@ -47,6 +48,9 @@ import { reduceBinomial } from "./reduce_binomial.ts";
 import { reduceChain } from "./reduce_chain.ts";
 import { reduceScatterRing } from "./reducescatter_ring.ts";
 import { Watchdog } from "./watchdog.ts";
+import { allReduceSymmetric } from "./allreduce_symmetric.ts";
+import { allocSymmetric, type SymmetricAllocation } from "../transports/shm/symmetric.ts";
+import type { Store } from "../transports/store/store.ts";
 import { allReduceShmChunks, allReduceShmSmall, fitsSmallSlot } from "./allreduce_shm.ts";
 import { barrierShm } from "./barrier_shm.ts";
 import { Arena, type Fingerprint, type WaitContext } from "./shm_arena.ts";
@@ -96,6 +100,8 @@ export interface ProcessGroupOptions {
   group?: number;
   /** Host index of every rank (equal for ranks on one host); enables the hierarchical allreduce. */
   hostOf?: readonly number[];
+  /** The job's store under this group's prefix (needed by {@link ProcessGroup.alloc}). */
+  store?: Store;
   /** Called once by {@link ProcessGroup.destroy} after the transport is closed (e.g. to close the store). */
   onDestroy?: () => Promise<void>;
 }
@@ -124,6 +130,8 @@ export class ProcessGroup {
     describe: describeFingerprint,
   };
   readonly #arenaFp: Fingerprint = { kind: 0, op: 0, dtype: 0, count: 0, root: -1 };
+  readonly #symmetric = new Map<ArrayBufferLike, SymmetricAllocation>();
+  #symmetricClosed = 0;
   #seq = 0;
   #tail: Promise<unknown> = Promise.resolve();
   #inflight = 0;
@@ -177,11 +185,17 @@ export class ProcessGroup {
       const call = this.#call("allReduce", OpKind.allReduce, dtype, tensor.length, -1, op);
       if (this.#arena) {
         const arena = this.#arena;
+        const sym = this.#symmetric.get(tensor.buffer);
+        const avg = () => divideInto(dtype, tensor, this.size);
         return this.#onArena(call, opts, (ctx, fp) => {
           if (op === ReduceOp.PREMUL_SUM) scaleInto(dtype, tensor, opts.factor ?? 1);
-          if (fitsSmallSlot(tensor)) allReduceShmSmall(arena, call, fp, tensor, ctx);
-          else allReduceShmChunks(arena, call, fp, tensor, ctx);
-          if (op === ReduceOp.AVG) divideInto(dtype, tensor, this.size);
+          let r: Promise<void> | undefined;
+          if (sym) r = allReduceSymmetric(arena, call, fp, sym.buffers, tensor, ctx);
+          else if (fitsSmallSlot(tensor)) r = allReduceShmSmall(arena, call, fp, tensor, ctx);
+          else r = allReduceShmChunks(arena, call, fp, tensor, ctx);
+          if (op !== ReduceOp.AVG) return r;
+          if (!r) return void avg();
+          return r.then(avg);
         });
       }
       return this.#collective(call, opts, async (comm) => {
@@ -316,12 +330,48 @@ export class ProcessGroup {
     });
   }
 
+  /**
+   * Allocates a tensor of `length` elements of `dtype` in shared memory that every rank of this host
+   * maps (symmetric memory). A collective call: every rank must call it, in the same order, with the
+   * same arguments. Collectives on such tensors (at the same offset on every rank) need no copy in or
+   * out: allReduce then reduces in place in one pass. Needs every rank on one host (shm transport).
+   */
+  async alloc(dtype: DType, length: number): Promise<CpuTensor> {
+    const arena = this.#arena;
+    const store = this.#opts.store;
+    if (!arena || !store) {
+      throw new InvalidArgumentError("alloc needs every rank of the group on one host, over shared memory", {
+        rank: this.rank,
+        op: "alloc",
+      });
+    }
+    if (!Number.isInteger(length) || length < 0) {
+      throw new InvalidArgumentError(`length must be a non-negative integer, got ${length}`, {
+        rank: this.rank,
+        op: "alloc",
+      });
+    }
+    const ctor = ARRAY_TYPE[dtype];
+    const sym = await allocSymmetric({
+      rank: this.rank,
+      size: this.size,
+      store,
+      index: this.#symmetric.size + this.#symmetricClosed,
+      bytes: Math.max(64, length * ctor.BYTES_PER_ELEMENT),
+    });
+    this.#symmetric.set(sym.buffers[this.rank], sym);
+    return new ctor(sym.buffers[this.rank], 0, length);
+  }
+
   /** Waits for running collectives, then closes every connection. Later calls throw. */
   async destroy(): Promise<void> {
     if (this.#destroyed) return;
     this.#destroyed = true;
     await this.#tail.catch(() => {});
     this.#watchdog.close();
+    for (const sym of this.#symmetric.values()) sym.close();
+    this.#symmetricClosed += this.#symmetric.size;
+    this.#symmetric.clear();
     await this.#transport.close();
     await this.#opts.onDestroy?.();
   }
@@ -420,19 +470,31 @@ export class ProcessGroup {
   }
 
   /**
-   * Runs a collective on the shared arena. The arena path is synchronous (it waits by spinning and
-   * short futex naps, with its own deadline), so when nothing else is queued it runs right here,
-   * without a promise hop or a timer: that is what makes tiny same-host collectives take a
-   * microsecond or two.
+   * Runs a collective on the shared arena. Its waits spin first and only then nap (without blocking
+   * the event loop), each with the call's own deadline, so no timer is armed per call and a tiny
+   * same-host collective whose peers are on time runs through without leaving this call.
    */
-  #onArena(call: Call, opts: OpOptions, body: (ctx: WaitContext, fp: Fingerprint) => void): Promise<void> {
-    const run = (): void => {
+  #onArena(
+    call: Call,
+    opts: OpOptions,
+    body: (ctx: WaitContext, fp: Fingerprint) => Promise<void> | undefined,
+  ): Promise<void> {
+    const fail = (e: unknown): never => {
+      if (!(e instanceof InvalidArgumentError)) {
+        this.#broken = e instanceof ChoirError
+          ? e
+          : new PeerLostError(String(e), { rank: this.rank, op: call.name });
+        void this.#transport.close(this.#broken);
+      }
+      throw e;
+    };
+    const run = (): Promise<void> | undefined => {
       if (this.#broken) throw this.#broken;
       if (this.#destroyed) {
         throw new GroupDestroyedError("the process group was destroyed", { rank: this.rank, op: call.name });
       }
-      // One context and fingerprint object per group, refilled per call (the arena path is
-      // synchronous, so no two calls use them at once): tiny collectives feel every allocation.
+      // One context and fingerprint object per group, refilled per call: arena collectives run
+      // one at a time (later ones queue behind a running one), and tiny ones feel every allocation.
       const ms = opts.timeoutMs ?? this.#opts.timeoutMs;
       const ctx = this.#arenaCtx;
       ctx.op = call.name;
@@ -444,26 +506,32 @@ export class ProcessGroup {
       fp.dtype = dtypeCode(call.dtype);
       fp.count = call.count;
       fp.root = call.root;
+      let r: Promise<void> | undefined;
       try {
-        body(ctx, fp);
+        r = body(ctx, fp);
       } catch (e) {
-        if (!(e instanceof InvalidArgumentError)) {
-          this.#broken = e instanceof ChoirError
-            ? e
-            : new PeerLostError(String(e), { rank: this.rank, op: call.name });
-          void this.#transport.close(this.#broken);
-        }
-        throw e;
+        fail(e);
       }
+      return r?.catch(fail);
     };
+    let p: Promise<void>;
     if (this.#inflight === 0) {
-      run();
-      return RESOLVED;
+      // Nothing queued: run here; a collective whose peers were on time is already complete.
+      let r: Promise<void> | undefined;
+      try {
+        r = run();
+      } catch (e) {
+        return Promise.reject(e);
+      }
+      if (!r) return RESOLVED;
+      p = r;
+    } else {
+      p = this.#tail.then(run, run).then(() => {});
     }
-    return this.#collective(call, opts, () => {
-      run();
-      return RESOLVED;
-    });
+    this.#inflight++;
+    const done = () => void this.#inflight--;
+    this.#tail = p.then(done, done);
+    return p;
   }
 
   /** Point-to-point calls run at once (not queued behind collectives), so send+recv pairs can overlap. */

@@ -2,7 +2,8 @@
  * @module
  * The arena same-host collectives run in: a region of the group's shared segment with one control
  * line per rank (monotonic counters), double-buffered 128-byte slots for tiny payloads, and chunk
- * buffers. Waiting spins, then yields, then sleeps on a futex. Mapping the memory is left to the
+ * buffers. Waiting spins, then yields, then naps on a futex without blocking the event loop. Mapping
+ * the memory is left to the
  * transport; the algorithms that use the arena live in allreduce_shm.ts and friends.
  */
 
@@ -45,6 +46,8 @@ export interface Fingerprint {
 }
 const SPINS = 40;
 const YIELDS = 20;
+/** Blocking naps of at most 1 ms before a wait turns asynchronous. */
+const SYNC_NAPS = 4;
 /** How long a rank that has a core to itself spins before it yields and naps, microseconds. */
 const SPIN_US = 200;
 
@@ -123,7 +126,7 @@ export class Arena {
    * Slots alternate by call parity: a rank can be at most one call ahead of any peer.
    * Returns the call's parity.
    */
-  begin(fp: Fingerprint, ctx: WaitContext, tiny?: Uint8Array): number {
+  begin(fp: Fingerprint, ctx: WaitContext, tiny?: Uint8Array): number | Promise<number> {
     const k = ++this.calls;
     const p = k & 1;
     const word = p === 0 ? W.call0 : W.call1;
@@ -135,29 +138,44 @@ export class Arena {
     v.setFloat64(8, fp.count, true);
     if (tiny) this.#payload[this.rank * 2 + p].set(tiny);
     this.publish(word, k);
-    for (let q = 0; q < this.size; q++) {
+    return this.#checkPeers(fp, ctx, p, word, k, 0);
+  }
+
+  /**
+   * Waits for the peers from `from` on and compares their fingerprints. Stays synchronous (returns
+   * the parity) while every peer is on time; the first wait that has to nap makes it asynchronous.
+   */
+  #checkPeers(fp: Fingerprint, ctx: WaitContext, p: number, word: number, k: number, from: number):
+    | number
+    | Promise<number> {
+    for (let q = from; q < this.size; q++) {
       if (q === this.rank) continue;
-      this.waitFor(q, word, k, ctx);
-      const pv = this.#fp[q * 2 + p];
-      if (
-        pv.getUint16(0, true) !== fp.kind || pv.getUint8(2) !== fp.op || pv.getUint8(3) !== fp.dtype ||
-        pv.getInt32(4, true) !== fp.root || pv.getFloat64(8, true) !== fp.count
-      ) {
-        const got = {
-          kind: pv.getUint16(0, true),
-          op: pv.getUint8(2),
-          dtype: pv.getUint8(3),
-          root: pv.getInt32(4, true),
-          count: pv.getFloat64(8, true),
-        };
-        throw new CollectiveMismatchError(ctx.describe(fp), ctx.describe(got), {
-          rank: ctx.globalRank,
-          op: ctx.op,
-          peer: ctx.globalOf[q],
-        });
-      }
+      const wait = this.waitFor(q, word, k, ctx);
+      if (wait) return wait.then(() => this.#checkPeers(fp, ctx, p, word, k, q));
+      this.#compare(fp, ctx, p, q);
     }
     return p;
+  }
+
+  #compare(fp: Fingerprint, ctx: WaitContext, p: number, q: number): void {
+    const pv = this.#fp[q * 2 + p];
+    if (
+      pv.getUint16(0, true) !== fp.kind || pv.getUint8(2) !== fp.op || pv.getUint8(3) !== fp.dtype ||
+      pv.getInt32(4, true) !== fp.root || pv.getFloat64(8, true) !== fp.count
+    ) {
+      const got = {
+        kind: pv.getUint16(0, true),
+        op: pv.getUint8(2),
+        dtype: pv.getUint8(3),
+        root: pv.getInt32(4, true),
+        count: pv.getFloat64(8, true),
+      };
+      throw new CollectiveMismatchError(ctx.describe(fp), ctx.describe(got), {
+        rank: ctx.globalRank,
+        op: ctx.op,
+        peer: ctx.globalOf[q],
+      });
+    }
   }
 
   /** Byte offset of rank `r`'s input chunk buffer of `parity`. */
@@ -181,9 +199,13 @@ export class Arena {
     for (let q = 0; q < this.size; q++) if (q !== this.rank) this.#host.ring(q);
   }
 
-  /** Returns once every rank's word `w` has reached `target` (wrap-safe comparison). */
-  waitAll(w: number, target: number, ctx: WaitContext): void {
-    for (let q = 0; q < this.size; q++) if (q !== this.rank) this.waitFor(q, w, target, ctx);
+  /** Resolves once every rank's word `w` has reached `target` (wrap-safe comparison). */
+  async waitAll(w: number, target: number, ctx: WaitContext): Promise<void> {
+    for (let q = 0; q < this.size; q++) {
+      if (q === this.rank) continue;
+      const wait = this.waitFor(q, w, target, ctx);
+      if (wait) await wait;
+    }
   }
 
   /**
@@ -191,27 +213,45 @@ export class Arena {
    * up to {@link SPIN_US} (a futex nap costs tens of microseconds to wake from here); with more ranks
    * than cores it yields the core instead, since the rank it waits for may need it. Then it naps.
    */
-  waitFor(q: number, w: number, target: number, ctx: WaitContext): void {
+  waitFor(q: number, w: number, target: number, ctx: WaitContext): Promise<void> | undefined {
     const idx = q * WORDS + w;
     const ctl = this.#ctl;
-    if (((Atomics.load(ctl, idx) - target) | 0) >= 0) return;
+    if (((Atomics.load(ctl, idx) - target) | 0) >= 0) return undefined;
     if (this.#spin) {
       const until = performance.now() + SPIN_US / 1000;
       do {
-        for (let i = 0; i < 64; i++) if (((Atomics.load(ctl, idx) - target) | 0) >= 0) return;
+        for (let i = 0; i < 64; i++) if (((Atomics.load(ctl, idx) - target) | 0) >= 0) return undefined;
       } while (performance.now() < until);
     } else {
-      for (let i = 0; i < SPINS; i++) if (((Atomics.load(ctl, idx) - target) | 0) >= 0) return;
+      for (let i = 0; i < SPINS; i++) if (((Atomics.load(ctl, idx) - target) | 0) >= 0) return undefined;
     }
     for (let i = 0; i < YIELDS; i++) {
       this.#host.yieldCore();
-      if (((Atomics.load(ctl, idx) - target) | 0) >= 0) return;
+      if (((Atomics.load(ctl, idx) - target) | 0) >= 0) return undefined;
     }
+    // Short naps that block this thread wake fastest (a futex wake reaches a blocked thread in a few
+    // microseconds, an async nap on the blocking pool in tens); cap them so that the event loop, which
+    // may serve the store to a late peer, is never held for long.
+    for (let i = 0; i < SYNC_NAPS; i++) {
+      const snap = this.#host.snapshot();
+      if (((Atomics.load(ctl, idx) - target) | 0) >= 0) return undefined;
+      this.#host.sleepSync(snap, 1);
+      if (((Atomics.load(ctl, idx) - target) | 0) >= 0) return undefined;
+    }
+    return this.#sleepUntil(idx, target, q, ctx);
+  }
+
+  /**
+   * The slow wait: naps on this rank's doorbell without blocking the event loop (this process may
+   * host the store server that a late peer still needs), checking the deadline and the peer's life.
+   */
+  async #sleepUntil(idx: number, target: number, q: number, ctx: WaitContext): Promise<void> {
+    const ctl = this.#ctl;
     let lastCheck = performance.now();
     while (true) {
       const snap = this.#host.snapshot();
       if (((Atomics.load(ctl, idx) - target) | 0) >= 0) return;
-      this.#host.sleepSync(snap, 2);
+      await this.#host.sleep(snap, 2);
       if (((Atomics.load(ctl, idx) - target) | 0) >= 0) return;
       const now = performance.now();
       if (now > ctx.deadline) {

@@ -23,6 +23,8 @@ export interface ArenaHost {
   snapshot(): number;
   /** Sleeps on this rank's doorbell until rung or `ms` pass, blocking the thread (short waits only). */
   sleepSync(snapshot: number, ms: number): void;
+  /** Sleeps on this rank's doorbell until rung or `ms` pass, without blocking the event loop. */
+  sleep(snapshot: number, ms: number): Promise<void>;
   /** Gives the core to another process. */
   yieldCore(): void;
   /** Whether `rank`'s process still runs. */

@@ -199,6 +199,7 @@ export class ShmTransport implements Transport {
       ring: (r) => bells.ring(r),
       snapshot: () => bells.snapshot(),
       sleepSync: (snap, ms) => bells.sleepSync(snap, ms),
+      sleep: (snap, ms) => bells.sleep(snap, ms),
       yieldCore: () => void lib.fn.sched_yield(),
       alive: (r) => r === this.rank || this.#peerGone(r) === null,
     };

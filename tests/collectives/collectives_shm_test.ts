@@ -52,3 +52,21 @@ Deno.test("collectives on 2 hosts of 2 ranks: shm inside a host, tcp between, hi
     assert.deepEqual(resultOf<WorkerResult>(out).failures, [], `rank ${out.rank} failures`);
   }
 });
+
+for (const worldSize of [2, 3]) {
+  Deno.test(`pg.alloc: symmetric tensors allreduced in place, world size ${worldSize}, nothing left behind`, async () => {
+    const before = choirSegments();
+    const outs = await runRanks({
+      script: "tests/fixtures/alloc_worker.ts",
+      worldSize,
+      env: { CHOIR_TRANSPORT: "shm" },
+    });
+    for (const out of outs) {
+      assert.equal(out.code, 0, `rank ${out.rank} exited ${out.code}\n${out.stderr}`);
+      const res = resultOf<WorkerResult>(out);
+      assert.deepEqual(res.failures, [], `rank ${out.rank} failures`);
+      assert.equal(res.checks, 20);
+    }
+    assert.deepEqual(choirSegments(), before, "a /dev/shm segment was left behind");
+  });
+}
