@@ -21,6 +21,7 @@ const USAGE = `usage: deno task bench [options]
   --max-iters N      most timed iterations per row (default 2000)
   --transport NAME   auto (default: shared memory between local ranks), tcp or shm
   --json FILE        also write one JSON object per row to FILE
+  --alloc            buffers from pg.alloc (shared memory on one host): no copy in or out
   --help             this text`;
 
 const { values } = parseArgs({
@@ -36,6 +37,7 @@ const { values } = parseArgs({
     "max-iters": { type: "string", default: "2000" },
     transport: { type: "string", default: "auto" },
     json: { type: "string" },
+    alloc: { type: "boolean", default: false },
     help: { type: "boolean", default: false },
   },
 });
@@ -59,6 +61,7 @@ const cfg = {
   budgetS: Number(values.budget),
   minIters: Number(values["min-iters"]),
   maxIters: Number(values["max-iters"]),
+  alloc: values.alloc,
 };
 
 const jsonFile = values.json
@@ -67,7 +70,11 @@ const jsonFile = values.json
 const enc = new TextEncoder();
 let lastOp = "";
 const rows: BenchRow[] = [];
-console.log(`# choir bench: ${nproc} ranks, ${values.transport}, sizes ${values.min}..${values.max}`);
+console.log(
+  `# choir bench: ${nproc} ranks, ${values.transport}, sizes ${values.min}..${values.max}${
+    values.alloc ? ", pg.alloc buffers" : ""
+  }`,
+);
 const result = await launch({
   program: new URL("./rank.ts", import.meta.url).pathname,
   args: [JSON.stringify(cfg)],

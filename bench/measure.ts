@@ -54,6 +54,8 @@ export interface MeasureOptions {
   minIters: number;
   /** Most timed iterations. */
   maxIters: number;
+  /** Allocate buffers with `pg.alloc` (shared memory) instead of ordinary arrays. */
+  alloc?: boolean;
 }
 
 /** Pattern value of element i on rank r (small integers, so sums are exact in f32). */
@@ -70,7 +72,10 @@ export async function measure(
 ): Promise<BenchRow> {
   const n = pg.size;
   const count = op === "barrier" ? 0 : Math.max(1, Math.floor(bytes / 4));
-  const buf = new Float32Array(count);
+  // --alloc: the buffer lives in symmetric shared memory (pg.alloc), so no copy in or out is needed.
+  const buf = o.alloc && op !== "barrier"
+    ? (await pg.alloc("f32", count)) as Float32Array
+    : new Float32Array(count);
   let wrong = 0;
 
   // 1. Correctness on a known pattern.

@@ -14,6 +14,7 @@ const cfg = JSON.parse(Deno.args[0]) as {
   budgetS: number;
   minIters: number;
   maxIters: number;
+  alloc?: boolean;
 };
 const pg = await initProcessGroup();
 // Warm the JIT and the connections before the first row, which is otherwise measured cold.

@@ -190,8 +190,8 @@ export class ProcessGroup {
         return this.#onArena(call, opts, (ctx, fp) => {
           if (op === ReduceOp.PREMUL_SUM) scaleInto(dtype, tensor, opts.factor ?? 1);
           let r: Promise<void> | undefined;
-          if (sym) r = allReduceSymmetric(arena, call, fp, sym.buffers, tensor, ctx);
-          else if (fitsSmallSlot(tensor)) r = allReduceShmSmall(arena, call, fp, tensor, ctx);
+          if (fitsSmallSlot(tensor)) r = allReduceShmSmall(arena, call, fp, tensor, ctx);
+          else if (sym) r = allReduceSymmetric(arena, call, fp, sym.buffers, tensor, ctx);
           else r = allReduceShmChunks(arena, call, fp, tensor, ctx);
           if (op !== ReduceOp.AVG) return r;
           if (!r) return void avg();
