@@ -53,6 +53,7 @@ import { allocSymmetric, type SymmetricAllocation } from "../transports/shm/symm
 import type { Store } from "../transports/store/store.ts";
 import { allReduceShmChunks, allReduceShmSmall, fitsSmallSlot } from "./allreduce_shm.ts";
 import { barrierShm } from "./barrier_shm.ts";
+import { broadcastShm, useArenaBroadcast } from "./broadcast_shm.ts";
 import { Arena, type Fingerprint, type WaitContext } from "./shm_arena.ts";
 
 const KIND_NAMES = Object.fromEntries(Object.entries(OpKind).map(([k, v]) => [v, k]));
@@ -216,6 +217,10 @@ export class ProcessGroup {
       const dtype = this.#dtype("broadcast", tensor, opts.dtype);
       const root = this.#root("broadcast", opts.root);
       const call = this.#call("broadcast", OpKind.broadcast, dtype, tensor.length, root);
+      const arena = this.#arena;
+      if (arena && useArenaBroadcast(arena, tensor.byteLength)) {
+        return this.#onArena(call, opts, (ctx, fp) => broadcastShm(arena, call, fp, tensor, ctx));
+      }
       return this.#collective(call, opts, (comm) => {
         return planBroadcast(tensor.byteLength, this.size) === "binomial"
           ? broadcastBinomial(comm, call, tensor)

@@ -1,0 +1,66 @@
+/**
+ * @module
+ * Same-host broadcast of large messages on the shared arena: the root fills its double-buffered
+ * chunk buffers and every other rank copies each chunk out as soon as it is there.
+ *
+ * Cost: one handshake, then S copied in by the root and S copied out by each other rank.
+ */
+
+import type { Call } from "./comm.ts";
+import { bytesOf, type CpuTensor, sliceView } from "./dtype.ts";
+import { type Arena, type Fingerprint, W, type WaitContext } from "./shm_arena.ts";
+
+/**
+ * Copies `buf` from `call.root` to every rank of the arena through the chunk buffers. Every rank
+ * waits for the root's chunks, so this pays off for large messages only: smaller broadcasts go
+ * through the channels, which let the root run ahead (see {@link useArenaBroadcast}).
+ */
+export function broadcastShm(
+  a: Arena,
+  call: Call,
+  fp: Fingerprint,
+  buf: CpuTensor,
+  ctx: WaitContext,
+): Promise<void> {
+  return broadcastChunks(a, call, fp, buf, ctx);
+}
+
+/**
+ * Whether a broadcast of `bytes` should use the arena: from four chunks up (4 MiB by default; with
+ * 2 and 4 ranks here the channels were faster up to about 2 MiB, the arena from 16 MiB on).
+ */
+export function useArenaBroadcast(a: Arena, bytes: number): boolean {
+  return bytes >= 4 * a.chunkBytes;
+}
+
+async function broadcastChunks(
+  a: Arena,
+  call: Call,
+  fp: Fingerprint,
+  buf: CpuTensor,
+  ctx: WaitContext,
+): Promise<void> {
+  const started = a.begin(fp, ctx);
+  if (typeof started !== "number") await started;
+  const root = call.root;
+  const elem = buf.BYTES_PER_ELEMENT;
+  const step = Math.max(1, Math.floor(a.chunkBytes / elem));
+  for (let off = 0; off < buf.length; off += step) {
+    const len = Math.min(step, buf.length - off);
+    const k = a.chunks++;
+    const s = k & 1;
+    const slot = new Uint8Array(a.buffer, a.inBuf(root, s), len * elem);
+    if (a.rank === root) {
+      // The root's buffer of parity s was last read for chunk k-2.
+      await a.waitAll(W.done, k - 1, ctx);
+      slot.set(bytesOf(sliceView(buf, off, len)));
+      a.publish(W.in, k + 1);
+      a.publish(W.done, k + 1);
+    } else {
+      const wait = a.waitFor(root, W.in, k + 1, ctx);
+      if (wait) await wait;
+      bytesOf(sliceView(buf, off, len)).set(slot);
+      a.publish(W.done, k + 1);
+    }
+  }
+}
