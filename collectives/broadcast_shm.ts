@@ -11,21 +11,6 @@ import { bytesOf, type CpuTensor, sliceView } from "./dtype.ts";
 import { type Arena, type Fingerprint, W, type WaitContext } from "./shm_arena.ts";
 
 /**
- * Copies `buf` from `call.root` to every rank of the arena through the chunk buffers. Every rank
- * waits for the root's chunks, so this pays off for large messages only: smaller broadcasts go
- * through the channels, which let the root run ahead (see {@link useArenaBroadcast}).
- */
-export function broadcastShm(
-  a: Arena,
-  call: Call,
-  fp: Fingerprint,
-  buf: CpuTensor,
-  ctx: WaitContext,
-): Promise<void> {
-  return broadcastChunks(a, call, fp, buf, ctx);
-}
-
-/**
  * Whether a broadcast of `bytes` should use the arena: from four chunks up (4 MiB by default; with
  * 2 and 4 ranks here the channels were faster up to about 2 MiB, the arena from 16 MiB on).
  */
@@ -33,7 +18,12 @@ export function useArenaBroadcast(a: Arena, bytes: number): boolean {
   return bytes >= 4 * a.chunkBytes;
 }
 
-async function broadcastChunks(
+/**
+ * Copies `buf` from `call.root` to every rank of the arena through the chunk buffers. Every rank
+ * waits for the root's chunks, so this pays off for large messages only: smaller broadcasts go
+ * through the channels, which let the root run ahead (see {@link useArenaBroadcast}).
+ */
+export async function broadcastShm(
   a: Arena,
   call: Call,
   fp: Fingerprint,
