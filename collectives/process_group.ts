@@ -186,17 +186,18 @@ export class ProcessGroup {
       const call = this.#call("allReduce", OpKind.allReduce, dtype, tensor.length, -1, op);
       if (this.#arena) {
         const arena = this.#arena;
-        const sym = this.#symmetric.get(tensor.buffer);
-        const avg = () => divideInto(dtype, tensor, this.size);
         return this.#onArena(call, opts, (ctx, fp) => {
           if (op === ReduceOp.PREMUL_SUM) scaleInto(dtype, tensor, opts.factor ?? 1);
           let r: Promise<void> | undefined;
           if (fitsSmallSlot(tensor)) r = allReduceShmSmall(arena, call, fp, tensor, ctx);
-          else if (sym) r = allReduceSymmetric(arena, call, fp, sym.buffers, tensor, ctx);
-          else r = allReduceShmChunks(arena, call, fp, tensor, ctx);
+          else {
+            const sym = this.#symmetric.get(tensor.buffer);
+            if (sym) r = allReduceSymmetric(arena, call, fp, sym.buffers, tensor, ctx);
+            else r = allReduceShmChunks(arena, call, fp, tensor, ctx);
+          }
           if (op !== ReduceOp.AVG) return r;
-          if (!r) return void avg();
-          return r.then(avg);
+          if (!r) return void divideInto(dtype, tensor, this.size);
+          return r.then(() => divideInto(dtype, tensor, this.size));
         });
       }
       return this.#collective(call, opts, async (comm) => {
@@ -484,15 +485,6 @@ export class ProcessGroup {
     opts: OpOptions,
     body: (ctx: WaitContext, fp: Fingerprint) => Promise<void> | undefined,
   ): Promise<void> {
-    const fail = (e: unknown): never => {
-      if (!(e instanceof InvalidArgumentError)) {
-        this.#broken = e instanceof ChoirError
-          ? e
-          : new PeerLostError(String(e), { rank: this.rank, op: call.name });
-        void this.#transport.close(this.#broken);
-      }
-      throw e;
-    };
     const run = (): Promise<void> | undefined => {
       if (this.#broken) throw this.#broken;
       if (this.#destroyed) {
@@ -515,9 +507,9 @@ export class ProcessGroup {
       try {
         r = body(ctx, fp);
       } catch (e) {
-        fail(e);
+        this.#arenaFailed(e, call.name);
       }
-      return r?.catch(fail);
+      return r === undefined ? undefined : r.catch((e) => this.#arenaFailed(e, call.name));
     };
     let p: Promise<void>;
     if (this.#inflight === 0) {
@@ -537,6 +529,15 @@ export class ProcessGroup {
     const done = () => void this.#inflight--;
     this.#tail = p.then(done, done);
     return p;
+  }
+
+  /** A failed arena collective breaks the group (the other ranks' counters are now out of step). */
+  #arenaFailed(e: unknown, op: string): never {
+    if (!(e instanceof InvalidArgumentError)) {
+      this.#broken = e instanceof ChoirError ? e : new PeerLostError(String(e), { rank: this.rank, op });
+      void this.#transport.close(this.#broken);
+    }
+    throw e;
   }
 
   /** Point-to-point calls run at once (not queued behind collectives), so send+recv pairs can overlap. */
