@@ -1,7 +1,8 @@
 /**
  * @module
- * The ProcessGroup: torch.distributed's collective API over a Transport. It checks arguments,
- * orders collectives, stamps each with a sequence number, picks the algorithm and enforces timeouts.
+ * The ProcessGroup: torch.distributed's collective API over a Transport, or straight on the shared
+ * arena when every rank is on one host. It checks arguments, orders collectives, stamps each with a
+ * sequence number, picks the algorithm and enforces timeouts; the algorithms live one per file.
  */
 
 import {
