@@ -1,0 +1,73 @@
+/**
+ * @module
+ * A rank killed with SIGKILL in the middle of allreduces: the survivors get PeerLostError naming it
+ * within seconds (not the 20 s timeout), over tcp and over shared memory (tiny and chunked arena
+ * paths), and nothing is left in /dev/shm.
+ */
+
+import assert from "node:assert/strict";
+import { freePort } from "../helpers/ranks.ts";
+
+function choirSegments(): string[] {
+  return [...Deno.readDirSync("/dev/shm")].map((e) => e.name).filter((n) => n.startsWith("choir"));
+}
+
+const script = new URL("../fixtures/kill_worker.ts", import.meta.url).pathname;
+
+// Over TCP with 3+ ranks a survivor may blame the rank that closed its connections after noticing
+// the death (rank 0 here) instead of the dead rank: naming the first cause is the reliability
+// issue's work, so TCP runs with 2 ranks for now.
+for (
+  const [transport, elems, worldSize] of [["tcp", 65536, 2], ["shm", 2, 3], ["shm", 65536, 3]] as const
+) {
+  Deno.test(`SIGKILL of rank 1 of ${worldSize} mid-allreduce (${transport}, ${elems * 4} B): PeerLostError`, async () => {
+    const before = choirSegments();
+    const port = freePort();
+    const children = Array.from({ length: worldSize }, (_, rank) =>
+      new Deno.Command(Deno.execPath(), {
+        args: ["run", "--allow-all", script, String(elems)],
+        env: {
+          RANK: String(rank),
+          WORLD_SIZE: String(worldSize),
+          MASTER_ADDR: "127.0.0.1",
+          MASTER_PORT: String(port),
+          CHOIR_TOKEN: "kill-test",
+          CHOIR_TRANSPORT: transport,
+          NO_COLOR: "1",
+        },
+        stdout: "piped",
+        stderr: "piped",
+        stdin: "null",
+      }).spawn());
+    const guard = setTimeout(() => children.forEach((c) => c.kill("SIGKILL")), 30_000);
+    try {
+      // Wait until rank 1 is looping, then kill it.
+      const reader = children[1].stdout.pipeThrough(new TextDecoderStream()).getReader();
+      let seen = "";
+      while (!seen.includes("READY")) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        seen += value;
+      }
+      children[1].kill("SIGKILL");
+      reader.releaseLock();
+      await children[1].stdout.cancel().catch(() => {});
+      const survivors = children.filter((_, r) => r !== 1);
+      const outs = await Promise.all(survivors.map((c) => c.output()));
+      await children[1].status;
+      for (const out of outs) {
+        const text = new TextDecoder().decode(out.stdout);
+        const line = text.split("\n").find((l) => l.startsWith("RESULT "));
+        assert.ok(line, `no result:\n${text}\n${new TextDecoder().decode(out.stderr)}`);
+        const r = JSON.parse(line.slice(7)) as { name: string; message: string; ms: number };
+        assert.equal(r.name, "PeerLostError", r.message);
+        assert.match(r.message, /rank 1/);
+        assert.ok(r.ms < 3000, `took ${r.ms} ms`);
+      }
+    } finally {
+      clearTimeout(guard);
+      for (const c of children) await c.stderr.cancel().catch(() => {});
+    }
+    assert.deepEqual(choirSegments(), before, "a /dev/shm segment was left behind");
+  });
+}
