@@ -60,11 +60,10 @@ export async function allReduceShmChunks(
   buf: CpuTensor,
   ctx: WaitContext,
 ): Promise<void> {
-  const started = a.begin(fp, ctx);
-  if (typeof started !== "number") await started;
+  await a.handshake(fp, ctx);
   const op = call.op ?? "sum";
   const elem = buf.BYTES_PER_ELEMENT;
-  const step = Math.max(1, Math.floor(a.chunkBytes / elem));
+  const step = a.chunkElems(elem);
   const n = a.size;
   const r = a.rank;
   for (let off = 0; off < buf.length; off += step) {

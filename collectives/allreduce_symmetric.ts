@@ -25,8 +25,7 @@ export async function allReduceSymmetric(
   buf: CpuTensor,
   ctx: WaitContext,
 ): Promise<void> {
-  const ready = a.begin(fp, ctx); // every rank's input is in place
-  if (typeof ready !== "number") await ready;
+  await a.handshake(fp, ctx); // every rank's input is in place
   const n = a.size;
   const [start, len] = segment(buf.length, n, a.rank);
   if (len > 0) {
@@ -38,6 +37,5 @@ export async function allReduceSymmetric(
     const result = bytesOf(views[0]);
     for (let q = 1; q < n; q++) bytesOf(views[q]).set(result);
   }
-  const written = a.begin(fp, ctx); // every slice is written everywhere
-  if (typeof written !== "number") await written;
+  await a.handshake(fp, ctx); // every slice is written everywhere
 }

@@ -30,11 +30,10 @@ export async function broadcastShm(
   buf: CpuTensor,
   ctx: WaitContext,
 ): Promise<void> {
-  const started = a.begin(fp, ctx);
-  if (typeof started !== "number") await started;
+  await a.handshake(fp, ctx);
   const root = call.root;
   const elem = buf.BYTES_PER_ELEMENT;
-  const step = Math.max(1, Math.floor(a.chunkBytes / elem));
+  const step = a.chunkElems(elem);
   for (let off = 0; off < buf.length; off += step) {
     const len = Math.min(step, buf.length - off);
     const k = a.chunks++;

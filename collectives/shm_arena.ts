@@ -2,9 +2,8 @@
  * @module
  * The arena same-host collectives run in: a region of the group's shared segment with one control
  * line per rank (monotonic counters), double-buffered 128-byte slots for tiny payloads, and chunk
- * buffers. Waiting spins, then yields, then naps on a futex without blocking the event loop. Mapping
- * the memory is left to the
- * transport; the algorithms that use the arena live in allreduce_shm.ts and friends.
+ * buffers. Waiting spins, then yields, then naps on a futex without blocking the event loop for long.
+ * Mapping the memory is left to the transport; the algorithms live in allreduce_shm.ts and friends.
  */
 
 import { CollectiveMismatchError, CollectiveTimeoutError, PeerLostError } from "../errors.ts";
@@ -103,15 +102,10 @@ export class Arena {
       this.#payload.push(new Uint8Array(host.buffer, this.#smallOff + i * SLOT + FP_BYTES, SMALL_PAYLOAD));
     }
     const room = host.bytes - (this.#chunkOff - host.offset);
-    // n input buffers and one output buffer, each double-buffered.
-    // Whole cache lines, so every element type stays aligned in every buffer.
-    const fit = Math.min(maxChunkBytes, Math.floor(room / (2 * (n + 1))));
+    // One chunk buffer per rank, double-buffered; whole cache lines, so every element type stays
+    // aligned in every buffer.
+    const fit = Math.min(maxChunkBytes, Math.floor(room / (2 * n)));
     this.chunkBytes = Math.max(LINE, Math.floor(fit / LINE) * LINE);
-  }
-
-  /** Bytes the arena needs for `n` ranks with chunk buffers of `chunkBytes`. */
-  static bytesFor(n: number, chunkBytes: number): number {
-    return n * LINE + n * 2 * SLOT + 2 * (n + 1) * chunkBytes;
   }
 
   /** Byte offset (in the segment buffer) of the tiny payload in rank `r`'s call slot of `parity`. */
@@ -183,9 +177,15 @@ export class Arena {
     return this.#chunkOff + (r * 2 + parity) * this.chunkBytes;
   }
 
-  /** Byte offset of the shared output chunk buffer of `parity`. */
-  outBuf(parity: number): number {
-    return this.#chunkOff + (this.size * 2 + parity) * this.chunkBytes;
+  /** Elements of `elemBytes` bytes that fit one chunk buffer (at least 1). */
+  chunkElems(elemBytes: number): number {
+    return Math.max(1, Math.floor(this.chunkBytes / elemBytes));
+  }
+
+  /** {@link begin} without a tiny payload, for callers that are asynchronous anyway. */
+  async handshake(fp: Fingerprint, ctx: WaitContext): Promise<void> {
+    const p = this.begin(fp, ctx);
+    if (typeof p !== "number") await p;
   }
 
   /** The segment buffer. */

@@ -52,7 +52,7 @@ export interface ShmTransportOptions {
   /**
    * Bytes of the arena that same-host collectives use directly (see {@link ShmTransport.arena}); 0 for
    * none. Rank 0's value is used by all. Default: per-rank lines and slots plus double-buffered 1 MiB
-   * chunks for every rank and the result, `2 * (size + 1)` MiB in all (none for one rank).
+   * chunks for every rank, `2 * size` MiB in all (none for one rank).
    */
   arenaBytes?: number;
   /** Rounds of plain polling before yielding the CPU while waiting (default 20). */

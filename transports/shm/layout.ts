@@ -31,11 +31,11 @@ const BUDGET = 64 << 20;
 
 /**
  * The default arena for `size` ranks: room for the collectives' per-rank lines and slots plus
- * double-buffered 1 MiB chunks for every rank and the result (none for a single rank).
+ * double-buffered 1 MiB chunks for every rank (none for a single rank).
  */
 export function defaultArenaBytes(size: number): number {
   if (size < 2) return 0;
-  const bytes = size * LINE + size * 256 + 2 * (size + 1) * (1 << 20);
+  const bytes = size * LINE + size * 256 + 2 * size * (1 << 20);
   return Math.ceil(bytes / PAGE) * PAGE;
 }
 
