@@ -58,6 +58,9 @@ export interface MeasureOptions {
   alloc?: boolean;
 }
 
+/** Milliseconds of untimed calls before each row's timed loop (JIT warm-up). */
+const WARM_MS = 300;
+
 /** Pattern value of element i on rank r (small integers, so sums are exact in f32). */
 function pattern(r: number, i: number): number {
   return (r + 1) * ((i % 61) + 1);
@@ -97,20 +100,30 @@ export async function measure(
       ? pg.broadcast(buf, { root: 0 })
       : pg.barrier();
 
-  // 2. Warm up (the same number of calls on every rank), then size the loop from rank 0's pace.
-  const plan = new Float64Array(1);
-  let t0 = performance.now();
-  const warm = 5;
-  for (let k = 0; k < warm; k++) await once();
-  plan[0] = (performance.now() - t0) / warm;
-  await pg.broadcast(plan, { root: 0 });
+  // 2. Warm up on this very op and size for about WARM_MS, so the JIT has compiled this path: rounds
+  //    of calls until rank 0 says the time is up (every rank makes the same calls), then size the
+  //    timed loop from rank 0's pace in the last round.
+  const plan = new Float64Array(2);
+  let batch = 5;
+  const start = performance.now();
+  while (true) {
+    const t0 = performance.now();
+    for (let k = 0; k < batch; k++) await once();
+    const now = performance.now();
+    plan[0] = (now - t0) / batch;
+    plan[1] = now - start < WARM_MS ? 1 : 0;
+    await pg.broadcast(plan, { root: 0 });
+    if (plan[1] === 0) break;
+    // Rounds of about 20 ms.
+    batch = Math.max(1, Math.min(100_000, Math.round(20 / plan[0])));
+  }
   const iters = Math.min(o.maxIters, Math.max(o.minIters, Math.round((o.budgetS * 1000) / plan[0])));
 
   // 3. Timed loop: iterations back to back, each timed on every rank.
   await pg.barrier();
   const times = new Float64Array(iters);
   for (let k = 0; k < iters; k++) {
-    t0 = performance.now();
+    const t0 = performance.now();
     await once();
     times[k] = performance.now() - t0;
   }

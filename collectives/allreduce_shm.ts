@@ -20,6 +20,14 @@ function view<T extends CpuTensor>(like: T, buffer: ArrayBuffer, byteOffset: num
   return new ctor(buffer, byteOffset, length);
 }
 
+type PlainNumberArray = Float32Array | Float64Array | Int32Array | Uint32Array | Uint8Array | Int8Array;
+
+/** Typed arrays whose elements are plain numbers and whose sums `+=` computes exactly (not f16/bf16, i64). */
+function isPlainNumberArray(buf: CpuTensor): buf is PlainNumberArray {
+  return buf instanceof Float32Array || buf instanceof Float64Array || buf instanceof Int32Array ||
+    buf instanceof Uint32Array || buf instanceof Uint8Array || buf instanceof Int8Array;
+}
+
 /** Whether `buf` fits the tiny path. */
 export function fitsSmallSlot(buf: CpuTensor): boolean {
   return buf.byteLength <= SMALL_PAYLOAD;
@@ -37,7 +45,7 @@ export function allReduceShmSmall(
   ctx: WaitContext,
 ): Promise<void> | undefined {
   // begin() publishes our input with the fingerprint and returns once every peer's is there too.
-  const p = a.begin(fp, ctx, bytesOf(buf));
+  const p = a.begin(fp, ctx, buf);
   if (typeof p !== "number") return p.then((parity) => reduceSlots(a, call, buf, parity));
   reduceSlots(a, call, buf, p);
   return undefined;
@@ -46,6 +54,20 @@ export function allReduceShmSmall(
 /** Reduces every rank's slot of `parity` into `buf`, in rank order 0, 1, ..., n-1. */
 function reduceSlots(a: Arena, call: Call, buf: CpuTensor, parity: number): void {
   const op = call.op ?? "sum";
+  if ((op === "sum" || op === "avg" || op === "premul_sum") && isPlainNumberArray(buf)) {
+    // The common case without allocating: JavaScript numbers hold every f32/f64 sum exactly
+    // before the store rounds it (to f32, or wraps integers), as the general kernels do.
+    const len = buf.length;
+    if (a.rank !== 0) {
+      const s0 = a.slotView(buf, 0, parity);
+      for (let i = 0; i < len; i++) buf[i] = s0[i];
+    }
+    for (let q = 1; q < a.size; q++) {
+      const s = a.slotView(buf, q, parity);
+      for (let i = 0; i < len; i++) buf[i] += s[i];
+    }
+    return;
+  }
   if (a.rank !== 0) bytesOf(buf).set(new Uint8Array(a.buffer, a.payload(0, parity), buf.byteLength));
   for (let q = 1; q < a.size; q++) {
     reduceInto(call.dtype, op, buf, view(buf, a.buffer, a.payload(q, parity), buf.length));

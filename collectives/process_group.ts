@@ -193,7 +193,7 @@ export class ProcessGroup {
           if (fitsSmallSlot(tensor)) r = allReduceShmSmall(arena, call, fp, tensor, ctx);
           else {
             const sym = this.#symmetric.get(tensor.buffer);
-            if (sym) r = allReduceSymmetric(arena, call, fp, sym.buffers, tensor, ctx);
+            if (sym) r = allReduceSymmetric(arena, call, fp, sym, tensor, ctx);
             else r = allReduceShmChunks(arena, call, fp, tensor, ctx);
           }
           if (op !== ReduceOp.AVG) return r;
@@ -366,8 +366,8 @@ export class ProcessGroup {
       index: this.#symmetric.size + this.#symmetricClosed,
       bytes: Math.max(64, length * ctor.BYTES_PER_ELEMENT),
     });
-    this.#symmetric.set(sym.buffers[this.rank], sym);
-    return new ctor(sym.buffers[this.rank], 0, length);
+    this.#symmetric.set(sym.buffer, sym);
+    return new ctor(sym.buffer, sym.offsets[this.rank], length);
   }
 
   /** Waits for running collectives, then closes every connection. Later calls throw. */
@@ -496,7 +496,7 @@ export class ProcessGroup {
       const ms = opts.timeoutMs ?? this.#opts.timeoutMs;
       const ctx = this.#arenaCtx;
       ctx.op = call.name;
-      ctx.deadline = performance.now() + ms;
+      ctx.deadline = 0; // set by the first wait that naps
       ctx.timeoutMs = ms;
       const fp = this.#arenaFp;
       fp.kind = call.kind;

@@ -50,11 +50,25 @@ const SYNC_NAPS = 4;
 /** How long a rank that has a core to itself spins before it yields and naps, microseconds. */
 const SPIN_US = 200;
 
+/** A typed array small enough for a call slot (any element type). */
+export type TinyArray =
+  | Float32Array
+  | Float64Array
+  | Int32Array
+  | Uint32Array
+  | Uint16Array
+  | Uint8Array
+  | Int8Array
+  | BigInt64Array;
+
 /** Per-call facts for error messages and deadlines. */
 export interface WaitContext {
   /** Operation name. */
   op: string;
-  /** Absolute deadline, `performance.now()` milliseconds. */
+  /**
+   * Absolute deadline, `performance.now()` milliseconds; 0 until the first wait that has to nap
+   * sets it (reading the clock costs more than a whole tiny collective whose peers are on time).
+   */
   deadline: number;
   /** The timeout the deadline came from, ms (for the message). */
   timeoutMs: number;
@@ -86,6 +100,8 @@ export class Arena {
   /** Fingerprint and payload views of every call slot (rank * 2 + parity), made once. */
   readonly #fp: DataView[] = [];
   readonly #payload: Uint8Array[] = [];
+  /** Typed views of every call slot's payload, by element type (made on first use). */
+  readonly #typed = new Map<unknown, ArrayLike<unknown>[]>();
 
   /** Lays the arena out over `host`'s region, with chunk buffers of at most `maxChunkBytes`. */
   constructor(host: ArenaHost, maxChunkBytes = 1 << 20) {
@@ -120,7 +136,7 @@ export class Arena {
    * Slots alternate by call parity: a rank can be at most one call ahead of any peer.
    * Returns the call's parity.
    */
-  begin(fp: Fingerprint, ctx: WaitContext, tiny?: Uint8Array): number | Promise<number> {
+  begin(fp: Fingerprint, ctx: WaitContext, tiny?: TinyArray): number | Promise<number> {
     const k = ++this.calls;
     const p = k & 1;
     const word = p === 0 ? W.call0 : W.call1;
@@ -130,7 +146,11 @@ export class Arena {
     v.setUint8(3, fp.dtype);
     v.setInt32(4, fp.root, true);
     v.setFloat64(8, fp.count, true);
-    if (tiny) this.#payload[this.rank * 2 + p].set(tiny);
+    if (tiny) {
+      // Element by element into a cached view: no allocation on the latency path.
+      const slot = this.slotView(tiny, this.rank, p);
+      for (let i = 0; i < tiny.length; i++) slot[i] = tiny[i];
+    }
     this.publish(word, k);
     return this.#checkPeers(fp, ctx, p, word, k, 0);
   }
@@ -170,6 +190,24 @@ export class Arena {
         peer: ctx.globalOf[q],
       });
     }
+  }
+
+  /**
+   * The payload of rank `r`'s call slot of `parity` as an array of `like`'s element type, covering
+   * the whole payload (its first `like.length` elements are the tiny input). Cached.
+   */
+  slotView<T extends TinyArray>(like: T, r: number, parity: number): T {
+    const ctor = like.constructor as new (b: ArrayBuffer, off: number, len: number) => T;
+    let views = this.#typed.get(ctor);
+    if (!views) {
+      const len = Math.floor(SMALL_PAYLOAD / like.BYTES_PER_ELEMENT);
+      views = Array.from(
+        { length: 2 * this.size },
+        (_, i) => new ctor(this.#host.buffer, this.payload(i >> 1, i & 1), len),
+      );
+      this.#typed.set(ctor, views);
+    }
+    return views[r * 2 + parity] as T;
   }
 
   /** Byte offset of rank `r`'s input chunk buffer of `parity`. */
@@ -217,13 +255,13 @@ export class Arena {
     const idx = q * WORDS + w;
     const ctl = this.#ctl;
     if (((Atomics.load(ctl, idx) - target) | 0) >= 0) return undefined;
+    // A peer that is a step behind usually arrives within a few hundred polls: no clock needed.
+    for (let i = 0; i < SPINS; i++) if (((Atomics.load(ctl, idx) - target) | 0) >= 0) return undefined;
     if (this.#spin) {
       const until = performance.now() + SPIN_US / 1000;
       do {
         for (let i = 0; i < 64; i++) if (((Atomics.load(ctl, idx) - target) | 0) >= 0) return undefined;
       } while (performance.now() < until);
-    } else {
-      for (let i = 0; i < SPINS; i++) if (((Atomics.load(ctl, idx) - target) | 0) >= 0) return undefined;
     }
     for (let i = 0; i < YIELDS; i++) {
       this.#host.yieldCore();
@@ -248,6 +286,8 @@ export class Arena {
   async #sleepUntil(idx: number, target: number, q: number, ctx: WaitContext): Promise<void> {
     const ctl = this.#ctl;
     let lastCheck = performance.now();
+    // The spins and short naps before this took at most a few milliseconds of the timeout.
+    if (ctx.deadline === 0) ctx.deadline = lastCheck + ctx.timeoutMs;
     while (true) {
       const snap = this.#host.snapshot();
       if (((Atomics.load(ctl, idx) - target) | 0) >= 0) return;

@@ -58,6 +58,8 @@ export const O_EXCL = 0o200;
 export const PROT_RW = 3;
 /** `MAP_SHARED`. */
 export const MAP_SHARED = 1;
+/** `MAP_FIXED`: map exactly at the given address, replacing what was there. */
+export const MAP_FIXED = 0x10;
 /** `MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED`: fresh zero pages in place of an existing mapping. */
 export const MAP_ANON_FIXED = 0x02 | 0x20 | 0x10;
 /** `FUTEX_WAIT` (not the private variant: the word is shared between processes). */

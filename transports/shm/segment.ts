@@ -11,6 +11,7 @@ import {
   errno,
   type Libc,
   MAP_ANON_FIXED,
+  MAP_FIXED,
   MAP_SHARED,
   O_CREAT,
   O_EXCL,
@@ -40,23 +41,39 @@ export class Segment {
   readonly buffer: ArrayBuffer;
   readonly #lib: Libc;
   readonly #ctx: SegmentContext;
+  readonly #placed: boolean;
   #linked = true;
   #mapped = true;
 
-  private constructor(lib: Libc, name: string, bytes: number, base: Deno.PointerObject, ctx: SegmentContext) {
+  private constructor(
+    lib: Libc,
+    name: string,
+    bytes: number,
+    base: Deno.PointerObject,
+    ctx: SegmentContext,
+    placed: boolean,
+  ) {
     this.#lib = lib;
     this.name = name;
     this.bytes = bytes;
     this.base = base;
     this.#ctx = ctx;
+    this.#placed = placed;
     this.buffer = Deno.UnsafePointerView.getArrayBuffer(base, bytes);
   }
 
   /**
-   * Creates `name` (which must not exist) with `bytes` of zeroed memory and maps it. The space is
-   * reserved now, so a full /dev/shm fails here with ENOSPC instead of SIGBUS on first touch later.
+   * Creates `name` (which must not exist) with `bytes` of zeroed memory and maps it (at `at`, over
+   * memory this process owns, when given). The space is reserved now, so a full /dev/shm fails here
+   * with ENOSPC instead of SIGBUS on first touch later.
    */
-  static create(lib: Libc, name: string, bytes: number, ctx: SegmentContext): Segment {
+  static create(
+    lib: Libc,
+    name: string,
+    bytes: number,
+    ctx: SegmentContext,
+    at?: Deno.PointerObject,
+  ): Segment {
     const cname = cString(name);
     const fd = lib.fn.shm_open(cname, O_RDWR | O_CREAT | O_EXCL, 0o600);
     if (fd < 0) throw callError(lib, "shm_open", errno(lib), ctx, name);
@@ -68,7 +85,7 @@ export class Segment {
       if (rc !== 0) {
         throw callError(lib, "posix_fallocate", rc, ctx, `${name}, ${bytes}`, " (is /dev/shm big enough?)");
       }
-      return new Segment(lib, name, bytes, map(lib, fd, bytes, name, ctx), ctx);
+      return new Segment(lib, name, bytes, map(lib, fd, bytes, name, ctx, at), ctx, at !== undefined);
     } catch (e) {
       lib.fn.shm_unlink(cname);
       throw e;
@@ -77,8 +94,14 @@ export class Segment {
     }
   }
 
-  /** Opens and maps the existing segment `name`, which must be exactly `bytes` long. */
-  static open(lib: Libc, name: string, bytes: number, ctx: SegmentContext): Segment {
+  /** Opens and maps (at `at`, when given) the existing segment `name`, which must be exactly `bytes` long. */
+  static open(
+    lib: Libc,
+    name: string,
+    bytes: number,
+    ctx: SegmentContext,
+    at?: Deno.PointerObject,
+  ): Segment {
     const fd = lib.fn.shm_open(cString(name), O_RDWR, 0);
     if (fd < 0) {
       const code = errno(lib);
@@ -96,7 +119,7 @@ export class Segment {
           op: "shm",
         });
       }
-      return new Segment(lib, name, bytes, map(lib, fd, bytes, name, ctx), ctx);
+      return new Segment(lib, name, bytes, map(lib, fd, bytes, name, ctx, at), ctx, at !== undefined);
     } finally {
       lib.fn.close(fd);
     }
@@ -120,7 +143,8 @@ export class Segment {
   /**
    * Lets go of the shared memory. The address range is first replaced by private zero pages, so a
    * view that is still used by mistake reads zeros (and its waits time out) instead of crashing the
-   * process; the range itself is unmapped once the garbage collector has dropped {@link buffer}.
+   * process; the range itself is unmapped once the garbage collector has dropped {@link buffer}
+   * (unless the segment was placed over memory someone else owns, which keeps the zero pages).
    */
   unmap(): void {
     if (!this.#mapped) return;
@@ -130,7 +154,7 @@ export class Segment {
     if (p === null || Deno.UnsafePointer.value(p) === MAP_FAILED) {
       throw callError(lib, "mmap", errno(lib), this.#ctx, `MAP_FIXED over ${this.name}`);
     }
-    unmapWhenCollected.register(this.buffer, { lib, base: this.base, bytes: this.bytes });
+    if (!this.#placed) unmapWhenCollected.register(this.buffer, { lib, base: this.base, bytes: this.bytes });
   }
 }
 
@@ -139,8 +163,15 @@ const unmapWhenCollected = new FinalizationRegistry<{ lib: Libc; base: Deno.Poin
   ({ lib, base, bytes }) => void lib.fn.munmap(base, BigInt(bytes)),
 );
 
-function map(lib: Libc, fd: number, bytes: number, name: string, ctx: SegmentContext): Deno.PointerObject {
-  const p = lib.fn.mmap(null, BigInt(bytes), PROT_RW, MAP_SHARED, fd, 0n);
+function map(
+  lib: Libc,
+  fd: number,
+  bytes: number,
+  name: string,
+  ctx: SegmentContext,
+  at: Deno.PointerObject | undefined,
+): Deno.PointerObject {
+  const p = lib.fn.mmap(at ?? null, BigInt(bytes), PROT_RW, at ? MAP_SHARED | MAP_FIXED : MAP_SHARED, fd, 0n);
   if (p === null || Deno.UnsafePointer.value(p) === MAP_FAILED) {
     throw callError(lib, "mmap", errno(lib), ctx, `${name}, ${bytes}`);
   }

@@ -1,9 +1,11 @@
 /**
  * @module
  * Symmetric allocations: every rank of a host group creates one segment of the same size and maps
- * every peer's, so collectives can read and write all ranks' arrays in place. Names travel through
- * the store; each segment's name is unlinked once every rank has mapped it. What is computed on the
- * memory is left to the collectives.
+ * every peer's, so collectives can read and write all ranks' arrays in place. The n mappings are
+ * placed side by side inside one fixed-size `WebAssembly.Memory` (mmap MAP_FIXED over its pages),
+ * so WebAssembly kernels can reduce them where they are. Names travel through the store; each
+ * segment's name is unlinked once every rank has mapped it. What is computed on the memory is left
+ * to the collectives.
  */
 
 import { TransportError } from "../../errors.ts";
@@ -11,14 +13,23 @@ import type { Store } from "../store/store.ts";
 import { libc } from "./libc.ts";
 import { Segment } from "./segment.ts";
 
+/** A WebAssembly page. */
+const WASM_PAGE = 64 * 1024;
+/** The most pages a 32-bit WebAssembly memory may have (4 GiB). */
+const MAX_PAGES = 65536;
+
 /** One allocation: the same number of bytes on every rank, all mapped in this process. */
 export interface SymmetricAllocation {
   /** Allocation number (the same on every rank: allocations are collective and ordered). */
   readonly index: number;
   /** Bytes per rank. */
   readonly bytes: number;
-  /** Every rank's memory, by rank; `buffers[rank]` is this rank's own. */
-  readonly buffers: readonly ArrayBuffer[];
+  /** The WebAssembly memory holding every rank's mapping. */
+  readonly memory: WebAssembly.Memory;
+  /** `memory.buffer`, which every rank's array views. */
+  readonly buffer: ArrayBuffer;
+  /** Byte offset of each rank's mapping in {@link buffer}; `offsets[rank]` is this rank's own. */
+  readonly offsets: readonly number[];
   /** Releases every mapping (views left over read zeros; they never crash the process). */
   close(): void;
 }
@@ -37,13 +48,33 @@ export interface SymmetricOptions {
   bytes: number;
 }
 
+/** The largest `bytes` per rank that {@link allocSymmetric} can place for `size` ranks. */
+export function maxSymmetricBytes(size: number): number {
+  return Math.floor(MAX_PAGES / size) * WASM_PAGE;
+}
+
 /** Creates this rank's segment, maps everyone's, and unlinks its own name once all have mapped it. */
 export async function allocSymmetric(o: SymmetricOptions): Promise<SymmetricAllocation> {
   const lib = libc();
   const ctx = { rank: o.rank };
+  const stride = Math.ceil(o.bytes / WASM_PAGE) * WASM_PAGE;
+  if (stride * o.size > MAX_PAGES * WASM_PAGE) {
+    throw new TransportError(
+      `symmetric allocation of ${o.bytes} bytes per rank does not fit: at most ${
+        maxSymmetricBytes(o.size)
+      } for ${o.size} ranks`,
+      { rank: o.rank, op: "alloc" },
+    );
+  }
+  // Fixed size (it must never grow: growing would move the pages the segments are mapped over).
+  const pages = (stride * o.size) / WASM_PAGE;
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+  const base = Deno.UnsafePointer.of(memory.buffer);
+  if (base === null) throw new TransportError("no address for the WebAssembly memory", { rank: o.rank });
+  const at = (q: number) => Deno.UnsafePointer.offset(base, q * stride)!;
   const rand = Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0"))
     .join("");
-  const mine = Segment.create(lib, `/choir-sym-${rand}-a${o.index}-r${o.rank}`, o.bytes, ctx);
+  const mine = Segment.create(lib, `/choir-sym-${rand}-a${o.index}-r${o.rank}`, stride, ctx, at(o.rank));
   const segments: Segment[] = [];
   try {
     await o.store.set(`sym/${o.index}/name/${o.rank}`, mine.name);
@@ -52,7 +83,7 @@ export async function allocSymmetric(o: SymmetricOptions): Promise<SymmetricAllo
       if (q === o.rank) segments.push(mine);
       else {
         const name = dec.decode(await o.store.get(`sym/${o.index}/name/${q}`));
-        segments.push(Segment.open(lib, name, o.bytes, ctx));
+        segments.push(Segment.open(lib, name, stride, ctx, at(q)));
       }
     }
     // Everyone has mapped everyone's: the names can go, the mappings stay.
@@ -68,7 +99,9 @@ export async function allocSymmetric(o: SymmetricOptions): Promise<SymmetricAllo
   return {
     index: o.index,
     bytes: o.bytes,
-    buffers: segments.map((s) => s.buffer),
+    memory,
+    buffer: memory.buffer as ArrayBuffer, // not shared: created without `shared: true`
+    offsets: Array.from({ length: o.size }, (_, q) => q * stride),
     close: () => segments.forEach((s) => s.unmap()),
   };
 }
