@@ -53,3 +53,27 @@ export async function broadcastShm(
     }
   }
 }
+
+/**
+ * Tiny broadcast (up to 112 bytes) through the root's call slot: the root publishes its data with
+ * the fingerprint; every other rank copies it out once the handshake is complete. Synchronous
+ * (undefined) when every peer is on time.
+ */
+export function broadcastShmSmall(
+  a: Arena,
+  call: Call,
+  fp: Fingerprint,
+  buf: CpuTensor,
+  ctx: WaitContext,
+): Promise<void> | undefined {
+  const root = call.root;
+  const p = a.begin(fp, ctx, a.rank === root ? buf : undefined);
+  const copy = (parity: number) => {
+    if (a.rank === root) return;
+    const from = a.slotView(buf, root, parity);
+    for (let i = 0; i < buf.length; i++) buf[i] = from[i];
+  };
+  if (typeof p !== "number") return p.then(copy);
+  copy(p);
+  return undefined;
+}

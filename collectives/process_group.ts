@@ -54,7 +54,10 @@ import { allocSymmetric, type SymmetricAllocation } from "../transports/shm/symm
 import type { Store } from "../transports/store/store.ts";
 import { allReduceShmChunks, allReduceShmSmall, fitsSmallSlot } from "./allreduce_shm.ts";
 import { barrierShm } from "./barrier_shm.ts";
-import { broadcastShm, useArenaBroadcast } from "./broadcast_shm.ts";
+import { broadcastShm, broadcastShmSmall, useArenaBroadcast } from "./broadcast_shm.ts";
+import { allGatherShm } from "./allgather_shm.ts";
+import { reduceScatterShm } from "./reducescatter_shm.ts";
+import { reduceShm } from "./reduce_shm.ts";
 import { Arena, type Fingerprint, type WaitContext } from "./shm_arena.ts";
 
 const KIND_NAMES = Object.fromEntries(Object.entries(OpKind).map(([k, v]) => [v, k]));
@@ -220,6 +223,9 @@ export class ProcessGroup {
       const root = this.#root("broadcast", opts.root);
       const call = this.#call("broadcast", OpKind.broadcast, dtype, tensor.length, root);
       const arena = this.#arena;
+      if (arena && fitsSmallSlot(tensor)) {
+        return this.#onArena(call, opts, (ctx, fp) => broadcastShmSmall(arena, call, fp, tensor, ctx));
+      }
       if (arena && useArenaBroadcast(arena, tensor.byteLength)) {
         return this.#onArena(call, opts, (ctx, fp) => broadcastShm(arena, call, fp, tensor, ctx));
       }
@@ -237,6 +243,18 @@ export class ProcessGroup {
       const { dtype, op } = this.#reduceArgs("reduce", tensor, opts);
       const root = this.#root("reduce", opts.root);
       const call = this.#call("reduce", OpKind.reduce, dtype, tensor.length, root, op);
+      const arena = this.#arena;
+      if (arena) {
+        return this.#onArena(call, opts, async (ctx, fp) => {
+          let input = tensor;
+          if (op === ReduceOp.PREMUL_SUM) {
+            if (this.rank !== root) input = copyOf(tensor);
+            scaleInto(dtype, input, opts.factor ?? 1);
+          }
+          await reduceShm(arena, call, fp, input, ctx);
+          if (op === ReduceOp.AVG && this.rank === root) divideInto(dtype, tensor, this.size);
+        });
+      }
       return this.#collective(call, opts, async (comm) => {
         let input = tensor;
         if (op === ReduceOp.PREMUL_SUM) {
@@ -259,6 +277,8 @@ export class ProcessGroup {
       const dtype = this.#dtype("allGather", input, opts.dtype);
       this.#sameType("allGather", output, input, dtype, this.size * input.length, "output");
       const call = this.#call("allGather", OpKind.allGather, dtype, input.length, -1);
+      const arena = this.#arena;
+      if (arena) return this.#onArena(call, opts, (ctx, fp) => allGatherShm(arena, fp, output, input, ctx));
       return this.#collective(call, opts, (comm) => {
         if (
           output.buffer !== input.buffer ||
@@ -280,6 +300,15 @@ export class ProcessGroup {
       const { dtype, op } = this.#reduceArgs("reduceScatter", input, opts);
       this.#sameType("reduceScatter", input, output, dtype, this.size * output.length, "input");
       const call = this.#call("reduceScatter", OpKind.reduceScatter, dtype, input.length, -1, op);
+      const arena = this.#arena;
+      if (arena) {
+        return this.#onArena(call, opts, async (ctx, fp) => {
+          let work = input;
+          if (op === ReduceOp.PREMUL_SUM) scaleInto(dtype, work = copyOf(input), opts.factor ?? 1);
+          await reduceScatterShm(arena, call, fp, output, work, ctx);
+          if (op === ReduceOp.AVG) divideInto(dtype, output, this.size);
+        });
+      }
       return this.#collective(call, opts, async (comm) => {
         const work = copyOf(input);
         if (op === ReduceOp.PREMUL_SUM) scaleInto(dtype, work, opts.factor ?? 1);
