@@ -24,6 +24,11 @@ export interface ChoirEnv {
   timeoutMs?: number;
   /** `CHOIR_TRANSPORT`: force a transport (`tcp`, later `shm`, `ucx`). */
   transport?: string;
+  /**
+   * `CHOIR_JOB_ID` (or torchrun's `TORCHELASTIC_RUN_ID`): names the job's shared-memory segments, so
+   * the launcher can remove what a killed rank left behind.
+   */
+  jobId?: string;
   /** `CHOIR_HOST_ID`: overrides the host identity used to find same-host peers. */
   hostId?: string;
   /** `CHOIR_SOCKET_IFNAME` / bind address for transport listeners. */
@@ -68,6 +73,7 @@ export function readEnv(get: (name: string) => string | undefined = safeGet): Ch
     timeoutMs: int(get("CHOIR_TIMEOUT")),
     transport: str(get("CHOIR_TRANSPORT")),
     hostId: str(get("CHOIR_HOST_ID")),
+    jobId: str(get("CHOIR_JOB_ID")) ?? str(get("TORCHELASTIC_RUN_ID")),
     bindAddr: str(get("CHOIR_BIND_ADDR")),
     storeExternal: bool(get("CHOIR_STORE_EXTERNAL")),
     glibcTunables: str(get("GLIBC_TUNABLES")),

@@ -71,6 +71,7 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessG
       token,
       timeoutMs,
       hostIdOverride: env.hostId,
+      jobId: env.jobId,
       bind: addr.bind,
       advertise: addr.advertise,
     });
@@ -78,6 +79,7 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessG
       timeoutMs,
       hostOf,
       store: new PrefixStore("pg0/", store),
+      jobId: env.jobId,
       chunkBytes: opts.chunkBytes,
       onDestroy: () => rdzv.close(),
     });

@@ -107,6 +107,8 @@ export interface ProcessGroupOptions {
   hostOf?: readonly number[];
   /** The job's store under this group's prefix (needed by {@link ProcessGroup.alloc}). */
   store?: Store;
+  /** The job id, part of the names of `alloc`'s shared-memory segments. */
+  jobId?: string;
   /** Called once by {@link ProcessGroup.destroy} after the transport is closed (e.g. to close the store). */
   onDestroy?: () => Promise<void>;
 }
@@ -393,6 +395,7 @@ export class ProcessGroup {
       size: this.size,
       store,
       index: this.#symmetric.size + this.#symmetricClosed,
+      jobId: this.#opts.jobId,
       bytes: Math.max(64, length * ctor.BYTES_PER_ELEMENT),
     });
     this.#symmetric.set(sym.buffer, sym);

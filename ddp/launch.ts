@@ -6,6 +6,7 @@
 
 import { type ChoirEnv, readEnv } from "../config.ts";
 import { InvalidArgumentError } from "../errors.ts";
+import { jobTag } from "../transports/shm/segment.ts";
 import { startStoreServer, type StoreServer } from "../transports/store/mod.ts";
 import { parseLaunchArgs, USAGE } from "./launch_args.ts";
 import { type OutputStream, splitLines, writePrefixed } from "./launch_output.ts";
@@ -91,11 +92,16 @@ export async function launch(opts: LaunchOptions): Promise<LaunchResult> {
   const graceMs = opts.graceMs ?? 5000;
   const masterAddr = opts.masterAddr ?? "127.0.0.1";
   const token = opts.token ?? randomToken();
+  const jobId = opts.env?.CHOIR_JOB_ID ?? `j${randomToken().slice(0, 12)}`;
   const server = await startStoreServer({ hostname: masterAddr, port: opts.masterPort ?? 0, token });
   try {
-    const env = rankEnvBase(opts, masterAddr, server, token);
+    const env = { ...rankEnvBase(opts, masterAddr, server, token), CHOIR_JOB_ID: jobId };
     return await runRanks(opts, env, { n, graceMs, log, onLines, masterPort: server.port });
   } finally {
+    // Ranks unlink their segments once every peer has mapped them; one killed in between leaves
+    // its name behind. Every name of the job carries its id, so nothing can outlive the job.
+    const swept = await sweepSharedMemory(jobId);
+    if (swept > 0) log(`removed ${swept} shared-memory segment(s) left behind by ranks that died`);
     await server.close();
   }
 }
@@ -238,6 +244,26 @@ function rankEnvBase(
     CHOIR_TOKEN: token,
     CHOIR_STORE_EXTERNAL: "1",
   };
+}
+
+/** Removes /dev/shm entries of job `jobId`; returns how many there were. */
+async function sweepSharedMemory(jobId: string): Promise<number> {
+  const prefix = `choir-${jobTag(jobId)}`;
+  let removed = 0;
+  try {
+    for await (const e of Deno.readDir("/dev/shm")) {
+      if (!e.name.startsWith(prefix)) continue;
+      try {
+        await Deno.remove(`/dev/shm/${e.name}`);
+        removed++;
+      } catch {
+        // Gone already (a rank unlinked it just now).
+      }
+    }
+  } catch {
+    // No /dev/shm here (not Linux): nothing to sweep.
+  }
+  return removed;
 }
 
 function describe(exit: RankExit): string {

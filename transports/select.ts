@@ -28,6 +28,8 @@ export interface SelectOptions {
   timeoutMs: number;
   /** CHOIR_HOST_ID override of this process's host identity. */
   hostIdOverride?: string;
+  /** The job id, part of shared-memory segment names. */
+  jobId?: string;
   /** Address TCP listeners bind to. */
   bind?: string;
   /** Address peers dial for TCP, when it differs from `bind`. */
@@ -100,6 +102,7 @@ export async function selectTransport(o: SelectOptions): Promise<Selected> {
       store: new PrefixStore(`shm/${local[0]}/`, o.store),
       token: o.token,
       timeoutMs: o.timeoutMs,
+      jobId: o.jobId,
     });
   if (local.length === o.size) return { transport: await shm(), hostOf };
   // Several hosts: every rank runs TCP (to reach the other hosts), plus shm among its host's ranks.

@@ -160,3 +160,22 @@ Deno.test("launch CLI: SIGTERM to the launcher is forwarded to every rank", asyn
   assert.equal(sleeping.size, 2, seen);
   assert.equal(status.code, 143);
 });
+
+Deno.test("launch: /dev/shm entries a rank left behind are removed when the job ends", async () => {
+  const lines: string[] = [];
+  const logs: string[] = [];
+  const result = await launch({
+    program: here("tests/fixtures/launch_leftover.ts"),
+    nprocPerNode: 2,
+    onOutput: (_rank, _stream, line) => lines.push(line),
+    log: (m) => logs.push(m),
+  });
+  assert.equal(result.code, 0, lines.join("\n"));
+  const left = lines.filter((l) => l.startsWith("LEFT ")).map((l) => l.slice(5));
+  assert.equal(left.length, 2, lines.join("\n"));
+  for (const path of left) {
+    assert.match(path, /^\/dev\/shm\/choir-j[0-9a-f]{12}-leftover-r[01]$/);
+    await assert.rejects(Deno.stat(path), Deno.errors.NotFound, `${path} is still there`);
+  }
+  assert.ok(logs.some((m) => m.includes("removed 2 shared-memory segment(s)")), logs.join("\n"));
+});

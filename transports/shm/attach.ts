@@ -9,7 +9,7 @@ import type { Store } from "../store/store.ts";
 import { constantTimeEqual } from "../token.ts";
 import { DIGEST_BYTES, Layout, LAYOUT_VERSION, SEGMENT_MAGIC, STATE_ALIVE } from "./layout.ts";
 import type { Libc } from "./libc.ts";
-import { Segment } from "./segment.ts";
+import { jobTag, Segment } from "./segment.ts";
 
 /** What attaching needs to know. */
 export interface AttachOptions {
@@ -74,8 +74,7 @@ async function create(lib: Libc, o: AttachOptions): Promise<Attached> {
   const layout = new Layout(o.size, o.ringBytes, o.arenaBytes);
   const nonce = hex(crypto.getRandomValues(new Uint8Array(16)));
   const id = hex(await sha256(`name\0${o.token}\0${o.group}\0${nonce}`)).slice(0, 16);
-  const tag = o.jobId ? o.jobId.replace(/[^A-Za-z0-9_.-]/g, "_").slice(0, 32) + "-" : "";
-  const name = `/choir-${tag}${id}-g${o.group}`;
+  const name = `/choir-${jobTag(o.jobId)}${id}-g${o.group}`;
   const segment = Segment.create(lib, name, layout.totalBytes, { rank: o.rank });
   try {
     const dv = new DataView(segment.buffer);

@@ -23,6 +23,14 @@ import { TransportError } from "../../errors.ts";
 const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
 const SEEK_END = 2;
 
+/**
+ * The part of a segment name that identifies the job (`<id>-`, or empty without a job id): every
+ * segment of a job is named `/choir-<id>-...`, which is what the launcher sweeps after the job.
+ */
+export function jobTag(jobId: string | undefined): string {
+  return jobId ? jobId.replace(/[^A-Za-z0-9_.-]/g, "_").slice(0, 32) + "-" : "";
+}
+
 /** Who is asking, for error messages. */
 export interface SegmentContext {
   /** This rank. */

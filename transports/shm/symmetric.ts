@@ -11,7 +11,7 @@
 import { TransportError } from "../../errors.ts";
 import type { Store } from "../store/store.ts";
 import { libc } from "./libc.ts";
-import { Segment } from "./segment.ts";
+import { jobTag, Segment } from "./segment.ts";
 
 /** A WebAssembly page. */
 const WASM_PAGE = 64 * 1024;
@@ -46,6 +46,8 @@ export interface SymmetricOptions {
   index: number;
   /** Bytes per rank (at least 1). */
   bytes: number;
+  /** The job id, part of the segment names (so the launcher can sweep them after a crash). */
+  jobId?: string;
 }
 
 /** The largest `bytes` per rank that {@link allocSymmetric} can place for `size` ranks. */
@@ -74,7 +76,8 @@ export async function allocSymmetric(o: SymmetricOptions): Promise<SymmetricAllo
   const at = (q: number) => Deno.UnsafePointer.offset(base, q * stride)!;
   const rand = Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0"))
     .join("");
-  const mine = Segment.create(lib, `/choir-sym-${rand}-a${o.index}-r${o.rank}`, stride, ctx, at(o.rank));
+  const name = `/choir-${jobTag(o.jobId)}sym-${rand}-a${o.index}-r${o.rank}`;
+  const mine = Segment.create(lib, name, stride, ctx, at(o.rank));
   const segments: Segment[] = [];
   try {
     await o.store.set(`sym/${o.index}/name/${o.rank}`, mine.name);
