@@ -38,6 +38,18 @@ export interface ChoirEnv {
    * someone else (the launcher), so rank 0 must not start one for `env://` rendezvous.
    */
   storeExternal?: boolean;
+  /**
+   * `CHOIR_STATUS_PORT`: start the status endpoint (`/status`, `/metrics`) on this port plus the
+   * local rank; 0 picks a free port per rank. Unset: no endpoint.
+   */
+  statusPort?: number;
+  /** `CHOIR_STATUS_ADDR`: address the status endpoint binds to (default 127.0.0.1). */
+  statusAddr?: string;
+  /**
+   * `CHOIR_FLIGHT_RECORDER`: operations each group's flight recorder keeps (default 256; 0 turns
+   * recording off).
+   */
+  flightRecorder?: number;
   /** `GLIBC_TUNABLES`, read so the launcher keeps a user's value instead of setting its own. */
   glibcTunables?: string;
 }
@@ -76,6 +88,9 @@ export function readEnv(get: (name: string) => string | undefined = safeGet): Ch
     jobId: str(get("CHOIR_JOB_ID")) ?? str(get("TORCHELASTIC_RUN_ID")),
     bindAddr: str(get("CHOIR_BIND_ADDR")),
     storeExternal: bool(get("CHOIR_STORE_EXTERNAL")),
+    statusPort: int(get("CHOIR_STATUS_PORT")),
+    statusAddr: str(get("CHOIR_STATUS_ADDR")),
+    flightRecorder: int(get("CHOIR_FLIGHT_RECORDER")),
     glibcTunables: str(get("GLIBC_TUNABLES")),
   };
 }
