@@ -248,6 +248,7 @@ export class ProcessGroup {
   readonly #tag: string;
   #groupCount = 0;
   readonly #children = new Set<ProcessGroup>();
+  readonly #pairs = new Map<number, Promise<{ comm: Comm; peer: number }>>();
 
   /** Wraps a connected transport. Most users call `initProcessGroup()` instead. */
   constructor(transport: Transport, opts: ProcessGroupOptions) {
@@ -547,7 +548,7 @@ export class ProcessGroup {
         undefined,
         this.#sendSeq[dst]++,
       );
-      return this.#p2p(call, opts, (comm) => comm.send(dst, call, 0, tensor));
+      return this.#p2p(call, opts, dst, (comm, peer) => comm.send(peer, call, 0, tensor));
     });
   }
 
@@ -568,7 +569,7 @@ export class ProcessGroup {
         undefined,
         this.#recvSeq[src]++,
       );
-      return this.#p2p(call, opts, (comm) => comm.recv(src, call, 0, tensor));
+      return this.#p2p(call, opts, src, (comm, peer) => comm.recv(peer, call, 0, tensor));
     });
   }
 
@@ -1097,6 +1098,7 @@ export class ProcessGroup {
   async destroy(): Promise<void> {
     if (this.#destroyed) return;
     this.#destroyed = true;
+    await Promise.all([...this.#pairs.values()].map((p) => p.catch(() => {})));
     await Promise.all([...this.#children].map((g) => g.destroy().catch(() => {})));
     await this.#tail.catch(() => {});
     this.#watchdog.close();
@@ -1344,9 +1346,42 @@ export class ProcessGroup {
     throw e;
   }
 
-  /** Point-to-point calls run at once (not queued behind collectives), so send+recv pairs can overlap. */
-  #p2p(call: Call, opts: OpOptions, body: (comm: Comm) => Promise<void>): Promise<void> {
-    return this.#guard(call, opts, body);
+  /**
+   * Point-to-point calls run at once (not queued behind collectives), so send+recv pairs can overlap.
+   * Each pair of ranks talks over a two-rank group of its own, opened on first use (as torch's NCCL
+   * backend does): a receive left waiting must never take a collective's frame on a shared link.
+   */
+  #p2p(
+    call: Call,
+    opts: OpOptions,
+    peer: number,
+    body: (comm: Comm, peer: number) => Promise<void>,
+  ): Promise<void> {
+    return this.#guard(call, opts, async (comm) => {
+      const pair = await this.#pairOf(peer);
+      return pair ? body(pair.comm, pair.peer) : body(comm, peer);
+    });
+  }
+
+  /** The two-rank link to `peer`, or null for a group that cannot open subgroups (then the group's own). */
+  #pairOf(peer: number): Promise<{ comm: Comm; peer: number } | null> {
+    const opener = this.#opts.subgroups;
+    if (!opener) return Promise.resolve(null);
+    let pair = this.#pairs.get(peer);
+    if (!pair) {
+      const [a, b] = this.rank < peer ? [this.rank, peer] : [peer, this.rank];
+      pair = opener({
+        tag: `${this.#tag}.p${a}-${b}`,
+        ranks: [this.#globalOf[a], this.#globalOf[b]],
+        rank: this.rank === a ? 0 : 1,
+        timeoutMs: this.#opts.timeoutMs,
+      }).then((g) => {
+        this.#children.add(g);
+        return { comm: g.#comm!, peer: this.rank === a ? 1 : 0 };
+      });
+      this.#pairs.set(peer, pair);
+    }
+    return pair;
   }
 
   async #guard(call: Call, opts: OpOptions, body: (comm: Comm) => Promise<void>): Promise<void> {
