@@ -9,6 +9,7 @@
 
 import {
   ChoirError,
+  CollectiveMismatchError,
   CollectiveTimeoutError,
   GroupDestroyedError,
   InvalidArgumentError,
@@ -1403,7 +1404,15 @@ export class ProcessGroup {
           }),
       );
     } catch (e) {
-      const err = e instanceof ChoirError
+      const err = e instanceof CollectiveMismatchError && e.op === undefined
+        // The transport that noticed knows the peer, not the operation: name it here.
+        ? new CollectiveMismatchError({ ...e.expected }, { ...e.received }, {
+          rank: this.rank,
+          op: call.name,
+          peer: e.peer,
+          cause: e,
+        })
+        : e instanceof ChoirError
         ? e
         : new PeerLostError(`${call.name} failed: ${(e as Error).message}`, {
           rank: this.rank,
