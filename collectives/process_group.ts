@@ -250,6 +250,7 @@ export class ProcessGroup {
   #groupCount = 0;
   readonly #children = new Set<ProcessGroup>();
   readonly #pairs = new Map<number, Promise<{ comm: Comm; peer: number }>>();
+  readonly #opening = new Set<Promise<void>>();
 
   /** Wraps a connected transport. Most users call `initProcessGroup()` instead. */
   constructor(transport: Transport, opts: ProcessGroupOptions) {
@@ -1049,14 +1050,32 @@ export class ProcessGroup {
     members: readonly number[],
     opts: NewGroupOptions,
   ): Promise<ProcessGroup> {
-    const sub = await opener({
+    return await this.#adopt(opener({
       tag,
       ranks: members.map((m) => this.#globalOf[m]),
       rank: members.indexOf(this.rank),
       timeoutMs: opts.timeoutMs ?? this.#opts.timeoutMs,
-    });
-    this.#children.add(sub);
-    return sub;
+    }));
+  }
+
+  /**
+   * Makes a group being opened a child of this one, so that destroy() waits for it and then destroys
+   * it; one that opens after this group was destroyed is destroyed at once.
+   */
+  async #adopt(opening: Promise<ProcessGroup>): Promise<ProcessGroup> {
+    const settled = opening.then(() => {}, () => {});
+    this.#opening.add(settled);
+    try {
+      const sub = await opening;
+      if (this.#destroyed) {
+        await sub.destroy();
+        throw new GroupDestroyedError("the process group was destroyed", { rank: this.rank, op: "newGroup" });
+      }
+      this.#children.add(sub);
+      return sub;
+    } finally {
+      this.#opening.delete(settled);
+    }
   }
 
   /**
@@ -1099,7 +1118,7 @@ export class ProcessGroup {
   async destroy(): Promise<void> {
     if (this.#destroyed) return;
     this.#destroyed = true;
-    await Promise.all([...this.#pairs.values()].map((p) => p.catch(() => {})));
+    await Promise.all(this.#opening);
     await Promise.all([...this.#children].map((g) => g.destroy().catch(() => {})));
     await this.#tail.catch(() => {});
     this.#watchdog.close();
@@ -1224,9 +1243,7 @@ export class ProcessGroup {
     }
     if (big.length !== want) {
       throw new InvalidArgumentError(
-        `${which} has ${big.length} ${dtype} elements, expected ${want} (${this.size} ranks x ${
-          which === "output" ? small.length : big.length / this.size
-        })`,
+        `${which} has ${big.length} ${dtype} elements, expected ${want} (${this.size} ranks x ${small.length})`,
         { rank: this.rank, op: name },
       );
     }
@@ -1371,15 +1388,12 @@ export class ProcessGroup {
     let pair = this.#pairs.get(peer);
     if (!pair) {
       const [a, b] = this.rank < peer ? [this.rank, peer] : [peer, this.rank];
-      pair = opener({
+      pair = this.#adopt(opener({
         tag: `${this.#tag}.p${a}-${b}`,
         ranks: [this.#globalOf[a], this.#globalOf[b]],
         rank: this.rank === a ? 0 : 1,
         timeoutMs: this.#opts.timeoutMs,
-      }).then((g) => {
-        this.#children.add(g);
-        return { comm: g.#comm!, peer: this.rank === a ? 1 : 0 };
-      });
+      })).then((g) => ({ comm: g.#comm!, peer: this.rank === a ? 1 : 0 }));
       this.#pairs.set(peer, pair);
     }
     return pair;
