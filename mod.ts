@@ -1,8 +1,8 @@
 /**
  * @module
  * choir: collective communication for Deno. Ranks in separate processes join a job, then run
- * allReduce, broadcast, reduce, allGather, reduceScatter, barrier and send/recv on typed arrays,
- * like torch.distributed.
+ * allReduce, broadcast, reduce, allGather, reduceScatter, gather, scatter, allToAll, barrier, send/recv
+ * and object collectives on typed arrays and values, in subgroups too, like torch.distributed.
  *
  * @example
  * ```ts

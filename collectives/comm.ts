@@ -18,6 +18,15 @@ export const OpKind = {
   reduceScatter: 5,
   barrier: 6,
   p2p: 7,
+  gather: 8,
+  scatter: 9,
+  allToAll: 10,
+  broadcastObject: 11,
+  allGatherObject: 12,
+  gatherObject: 13,
+  scatterObject: 14,
+  newGroup: 15,
+  split: 16,
 } as const;
 
 /** Everything that identifies one call of a collective; identical on every participating rank. */

@@ -33,7 +33,11 @@ interface Cause {
  * saw the consequences (a connection closed by a rank that was shutting down), a PeerLostError naming
  * the rank that was really lost.
  */
-export async function settleCause(store: Store | undefined, rank: number, err: ChoirError): Promise<ChoirError> {
+export async function settleCause(
+  store: Store | undefined,
+  rank: number,
+  err: ChoirError,
+): Promise<ChoirError> {
   if (!store) return err;
   const mine: Cause = { kind: err.name, detector: rank, culprit: err.peer, op: err.op, message: err.message };
   const enc = new TextEncoder().encode(JSON.stringify(mine));

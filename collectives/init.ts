@@ -5,9 +5,9 @@
  */
 
 import { type ChoirEnv, DEFAULT_TIMEOUT_MS, readEnv } from "../config.ts";
-import { createStore, joinBarrier, PrefixStore } from "../transports/store/mod.ts";
-import { selectTransport } from "../transports/select.ts";
-import { ProcessGroup } from "./process_group.ts";
+import { createStore } from "../transports/store/mod.ts";
+import { openGroup } from "./open_group.ts";
+import type { ProcessGroup } from "./process_group.ts";
 
 /** Options of {@link initProcessGroup}; anything left out comes from the environment (env://). */
 export interface InitOptions {
@@ -60,31 +60,24 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessG
   });
   const { rank, worldSize, store } = rdzv;
   try {
-    // Everyone arrives first, so a missing rank is named here rather than by a later store wait.
-    await joinBarrier(new PrefixStore("pg0/join/", store), rank, worldSize, timeoutMs);
     const addr = await listenAddress(env);
-    const { transport, hostOf } = await selectTransport({
-      kind: opts.transport ?? env.transport,
+    return await openGroup({
+      job: {
+        store,
+        token,
+        transport: opts.transport ?? env.transport,
+        chunkBytes: opts.chunkBytes,
+        bind: addr.bind,
+        advertise: addr.advertise,
+        hostIdOverride: env.hostId,
+        jobId: env.jobId,
+      },
+      tag: "pg0",
+      ranks: Array.from({ length: worldSize }, (_, r) => r),
       rank,
-      size: worldSize,
-      store: new PrefixStore("pg0/", store),
-      token,
       timeoutMs,
-      hostIdOverride: env.hostId,
-      jobId: env.jobId,
-      bind: addr.bind,
-      advertise: addr.advertise,
-    });
-    const pg = new ProcessGroup(transport, {
-      timeoutMs,
-      hostOf,
-      store: new PrefixStore("pg0/", store),
-      jobId: env.jobId,
-      chunkBytes: opts.chunkBytes,
       onDestroy: () => rdzv.close(),
     });
-    await pg.connect();
-    return pg;
   } catch (e) {
     // Rank 0 may host the store server: keep it up a moment so the other ranks reach their own
     // verdict (e.g. "rank 2 never arrived") instead of a vanished server.

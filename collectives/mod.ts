@@ -1,7 +1,7 @@
 /**
  * @module
- * Collectives: the {@link ProcessGroup} with its collective and point-to-point operations,
- * `initProcessGroup()`, data types and reduce ops, and the reduce kernels.
+ * Collectives: the {@link ProcessGroup} with its collective, object, point-to-point and subgroup
+ * operations, {@link Work} handles, `initProcessGroup()`, data types and reduce ops, and the reduce kernels.
  *
  * @example
  * ```ts
@@ -14,13 +14,24 @@
  */
 
 export {
+  type AllToAllOptions,
+  type AsyncOptions,
+  type BarrierOptions,
+  type NewGroupOptions,
+  type ObjectOptions,
   type OpOptions,
+  type P2POp,
   type P2POptions,
   ProcessGroup,
   type ProcessGroupOptions,
   type ReduceOptions,
+  type RootObjectOptions,
   type RootOptions,
+  type SubgroupOpener,
+  type SubgroupSpec,
+  type SyncOptions,
 } from "./process_group.ts";
+export { Work } from "./work.ts";
 export { type InitOptions, initProcessGroup } from "./init.ts";
 export {
   type CpuTensor,
@@ -33,5 +44,5 @@ export {
   REDUCE_OPS,
   ReduceOp,
 } from "./dtype.ts";
-export { type Algorithm, planAllReduce, planBroadcast, planReduce } from "./plan.ts";
+export { type Algorithm, planAllReduce, planBroadcast, planGather, planReduce } from "./plan.ts";
 export * from "./reduce/mod.ts";

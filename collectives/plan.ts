@@ -46,3 +46,12 @@ export function planReduce(bytes: number, _n: number): Algorithm {
   // Even for 2 ranks the chain wins on large messages: it overlaps receiving with reducing.
   return bytes <= SMALL_BYTES ? "binomial" : "chain";
 }
+
+/**
+ * The algorithm gather and scatter use for `bytes` per rank over `n` ranks: while the whole result is
+ * small, a binomial tree (log2 n rounds, each rank forwarding its subtree's blocks); beyond that,
+ * the root exchanges with every rank directly, so no block crosses a link twice.
+ */
+export function planGather(bytes: number, n: number): "binomial" | "linear" {
+  return bytes * n <= SMALL_BYTES && n > 2 ? "binomial" : "linear";
+}

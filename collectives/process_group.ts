@@ -2,11 +2,14 @@
  * @module
  * The ProcessGroup: torch.distributed's collective API over a Transport, or straight on the shared
  * arena when every rank is on one host. It checks arguments, orders collectives, stamps each with a
- * sequence number, picks the algorithm and enforces timeouts; the algorithms live one per file.
+ * sequence number, picks the algorithm, enforces timeouts, hands out Works for `{ async: true }` calls
+ * and forms subgroups; the algorithms live one per file, and opening a subgroup's transport is left
+ * to the opener `initProcessGroup()` installs.
  */
 
 import {
   ChoirError,
+  CollectiveMismatchError,
   CollectiveTimeoutError,
   GroupDestroyedError,
   InvalidArgumentError,
@@ -59,6 +62,15 @@ import { allGatherShm } from "./allgather_shm.ts";
 import { reduceScatterShm } from "./reducescatter_shm.ts";
 import { reduceShm } from "./reduce_shm.ts";
 import { Arena, type Fingerprint, type WaitContext } from "./shm_arena.ts";
+import { Work } from "./work.ts";
+import { gatherLinear } from "./gather_linear.ts";
+import { gatherBinomial } from "./gather_binomial.ts";
+import { scatterLinear } from "./scatter_linear.ts";
+import { scatterBinomial } from "./scatter_binomial.ts";
+import { allToAllPairwise, type Blocks } from "./alltoall_pairwise.ts";
+import { planGather } from "./plan.ts";
+import { packObject, unpackObject } from "./objects.ts";
+import { groupDigest, groupTag, splitMembers, splitTag } from "./groups.ts";
 
 const KIND_NAMES = Object.fromEntries(Object.entries(OpKind).map(([k, v]) => [v, k]));
 setHeaderNames(
@@ -73,7 +85,90 @@ export interface OpOptions {
   dtype?: DType;
   /** Timeout of this call in milliseconds (default: the group's). */
   timeoutMs?: number;
+  /** Return a {@link Work} at once instead of a promise (default false); see {@link AsyncOptions}. */
+  async?: boolean;
 }
+
+/**
+ * `{ async: true }`: the call returns a {@link Work} at once instead of a promise. Collectives of a
+ * group still run one at a time in the order they were called, so several may be in flight.
+ */
+export interface AsyncOptions {
+  /** Return a {@link Work}. */
+  async: true;
+}
+
+/** The default: the call returns a promise. */
+export interface SyncOptions {
+  /** Return a promise (the default). */
+  async?: false;
+}
+
+/** Options of {@link ProcessGroup.barrier}. */
+export type BarrierOptions = Omit<OpOptions, "dtype">;
+
+/** Options of the object collectives (`broadcastObject`, `allGatherObject`, ...). */
+export type ObjectOptions = Omit<OpOptions, "dtype">;
+
+/** Options of the rooted object collectives. */
+export interface RootObjectOptions extends ObjectOptions {
+  /** The root rank (default 0). */
+  root?: number;
+}
+
+/** Options of {@link ProcessGroup.allToAll}. */
+export interface AllToAllOptions extends OpOptions {
+  /**
+   * Elements this rank sends to each rank, in rank order (sum: `input.length`; zeros allowed).
+   * Default: `input.length / size` each.
+   */
+  inputSplits?: readonly number[];
+  /**
+   * Elements this rank receives from each rank, in rank order (sum: `output.length`). Default:
+   * `output.length / size` each. Rank p's `inputSplits[q]` must equal rank q's `outputSplits[p]`.
+   */
+  outputSplits?: readonly number[];
+}
+
+/**
+ * One point-to-point operation of {@link ProcessGroup.batchIsendIrecv}, like torch's `P2POp`.
+ */
+export interface P2POp {
+  /** Send `tensor` to `peer`, or receive into it from `peer`. */
+  op: "isend" | "irecv";
+  /** The data to send, or the buffer to receive into (exactly the size the peer sends). */
+  tensor: CpuTensor;
+  /** The other rank. */
+  peer: number;
+  /** A tag both sides must agree on (default 0). */
+  tag?: number;
+  /** Element type; required for a `Uint16Array`. */
+  dtype?: DType;
+}
+
+/** Options of {@link ProcessGroup.newGroup} and {@link ProcessGroup.split}. */
+export interface NewGroupOptions {
+  /** Default timeout of the new group's operations and of forming it, in ms (default: this group's). */
+  timeoutMs?: number;
+}
+
+/** What a {@link SubgroupOpener} is asked to open. */
+export interface SubgroupSpec {
+  /** Unique name of the group in the job (its store prefix and the source of its id). */
+  tag: string;
+  /** Global rank of each member, in the new group's rank order. */
+  ranks: readonly number[];
+  /** This process's rank in the new group. */
+  rank: number;
+  /** Default timeout of the new group, in ms. */
+  timeoutMs: number;
+}
+
+/**
+ * Opens a subgroup's own transport (new connections, a new shm segment) under the job's store, and
+ * returns it connected. `initProcessGroup()` installs one; a group built without it cannot split.
+ */
+export type SubgroupOpener = (spec: SubgroupSpec) => Promise<ProcessGroup>;
 
 /** Options of reducing collectives. */
 export interface ReduceOptions extends OpOptions {
@@ -111,12 +206,20 @@ export interface ProcessGroupOptions {
   jobId?: string;
   /** Called once by {@link ProcessGroup.destroy} after the transport is closed (e.g. to close the store). */
   onDestroy?: () => Promise<void>;
+  /** Global rank of each rank of this group (default: the group is the world, rank i is rank i). */
+  globalRanks?: readonly number[];
+  /** This group's unique name in the job (default `pg0`, the world); subgroup names derive from it. */
+  tag?: string;
+  /** Opens subgroups for {@link ProcessGroup.newGroup} and {@link ProcessGroup.split}. */
+  subgroups?: SubgroupOpener;
 }
 
 /**
  * A group of ranks that run collectives together, like torch.distributed's ProcessGroup. Create
- * one with `initProcessGroup()`. All calls are in place on the tensors passed in; collectives run
- * one at a time in the order they were called.
+ * one with `initProcessGroup()`, smaller ones with {@link ProcessGroup.newGroup} and
+ * {@link ProcessGroup.split}. Tensor calls are in place on the tensors passed in; collectives run
+ * one at a time in the order they were called. Every operation returns a promise, or with
+ * `{ async: true }` a {@link Work}.
  */
 export class ProcessGroup {
   /** This process's rank in the group. */
@@ -147,6 +250,12 @@ export class ProcessGroup {
   #destroyed = false;
   readonly #sendSeq: number[];
   readonly #recvSeq: number[];
+  readonly #globalOf: readonly number[];
+  readonly #tag: string;
+  #groupCount = 0;
+  readonly #children = new Set<ProcessGroup>();
+  readonly #pairs = new Map<number, Promise<{ comm: Comm; peer: number }>>();
+  readonly #opening = new Set<Promise<void>>();
 
   /** Wraps a connected transport. Most users call `initProcessGroup()` instead. */
   constructor(transport: Transport, opts: ProcessGroupOptions) {
@@ -156,6 +265,42 @@ export class ProcessGroup {
     this.size = transport.size;
     this.#sendSeq = new Array(this.size).fill(0);
     this.#recvSeq = new Array(this.size).fill(0);
+    this.#globalOf = opts.globalRanks ?? Array.from({ length: this.size }, (_, r) => r);
+    if (this.#globalOf.length !== this.size) {
+      throw new InvalidArgumentError(
+        `globalRanks has ${this.#globalOf.length} entries for ${this.size} ranks`,
+        {
+          rank: this.rank,
+          op: "ProcessGroup",
+        },
+      );
+    }
+    this.#tag = opts.tag ?? "pg0";
+  }
+
+  /** The global rank of each rank of this group, in group-rank order. */
+  get ranks(): readonly number[] {
+    return this.#globalOf;
+  }
+
+  /** The global rank of `groupRank` (torch's `get_global_rank`). */
+  globalRank(groupRank: number): number {
+    return this.#globalOf[this.#peer("globalRank", groupRank, "group rank", true)];
+  }
+
+  /** The rank in this group of global rank `globalRank` (torch's `get_group_rank`); throws if it is not a member. */
+  groupRank(globalRank: number): number {
+    const r = this.#globalOf.indexOf(globalRank);
+    if (r < 0) {
+      throw new InvalidArgumentError(
+        `global rank ${globalRank} is not a member of this group (${this.#globalOf})`,
+        {
+          rank: this.rank,
+          op: "groupRank",
+        },
+      );
+    }
+    return r;
   }
 
   /** The transport's name (`tcp`, ...). */
@@ -186,8 +331,11 @@ export class ProcessGroup {
   }
 
   /** Reduces `tensor` across all ranks in place; every rank gets the result. */
-  allReduce(tensor: CpuTensor, opts: ReduceOptions = {}): Promise<void> {
-    return rejecting(() => {
+  allReduce(tensor: CpuTensor, opts: ReduceOptions & AsyncOptions): Work;
+  /** Reduces `tensor` across all ranks in place; every rank gets the result. */
+  allReduce(tensor: CpuTensor, opts?: ReduceOptions & SyncOptions): Promise<void>;
+  allReduce(tensor: CpuTensor, opts: ReduceOptions = {}): Promise<void> | Work {
+    return this.#issue("allReduce", opts, () => {
       const { dtype, op } = this.#reduceArgs("allReduce", tensor, opts);
       const call = this.#call("allReduce", OpKind.allReduce, dtype, tensor.length, -1, op);
       if (this.#arena) {
@@ -219,8 +367,11 @@ export class ProcessGroup {
   }
 
   /** Copies `tensor` from `root` to every rank. */
-  broadcast(tensor: CpuTensor, opts: RootOptions = {}): Promise<void> {
-    return rejecting(() => {
+  broadcast(tensor: CpuTensor, opts: RootOptions & AsyncOptions): Work;
+  /** Copies `tensor` from `root` to every rank. */
+  broadcast(tensor: CpuTensor, opts?: RootOptions & SyncOptions): Promise<void>;
+  broadcast(tensor: CpuTensor, opts: RootOptions = {}): Promise<void> | Work {
+    return this.#issue("broadcast", opts, () => {
       const dtype = this.#dtype("broadcast", tensor, opts.dtype);
       const root = this.#root("broadcast", opts.root);
       const call = this.#call("broadcast", OpKind.broadcast, dtype, tensor.length, root);
@@ -240,8 +391,11 @@ export class ProcessGroup {
   }
 
   /** Reduces `tensor` from every rank into `tensor` on `root`; other ranks' tensors are unchanged. */
-  reduce(tensor: CpuTensor, opts: ReduceOptions & RootOptions = {}): Promise<void> {
-    return rejecting(() => {
+  reduce(tensor: CpuTensor, opts: ReduceOptions & RootOptions & AsyncOptions): Work;
+  /** Reduces `tensor` from every rank into `tensor` on `root`; other ranks' tensors are unchanged. */
+  reduce(tensor: CpuTensor, opts?: ReduceOptions & RootOptions & SyncOptions): Promise<void>;
+  reduce(tensor: CpuTensor, opts: ReduceOptions & RootOptions = {}): Promise<void> | Work {
+    return this.#issue("reduce", opts, () => {
       const { dtype, op } = this.#reduceArgs("reduce", tensor, opts);
       const root = this.#root("reduce", opts.root);
       const call = this.#call("reduce", OpKind.reduce, dtype, tensor.length, root, op);
@@ -274,8 +428,14 @@ export class ProcessGroup {
    * Gathers every rank's `input` into `output` (rank r's block at `r * input.length`), like
    * torch's `all_gather_into_tensor`. `output.length` must be `size * input.length`.
    */
-  allGather(output: CpuTensor, input: CpuTensor, opts: OpOptions = {}): Promise<void> {
-    return rejecting(() => {
+  allGather(output: CpuTensor, input: CpuTensor, opts: OpOptions & AsyncOptions): Work;
+  /**
+   * Gathers every rank's `input` into `output` (rank r's block at `r * input.length`), like
+   * torch's `all_gather_into_tensor`. `output.length` must be `size * input.length`.
+   */
+  allGather(output: CpuTensor, input: CpuTensor, opts?: OpOptions & SyncOptions): Promise<void>;
+  allGather(output: CpuTensor, input: CpuTensor, opts: OpOptions = {}): Promise<void> | Work {
+    return this.#issue("allGather", opts, () => {
       const dtype = this.#dtype("allGather", input, opts.dtype);
       this.#sameType("allGather", output, input, dtype, this.size * input.length, "output");
       const call = this.#call("allGather", OpKind.allGather, dtype, input.length, -1);
@@ -297,34 +457,108 @@ export class ProcessGroup {
    * Reduces `input` (size blocks of `output.length`) across ranks and leaves block r of the result
    * in `output` on rank r, like torch's `reduce_scatter_tensor`. `input` is not modified.
    */
-  reduceScatter(output: CpuTensor, input: CpuTensor, opts: ReduceOptions = {}): Promise<void> {
-    return rejecting(() => {
+  reduceScatter(output: CpuTensor, input: CpuTensor, opts: ReduceOptions & AsyncOptions): Work;
+  /**
+   * Reduces `input` (size blocks of `output.length`) across ranks and leaves block r of the result
+   * in `output` on rank r, like torch's `reduce_scatter_tensor`. `input` is not modified.
+   */
+  reduceScatter(output: CpuTensor, input: CpuTensor, opts?: ReduceOptions & SyncOptions): Promise<void>;
+  reduceScatter(output: CpuTensor, input: CpuTensor, opts: ReduceOptions = {}): Promise<void> | Work {
+    return this.#issue("reduceScatter", opts, () => {
       const { dtype, op } = this.#reduceArgs("reduceScatter", input, opts);
       this.#sameType("reduceScatter", input, output, dtype, this.size * output.length, "input");
-      const call = this.#call("reduceScatter", OpKind.reduceScatter, dtype, input.length, -1, op);
-      const arena = this.#arena;
-      if (arena) {
-        return this.#onArena(call, opts, async (ctx, fp) => {
-          let work = input;
-          if (op === ReduceOp.PREMUL_SUM) scaleInto(dtype, work = copyOf(input), opts.factor ?? 1);
-          await reduceScatterShm(arena, call, fp, output, work, ctx);
-          if (op === ReduceOp.AVG) divideInto(dtype, output, this.size);
-        });
-      }
-      return this.#collective(call, opts, async (comm) => {
-        const work = copyOf(input);
-        if (op === ReduceOp.PREMUL_SUM) scaleInto(dtype, work, opts.factor ?? 1);
-        await reduceScatterRing(comm, call, work);
-        const mine = sliceView(work, this.rank * output.length, output.length);
-        if (op === ReduceOp.AVG) divideInto(dtype, mine, this.size);
-        bytesOf(output).set(bytesOf(mine));
+      return this.#reduceScatter("reduceScatter", output, input, () => copyOf(input), dtype, op, opts);
+    });
+  }
+
+  /**
+   * Reduces `inputs[p]` across ranks into `output` on rank p, like torch's `reduce_scatter` with a
+   * list: `inputs` holds `size` tensors of `output.length` elements each. `inputs` are not modified.
+   * Runs the same collective as {@link reduceScatter}, so ranks may mix the two forms.
+   */
+  reduceScatterList(
+    output: CpuTensor,
+    inputs: readonly CpuTensor[],
+    opts: ReduceOptions & AsyncOptions,
+  ): Work;
+  /**
+   * Reduces `inputs[p]` across ranks into `output` on rank p, like torch's `reduce_scatter` with a
+   * list: `inputs` holds `size` tensors of `output.length` elements each. `inputs` are not modified.
+   * Runs the same collective as {@link reduceScatter}, so ranks may mix the two forms.
+   */
+  reduceScatterList(
+    output: CpuTensor,
+    inputs: readonly CpuTensor[],
+    opts?: ReduceOptions & SyncOptions,
+  ): Promise<void>;
+  reduceScatterList(
+    output: CpuTensor,
+    inputs: readonly CpuTensor[],
+    opts: ReduceOptions = {},
+  ): Promise<void> | Work {
+    return this.#issue("reduceScatterList", opts, () => {
+      const name = "reduceScatterList";
+      const { dtype, op } = this.#reduceArgs(name, output, opts);
+      this.#list(name, inputs, output, dtype, "inputs");
+      const len = output.length;
+      return this.#reduceScatter(
+        name,
+        output,
+        null,
+        () => {
+          const work = allocLike(output, this.size * len);
+          inputs.forEach((t, p) => bytesOf(sliceView(work, p * len, len)).set(bytesOf(t)));
+          return work;
+        },
+        dtype,
+        op,
+        opts,
+      );
+    });
+  }
+
+  /**
+   * The reduce-scatter both forms share: `whole` is the input when it is one tensor already, `fill`
+   * makes a working copy of the whole input.
+   */
+  #reduceScatter(
+    name: string,
+    output: CpuTensor,
+    whole: CpuTensor | null,
+    fill: () => CpuTensor,
+    dtype: DType,
+    op: ReduceOp,
+    opts: ReduceOptions,
+  ): Promise<void> {
+    const call = this.#call(name, OpKind.reduceScatter, dtype, this.size * output.length, -1, op);
+    const arena = this.#arena;
+    if (arena) {
+      // On the arena the input is only read: a copy is needed only to scale it or to join a list.
+      return this.#onArena(call, opts, async (ctx, fp) => {
+        let work = whole ?? fill();
+        if (op === ReduceOp.PREMUL_SUM) {
+          scaleInto(dtype, work = work === whole ? fill() : work, opts.factor ?? 1);
+        }
+        await reduceScatterShm(arena, call, fp, output, work, ctx);
+        if (op === ReduceOp.AVG) divideInto(dtype, output, this.size);
       });
+    }
+    return this.#collective(call, opts, async (comm) => {
+      const work = fill();
+      if (op === ReduceOp.PREMUL_SUM) scaleInto(dtype, work, opts.factor ?? 1);
+      await reduceScatterRing(comm, call, work);
+      const mine = sliceView(work, this.rank * output.length, output.length);
+      if (op === ReduceOp.AVG) divideInto(dtype, mine, this.size);
+      bytesOf(output).set(bytesOf(mine));
     });
   }
 
   /** Returns once every rank has called `barrier()`. */
-  barrier(opts: { timeoutMs?: number } = {}): Promise<void> {
-    return rejecting(() => {
+  barrier(opts: BarrierOptions & AsyncOptions): Work;
+  /** Returns once every rank has called `barrier()`. */
+  barrier(opts?: BarrierOptions & SyncOptions): Promise<void>;
+  barrier(opts: BarrierOptions = {}): Promise<void> | Work {
+    return this.#issue("barrier", opts, () => {
       const call = this.#call("barrier", OpKind.barrier, "u8", 0, -1);
       const arena = this.#arena;
       if (arena) return this.#onArena(call, opts, (ctx, fp) => barrierShm(arena, fp, ctx));
@@ -332,9 +566,18 @@ export class ProcessGroup {
     });
   }
 
-  /** Sends `tensor` to rank `dst`; the matching `recv` must use the same size, dtype and tag. */
-  send(tensor: CpuTensor, opts: P2POptions & { dst: number }): Promise<void> {
-    return rejecting(() => {
+  /**
+   * Sends `tensor` to rank `dst`; the matching `recv` must use the same size, dtype and tag.
+   * Messages between two ranks are matched in the order they were issued.
+   */
+  send(tensor: CpuTensor, opts: P2POptions & { dst: number } & AsyncOptions): Work;
+  /**
+   * Sends `tensor` to rank `dst`; the matching `recv` must use the same size, dtype and tag.
+   * Messages between two ranks are matched in the order they were issued.
+   */
+  send(tensor: CpuTensor, opts: P2POptions & { dst: number } & SyncOptions): Promise<void>;
+  send(tensor: CpuTensor, opts: P2POptions & { dst: number }): Promise<void> | Work {
+    return this.#issue("send", opts, () => {
       const dtype = this.#dtype("send", tensor, opts.dtype);
       const dst = this.#peer("send", opts.dst, "dst");
       const call = this.#call(
@@ -346,13 +589,16 @@ export class ProcessGroup {
         undefined,
         this.#sendSeq[dst]++,
       );
-      return this.#p2p(call, opts, (comm) => comm.send(dst, call, 0, tensor));
+      return this.#p2p(call, opts, dst, (comm, peer) => comm.send(peer, call, 0, tensor));
     });
   }
 
   /** Receives into `tensor` from rank `src`; sizes, dtype and tag must match the `send`. */
-  recv(tensor: CpuTensor, opts: P2POptions & { src: number }): Promise<void> {
-    return rejecting(() => {
+  recv(tensor: CpuTensor, opts: P2POptions & { src: number } & AsyncOptions): Work;
+  /** Receives into `tensor` from rank `src`; sizes, dtype and tag must match the `send`. */
+  recv(tensor: CpuTensor, opts: P2POptions & { src: number } & SyncOptions): Promise<void>;
+  recv(tensor: CpuTensor, opts: P2POptions & { src: number }): Promise<void> | Work {
+    return this.#issue("recv", opts, () => {
       const dtype = this.#dtype("recv", tensor, opts.dtype);
       const src = this.#peer("recv", opts.src, "src");
       const call = this.#call(
@@ -364,8 +610,520 @@ export class ProcessGroup {
         undefined,
         this.#recvSeq[src]++,
       );
-      return this.#p2p(call, opts, (comm) => comm.recv(src, call, 0, tensor));
+      return this.#p2p(call, opts, src, (comm, peer) => comm.recv(peer, call, 0, tensor));
     });
+  }
+
+  // ---- gather, scatter, list forms, all-to-all ---------------------------------------------
+
+  /**
+   * Gathers every rank's `input` into `output` on `root` (rank r's block at `r * input.length`),
+   * torch's `gather` into one tensor. On the root `output` must have `size * input.length` elements;
+   * elsewhere it is ignored (pass null).
+   */
+  gather(output: CpuTensor | null, input: CpuTensor, opts: RootOptions & AsyncOptions): Work;
+  /**
+   * Gathers every rank's `input` into `output` on `root` (rank r's block at `r * input.length`),
+   * torch's `gather` into one tensor. On the root `output` must have `size * input.length` elements;
+   * elsewhere it is ignored (pass null).
+   */
+  gather(output: CpuTensor | null, input: CpuTensor, opts?: RootOptions & SyncOptions): Promise<void>;
+  gather(output: CpuTensor | null, input: CpuTensor, opts: RootOptions = {}): Promise<void> | Work {
+    return this.#issue("gather", opts, () => {
+      const name = "gather";
+      const dtype = this.#dtype(name, input, opts.dtype);
+      const root = this.#root(name, opts.root);
+      let blocks: CpuTensor[] | null = null;
+      if (this.rank === root) {
+        if (!output) throw this.#invalid(name, "the root needs an output tensor");
+        this.#sameType(name, output, input, dtype, this.size * input.length, "output");
+        blocks = this.#blocksOf(output, input.length);
+      }
+      return this.#gather(name, dtype, root, input, blocks, opts);
+    });
+  }
+
+  /**
+   * Gathers every rank's `input` into `outputs[r]` on `root`, like torch's `gather` with a
+   * `gather_list`: on the root `outputs` holds `size` tensors of `input.length` elements; elsewhere
+   * it is ignored (pass null). Runs the same collective as {@link gather}, so ranks may mix the forms.
+   */
+  gatherList(outputs: readonly CpuTensor[] | null, input: CpuTensor, opts: RootOptions & AsyncOptions): Work;
+  /**
+   * Gathers every rank's `input` into `outputs[r]` on `root`, like torch's `gather` with a
+   * `gather_list`: on the root `outputs` holds `size` tensors of `input.length` elements; elsewhere
+   * it is ignored (pass null). Runs the same collective as {@link gather}, so ranks may mix the forms.
+   */
+  gatherList(
+    outputs: readonly CpuTensor[] | null,
+    input: CpuTensor,
+    opts?: RootOptions & SyncOptions,
+  ): Promise<void>;
+  gatherList(
+    outputs: readonly CpuTensor[] | null,
+    input: CpuTensor,
+    opts: RootOptions = {},
+  ): Promise<void> | Work {
+    return this.#issue("gatherList", opts, () => {
+      const name = "gatherList";
+      const dtype = this.#dtype(name, input, opts.dtype);
+      const root = this.#root(name, opts.root);
+      if (this.rank === root) this.#list(name, outputs, input, dtype, "outputs");
+      return this.#gather(name, dtype, root, input, this.rank === root ? outputs : null, opts);
+    });
+  }
+
+  #gather(
+    name: string,
+    dtype: DType,
+    root: number,
+    input: CpuTensor,
+    blocks: readonly CpuTensor[] | null,
+    opts: OpOptions,
+  ): Promise<void> {
+    const call = this.#call(name, OpKind.gather, dtype, input.length, root);
+    return this.#collective(
+      call,
+      opts,
+      (comm) =>
+        planGather(input.byteLength, this.size) === "binomial"
+          ? gatherBinomial(comm, call, input, blocks)
+          : gatherLinear(comm, call, input, blocks),
+    );
+  }
+
+  /**
+   * Gives every rank r block r of the root's `input` (`size` blocks of `output.length`), torch's
+   * `scatter` from one tensor. `input` is ignored except on the root (pass null).
+   */
+  scatter(output: CpuTensor, input: CpuTensor | null, opts: RootOptions & AsyncOptions): Work;
+  /**
+   * Gives every rank r block r of the root's `input` (`size` blocks of `output.length`), torch's
+   * `scatter` from one tensor. `input` is ignored except on the root (pass null).
+   */
+  scatter(output: CpuTensor, input: CpuTensor | null, opts?: RootOptions & SyncOptions): Promise<void>;
+  scatter(output: CpuTensor, input: CpuTensor | null, opts: RootOptions = {}): Promise<void> | Work {
+    return this.#issue("scatter", opts, () => {
+      const name = "scatter";
+      const dtype = this.#dtype(name, output, opts.dtype);
+      const root = this.#root(name, opts.root);
+      let blocks: CpuTensor[] | null = null;
+      if (this.rank === root) {
+        if (!input) throw this.#invalid(name, "the root needs an input tensor");
+        this.#sameType(name, input, output, dtype, this.size * output.length, "input");
+        blocks = this.#blocksOf(input, output.length);
+      }
+      return this.#scatter(name, dtype, root, output, blocks, opts);
+    });
+  }
+
+  /**
+   * Gives every rank r the root's `inputs[r]`, like torch's `scatter` with a `scatter_list`: on the
+   * root `inputs` holds `size` tensors of `output.length` elements; elsewhere it is ignored (pass
+   * null). Runs the same collective as {@link scatter}, so ranks may mix the forms.
+   */
+  scatterList(output: CpuTensor, inputs: readonly CpuTensor[] | null, opts: RootOptions & AsyncOptions): Work;
+  /**
+   * Gives every rank r the root's `inputs[r]`, like torch's `scatter` with a `scatter_list`: on the
+   * root `inputs` holds `size` tensors of `output.length` elements; elsewhere it is ignored (pass
+   * null). Runs the same collective as {@link scatter}, so ranks may mix the forms.
+   */
+  scatterList(
+    output: CpuTensor,
+    inputs: readonly CpuTensor[] | null,
+    opts?: RootOptions & SyncOptions,
+  ): Promise<void>;
+  scatterList(
+    output: CpuTensor,
+    inputs: readonly CpuTensor[] | null,
+    opts: RootOptions = {},
+  ): Promise<void> | Work {
+    return this.#issue("scatterList", opts, () => {
+      const name = "scatterList";
+      const dtype = this.#dtype(name, output, opts.dtype);
+      const root = this.#root(name, opts.root);
+      if (this.rank === root) this.#list(name, inputs, output, dtype, "inputs");
+      return this.#scatter(name, dtype, root, output, this.rank === root ? inputs : null, opts);
+    });
+  }
+
+  #scatter(
+    name: string,
+    dtype: DType,
+    root: number,
+    output: CpuTensor,
+    blocks: readonly CpuTensor[] | null,
+    opts: OpOptions,
+  ): Promise<void> {
+    const call = this.#call(name, OpKind.scatter, dtype, output.length, root);
+    return this.#collective(
+      call,
+      opts,
+      (comm) =>
+        planGather(output.byteLength, this.size) === "binomial"
+          ? scatterBinomial(comm, call, output, blocks)
+          : scatterLinear(comm, call, output, blocks),
+    );
+  }
+
+  /**
+   * Gathers every rank's `input` into `outputs[r]` on every rank, torch's `all_gather` into a list:
+   * `outputs` holds `size` tensors of `input.length` elements. Runs the same collective as
+   * {@link allGather} (through one staging buffer), so ranks may mix the forms.
+   */
+  allGatherList(outputs: readonly CpuTensor[], input: CpuTensor, opts: OpOptions & AsyncOptions): Work;
+  /**
+   * Gathers every rank's `input` into `outputs[r]` on every rank, torch's `all_gather` into a list:
+   * `outputs` holds `size` tensors of `input.length` elements. Runs the same collective as
+   * {@link allGather} (through one staging buffer), so ranks may mix the forms.
+   */
+  allGatherList(
+    outputs: readonly CpuTensor[],
+    input: CpuTensor,
+    opts?: OpOptions & SyncOptions,
+  ): Promise<void>;
+  allGatherList(outputs: readonly CpuTensor[], input: CpuTensor, opts: OpOptions = {}): Promise<void> | Work {
+    return this.#issue("allGatherList", opts, () => {
+      const name = "allGatherList";
+      const dtype = this.#dtype(name, input, opts.dtype);
+      this.#list(name, outputs, input, dtype, "outputs");
+      const len = input.length;
+      const call = this.#call(name, OpKind.allGather, dtype, len, -1);
+      const arena = this.#arena;
+      if (arena) {
+        // The same collective as allGather, so it must take the same path.
+        return this.#onArena(call, opts, async (ctx, fp) => {
+          const all = allocLike(input, this.size * len);
+          await allGatherShm(arena, fp, all, input, ctx);
+          outputs.forEach((t, p) => bytesOf(t).set(bytesOf(sliceView(all, p * len, len))));
+        });
+      }
+      return this.#collective(call, opts, async (comm) => {
+        const all = allocLike(input, this.size * len);
+        bytesOf(sliceView(all, this.rank * len, len)).set(bytesOf(input));
+        await allGatherRing(comm, call, all);
+        outputs.forEach((t, p) => bytesOf(t).set(bytesOf(sliceView(all, p * len, len))));
+      });
+    });
+  }
+
+  /**
+   * Sends block p of `input` to rank p and receives rank p's block for this rank into block p of
+   * `output`, torch's `all_to_all_single`. Without splits every block is `length / size` elements;
+   * with `inputSplits`/`outputSplits` blocks have those sizes (zeros allowed). `output` and `input`
+   * must not overlap. Runs as a pairwise exchange: n-1 steps, each with one peer each way.
+   */
+  allToAll(output: CpuTensor, input: CpuTensor, opts: AllToAllOptions & AsyncOptions): Work;
+  /**
+   * Sends block p of `input` to rank p and receives rank p's block for this rank into block p of
+   * `output`, torch's `all_to_all_single`. Without splits every block is `length / size` elements;
+   * with `inputSplits`/`outputSplits` blocks have those sizes (zeros allowed). `output` and `input`
+   * must not overlap. Runs as a pairwise exchange: n-1 steps, each with one peer each way.
+   */
+  allToAll(output: CpuTensor, input: CpuTensor, opts?: AllToAllOptions & SyncOptions): Promise<void>;
+  allToAll(output: CpuTensor, input: CpuTensor, opts: AllToAllOptions = {}): Promise<void> | Work {
+    return this.#issue("allToAll", opts, () => {
+      const name = "allToAll";
+      const dtype = this.#dtype(name, input, opts.dtype);
+      if (output.constructor !== input.constructor) {
+        throw this.#invalid(name, "output and input have different element types");
+      }
+      const send = this.#splits(name, input.length, opts.inputSplits, "inputSplits", "input");
+      const recv = this.#splits(name, output.length, opts.outputSplits, "outputSplits", "output");
+      const r = this.rank;
+      if (send.lengths[r] !== recv.lengths[r]) {
+        throw this.#invalid(
+          name,
+          `this rank sends itself ${send.lengths[r]} elements but expects ${recv.lengths[r]} from itself`,
+        );
+      }
+      if (overlaps(output, input)) throw this.#invalid(name, "output and input overlap");
+      // Block sizes differ from pair to pair: each frame's byte count is what gets checked.
+      const call = this.#call(name, OpKind.allToAll, dtype, -1, -1);
+      return this.#collective(call, opts, (comm) => allToAllPairwise(comm, call, output, recv, input, send));
+    });
+  }
+
+  // ---- point to point, started at once ------------------------------------------------------
+
+  /** Starts sending `tensor` to `dst` and returns its {@link Work}, like torch's `isend`. */
+  isend(tensor: CpuTensor, opts: P2POptions & { dst: number }): Work {
+    return this.send(tensor, { ...opts, async: true });
+  }
+
+  /** Starts receiving into `tensor` from `src` and returns its {@link Work}, like torch's `irecv`. */
+  irecv(tensor: CpuTensor, opts: P2POptions & { src: number }): Work {
+    return this.recv(tensor, { ...opts, async: true });
+  }
+
+  /**
+   * Starts every send and receive of `ops` at once and returns their Works in the same order, like
+   * torch's `batch_isend_irecv`. All ops are checked before any starts: a bad one throws
+   * `InvalidArgumentError` naming its index, and nothing is sent. Between two ranks, sends and
+   * receives are matched in list order.
+   */
+  batchIsendIrecv(ops: readonly P2POp[]): Work[] {
+    const name = "batchIsendIrecv";
+    if (!Array.isArray(ops) || ops.length === 0) {
+      throw this.#invalid(name, "expects a non-empty list of P2POp");
+    }
+    ops.forEach((o, i) => {
+      const where = `${name} ops[${i}]`;
+      if (o.op !== "isend" && o.op !== "irecv") {
+        throw this.#invalid(where, `op must be "isend" or "irecv", got ${String(o.op)}`);
+      }
+      this.#dtype(where, o.tensor, o.dtype);
+      this.#peer(where, o.peer, o.op === "isend" ? "dst" : "src");
+    });
+    return ops.map((o) =>
+      o.op === "isend"
+        ? this.isend(o.tensor, { dst: o.peer, tag: o.tag, dtype: o.dtype })
+        : this.irecv(o.tensor, { src: o.peer, tag: o.tag, dtype: o.dtype })
+    );
+  }
+
+  // ---- object collectives -------------------------------------------------------------------
+  // Values travel as msgpackr bytes: first their sizes (a small collective), then the bytes. Each is
+  // one collective in the group's order, and every value returned is a decoded copy.
+
+  /**
+   * Sends `obj` from `root` to every rank and returns it there, like torch's
+   * `broadcast_object_list`; `obj` is ignored on other ranks (pass null). Every rank, the root
+   * included, gets a decoded copy. Values are msgpackr-encoded with `moreTypes` (typed arrays, Maps,
+   * Sets, Dates and BigInts keep their types).
+   */
+  broadcastObject<T>(obj: T | null | undefined, opts: RootObjectOptions & AsyncOptions): Work<T>;
+  /**
+   * Sends `obj` from `root` to every rank and returns it there, like torch's
+   * `broadcast_object_list`; `obj` is ignored on other ranks (pass null). Every rank, the root
+   * included, gets a decoded copy. Values are msgpackr-encoded with `moreTypes` (typed arrays, Maps,
+   * Sets, Dates and BigInts keep their types).
+   */
+  broadcastObject<T>(obj: T | null | undefined, opts?: RootObjectOptions & SyncOptions): Promise<T>;
+  broadcastObject<T>(obj: T | null | undefined, opts: RootObjectOptions = {}): Promise<T> | Work<T> {
+    return this.#issue("broadcastObject", opts, () => {
+      const name = "broadcastObject";
+      const root = this.#root(name, opts.root);
+      const packed = this.rank === root ? packObject(obj, this.rank, name) : null;
+      const call = this.#call(name, OpKind.broadcastObject, "u8", -1, root);
+      let data = packed ?? new Uint8Array(0);
+      return this.#collective(call, opts, async (comm) => {
+        const len = new Float64Array([data.length]);
+        await broadcastBinomial(comm, { ...call, dtype: "f64", count: 1 }, len);
+        if (!packed) data = new Uint8Array(len[0]);
+        const bytes = { ...call, count: len[0] };
+        if (planBroadcast(data.length, this.size) === "binomial") await broadcastBinomial(comm, bytes, data);
+        else await broadcastChain(comm, bytes, data);
+      }).then(() => unpackObject<T>(data, this.rank, name, root));
+    });
+  }
+
+  /**
+   * Returns every rank's `obj`, in rank order, on every rank, like torch's `all_gather_object`
+   * (which fills a list instead). Entries are decoded copies, this rank's own included.
+   */
+  allGatherObject<T>(obj: T, opts: ObjectOptions & AsyncOptions): Work<T[]>;
+  /**
+   * Returns every rank's `obj`, in rank order, on every rank, like torch's `all_gather_object`
+   * (which fills a list instead). Entries are decoded copies, this rank's own included.
+   */
+  allGatherObject<T>(obj: T, opts?: ObjectOptions & SyncOptions): Promise<T[]>;
+  allGatherObject<T>(obj: T, opts: ObjectOptions = {}): Promise<T[]> | Work<T[]> {
+    return this.#issue("allGatherObject", opts, () => {
+      const name = "allGatherObject";
+      const packed = packObject(obj, this.rank, name);
+      const call = this.#call(name, OpKind.allGatherObject, "u8", -1, -1);
+      const lens = new Float64Array(this.size);
+      let all = new Uint8Array(0);
+      let width = 0;
+      return this.#collective(call, opts, async (comm) => {
+        lens[this.rank] = packed.length;
+        await allGatherRing(comm, { ...call, dtype: "f64", count: 1 }, lens);
+        // Equal blocks of the longest encoding: the ring allgather needs equal blocks.
+        width = lens.reduce((a, b) => Math.max(a, b), 0);
+        all = new Uint8Array(this.size * width);
+        all.set(packed, this.rank * width);
+        await allGatherRing(comm, { ...call, count: width }, all);
+      }).then(() =>
+        Array.from(
+          lens,
+          (l, p) => unpackObject<T>(all.subarray(p * width, p * width + l), this.rank, name, p),
+        )
+      );
+    });
+  }
+
+  /**
+   * Returns every rank's `obj`, in rank order, on `root` (null elsewhere), like torch's
+   * `gather_object`. Entries are decoded copies.
+   */
+  gatherObject<T>(obj: T, opts: RootObjectOptions & AsyncOptions): Work<T[] | null>;
+  /**
+   * Returns every rank's `obj`, in rank order, on `root` (null elsewhere), like torch's
+   * `gather_object`. Entries are decoded copies.
+   */
+  gatherObject<T>(obj: T, opts?: RootObjectOptions & SyncOptions): Promise<T[] | null>;
+  gatherObject<T>(obj: T, opts: RootObjectOptions = {}): Promise<T[] | null> | Work<T[] | null> {
+    return this.#issue("gatherObject", opts, () => {
+      const name = "gatherObject";
+      const root = this.#root(name, opts.root);
+      const packed = packObject(obj, this.rank, name);
+      const call = this.#call(name, OpKind.gatherObject, "u8", -1, root);
+      const isRoot = this.rank === root;
+      const lens = new Float64Array(isRoot ? this.size : 0);
+      let blocks: Uint8Array[] | null = null;
+      return this.#collective(call, opts, async (comm) => {
+        const lenCall: Call = { ...call, dtype: "f64", count: 1 };
+        const lenBlocks = isRoot ? this.#blocksOf(lens, 1) : null;
+        const mine = new Float64Array([packed.length]);
+        if (planGather(8, this.size) === "binomial") await gatherBinomial(comm, lenCall, mine, lenBlocks);
+        else await gatherLinear(comm, lenCall, mine, lenBlocks);
+        blocks = isRoot ? Array.from(lens, (l) => new Uint8Array(l)) : null;
+        await gatherLinear(comm, call, packed, blocks);
+      }).then(() => blocks?.map((b, p) => unpackObject<T>(b, this.rank, name, p)) ?? null);
+    });
+  }
+
+  /**
+   * Gives every rank r the root's `objs[r]` and returns it, like torch's `scatter_object_list`;
+   * `objs` must hold `size` values on the root and is ignored elsewhere (pass null). Every rank,
+   * the root included, gets a decoded copy.
+   */
+  scatterObject<T>(objs: readonly T[] | null, opts: RootObjectOptions & AsyncOptions): Work<T>;
+  /**
+   * Gives every rank r the root's `objs[r]` and returns it, like torch's `scatter_object_list`;
+   * `objs` must hold `size` values on the root and is ignored elsewhere (pass null). Every rank,
+   * the root included, gets a decoded copy.
+   */
+  scatterObject<T>(objs: readonly T[] | null, opts?: RootObjectOptions & SyncOptions): Promise<T>;
+  scatterObject<T>(objs: readonly T[] | null, opts: RootObjectOptions = {}): Promise<T> | Work<T> {
+    return this.#issue("scatterObject", opts, () => {
+      const name = "scatterObject";
+      const root = this.#root(name, opts.root);
+      let packed: Uint8Array[] | null = null;
+      if (this.rank === root) {
+        if (!Array.isArray(objs) || objs.length !== this.size) {
+          throw this.#invalid(
+            name,
+            `the root needs a list of ${this.size} objects (one per rank), got ${
+              Array.isArray(objs) ? `${objs.length}` : String(objs)
+            }`,
+          );
+        }
+        packed = objs.map((o) => packObject(o, this.rank, name));
+      }
+      const call = this.#call(name, OpKind.scatterObject, "u8", -1, root);
+      const len = new Float64Array(1);
+      let mine = new Uint8Array(0);
+      return this.#collective(call, opts, async (comm) => {
+        const lenCall: Call = { ...call, dtype: "f64", count: 1 };
+        const lens = packed ? Float64Array.from(packed, (b) => b.length) : null;
+        const lenBlocks = lens ? this.#blocksOf(lens, 1) : null;
+        if (planGather(8, this.size) === "binomial") await scatterBinomial(comm, lenCall, len, lenBlocks);
+        else await scatterLinear(comm, lenCall, len, lenBlocks);
+        mine = new Uint8Array(len[0]);
+        await scatterLinear(comm, call, mine, packed);
+      }).then(() => unpackObject<T>(mine, this.rank, name, root));
+    });
+  }
+
+  // ---- subgroups ----------------------------------------------------------------------------
+
+  /**
+   * Forms a group of `ranks` (ranks of this group) with its own connections, like torch's
+   * `new_group`: every rank of this group calls it, with the same list, in the same order as its
+   * other newGroup/split calls. Members get the new group, numbered in ascending order of `ranks`;
+   * the others get null. The new group runs its collectives independently of this one, even at the
+   * same time. Throws `InvalidArgumentError` on every rank when the ranks passed different lists.
+   */
+  async newGroup(ranks: readonly number[], opts: NewGroupOptions = {}): Promise<ProcessGroup | null> {
+    const name = "newGroup";
+    const opener = this.#opener(name);
+    if (!Array.isArray(ranks) || ranks.length === 0) {
+      throw this.#invalid(name, "expects a non-empty list of ranks");
+    }
+    for (const p of ranks) this.#peer(name, p, "rank", true);
+    const members = [...new Set(ranks)].sort((a, b) => a - b);
+    if (members.length !== ranks.length) throw this.#invalid(name, `ranks [${ranks}] lists a rank twice`);
+    const index = this.#groupCount++;
+    const digests = await this.#exchange(name, OpKind.newGroup, new Float64Array([groupDigest(members)]));
+    const differ = Array.from(digests.keys()).filter((p) => digests[p] !== digests[this.rank]);
+    if (differ.length > 0) {
+      throw this.#invalid(
+        name,
+        `ranks ${differ.join(", ")} passed other members than this rank's [${members}]`,
+      );
+    }
+    if (!members.includes(this.rank)) return null;
+    return await this.#openSub(opener, groupTag(this.#tag, index), members, opts);
+  }
+
+  /**
+   * Splits this group by `color`, like `MPI_Comm_split`: every rank calls it; ranks passing the same
+   * color form one new group, numbered by `key` (ties by rank in this group), each with its own
+   * connections. A rank passing `null` joins none and gets null.
+   */
+  async split(color: number | null, key = 0, opts: NewGroupOptions = {}): Promise<ProcessGroup | null> {
+    const name = "split";
+    const opener = this.#opener(name);
+    if (color !== null && (!Number.isInteger(color) || color < 0 || color > 0x7fffffff)) {
+      throw this.#invalid(name, `color must be a non-negative 32-bit integer or null, got ${color}`);
+    }
+    if (!Number.isSafeInteger(key)) throw this.#invalid(name, `key must be an integer, got ${key}`);
+    const index = this.#groupCount++;
+    const pairs = await this.#exchange(name, OpKind.split, new Float64Array([color ?? -1, key]));
+    if (color === null) return null;
+    return await this.#openSub(opener, splitTag(this.#tag, index, color), splitMembers(pairs, color), opts);
+  }
+
+  /** Every rank's `mine`, in rank order: the agreement round of newGroup and split. */
+  #exchange(name: string, kind: number, mine: Float64Array): Promise<Float64Array> {
+    const all = new Float64Array(this.size * mine.length);
+    all.set(mine, this.rank * mine.length);
+    const call = this.#call(name, kind, "f64", mine.length, -1);
+    return this.#collective(call, {}, (comm) => allGatherRing(comm, call, all)).then(() => all);
+  }
+
+  #opener(name: string): SubgroupOpener {
+    const opener = this.#opts.subgroups;
+    if (!opener) {
+      throw this.#invalid(name, "this group was built without a subgroup opener (use initProcessGroup)");
+    }
+    return opener;
+  }
+
+  async #openSub(
+    opener: SubgroupOpener,
+    tag: string,
+    members: readonly number[],
+    opts: NewGroupOptions,
+  ): Promise<ProcessGroup> {
+    return await this.#adopt(opener({
+      tag,
+      ranks: members.map((m) => this.#globalOf[m]),
+      rank: members.indexOf(this.rank),
+      timeoutMs: opts.timeoutMs ?? this.#opts.timeoutMs,
+    }));
+  }
+
+  /**
+   * Makes a group being opened a child of this one, so that destroy() waits for it and then destroys
+   * it; one that opens after this group was destroyed is destroyed at once.
+   */
+  async #adopt(opening: Promise<ProcessGroup>): Promise<ProcessGroup> {
+    const settled = opening.then(() => {}, () => {});
+    this.#opening.add(settled);
+    try {
+      const sub = await opening;
+      if (this.#destroyed) {
+        await sub.destroy();
+        throw new GroupDestroyedError("the process group was destroyed", { rank: this.rank, op: "newGroup" });
+      }
+      this.#children.add(sub);
+      return sub;
+    } finally {
+      this.#opening.delete(settled);
+    }
   }
 
   /**
@@ -402,10 +1160,15 @@ export class ProcessGroup {
     return new ctor(sym.buffer, sym.offsets[this.rank], length);
   }
 
-  /** Waits for running collectives, then closes every connection. Later calls throw. */
+  /**
+   * Destroys the groups made from this one, waits for running collectives, then closes every
+   * connection. Later calls throw.
+   */
   async destroy(): Promise<void> {
     if (this.#destroyed) return;
     this.#destroyed = true;
+    await Promise.all(this.#opening);
+    await Promise.all([...this.#children].map((g) => g.destroy().catch(() => {})));
     await this.#tail.catch(() => {});
     this.#watchdog.close();
     for (const sym of this.#symmetric.values()) sym.close();
@@ -427,6 +1190,79 @@ export class ProcessGroup {
     } catch (e) {
       throw new InvalidArgumentError((e as Error).message, { rank: this.rank, op });
     }
+  }
+
+  #invalid(op: string, message: string): InvalidArgumentError {
+    return new InvalidArgumentError(message, { rank: this.rank, op });
+  }
+
+  /** Checks a per-rank list: `size` tensors of `like`'s type and length. */
+  #list(
+    name: string,
+    list: readonly CpuTensor[] | null | undefined,
+    like: CpuTensor,
+    dtype: DType,
+    which: string,
+  ): asserts list is readonly CpuTensor[] {
+    if (!Array.isArray(list) || list.length !== this.size) {
+      throw this.#invalid(
+        name,
+        `${which} must hold ${this.size} tensors (one per rank), got ${
+          Array.isArray(list) ? list.length : String(list)
+        }`,
+      );
+    }
+    list.forEach((t: CpuTensor, p: number) => {
+      if (!ArrayBuffer.isView(t) || t.constructor !== like.constructor) {
+        throw this.#invalid(name, `${which}[${p}] is not a ${like.constructor.name}`);
+      }
+      if (t.length !== like.length) {
+        throw this.#invalid(
+          name,
+          `${which}[${p}] has ${t.length} ${dtype} elements, expected ${like.length}`,
+        );
+      }
+    });
+  }
+
+  /** `t` cut into `size` views of `len` elements. */
+  #blocksOf<T extends CpuTensor>(t: T, len: number): T[] {
+    return Array.from({ length: this.size }, (_, p) => sliceView(t, p * len, len));
+  }
+
+  /** Where each rank's block of a tensor of `total` elements lies, from `splits` or equal shares. */
+  #splits(
+    name: string,
+    total: number,
+    splits: readonly number[] | undefined,
+    what: string,
+    tensor: string,
+  ): Blocks {
+    const n = this.size;
+    let lengths: number[];
+    if (splits === undefined) {
+      if (total % n !== 0) {
+        throw this.#invalid(
+          name,
+          `${tensor} has ${total} elements, not a multiple of ${n} ranks; pass ${what}`,
+        );
+      }
+      lengths = new Array(n).fill(total / n);
+    } else {
+      if (!Array.isArray(splits) || splits.length !== n) {
+        throw this.#invalid(name, `${what} must hold ${n} sizes (one per rank), got ${splits}`);
+      }
+      const bad = splits.findIndex((x) => !Number.isInteger(x) || x < 0);
+      if (bad >= 0) throw this.#invalid(name, `${what}[${bad}] is ${splits[bad]}, not a size`);
+      const sum = splits.reduce((a, b) => a + b, 0);
+      if (sum !== total) {
+        throw this.#invalid(name, `${what} adds up to ${sum} elements but ${tensor} has ${total}`);
+      }
+      lengths = [...splits];
+    }
+    const starts = new Array<number>(n);
+    for (let p = 0, at = 0; p < n; at += lengths[p++]) starts[p] = at;
+    return { starts, lengths };
   }
 
   #reduceArgs(name: string, t: CpuTensor, opts: ReduceOptions): { dtype: DType; op: ReduceOp } {
@@ -456,9 +1292,7 @@ export class ProcessGroup {
     }
     if (big.length !== want) {
       throw new InvalidArgumentError(
-        `${which} has ${big.length} ${dtype} elements, expected ${want} (${this.size} ranks x ${
-          which === "output" ? small.length : big.length / this.size
-        })`,
+        `${which} has ${big.length} ${dtype} elements, expected ${want} (${this.size} ranks x ${small.length})`,
         { rank: this.rank, op: name },
       );
     }
@@ -496,6 +1330,12 @@ export class ProcessGroup {
   }
 
   // ---- running -----------------------------------------------------------------------------
+
+  /** Starts an operation; with `{ async: true }` hands back its {@link Work} instead of the promise. */
+  #issue<T>(name: string, opts: { async?: boolean }, start: () => Promise<T>): Promise<T> | Work<T> {
+    const p = rejecting(start);
+    return opts.async === true ? new Work(p, name, this.rank) : p;
+  }
 
   /** Runs a collective after the previous one, with the group's timeout; a comm failure breaks the group. */
   #collective(call: Call, opts: OpOptions, body: (comm: Comm) => Promise<void>): Promise<void> {
@@ -573,9 +1413,39 @@ export class ProcessGroup {
     throw e;
   }
 
-  /** Point-to-point calls run at once (not queued behind collectives), so send+recv pairs can overlap. */
-  #p2p(call: Call, opts: OpOptions, body: (comm: Comm) => Promise<void>): Promise<void> {
-    return this.#guard(call, opts, body);
+  /**
+   * Point-to-point calls run at once (not queued behind collectives), so send+recv pairs can overlap.
+   * Each pair of ranks talks over a two-rank group of its own, opened on first use (as torch's NCCL
+   * backend does): a receive left waiting must never take a collective's frame on a shared link.
+   */
+  #p2p(
+    call: Call,
+    opts: OpOptions,
+    peer: number,
+    body: (comm: Comm, peer: number) => Promise<void>,
+  ): Promise<void> {
+    return this.#guard(call, opts, async (comm) => {
+      const pair = await this.#pairOf(peer);
+      return pair ? body(pair.comm, pair.peer) : body(comm, peer);
+    });
+  }
+
+  /** The two-rank link to `peer`, or null for a group that cannot open subgroups (then the group's own). */
+  #pairOf(peer: number): Promise<{ comm: Comm; peer: number } | null> {
+    const opener = this.#opts.subgroups;
+    if (!opener) return Promise.resolve(null);
+    let pair = this.#pairs.get(peer);
+    if (!pair) {
+      const [a, b] = this.rank < peer ? [this.rank, peer] : [peer, this.rank];
+      pair = this.#adopt(opener({
+        tag: `${this.#tag}.p${a}-${b}`,
+        ranks: [this.#globalOf[a], this.#globalOf[b]],
+        rank: this.rank === a ? 0 : 1,
+        timeoutMs: this.#opts.timeoutMs,
+      })).then((g) => ({ comm: g.#comm!, peer: this.rank === a ? 1 : 0 }));
+      this.#pairs.set(peer, pair);
+    }
+    return pair;
   }
 
   async #guard(call: Call, opts: OpOptions, body: (comm: Comm) => Promise<void>): Promise<void> {
@@ -597,7 +1467,15 @@ export class ProcessGroup {
           }),
       );
     } catch (e) {
-      const err = e instanceof ChoirError
+      const err = e instanceof CollectiveMismatchError && e.op === undefined
+        // The transport that noticed knows the peer, not the operation: name it here.
+        ? new CollectiveMismatchError({ ...e.expected }, { ...e.received }, {
+          rank: this.rank,
+          op: call.name,
+          peer: e.peer,
+          cause: e,
+        })
+        : e instanceof ChoirError
         ? e
         : new PeerLostError(`${call.name} failed: ${(e as Error).message}`, {
           rank: this.rank,
@@ -615,7 +1493,7 @@ export class ProcessGroup {
 }
 
 /** Runs `f`, turning a synchronous throw (a bad argument) into a rejected promise. */
-function rejecting(f: () => Promise<void>): Promise<void> {
+function rejecting<T>(f: () => Promise<T>): Promise<T> {
   try {
     return f();
   } catch (e) {
@@ -632,6 +1510,12 @@ function describeFingerprint(fp: Fingerprint): Record<string, number | string> {
     count: fp.count,
     root: fp.root,
   };
+}
+
+/** Whether two non-empty tensors share bytes. */
+function overlaps(a: CpuTensor, b: CpuTensor): boolean {
+  return a.buffer === b.buffer && a.byteLength > 0 && b.byteLength > 0 &&
+    a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;
 }
 
 function copyOf<T extends CpuTensor>(t: T): T {

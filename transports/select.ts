@@ -26,6 +26,8 @@ export interface SelectOptions {
   token: string;
   /** Connection and wait timeout, ms. */
   timeoutMs: number;
+  /** Group id, carried in TCP handshakes and shm segment names (default 0, the world). */
+  group?: number;
   /** CHOIR_HOST_ID override of this process's host identity. */
   hostIdOverride?: string;
   /** The job id, part of shared-memory segment names. */
@@ -77,6 +79,7 @@ export async function selectTransport(o: SelectOptions): Promise<Selected> {
       store: new PrefixStore("tcp/", o.store),
       token: o.token,
       timeoutMs: o.timeoutMs,
+      group: o.group,
       hostname: o.bind,
       advertise: o.advertise,
     });
@@ -103,6 +106,7 @@ export async function selectTransport(o: SelectOptions): Promise<Selected> {
       token: o.token,
       timeoutMs: o.timeoutMs,
       jobId: o.jobId,
+      group: o.group,
     });
   if (local.length === o.size) return { transport: await shm(), hostOf };
   // Several hosts: every rank runs TCP (to reach the other hosts), plus shm among its host's ranks.

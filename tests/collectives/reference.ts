@@ -231,3 +231,69 @@ export function checkResult(
   }
   return null;
 }
+
+/** Whether two tensors hold the same bytes (and the same number of them). */
+export function sameBytes(a: CpuTensor, b: CpuTensor): boolean {
+  const x = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
+  const y = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  if (x.length !== y.length) return false;
+  for (let i = 0; i < x.length; i++) if (x[i] !== y[i]) return false;
+  return true;
+}
+
+/** The tensors of `blocks` one after another, as one tensor of `dtype`. */
+export function concat(dtype: DType, blocks: CpuTensor[]): CpuTensor {
+  const out = makeTensor(dtype, blocks.reduce((a, b) => a + b.length, 0));
+  const bytes = new Uint8Array(out.buffer);
+  let at = 0;
+  for (const b of blocks) {
+    bytes.set(new Uint8Array(b.buffer, b.byteOffset, b.byteLength), at);
+    at += b.byteLength;
+  }
+  return out;
+}
+
+/**
+ * An all-to-all split matrix: `m[p][q]` elements go from rank p to rank q. Sizes up to `max`, and
+ * about one pair in four sends nothing.
+ */
+export function splitMatrix(n: number, max: number, seed: number): number[][] {
+  const r = rng(seed * 31 + 5);
+  return Array.from(
+    { length: n },
+    () => Array.from({ length: n }, () => (r() < 0.25 ? 0 : Math.floor(r() * max))),
+  );
+}
+
+/**
+ * What rank `r` holds after an all-to-all in which rank p's input is `inputs[p]`, cut in the blocks
+ * of row p of `m`: block q of every rank's input, one rank after another.
+ */
+export function allToAllExpected(dtype: DType, inputs: CpuTensor[], m: number[][], r: number): CpuTensor {
+  const blocks = inputs.map((t, p) => {
+    const start = m[p].slice(0, r).reduce((a, b) => a + b, 0);
+    return t.subarray(start, start + m[p][r]) as CpuTensor;
+  });
+  return concat(dtype, blocks);
+}
+
+/** A structured value for the object collectives: nested maps, arrays, typed arrays, bigints. */
+export function objectFor(rank: number, seed: number, bulky = false): unknown {
+  const r = rng(seed * 17 + rank);
+  return {
+    rank,
+    seed,
+    name: `rank-${rank}-${"x".repeat(rank)}`,
+    nested: new Map<string, unknown>([
+      ["floats", new Float32Array([rank, r(), -r()])],
+      ["inner", new Map<number, unknown>([[rank, { deep: [1, "two", null, true, rank * 1.5] }]])],
+      ["set", new Set([rank, rank + 1])],
+    ]),
+    f64: new Float64Array(rank + 1).map(() => r()),
+    i32: new Int32Array(rank + 2).fill(-rank),
+    i64: new BigInt64Array([BigInt(rank) << 40n, -1n]),
+    u8: bulky ? new Uint8Array(200_000).map((_, i) => (i * 7 + rank) & 0xff) : new Uint8Array([rank]),
+    big: 2n ** 70n + BigInt(rank),
+    when: new Date(1_700_000_000_000 + rank),
+  };
+}
