@@ -199,7 +199,8 @@ export class FlightRecorder {
       s.state = FAILED;
       s.error = error instanceof Error ? error.message : String(error);
     }
-    s.endMs = nowMs ?? (this.#clock ? performance.now() : NaN);
+    // An untimed start (NaN) stays untimed: no clock read for it here either.
+    s.endMs = nowMs ?? (this.#clock && !Number.isNaN(s.startMs) ? performance.now() : NaN);
     const d = (s.endMs - s.startMs) / 1000;
     return d >= 0 ? d : -1;
   }

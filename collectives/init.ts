@@ -7,6 +7,8 @@
 import { type ChoirEnv, DEFAULT_TIMEOUT_MS, readEnv } from "../config.ts";
 import { createStore } from "../transports/store/mod.ts";
 import { openGroup } from "./open_group.ts";
+import { recorderCapacity } from "./flight_recorder.ts";
+import { startStatusServer, type StatusServer } from "./status_server.ts";
 import type { ProcessGroup } from "./process_group.ts";
 
 /** Options of {@link initProcessGroup}; anything left out comes from the environment (env://). */
@@ -59,9 +61,10 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessG
     env,
   });
   const { rank, worldSize, store } = rdzv;
+  let status: StatusServer | undefined;
   try {
     const addr = await listenAddress(env);
-    return await openGroup({
+    const pg = await openGroup({
       job: {
         store,
         token,
@@ -71,13 +74,29 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessG
         advertise: addr.advertise,
         hostIdOverride: env.hostId,
         jobId: env.jobId,
+        flightRecorder: recorderCapacity(env.flightRecorder),
       },
       tag: "pg0",
       ranks: Array.from({ length: worldSize }, (_, r) => r),
       rank,
       timeoutMs,
-      onDestroy: () => rdzv.close(),
+      onDestroy: async () => {
+        await status?.close();
+        await rdzv.close();
+      },
     });
+    if (env.statusPort !== undefined) {
+      // One endpoint per rank; ranks of one host take consecutive ports from CHOIR_STATUS_PORT.
+      status = await startStatusServer({
+        hostname: env.statusAddr ?? "127.0.0.1",
+        port: env.statusPort === 0 ? 0 : env.statusPort + (env.localRank ?? 0),
+        token,
+        rank,
+        status: () => pg.status(),
+        metrics: () => pg.metrics.text(),
+      });
+    }
+    return pg;
   } catch (e) {
     // Rank 0 may host the store server: keep it up a moment so the other ranks reach their own
     // verdict (e.g. "rank 2 never arrived") instead of a vanished server.

@@ -28,6 +28,8 @@ export interface JobContext {
   readonly hostIdOverride?: string;
   /** The job id, part of shared-memory segment names (so the launcher can sweep them). */
   readonly jobId?: string;
+  /** Flight recorder entries per group (0: off). */
+  readonly flightRecorder?: number;
 }
 
 /** Options of {@link openGroup}. */
@@ -77,6 +79,7 @@ export async function openGroup(o: OpenGroupOptions): Promise<ProcessGroup> {
     group,
     chunkBytes: job.chunkBytes,
     jobId: job.jobId,
+    flightRecorder: job.flightRecorder,
     globalRanks: o.ranks,
     tag: o.tag,
     onDestroy: o.onDestroy,

@@ -62,6 +62,9 @@ import { allGatherShm } from "./allgather_shm.ts";
 import { reduceScatterShm } from "./reducescatter_shm.ts";
 import { reduceShm } from "./reduce_shm.ts";
 import { Arena, type Fingerprint, type WaitContext } from "./shm_arena.ts";
+import { OpMonitor } from "./op_monitor.ts";
+import type { Metrics } from "./metrics.ts";
+import { DEFAULT_FLIGHT_RECORDER_SIZE, type FlightRecorderSnapshot } from "./flight_recorder.ts";
 import { Work } from "./work.ts";
 import { gatherLinear } from "./gather_linear.ts";
 import { gatherBinomial } from "./gather_binomial.ts";
@@ -190,6 +193,22 @@ export interface P2POptions extends OpOptions {
   tag?: number;
 }
 
+/** A group's state for `/status`: who it is and what it runs. */
+export interface GroupStatus {
+  /** This rank in the group. */
+  rank: number;
+  /** Ranks in the group. */
+  size: number;
+  /** Group id. */
+  group: number;
+  /** Transport name. */
+  backend: string;
+  /** Operations running now (flight recorder entries). */
+  inFlight: unknown[];
+  /** The flight recorder, or null when it is off. */
+  flightRecorder: FlightRecorderSnapshot | null;
+}
+
 /** Settings of a {@link ProcessGroup}. */
 export interface ProcessGroupOptions {
   /** Default timeout of every operation, in milliseconds. */
@@ -204,6 +223,8 @@ export interface ProcessGroupOptions {
   store?: Store;
   /** The job id, part of the names of `alloc`'s shared-memory segments. */
   jobId?: string;
+  /** Flight recorder entries (default 256, `CHOIR_FLIGHT_RECORDER`; 0 turns it off). */
+  flightRecorder?: number;
   /** Called once by {@link ProcessGroup.destroy} after the transport is closed (e.g. to close the store). */
   onDestroy?: () => Promise<void>;
   /** Global rank of each rank of this group (default: the group is the world, rank i is rank i). */
@@ -256,6 +277,7 @@ export class ProcessGroup {
   readonly #children = new Set<ProcessGroup>();
   readonly #pairs = new Map<number, Promise<{ comm: Comm; peer: number }>>();
   readonly #opening = new Set<Promise<void>>();
+  readonly #monitor: OpMonitor;
 
   /** Wraps a connected transport. Most users call `initProcessGroup()` instead. */
   constructor(transport: Transport, opts: ProcessGroupOptions) {
@@ -276,6 +298,30 @@ export class ProcessGroup {
       );
     }
     this.#tag = opts.tag ?? "pg0";
+    this.#monitor = new OpMonitor({
+      rank: this.rank,
+      size: this.size,
+      group: opts.group ?? 0,
+      capacity: opts.flightRecorder ?? DEFAULT_FLIGHT_RECORDER_SIZE,
+      store: opts.store,
+    });
+  }
+
+  /** The counters and latency histograms of this group's operations (Prometheus text via `.text()`). */
+  get metrics(): Metrics {
+    return this.#monitor.metrics;
+  }
+
+  /** What this group is doing and did lately: in-flight ops and the flight recorder (for /status). */
+  status(): GroupStatus {
+    return {
+      rank: this.rank,
+      size: this.size,
+      group: this.#opts.group ?? 0,
+      backend: this.backend,
+      inFlight: this.#monitor.inFlight(),
+      flightRecorder: this.#monitor.snapshot(),
+    };
   }
 
   /** The global rank of each rank of this group, in group-rank order. */
@@ -1171,6 +1217,7 @@ export class ProcessGroup {
     await Promise.all([...this.#children].map((g) => g.destroy().catch(() => {})));
     await this.#tail.catch(() => {});
     this.#watchdog.close();
+    this.#monitor.close();
     for (const sym of this.#symmetric.values()) sym.close();
     this.#symmetricClosed += this.#symmetric.size;
     this.#symmetric.clear();
@@ -1339,7 +1386,17 @@ export class ProcessGroup {
 
   /** Runs a collective after the previous one, with the group's timeout; a comm failure breaks the group. */
   #collective(call: Call, opts: OpOptions, body: (comm: Comm) => Promise<void>): Promise<void> {
-    const run = () => this.#guard(call, opts, body);
+    const arena = this.#arena;
+    // On one host every collective first shows its fingerprint on the arena, as the arena ones do:
+    // a rank running one over the channels while a peer runs another on the arena is then a
+    // mismatch at the first step, not a wait until the timeout.
+    const checked = arena
+      ? async (comm: Comm) => {
+        await arena.handshake(this.#fingerprint(call), this.#waitContext(call, opts));
+        return body(comm);
+      }
+      : body;
+    const run = () => this.#guard(call, opts, checked);
     // Start at once when nothing is in flight: saves a promise hop on every small collective.
     const p = this.#inflight === 0 ? run() : this.#tail.then(run, run);
     this.#inflight++;
@@ -1363,26 +1420,27 @@ export class ProcessGroup {
       if (this.#destroyed) {
         throw new GroupDestroyedError("the process group was destroyed", { rank: this.rank, op: call.name });
       }
-      // One context and fingerprint object per group, refilled per call: arena collectives run
-      // one at a time (later ones queue behind a running one), and tiny ones feel every allocation.
-      const ms = opts.timeoutMs ?? this.#opts.timeoutMs;
-      const ctx = this.#arenaCtx;
-      ctx.op = call.name;
-      ctx.deadline = 0; // set by the first wait that naps
-      ctx.timeoutMs = ms;
-      const fp = this.#arenaFp;
-      fp.kind = call.kind;
-      fp.op = reduceOpCode(call.op);
-      fp.dtype = dtypeCode(call.dtype);
-      fp.count = call.count;
-      fp.root = call.root;
+      const ctx = this.#waitContext(call, opts);
+      const fp = this.#fingerprint(call);
+      const h = this.#monitor.begin(call, true);
       let r: Promise<void> | undefined;
       try {
         r = body(ctx, fp);
       } catch (e) {
+        this.#monitor.end(h, call, e);
         this.#arenaFailed(e, call.name);
       }
-      return r === undefined ? undefined : r.catch((e) => this.#arenaFailed(e, call.name));
+      if (r === undefined) {
+        this.#monitor.end(h, call);
+        return undefined;
+      }
+      return r.then(() => this.#monitor.end(h, call), async (e) => {
+        this.#monitor.end(h, call, e);
+        if (e instanceof ChoirError && !(e instanceof InvalidArgumentError)) {
+          e = await this.#monitor.failed(call, e);
+        }
+        this.#arenaFailed(e, call.name);
+      });
     };
     let p: Promise<void>;
     if (this.#inflight === 0) {
@@ -1402,6 +1460,29 @@ export class ProcessGroup {
     const done = () => void this.#inflight--;
     this.#tail = p.then(done, done);
     return p;
+  }
+
+  // One context and fingerprint object per group, refilled per call: collectives run one at a time
+  // (later ones queue behind a running one), and tiny ones feel every allocation.
+
+  /** The group's arena wait context, filled for `call`. */
+  #waitContext(call: Call, opts: OpOptions): WaitContext {
+    const ctx = this.#arenaCtx;
+    ctx.op = call.name;
+    ctx.deadline = 0; // set by the first wait that naps
+    ctx.timeoutMs = opts.timeoutMs ?? this.#opts.timeoutMs;
+    return ctx;
+  }
+
+  /** The group's arena fingerprint, filled for `call`. */
+  #fingerprint(call: Call): Fingerprint {
+    const fp = this.#arenaFp;
+    fp.kind = call.kind;
+    fp.op = reduceOpCode(call.op);
+    fp.dtype = dtypeCode(call.dtype);
+    fp.count = call.count;
+    fp.root = call.root;
+    return fp;
   }
 
   /** A failed arena collective breaks the group (the other ranks' counters are now out of step). */
@@ -1456,6 +1537,7 @@ export class ProcessGroup {
     if (!this.#comm) await this.connect();
     const comm = this.#comm!;
     const ms = opts.timeoutMs ?? this.#opts.timeoutMs;
+    const h = this.#monitor.begin(call, false);
     try {
       await this.#watchdog.track(
         body(comm),
@@ -1466,7 +1548,9 @@ export class ProcessGroup {
             op: call.name,
           }),
       );
+      this.#monitor.end(h, call);
     } catch (e) {
+      this.#monitor.end(h, call, e);
       const err = e instanceof CollectiveMismatchError && e.op === undefined
         // The transport that noticed knows the peer, not the operation: name it here.
         ? new CollectiveMismatchError({ ...e.expected }, { ...e.received }, {
@@ -1483,9 +1567,12 @@ export class ProcessGroup {
           cause: e,
         });
       if (!(err instanceof InvalidArgumentError)) {
-        // The byte streams are now in an unknown state: stop using them.
-        this.#broken = err;
-        await this.#transport.close(err);
+        // The byte streams are now in an unknown state: stop using them, once the cause is shared
+        // (a rank that fails because this one closes its links then names the real cause).
+        const settled = await this.#monitor.failed(call, err);
+        this.#broken ??= settled;
+        await this.#transport.close(settled);
+        throw settled;
       }
       throw err;
     }
