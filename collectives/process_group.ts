@@ -1435,10 +1435,11 @@ export class ProcessGroup {
         return undefined;
       }
       return r.then(() => this.#monitor.end(h, call), async (e) => {
-        this.#monitor.end(h, call, e);
+        // The hang report wants this op still running in the recorder: end it afterwards.
         if (e instanceof ChoirError && !(e instanceof InvalidArgumentError)) {
           e = await this.#monitor.failed(call, e);
         }
+        this.#monitor.end(h, call, e);
         this.#arenaFailed(e, call.name);
       });
     };
@@ -1550,7 +1551,6 @@ export class ProcessGroup {
       );
       this.#monitor.end(h, call);
     } catch (e) {
-      this.#monitor.end(h, call, e);
       const err = e instanceof CollectiveMismatchError && e.op === undefined
         // The transport that noticed knows the peer, not the operation: name it here.
         ? new CollectiveMismatchError({ ...e.expected }, { ...e.received }, {
@@ -1570,10 +1570,12 @@ export class ProcessGroup {
         // The byte streams are now in an unknown state: stop using them, once the cause is shared
         // (a rank that fails because this one closes its links then names the real cause).
         const settled = await this.#monitor.failed(call, err);
+        this.#monitor.end(h, call, settled);
         this.#broken ??= settled;
         await this.#transport.close(settled);
         throw settled;
       }
+      this.#monitor.end(h, call, err);
       throw err;
     }
   }

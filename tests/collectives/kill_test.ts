@@ -14,13 +14,20 @@ function choirSegments(): string[] {
 
 const script = new URL("../fixtures/kill_worker.ts", import.meta.url).pathname;
 
-// Over TCP with 3+ ranks a survivor may blame the rank that closed its connections after noticing
-// the death (rank 0 here) instead of the dead rank: naming the first cause is the reliability
-// issue's work, so TCP runs with 2 ranks for now.
+// Over TCP with 3+ ranks the survivors that only see a neighbour close its links learn the real
+// cause through the store (failure_cause.ts), so every survivor names the killed rank.
 for (
-  const [transport, elems, worldSize] of [["tcp", 65536, 2], ["shm", 2, 3], ["shm", 65536, 3]] as const
+  const [transport, elems, worldSize, victim] of [
+    ["tcp", 65536, 2, 1],
+    ["tcp", 65536, 4, 2],
+    ["tcp", 2, 4, 3],
+    ["shm", 2, 3, 1],
+    ["shm", 65536, 3, 1],
+    ["shm", 2, 4, 2],
+  ] as const
 ) {
-  Deno.test(`SIGKILL of rank 1 of ${worldSize} mid-allreduce (${transport}, ${elems * 4} B): PeerLostError`, async () => {
+  const name = `SIGKILL of rank ${victim} of ${worldSize} mid-allreduce (${transport}, ${elems * 4} B)`;
+  Deno.test(`${name}: every survivor gets PeerLostError naming it`, async () => {
     const before = choirSegments();
     const port = freePort();
     const children = Array.from({ length: worldSize }, (_, rank) =>
@@ -41,27 +48,28 @@ for (
       }).spawn());
     const guard = setTimeout(() => children.forEach((c) => c.kill("SIGKILL")), 30_000);
     try {
-      // Wait until rank 1 is looping, then kill it.
-      const reader = children[1].stdout.pipeThrough(new TextDecoderStream()).getReader();
+      // Wait until the victim is looping, then kill it.
+      const reader = children[victim].stdout.pipeThrough(new TextDecoderStream()).getReader();
       let seen = "";
       while (!seen.includes("READY")) {
         const { value, done } = await reader.read();
         if (done) break;
         seen += value;
       }
-      children[1].kill("SIGKILL");
+      children[victim].kill("SIGKILL");
       reader.releaseLock();
-      await children[1].stdout.cancel().catch(() => {});
-      const survivors = children.filter((_, r) => r !== 1);
+      await children[victim].stdout.cancel().catch(() => {});
+      const survivors = children.filter((_, r) => r !== victim);
       const outs = await Promise.all(survivors.map((c) => c.output()));
-      await children[1].status;
+      await children[victim].status;
       for (const out of outs) {
         const text = new TextDecoder().decode(out.stdout);
         const line = text.split("\n").find((l) => l.startsWith("RESULT "));
         assert.ok(line, `no result:\n${text}\n${new TextDecoder().decode(out.stderr)}`);
-        const r = JSON.parse(line.slice(7)) as { name: string; message: string; ms: number };
+        const r = JSON.parse(line.slice(7)) as { name: string; message: string; peer?: number; ms: number };
         assert.equal(r.name, "PeerLostError", r.message);
-        assert.match(r.message, /rank 1/);
+        assert.equal(r.peer, victim, r.message);
+        assert.match(r.message, new RegExp(`rank ${victim}`));
         assert.ok(r.ms < 3000, `took ${r.ms} ms`);
       }
     } finally {
