@@ -6,7 +6,7 @@
  * closes anything, so a rank that fails later because of that closing finds the real cause there.
  */
 
-import { ChoirError, PeerLostError, TransportError } from "../errors.ts";
+import { type ChoirError, PeerLostError, TransportError } from "../errors.ts";
 import type { Store } from "../transports/store/store.ts";
 
 const KEY = "failure/first";
