@@ -581,7 +581,9 @@ export class ProcessGroup {
     if (arena) {
       // On the arena the input is only read: a copy is needed only to scale it or to join a list.
       return this.#onArena(call, opts, async (ctx, fp) => {
-        let work = whole ?? fill();
+        // Read in place unless the output overlaps it (an in-place reduce-scatter writes its block
+        // while the other ranks still read it).
+        let work = whole !== null && !overlaps(output, whole) ? whole : fill();
         if (op === ReduceOp.PREMUL_SUM) {
           scaleInto(dtype, work = work === whole ? fill() : work, opts.factor ?? 1);
         }
