@@ -81,7 +81,8 @@ export class Progress {
     if (!this.#enabled || this.#line === "") return;
     const cols = (() => {
       try {
-        return Deno.consoleSize().columns;
+        const c = Deno.consoleSize().columns;
+        return c >= 40 ? c : 120; // a pty without a size reports 0
       } catch {
         return 120;
       }

@@ -24,23 +24,26 @@ class Unsupported(Exception):
     """The library cannot run this row (the reason is reported in the row)."""
 
 
-def move_values(src, g0, length):
-    """Rank src's data at global elements g0..g0+length (bench/values.ts moveValue)."""
-    g = (np.arange(length, dtype=np.int64) + g0) % PERIOD
-    return ((src * 37 + g * 11) % PERIOD) + 1
+def _period(f, g0):
+    """f over the PERIOD global indices g0..g0+PERIOD: the pattern repeats with that period."""
+    return f(np.arange(PERIOD, dtype=np.int64) + g0)
 
 
-def reduce_inputs(redop, src, g0, length):
-    """Rank src's contribution to a reduction (bench/values.ts reduceInput)."""
-    g = np.arange(length, dtype=np.int64) + g0
-    return ((src + g) % 2) + 1 if redop == 'prod' else ((src + g) % 4) + 1
+def move(src, g0):
+    """One period of rank src's data from global element g0 (bench/values.ts moveValue)."""
+    return _period(lambda g: ((src * 37 + (g % PERIOD) * 11) % PERIOD) + 1, g0)
 
 
-def reduce_results(redop, dtype, n, g0, length):
-    """The expected result of redop over n ranks, as float64 values the dtype holds."""
-    acc = reduce_inputs(redop, 0, g0, length)
+def reduce_in(redop, src, g0):
+    """One period of rank src's contribution to a reduction (bench/values.ts reduceInput)."""
+    return _period(lambda g: ((src + g) % 2) + 1 if redop == 'prod' else ((src + g) % 4) + 1, g0)
+
+
+def reduce_out(redop, dtype, n, g0):
+    """One period of the expected result of redop over n ranks, as values the dtype holds."""
+    acc = reduce_in(redop, 0, g0)
     for r in range(1, n):
-        v = reduce_inputs(redop, r, g0, length)
+        v = reduce_in(redop, r, g0)
         if redop == 'prod':
             acc = acc * v
         elif redop == 'min':
@@ -62,6 +65,9 @@ def reduce_results(redop, dtype, n, g0, length):
     return cast(acc, dtype)
 
 
+ZERO = np.zeros(PERIOD)
+
+
 def cast(values, dtype):
     """values as dtype stores them (integers wrap, floats round), back as float64."""
     if dtype in FLOATS:
@@ -69,15 +75,28 @@ def cast(values, dtype):
     return np.asarray(values, dtype=np.int64).astype(NUMPY[dtype]).astype(np.float64)
 
 
-def count_wrong(got, expected, dtype):
-    """Elements of got (array-like) that differ from expected (floats within the dtype's tolerance)."""
-    got = np.asarray(got, dtype=np.float64).reshape(-1)
-    expected = np.asarray(expected, dtype=np.float64).reshape(-1)
-    if got.shape != expected.shape:
-        return max(len(expected), 1)
+def tile(period, length, dtype):
+    """A numpy array of length elements of dtype repeating period."""
+    return np.resize(cast(period, dtype).astype(NUMPY[dtype]), length)
+
+
+CHUNK = PERIOD * 10000  # elements compared at a time (a multiple of the period keeps the phase)
+
+
+def count_wrong(got, period, dtype):
+    """Elements of got that differ from the repeated period (floats within the dtype's tolerance),
+    compared a chunk at a time so that 1 GiB rows need no 1 GiB temporaries."""
+    got = np.asarray(got).reshape(-1)
+    k = len(got)
+    exp = np.resize(np.asarray(period, dtype=np.float64), min(k, CHUNK))
     tol = TOLERANCE.get(dtype, 0.0)
-    ok = np.abs(got - expected) <= tol * np.maximum(1.0, np.abs(expected))
-    return int(len(ok) - np.count_nonzero(ok))
+    wrong = 0
+    for a in range(0, k, CHUNK):
+        g = got[a:a + CHUNK].astype(np.float64)
+        e = exp[:len(g)]
+        ok = np.abs(g - e) <= tol * np.maximum(1.0, np.abs(e))
+        wrong += len(ok) - int(np.count_nonzero(ok))
+    return wrong
 
 
 def summarize(per_ms):

@@ -79,17 +79,17 @@ def make_prepare(dist, torch, rank, n):
         redop = ops.get(c['redop'])
         is_root = rank == root
 
-        def tensor(values):
-            return torch.from_numpy(C.cast(values, d).astype(C.NUMPY[d]))
+        def tensor(period, k):
+            return torch.from_numpy(C.tile(period, k, d))
 
         def zeros(k):
             return torch.zeros(k, dtype=tt)
 
-        def set_to(t, values):
-            t.copy_(tensor(values))
+        def set_to(t, period):
+            t.copy_(tensor(period, t.numel()))
 
         def wrong_move(t, src, g0):
-            return C.count_wrong(t.numpy(), C.move_values(src, g0, t.numel()), d)
+            return C.count_wrong(t.numpy(), C.move(src, g0), d)
 
         def wrong_blocks(ts, g):
             return sum(wrong_move(t, p, g(p)) for p, t in enumerate(ts))
@@ -98,34 +98,34 @@ def make_prepare(dist, torch, rank, n):
             buf = zeros(count)
             return C.Prepared(
                 lambda: dist.all_reduce(buf, op=redop),
-                lambda: set_to(buf, C.reduce_inputs(c['redop'], rank, 0, count)),
-                lambda: C.count_wrong(buf.numpy(), C.reduce_results(c['redop'], d, n, 0, count), d),
+                lambda: set_to(buf, C.reduce_in(c['redop'], rank, 0)),
+                lambda: C.count_wrong(buf.numpy(), C.reduce_out(c['redop'], d, n, 0), d),
                 lambda: buf.zero_(),
-                lambda: C.count_wrong(buf.numpy(), np.zeros(count), d))
+                lambda: C.count_wrong(buf.numpy(), C.ZERO, d))
         if op == 'broadcast':
             buf = zeros(count)
             return C.Prepared(
                 lambda: dist.broadcast(buf, src=root),
-                lambda: set_to(buf, C.move_values(root, 0, count) if is_root else np.zeros(count)),
+                lambda: set_to(buf, C.move(root, 0) if is_root else C.ZERO),
                 lambda: wrong_move(buf, root, 0))
         if op == 'reduce':
             buf = zeros(count)
             # Gloo leaves partial results in other ranks' tensors: only the root's is checked.
             return C.Prepared(
                 lambda: dist.reduce(buf, dst=root, op=redop),
-                lambda: set_to(buf, C.reduce_inputs(c['redop'], rank, 0, count)),
-                lambda: C.count_wrong(buf.numpy(), C.reduce_results(c['redop'], d, n, 0, count), d)
+                lambda: set_to(buf, C.reduce_in(c['redop'], rank, 0)),
+                lambda: C.count_wrong(buf.numpy(), C.reduce_out(c['redop'], d, n, 0), d)
                 if is_root else 0,
                 lambda: buf.zero_(),
-                lambda: C.count_wrong(buf.numpy(), np.zeros(count), d) if is_root else 0)
+                lambda: C.count_wrong(buf.numpy(), C.ZERO, d) if is_root else 0)
         if op in ('allgather', 'allgather_list'):
             out = zeros(count)
             outs = list(out.chunk(n)) if op == 'allgather' else [zeros(chunk) for _ in range(n)]
-            inp = tensor(C.move_values(rank, rank * chunk, chunk))
+            inp = tensor(C.move(rank, rank * chunk), chunk)
             return C.Prepared(lambda: dist.all_gather(outs, inp), lambda: None,
                               lambda: wrong_blocks(outs, lambda p: p * chunk))
         if op == 'alltoall':
-            inp = torch.cat([tensor(C.move_values(rank, q * chunk, chunk)) for q in range(n)])
+            inp = torch.cat([tensor(C.move(rank, q * chunk), chunk) for q in range(n)])
             out = zeros(count)
             return C.Prepared(lambda: dist.all_to_all_single(out, inp), lambda: None,
                               lambda: wrong_blocks(list(out.chunk(n)), lambda p: rank * chunk))
@@ -133,18 +133,18 @@ def make_prepare(dist, torch, rank, n):
             out = zeros(count)
             outs = (list(out.chunk(n)) if op == 'gather' else [zeros(chunk) for _ in range(n)]) \
                 if is_root else None
-            inp = tensor(C.move_values(rank, rank * chunk, chunk))
+            inp = tensor(C.move(rank, rank * chunk), chunk)
             return C.Prepared(lambda: dist.gather(inp, outs, dst=root), lambda: None,
                               lambda: wrong_blocks(outs, lambda p: p * chunk) if is_root else 0)
         if op in ('scatter', 'scatter_list'):
-            ins = [tensor(C.move_values(p, p * chunk, chunk)) for p in range(n)] if is_root else None
+            ins = [tensor(C.move(p, p * chunk), chunk) for p in range(n)] if is_root else None
             if op == 'scatter' and is_root:
                 ins = list(torch.cat(ins).chunk(n))
             out = zeros(chunk)
             return C.Prepared(lambda: dist.scatter(out, ins, src=root), lambda: None,
                               lambda: wrong_move(out, rank, rank * chunk))
         if op == 'sendrecv':
-            send = tensor(C.move_values(rank, 0, count))
+            send = tensor(C.move(rank, 0), count)
             recv = zeros(count)
             nxt, prev = (rank + 1) % n, (rank + n - 1) % n
 
@@ -160,13 +160,13 @@ def make_prepare(dist, torch, rank, n):
 
 
 def payload(src, g0, k):
-    return C.move_values(src, g0, k).astype(np.uint8).tobytes()
+    return C.tile(C.move(src, g0), k, 'u8').tobytes()
 
 
 def wrong_bytes(v, src, g0, k):
     if not isinstance(v, (bytes, bytearray)) or len(v) != k:
         return k
-    return C.count_wrong(np.frombuffer(v, dtype=np.uint8), C.move_values(src, g0, k), 'u8')
+    return C.count_wrong(np.frombuffer(v, dtype=np.uint8), C.move(src, g0), 'u8')
 
 
 def prepare_object(dist, c, rank, n):

@@ -63,30 +63,30 @@ def make_prepare(comm, rank, n):
         is_root = rank == root
         inp_place = place == 'in'
 
-        def arr(values):
-            return C.cast(values, d).astype(nt)
+        def arr(period, k):
+            return C.tile(period, k, d)
 
         def zeros(k):
             return np.zeros(k, dtype=nt)
 
         def wrong_move(a, src, g0):
-            return C.count_wrong(a, C.move_values(src, g0, len(a)), d)
+            return C.count_wrong(a, C.move(src, g0), d)
 
         def wrong_blocks(a, g):
             return sum(wrong_move(a[p * chunk:(p + 1) * chunk], p, g(p)) for p in range(n))
 
         def red_in(a, g0):
-            a[:] = arr(C.reduce_inputs(c['redop'], rank, g0, len(a)))
+            a[:] = arr(C.reduce_in(c['redop'], rank, g0), len(a))
 
         def red_wrong(a, g0):
-            return C.count_wrong(a, C.reduce_results(c['redop'], d, n, g0, len(a)), d)
+            return C.count_wrong(a, C.reduce_out(c['redop'], d, n, g0), d)
 
         if op == 'allreduce':
             buf = zeros(count)
             if inp_place:
                 run = lambda: comm.Allreduce(IN, buf, op=redop)  # noqa: E731
                 return C.Prepared(run, lambda: red_in(buf, 0), lambda: red_wrong(buf, 0),
-                                  lambda: buf.fill(0), lambda: C.count_wrong(buf, np.zeros(count), d))
+                                  lambda: buf.fill(0), lambda: C.count_wrong(buf, C.ZERO, d))
             src = zeros(count)
             return C.Prepared(lambda: comm.Allreduce(src, buf, op=redop), lambda: red_in(src, 0),
                               lambda: red_wrong(buf, 0))
@@ -94,7 +94,7 @@ def make_prepare(comm, rank, n):
             buf = zeros(count)
 
             def fill():
-                buf[:] = arr(C.move_values(root, 0, count)) if is_root else 0
+                buf[:] = arr(C.move(root, 0), count) if is_root else 0
             return C.Prepared(lambda: comm.Bcast(buf, root=root), fill, lambda: wrong_move(buf, root, 0))
         if op == 'reduce':
             buf = zeros(count)
@@ -107,12 +107,12 @@ def make_prepare(comm, rank, n):
                         comm.Reduce(buf, None, op=redop, root=root)
                 return C.Prepared(run, lambda: red_in(buf, 0),
                                   lambda: red_wrong(buf, 0) if is_root else 0, lambda: buf.fill(0),
-                                  lambda: C.count_wrong(buf, np.zeros(count), d) if is_root else 0)
+                                  lambda: C.count_wrong(buf, C.ZERO, d) if is_root else 0)
             return C.Prepared(lambda: comm.Reduce(buf, other if is_root else None, op=redop, root=root),
                               lambda: red_in(buf, 0), lambda: red_wrong(other, 0) if is_root else 0)
         if op in ('allgather', 'allgather_list'):
             out = zeros(count)
-            mine = arr(C.move_values(rank, rank * chunk, chunk))
+            mine = arr(C.move(rank, rank * chunk), chunk)
             if inp_place:
                 def fill():
                     out.fill(0)
@@ -128,18 +128,18 @@ def make_prepare(comm, rank, n):
                 res = inp[:chunk]
                 return C.Prepared(lambda: comm.Reduce_scatter_block(IN, inp, op=redop),
                                   lambda: red_in(inp, 0), lambda: red_wrong(res, rank * chunk),
-                                  lambda: inp.fill(0), lambda: C.count_wrong(res, np.zeros(chunk), d))
+                                  lambda: inp.fill(0), lambda: C.count_wrong(res, C.ZERO, d))
             out = zeros(chunk)
             return C.Prepared(lambda: comm.Reduce_scatter_block(inp, out, op=redop),
                               lambda: red_in(inp, 0), lambda: red_wrong(out, rank * chunk))
         if op == 'alltoall':
-            inp = np.concatenate([arr(C.move_values(rank, q * chunk, chunk)) for q in range(n)])
+            inp = np.concatenate([arr(C.move(rank, q * chunk), chunk) for q in range(n)])
             out = zeros(count)
             return C.Prepared(lambda: comm.Alltoall(inp, out), lambda: out.fill(0),
                               lambda: wrong_blocks(out, lambda p: rank * chunk))
         if op in ('gather', 'gather_list'):
             out = zeros(count)
-            mine = arr(C.move_values(rank, rank * chunk, chunk))
+            mine = arr(C.move(rank, rank * chunk), chunk)
 
             def fill():
                 out.fill(0)
@@ -153,7 +153,7 @@ def make_prepare(comm, rank, n):
                     comm.Gather(mine, out if is_root else None, root=root)
             return C.Prepared(run, fill, lambda: wrong_blocks(out, lambda p: p * chunk) if is_root else 0)
         if op in ('scatter', 'scatter_list'):
-            inp = np.concatenate([arr(C.move_values(p, p * chunk, chunk)) for p in range(n)])
+            inp = np.concatenate([arr(C.move(p, p * chunk), chunk) for p in range(n)])
             out = inp[rank * chunk:(rank + 1) * chunk] if inp_place and is_root else zeros(chunk)
 
             def run():
@@ -163,7 +163,7 @@ def make_prepare(comm, rank, n):
                     comm.Scatter(inp if is_root else None, out, root=root)
             return C.Prepared(run, lambda: None, lambda: wrong_move(out, rank, rank * chunk))
         if op == 'sendrecv':
-            send = arr(C.move_values(rank, 0, count))
+            send = arr(C.move(rank, 0), count)
             recv = zeros(count)
             nxt, prev = (rank + 1) % n, (rank + n - 1) % n
             return C.Prepared(lambda: comm.Sendrecv(send, dest=nxt, recvbuf=recv, source=prev),
@@ -176,13 +176,13 @@ def make_prepare(comm, rank, n):
 
 
 def payload(src, g0, k):
-    return C.move_values(src, g0, k).astype(np.uint8).tobytes()
+    return C.tile(C.move(src, g0), k, 'u8').tobytes()
 
 
 def wrong_bytes(v, src, g0, k):
     if not isinstance(v, (bytes, bytearray)) or len(v) != k:
         return k
-    return C.count_wrong(np.frombuffer(v, dtype=np.uint8), C.move_values(src, g0, k), 'u8')
+    return C.count_wrong(np.frombuffer(v, dtype=np.uint8), C.move(src, g0), 'u8')
 
 
 def prepare_object(comm, c, rank, n):
