@@ -7,7 +7,7 @@
  * failed, 2 on a command-line mistake. `deno task bench --help` lists the options.
  */
 
-import { enumerateCases } from "./cases.ts";
+import { type Case, enumerateCases } from "./cases.ts";
 import { type BenchOptions, CliError, parseCli, USAGE } from "./cli.ts";
 import { compareSeries, findCompareTools, runCompare } from "./compare.ts";
 import { algoTables } from "./formats/algos.ts";
@@ -36,6 +36,12 @@ function choirSeries(o: BenchOptions): Series[] {
     }
   }
   return out;
+}
+
+/** A row as the progress line names it: `allreduce f32 sum 64 MiB in-place`. */
+function describeCase(c: Case): string {
+  const redop = c.redop === "none" ? "" : c.redop;
+  return [c.op, c.dtype, redop, sizeLabel(c.bytes), placeName(c.place === "in")].filter((x) => x).join(" ");
 }
 
 /** Of several rounds' rows of one case, the round with the median time (wrong elements summed). */
@@ -77,11 +83,7 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const progress = new Progress(o.progress === "on" || (o.progress === "auto" && Deno.stderr.isTerminal()));
-  const printed: string[] = [];
-  const out = (line: string) => {
-    printed.push(line);
-    progress.out(line);
-  };
+  const out = (line: string) => progress.out(line);
   const text = o.format !== "json";
   const series = choirSeries(o);
   let compareRunner: ((s: Series, h: SeriesHandlers) => Promise<number>) | undefined;
@@ -123,17 +125,7 @@ async function main(argv: string[]): Promise<number> {
       let seen = 0;
       const handlers: SeriesHandlers = {
         onCase: (i) => {
-          const c = cases[i];
-          if (!c) return;
-          const what = [
-            c.op,
-            c.dtype,
-            c.redop === "none" ? "" : c.redop,
-            sizeLabel(c.bytes),
-            placeName(c.place === "in"),
-          ]
-            .filter((x) => x).join(" ");
-          progress.status(`${tag}: ${what}`, done, total, true);
+          if (cases[i]) progress.status(`${tag}: ${describeCase(cases[i])}`, done, total, true);
         },
         onRow: (raw) => {
           const c = cases[raw.index];

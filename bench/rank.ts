@@ -7,7 +7,7 @@
  */
 
 import { initProcessGroup } from "../collectives/mod.ts";
-import { type Case, enumerateCases, type RunConfig } from "./cases.ts";
+import { enumerateCases, type RunConfig } from "./cases.ts";
 import { measure } from "./measure.ts";
 import { Buffers, prepare } from "./ops.ts";
 import { caseLine, rowLine } from "./row.ts";
@@ -25,11 +25,9 @@ const bufs = new Buffers(pg, cfg.alloc);
 const say = (line: string) => {
   if (pg.rank === 0) console.log(line);
 };
-const run = async (c: Case) => {
+for (const c of enumerateCases(cfg, pg.size)) {
   say(caseLine(c.index));
-  const p = await prepare(pg, c, bufs);
-  const m = await measure(pg, p, cfg);
+  const m = await measure(pg, await prepare(pg, c, bufs), cfg);
   say(rowLine({ index: c.index, ...m, transport: pg.backend }));
-};
-for (const c of enumerateCases(cfg, pg.size)) await run(c);
+}
 await pg.destroy();
