@@ -1,117 +1,55 @@
 /**
  * @module
- * One benchmark row: check the op's result once on a known pattern, then time back-to-back
- * iterations on every rank. The per-iteration time is the slowest rank's; the row reports the median.
+ * Times one prepared row on every rank: check the result once on a known pattern, warm up on this
+ * very op and size for a while, then time back-to-back iterations on every rank. Per iteration the
+ * slowest rank's time counts; the row reports their median, mean, p99 and coefficient of variation,
+ * and the wrong elements of all ranks (before and after the loop).
  */
 
 import type { ProcessGroup } from "../collectives/mod.ts";
-
-/** The ops `deno task bench` measures. */
-export type BenchOp = "allreduce" | "broadcast" | "barrier";
-
-/** One measured row, in nccl-tests' terms. */
-export interface BenchRow {
-  /** Op name. */
-  op: BenchOp;
-  /** Bytes of the buffer. */
-  bytes: number;
-  /** Elements of the buffer. */
-  count: number;
-  /** Element type. */
-  type: string;
-  /** Reduce op or "none". */
-  redop: string;
-  /** Root rank, or -1. */
-  root: number;
-  /** Ranks. */
-  nranks: number;
-  /** Median time per iteration, microseconds (slowest rank per iteration). */
-  timeUs: number;
-  /** 99th percentile time, microseconds. */
-  p99Us: number;
-  /** Timed iterations. */
-  iters: number;
-  /** bytes / time, GB/s. */
-  algbw: number;
-  /** algbw times the op's bus factor, GB/s. */
-  busbw: number;
-  /** Elements found wrong in the checks. */
-  wrong: number;
-  /** Transport. */
-  transport: string;
-}
-
-/** nccl-tests' bus-bandwidth factor of an op over n ranks. */
-export function busFactor(op: BenchOp, n: number): number {
-  return op === "allreduce" ? (2 * (n - 1)) / n : 1;
-}
+import type { Prepared } from "./ops.ts";
+import { summarize, type TimeStats } from "./stats.ts";
 
 /** Options of one measurement. */
 export interface MeasureOptions {
   /** Seconds of timed iterations to aim for. */
   budgetS: number;
+  /** Seconds of untimed warm-up calls before the timed loop (0.3 by default). */
+  warmupS: number;
   /** Fewest timed iterations. */
   minIters: number;
   /** Most timed iterations. */
   maxIters: number;
-  /** Allocate buffers with `pg.alloc` (shared memory) instead of ordinary arrays. */
-  alloc?: boolean;
+  /** Spoil one checked element on rank 0 (testing aid for `#wrong`). */
+  corrupt: boolean;
 }
 
-/** Milliseconds of untimed calls before each row's timed loop (JIT warm-up). */
-const WARM_MS = 300;
-
-/** Pattern value of element i on rank r (small integers, so sums are exact in f32). */
-function pattern(r: number, i: number): number {
-  return (r + 1) * ((i % 61) + 1);
+/** What a row measured, the same on every rank. */
+export interface Measured extends TimeStats {
+  /** Wrong elements found by the checks, summed over ranks. */
+  wrong: number;
 }
 
-/** Runs one op at one size on every rank; rank 0's return value carries the row. */
-export async function measure(
-  pg: ProcessGroup,
-  op: BenchOp,
-  bytes: number,
-  o: MeasureOptions,
-): Promise<BenchRow> {
+/** Runs the row on every rank (a collective: every rank calls it with the same row). */
+export async function measure(pg: ProcessGroup, p: Prepared, o: MeasureOptions): Promise<Measured> {
   const n = pg.size;
-  const count = op === "barrier" ? 0 : Math.max(1, Math.floor(bytes / 4));
-  // --alloc: the buffer lives in symmetric shared memory (pg.alloc), so no copy in or out is needed.
-  const buf = o.alloc && op !== "barrier"
-    ? (await pg.alloc("f32", count)) as Float32Array
-    : new Float32Array(count);
-  let wrong = 0;
-
   // 1. Correctness on a known pattern.
-  if (op === "allreduce") {
-    for (let i = 0; i < count; i++) buf[i] = pattern(pg.rank, i);
-    await pg.allReduce(buf);
-    const tri = (n * (n + 1)) / 2;
-    for (let i = 0; i < count; i++) if (buf[i] !== ((i % 61) + 1) * tri) wrong++;
-    buf.fill(0); // repeated in-place sums of zeros cannot overflow
-  } else if (op === "broadcast") {
-    for (let i = 0; i < count; i++) buf[i] = pg.rank === 0 ? pattern(0, i) : -1;
-    await pg.broadcast(buf, { root: 0 });
-    for (let i = 0; i < count; i++) if (buf[i] !== pattern(0, i)) wrong++;
-  }
-  const once = () =>
-    op === "allreduce"
-      ? pg.allReduce(buf)
-      : op === "broadcast"
-      ? pg.broadcast(buf, { root: 0 })
-      : pg.barrier();
+  let wrong = await p.check(o.corrupt && pg.rank === 0);
+  p.loopState();
 
-  // 2. Warm up on this very op and size for about WARM_MS, so the JIT has compiled this path: rounds
+  // 2. Warm up on this very op and size for about warmupS, so the JIT has compiled this path: rounds
   //    of calls until rank 0 says the time is up (every rank makes the same calls), then size the
   //    timed loop from rank 0's pace in the last round.
+  const warmMs = o.warmupS * 1000;
   const plan = new Float64Array(2);
   let batch = 5;
   const start = performance.now();
   while (true) {
     const t0 = performance.now();
-    for (let k = 0; k < batch; k++) await once();
+    for (let k = 0; k < batch; k++) await p.run();
     const now = performance.now();
     plan[0] = (now - t0) / batch;
-    plan[1] = now - start < WARM_MS ? 1 : 0;
+    plan[1] = now - start < warmMs ? 1 : 0;
     await pg.broadcast(plan, { root: 0 });
     if (plan[1] === 0) break;
     // Rounds of about 20 ms.
@@ -124,14 +62,13 @@ export async function measure(
   const times = new Float64Array(iters);
   for (let k = 0; k < iters; k++) {
     const t0 = performance.now();
-    await once();
+    await p.run();
     times[k] = performance.now() - t0;
   }
-  // 4. The data must still be right after the loop (zeros for allreduce, the pattern for broadcast).
-  if (op === "allreduce") { for (let i = 0; i < count; i++) if (buf[i] !== 0) wrong++; }
-  if (op === "broadcast") { for (let i = 0; i < count; i++) if (buf[i] !== pattern(0, i)) wrong++; }
+  // 4. The loop's state must have kept (zeros for reductions into their input, else the results).
+  wrong += p.loopCheck();
 
-  // 5. Slowest rank per iteration, and the total of wrong elements.
+  // 5. Slowest rank per iteration, and the wrong elements of all ranks.
   const all = new Float64Array(iters * n);
   await pg.allGather(all, times);
   const per = new Float64Array(iters);
@@ -142,25 +79,5 @@ export async function measure(
   }
   const w = new Float64Array([wrong]);
   await pg.allReduce(w);
-  per.sort();
-  const timeUs = per[Math.floor(iters / 2)] * 1000;
-  const p99Us = per[Math.min(iters - 1, Math.floor(iters * 0.99))] * 1000;
-  const realBytes = count * 4;
-  const algbw = timeUs > 0 ? realBytes / timeUs / 1000 : 0;
-  return {
-    op,
-    bytes: realBytes,
-    count,
-    type: "float",
-    redop: op === "allreduce" ? "sum" : "none",
-    root: op === "broadcast" ? 0 : -1,
-    nranks: n,
-    timeUs,
-    p99Us,
-    iters,
-    algbw,
-    busbw: algbw * busFactor(op, n),
-    wrong: w[0],
-    transport: pg.backend,
-  };
+  return { ...summarize(per), wrong: w[0] };
 }

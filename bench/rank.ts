@@ -1,21 +1,18 @@
 /**
  * @module
- * The program each benchmark rank runs (started by bench/main.ts): joins the job from env://,
- * measures every op and size it was given, and rank 0 prints one JSON line per row for the parent.
- * Argument: JSON `{ ops, sizes, budgetS, minIters, maxIters }`.
+ * The program each benchmark rank runs (started by bench/main.ts through the launcher): joins the job
+ * from env://, warms up, then prepares, checks and times every row of the run, in order. Rank 0 prints
+ * `CASE <i>` as row i starts and `ROW <json>` once it is measured (row.ts); the parent does the rest.
+ * Argument: the {@link RunConfig} as JSON.
  */
 
 import { initProcessGroup } from "../collectives/mod.ts";
-import { type BenchOp, measure } from "./measure.ts";
+import { enumerateCases, type RunConfig } from "./cases.ts";
+import { measure } from "./measure.ts";
+import { Buffers, prepare } from "./ops.ts";
+import { caseLine, rowLine } from "./row.ts";
 
-const cfg = JSON.parse(Deno.args[0]) as {
-  ops: BenchOp[];
-  sizes: number[];
-  budgetS: number;
-  minIters: number;
-  maxIters: number;
-  alloc?: boolean;
-};
+const cfg = JSON.parse(Deno.args[0]) as RunConfig;
 const pg = await initProcessGroup();
 // Warm the JIT and the connections before the first row, which is otherwise measured cold.
 const warm = new Float32Array(256);
@@ -24,10 +21,13 @@ for (let i = 0; i < 300; i++) {
   await pg.broadcast(warm);
   await pg.barrier();
 }
-for (const op of cfg.ops) {
-  for (const bytes of op === "barrier" ? [0] : cfg.sizes) {
-    const row = await measure(pg, op, bytes, cfg);
-    if (pg.rank === 0) console.log(`ROW ${JSON.stringify(row)}`);
-  }
+const bufs = new Buffers(pg, cfg.alloc);
+const say = (line: string) => {
+  if (pg.rank === 0) console.log(line);
+};
+for (const c of enumerateCases(cfg, pg.size)) {
+  say(caseLine(c.index));
+  const m = await measure(pg, await prepare(pg, c, bufs), cfg);
+  say(rowLine({ index: c.index, ...m, transport: pg.backend }));
 }
 await pg.destroy();

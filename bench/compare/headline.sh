@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Interleaved rounds: choir and torch.distributed Gloo allreduce at 8 B and 64 MiB, n=2 and n=4.
-# Needs ../shared/anchors beside the repo and Debian python3-torch. Output: $OUT (default /tmp).
+# The headline comparison in one command: float32 allreduce at 8 B and 64 MiB on 2 and 4 ranks,
+# choir over TCP and over shared memory (ordinary arrays and pg.alloc buffers) against torch Gloo
+# and Open MPI (over TCP and over shared memory), three interleaved rounds, medians reported.
+# Needs Debian's python3-torch, python3-mpi4py and openmpi-bin (deno task bench --compare finds them).
+# Tables on stdout; JSON lines, plots and HTML reports in $OUT_DIR (default /tmp/choir-headline).
+set -u
 cd "$(dirname "$0")/../.."
-PY=$(bash ../shared/anchors/pick_python.sh)
-out=${OUT:-/tmp/choir-headline.txt}; : > "$out"
-for round in 1 2 3; do
-  for n in 2 4; do
-    NO_COLOR=1 timeout 200 deno task bench --transport tcp --nproc $n --ops allreduce --min 8 --max 64M --factor 8388608 --budget 1 2>/dev/null \
-      | awk -v r=$round -v n=$n '$1 ~ /^[0-9]+$/ {print "choir round " r " n=" n " bytes=" $1 " time_us=" $6 " busbw=" $8}' >> "$out"
-    (cd ../shared/anchors && timeout 300 $PY torch_gloo_bench.py --world $n --ops allreduce --sizes 8,64M 2>/dev/null) \
-      | awk -v r=$round -v n=$n '/torch-gloo/ {print "gloo  round " r " n=" n " " $5 " median_us=" $9 " busbw=" $(NF-1)}' >> "$out"
-  done
+out=${OUT_DIR:-/tmp/choir-headline}
+mkdir -p "$out"
+code=0
+for n in 2 4; do
+  NO_COLOR=1 timeout 3600 deno task bench --compare --nproc "$n" --op allreduce --sizes 8,64M \
+    --transport tcp,shm --buffers both --rounds "${ROUNDS:-3}" --budget 1 \
+    --json "$out/n$n.jsonl" --plot "$out/n$n.svg" --html "$out/n$n.html" || code=$?
 done
-cat "$out"
+exit $code

@@ -1,0 +1,259 @@
+/**
+ * @module
+ * The benchmark's pure parts, without starting ranks: command line, rows of a run and their counts,
+ * bus factors, expected values, statistics, the nccl-tests and OSU layouts, comparison and algorithm
+ * tables, and the SVG plot.
+ */
+
+import assert from "node:assert/strict";
+import { busFactor, opByName, OPS, shapeOf } from "../../bench/catalog.ts";
+import { enumerateCases, type RunConfig } from "../../bench/cases.ts";
+import { CliError, parseCli, parseSize } from "../../bench/cli.ts";
+import { algoTables } from "../../bench/formats/algos.ts";
+import { ncclSink } from "../../bench/formats/nccl.ts";
+import { osuSink } from "../../bench/formats/osu.ts";
+import { pairings, ratioTables } from "../../bench/formats/ratios.ts";
+import { plotSvg } from "../../bench/plot.ts";
+import { type BenchRow, finishRow, type Series } from "../../bench/row.ts";
+import { summarize } from "../../bench/stats.ts";
+import {
+  access,
+  allocTensor,
+  castTo,
+  countWrong,
+  fillPattern,
+  moveValue,
+  reduceResult,
+} from "../../bench/values.ts";
+
+const run = (over: Partial<RunConfig> = {}): RunConfig => ({
+  ops: ["allreduce"],
+  sizes: [8, 1024],
+  dtypes: ["f32"],
+  redops: ["sum"],
+  place: "default",
+  root: 0,
+  budgetS: 0.01,
+  warmupS: 0,
+  minIters: 1,
+  maxIters: 10,
+  alloc: false,
+  corrupt: false,
+  ...over,
+});
+
+const choir: Series = { label: "choir", lib: "choir", transport: "auto", algo: "auto", buffers: "array" };
+
+/** A finished row of `op` at `bytes` with a median of `timeUs`. */
+function fakeRow(
+  over: Partial<RunConfig>,
+  n: number,
+  timeUs: number,
+  s: Series = choir,
+  index = 0,
+): BenchRow {
+  const c = enumerateCases(run(over), n)[index];
+  return finishRow(
+    c,
+    {
+      index: c.index,
+      timeUs,
+      meanUs: timeUs,
+      p99Us: timeUs * 2,
+      minUs: timeUs,
+      cvPct: 5,
+      iters: 9,
+      wrong: 0,
+      transport: "shm",
+    },
+    s,
+    n,
+  );
+}
+
+Deno.test("cli: --op and --ops, all, aliases, sizes, dtypes and redops", () => {
+  assert.deepEqual(parseCli(["--op", "all"]).run.ops, [...OPS]);
+  assert.deepEqual(parseCli(["--ops", "allReduce,reduce-scatter,all_gather,allToAll"]).run.ops, [
+    "allreduce",
+    "reduce_scatter",
+    "allgather",
+    "alltoall",
+  ]);
+  assert.deepEqual(parseCli([]).run.ops, ["allreduce", "broadcast", "barrier"]);
+  assert.equal(opByName("sendRecv"), "sendrecv");
+  assert.deepEqual(parseCli(["--min", "8", "--max", "64", "--factor", "2"]).run.sizes, [8, 16, 32, 64]);
+  assert.deepEqual(parseCli(["--sizes", "1K,8,64M"]).run.sizes, [8, 1024, 64 << 20]);
+  assert.equal(parseSize("1G"), 1024 ** 3);
+  assert.equal(parseCli(["--dtype", "all"]).run.dtypes.length, 9);
+  assert.deepEqual(parseCli(["--dtype", "float,bfloat16"]).run.dtypes, ["f32", "bf16"]);
+  assert.deepEqual(parseCli(["--redop", "product,premul-sum,max"]).run.redops, ["prod", "premul_sum", "max"]);
+  assert.equal(parseCli(["--alloc"]).buffers[0], "alloc");
+  assert.deepEqual(parseCli(["--algo", "auto,ring,tree"]).algos, ["auto", "ring", "tree"]);
+  assert.equal(parseCli(["--hosts", "localhost:3"]).nproc, 3);
+});
+
+Deno.test("cli: mistakes are one-line errors", () => {
+  assert.throws(() => parseCli(["--op", "allsum"]), CliError);
+  assert.throws(() => parseCli(["--transport", "ucx"]), /ucx is not implemented yet/);
+  assert.throws(() => parseCli(["--transport", "tcp", "--alloc"]), /shared memory/);
+  assert.throws(() => parseCli(["--max", "2G"]), /1G/);
+  assert.throws(() => parseCli(["--format", "csv"]), CliError);
+  assert.throws(() => parseCli(["--root", "2", "--nproc", "2"]), /root/);
+  assert.throws(() => parseCli(["--bogus"]), CliError);
+});
+
+Deno.test("cases: counts per op, rounding of blocked ops, placements, redops that fit", () => {
+  // Blocked ops round the per-rank block up: 8 B of float32 at 4 ranks is 16 B.
+  assert.deepEqual(shapeOf("allgather", 8, 4, 4), { count: 4, chunk: 1, bytes: 16 });
+  assert.deepEqual(shapeOf("allreduce", 8, 4, 4), { count: 2, chunk: 2, bytes: 8 });
+  assert.deepEqual(shapeOf("barrier", 8, 4, 4), { count: 0, chunk: 0, bytes: 0 });
+  const cases = enumerateCases(run({ ops: ["allgather"], sizes: [8, 16], place: "both" }), 4);
+  // 8 and 16 B give the same counts at 4 ranks: one size, out then in.
+  assert.deepEqual(cases.map((c) => [c.bytes, c.place]), [[16, "out"], [16, "in"]]);
+  const red = enumerateCases(
+    run({ dtypes: ["f32", "i32"], redops: ["sum", "band", "premul_sum"], sizes: [8] }),
+    2,
+  );
+  assert.deepEqual(red.map((c) => `${c.dtype}/${c.redop}`), [
+    "f32/sum",
+    "f32/premul_sum",
+    "i32/sum",
+    "i32/band",
+  ]);
+  assert.equal(enumerateCases(run({ ops: ["sendrecv"] }), 1).length, 0);
+  assert.equal(enumerateCases(run({ ops: ["alltoall"], place: "in" }), 2).length, 0);
+  assert.deepEqual(enumerateCases(run({ ops: ["barrier"] }), 2).map((c) => c.bytes), [0]);
+});
+
+Deno.test("bus factors are nccl-tests'", () => {
+  assert.equal(busFactor("allreduce", 4), 1.5);
+  for (const op of ["reduce_scatter", "allgather", "alltoall", "gather", "scatter"] as const) {
+    assert.equal(busFactor(op, 4), 0.75);
+  }
+  for (const op of ["broadcast", "reduce", "sendrecv"] as const) assert.equal(busFactor(op, 4), 1);
+  const r = fakeRow({ sizes: [1 << 20] }, 4, 1000);
+  assert.ok(Math.abs(r.algbw - (1 << 20) / 1e-3 / 1e9) < 1e-9); // bytes / 1 ms, in GB/s
+  assert.ok(Math.abs(r.busbw - r.algbw * 1.5) < 1e-12);
+});
+
+Deno.test("values: patterns, results of every reduce op, dtype rounding and wrapping", () => {
+  assert.equal(moveValue(0, 0), 1);
+  assert.equal(moveValue(3, 205), moveValue(3, 5));
+  // 3 ranks, element 0: inputs 1, 2, 3 (prod: 1, 2, 1).
+  assert.equal(reduceResult("sum", "f32", 3, 0), 6);
+  assert.equal(reduceResult("prod", "i32", 3, 0), 2);
+  assert.equal(reduceResult("min", "u8", 3, 0), 1);
+  assert.equal(reduceResult("max", "i8", 3, 0), 3);
+  assert.equal(reduceResult("avg", "i32", 4, 1), 2); // (2+3+4+1)/4 = 2.5, truncated
+  assert.equal(reduceResult("avg", "f64", 4, 1), 2.5);
+  assert.equal(reduceResult("band", "i64", 2, 0), 1 & 2);
+  assert.equal(reduceResult("bxor", "u32", 3, 0), 1 ^ 2 ^ 3);
+  assert.equal(reduceResult("premul_sum", "bf16", 2, 0), 1.5);
+  assert.equal(reduceResult("prod", "i8", 8, 0), 16); // 1*2*1*2*1*2*1*2
+  assert.equal(reduceResult("prod", "i8", 16, 0), 0); // 2^8 wraps, as the kernels do
+  assert.equal(castTo("i8", 200), -56);
+  assert.equal(castTo("bf16", 257), 256);
+  for (const d of ["f32", "f64", "i32", "i64", "u8", "i8", "u32", "f16", "bf16"] as const) {
+    const t = allocTensor(d, 250);
+    fillPattern(t, d, 7, (g) => moveValue(2, g));
+    assert.equal(access(t, d).get(123), moveValue(2, 130), d);
+    assert.equal(countWrong(t, d, 7, (g) => moveValue(2, g)), 0, d);
+    access(t, d).set(200, 0);
+    assert.equal(countWrong(t, d, 7, (g) => moveValue(2, g)), 1, d);
+  }
+});
+
+Deno.test("stats: median, p99, cv", () => {
+  const s = summarize([1, 2, 3, 4, 100]);
+  assert.equal(s.timeUs, 3000);
+  assert.equal(s.p99Us, 100_000);
+  assert.equal(s.minUs, 1000);
+  assert.equal(s.iters, 5);
+  assert.ok(s.cvPct > 100);
+  assert.equal(summarize([2, 4]).timeUs, 3000);
+});
+
+Deno.test("nccl layout: out-of-place and in-place side by side, one line per size", () => {
+  const lines: string[] = [];
+  const sink = ncclSink((l) => lines.push(l), "both");
+  const over = { ops: ["allgather" as const], sizes: [1024], place: "both" as const };
+  sink.row(fakeRow(over, 2, 10, choir, 0));
+  sink.row(fakeRow(over, 2, 12, choir, 1));
+  sink.end();
+  assert.match(lines[0], /^# choir: allgather, 2 ranks, transport shm$/);
+  assert.match(lines[1], /out-of-place\s+in-place/);
+  assert.match(
+    lines[2],
+    /size\s+count\s+type\s+redop\s+root\s+time\s+algbw\s+busbw\s+#wrong\s+p99\s+cv%\s+iters/,
+  );
+  const data = lines.filter((l) => !l.startsWith("#"));
+  assert.equal(data.length, 1);
+  assert.match(
+    data[0],
+    /^\s+1024\s+256\s+float\s+none\s+-1\s+10\.00\s+0\.10\s+0\.051\s+0\s+20\.00\s+5\.0\s+9\s+12\.00/,
+  );
+});
+
+Deno.test("OSU layout: # Size  Avg Latency(us)", () => {
+  const lines: string[] = [];
+  const sink = osuSink((l) => lines.push(l));
+  sink.row(fakeRow({}, 2, 10));
+  sink.end();
+  assert.match(lines[1], /^# Size\s+Avg Latency\(us\)/);
+  assert.match(lines[2], /^8\s+10\.00\s+10\.00\s+20\.00/);
+});
+
+Deno.test("comparison table: ratios per size, Open MPI matched by transport", () => {
+  const gloo: Series = { label: "gloo", lib: "gloo", transport: "tcp", algo: "default", buffers: "array" };
+  const mpiShm: Series = {
+    label: "openmpi shm",
+    lib: "openmpi",
+    transport: "shm",
+    algo: "default",
+    buffers: "array",
+  };
+  const mpiTcp: Series = {
+    label: "openmpi tcp",
+    lib: "openmpi",
+    transport: "tcp",
+    algo: "default",
+    buffers: "array",
+  };
+  const tcp: Series = { ...choir, label: "choir tcp", transport: "tcp" };
+  const p = pairings([choir, tcp, gloo, mpiShm, mpiTcp]);
+  assert.deepEqual(p.map((x) => [x.choir.label, x.others.map((o) => o.label)]), [
+    ["choir", ["gloo", "openmpi shm"]],
+    ["choir tcp", ["gloo", "openmpi tcp"]],
+  ]);
+  const rows = [fakeRow({}, 2, 10), fakeRow({}, 2, 250, gloo), fakeRow({}, 2, 5, mpiShm)];
+  const text = ratioTables(rows, [choir, gloo, mpiShm]).join("\n");
+  assert.match(text, /choir\/gloo\s+choir\/openmpi shm/);
+  assert.match(text, /\n\s+8\s+10\.00\s+250\.00\s+5\.00\s+25\.0x\s+0\.50x/);
+});
+
+Deno.test("algorithm table: auto within 10% of the best forced algorithm", () => {
+  const s = (algo: string): Series => ({ ...choir, label: `choir algo=${algo}`, algo });
+  const rows = [
+    fakeRow({}, 2, 10.5, s("auto")),
+    fakeRow({}, 2, 10, s("ring")),
+    fakeRow({}, 2, 20, s("tree")),
+    fakeRow({}, 2, 30, s("auto"), 1),
+    fakeRow({}, 2, 40, s("ring"), 1),
+    fakeRow({}, 2, 20, s("tree"), 1),
+  ];
+  const { lines, verdicts } = algoTables(rows, ["auto", "ring", "tree"]);
+  assert.deepEqual(verdicts.map((v) => [v.bytes, v.best, v.ok]), [[8, "ring", true], [1024, "tree", false]]);
+  assert.match(lines.join("\n"), /more than 10% slower than the best forced algorithm at 1 size/);
+});
+
+Deno.test("plot: two log-log panels per op, a line per series, escaped labels", () => {
+  const other: Series = { label: "a<b", lib: "gloo", transport: "tcp", algo: "default", buffers: "array" };
+  const rows = [0, 1].flatMap((i) => [fakeRow({}, 2, 10 + i, choir, i), fakeRow({}, 2, 20, other, i)]);
+  const svg = plotSvg(rows, "t");
+  assert.match(svg, /^<\?xml/);
+  assert.equal(svg.match(/<polyline /g)?.length, 4); // 2 series x (busbw, time)
+  assert.match(svg, /stroke-dasharray/); // other libraries dashed
+  assert.match(svg, /a&lt;b/);
+  assert.match(svg, /allreduce: median time \(us\)/);
+  assert.ok(svg.trimEnd().endsWith("</svg>"));
+});
