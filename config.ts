@@ -35,6 +35,13 @@ export interface ChoirEnv {
   storeExternal?: boolean;
   /** `GLIBC_TUNABLES`, read so the launcher keeps a user's value instead of setting its own. */
   glibcTunables?: string;
+  /**
+   * `CHOIR_ALGO`: force a collective algorithm (`ring`, `tree`, `rabenseifner`, `recursive_doubling`,
+   * `direct`, `binomial`, `chain`, `ordered`, `hierarchical`); `auto` or unset lets the plan choose.
+   */
+  algorithm?: string;
+  /** `CHOIR_DETERMINISTIC` (`1`/`true`): reductions fold in rank order, bitwise reproducible. */
+  deterministic?: boolean;
 }
 
 function int(v: string | undefined): number | undefined {
@@ -71,6 +78,8 @@ export function readEnv(get: (name: string) => string | undefined = safeGet): Ch
     bindAddr: str(get("CHOIR_BIND_ADDR")),
     storeExternal: bool(get("CHOIR_STORE_EXTERNAL")),
     glibcTunables: str(get("GLIBC_TUNABLES")),
+    algorithm: str(get("CHOIR_ALGO")),
+    deterministic: bool(get("CHOIR_DETERMINISTIC")),
   };
 }
 

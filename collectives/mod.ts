@@ -14,6 +14,7 @@
  */
 
 export {
+  type ExplainOptions,
   type OpOptions,
   type P2POptions,
   ProcessGroup,
@@ -33,5 +34,14 @@ export {
   REDUCE_OPS,
   ReduceOp,
 } from "./dtype.ts";
-export { type Algorithm, planAllReduce, planBroadcast, planReduce } from "./plan.ts";
+export {
+  type Algorithm,
+  ALGORITHMS,
+  type Candidate,
+  type Explanation,
+  isAlgorithm,
+  plan,
+  type PlanInput,
+  type PlanOp,
+} from "./plan.ts";
 export * from "./reduce/mod.ts";

@@ -15,17 +15,8 @@ import {
 import type { Transport } from "../transports/transport.ts";
 import { setHeaderNames } from "../transports/frame.ts";
 import { allGatherRing } from "./allgather_ring.ts";
-import { allReduceDirect } from "./allreduce_direct.ts";
-import {
-  allReduceHierarchical,
-  type HierarchicalComms,
-  hierarchicalComms,
-} from "./allreduce_hierarchical.ts";
-import { allReduceRecursiveDoubling } from "./allreduce_recursive_doubling.ts";
-import { allReduceRing } from "./allreduce_ring.ts";
+import { type HierarchicalComms, hierarchicalComms } from "./allreduce_hierarchical.ts";
 import { barrierDissemination } from "./barrier_dissemination.ts";
-import { broadcastBinomial } from "./broadcast_binomial.ts";
-import { broadcastChain } from "./broadcast_chain.ts";
 import { type Call, Comm, OpKind } from "./comm.ts";
 import {
   allocLike,
@@ -43,16 +34,25 @@ import {
   reduceOpCode,
   sliceView,
 } from "./dtype.ts";
-import { planAllReduce, planBroadcast, planReduce } from "./plan.ts";
+import {
+  type Algorithm,
+  ALGORITHMS,
+  type Explanation,
+  FORCIBLE_OPS as FORCIBLE,
+  isAlgorithm,
+  isForcible,
+  plan,
+  planArena,
+  type PlanOp,
+} from "./plan.ts";
+import { type Choice, runAllReduce, runBroadcast, runReduce, runReduceScatter } from "./dispatch.ts";
 import { divideInto, scaleInto } from "./reduce/mod.ts";
-import { reduceBinomial } from "./reduce_binomial.ts";
-import { reduceChain } from "./reduce_chain.ts";
-import { reduceScatterRing } from "./reducescatter_ring.ts";
 import { Watchdog } from "./watchdog.ts";
 import { allReduceSymmetric } from "./allreduce_symmetric.ts";
 import { allocSymmetric, type SymmetricAllocation } from "../transports/shm/symmetric.ts";
 import type { Store } from "../transports/store/store.ts";
 import { allReduceShmChunks, allReduceShmSmall, fitsSmallSlot } from "./allreduce_shm.ts";
+import { SMALL_PAYLOAD } from "./shm_arena.ts";
 import { barrierShm } from "./barrier_shm.ts";
 import { broadcastShm, useArenaBroadcast } from "./broadcast_shm.ts";
 import { Arena, type Fingerprint, type WaitContext } from "./shm_arena.ts";
@@ -78,12 +78,27 @@ export interface ReduceOptions extends OpOptions {
   op?: ReduceOp;
   /** The scalar of {@link ReduceOp.PREMUL_SUM}. */
   factor?: number;
+  /**
+   * Run this algorithm for this call (every rank must pass the same); it must be one of the op's
+   * (`ALGORITHMS`), else InvalidArgumentError. On one host it runs over the channels, not the arena.
+   */
+  algorithm?: Algorithm;
 }
 
 /** Options of rooted collectives. */
 export interface RootOptions extends OpOptions {
   /** The root rank (default 0). */
   root?: number;
+  /** Run this algorithm for this call (see {@link ReduceOptions.algorithm}). */
+  algorithm?: Algorithm;
+}
+
+/** Options of {@link ProcessGroup.explain}. */
+export interface ExplainOptions {
+  /** Explain the run with this algorithm forced (as the call option of the same name). */
+  algorithm?: Algorithm;
+  /** The tensor comes from `pg.alloc` (symmetric memory: same-host allreduce runs in place). */
+  symmetric?: boolean;
 }
 
 /** Options of point-to-point calls. */
@@ -106,6 +121,23 @@ export interface ProcessGroupOptions {
   store?: Store;
   /** Called once by {@link ProcessGroup.destroy} after the transport is closed (e.g. to close the store). */
   onDestroy?: () => Promise<void>;
+  /**
+   * Force this algorithm (`CHOIR_ALGO`) on every allReduce, reduce, broadcast and reduceScatter whose
+   * algorithms include the name (e.g. `tree` applies to the first three, `ring` to allReduce and
+   * reduceScatter); the other ops keep their plan. Same-host groups then run it over the channels
+   * instead of the shared arena. A name that is no such algorithm throws InvalidArgumentError here;
+   * one that cannot run in this group (`direct` with more than 2 ranks) throws at the call.
+   */
+  algorithm?: Algorithm;
+  /**
+   * Deterministic reductions (`CHOIR_DETERMINISTIC=1`): allReduce, reduce and reduceScatter fold every
+   * element in rank order, ((x0 op x1) op x2) ..., so results are bitwise identical on every rank,
+   * from run to run and whatever the algorithm, chunk size or arrival order. With more than 2 ranks
+   * they run the `ordered` algorithms (the ring's bytes, but every rank exchanges with every other;
+   * no recursive doubling or tree for small messages); same-host allReduce keeps the arena, which
+   * already folds in rank order.
+   */
+  deterministic?: boolean;
 }
 
 /**
@@ -142,9 +174,19 @@ export class ProcessGroup {
   #destroyed = false;
   readonly #sendSeq: number[];
   readonly #recvSeq: number[];
+  readonly #plans = new Map<string, Choice>();
 
   /** Wraps a connected transport. Most users call `initProcessGroup()` instead. */
   constructor(transport: Transport, opts: ProcessGroupOptions) {
+    const forced = opts.algorithm;
+    if (forced !== undefined && !isForcible(forced)) {
+      throw new InvalidArgumentError(
+        `unknown algorithm "${forced}" (CHOIR_ALGO / algorithm); choose one of ${
+          [...new Set(FORCIBLE.flatMap((op) => ALGORITHMS[op]))].join(", ")
+        }`,
+        { rank: transport.rank, op: "ProcessGroup" },
+      );
+    }
     this.#transport = transport;
     this.#opts = opts;
     this.rank = transport.rank;
@@ -184,9 +226,11 @@ export class ProcessGroup {
   allReduce(tensor: CpuTensor, opts: ReduceOptions = {}): Promise<void> {
     return rejecting(() => {
       const { dtype, op } = this.#reduceArgs("allReduce", tensor, opts);
+      const forced = this.#forced("allReduce", opts.algorithm);
+      const choice = forced || !this.#arena ? this.#choose("allReduce", tensor.byteLength, forced) : null;
       const call = this.#call("allReduce", OpKind.allReduce, dtype, tensor.length, -1, op);
-      if (this.#arena) {
-        const arena = this.#arena;
+      if (!choice) {
+        const arena = this.#arena!;
         return this.#onArena(call, opts, (ctx, fp) => {
           if (op === ReduceOp.PREMUL_SUM) scaleInto(dtype, tensor, opts.factor ?? 1);
           let r: Promise<void> | undefined;
@@ -203,11 +247,7 @@ export class ProcessGroup {
       }
       return this.#collective(call, opts, async (comm) => {
         if (op === ReduceOp.PREMUL_SUM) scaleInto(dtype, tensor, opts.factor ?? 1);
-        const algo = planAllReduce(tensor.byteLength, this.size, this.#hier !== null);
-        if (algo === "hierarchical") await allReduceHierarchical(this.#hier!, call, tensor);
-        else if (algo === "direct") await allReduceDirect(comm, call, tensor);
-        else if (algo === "recursive_doubling") await allReduceRecursiveDoubling(comm, call, tensor);
-        else await allReduceRing(comm, call, tensor);
+        await runAllReduce(choice, comm, this.#hier, call, tensor);
         if (op === ReduceOp.AVG) divideInto(dtype, tensor, this.size);
       });
     });
@@ -218,16 +258,13 @@ export class ProcessGroup {
     return rejecting(() => {
       const dtype = this.#dtype("broadcast", tensor, opts.dtype);
       const root = this.#root("broadcast", opts.root);
+      const forced = this.#forced("broadcast", opts.algorithm);
+      const arena = forced ? null : this.#arena;
+      const onArena = arena !== null && useArenaBroadcast(arena, tensor.byteLength);
+      const choice = onArena ? null : this.#choose("broadcast", tensor.byteLength, forced);
       const call = this.#call("broadcast", OpKind.broadcast, dtype, tensor.length, root);
-      const arena = this.#arena;
-      if (arena && useArenaBroadcast(arena, tensor.byteLength)) {
-        return this.#onArena(call, opts, (ctx, fp) => broadcastShm(arena, call, fp, tensor, ctx));
-      }
-      return this.#collective(call, opts, (comm) => {
-        return planBroadcast(tensor.byteLength, this.size) === "binomial"
-          ? broadcastBinomial(comm, call, tensor)
-          : broadcastChain(comm, call, tensor);
-      });
+      if (!choice) return this.#onArena(call, opts, (ctx, fp) => broadcastShm(arena!, call, fp, tensor, ctx));
+      return this.#collective(call, opts, (comm) => runBroadcast(choice, comm, call, tensor));
     });
   }
 
@@ -236,6 +273,7 @@ export class ProcessGroup {
     return rejecting(() => {
       const { dtype, op } = this.#reduceArgs("reduce", tensor, opts);
       const root = this.#root("reduce", opts.root);
+      const choice = this.#choose("reduce", tensor.byteLength, this.#forced("reduce", opts.algorithm));
       const call = this.#call("reduce", OpKind.reduce, dtype, tensor.length, root, op);
       return this.#collective(call, opts, async (comm) => {
         let input = tensor;
@@ -243,8 +281,7 @@ export class ProcessGroup {
           if (this.rank !== root) input = copyOf(tensor);
           scaleInto(dtype, input, opts.factor ?? 1);
         }
-        if (planReduce(tensor.byteLength, this.size) === "binomial") await reduceBinomial(comm, call, input);
-        else await reduceChain(comm, call, input);
+        await runReduce(choice, comm, call, input);
         if (op === ReduceOp.AVG && this.rank === root) divideInto(dtype, tensor, this.size);
       });
     });
@@ -279,14 +316,15 @@ export class ProcessGroup {
     return rejecting(() => {
       const { dtype, op } = this.#reduceArgs("reduceScatter", input, opts);
       this.#sameType("reduceScatter", input, output, dtype, this.size * output.length, "input");
+      const forced = this.#forced("reduceScatter", opts.algorithm);
+      const choice = this.#choose("reduceScatter", input.byteLength, forced);
       const call = this.#call("reduceScatter", OpKind.reduceScatter, dtype, input.length, -1, op);
       return this.#collective(call, opts, async (comm) => {
-        const work = copyOf(input);
-        if (op === ReduceOp.PREMUL_SUM) scaleInto(dtype, work, opts.factor ?? 1);
-        await reduceScatterRing(comm, call, work);
-        const mine = sliceView(work, this.rank * output.length, output.length);
-        if (op === ReduceOp.AVG) divideInto(dtype, mine, this.size);
-        bytesOf(output).set(bytesOf(mine));
+        const premul = op === ReduceOp.PREMUL_SUM;
+        const src = premul ? copyOf(input) : input;
+        if (premul) scaleInto(dtype, src, opts.factor ?? 1);
+        await runReduceScatter(choice, comm, call, output, src, premul);
+        if (op === ReduceOp.AVG) divideInto(dtype, output, this.size);
       });
     });
   }
@@ -335,6 +373,49 @@ export class ProcessGroup {
       );
       return this.#p2p(call, opts, (comm) => comm.recv(src, call, 0, tensor));
     });
+  }
+
+  /**
+   * What `op` on a tensor of `bytes` bytes would run in this group, and why: the algorithm, its chunk
+   * size, its predicted time and every candidate's. Pure: it sends nothing, and every rank gets the
+   * same answer. Same-host allReduce, barrier and large broadcasts name the shared-arena algorithm
+   * (`shm_small`, `shm_chunks`, `shm_symmetric`) unless an algorithm is forced.
+   *
+   * @example
+   * ```ts
+   * import { initProcessGroup } from "@choir/choir";
+   * const pg = await initProcessGroup();
+   * const e = pg.explain("allReduce", 64 << 20);
+   * console.log(e.algorithm, e.predictedUs, e.reason);
+   * await pg.destroy();
+   * ```
+   */
+  explain(op: PlanOp, bytes: number, opts: ExplainOptions = {}): Explanation {
+    if (!(op in ALGORITHMS)) {
+      throw new InvalidArgumentError(`cannot explain "${op}": one of ${Object.keys(ALGORITHMS).join(", ")}`, {
+        rank: this.rank,
+        op: "explain",
+      });
+    }
+    if (!Number.isInteger(bytes) || bytes < 0) {
+      throw new InvalidArgumentError(`bytes must be a non-negative integer, got ${bytes}`, {
+        rank: this.rank,
+        op: "explain",
+      });
+    }
+    const forced = FORCIBLE.includes(op) ? this.#forced(op, opts.algorithm) : undefined;
+    const input = this.#planInput(op, bytes, forced);
+    const arena = this.#arena;
+    if (arena && forced === undefined) {
+      let algorithm: Algorithm | null = null;
+      if (op === "barrier") algorithm = "shm_small";
+      if (op === "broadcast" && useArenaBroadcast(arena, bytes)) algorithm = "shm_chunks";
+      if (op === "allReduce") {
+        algorithm = bytes <= SMALL_PAYLOAD ? "shm_small" : opts.symmetric ? "shm_symmetric" : "shm_chunks";
+      }
+      if (algorithm) return planArena(input, algorithm, arena.chunkBytes);
+    }
+    return plan(input);
   }
 
   /**
@@ -461,6 +542,55 @@ export class ProcessGroup {
       throw new GroupDestroyedError("the process group was destroyed", { rank: this.rank, op: name });
     }
     return { name, kind, dtype, count, root, op, seq: seq ?? this.#seq++ };
+  }
+
+  /** The algorithm forced on `op`: the call's, else the group's where it names one of op's. */
+  #forced(op: PlanOp, call: Algorithm | undefined): Algorithm | undefined {
+    if (call !== undefined) {
+      if (!isAlgorithm(call) || !ALGORITHMS[op].includes(call)) {
+        throw new InvalidArgumentError(
+          `${op} has no algorithm "${call}" (it has ${ALGORITHMS[op].join(", ")})`,
+          { rank: this.rank, op },
+        );
+      }
+      return call;
+    }
+    const group = this.#opts.algorithm;
+    return group !== undefined && ALGORITHMS[op].includes(group) ? group : undefined;
+  }
+
+  #planInput(op: PlanOp, bytes: number, forced: Algorithm | undefined) {
+    return {
+      op,
+      bytes,
+      n: this.size,
+      transport: this.#transport.name,
+      hostOf: this.#opts.hostOf,
+      chunkBytes: this.#opts.chunkBytes ?? 1 << 20,
+      algorithm: forced,
+      deterministic: this.#opts.deterministic ?? false,
+    };
+  }
+
+  /** The plan's choice for `op` on `bytes` (the same on every rank: plan() is pure), memoised. */
+  #choose(op: PlanOp, bytes: number, forced: Algorithm | undefined): Choice {
+    const key = `${op}/${bytes}/${forced ?? ""}`;
+    let c = this.#plans.get(key);
+    if (!c) {
+      let e: Explanation;
+      try {
+        e = plan(this.#planInput(op, bytes, forced));
+      } catch (err) {
+        if (err instanceof InvalidArgumentError) {
+          throw new InvalidArgumentError(err.message.replace(/^\[[^\]]*\] /, ""), { rank: this.rank, op });
+        }
+        throw err;
+      }
+      c = { algorithm: e.algorithm, chunkBytes: e.chunkBytes };
+      if (this.#plans.size >= 1024) this.#plans.clear();
+      this.#plans.set(key, c);
+    }
+    return c;
   }
 
   // ---- running -----------------------------------------------------------------------------
