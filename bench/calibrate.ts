@@ -21,8 +21,10 @@ interface Calibration {
   betaUsPerByte: number;
   betaOneWayUsPerByte: number;
   gammaUsPerByte: number;
+  gammaColdUsPerByte: number;
   gammaPath: string;
   copyUsPerByte: number;
+  copyColdUsPerByte: number;
 }
 
 const results: Calibration[] = [];
@@ -56,8 +58,10 @@ for (const c of results) {
 }
 const c = results[0];
 console.log(
-  `reduce f32 sum (${c.gammaPath}): gamma ${c.gammaUsPerByte.toExponential(3)} us/B (${
-    gbs(c.gammaUsPerByte)
-  } GB/s); memcpy ${c.copyUsPerByte.toExponential(3)} us/B (${gbs(c.copyUsPerByte)} GB/s)`,
+  `reduce f32 sum (${c.gammaPath}), 1 MiB blocks over 4 MiB: gamma ${
+    c.gammaUsPerByte.toExponential(3)
+  } us/B (${gbs(c.gammaUsPerByte)} GB/s; over 16 MiB ${gbs(c.gammaColdUsPerByte)} GB/s); memcpy ${
+    c.copyUsPerByte.toExponential(3)
+  } us/B (${gbs(c.copyUsPerByte)} GB/s; over 16 MiB ${gbs(c.copyColdUsPerByte)} GB/s)`,
 );
 console.log(`JSON ${JSON.stringify(results)}`);

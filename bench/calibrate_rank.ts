@@ -64,9 +64,11 @@ function stream(frames: number, iters: number): Promise<number> {
   }).then((us) => us / frames);
 }
 
-/** Per-byte cost of `f` over 1 MiB blocks cycling through 16 MiB (so mostly out of cache). */
-function perByte(f: (i: number) => void): number {
-  const blocks = 16;
+/**
+ * Per-byte cost of `f` over 1 MiB blocks cycling through `blocks` MiB: 4 (in the last-level cache,
+ * as a message of a few MiB is when it is reduced) or 16 (mostly out of it).
+ */
+function perByte(blocks: number, f: (i: number) => void): number {
   let best = Infinity;
   for (let rep = 0; rep < 3; rep++) {
     const t0 = performance.now();
@@ -88,16 +90,22 @@ const ppLarge = await pingPong(big, 12);
 const frame = await stream(64, 20);
 
 let gamma = 0;
+let gammaCold = 0;
 let copy = 0;
+let copyCold = 0;
 const path = reducePath("f32", "sum", (1 << 20) / 4);
 if (pg.rank === 0) {
   const a = new Float32Array(4 << 20).fill(1);
   const b = new Float32Array(4 << 20).fill(2);
   const blk = (t: Float32Array, i: number) => t.subarray(i << 18, (i + 1) << 18);
-  perByte((i) => reduceInto("f32", "sum", blk(a, i), blk(b, i))); // warm
-  gamma = perByte((i) => reduceInto("f32", "sum", blk(a, i), blk(b, i)));
-  perByte((i) => blk(a, i).set(blk(b, i)));
-  copy = perByte((i) => blk(a, i).set(blk(b, i)));
+  const sum = (i: number) => reduceInto("f32", "sum", blk(a, i), blk(b, i));
+  const cp = (i: number) => blk(a, i).set(blk(b, i));
+  perByte(16, sum); // warm
+  gamma = perByte(4, sum);
+  gammaCold = perByte(16, sum);
+  perByte(16, cp);
+  copy = perByte(4, cp);
+  copyCold = perByte(16, cp);
 }
 await pg.barrier();
 
@@ -115,8 +123,10 @@ if (pg.rank === 0) {
       betaUsPerByte: (large - small) / big,
       betaOneWayUsPerByte: (ppLarge - ppSmall) / big,
       gammaUsPerByte: gamma,
+      gammaColdUsPerByte: gammaCold,
       gammaPath: path,
       copyUsPerByte: copy,
+      copyColdUsPerByte: copyCold,
     })
   }`);
 }

@@ -60,6 +60,16 @@ export interface Costed {
 const MIN_TREE_CHUNK = 16 << 10;
 
 const log2Ceil = (n: number) => (n <= 1 ? 0 : Math.ceil(Math.log2(n)));
+/** Hops from the root to the deepest rank of a binomial tree of `n` ranks: the most one-bits below n. */
+function binomialDepth(n: number): number {
+  let depth = 0;
+  for (let v = 1; v < n; v++) {
+    let bits = 0;
+    for (let x = v; x > 0; x &= x - 1) bits++;
+    depth = Math.max(depth, bits);
+  }
+  return depth;
+}
 const pow2Floor = (n: number) => 2 ** Math.floor(Math.log2(Math.max(1, n)));
 
 /** Ring pass of `steps` steps over `s` bytes in `n` segments, reducing in `reduceSteps` of them. */
@@ -83,14 +93,17 @@ function treeChunk(s: number, stages: number, perByte: number, r: Rates, maxChun
   return Math.min(maxChunk, Math.max(Math.min(MIN_TREE_CHUNK, s), c));
 }
 
-/** Pipelined tree: `depth` levels each way, `links` frames per stage and `kids` reduces per chunk. */
+/**
+ * Pipelined tree: `depth` levels in all, `links` frames each way per chunk on the busiest rank (two
+ * children and a parent) and `kids` reduces per chunk.
+ */
 function treeTally(s: number, depth: number, links: number, kids: number, maxChunk: number, r: Rates) {
   const chunk = treeChunk(s, depth, links * r.b + kids * r.g, r, maxChunk);
   const k = s === 0 ? 0 : Math.ceil(s / chunk);
   const stages = s === 0 ? 0 : depth + k - 1;
   const t = tally({
     rounds: Math.min(depth, stages),
-    frames: stages * framesOf(chunk, r.w),
+    frames: stages * links * framesOf(chunk, r.w),
     bytes: stages * links * Math.min(chunk, s),
     reduced: kids * s,
   });
@@ -199,7 +212,9 @@ export function costOf(
     case "allGather/ring":
       return chunked(ringTally(s, n, n - 1, 0, maxChunk, r));
     case "broadcast/binomial":
-      return whole(tally({ rounds: lg, frames: lg * framesOf(s, r.w), bytes: lg * s }));
+      // The root sends its ceil(log2 n) copies at once; the deepest rank is as many hops away as its
+      // relative rank has one-bits.
+      return whole(tally({ rounds: binomialDepth(n), frames: lg * framesOf(s, r.w), bytes: lg * s }));
     case "reduce/binomial":
       return whole(tally({ rounds: lg, frames: lg * framesOf(s, r.w), bytes: lg * s, reduced: lg * s }));
     case "broadcast/chain":

@@ -38,32 +38,36 @@ export interface HostCost {
 }
 
 /*
- * Measured 2026-11-28 on our 2-core dev machine (AMD EPYC KVM guest, Deno 2.9.6) by
- * `deno run -A bench/calibrate.ts` (2 ranks, ping-pong and exchanges through pg.send/recv; OpenBLAS
- * saxpy for gamma), best of three repeats:
- *   tcp: 8 B exchange 24.1 us; 8 B ping-pong half round trip 17.5 us; 4 MiB exchange 2.9 ms
- *        (0.00067 us/B, 1.5 GB/s each way); a further 8 B frame of a stream ~6 us
- *   shm: 8 B exchange 6.9 us; 4 MiB exchange 1.2 ms (0.00028 us/B, 3.6 GB/s each way)
- *   reduce f32 sum (blas) 0.000105 us/B (9.5 GB/s); memcpy 0.000135 us/B (7.4 GB/s)
- * switchUs is fitted to the 4-rank tcp runs in docs/benchmarks.md (barrier 302 us for 2 rounds where
- * 2 ranks take 25 us for 1; ring allreduce 1 MiB 5.6 ms in 24 frames), windowBytes to the 4-rank
- * recursive doubling (1 MiB in one frame cost what 4 frames of 256 KiB would: tcp_wmem autotuning
- * keeps about that much in flight on loopback here); shm's window is its ring (1 MiB or more).
+ * Measured 2026-11-27 on our 2-core dev machine (AMD EPYC KVM guest, 2 vCPUs, Deno 2.9.6) with
+ * `deno run -A bench/calibrate.ts` (2 ranks through pg.send/recv, best of three repeats each):
+ *   tcp: 8 B exchange 35.8 us (alpha); 8 B ping-pong half round trip 41 us; further frames of a
+ *        one-way stream 9.8 us each; 4 MiB exchange 2.87 ms: 6.8e-4 us/B (1.48 GB/s each way at
+ *        once; one way alone 2.8 GB/s)
+ *   shm: 8 B exchange 7.6 us; frames 4.6 us; 4 MiB exchange 1.99 ms: 4.7e-4 us/B (2.1 GB/s each
+ *        way; one way 3.7 GB/s)
+ *   reduce f32 sum (OpenBLAS saxpy), 1 MiB blocks over a 4 MiB working set: 1.57-1.82e-4 us/B
+ *        (5.5-6.4 GB/s; 5.1-5.7 GB/s over 16 MiB), so 1.7e-4; memcpy 1.6-2.1e-4 us/B, so 1.9e-4.
+ *   arena handshake: 2 ranks allreduce 8 B in 2.6-4.4 us (docs/benchmarks.md), so 3 us.
+ * Fitted to the 4-rank (2 ranks a core) tcp rows of docs/benchmarks.md: switchUs 130 (8 B recursive
+ * doubling 2 rounds 290-315 us, barrier 302 us; ring 1 MiB 5.6 ms in 24 frames); tcp windowBytes
+ * 256 KiB (recursive doubling at 1 MiB, one frame per round, costs 4.8 ms where 2 rounds of bytes
+ * alone would be 3.6 ms: four stalls a frame; tcp_wmem lets about that much sit in flight here).
+ * shm's window is its ring (1 MiB and more a pair).
  */
 
 /** Constants of each medium (see the comment above for how and when they were measured). */
 export const LINKS: Readonly<Record<"tcp" | "shm", LinkCost>> = {
-  tcp: { alphaUs: 24, frameUs: 6, betaUsPerByte: 0.00067, windowBytes: 256 << 10 },
-  shm: { alphaUs: 7, frameUs: 3, betaUsPerByte: 0.00028, windowBytes: 1 << 20 },
+  tcp: { alphaUs: 36, frameUs: 10, betaUsPerByte: 0.00068, windowBytes: 256 << 10 },
+  shm: { alphaUs: 7.6, frameUs: 4.6, betaUsPerByte: 0.00047, windowBytes: 1 << 20 },
 };
 
 /** Constants of the host (see above). */
 export const HOST: Readonly<HostCost> = {
-  gammaUsPerByte: 0.000105,
-  copyUsPerByte: 0.000135,
+  gammaUsPerByte: 0.00017,
+  copyUsPerByte: 0.00019,
   arenaUs: 3,
   cores: 2,
-  switchUs: 120,
+  switchUs: 130,
 };
 
 /** Per-rank rates after accounting for ranks sharing cores. */
@@ -92,7 +96,8 @@ export function rates(link: LinkCost, ranksPerHost: number, host: HostCost = HOS
     b: link.betaUsPerByte * s,
     g: host.gammaUsPerByte * s,
     c: host.copyUsPerByte * s,
-    w: link.windowBytes,
+    // With a core per rank the receiver drains a full window while the sender waits: no extra cost.
+    w: s > 1 ? link.windowBytes : Infinity,
   };
 }
 

@@ -41,6 +41,25 @@ export const ALGORITHMS: Readonly<Record<PlanOp, readonly Algorithm[]>> = {
 /** Algorithms that run on the shared arena when every rank is on one host (chosen by the group). */
 export const ARENA_ALGORITHMS: readonly Algorithm[] = ["shm_small", "shm_chunks", "shm_symmetric"];
 
+/**
+ * Algorithms whose times on this machine the constants were checked against (docs/benchmarks.md).
+ * The others (Rabenseifner, the pipelined trees, the rank-ordered ones) are chosen only when predicted
+ * at least {@link UNTIMED_MARGIN} faster than the best of these: near a tie the model's error is
+ * larger than the difference, and a measured choice is the safer bet.
+ */
+const TIMED: readonly Algorithm[] = [
+  "direct",
+  "recursive_doubling",
+  "ring",
+  "hierarchical",
+  "binomial",
+  "chain",
+  "dissemination",
+];
+
+/** How much faster (as a fraction) an untimed algorithm must be predicted to be chosen. */
+export const UNTIMED_MARGIN = 0.25;
+
 /** Ops whose result is a reduction, which deterministic mode folds in rank order. */
 const REDUCING: readonly PlanOp[] = ["allReduce", "reduce", "reduceScatter"];
 
@@ -173,9 +192,16 @@ export function plan(input: PlanInput): Explanation {
     algorithm = forced;
     reason = `forced (${where})`;
   } else {
-    algorithm = candidates[0].algorithm;
-    const next = candidates[1];
-    reason = `fastest predicted for ${where}` +
+    const timed = candidates.find((c) => TIMED.includes(c.algorithm));
+    const best = candidates[0];
+    algorithm = timed && best.predictedUs > (1 - UNTIMED_MARGIN) * timed.predictedUs
+      ? timed.algorithm
+      : best.algorithm;
+    const next = candidates.find((c) => c.algorithm !== algorithm);
+    reason =
+      `${
+        algorithm === best.algorithm ? "fastest" : "timed and within 25% of the fastest"
+      } predicted for ${where}` +
       (next ? `; next ${next.algorithm} at ${us(next.predictedUs)} us` : "") +
       (input.deterministic && REDUCING.includes(op) ? "; with 2 ranks every order gives the same bits" : "");
   }
