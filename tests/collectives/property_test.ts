@@ -43,7 +43,7 @@ for (const p of plans) {
     `property: ${p.worldSize} ranks over ${p.transport}, chunks of ${p.chunkBytes} B (seed ${p.seed})`;
   Deno.test(name, async () => {
     // Fewer cases on crowded runs: 8 ranks share our 2 cores.
-    const cases = p.worldSize <= 2 ? 40 : p.worldSize <= 5 ? 30 : 20;
+    const cases = p.worldSize <= 2 ? 120 : p.worldSize <= 5 ? 80 : 50;
     const outs = await runRanks({
       script: "tests/fixtures/property_worker.ts",
       worldSize: p.worldSize,
