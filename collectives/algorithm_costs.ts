@@ -97,7 +97,15 @@ function treeChunk(s: number, stages: number, perByte: number, r: Rates, maxChun
  * Pipelined tree: `depth` levels in all, `links` frames each way per chunk on the busiest rank (two
  * children and a parent) and `kids` reduces per chunk.
  */
-function treeTally(s: number, depth: number, links: number, kids: number, maxChunk: number, r: Rates) {
+function treeTally(
+  s: number,
+  depth: number,
+  links: number,
+  kids: number,
+  maxChunk: number,
+  r: Rates,
+  oneWay: boolean,
+) {
   const chunk = treeChunk(s, depth, links * r.b + kids * r.g, r, maxChunk);
   const k = s === 0 ? 0 : Math.ceil(s / chunk);
   const stages = s === 0 ? 0 : depth + k - 1;
@@ -106,6 +114,8 @@ function treeTally(s: number, depth: number, links: number, kids: number, maxChu
     frames: stages * links * framesOf(chunk, r.w),
     bytes: stages * links * Math.min(chunk, s),
     reduced: kids * s,
+    oneWay,
+    pipelined: oneWay && k > 1,
   });
   return { t, chunk };
 }
@@ -129,6 +139,8 @@ function add(a: Tally, b: Tally): Tally {
     bytes: a.bytes + b.bytes,
     reduced: a.reduced + b.reduced,
     copied: a.copied + b.copied,
+    oneWay: a.oneWay && b.oneWay,
+    pipelined: a.pipelined && b.pipelined,
   };
 }
 
@@ -188,7 +200,7 @@ export function costOf(
     }
     case "allReduce/tree":
       return chunked(
-        treeTally(s, 2 * treeDepth(n), n === 2 ? 1 : n === 3 ? 2 : 3, Math.min(2, n - 1), maxChunk, r),
+        treeTally(s, 2 * treeDepth(n), n === 2 ? 1 : n === 3 ? 2 : 3, Math.min(2, n - 1), maxChunk, r, false),
       );
     case "allReduce/ordered": {
       const ag = ringTally(s, n, n - 1, 0, maxChunk, r);
@@ -214,9 +226,13 @@ export function costOf(
     case "broadcast/binomial":
       // The root sends its ceil(log2 n) copies at once; the deepest rank is as many hops away as its
       // relative rank has one-bits.
-      return whole(tally({ rounds: binomialDepth(n), frames: lg * framesOf(s, r.w), bytes: lg * s }));
+      return whole(
+        tally({ rounds: binomialDepth(n), frames: lg * framesOf(s, r.w), bytes: lg * s, oneWay: true }),
+      );
     case "reduce/binomial":
-      return whole(tally({ rounds: lg, frames: lg * framesOf(s, r.w), bytes: lg * s, reduced: lg * s }));
+      return whole(
+        tally({ rounds: lg, frames: lg * framesOf(s, r.w), bytes: lg * s, reduced: lg * s, oneWay: true }),
+      );
     case "broadcast/chain":
     case "reduce/chain": {
       const chunk = Math.max(1, Math.min(maxChunk, s));
@@ -227,13 +243,15 @@ export function costOf(
         frames: stages * framesOf(chunk, r.w),
         bytes: stages * chunk,
         reduced: op === "reduce" ? stages * chunk : 0,
+        oneWay: true,
+        pipelined: k > 1,
       });
       return { us: timeOf(t, r), chunkBytes: chunk };
     }
     case "broadcast/tree":
-      return chunked(treeTally(s, treeDepth(n), n === 2 ? 1 : 2, 0, maxChunk, r));
+      return chunked(treeTally(s, treeDepth(n), n === 2 ? 1 : 2, 0, maxChunk, r, true));
     case "reduce/tree":
-      return chunked(treeTally(s, treeDepth(n), n === 2 ? 1 : 2, Math.min(2, n - 1), maxChunk, r));
+      return chunked(treeTally(s, treeDepth(n), n === 2 ? 1 : 2, Math.min(2, n - 1), maxChunk, r, true));
     case "reduce/ordered": {
       const gather = tally({ frames: (n - 1) * Math.ceil(s / n / maxChunk), bytes: ((n - 1) / n) * s });
       return {
@@ -252,7 +270,13 @@ function arenaCost(algorithm: Algorithm, op: PlanOp, s: number, shape: Shape, ch
   if (shape.hosts !== 1) return null;
   const n = shape.n;
   const r = rates(
-    { alphaUs: HOST.arenaUs, frameUs: HOST.arenaUs, betaUsPerByte: 0, windowBytes: chunk },
+    {
+      alphaUs: HOST.arenaUs,
+      frameUs: HOST.arenaUs,
+      betaUsPerByte: 0,
+      betaOneWayUsPerByte: 0,
+      windowBytes: chunk,
+    },
     shape.perHost,
   );
   const k = Math.ceil(s / chunk);

@@ -11,8 +11,11 @@
  * docs/benchmarks.md): 2 ranks over tcp, one direct exchange beat the ring up to 1 MiB (633 us at
  * 1 MiB) and the ring won from 2 MiB (1.35 ms at 2 MiB, 1.53 GB/s busbw at 64 MiB); 4 ranks on 2
  * cores over tcp, recursive doubling beat the ring up to 1 MiB (0.35 vs 0.28 GB/s busbw at 1 MiB) and
- * the ring won from 2 MiB; broadcast and reduce: the binomial tree up to 64 KiB, the chain above.
- * tests/collectives/plan_test.ts checks that the plan still makes those choices.
+ * the ring won from 2 MiB; a large reduce on 2 ranks is faster as a chain (the root reduces one chunk
+ * while the next arrives) than as one message. tests/collectives/plan_test.ts checks that the plan
+ * still makes those choices. Algorithms not yet timed here (Rabenseifner, the pipelined trees) win
+ * only where the model predicts them clearly faster ({@link UNTIMED_MARGIN}); `CHOIR_ALGO` or the
+ * `algorithm` option forces any of them, to compare.
  */
 
 import { InvalidArgumentError } from "../errors.ts";

@@ -108,6 +108,11 @@ Deno.test("broadcast and reduce: the binomial tree for small messages, the chain
   }
 });
 
+Deno.test("measured: a large reduce on 2 ranks runs as a chain (it overlaps receiving with reducing)", () => {
+  assert.equal(choose("reduce", 64, 2), "binomial");
+  for (const t of ["tcp", "shm"]) assert.equal(choose("reduce", 64 * MiB, 2, t), "chain");
+});
+
 Deno.test("across hosts of 2 ranks, large allreduces are hierarchical", () => {
   const hostOf = [0, 0, 1, 1];
   assert.equal(choose("allReduce", 64 * MiB, 4, "shm+tcp", { hostOf }), "hierarchical");
