@@ -269,16 +269,14 @@ export function costOf(
 function arenaCost(algorithm: Algorithm, op: PlanOp, s: number, shape: Shape, chunk: number): Costed | null {
   if (shape.hosts !== 1) return null;
   const n = shape.n;
-  const r = rates(
-    {
-      alphaUs: HOST.arenaUs,
-      frameUs: HOST.arenaUs,
-      betaUsPerByte: 0,
-      betaOneWayUsPerByte: 0,
-      windowBytes: chunk,
-    },
-    shape.perHost,
-  );
+  const arena = {
+    alphaUs: HOST.arenaUs,
+    frameUs: HOST.arenaUs,
+    betaUsPerByte: 0,
+    betaOneWayUsPerByte: 0,
+    windowBytes: Infinity,
+  };
+  const r = rates(arena, shape.perHost, HOST, HOST.arenaSwitchUs);
   const k = Math.ceil(s / chunk);
   const share = ((n - 1) / n) * s;
   switch (`${op}/${algorithm}`) {

@@ -39,6 +39,8 @@ export interface HostCost {
   cores: number;
   /** Extra cost of a wait when ranks share cores (the peer must be scheduled first), microseconds. */
   switchUs: number;
+  /** The same for an arena wait, which spins, yields and naps on a futex instead of a socket. */
+  arenaSwitchUs: number;
 }
 
 /*
@@ -51,7 +53,8 @@ export interface HostCost {
  *        way); one way 2.7e-4 us/B (3.7 GB/s)
  *   reduce f32 sum (OpenBLAS saxpy), 1 MiB blocks over a 4 MiB working set: 1.57-1.82e-4 us/B
  *        (5.5-6.4 GB/s; 5.1-5.7 GB/s over 16 MiB), so 1.7e-4; memcpy 1.6-2.1e-4 us/B, so 1.9e-4.
- *   arena handshake: 2 ranks allreduce 8 B in 2.6-4.4 us (docs/benchmarks.md), so 3 us.
+ *   arena handshake: 2 ranks allreduce 8 B in 2.6-4.4 us (docs/benchmarks.md), so 3 us; 4 ranks
+ *        38-74 us, so 47 us more per wait when two ranks share a core.
  * Fitted to the 4-rank (2 ranks a core) tcp rows of docs/benchmarks.md: switchUs 130 (8 B recursive
  * doubling 2 rounds 290-315 us, barrier 302 us; ring 1 MiB 5.6 ms in 24 frames); tcp windowBytes
  * 256 KiB (recursive doubling at 1 MiB, one frame per round, costs 4.8 ms where 2 rounds of bytes
@@ -84,6 +87,7 @@ export const HOST: Readonly<HostCost> = {
   arenaUs: 3,
   cores: 2,
   switchUs: 130,
+  arenaSwitchUs: 47,
 };
 
 /** Per-rank rates after accounting for ranks sharing cores. */
@@ -106,10 +110,18 @@ export interface Rates {
   s: number;
 }
 
-/** The rates of `link` when `ranksPerHost` ranks share a host of {@link HOST}.cores cores. */
-export function rates(link: LinkCost, ranksPerHost: number, host: HostCost = HOST): Rates {
+/**
+ * The rates of `link` when `ranksPerHost` ranks share a host of {@link HOST}.cores cores, a wait
+ * then costing `switchUs` more per extra rank a core.
+ */
+export function rates(
+  link: LinkCost,
+  ranksPerHost: number,
+  host: HostCost = HOST,
+  switchUs = host.switchUs,
+): Rates {
   const s = Math.max(1, ranksPerHost / host.cores);
-  const wait = host.switchUs * (s - 1);
+  const wait = switchUs * (s - 1);
   return {
     a: link.alphaUs + wait,
     o: link.frameUs + wait,

@@ -157,6 +157,8 @@ export function whyNot(op: PlanOp, algorithm: Algorithm, shape: Shape): string |
 }
 
 const us = (x: number) => (x < 100 ? x.toFixed(1) : x.toFixed(0));
+/** Predictions to a tenth of a microsecond: more digits would only be the model's noise. */
+const tenth = (x: number) => Math.round(x * 10) / 10;
 
 /**
  * The algorithm `input.op` runs for `input.bytes`, with every candidate's predicted time. Throws
@@ -173,7 +175,7 @@ export function plan(input: PlanInput): Explanation {
     if (c) priced.set(a, c);
   }
   const candidates = [...priced].filter(([a]) => a !== "ordered")
-    .map(([algorithm, c]) => ({ algorithm, predictedUs: c.us }))
+    .map(([algorithm, c]) => ({ algorithm, predictedUs: tenth(c.us) }))
     .sort((x, y) => x.predictedUs - y.predictedUs);
   const where = `${n} rank${n === 1 ? "" : "s"} on ${shape.hosts} host${
     shape.hosts === 1 ? "" : "s"
@@ -210,10 +212,18 @@ export function plan(input: PlanInput): Explanation {
   }
   const chosen = priced.get(algorithm)!;
   if (algorithm === "ordered" && !candidates.some((c) => c.algorithm === "ordered")) {
-    candidates.push({ algorithm, predictedUs: chosen.us });
+    candidates.push({ algorithm, predictedUs: tenth(chosen.us) });
     candidates.sort((x, y) => x.predictedUs - y.predictedUs);
   }
-  return { op, bytes, algorithm, chunkBytes: chosen.chunkBytes, predictedUs: chosen.us, reason, candidates };
+  return {
+    op,
+    bytes,
+    algorithm,
+    chunkBytes: chosen.chunkBytes,
+    predictedUs: tenth(chosen.us),
+    reason,
+    candidates,
+  };
 }
 
 /**
@@ -234,14 +244,14 @@ export function planArena(input: PlanInput, algorithm: Algorithm, arenaChunk: nu
   );
   if (!own) throw new InvalidArgumentError(`${algorithm} does not run ${input.op}`, { op: input.op });
   const channels = plan({ ...input, transport: "shm", algorithm: undefined, deterministic: false });
-  const candidates = [{ algorithm, predictedUs: own.us }, ...channels.candidates]
+  const candidates = [{ algorithm, predictedUs: tenth(own.us) }, ...channels.candidates]
     .sort((x, y) => x.predictedUs - y.predictedUs);
   return {
     op: input.op,
     bytes: input.bytes,
     algorithm,
     chunkBytes: own.chunkBytes,
-    predictedUs: own.us,
+    predictedUs: tenth(own.us),
     reason: `all ${input.n} ranks on one host: straight on the shared arena, no channels` +
       (input.deterministic && REDUCING.includes(input.op) ? " (it folds in rank order: deterministic)" : ""),
     candidates,
