@@ -52,10 +52,9 @@ import { allReduceSymmetric } from "./allreduce_symmetric.ts";
 import { allocSymmetric, type SymmetricAllocation } from "../transports/shm/symmetric.ts";
 import type { Store } from "../transports/store/store.ts";
 import { allReduceShmChunks, allReduceShmSmall, fitsSmallSlot } from "./allreduce_shm.ts";
-import { SMALL_PAYLOAD } from "./shm_arena.ts";
 import { barrierShm } from "./barrier_shm.ts";
 import { broadcastShm, useArenaBroadcast } from "./broadcast_shm.ts";
-import { Arena, type Fingerprint, type WaitContext } from "./shm_arena.ts";
+import { Arena, type Fingerprint, SMALL_PAYLOAD, type WaitContext } from "./shm_arena.ts";
 
 const KIND_NAMES = Object.fromEntries(Object.entries(OpKind).map(([k, v]) => [v, k]));
 setHeaderNames(
@@ -376,9 +375,10 @@ export class ProcessGroup {
   }
 
   /**
-   * What `op` on a tensor of `bytes` bytes would run in this group, and why: the algorithm, its chunk
-   * size, its predicted time and every candidate's. Pure: it sends nothing, and every rank gets the
-   * same answer. Same-host allReduce, barrier and large broadcasts name the shared-arena algorithm
+   * What `op` on a tensor of `bytes` bytes (allGather: the output's; reduceScatter: the input's)
+   * would run in this group, and why: the algorithm, its chunk size, its predicted time and every
+   * candidate's. Pure: it sends nothing, and every rank gets the same answer; it throws what the call
+   * would throw for a forced algorithm that cannot run. Same-host allReduce, barrier and large broadcasts name the shared-arena algorithm
    * (`shm_small`, `shm_chunks`, `shm_symmetric`) unless an algorithm is forced.
    *
    * @example
