@@ -18,6 +18,7 @@ export type Algorithm =
   | "tree"
   | "hierarchical"
   | "ordered"
+  | "gather_fold"
   | "binomial"
   | "chain"
   | "dissemination"
@@ -206,6 +207,8 @@ export function costOf(
       const ag = ringTally(s, n, n - 1, 0, maxChunk, r);
       return { us: timeOf(add(orderedTally(s, n, maxChunk, r), ag.t), r), chunkBytes: Math.min(maxChunk, s) };
     }
+    case "allReduce/gather_fold":
+      return whole(tally({ rounds: lg, frames: lg, bytes: (n - 1) * s, reduced: (n - 1) * s }));
     case "allReduce/hierarchical": {
       if (shape.hosts < 2 || !shape.equal) return null;
       const l = shape.perHost;

@@ -7,6 +7,7 @@
 
 import { InvalidArgumentError } from "../errors.ts";
 import { allReduceDirect } from "./allreduce_direct.ts";
+import { allReduceGatherFold } from "./allreduce_gather_fold.ts";
 import { allReduceHierarchical, type HierarchicalComms } from "./allreduce_hierarchical.ts";
 import { allReduceOrdered } from "./allreduce_ordered.ts";
 import { allReduceRabenseifner } from "./allreduce_rabenseifner.ts";
@@ -61,6 +62,8 @@ export function runAllReduce(
       return allReduceTree(comm, call, buf, elems(c, buf));
     case "ordered":
       return allReduceOrdered(comm, call, buf, elems(c, buf));
+    case "gather_fold":
+      return allReduceGatherFold(comm, call, buf);
     case "hierarchical":
       if (!hier) {
         throw new InvalidArgumentError(

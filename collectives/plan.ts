@@ -33,7 +33,16 @@ export type { Algorithm, PlanOp } from "./algorithm_costs.ts";
 
 /** The channel algorithms of each collective, in the order ties are broken. */
 export const ALGORITHMS: Readonly<Record<PlanOp, readonly Algorithm[]>> = {
-  allReduce: ["direct", "recursive_doubling", "ring", "rabenseifner", "tree", "hierarchical", "ordered"],
+  allReduce: [
+    "direct",
+    "recursive_doubling",
+    "ring",
+    "rabenseifner",
+    "tree",
+    "hierarchical",
+    "ordered",
+    "gather_fold",
+  ],
   broadcast: ["binomial", "chain", "tree"],
   reduce: ["binomial", "chain", "tree", "ordered"],
   reduceScatter: ["ring", "ordered"],
@@ -62,6 +71,9 @@ const TIMED: readonly Algorithm[] = [
 
 /** How much faster (as a fraction) an untimed algorithm must be predicted to be chosen. */
 export const UNTIMED_MARGIN = 0.25;
+
+/** The algorithms that fold every element in rank order (deterministic mode runs only these). */
+const RANK_ORDERED: readonly Algorithm[] = ["ordered", "gather_fold"];
 
 /** Ops whose result is a reduction, which deterministic mode folds in rank order. */
 const REDUCING: readonly PlanOp[] = ["allReduce", "reduce", "reduceScatter"];
@@ -174,7 +186,7 @@ export function plan(input: PlanInput): Explanation {
     const c = whyNot(op, a, shape) === null ? costOf(a, op, bytes, shape, media, maxChunk) : null;
     if (c) priced.set(a, c);
   }
-  const candidates = [...priced].filter(([a]) => a !== "ordered")
+  const candidates = [...priced]
     .map(([algorithm, c]) => ({ algorithm, predictedUs: tenth(c.us) }))
     .sort((x, y) => x.predictedUs - y.predictedUs);
   const where = `${n} rank${n === 1 ? "" : "s"} on ${shape.hosts} host${
@@ -189,9 +201,11 @@ export function plan(input: PlanInput): Explanation {
     if (why) throw new InvalidArgumentError(`cannot force ${forced}: ${why}`, { op });
   }
   if (input.deterministic && REDUCING.includes(op) && n > 2) {
-    algorithm = "ordered";
+    // Only the rank-ordered algorithms qualify; the fastest of them, or the forced one if it is one.
+    const ordered = candidates.filter((c) => RANK_ORDERED.includes(c.algorithm));
+    algorithm = forced && RANK_ORDERED.includes(forced) ? forced : ordered[0].algorithm;
     reason = `deterministic: every element folded in rank order 0..${n - 1}${
-      forced && forced !== "ordered" ? ` (instead of the forced ${forced})` : ""
+      forced && forced !== algorithm ? ` (instead of the forced ${forced})` : ""
     }`;
   } else if (forced !== undefined) {
     algorithm = forced;
@@ -211,10 +225,6 @@ export function plan(input: PlanInput): Explanation {
       (input.deterministic && REDUCING.includes(op) ? "; with 2 ranks every order gives the same bits" : "");
   }
   const chosen = priced.get(algorithm)!;
-  if (algorithm === "ordered" && !candidates.some((c) => c.algorithm === "ordered")) {
-    candidates.push({ algorithm, predictedUs: tenth(chosen.us) });
-    candidates.sort((x, y) => x.predictedUs - y.predictedUs);
-  }
   return {
     op,
     bytes,

@@ -14,7 +14,7 @@ type Results = Record<
   Record<string, { hash: string; rankOrder: boolean }>
 >;
 
-const ALLREDUCE = ["ring", "tree", "rabenseifner", "recursive_doubling", "ordered", "auto"];
+const ALLREDUCE = ["ring", "tree", "rabenseifner", "recursive_doubling", "ordered", "gather_fold", "auto"];
 const REDUCE = ["tree", "chain", "binomial", "ordered", "auto"];
 const REDUCE_SCATTER = ["ring", "ordered", "auto"];
 

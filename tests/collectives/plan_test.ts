@@ -148,10 +148,12 @@ Deno.test("deterministic: reductions over more than 2 ranks fold in rank order, 
   for (const op of ["allReduce", "reduce", "reduceScatter"] as const) {
     for (const algorithm of [undefined, forced[op]]) {
       const e = plan({ op, bytes: MiB, n: 4, transport: "tcp", deterministic: true, algorithm });
-      assert.equal(e.algorithm, "ordered");
+      assert.equal(e.algorithm, "ordered", `${op} forced ${algorithm}`);
       assert.match(e.reason, /rank order/);
     }
   }
+  // Small allreduces gather every input and fold locally: recursive doubling's rounds, same bits.
+  assert.equal(choose("allReduce", 8, 4, "tcp", { deterministic: true }), "gather_fold");
   // Two ranks: every algorithm computes x0 op x1, so the plan keeps its choice.
   assert.equal(choose("allReduce", 8, 2, "tcp", { deterministic: true }), "direct");
   assert.equal(choose("broadcast", 8, 4, "tcp", { deterministic: true }), "binomial");
