@@ -219,7 +219,7 @@ export function plan(input: PlanInput): Explanation {
     const next = candidates.find((c) => c.algorithm !== algorithm);
     reason =
       `${
-        algorithm === best.algorithm ? "fastest" : "timed and within 25% of the fastest"
+        algorithm === best.algorithm ? "fastest" : `timed and within ${UNTIMED_MARGIN * 100}% of the fastest`
       } predicted for ${where}` +
       (next ? `; next ${next.algorithm} at ${us(next.predictedUs)} us` : "") +
       (input.deterministic && REDUCING.includes(op) ? "; with 2 ranks every order gives the same bits" : "");
