@@ -52,6 +52,13 @@ export interface ChoirEnv {
   flightRecorder?: number;
   /** `GLIBC_TUNABLES`, read so the launcher keeps a user's value instead of setting its own. */
   glibcTunables?: string;
+  /**
+   * `CHOIR_ALGO`: force a collective algorithm (`ring`, `tree`, `rabenseifner`, `recursive_doubling`,
+   * `direct`, `binomial`, `chain`, `ordered`, `hierarchical`); `auto` or unset lets the plan choose.
+   */
+  algorithm?: string;
+  /** `CHOIR_DETERMINISTIC` (`1`/`true`): reductions fold in rank order, bitwise reproducible. */
+  deterministic?: boolean;
 }
 
 function int(v: string | undefined): number | undefined {
@@ -92,6 +99,8 @@ export function readEnv(get: (name: string) => string | undefined = safeGet): Ch
     statusAddr: str(get("CHOIR_STATUS_ADDR")),
     flightRecorder: int(get("CHOIR_FLIGHT_RECORDER")),
     glibcTunables: str(get("GLIBC_TUNABLES")),
+    algorithm: str(get("CHOIR_ALGO")),
+    deterministic: bool(get("CHOIR_DETERMINISTIC")),
   };
 }
 

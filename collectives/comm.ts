@@ -195,6 +195,19 @@ export async function both(
   await Promise.all([wrap(a), wrap(b)]);
 }
 
+/**
+ * Runs any number of cooperating loops, like {@link both}: the first failure rejects the whole and
+ * releases every wait on `progress` with the same error.
+ */
+export async function together(loops: (() => Promise<void>)[], progress: Progress[]): Promise<void> {
+  const wrap = (f: () => Promise<void>) =>
+    f().catch((e) => {
+      for (const p of progress) p.fail(e);
+      throw e;
+    });
+  await Promise.all(loops.map(wrap));
+}
+
 /** Balanced split of `count` elements into `n` segments: [start, length] of segment `i`. */
 export function segment(count: number, n: number, i: number): [number, number] {
   const base = Math.floor(count / n);

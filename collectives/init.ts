@@ -10,6 +10,8 @@ import { openGroup } from "./open_group.ts";
 import { recorderCapacity } from "./flight_recorder.ts";
 import { startStatusServer, type StatusServer } from "./status_server.ts";
 import type { ProcessGroup } from "./process_group.ts";
+import { type Algorithm, ALGORITHMS, FORCIBLE_OPS, isForcible } from "./plan.ts";
+import { InvalidArgumentError } from "../errors.ts";
 
 /** Options of {@link initProcessGroup}; anything left out comes from the environment (env://). */
 export interface InitOptions {
@@ -30,6 +32,13 @@ export interface InitOptions {
   transport?: "auto" | "tcp" | "shm";
   /** Bytes per pipelined chunk of large messages (default 1 MiB). */
   chunkBytes?: number;
+  /**
+   * Force this algorithm where it applies (see `ProcessGroupOptions.algorithm`). Default:
+   * `CHOIR_ALGO`; `auto` lets the plan choose.
+   */
+  algorithm?: Algorithm | "auto";
+  /** Deterministic reductions (see `ProcessGroupOptions.deterministic`). Default: `CHOIR_DETERMINISTIC`. */
+  deterministic?: boolean;
   /** Environment to read instead of the process's (for tests and embedders). */
   env?: ChoirEnv;
 }
@@ -53,6 +62,7 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessG
   const env = opts.env ?? readEnv();
   const timeoutMs = opts.timeoutMs ?? env.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const token = opts.token ?? env.token ?? "";
+  const algorithm = forcedAlgorithm(opts.algorithm ?? env.algorithm);
   const rdzv = await createStore(opts.initMethod ?? "env://", {
     rank: opts.rank,
     worldSize: opts.worldSize,
@@ -75,6 +85,8 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessG
         hostIdOverride: env.hostId,
         jobId: env.jobId,
         flightRecorder: recorderCapacity(env.flightRecorder),
+        algorithm,
+        deterministic: opts.deterministic ?? env.deterministic ?? false,
       },
       tag: "pg0",
       ranks: Array.from({ length: worldSize }, (_, r) => r),
@@ -104,6 +116,19 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessG
     await rdzv.close();
     throw e;
   }
+}
+
+/** The forced algorithm, checked before any rank joins (a typo must not cost a rendezvous). */
+function forcedAlgorithm(name: string | undefined): Algorithm | undefined {
+  if (name === undefined || name === "auto") return undefined;
+  if (!isForcible(name)) {
+    const names = [...new Set(FORCIBLE_OPS.flatMap((op) => ALGORITHMS[op]))];
+    throw new InvalidArgumentError(
+      `CHOIR_ALGO / algorithm "${name}" is not an algorithm; choose auto or one of ${names.join(", ")}`,
+      { op: "initProcessGroup" },
+    );
+  }
+  return name;
 }
 
 /** Where to listen: loopback for a single-host job, otherwise the interface that reaches the master. */

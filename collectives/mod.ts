@@ -17,6 +17,7 @@ export {
   type AllToAllOptions,
   type AsyncOptions,
   type BarrierOptions,
+  type ExplainOptions,
   type NewGroupOptions,
   type ObjectOptions,
   type OpOptions,
@@ -44,5 +45,15 @@ export {
   REDUCE_OPS,
   ReduceOp,
 } from "./dtype.ts";
-export { type Algorithm, planAllReduce, planBroadcast, planGather, planReduce } from "./plan.ts";
+export {
+  type Algorithm,
+  ALGORITHMS,
+  type Candidate,
+  type Explanation,
+  isAlgorithm,
+  plan,
+  planGather,
+  type PlanInput,
+  type PlanOp,
+} from "./plan.ts";
 export * from "./reduce/mod.ts";

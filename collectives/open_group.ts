@@ -9,6 +9,7 @@ import { joinBarrier, PrefixStore, type Store } from "../transports/store/mod.ts
 import { selectTransport } from "../transports/select.ts";
 import { groupIdOf } from "./groups.ts";
 import { ProcessGroup } from "./process_group.ts";
+import type { Algorithm } from "./plan.ts";
 
 /** What every group of one job is opened with. */
 export interface JobContext {
@@ -30,6 +31,10 @@ export interface JobContext {
   readonly jobId?: string;
   /** Flight recorder entries per group (0: off). */
   readonly flightRecorder?: number;
+  /** The algorithm every group forces where it applies (undefined: the plan chooses). */
+  readonly algorithm?: Algorithm;
+  /** Deterministic reductions in every group. */
+  readonly deterministic?: boolean;
 }
 
 /** Options of {@link openGroup}. */
@@ -80,6 +85,8 @@ export async function openGroup(o: OpenGroupOptions): Promise<ProcessGroup> {
     chunkBytes: job.chunkBytes,
     jobId: job.jobId,
     flightRecorder: job.flightRecorder,
+    algorithm: job.algorithm,
+    deterministic: job.deterministic,
     globalRanks: o.ranks,
     tag: o.tag,
     onDestroy: o.onDestroy,

@@ -18,17 +18,8 @@ import {
 import type { Transport } from "../transports/transport.ts";
 import { setHeaderNames } from "../transports/frame.ts";
 import { allGatherRing } from "./allgather_ring.ts";
-import { allReduceDirect } from "./allreduce_direct.ts";
-import {
-  allReduceHierarchical,
-  type HierarchicalComms,
-  hierarchicalComms,
-} from "./allreduce_hierarchical.ts";
-import { allReduceRecursiveDoubling } from "./allreduce_recursive_doubling.ts";
-import { allReduceRing } from "./allreduce_ring.ts";
+import { type HierarchicalComms, hierarchicalComms } from "./allreduce_hierarchical.ts";
 import { barrierDissemination } from "./barrier_dissemination.ts";
-import { broadcastBinomial } from "./broadcast_binomial.ts";
-import { broadcastChain } from "./broadcast_chain.ts";
 import { type Call, Comm, OpKind } from "./comm.ts";
 import {
   allocLike,
@@ -46,11 +37,19 @@ import {
   reduceOpCode,
   sliceView,
 } from "./dtype.ts";
-import { planAllReduce, planBroadcast, planReduce } from "./plan.ts";
+import {
+  type Algorithm,
+  ALGORITHMS,
+  type Explanation,
+  FORCIBLE_OPS as FORCIBLE,
+  isAlgorithm,
+  isForcible,
+  plan,
+  planArena,
+  type PlanOp,
+} from "./plan.ts";
+import { type Choice, runAllReduce, runBroadcast, runReduce, runReduceScatter } from "./dispatch.ts";
 import { divideInto, scaleInto } from "./reduce/mod.ts";
-import { reduceBinomial } from "./reduce_binomial.ts";
-import { reduceChain } from "./reduce_chain.ts";
-import { reduceScatterRing } from "./reducescatter_ring.ts";
 import { Watchdog } from "./watchdog.ts";
 import { allReduceSymmetric } from "./allreduce_symmetric.ts";
 import { allocSymmetric, type SymmetricAllocation } from "../transports/shm/symmetric.ts";
@@ -61,11 +60,12 @@ import { broadcastShm, broadcastShmSmall, useArenaBroadcast } from "./broadcast_
 import { allGatherShm } from "./allgather_shm.ts";
 import { reduceScatterShm } from "./reducescatter_shm.ts";
 import { reduceShm } from "./reduce_shm.ts";
-import { Arena, type Fingerprint, type WaitContext } from "./shm_arena.ts";
+import { Arena, type Fingerprint, SMALL_PAYLOAD, type WaitContext } from "./shm_arena.ts";
 import { OpMonitor } from "./op_monitor.ts";
 import type { Metrics } from "./metrics.ts";
 import { DEFAULT_FLIGHT_RECORDER_SIZE, type FlightRecorderSnapshot } from "./flight_recorder.ts";
 import { Work } from "./work.ts";
+import { broadcastBinomial } from "./broadcast_binomial.ts";
 import { gatherLinear } from "./gather_linear.ts";
 import { gatherBinomial } from "./gather_binomial.ts";
 import { scatterLinear } from "./scatter_linear.ts";
@@ -179,12 +179,27 @@ export interface ReduceOptions extends OpOptions {
   op?: ReduceOp;
   /** The scalar of {@link ReduceOp.PREMUL_SUM}. */
   factor?: number;
+  /**
+   * Run this algorithm for this call (every rank must pass the same); it must be one of the op's
+   * (`ALGORITHMS`), else InvalidArgumentError. On one host it runs over the channels, not the arena.
+   */
+  algorithm?: Algorithm;
 }
 
 /** Options of rooted collectives. */
 export interface RootOptions extends OpOptions {
   /** The root rank (default 0). */
   root?: number;
+  /** Run this algorithm for this call (see {@link ReduceOptions.algorithm}). */
+  algorithm?: Algorithm;
+}
+
+/** Options of {@link ProcessGroup.explain}. */
+export interface ExplainOptions {
+  /** Explain the run with this algorithm forced (as the call option of the same name). */
+  algorithm?: Algorithm;
+  /** The tensor comes from `pg.alloc` (symmetric memory: same-host allreduce runs in place). */
+  symmetric?: boolean;
 }
 
 /** Options of point-to-point calls. */
@@ -233,6 +248,23 @@ export interface ProcessGroupOptions {
   tag?: string;
   /** Opens subgroups for {@link ProcessGroup.newGroup} and {@link ProcessGroup.split}. */
   subgroups?: SubgroupOpener;
+  /**
+   * Force this algorithm (`CHOIR_ALGO`) on every allReduce, reduce, broadcast and reduceScatter whose
+   * algorithms include the name (e.g. `tree` applies to the first three, `ring` to allReduce and
+   * reduceScatter); the other ops keep their plan. Same-host groups then run it over the channels
+   * instead of the shared arena. A name that is no such algorithm throws InvalidArgumentError here;
+   * one that cannot run in this group (`direct` with more than 2 ranks) throws at the call.
+   */
+  algorithm?: Algorithm;
+  /**
+   * Deterministic reductions (`CHOIR_DETERMINISTIC=1`): allReduce, reduce and reduceScatter fold every
+   * element in rank order, ((x0 op x1) op x2) ..., so results are bitwise identical on every rank,
+   * from run to run and whatever the algorithm, chunk size or arrival order. With more than 2 ranks
+   * they run the `ordered` algorithms (the ring's bytes, but every rank exchanges with every other;
+   * no recursive doubling or tree for small messages); same-host allReduce keeps the arena, which
+   * already folds in rank order.
+   */
+  deterministic?: boolean;
 }
 
 /**
@@ -278,9 +310,19 @@ export class ProcessGroup {
   readonly #pairs = new Map<number, Promise<{ comm: Comm; peer: number }>>();
   readonly #opening = new Set<Promise<void>>();
   readonly #monitor: OpMonitor;
+  readonly #plans = new Map<string, Choice>();
 
   /** Wraps a connected transport. Most users call `initProcessGroup()` instead. */
   constructor(transport: Transport, opts: ProcessGroupOptions) {
+    const forced = opts.algorithm;
+    if (forced !== undefined && !isForcible(forced)) {
+      throw new InvalidArgumentError(
+        `unknown algorithm "${forced}" (CHOIR_ALGO / algorithm); choose one of ${
+          [...new Set(FORCIBLE.flatMap((op) => ALGORITHMS[op]))].join(", ")
+        }`,
+        { rank: transport.rank, op: "ProcessGroup" },
+      );
+    }
     this.#transport = transport;
     this.#opts = opts;
     this.rank = transport.rank;
@@ -383,9 +425,11 @@ export class ProcessGroup {
   allReduce(tensor: CpuTensor, opts: ReduceOptions = {}): Promise<void> | Work {
     return this.#issue("allReduce", opts, () => {
       const { dtype, op } = this.#reduceArgs("allReduce", tensor, opts);
+      const forced = this.#forced("allReduce", opts.algorithm);
+      const choice = forced || !this.#arena ? this.#choose("allReduce", tensor.byteLength, forced) : null;
       const call = this.#call("allReduce", OpKind.allReduce, dtype, tensor.length, -1, op);
-      if (this.#arena) {
-        const arena = this.#arena;
+      if (!choice) {
+        const arena = this.#arena!;
         return this.#onArena(call, opts, (ctx, fp) => {
           if (op === ReduceOp.PREMUL_SUM) scaleInto(dtype, tensor, opts.factor ?? 1);
           let r: Promise<void> | undefined;
@@ -402,11 +446,7 @@ export class ProcessGroup {
       }
       return this.#collective(call, opts, async (comm) => {
         if (op === ReduceOp.PREMUL_SUM) scaleInto(dtype, tensor, opts.factor ?? 1);
-        const algo = planAllReduce(tensor.byteLength, this.size, this.#hier !== null);
-        if (algo === "hierarchical") await allReduceHierarchical(this.#hier!, call, tensor);
-        else if (algo === "direct") await allReduceDirect(comm, call, tensor);
-        else if (algo === "recursive_doubling") await allReduceRecursiveDoubling(comm, call, tensor);
-        else await allReduceRing(comm, call, tensor);
+        await runAllReduce(choice, comm, this.#hier, call, tensor);
         if (op === ReduceOp.AVG) divideInto(dtype, tensor, this.size);
       });
     });
@@ -420,19 +460,19 @@ export class ProcessGroup {
     return this.#issue("broadcast", opts, () => {
       const dtype = this.#dtype("broadcast", tensor, opts.dtype);
       const root = this.#root("broadcast", opts.root);
+      const forced = this.#forced("broadcast", opts.algorithm);
+      const arena = forced ? null : this.#arena;
+      const onArena = arena !== null &&
+        (fitsSmallSlot(tensor) || useArenaBroadcast(arena, tensor.byteLength));
+      const choice = onArena ? null : this.#choose("broadcast", tensor.byteLength, forced);
       const call = this.#call("broadcast", OpKind.broadcast, dtype, tensor.length, root);
-      const arena = this.#arena;
-      if (arena && fitsSmallSlot(tensor)) {
-        return this.#onArena(call, opts, (ctx, fp) => broadcastShmSmall(arena, call, fp, tensor, ctx));
+      if (!choice) {
+        if (fitsSmallSlot(tensor)) {
+          return this.#onArena(call, opts, (ctx, fp) => broadcastShmSmall(arena!, call, fp, tensor, ctx));
+        }
+        return this.#onArena(call, opts, (ctx, fp) => broadcastShm(arena!, call, fp, tensor, ctx));
       }
-      if (arena && useArenaBroadcast(arena, tensor.byteLength)) {
-        return this.#onArena(call, opts, (ctx, fp) => broadcastShm(arena, call, fp, tensor, ctx));
-      }
-      return this.#collective(call, opts, (comm) => {
-        return planBroadcast(tensor.byteLength, this.size) === "binomial"
-          ? broadcastBinomial(comm, call, tensor)
-          : broadcastChain(comm, call, tensor);
-      });
+      return this.#collective(call, opts, (comm) => runBroadcast(choice, comm, call, tensor));
     });
   }
 
@@ -444,8 +484,9 @@ export class ProcessGroup {
     return this.#issue("reduce", opts, () => {
       const { dtype, op } = this.#reduceArgs("reduce", tensor, opts);
       const root = this.#root("reduce", opts.root);
+      const forced = this.#forced("reduce", opts.algorithm);
+      const arena = forced ? null : this.#arena;
       const call = this.#call("reduce", OpKind.reduce, dtype, tensor.length, root, op);
-      const arena = this.#arena;
       if (arena) {
         return this.#onArena(call, opts, async (ctx, fp) => {
           let input = tensor;
@@ -463,8 +504,7 @@ export class ProcessGroup {
           if (this.rank !== root) input = copyOf(tensor);
           scaleInto(dtype, input, opts.factor ?? 1);
         }
-        if (planReduce(tensor.byteLength, this.size) === "binomial") await reduceBinomial(comm, call, input);
-        else await reduceChain(comm, call, input);
+        await runReduce(this.#choose("reduce", tensor.byteLength, forced), comm, call, input);
         if (op === ReduceOp.AVG && this.rank === root) divideInto(dtype, tensor, this.size);
       });
     });
@@ -577,7 +617,8 @@ export class ProcessGroup {
     opts: ReduceOptions,
   ): Promise<void> {
     const call = this.#call(name, OpKind.reduceScatter, dtype, this.size * output.length, -1, op);
-    const arena = this.#arena;
+    const forced = this.#forced("reduceScatter", opts.algorithm);
+    const arena = forced ? null : this.#arena;
     if (arena) {
       // On the arena the input is only read: a copy is needed only to scale it or to join a list.
       return this.#onArena(call, opts, async (ctx, fp) => {
@@ -591,13 +632,14 @@ export class ProcessGroup {
         if (op === ReduceOp.AVG) divideInto(dtype, output, this.size);
       });
     }
+    const choice = this.#choose("reduceScatter", this.size * output.byteLength, forced);
     return this.#collective(call, opts, async (comm) => {
-      const work = fill();
-      if (op === ReduceOp.PREMUL_SUM) scaleInto(dtype, work, opts.factor ?? 1);
-      await reduceScatterRing(comm, call, work);
-      const mine = sliceView(work, this.rank * output.length, output.length);
-      if (op === ReduceOp.AVG) divideInto(dtype, mine, this.size);
-      bytesOf(output).set(bytesOf(mine));
+      // A private copy when the input must be scaled, is a list, or overlaps the output.
+      const own = whole === null || op === ReduceOp.PREMUL_SUM || overlaps(output, whole);
+      const src = own ? fill() : whole;
+      if (op === ReduceOp.PREMUL_SUM) scaleInto(dtype, src, opts.factor ?? 1);
+      await runReduceScatter(choice, comm, call, output, src, own);
+      if (op === ReduceOp.AVG) divideInto(dtype, output, this.size);
     });
   }
 
@@ -960,8 +1002,7 @@ export class ProcessGroup {
         await broadcastBinomial(comm, { ...call, dtype: "f64", count: 1 }, len);
         if (!packed) data = new Uint8Array(len[0]);
         const bytes = { ...call, count: len[0] };
-        if (planBroadcast(data.length, this.size) === "binomial") await broadcastBinomial(comm, bytes, data);
-        else await broadcastChain(comm, bytes, data);
+        await runBroadcast(this.#choose("broadcast", data.length, undefined), comm, bytes, data);
       }).then(() => unpackObject<T>(data, this.rank, name, root));
     });
   }
@@ -1175,6 +1216,57 @@ export class ProcessGroup {
   }
 
   /**
+   * What `op` on a tensor of `bytes` bytes (allGather: the output's; reduceScatter: the input's)
+   * would run in this group, and why: the algorithm, its chunk size, its predicted time and every
+   * candidate's. Pure: it sends nothing, and every rank gets the same answer; it throws what the call
+   * would throw for a forced algorithm that cannot run. Same-host allReduce, barrier and large broadcasts name the shared-arena algorithm
+   * (`shm_small`, `shm_chunks`, `shm_symmetric`) unless an algorithm is forced.
+   *
+   * @example
+   * ```ts
+   * import { initProcessGroup } from "@choir/choir";
+   * const pg = await initProcessGroup();
+   * const e = pg.explain("allReduce", 64 << 20);
+   * console.log(e.algorithm, e.predictedUs, e.reason);
+   * await pg.destroy();
+   * ```
+   */
+  explain(op: PlanOp, bytes: number, opts: ExplainOptions = {}): Explanation {
+    if (!(op in ALGORITHMS)) {
+      throw new InvalidArgumentError(`cannot explain "${op}": one of ${Object.keys(ALGORITHMS).join(", ")}`, {
+        rank: this.rank,
+        op: "explain",
+      });
+    }
+    if (!Number.isInteger(bytes) || bytes < 0) {
+      throw new InvalidArgumentError(`bytes must be a non-negative integer, got ${bytes}`, {
+        rank: this.rank,
+        op: "explain",
+      });
+    }
+    const forced = FORCIBLE.includes(op) ? this.#forced(op, opts.algorithm) : undefined;
+    const input = this.#planInput(op, bytes, forced);
+    const arena = this.#arena;
+    if (arena && forced === undefined) {
+      let algorithm: Algorithm | null = null;
+      if (op === "barrier") algorithm = "shm_small";
+      if (op === "broadcast") {
+        if (bytes <= SMALL_PAYLOAD) algorithm = "shm_small";
+        else if (useArenaBroadcast(arena, bytes)) algorithm = "shm_chunks";
+      }
+      // reduce, allGather and reduceScatter always run on the arena (tiny ones in the call slots).
+      if (op === "reduce" || op === "reduceScatter") {
+        algorithm = bytes <= SMALL_PAYLOAD ? "shm_small" : "shm_chunks";
+      }
+      if (op === "allReduce") {
+        algorithm = bytes <= SMALL_PAYLOAD ? "shm_small" : opts.symmetric ? "shm_symmetric" : "shm_chunks";
+      }
+      if (algorithm) return planArena(input, algorithm, arena.chunkBytes);
+    }
+    return plan(input);
+  }
+
+  /**
    * Allocates a tensor of `length` elements of `dtype` in shared memory that every rank of this host
    * maps (symmetric memory). A collective call: every rank must call it, in the same order, with the
    * same arguments. Collectives on such tensors (at the same offset on every rank) need no copy in or
@@ -1376,6 +1468,55 @@ export class ProcessGroup {
       throw new GroupDestroyedError("the process group was destroyed", { rank: this.rank, op: name });
     }
     return { name, kind, dtype, count, root, op, seq: seq ?? this.#seq++ };
+  }
+
+  /** The algorithm forced on `op`: the call's, else the group's where it names one of op's. */
+  #forced(op: PlanOp, call: Algorithm | undefined): Algorithm | undefined {
+    if (call !== undefined) {
+      if (!isAlgorithm(call) || !ALGORITHMS[op].includes(call)) {
+        throw new InvalidArgumentError(
+          `${op} has no algorithm "${call}" (it has ${ALGORITHMS[op].join(", ")})`,
+          { rank: this.rank, op },
+        );
+      }
+      return call;
+    }
+    const group = this.#opts.algorithm;
+    return group !== undefined && ALGORITHMS[op].includes(group) ? group : undefined;
+  }
+
+  #planInput(op: PlanOp, bytes: number, forced: Algorithm | undefined) {
+    return {
+      op,
+      bytes,
+      n: this.size,
+      transport: this.#transport.name,
+      hostOf: this.#opts.hostOf,
+      chunkBytes: this.#opts.chunkBytes ?? 1 << 20,
+      algorithm: forced,
+      deterministic: this.#opts.deterministic ?? false,
+    };
+  }
+
+  /** The plan's choice for `op` on `bytes` (the same on every rank: plan() is pure), memoised. */
+  #choose(op: PlanOp, bytes: number, forced: Algorithm | undefined): Choice {
+    const key = `${op}/${bytes}/${forced ?? ""}`;
+    let c = this.#plans.get(key);
+    if (!c) {
+      let e: Explanation;
+      try {
+        e = plan(this.#planInput(op, bytes, forced));
+      } catch (err) {
+        if (err instanceof InvalidArgumentError) {
+          throw new InvalidArgumentError(err.message.replace(/^\[[^\]]*\] /, ""), { rank: this.rank, op });
+        }
+        throw err;
+      }
+      c = { algorithm: e.algorithm, chunkBytes: e.chunkBytes };
+      if (this.#plans.size >= 1024) this.#plans.clear();
+      this.#plans.set(key, c);
+    }
+    return c;
   }
 
   // ---- running -----------------------------------------------------------------------------

@@ -38,6 +38,17 @@ function chunksOf(count: number, n: number, seg: number, chunkElems: number, out
 }
 
 /**
+ * Elements per chunk of a ring pass over `count` elements of `elemBytes` bytes in `n` segments: at
+ * least 4 chunks a segment so that mid-size messages pipeline too, but no chunk under 64 KiB
+ * (per-frame costs) or over `maxChunkBytes`. With `elemBytes` 1 it gives bytes (for the plan).
+ */
+export function ringChunkElems(count: number, n: number, elemBytes: number, maxChunkBytes: number): number {
+  const minElems = Math.ceil((64 * 1024) / elemBytes);
+  const maxElems = Math.max(1, Math.floor(maxChunkBytes / elemBytes));
+  return Math.max(1, Math.min(maxElems, Math.max(minElems, Math.ceil(count / n / 4))));
+}
+
+/**
  * Runs a ring pass over `buf` (all `call.count` elements split into `comm.size` segments) in place.
  * Every rank must call it with the same plan, count and dtype.
  */
@@ -49,13 +60,7 @@ export async function ringPass(comm: Comm, call: Call, buf: CpuTensor, plan: Rin
   const left = (r - 1 + n) % n;
   const mod = (x: number) => ((x % n) + n) % n;
   const count = buf.length;
-  // At least 4 chunks a segment so that mid-size messages pipeline too, but no chunk under 64 KiB
-  // (per-frame costs) or over the configured chunk size.
-  const minElems = Math.ceil((64 * 1024) / buf.BYTES_PER_ELEMENT);
-  const chunkElems = Math.max(
-    1,
-    Math.min(comm.chunkElems(buf.BYTES_PER_ELEMENT), Math.max(minElems, Math.ceil(count / n / 4))),
-  );
+  const chunkElems = ringChunkElems(count, n, buf.BYTES_PER_ELEMENT, comm.chunkBytes);
 
   // Step k's received segment is step k+1's sent segment, so the send units after the first step
   // are exactly the receive units, one step later: send unit j waits for receive unit j - first.

@@ -203,33 +203,60 @@ export function checkResult(
   range: [number, number] = [0, got.length],
   gotOffset = 0,
 ): string | null {
+  return prepareCheck(dtype, op, inputs, factor, range)(got, gotOffset);
+}
+
+/**
+ * The reference of {@link checkResult} computed once, as a checker to apply to many results (e.g.
+ * the same collective run with every algorithm): each call compares one result.
+ */
+export function prepareCheck(
+  dtype: DType,
+  op: ReduceOp,
+  inputs: CpuTensor[],
+  factor = 1,
+  range: [number, number] = [0, inputs[0]?.length ?? 0],
+): (got: CpuTensor, gotOffset?: number) => string | null {
   const n = inputs.length;
-  for (let i = range[0]; i < range[1]; i++) {
+  const count = range[1] - range[0];
+  const want: (number | bigint)[] = new Array(count);
+  const tol = new Float64Array(count); // -1: exact; -2: relative (min/max floats)
+  const isF = dtype === "f32" || dtype === "f64" || dtype === "f16" || dtype === "bf16";
+  for (let k = 0; k < count; k++) {
+    const i = range[0] + k;
     const vals = inputs.map((t) => get(dtype, t, i));
-    const want = reduceValues(dtype, op, vals, factor);
-    const g = get(dtype, got, i - range[0] + gotOffset);
-    if (typeof want === "bigint" || typeof g === "bigint") {
-      if (want !== g) return `element ${i}: got ${g}, want ${want}`;
-      continue;
-    }
-    if (Number.isNaN(want) && Number.isNaN(g)) continue;
-    const isF = dtype === "f32" || dtype === "f64" || dtype === "f16" || dtype === "bf16";
-    if (!isF || op === "min" || op === "max") {
-      if (g !== want && !(isF && Math.abs(g - want) <= Math.abs(want) * eps(dtype))) {
-        return `element ${i}: got ${g}, want ${want}`;
-      }
-      continue;
-    }
-    const mag = vals.reduce(
-      (a: number, x) => a + Math.abs(x as number) * (op === "premul_sum" ? Math.abs(factor) : 1),
-      0,
-    );
-    const scale = op === "product" ? Math.abs(want as number) : mag;
-    if (Math.abs(g - (want as number)) > 2 * n * eps(dtype) * scale + 1e-300) {
-      return `element ${i}: got ${g}, want ${want} (tolerance ${2 * n * eps(dtype) * scale})`;
+    const w = reduceValues(dtype, op, vals, factor);
+    want[k] = w;
+    if (typeof w === "bigint" || !isF) tol[k] = -1;
+    else if (op === "min" || op === "max") tol[k] = -2;
+    else {
+      const mag = vals.reduce(
+        (a: number, x) => a + Math.abs(x as number) * (op === "premul_sum" ? Math.abs(factor) : 1),
+        0,
+      );
+      tol[k] = 2 * n * eps(dtype) * (op === "product" ? Math.abs(w) : mag) + 1e-300;
     }
   }
-  return null;
+  return (got, gotOffset = 0) => {
+    for (let k = 0; k < count; k++) {
+      const i = range[0] + k;
+      const w = want[k];
+      const g = get(dtype, got, k + gotOffset);
+      if (typeof w === "bigint" || typeof g === "bigint") {
+        if (w !== g) return `element ${i}: got ${g}, want ${w}`;
+        continue;
+      }
+      if (Number.isNaN(w) && Number.isNaN(g)) continue;
+      if (tol[k] === -1 || tol[k] === -2) {
+        if (g !== w && !(tol[k] === -2 && Math.abs(g - w) <= Math.abs(w) * eps(dtype))) {
+          return `element ${i}: got ${g}, want ${w}`;
+        }
+        continue;
+      }
+      if (Math.abs(g - w) > tol[k]) return `element ${i}: got ${g}, want ${w} (tolerance ${tol[k]})`;
+    }
+    return null;
+  };
 }
 
 /** Whether two tensors hold the same bytes (and the same number of them). */

@@ -1,0 +1,81 @@
+/**
+ * @module
+ * `pg.explain()` in real groups: every rank gets the same answer; over tcp it names channel
+ * algorithms, on one host over shm the shared-arena ones (unless an algorithm is forced, by call or by
+ * CHOIR_ALGO, which then runs over the channels); a forced algorithm that cannot run is an
+ * InvalidArgumentError naming op and algorithm, and the group keeps working after it.
+ */
+
+import assert from "node:assert/strict";
+import type { Explanation } from "../../mod.ts";
+import { resultOf, runRanks } from "../helpers/ranks.ts";
+
+interface Result {
+  rank: number;
+  explain: Record<string, Explanation | string>;
+  refusals: Record<string, string>;
+  sumOk: boolean;
+  broadcastOk: boolean;
+}
+
+async function run(worldSize: number, env: Record<string, string>): Promise<Result[]> {
+  const outs = await runRanks({ script: "tests/fixtures/explain_worker.ts", worldSize, env });
+  return outs.map((out) => {
+    assert.equal(out.code, 0, `rank ${out.rank} exited ${out.code}\n${out.stderr}`);
+    return resultOf<Result>(out);
+  });
+}
+
+function common(
+  results: Result[],
+): { explain: Record<string, Explanation>; refusals: Record<string, string> } {
+  for (const r of results) {
+    assert.deepEqual(r.explain, results[0].explain, `rank ${r.rank} explains differently from rank 0`);
+    assert.ok(r.sumOk && r.broadcastOk, `rank ${r.rank}: the group did not keep working`);
+    assert.match(r.refusals.allReduceChain, /allReduce.*chain|chain.*allReduce/);
+    assert.match(r.refusals.broadcastRing, /broadcast.*ring|ring.*broadcast/);
+    assert.match(r.refusals.explainBogus, /bogus/);
+  }
+  const e: Record<string, Explanation> = {};
+  for (const [k, v] of Object.entries(results[0].explain)) {
+    assert.ok(typeof v !== "string", `explain ${k} threw: ${v}`);
+    e[k] = v;
+  }
+  assert.equal(e["allReduce/1048576/tree"].algorithm, "tree");
+  assert.equal(e["allGather/8"].algorithm, "ring");
+  return { explain: e, refusals: results[0].refusals };
+}
+
+Deno.test("explain over tcp, 2 ranks: channel algorithms, the same on every rank", async () => {
+  const { explain: e, refusals } = common(await run(2, { CHOIR_TRANSPORT: "tcp" }));
+  assert.equal(e["allReduce/8"].algorithm, "direct");
+  assert.equal(e["allReduce/67108864"].algorithm, "ring");
+  assert.equal(e["barrier/8"].algorithm, "dissemination");
+  assert.ok(e["allReduce/67108864"].candidates.length >= 4);
+  assert.equal(refusals.groupForced, "no error");
+});
+
+Deno.test("explain over shm, 2 ranks: the arena's algorithms, and the channels once forced", async () => {
+  const { explain: e } = common(await run(2, { CHOIR_TRANSPORT: "shm" }));
+  assert.equal(e["allReduce/8"].algorithm, "shm_small");
+  assert.equal(e["allReduce/1048576"].algorithm, "shm_chunks");
+  assert.equal(e["allReduce/1048576/symmetric"].algorithm, "shm_symmetric");
+  assert.equal(e["barrier/8"].algorithm, "shm_small");
+  assert.equal(e["broadcast/67108864"].algorithm, "shm_chunks");
+  assert.equal(e["broadcast/8"].algorithm, "binomial");
+  assert.match(e["allReduce/8"].reason, /arena/);
+
+  // CHOIR_ALGO=ring: allReduce leaves the arena for the channels; broadcast has no ring, keeps its plan.
+  const { explain: f } = common(await run(2, { CHOIR_TRANSPORT: "shm", CHOIR_ALGO: "ring" }));
+  assert.equal(f["allReduce/8"].algorithm, "ring");
+  assert.equal(f["broadcast/67108864"].algorithm, "shm_chunks");
+});
+
+Deno.test("CHOIR_ALGO=direct on 3 ranks: allReduce refuses, naming op and algorithm; other ops run", async () => {
+  for (const r of await run(3, { CHOIR_TRANSPORT: "tcp", CHOIR_ALGO: "direct" })) {
+    assert.match(String(r.explain["allReduce/8"]), /InvalidArgumentError.*allReduce.*direct/);
+    assert.match(r.refusals.groupForced, /allReduce/);
+    assert.match(r.refusals.groupForced, /direct/);
+    assert.ok(r.broadcastOk);
+  }
+});
