@@ -1,0 +1,49 @@
+/**
+ * @module
+ * The model interface DistributedDataParallel works with, independent of any framework: named
+ * parameters, each with a value and a gradient buffer of the same length, and a signal during backward
+ * when a parameter's gradient is final. ddp/nn implements it; adapters (TensorFlow.js) wrap other
+ * frameworks. The tensor type is left open (typed arrays now, GPU tensors later).
+ */
+
+/** A float tensor a parameter's value or gradient lives in (typed arrays; GPU tensors later). */
+export type ParamTensor = Float32Array | Float64Array | Uint16Array;
+
+/** One trainable parameter. */
+export interface Parameter {
+  /** A name unique in its model (e.g. `fc1.weight`), the same on every rank. */
+  readonly name: string;
+  /** The value, updated in place by the optimizer. */
+  readonly data: ParamTensor;
+  /** The gradient, the same length as `data`; backward accumulates into it (`+=`). */
+  readonly grad: ParamTensor;
+  /** Element type of `data` and `grad` when `data` is a Uint16Array (`f16` or `bf16`). */
+  readonly dtype?: "f32" | "f64" | "f16" | "bf16";
+  /** Whether it is trained (default true); frozen parameters are neither synchronized nor reduced. */
+  readonly requiresGrad?: boolean;
+}
+
+/** A non-trainable state tensor (running statistics and the like), broadcast from rank 0 like parameters. */
+export interface Buffer {
+  /** A name unique in its model. */
+  readonly name: string;
+  /** The value. */
+  readonly data: ParamTensor;
+}
+
+/** Called during backward once the gradient of `param` is final for this backward pass. */
+export type GradReadyHook = (param: Parameter) => void;
+
+/**
+ * What DistributedDataParallel needs from a model. The order of {@link Model.parameters} must be the
+ * same on every rank; backward must call the installed hook once per parameter whose gradient it
+ * produced, as soon as that gradient is final (so communication can overlap the rest of backward).
+ */
+export interface Model {
+  /** Every parameter, in a fixed order (forward order). */
+  parameters(): readonly Parameter[];
+  /** Non-trainable state to keep equal across ranks (default: none). */
+  buffers?(): readonly Buffer[];
+  /** Installs the hook backward calls per ready gradient (null removes it). */
+  setGradReadyHook(hook: GradReadyHook | null): void;
+}
