@@ -284,8 +284,28 @@ function arenaCost(algorithm: Algorithm, op: PlanOp, s: number, shape: Shape, ch
   const share = ((n - 1) / n) * s;
   switch (`${op}/${algorithm}`) {
     case "allReduce/shm_small":
+    case "reduce/shm_small":
+    case "reduceScatter/shm_small":
     case "barrier/shm_small":
       return { us: timeOf(tally({ rounds: 1, reduced: share }), r), chunkBytes: s };
+    case "broadcast/shm_small":
+    case "allGather/shm_small":
+      return { us: timeOf(tally({ rounds: 1 }), r), chunkBytes: s };
+    case "reduce/shm_chunks":
+      // Per chunk: hand over, reduce a slice, the root fetches: three waits.
+      return {
+        us: timeOf(tally({ rounds: 1 + 3 * k, copied: 2 * s, reduced: share }), r),
+        chunkBytes: chunk,
+      };
+    case "reduceScatter/shm_chunks":
+      // Per piece: hand over the others' blocks, reduce this rank's: two waits.
+      return {
+        us: timeOf(tally({ rounds: 1 + 2 * k, copied: share, reduced: share }), r),
+        chunkBytes: chunk,
+      };
+    case "allGather/shm_chunks":
+      // Per chunk: copy in, every peer copies out: two waits.
+      return { us: timeOf(tally({ rounds: 1 + 2 * k, copied: s }), r), chunkBytes: chunk };
     case "allReduce/shm_chunks":
       // Per chunk: hand over, reduce own slice, fetch: three waits; about one copy each way.
       return {

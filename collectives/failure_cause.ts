@@ -1,25 +1,26 @@
 /**
  * @module
- * The first failure of a group, shared through the job's store so that every survivor names the same
- * cause. When rank 1 dies, rank 0 sees its socket close and closes its own channels; without this, rank
- * 2 would then blame rank 0. The first rank to fail records its error (first writer wins) before it
- * closes anything, so a rank that fails later because of that closing finds the real cause there.
+ * Finding the rank that really failed when a group breaks. When rank 2 dies, its neighbours see its
+ * links close and close their own links as they give up, so other ranks see *those* ranks go away and
+ * would blame them. Every failing rank records whom it blames in the job's store; a rank whose suspect
+ * recorded a failure of its own (so it is alive) follows that rank's blame instead, hop by hop, until
+ * it reaches a rank that recorded nothing: the one that died.
  */
 
 import { type ChoirError, PeerLostError, TransportError } from "../errors.ts";
 import type { Store } from "../transports/store/store.ts";
 
-const KEY = "failure/first";
-/** How long a failing rank spends on the store at most (the store may have died with its host). */
+/** How long a live suspect has to record its own failure before it is taken for the culprit. */
+const WAIT_MS = 400;
+/** How long a failing rank spends on each store call at most (the store may have died with its host). */
 const STORE_MS = 1000;
+const POLL_MS = 20;
 
-/** What the store keeps about the first failure. */
-interface Cause {
+/** What a failing rank records under `failure/<rank>`. */
+interface Record {
   /** Error class name. */
   kind: string;
-  /** The rank that detected it. */
-  detector: number;
-  /** The rank it blamed (the peer it lost), if any. */
+  /** The rank it blamed, if any. */
   culprit?: number;
   /** The op it was running. */
   op?: string;
@@ -27,11 +28,12 @@ interface Cause {
   message: string;
 }
 
+const key = (r: number) => `failure/${r}`;
+
 /**
- * Records `err` as the group's first failure unless one is already recorded, and returns the error this
- * rank should report: `err` itself, or, when an earlier rank already lost a peer and this rank merely
- * saw the consequences (a connection closed by a rank that was shutting down), a PeerLostError naming
- * the rank that was really lost.
+ * Records `err` for this rank and returns the error it should report: `err` itself, or, when the
+ * rank it blames is alive and failing too (it only closed its links), a PeerLostError naming the rank
+ * at the end of the blame chain.
  */
 export async function settleCause(
   store: Store | undefined,
@@ -39,32 +41,48 @@ export async function settleCause(
   err: ChoirError,
 ): Promise<ChoirError> {
   if (!store) return err;
-  const mine: Cause = { kind: err.name, detector: rank, culprit: err.peer, op: err.op, message: err.message };
-  const enc = new TextEncoder().encode(JSON.stringify(mine));
-  let held: Uint8Array;
+  const mine: Record = { kind: err.name, culprit: err.peer, op: err.op, message: err.message };
   try {
-    held = await bounded(store.compareSet(KEY, "", enc));
+    await bounded(store.set(key(rank), JSON.stringify(mine)));
+    if (err.peer === undefined || !(err instanceof PeerLostError || err instanceof TransportError)) {
+      return err;
+    }
+    const seen = new Set([rank]);
+    let suspect = err.peer;
+    let via: Record | undefined;
+    while (true) {
+      seen.add(suspect);
+      const theirs = await recordOf(store, suspect);
+      if (!theirs || theirs.culprit === undefined) break; // it recorded nothing: it is the one
+      if (seen.has(theirs.culprit)) return err; // ranks blaming each other: no better answer
+      via = theirs;
+      suspect = theirs.culprit;
+    }
+    if (suspect === err.peer) return err;
+    return new PeerLostError(
+      `rank ${suspect} was lost (${via?.op ?? "an op"} saw: ${via?.message ?? "?"}); ` +
+        `here it showed as: ${err.message}`,
+      { rank, op: err.op, peer: suspect, cause: err },
+    );
   } catch {
     return err; // no store to share through: report what this rank saw
   }
-  let first: Cause;
-  try {
-    first = JSON.parse(new TextDecoder().decode(held)) as Cause;
-  } catch {
-    return err;
+}
+
+/** The failure `r` recorded, waiting up to {@link WAIT_MS} for it; undefined if none came. */
+async function recordOf(store: Store, r: number): Promise<Record | undefined> {
+  const until = performance.now() + WAIT_MS;
+  while (true) {
+    if (await bounded(store.check([key(r)]))) {
+      try {
+        return JSON.parse(new TextDecoder().decode(await bounded(store.get(key(r))))) as Record;
+      } catch {
+        return undefined;
+      }
+    }
+    if (performance.now() > until) return undefined;
+    await new Promise((res) => setTimeout(res, POLL_MS));
   }
-  const secondary = err instanceof PeerLostError || err instanceof TransportError;
-  if (
-    first.detector === rank || !secondary || first.kind !== "PeerLostError" || first.culprit === undefined ||
-    first.culprit === err.peer || first.culprit === rank
-  ) {
-    return err;
-  }
-  return new PeerLostError(
-    `rank ${first.culprit} was lost (rank ${first.detector} saw it during ${first.op ?? "an op"}); ` +
-      `here it showed as: ${err.message}`,
-    { rank, op: err.op, peer: first.culprit, cause: err },
-  );
 }
 
 function bounded<T>(p: Promise<T>): Promise<T> {

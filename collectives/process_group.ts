@@ -1255,7 +1255,7 @@ export class ProcessGroup {
         else if (useArenaBroadcast(arena, bytes)) algorithm = "shm_chunks";
       }
       // reduce, allGather and reduceScatter always run on the arena (tiny ones in the call slots).
-      if (op === "reduce" || op === "reduceScatter") {
+      if (op === "reduce" || op === "reduceScatter" || op === "allGather") {
         algorithm = bytes <= SMALL_PAYLOAD ? "shm_small" : "shm_chunks";
       }
       if (op === "allReduce") {

@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { freePort } from "../helpers/ranks.ts";
+import { startStoreServer } from "../../transports/store/mod.ts";
 
 function choirSegments(): string[] {
   return [...Deno.readDirSync("/dev/shm")].map((e) => e.name).filter((n) => n.startsWith("choir"));
@@ -29,7 +29,9 @@ for (
   const name = `SIGKILL of rank ${victim} of ${worldSize} mid-allreduce (${transport}, ${elems * 4} B)`;
   Deno.test(`${name}: every survivor gets PeerLostError naming it`, async () => {
     const before = choirSegments();
-    const port = freePort();
+    // The store runs here, as the launcher runs it, so it outlives any rank (rank 0 included).
+    const server = await startStoreServer({ hostname: "127.0.0.1", port: 0, token: "kill-test" });
+    const port = server.port;
     const children = Array.from({ length: worldSize }, (_, rank) =>
       new Deno.Command(Deno.execPath(), {
         args: ["run", "--allow-all", script, String(elems)],
@@ -39,6 +41,7 @@ for (
           MASTER_ADDR: "127.0.0.1",
           MASTER_PORT: String(port),
           CHOIR_TOKEN: "kill-test",
+          CHOIR_STORE_EXTERNAL: "1",
           CHOIR_TRANSPORT: transport,
           NO_COLOR: "1",
         },
@@ -75,6 +78,7 @@ for (
     } finally {
       clearTimeout(guard);
       for (const c of children) await c.stderr.cancel().catch(() => {});
+      await server.close();
     }
     assert.deepEqual(choirSegments(), before, "a /dev/shm segment was left behind");
   });
