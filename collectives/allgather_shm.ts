@@ -1,6 +1,6 @@
 /**
  * @module
- * Same-host allGather on the shared arena. Tiny inputs (up to 112 bytes) travel in the call slots;
+ * Same-host allGather on the shared arena. Tiny inputs (up to 4 KiB) travel in the call slots;
  * larger ones go chunk by chunk through each rank's chunk buffer, which every peer copies from
  * straight into its output.
  *

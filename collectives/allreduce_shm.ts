@@ -1,7 +1,7 @@
 /**
  * @module
  * Same-host allreduce straight through the shared arena, with no channel in between. Tiny inputs
- * (up to 112 bytes) travel in the call slot: publish, then read every peer's slot and reduce in
+ * (up to 4 KiB) travel in the call slot: publish, then read every peer's slot and reduce in
  * rank order. Larger ones go through a chunk pipeline: each rank hands over the slices of the chunk
  * the others reduce, reduces its own slice over all ranks (its own input read in place), and fetches
  * the others' results, so each byte is copied about once each way.

@@ -55,7 +55,7 @@ export async function broadcastShm(
 }
 
 /**
- * Tiny broadcast (up to 112 bytes) through the root's call slot: the root publishes its data with
+ * Tiny broadcast (up to 4 KiB) through the root's call slot: the root publishes its data with
  * the fingerprint; every other rank copies it out once the handshake is complete. Synchronous
  * (undefined) when every peer is on time.
  */

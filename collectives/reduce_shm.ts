@@ -1,6 +1,6 @@
 /**
  * @module
- * Same-host reduce (to a root) on the shared arena. Tiny inputs (up to 112 bytes) travel in the call
+ * Same-host reduce (to a root) on the shared arena. Tiny inputs (up to 4 KiB) travel in the call
  * slots and the root reduces them. Larger ones go chunk by chunk: every rank reduces one slice of the
  * chunk over all ranks (in rank order, in rank 0's chunk buffer, its own input read in place), then
  * the root copies the reduced slices out. Only the root's tensor changes.

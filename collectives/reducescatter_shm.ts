@@ -1,6 +1,6 @@
 /**
  * @module
- * Same-host reduceScatter on the shared arena. Tiny inputs (up to 112 bytes) travel whole in the
+ * Same-host reduceScatter on the shared arena. Tiny inputs (up to 4 KiB) travel whole in the
  * call slots; larger ones go in pieces: each rank hands over its pieces of the other ranks' blocks
  * through its chunk buffer, and reduces its own block in rank order, reading its own input in place.
  *

@@ -35,7 +35,8 @@ const BUDGET = 64 << 20;
  */
 export function defaultArenaBytes(size: number): number {
   if (size < 2) return 0;
-  const bytes = size * LINE + size * 256 + 2 * size * (1 << 20);
+  // Per rank: a control line, two call slots of 4160 bytes (shm_arena.ts) and two 1 MiB chunk buffers.
+  const bytes = size * LINE + size * 2 * 4160 + 2 * size * (1 << 20);
   return Math.ceil(bytes / PAGE) * PAGE;
 }
 
