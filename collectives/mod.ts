@@ -18,6 +18,7 @@ export {
   type AsyncOptions,
   type BarrierOptions,
   type ExplainOptions,
+  type GroupStatus,
   type NewGroupOptions,
   type ObjectOptions,
   type OpOptions,
@@ -57,3 +58,22 @@ export {
   type PlanOp,
 } from "./plan.ts";
 export * from "./reduce/mod.ts";
+export { LATENCY_BUCKETS, Metrics, type MetricsOptions, type OpCounters, prometheusText } from "./metrics.ts";
+export {
+  type EntryState,
+  type FlightEntry,
+  FlightRecorder,
+  type FlightRecorderOptions,
+  type FlightRecorderSnapshot,
+  type OpDescriptor,
+} from "./flight_recorder.ts";
+export {
+  analyzeHang,
+  type AnalyzeOptions,
+  type BehindRank,
+  type HangReport,
+  type MismatchedRank,
+  type RankStanding,
+  type Stall,
+} from "./hang_report.ts";
+export { startStatusServer, type StatusServer, type StatusServerOptions } from "./status_server.ts";
