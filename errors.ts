@@ -105,3 +105,6 @@ export class LibraryUnavailableError extends ChoirError {}
 
 /** The process group was used after `destroy()` or `abort()`. */
 export class GroupDestroyedError extends ChoirError {}
+
+/** `abort()` was called on the group: every operation in flight and every later one fails with this. */
+export class AbortedError extends ChoirError {}

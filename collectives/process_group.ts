@@ -8,6 +8,7 @@
  */
 
 import {
+  AbortedError,
   ChoirError,
   CollectiveMismatchError,
   CollectiveTimeoutError,
@@ -1298,6 +1299,20 @@ export class ProcessGroup {
     });
     this.#symmetric.set(sym.buffer, sym);
     return new ctor(sym.buffer, sym.offsets[this.rank], length);
+  }
+
+  /**
+   * Gives up at once, like torch's `abort()`: every operation in flight rejects with AbortedError
+   * (within a nap of the shared arena, a few milliseconds), links are closed, later calls throw. The
+   * other ranks see this rank's links close (PeerLostError) or time out in the arena. Then call
+   * `destroy()` to release the rest.
+   */
+  async abort(reason = "the group was aborted"): Promise<void> {
+    const err = new AbortedError(reason, { rank: this.rank, op: "abort" });
+    this.#broken ??= err;
+    this.#arenaCtx.aborted = err;
+    await Promise.all([...this.#children].map((g) => g.abort(reason).catch(() => {})));
+    await this.#transport.close(err);
   }
 
   /**

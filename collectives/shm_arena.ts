@@ -83,6 +83,8 @@ export interface WaitContext {
   globalOf: readonly number[];
   /** Names a fingerprint's fields for a mismatch message. */
   describe(fp: Fingerprint): Record<string, number | string>;
+  /** Set by the group's `abort()`: a wait that naps throws it. */
+  aborted?: Error | null;
 }
 
 /** A rank's view of the arena. */
@@ -300,6 +302,7 @@ export class Arena {
       if (((Atomics.load(ctl, idx) - target) | 0) >= 0) return;
       await this.#host.sleep(snap, 2);
       if (((Atomics.load(ctl, idx) - target) | 0) >= 0) return;
+      if (ctx.aborted) throw ctx.aborted;
       const now = performance.now();
       if (now > ctx.deadline) {
         throw new CollectiveTimeoutError(
