@@ -31,8 +31,13 @@ export interface ChoirEnv {
   jobId?: string;
   /** `CHOIR_HOST_ID`: overrides the host identity used to find same-host peers. */
   hostId?: string;
-  /** `CHOIR_SOCKET_IFNAME` / bind address for transport listeners. */
+  /** `CHOIR_BIND_ADDR`: the address transport listeners bind to. */
   bindAddr?: string;
+  /**
+   * `CHOIR_SOCKET_IFNAME` (or Gloo's `GLOO_SOCKET_IFNAME`): the network interface whose IPv4 address
+   * the transport listeners bind to (when `CHOIR_BIND_ADDR` is not set).
+   */
+  socketIfname?: string;
   /**
    * `CHOIR_STORE_EXTERNAL` (`1`/`true`): the store server at MASTER_ADDR:MASTER_PORT is run by
    * someone else (the launcher), so rank 0 must not start one for `env://` rendezvous.
@@ -94,6 +99,7 @@ export function readEnv(get: (name: string) => string | undefined = safeGet): Ch
     hostId: str(get("CHOIR_HOST_ID")),
     jobId: str(get("CHOIR_JOB_ID")) ?? str(get("TORCHELASTIC_RUN_ID")),
     bindAddr: str(get("CHOIR_BIND_ADDR")),
+    socketIfname: str(get("CHOIR_SOCKET_IFNAME")) ?? str(get("GLOO_SOCKET_IFNAME")),
     storeExternal: bool(get("CHOIR_STORE_EXTERNAL")),
     statusPort: int(get("CHOIR_STATUS_PORT")),
     statusAddr: str(get("CHOIR_STATUS_ADDR")),

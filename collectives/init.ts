@@ -131,9 +131,13 @@ function forcedAlgorithm(name: string | undefined): Algorithm | undefined {
   return name;
 }
 
-/** Where to listen: loopback for a single-host job, otherwise the interface that reaches the master. */
+/**
+ * Where to listen: `CHOIR_BIND_ADDR`, else `CHOIR_SOCKET_IFNAME`'s address, else loopback for a
+ * single-host job, otherwise the interface that reaches the master. Never every interface (0.0.0.0).
+ */
 async function listenAddress(env: ChoirEnv): Promise<{ bind: string; advertise?: string }> {
   if (env.bindAddr) return { bind: env.bindAddr };
+  if (env.socketIfname) return { bind: interfaceAddress(env.socketIfname) };
   const master = env.masterAddr;
   if (!master || LOOPBACK.test(master)) return { bind: "127.0.0.1" };
   // Ask the kernel which local address routes to the master: connect once and read it back.
@@ -141,4 +145,18 @@ async function listenAddress(env: ChoirEnv): Promise<{ bind: string; advertise?:
   const local = (conn.localAddr as Deno.NetAddr).hostname;
   conn.close();
   return { bind: local };
+}
+
+/** The IPv4 address of network interface `name`; an InvalidArgumentError naming the ones there are. */
+export function interfaceAddress(name: string): string {
+  const all = Deno.networkInterfaces();
+  const hit = all.find((i) => i.name === name && i.family === "IPv4");
+  if (!hit) {
+    const names = [...new Set(all.map((i) => i.name))].join(", ");
+    throw new InvalidArgumentError(
+      `CHOIR_SOCKET_IFNAME=${name}: no interface of that name with an IPv4 address (there are: ${names})`,
+      { op: "initProcessGroup" },
+    );
+  }
+  return hit.address;
 }

@@ -6,9 +6,10 @@
  */
 
 import assert from "node:assert/strict";
-import { AuthError, TransportError } from "../../errors.ts";
+import { AuthError, InvalidArgumentError, TransportError } from "../../errors.ts";
 import { MemoryStore } from "../../transports/store/mod.ts";
 import { TcpTransport } from "../../transports/tcp.ts";
+import { interfaceAddress } from "../../collectives/init.ts";
 
 const hdr = (bytes: number) => ({ group: 0, seq: 0, op: 1, dtype: 0, count: 1, root: -1, chunk: 0, bytes });
 
@@ -41,4 +42,12 @@ Deno.test("tcp: random bytes from a stranger are dropped; the job still works", 
   await a.close();
   await b.close();
   await store.close();
+});
+
+Deno.test("CHOIR_SOCKET_IFNAME: the listeners bind to that interface's address; an unknown one is named", () => {
+  assert.equal(interfaceAddress("lo"), "127.0.0.1");
+  assert.throws(
+    () => interfaceAddress("nope0"),
+    (e: Error) => e instanceof InvalidArgumentError && /nope0.*lo/.test(e.message),
+  );
 });
