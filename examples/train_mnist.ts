@@ -5,10 +5,11 @@
  * loop (zero grads, forward, loss, backward, wait for the gradient averaging, step). An MLP
  * 784-256-10 (GELU) trained with AdamW, cosine learning-rate decay and random shifts of up to 2 pixels
  * (the set has only 8,500 training digits); the test accuracy is reduced over the ranks each epoch.
- * On 2 ranks of a shared 2-core machine: 96.87% test accuracy after 12 epochs in 9.4-17 s of training.
+ * On 2 ranks of a shared 2-core machine: 96.87% test accuracy after 12 epochs in 9.4-26 s of
+ * training with OpenBLAS, depending on load (67 s with the JS fallback, `--js-gemm`).
  *
  * Run: `deno task launch --nproc-per-node 2 examples/train_mnist.ts [--epochs 12] [--batch 32]
- * [--lr 0.002] [--hidden 256] [--shift 2]` (`--batch` is per rank).
+ * [--lr 0.002] [--hidden 256] [--shift 2] [--js-gemm]` (`--batch` is per rank).
  */
 
 import { initProcessGroup, ReduceOp } from "../mod.ts";
@@ -20,6 +21,7 @@ import {
   Linear,
   seededRandom,
   Sequential,
+  setGemmBlasEnabled,
   softmaxCrossEntropy,
 } from "../ddp/nn/mod.ts";
 // TEMPORARY: the real ones land as ../ddp/mod.ts (DistributedDataParallel, DistributedSampler).
@@ -36,6 +38,7 @@ const batch = flag("batch", 32);
 const lr = flag("lr", 0.002);
 const hidden = flag("hidden", 256);
 const maxShift = flag("shift", 2);
+if (Deno.args.includes("--js-gemm")) setGemmBlasEnabled(false); // the fallback, for comparison
 
 const pg = await initProcessGroup(); // env://: MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE
 const log = (msg: string) => pg.rank === 0 && console.log(msg);
