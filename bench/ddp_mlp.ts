@@ -1,0 +1,97 @@
+/**
+ * @module
+ * Time per training step (forward + backward + AdamW step) of a ddp/nn MLP of about 10M parameters:
+ * 784-2048-2048-2048-10 with ReLU has 10,020,874. Alone it measures compute; launched with `--ddp`
+ * on N ranks it adds the gradient averaging, so the two give DDP's overhead. The step is about
+ * 6 x params x batch floating-point operations.
+ *
+ * Run: `deno run -A bench/ddp_mlp.ts [--batch 64] [--iters 10] [--warmup 2] [--hidden 2048]
+ * [--layers 3]`, or `deno task launch --nproc-per-node 2 bench/ddp_mlp.ts --ddp`.
+ */
+
+import { readEnv } from "../config.ts";
+import { initProcessGroup } from "../mod.ts";
+import {
+  AdamW,
+  gemmBackend,
+  Linear,
+  type Parameter,
+  ReLU,
+  Sequential,
+  softmaxCrossEntropy,
+} from "../ddp/nn/mod.ts";
+import type { Layer } from "../ddp/nn/mod.ts";
+// TEMPORARY: switch to ../ddp/mod.ts when DistributedDataParallel lands.
+import { DistributedDataParallel } from "../examples/_ddp_shim.ts";
+
+function flag(name: string, fallback: number): number {
+  const i = Deno.args.indexOf(`--${name}`);
+  return i >= 0 ? Number(Deno.args[i + 1]) : fallback;
+}
+
+/** Parameters of an MLP `input-hidden x layers-classes`. */
+export function mlpParameterCount(input: number, hidden: number, layers: number, classes: number): number {
+  let n = 0, prev = input;
+  for (let l = 0; l < layers; l++) {
+    n += prev * hidden + hidden;
+    prev = hidden;
+  }
+  return n + prev * classes + classes;
+}
+
+const batch = flag("batch", 64);
+const iters = flag("iters", 10);
+const warmup = flag("warmup", 2);
+const hidden = flag("hidden", 2048);
+const depth = flag("layers", 3);
+const useDdp = Deno.args.includes("--ddp");
+const INPUT = 784, CLASSES = 10;
+
+const env = readEnv();
+const pg = useDdp || env.worldSize !== undefined ? await initProcessGroup() : null;
+const rank = pg?.rank ?? 0;
+
+const layers: Layer[] = [];
+let prev = INPUT;
+for (let l = 0; l < depth; l++) {
+  layers.push(new Linear(prev, hidden, { seed: l + 1 }), new ReLU());
+  prev = hidden;
+}
+layers.push(new Linear(prev, CLASSES, { seed: depth + 1 }));
+const model = new Sequential(...layers);
+const params: readonly Parameter[] = model.parameters();
+const count = params.reduce((s, p) => s + p.data.length, 0);
+const ddp = useDdp && pg ? await DistributedDataParallel.create(model, pg) : null;
+const opt = new AdamW({ lr: 1e-4 });
+
+const x = new Float32Array(batch * INPUT).map((_, i) => Math.sin(i + rank));
+const y = Int32Array.from({ length: batch }, (_, i) => (i * 7 + rank) % CLASSES);
+
+const times: number[] = [];
+for (let it = 0; it < warmup + iters; it++) {
+  const t = performance.now();
+  model.zeroGrad();
+  const { grad } = softmaxCrossEntropy(model.forward(x, batch), y, batch, CLASSES);
+  model.backward(grad);
+  if (ddp) await ddp.finishBackward();
+  opt.step(params);
+  if (it >= warmup) times.push(performance.now() - t);
+}
+times.sort((a, b) => a - b);
+const median = times[Math.floor(times.length / 2)];
+const mean = times.reduce((s, t) => s + t, 0) / times.length;
+if (rank === 0) {
+  console.log(
+    `mlp ${INPUT}-${Array(depth).fill(hidden).join("-")}-${CLASSES}: ${count} parameters ` +
+      `(expected ${
+        mlpParameterCount(INPUT, hidden, depth, CLASSES)
+      }), gemm ${gemmBackend()}, batch ${batch}, ` +
+      `ranks ${pg?.size ?? 1}, ${ddp ? "DDP (shim)" : "no communication"}`,
+  );
+  console.log(
+    `step: median ${median.toFixed(1)} ms, mean ${mean.toFixed(1)} ms over ${iters} iterations; ` +
+      `${(batch / median * 1000).toFixed(0)} samples/s per rank; ` +
+      `${(6 * count * batch / median / 1e6).toFixed(2)} GFLOP/s`,
+  );
+}
+await pg?.destroy();

@@ -1,0 +1,29 @@
+/**
+ * @module
+ * A small neural-network library for data-parallel training on the CPU: {@link Linear}, {@link ReLU},
+ * {@link GELU}, {@link Sequential} (a DDP {@link Model}), {@link softmaxCrossEntropy}, {@link SGD} and
+ * {@link AdamW}. Matrix products run through OpenBLAS `cblas_sgemm` by FFI, with a JS fallback.
+ *
+ * @example
+ * ```ts
+ * import { AdamW, Linear, ReLU, Sequential, softmaxCrossEntropy } from "@choir/choir/ddp/nn";
+ * const model = new Sequential(new Linear(784, 128, { seed: 1 }), new ReLU(), new Linear(128, 10, { seed: 2 }));
+ * const opt = new AdamW({ lr: 1e-3 });
+ * const x = new Float32Array(32 * 784), labels = new Int32Array(32);
+ * model.zeroGrad();
+ * const { loss, grad } = softmaxCrossEntropy(model.forward(x, 32), labels, 32, 10);
+ * model.backward(grad);
+ * opt.step(model.parameters());
+ * console.log(loss);
+ * ```
+ */
+
+export type { Model, Parameter } from "../model.ts";
+export { gemmBackend, setGemmBlasEnabled, sgemm } from "./gemm.ts";
+export { type Layer, NnParameter, type ParamReady } from "./layer.ts";
+export { Linear, type LinearOptions } from "./linear.ts";
+export { GELU, ReLU } from "./activations.ts";
+export { Sequential } from "./sequential.ts";
+export { argmax, type LossResult, softmaxCrossEntropy } from "./loss.ts";
+export { AdamW, type AdamWOptions, SGD, type SGDOptions, zeroGrad } from "./optim.ts";
+export { seededRandom } from "./rng.ts";

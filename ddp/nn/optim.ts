@@ -1,0 +1,134 @@
+/**
+ * @module
+ * Optimizers that update parameters in place from their gradients, with torch's semantics:
+ * {@link SGD} (momentum, L2 weight decay) and {@link AdamW} (decoupled weight decay).
+ */
+
+import { InvalidArgumentError } from "../../errors.ts";
+import type { Parameter } from "../model.ts";
+
+type Floats = Float32Array | Float64Array;
+
+function floats(p: Parameter, op: string): { data: Floats; grad: Floats } {
+  const { data, grad } = p;
+  if (data instanceof Uint16Array || grad instanceof Uint16Array) {
+    throw new InvalidArgumentError(`${op}: parameter ${p.name} is 16-bit; only f32/f64 are supported`, {
+      op,
+    });
+  }
+  return { data, grad };
+}
+
+/** Options of {@link SGD}. */
+export interface SGDOptions {
+  /** Learning rate. */
+  lr: number;
+  /** Momentum factor (default 0: plain SGD). */
+  momentum?: number;
+  /** L2 penalty added to the gradient (default 0). */
+  weightDecay?: number;
+}
+
+/** Stochastic gradient descent with momentum: `b = m b + (g + wd p)`, `p -= lr b` (as torch.optim.SGD). */
+export class SGD {
+  /** Learning rate (may be changed between steps). */
+  lr: number;
+  /** Momentum factor. */
+  readonly momentum: number;
+  /** L2 weight decay. */
+  readonly weightDecay: number;
+  readonly #buf = new Map<Parameter, Float64Array>();
+
+  /** An optimizer with these settings. */
+  constructor(opts: SGDOptions) {
+    this.lr = opts.lr;
+    this.momentum = opts.momentum ?? 0;
+    this.weightDecay = opts.weightDecay ?? 0;
+  }
+
+  /** Updates every parameter that requires a gradient. */
+  step(params: readonly Parameter[]): void {
+    const lr = this.lr, mom = this.momentum, wd = this.weightDecay;
+    for (const p of params) {
+      if (p.requiresGrad === false) continue;
+      const { data, grad } = floats(p, "SGD.step");
+      if (mom === 0) {
+        for (let i = 0; i < data.length; i++) data[i] -= lr * (grad[i] + wd * data[i]);
+        continue;
+      }
+      let b = this.#buf.get(p);
+      const first = b === undefined;
+      if (b === undefined) {
+        b = new Float64Array(data.length);
+        this.#buf.set(p, b);
+      }
+      for (let i = 0; i < data.length; i++) {
+        const g = grad[i] + wd * data[i];
+        b[i] = first ? g : mom * b[i] + g;
+        data[i] -= lr * b[i];
+      }
+    }
+  }
+}
+
+/** Options of {@link AdamW}. */
+export interface AdamWOptions {
+  /** Learning rate (default 1e-3). */
+  lr?: number;
+  /** Decay rates of the first and second moment estimates (default [0.9, 0.999]). */
+  betas?: readonly [number, number];
+  /** Added to the denominator for stability (default 1e-8). */
+  eps?: number;
+  /** Decoupled weight decay (default 0.01). */
+  weightDecay?: number;
+}
+
+/** Adam with decoupled weight decay (as torch.optim.AdamW). */
+export class AdamW {
+  /** Learning rate (may be changed between steps). */
+  lr: number;
+  /** Moment decay rates. */
+  readonly betas: readonly [number, number];
+  /** Denominator epsilon. */
+  readonly eps: number;
+  /** Decoupled weight decay. */
+  readonly weightDecay: number;
+  readonly #state = new Map<Parameter, { m: Float32Array; v: Float32Array; t: number }>();
+
+  /** An optimizer with these settings. */
+  constructor(opts: AdamWOptions = {}) {
+    this.lr = opts.lr ?? 1e-3;
+    this.betas = opts.betas ?? [0.9, 0.999];
+    this.eps = opts.eps ?? 1e-8;
+    this.weightDecay = opts.weightDecay ?? 0.01;
+  }
+
+  /** Updates every parameter that requires a gradient. */
+  step(params: readonly Parameter[]): void {
+    const [b1, b2] = this.betas, lr = this.lr, eps = this.eps;
+    for (const p of params) {
+      if (p.requiresGrad === false) continue;
+      const { data, grad } = floats(p, "AdamW.step");
+      let s = this.#state.get(p);
+      if (s === undefined) {
+        s = { m: new Float32Array(data.length), v: new Float32Array(data.length), t: 0 };
+        this.#state.set(p, s);
+      }
+      s.t++;
+      const c1 = 1 - b1 ** s.t, c2 = 1 - b2 ** s.t;
+      const decay = 1 - lr * this.weightDecay;
+      const { m, v } = s;
+      for (let i = 0; i < data.length; i++) {
+        const g = grad[i];
+        m[i] = b1 * m[i] + (1 - b1) * g;
+        v[i] = b2 * v[i] + (1 - b2) * g * g;
+        data[i] = data[i] * decay - lr * (m[i] / c1) / (Math.sqrt(v[i] / c2) + eps);
+      }
+    }
+  }
+}
+
+/** Sets the gradient of every parameter to zero. */
+export function zeroGrad(params: readonly Parameter[]): void {
+  for (const p of params) p.grad.fill(0);
+}
