@@ -132,7 +132,9 @@ export class DistributedDataParallel {
     const trainable = model.parameters().filter((p) => p.requiresGrad !== false);
     trainable.forEach((p, i) => {
       if (p.grad.length !== p.data.length) {
-        throw new InvalidArgumentError(`parameter ${p.name}: grad and data lengths differ`, { rank: pg.rank });
+        throw new InvalidArgumentError(`parameter ${p.name}: grad and data lengths differ`, {
+          rank: pg.rank,
+        });
       }
       this.#index.set(p, i);
     });
@@ -209,7 +211,9 @@ export class DistributedDataParallel {
   async beforeForward(): Promise<void> {
     await this.ready;
     const buffers = this.model.buffers?.() ?? [];
-    if (this.#noSync > 0 || !this.#opts.broadcastBuffers || buffers.length === 0 || this.#reducer.active) return;
+    if (this.#noSync > 0 || !this.#opts.broadcastBuffers || buffers.length === 0 || this.#reducer.active) {
+      return;
+    }
     this.#beginStep(true);
     const c = await this.#control!;
     await this.#broadcastAll(buffers, c.authority);
@@ -233,7 +237,9 @@ export class DistributedDataParallel {
     if (this.#opts.staticGraph && this.stats.steps === 0) {
       this.#staticUnused = [...this.#used.keys()].filter((i) => !this.#used[i]);
     }
-    const scale = this.#opts.divideByInitialWorldSize || c.active.length === 0 ? 1 : this.#pg.size / c.active.length;
+    const scale = this.#opts.divideByInitialWorldSize || c.active.length === 0
+      ? 1
+      : this.#pg.size / c.active.length;
     this.#reducer.writeBack(scale, (i) => !globallyUsed || globallyUsed[i] > 0);
     this.#unused = globallyUsed
       ? this.#reducer.params.filter((_, i) => globallyUsed[i] === 0).map((p) => p.name)
@@ -335,7 +341,9 @@ export class DistributedDataParallel {
       if (k >= 0 || a.length !== b.length) {
         const at = k >= 0 ? k : Math.min(a.length, b.length);
         throw new InvalidArgumentError(
-          `model differs between ranks 0 and ${r} at entry ${at}: "${a[at] ?? "(none)"}" vs "${b[at] ?? "(none)"}"`,
+          `model differs between ranks 0 and ${r} at entry ${at}: "${a[at] ?? "(none)"}" vs "${
+            b[at] ?? "(none)"
+          }"`,
           { rank: this.#pg.rank, op: "DistributedDataParallel" },
         );
       }

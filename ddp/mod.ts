@@ -38,11 +38,15 @@ export type { OutputStream } from "./launch_output.ts";
 export type { ChoirEnv } from "../config.ts";
 
 export type { Buffer, GradReadyHook, Model, Parameter, ParamTensor } from "./model.ts";
-export { type DdpStats, DistributedDataParallel, type DistributedDataParallelOptions } from "./distributed.ts";
+export {
+  type DdpStats,
+  DistributedDataParallel,
+  type DistributedDataParallelOptions,
+} from "./distributed.ts";
 export { DistributedSampler, type DistributedSamplerOptions } from "./sampler.ts";
 export type { GradDType } from "./buckets.ts";
 export type { Control } from "./join.ts";
 export type { CommHook, GradBucket, HookGroup, HookReduceOp } from "./hooks/types.ts";
 export { allreduceHook } from "./hooks/default.ts";
 export { bf16CompressHook, compressWrapper, fp16CompressHook, type HalfFormat } from "./hooks/compress.ts";
-export { type PowerSGDOptions, powerSGDHook, PowerSGDState } from "./hooks/powersgd.ts";
+export { powerSGDHook, type PowerSGDOptions, PowerSGDState } from "./hooks/powersgd.ts";

@@ -51,8 +51,9 @@ export class Reducer {
   #chain: Promise<void> = Promise.resolve();
   #results: (ParamTensor | null)[] = [];
   #failure: unknown = null;
-  #step: { iteration: number; group: HookGroup; hook: CommHook<unknown>; state: unknown; zeros: boolean } | null =
-    null;
+  #step:
+    | { iteration: number; group: HookGroup; hook: CommHook<unknown>; state: unknown; zeros: boolean }
+    | null = null;
 
   /** Builds the initial buckets in reverse parameter order. */
   constructor(params: readonly Parameter[], opts: ReducerOptions) {

@@ -87,7 +87,7 @@ export async function powerSGDHook(state: PowerSGDState, bucket: GradBucket): Pr
     const view = buf.subarray(bucket.offsets[k], bucket.offsets[k] + len);
     if (state.useErrorFeedback) {
       const e = state.errors.get(p.name);
-      if (e) for (let i = 0; i < len; i++) view[i] += e[i];
+      if (e) { for (let i = 0; i < len; i++) view[i] += e[i]; }
     }
     const rows = p.shape && p.shape.length >= 2 ? p.shape[0] : 0;
     const cols = rows ? len / rows : 0;
