@@ -49,8 +49,11 @@ for (const n of [1, 2, 3, 4]) {
       capBytes: 150,
       hookOrder: ["b1", "b2", "w1", "w2"],
       steps: 6,
+      buffers: true,
     });
     checkEquivalent(outs);
+    // beforeForward copies rank 0's buffer (5 forwards of +1), then this rank's forward adds 1 + rank.
+    for (const o of outs) assert.equal(o.count, 5 + 1 + o.rank);
     assert.deepEqual(outs[0].bucketsBefore, [["b2", "w2"], ["b1"], ["w1"]]);
     assert.deepEqual(outs[0].bucketsAfter, [["b1", "b2"], ["w1"], ["w2"]]);
   });
@@ -67,7 +70,9 @@ Deno.test("DDP noSync: k micro-steps then one synchronized step = one big-batch 
 });
 
 Deno.test("DDP join: uneven batches (one rank with none) do not hang; averages over the ranks still training", async () => {
-  checkEquivalent(await run(3, { mode: "join", steps: 5, capBytes: 300 }));
+  const outs = await run(3, { mode: "join", steps: 5, capBytes: 300, buffers: true });
+  checkEquivalent(outs);
+  for (const o of outs) assert.equal(o.count, 5); // rank 0's buffer: it trained longest
   checkEquivalent(await run(3, { mode: "join", steps: 2, capBytes: 300 })); // rank 2 has no batch at all
 });
 
@@ -76,6 +81,15 @@ Deno.test("DDP findUnusedParameters and staticGraph: a parameter unused on one r
   checkEquivalent(outs);
   for (const o of outs) assert.deepEqual(o.unused, [["never"], ["never"], ["never"], ["never"]]);
   checkEquivalent(await run(2, { mode: "unused", capBytes: 300, staticGraph: true }));
+});
+
+Deno.test("DDP construction: parameters that differ between ranks are refused on every rank", async () => {
+  for (const o of await run(2, { mode: "mismatch" })) {
+    assert.match(
+      String(o.error),
+      /InvalidArgumentError: .*model differs between ranks 0 and 1 .*w1 60 .*w1 66/,
+    );
+  }
 });
 
 Deno.test("DDP hooks: fp16/bf16 halve the bytes, PowerSGD cuts them by the rank factor, all converge", async () => {
