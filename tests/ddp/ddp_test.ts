@@ -76,6 +76,16 @@ Deno.test("DDP join: uneven batches (one rank with none) do not hang; averages o
   checkEquivalent(await run(3, { mode: "join", steps: 2, capBytes: 300 })); // rank 2 has no batch at all
 });
 
+Deno.test("DDP join with PowerSGD and findUnusedParameters over tcp: no hang, every rank ends equal", async () => {
+  const outs = await run(3, { mode: "join", steps: 4, capBytes: 300, powersgd: true }, {
+    CHOIR_TRANSPORT: "tcp",
+  });
+  for (const o of outs) {
+    assert.deepEqual(o.params, outs[0].params);
+    assert.equal(o.steps, 4);
+  }
+});
+
 Deno.test("DDP findUnusedParameters and staticGraph: a parameter unused on one rank, one unused everywhere", async () => {
   const outs = await run(2, { mode: "unused", capBytes: 300 });
   checkEquivalent(outs);
