@@ -52,7 +52,10 @@ export interface DistributedDataParallelOptions {
 export interface DdpStats {
   /** Synchronized steps done (also counted while joined). */
   steps: number;
-  /** Bytes of gradient allreduces issued by the communication hooks, summed over all steps. */
+  /**
+   * Bytes of the tensors the communication hooks handed to allreduce, summed over all steps (what
+   * travels is a fixed multiple of it for a given algorithm, e.g. `2 (n - 1) / n` for a ring).
+   */
   bytesAllreduced: number;
   /** The same, for the last synchronized step only. */
   lastStepBytes: number;

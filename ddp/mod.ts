@@ -45,7 +45,6 @@ export {
 } from "./distributed.ts";
 export { DistributedSampler, type DistributedSamplerOptions } from "./sampler.ts";
 export type { GradDType } from "./buckets.ts";
-export type { Control } from "./join.ts";
 export type { CommHook, GradBucket, HookGroup, HookReduceOp } from "./hooks/types.ts";
 export { allreduceHook } from "./hooks/default.ts";
 export { bf16CompressHook, compressWrapper, fp16CompressHook, type HalfFormat } from "./hooks/compress.ts";

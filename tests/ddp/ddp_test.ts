@@ -117,3 +117,22 @@ Deno.test("DDP hooks: fp16/bf16 halve the bytes, PowerSGD cuts them by the rank 
     assert.ok(r.last < runs.allreduce.last * 1.2, `${name}: final loss ${r.last} vs ${runs.allreduce.last}`);
   }
 });
+
+Deno.test("examples/ddp_linear.ts under the launcher with 2 ranks: same weights, close to the true ones", async () => {
+  const root = new URL("../../", import.meta.url);
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", "ddp/launch.ts", "--nproc-per-node", "2", "examples/ddp_linear.ts"],
+    cwd: root.pathname,
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+  const out = await child.output().finally(() => clearTimeout(timer));
+  assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+  const lines = new TextDecoder().decode(out.stdout).trim().split("\n").sort();
+  assert.equal(lines.length, 2);
+  const weights = lines.map((l) => l.replace(/^\[rank \d\] rank \d: loss [\d.]+, /, ""));
+  assert.equal(weights[0], weights[1]);
+  assert.match(weights[0], /^w = \[0\.9\d, -1\.9\d, 0\.4\d, 2\.9\d\], b = 0\.2\d$/);
+});
