@@ -251,16 +251,16 @@ export class Reducer {
 function scaleInPlace(g: ParamTensor, dtype: GradDType, scale: number): void {
   if (!(g instanceof Uint16Array)) {
     for (let i = 0; i < g.length; i++) g[i] *= scale;
-    return;
-  }
-  const f = new Float32Array(g.length);
-  if (dtype === "f16") {
+  } else if (dtype === "f16") {
     const h = new Float16Array(g.buffer, g.byteOffset, g.length);
-    for (let i = 0; i < g.length; i++) h[i] = h[i] * scale;
-    return;
+    for (let i = 0; i < h.length; i++) h[i] *= scale;
+  } else {
+    const u = new Uint32Array(1);
+    const f = new Float32Array(u.buffer);
+    for (let i = 0; i < g.length; i++) {
+      u[0] = g[i] << 16;
+      f[0] *= scale;
+      g[i] = (u[0] + 0x7fff + ((u[0] >>> 16) & 1)) >>> 16;
+    }
   }
-  const u = new Uint32Array(f.buffer);
-  for (let i = 0; i < g.length; i++) u[i] = g[i] << 16;
-  for (let i = 0; i < g.length; i++) f[i] *= scale;
-  for (let i = 0; i < g.length; i++) g[i] = (u[i] + 0x7fff + ((u[i] >>> 16) & 1)) >>> 16;
 }

@@ -93,6 +93,13 @@ Deno.test("DDP findUnusedParameters and staticGraph: a parameter unused on one r
   checkEquivalent(await run(2, { mode: "unused", capBytes: 300, staticGraph: true }));
 });
 
+Deno.test("DDP with f16 and bf16 parameters: one bucket per type, averaged in that type", async () => {
+  for (const o of await run(3, { mode: "half" })) {
+    assert.deepEqual(o.buckets, [["c"], ["b"], ["a"]]);
+    assert.deepEqual(o.grads, [2, 2, 2]);
+  }
+});
+
 Deno.test("DDP construction: parameters that differ between ranks are refused on every rank", async () => {
   for (const o of await run(2, { mode: "mismatch" })) {
     assert.match(
