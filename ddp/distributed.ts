@@ -189,6 +189,11 @@ export class DistributedDataParallel {
     this.#hook = hook as CommHook<unknown>;
   }
 
+  /** Removes DDP's gradient-ready hook from the model; backward then runs without communication. */
+  detach(): void {
+    this.model.setGradReadyHook(null);
+  }
+
   /** Sets every trainable gradient to zero. */
   zeroGrad(): void {
     for (const p of this.#reducer.params) p.grad.fill(0);

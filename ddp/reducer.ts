@@ -51,6 +51,7 @@ export class Reducer {
   #chain: Promise<void> = Promise.resolve();
   #results: (ParamTensor | null)[] = [];
   #failure: unknown = null;
+  #inFlight = 0;
   #step:
     | { iteration: number; group: HookGroup; hook: CommHook<unknown>; state: unknown; zeros: boolean }
     | null = null;
@@ -190,16 +191,20 @@ export class Reducer {
       iteration: step.iteration,
       group: step.group,
     };
-    // Hooks run one after another so that multi-round hooks issue collectives in the same order everywhere.
-    this.#chain = this.#chain.then(async () => {
-      if (this.#failure) return;
+    // Hooks run one after another so that multi-round hooks issue collectives in the same order
+    // everywhere; when none is running, the hook starts right here, inside backward.
+    const run = async () => {
       try {
+        if (this.#failure) return;
         const res = await step.hook(step.state, gb);
         if (!step.zeros) this.#results[b] = res;
       } catch (e) {
         this.#failure = e;
+      } finally {
+        this.#inFlight--;
       }
-    });
+    };
+    this.#chain = this.#inFlight++ === 0 ? run() : this.#chain.then(run);
   }
 
   /** Waits for every bucket's hook (all buckets must have been launched); throws a hook's error. */
