@@ -54,6 +54,7 @@ for (const n of [1, 2, 3, 4]) {
     checkEquivalent(outs);
     // beforeForward copies rank 0's buffer (5 forwards of +1), then this rank's forward adds 1 + rank.
     for (const o of outs) assert.equal(o.count, 5 + 1 + o.rank);
+    for (const o of outs) assert.equal(o.issuedInBackward, 6); // communication started inside backward
     assert.deepEqual(outs[0].bucketsBefore, [["b2", "w2"], ["b1"], ["w1"]]);
     assert.deepEqual(outs[0].bucketsAfter, [["b1", "b2"], ["w1"], ["w2"]]);
   });
