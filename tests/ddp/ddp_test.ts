@@ -115,6 +115,7 @@ Deno.test("DDP hooks: fp16/bf16 halve the bytes, PowerSGD cuts them by the rank 
   const runs = o.runs as Record<string, { bytesPerStep: number; first: number; last: number }>;
   const plain = runs.allreduce.bytesPerStep;
   assert.equal(plain, 4 * (16 * 32 + 32 + 4 * 32 + 4));
+  assert.equal(runs.custom.bytesPerStep, plain);
   assert.equal(runs.fp16.bytesPerStep, plain / 2);
   assert.equal(runs.bf16.bytesPerStep, plain / 2);
   // rank 2: w1 (32 x 16) travels as P (32 x 2) and Q (16 x 2); the vectors and w2 (4 x 32, too small) unchanged.
