@@ -1,7 +1,29 @@
 /**
  * @module
- * Data-parallel training on top of the collectives. This release ships the launcher (`launch()`,
- * also `deno task launch`); DistributedDataParallel and DistributedSampler come next.
+ * Data-parallel training on top of the collectives: {@link DistributedDataParallel} (gradient
+ * buckets averaged while backward runs, noSync accumulation, join for uneven data, unused
+ * parameters, communication hooks: allreduce, fp16/bf16 compression, PowerSGD, and wrappers to stack
+ * them), {@link DistributedSampler}, the {@link Model} interface DDP works with, and the launcher
+ * (`launch()`, also `deno task launch`).
+ *
+ * @example
+ * ```ts ignore
+ * import { initProcessGroup } from "@choir/choir";
+ * import { DistributedDataParallel, DistributedSampler } from "@choir/choir/ddp";
+ * const pg = await initProcessGroup();
+ * const ddp = await DistributedDataParallel.create(model, pg); // model implements Model
+ * const sampler = new DistributedSampler(dataset.length, { numReplicas: pg.size, rank: pg.rank });
+ * for (let epoch = 0; epoch < 3; epoch++) {
+ *   sampler.setEpoch(epoch);
+ *   for (const batch of batchesOf(sampler.indices(), 32)) {
+ *     ddp.zeroGrad();
+ *     model.backward(model.forward(batch)); // reports each final gradient to DDP
+ *     await ddp.finishBackward(); // gradients are now averaged over the ranks
+ *     optimizer.step();
+ *   }
+ * }
+ * await ddp.join();
+ * ```
  *
  * @example
  * ```ts
@@ -13,3 +35,17 @@
 
 export { launch, type LaunchOptions, type LaunchResult, type RankExit } from "./launch.ts";
 export type { OutputStream } from "./launch_output.ts";
+export type { ChoirEnv } from "../config.ts";
+
+export type { Buffer, GradReadyHook, Model, Parameter, ParamTensor } from "./model.ts";
+export {
+  type DdpStats,
+  DistributedDataParallel,
+  type DistributedDataParallelOptions,
+} from "./distributed.ts";
+export { DistributedSampler, type DistributedSamplerOptions } from "./sampler.ts";
+export type { GradDType } from "./buckets.ts";
+export type { CommHook, GradBucket, HookGroup, HookReduceOp } from "./hooks/types.ts";
+export { allreduceHook } from "./hooks/default.ts";
+export { bf16CompressHook, compressWrapper, fp16CompressHook, type HalfFormat } from "./hooks/compress.ts";
+export { powerSGDHook, type PowerSGDOptions, PowerSGDState } from "./hooks/powersgd.ts";

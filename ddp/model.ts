@@ -19,6 +19,11 @@ export interface Parameter {
   readonly grad: ParamTensor;
   /** Element type of `data` and `grad` when `data` is a Uint16Array (`f16` or `bf16`). */
   readonly dtype?: "f32" | "f64" | "f16" | "bf16";
+  /**
+   * The shape (row-major, e.g. `[out, in]` for a linear weight); optional. Hooks that work on
+   * matrices (PowerSGD) use it; without it a parameter counts as a vector.
+   */
+  readonly shape?: readonly number[];
   /** Whether it is trained (default true); frozen parameters are neither synchronized nor reduced. */
   readonly requiresGrad?: boolean;
 }

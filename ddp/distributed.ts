@@ -1,0 +1,393 @@
+/**
+ * @module
+ * `DistributedDataParallel`: keeps replicas of a {@link Model} equal across the ranks of a process
+ * group by broadcasting the state from rank 0 once, then averaging gradients in buckets whose
+ * allreduce starts while backward is still running; with noSync accumulation, join for uneven data,
+ * unused parameters and communication hooks. The model and the optimizer are the caller's.
+ */
+
+import { type CpuTensor, type ProcessGroup, ReduceOp } from "../collectives/mod.ts";
+import { InvalidArgumentError } from "../errors.ts";
+import { type Bucket, Reducer } from "./reducer.ts";
+import { type Control, controlBytes, controlRound } from "./join.ts";
+import { allreduceHook } from "./hooks/default.ts";
+import type { CommHook, HookGroup } from "./hooks/types.ts";
+import type { Buffer, Model, Parameter, ParamTensor } from "./model.ts";
+
+/** Options of {@link DistributedDataParallel}. */
+export interface DistributedDataParallelOptions {
+  /** Cap of a gradient bucket in MiB (default 25). */
+  bucketCapMb?: number;
+  /** Cap of the first bucket in MiB (default 1), so communication starts early in backward. */
+  firstBucketMb?: number;
+  /**
+   * Parameters whose gradient backward did not report are reduced with their current gradient
+   * (zero after `zeroGrad()`) at `finishBackward()`, and the ranks agree on the parameters no rank
+   * used, whose gradients are then left untouched (default false: every trainable parameter must be
+   * reported every synchronized step).
+   */
+  findUnusedParameters?: boolean;
+  /**
+   * The set of parameters used does not change between steps: the first step finds the unused ones
+   * (as with `findUnusedParameters`), later steps count them ready from the start (default false).
+   */
+  staticGraph?: boolean;
+  /**
+   * When the gradients of a bucket are contiguous in one ArrayBuffer, the bucket is a view over them
+   * and averages land in place, without copies (default false).
+   */
+  gradientAsBucketView?: boolean;
+  /** `beforeForward()` broadcasts the model's buffers from the authoritative rank (default true). */
+  broadcastBuffers?: boolean;
+  /**
+   * With ranks joined (see {@link DistributedDataParallel.join}), divide by the world size instead of
+   * the number of ranks still training (default false).
+   */
+  divideByInitialWorldSize?: boolean;
+  /** Timeout of every wait of DDP's collectives, in ms (default: the group's). */
+  timeoutMs?: number;
+}
+
+/** Counters of the traffic DDP caused. */
+export interface DdpStats {
+  /** Synchronized steps done (also counted while joined). */
+  steps: number;
+  /**
+   * Bytes of the tensors the communication hooks handed to allreduce, summed over all steps (what
+   * travels is a fixed multiple of it for a given algorithm, e.g. `2 (n - 1) / n` for a ring).
+   */
+  bytesAllreduced: number;
+  /** The same, for the last synchronized step only. */
+  lastStepBytes: number;
+  /** Bytes of control rounds, used-parameter maps and the like, summed over all steps. */
+  controlBytes: number;
+}
+
+/**
+ * Data-parallel training of a {@link Model} over a {@link ProcessGroup}.
+ *
+ * Per step: `zeroGrad()`, `await beforeForward()` (only needed with buffers), forward and backward
+ * (backward reports each final gradient through the hook DDP installed, which starts bucket
+ * allreduces), `await finishBackward()` (waits for them and writes averaged gradients back: torch
+ * does this inside backward; here it is explicit), then the optimizer step. Every rank must run the
+ * same sequence of synchronized steps, or call `join()` when its data runs out.
+ *
+ * @example
+ * ```ts ignore
+ * const ddp = await DistributedDataParallel.create(model, pg);
+ * for (const batch of batches) {
+ *   ddp.zeroGrad();
+ *   model.backward(model.forward(batch)); // the model calls the ready hook
+ *   await ddp.finishBackward();
+ *   optimizer.step();
+ * }
+ * await ddp.join();
+ * ```
+ */
+export class DistributedDataParallel {
+  /** The replicated model. */
+  readonly model: Model;
+  /** This rank in the group. */
+  readonly rank: number;
+  /** Number of ranks in the group. */
+  readonly size: number;
+  /** Traffic counters. */
+  readonly stats: DdpStats = { steps: 0, bytesAllreduced: 0, lastStepBytes: 0, controlBytes: 0 };
+  /** Resolves once the initial state broadcast and the shape check are done (`create()` awaits it). */
+  readonly ready: Promise<void>;
+  #pg: ProcessGroup;
+  #opts: Required<Omit<DistributedDataParallelOptions, "timeoutMs">> & { timeoutMs?: number };
+  #reducer: Reducer;
+  #index = new Map<Parameter, number>();
+  #used: Uint8Array;
+  #hook: CommHook<unknown> = allreduceHook;
+  #hookState: unknown = null;
+  #noSync = 0;
+  #control: Promise<Control> | null = null;
+  #rebuilt = false;
+  #staticUnused: number[] = [];
+  #lastActive: readonly number[];
+  #group: HookGroup;
+  #unused: string[] = [];
+
+  /**
+   * Wraps `model`; starts the broadcast of its parameters and buffers from rank 0 after checking that
+   * every rank has the same parameters (await `ready`, or use {@link DistributedDataParallel.create}).
+   */
+  constructor(model: Model, pg: ProcessGroup, opts: DistributedDataParallelOptions = {}) {
+    this.model = model;
+    this.#pg = pg;
+    this.rank = pg.rank;
+    this.size = pg.size;
+    this.#opts = {
+      bucketCapMb: opts.bucketCapMb ?? 25,
+      firstBucketMb: opts.firstBucketMb ?? 1,
+      findUnusedParameters: opts.findUnusedParameters ?? false,
+      staticGraph: opts.staticGraph ?? false,
+      gradientAsBucketView: opts.gradientAsBucketView ?? false,
+      broadcastBuffers: opts.broadcastBuffers ?? true,
+      divideByInitialWorldSize: opts.divideByInitialWorldSize ?? false,
+      timeoutMs: opts.timeoutMs,
+    };
+    for (const k of ["bucketCapMb", "firstBucketMb"] as const) {
+      if (!(this.#opts[k] > 0)) throw new InvalidArgumentError(`${k} must be positive`, { rank: pg.rank });
+    }
+    const trainable = model.parameters().filter((p) => p.requiresGrad !== false);
+    trainable.forEach((p, i) => {
+      if (p.grad.length !== p.data.length) {
+        throw new InvalidArgumentError(`parameter ${p.name}: grad and data lengths differ`, {
+          rank: pg.rank,
+        });
+      }
+      this.#index.set(p, i);
+    });
+    this.#used = new Uint8Array(trainable.length);
+    this.#reducer = new Reducer(trainable, {
+      capBytes: this.#opts.bucketCapMb * 2 ** 20,
+      firstCapBytes: this.#opts.firstBucketMb * 2 ** 20,
+      gradientAsBucketView: this.#opts.gradientAsBucketView,
+    });
+    this.#lastActive = Array.from({ length: pg.size }, (_, r) => r);
+    this.#group = this.#countingGroup();
+    this.ready = this.#syncStates();
+    this.ready.catch(() => {}); // surfaced by create() and every later call
+    model.setGradReadyHook((p) => this.#onReady(p));
+  }
+
+  /** Wraps `model` and waits for the initial broadcast: the usual way to build one. */
+  static async create(
+    model: Model,
+    pg: ProcessGroup,
+    opts: DistributedDataParallelOptions = {},
+  ): Promise<DistributedDataParallel> {
+    const ddp = new DistributedDataParallel(model, pg, opts);
+    await ddp.ready;
+    return ddp;
+  }
+
+  /** Names of the parameters in each gradient bucket, in launch order. */
+  bucketNames(): string[][] {
+    return this.#reducer.buckets.map((b: Bucket) => b.params.map((i) => this.#reducer.params[i].name));
+  }
+
+  /** Names of the parameters no rank used in the last synchronized step (with `findUnusedParameters`). */
+  get unusedParameters(): readonly string[] {
+    return this.#unused;
+  }
+
+  /**
+   * Replaces the default communication hook (an average by allreduce) with `hook`, called with
+   * `state` for every bucket. Register it on every rank, before the first step.
+   */
+  registerCommHook<S>(state: S, hook: CommHook<S>): void {
+    if (this.#reducer.active || this.stats.steps > 0) {
+      throw new InvalidArgumentError("registerCommHook must be called before the first step", {
+        rank: this.#pg.rank,
+      });
+    }
+    this.#hookState = state;
+    this.#hook = hook as CommHook<unknown>;
+  }
+
+  /** Removes DDP's gradient-ready hook from the model; backward then runs without communication. */
+  detach(): void {
+    this.model.setGradReadyHook(null);
+  }
+
+  /** Sets every trainable gradient to zero. */
+  zeroGrad(): void {
+    for (const p of this.#reducer.params) p.grad.fill(0);
+  }
+
+  /**
+   * Runs `fn` (forward and backward of micro-steps) without communication: gradients accumulate
+   * locally, and the next synchronized backward averages the accumulated sums.
+   */
+  async noSync<T>(fn: () => T | Promise<T>): Promise<T> {
+    this.#noSync++;
+    try {
+      return await fn();
+    } finally {
+      this.#noSync--;
+    }
+  }
+
+  /**
+   * Call before forward in a synchronized step: starts the step and, with `broadcastBuffers`,
+   * copies the model's buffers from the authoritative rank (the lowest one still training).
+   */
+  async beforeForward(): Promise<void> {
+    await this.ready;
+    const buffers = this.model.buffers?.() ?? [];
+    if (this.#noSync > 0 || !this.#opts.broadcastBuffers || buffers.length === 0 || this.#reducer.active) {
+      return;
+    }
+    this.#beginStep(true);
+    const c = await this.#control!;
+    await this.#broadcastAll(buffers, c.authority);
+  }
+
+  /**
+   * Ends a synchronized step after backward: reports unused parameters (if enabled), waits for every
+   * bucket, writes the averaged gradients back and, after the first step, rebuilds the buckets in
+   * the order the gradients became ready. Inside `noSync` it does nothing.
+   */
+  async finishBackward(): Promise<void> {
+    await this.ready;
+    if (this.#noSync > 0) return;
+    this.#beginStep(false);
+    const findUnused = this.#findsUnused();
+    if (findUnused) this.#reducer.markRemaining();
+    const c = await this.#control!;
+    this.#control = null;
+    await this.#reducer.settle();
+    const globallyUsed = findUnused ? await this.#usedMap(this.#used) : null;
+    if (this.#opts.staticGraph && this.stats.steps === 0) {
+      this.#staticUnused = [...this.#used.keys()].filter((i) => !this.#used[i]);
+    }
+    const scale = this.#opts.divideByInitialWorldSize || c.active.length === 0
+      ? 1
+      : this.#pg.size / c.active.length;
+    this.#reducer.writeBack(scale, (i) => !globallyUsed || globallyUsed[i] > 0);
+    this.#unused = globallyUsed
+      ? this.#reducer.params.filter((_, i) => globallyUsed[i] === 0).map((p) => p.name)
+      : [];
+    await this.#maybeRebuild(this.#reducer.readyOrder, c.authority);
+    this.#endStep();
+  }
+
+  /**
+   * Call when this rank has no more batches (every rank calls it once after its loop): until every
+   * rank has joined, answers the synchronized steps of the others with zero gradients, so they do
+   * not hang. Then every rank copies parameters and buffers from the lowest of the ranks that trained
+   * longest. Result: at each step, gradients are averaged over the ranks still training (over the
+   * world size with `divideByInitialWorldSize`), and all ranks end with the same model.
+   */
+  async join(): Promise<void> {
+    await this.ready;
+    if (this.#reducer.active || this.#noSync > 0) {
+      throw new InvalidArgumentError("join() inside a step or noSync", { rank: this.#pg.rank });
+    }
+    for (;;) {
+      const c = await this.#controlRound(false, false);
+      if (c.active.length === 0) break;
+      if (c.buffers) await this.#broadcastAll(this.model.buffers?.() ?? [], c.authority);
+      const findUnused = this.#findsUnused();
+      this.#reducer.begin(this.stats.steps, this.#group, this.#hook, this.#hookState, true);
+      this.#reducer.markRemaining();
+      await this.#reducer.settle();
+      if (findUnused) await this.#usedMap(new Uint8Array(this.#reducer.params.length));
+      await this.#maybeRebuild([], c.authority);
+      this.#endStep();
+    }
+    const root = this.#lastActive.length ? this.#lastActive[0] : 0;
+    await this.#broadcastAll([...this.model.parameters(), ...(this.model.buffers?.() ?? [])], root);
+  }
+
+  #findsUnused(): boolean {
+    return this.#opts.findUnusedParameters || (this.#opts.staticGraph && this.stats.steps === 0);
+  }
+
+  #onReady(p: Parameter): void {
+    const i = this.#index.get(p);
+    if (i === undefined) return;
+    this.#used[i] = 1;
+    if (this.#noSync > 0) return;
+    this.#beginStep(false);
+    this.#reducer.markReady(i);
+  }
+
+  #beginStep(buffers: boolean): void {
+    if (this.#reducer.active) return;
+    this.stats.lastStepBytes = 0;
+    this.#control = this.#controlRound(true, buffers);
+    const pre = this.#opts.staticGraph && this.stats.steps > 0 ? this.#staticUnused : [];
+    this.#reducer.begin(this.stats.steps, this.#group, this.#hook, this.#hookState, false, pre);
+  }
+
+  #controlRound(training: boolean, buffers: boolean): Promise<Control> {
+    this.stats.controlBytes += controlBytes(this.#pg.size);
+    return controlRound(this.#pg, training, buffers, this.#opts.timeoutMs).then((c) => {
+      if (c.active.length) this.#lastActive = c.active;
+      return c;
+    });
+  }
+
+  #endStep(): void {
+    this.stats.steps++;
+    this.#used.fill(0);
+  }
+
+  async #usedMap(used: Uint8Array): Promise<Float32Array> {
+    const m = Float32Array.from(used);
+    this.stats.controlBytes += m.byteLength;
+    await this.#pg.allReduce(m, { op: ReduceOp.SUM, timeoutMs: this.#opts.timeoutMs });
+    return m;
+  }
+
+  async #maybeRebuild(order: readonly number[], root: number): Promise<void> {
+    if (this.#rebuilt) return;
+    this.#rebuilt = true;
+    const agreed = await this.#pg.broadcastObject<number[]>(this.#pg.rank === root ? [...order] : null, {
+      root,
+      timeoutMs: this.#opts.timeoutMs,
+    });
+    this.#reducer.rebuild(agreed);
+  }
+
+  async #syncStates(): Promise<void> {
+    const sig = (p: Parameter | Buffer, kind: string) =>
+      `${kind} ${p.name} ${p.data.length} ${"dtype" in p ? p.dtype ?? "" : ""} ${p.data.constructor.name}`;
+    const mine = [
+      ...this.model.parameters().map((p) => sig(p, "param")),
+      ...(this.model.buffers?.() ?? []).map((b) => sig(b, "buffer")),
+    ];
+    const all = await this.#pg.allGatherObject(mine, { timeoutMs: this.#opts.timeoutMs });
+    for (let r = 1; r < all.length; r++) {
+      const a = all[0], b = all[r];
+      const k = a.findIndex((s, i) => s !== b[i]);
+      if (k >= 0 || a.length !== b.length) {
+        const at = k >= 0 ? k : Math.min(a.length, b.length);
+        throw new InvalidArgumentError(
+          `model differs between ranks 0 and ${r} at entry ${at}: "${a[at] ?? "(none)"}" vs "${
+            b[at] ?? "(none)"
+          }"`,
+          { rank: this.#pg.rank, op: "DistributedDataParallel" },
+        );
+      }
+    }
+    await this.#broadcastAll([...this.model.parameters(), ...(this.model.buffers?.() ?? [])], 0);
+  }
+
+  async #broadcastAll(items: readonly (Parameter | Buffer)[], root: number): Promise<void> {
+    const works = items.map((p) =>
+      this.#pg.broadcast(p.data as CpuTensor, {
+        root,
+        async: true,
+        dtype: halfDType(p),
+        timeoutMs: this.#opts.timeoutMs,
+      })
+    );
+    for (const w of works) await w.wait();
+  }
+
+  #countingGroup(): HookGroup {
+    const pg = this.#pg, stats = this.stats, timeoutMs = this.#opts.timeoutMs;
+    return {
+      rank: pg.rank,
+      size: pg.size,
+      allReduce(tensor: ParamTensor, opts = {}) {
+        stats.bytesAllreduced += tensor.byteLength;
+        stats.lastStepBytes += tensor.byteLength;
+        const dtype = opts.dtype === "f16" || opts.dtype === "bf16" ? opts.dtype : undefined;
+        const op = (opts.op ?? "avg") === "avg" ? ReduceOp.AVG : ReduceOp.SUM;
+        return pg.allReduce(tensor as CpuTensor, { op, dtype, async: true, timeoutMs }).wait();
+      },
+    };
+  }
+}
+
+function halfDType(p: Parameter | Buffer): "f16" | "bf16" | undefined {
+  if (!(p.data instanceof Uint16Array)) return undefined;
+  return "dtype" in p && p.dtype === "bf16" ? "bf16" : "f16";
+}
