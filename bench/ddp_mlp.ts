@@ -21,8 +21,7 @@ import {
   softmaxCrossEntropy,
 } from "../ddp/nn/mod.ts";
 import type { Layer } from "../ddp/nn/mod.ts";
-// TEMPORARY: switch to ../ddp/mod.ts when DistributedDataParallel lands.
-import { DistributedDataParallel } from "../examples/_ddp_shim.ts";
+import { DistributedDataParallel } from "../ddp/mod.ts";
 
 function flag(name: string, fallback: number): number {
   const i = Deno.args.indexOf(`--${name}`);
@@ -86,7 +85,7 @@ if (rank === 0) {
       `(expected ${
         mlpParameterCount(INPUT, hidden, depth, CLASSES)
       }), gemm ${gemmBackend()}, batch ${batch}, ` +
-      `ranks ${pg?.size ?? 1}, ${ddp ? "DDP (shim)" : "no communication"}`,
+      `ranks ${pg?.size ?? 1}, ${ddp ? "DDP" : "no communication"}`,
   );
   console.log(
     `step: median ${median.toFixed(1)} ms, mean ${mean.toFixed(1)} ms over ${iters} iterations; ` +

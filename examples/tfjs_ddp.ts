@@ -12,8 +12,7 @@ import "@tensorflow/tfjs-backend-cpu";
 import "@tensorflow/tfjs"; // registers TF.js's gradient functions (tfjs-core's Node bundle has none)
 import { initProcessGroup, ReduceOp } from "../mod.ts";
 import { TfjsModel } from "../ddp/nn/tfjs.ts";
-// TEMPORARY: the real ones land as ../ddp/mod.ts (DistributedDataParallel, DistributedSampler).
-import { DistributedDataParallel, DistributedSampler } from "./_ddp_shim.ts";
+import { DistributedDataParallel, DistributedSampler } from "../ddp/mod.ts";
 import { loadMnist, PIXELS } from "./mnist_data.ts";
 
 function flag(name: string, fallback: number): number {

@@ -24,8 +24,7 @@ import {
   setGemmBlasEnabled,
   softmaxCrossEntropy,
 } from "../ddp/nn/mod.ts";
-// TEMPORARY: the real ones land as ../ddp/mod.ts (DistributedDataParallel, DistributedSampler).
-import { DistributedDataParallel, DistributedSampler } from "./_ddp_shim.ts";
+import { DistributedDataParallel, DistributedSampler } from "../ddp/mod.ts";
 import { loadMnist, PIXELS } from "./mnist_data.ts";
 
 function flag(name: string, fallback: number): number {

@@ -18,12 +18,15 @@ export class NnParameter implements Parameter {
   readonly dtype = "f32" as const;
   /** Whether it is trained. */
   readonly requiresGrad: boolean = true;
+  /** The matrix shape (rows, columns) of a weight, for hooks that treat it as a matrix (PowerSGD). */
+  readonly shape?: readonly number[];
 
   /** A parameter named `name` holding `data` (kept, not copied), with a zero gradient. */
-  constructor(name: string, data: Float32Array) {
+  constructor(name: string, data: Float32Array, shape?: readonly number[]) {
     this.name = name;
     this.data = data;
     this.grad = new Float32Array(data.length);
+    this.shape = shape;
   }
 }
 

@@ -47,7 +47,7 @@ export class Linear implements Layer {
     const bound = 1 / Math.sqrt(inFeatures);
     const w = new Float32Array(inFeatures * outFeatures);
     for (let i = 0; i < w.length; i++) w[i] = (2 * rand() - 1) * bound;
-    this.weight = new NnParameter("weight", w);
+    this.weight = new NnParameter("weight", w, [outFeatures, inFeatures]);
     if (opts.bias === false) this.bias = null;
     else {
       const b = new Float32Array(outFeatures);
