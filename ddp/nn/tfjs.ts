@@ -15,15 +15,14 @@
  * Gradients: the Node bundle of `@tensorflow/tfjs-core` registers no gradient functions. Import
  * `@tensorflow/tfjs` (its bundle registers them all on the same tfjs-core) or register the ones your
  * model needs with `tf.registerGradient`, before calling backward.
- */
  *
  * Not a published entry point yet (its signatures use TF.js's own types): import it by path, as
  * examples/tfjs_ddp.ts does.
+ */
 
 import * as tf from "@tensorflow/tfjs-core";
 import { InvalidArgumentError, LibraryUnavailableError } from "../../errors.ts";
 import type { GradReadyHook, Model, Parameter } from "../model.ts";
-
 
 /** A parameter mirroring one TF.js variable. */
 export interface TfjsParameter extends Parameter {
