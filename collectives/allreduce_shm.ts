@@ -11,14 +11,9 @@
  */
 
 import { type Call, segment } from "./comm.ts";
-import { bytesOf, type CpuTensor, sliceView } from "./dtype.ts";
+import { bytesOf, type CpuTensor, sliceView, viewLike } from "./dtype.ts";
 import { reduceInto } from "./reduce/mod.ts";
 import { type Arena, type Fingerprint, SMALL_PAYLOAD, W, type WaitContext } from "./shm_arena.ts";
-
-function view<T extends CpuTensor>(like: T, buffer: ArrayBuffer, byteOffset: number, length: number): T {
-  const ctor = like.constructor as new (b: ArrayBuffer, o: number, l: number) => T;
-  return new ctor(buffer, byteOffset, length);
-}
 
 type PlainNumberArray = Float32Array | Float64Array | Int32Array | Uint32Array | Uint8Array | Int8Array;
 
@@ -70,7 +65,7 @@ function reduceSlots(a: Arena, call: Call, buf: CpuTensor, parity: number): void
   }
   if (a.rank !== 0) bytesOf(buf).set(new Uint8Array(a.buffer, a.payload(0, parity), buf.byteLength));
   for (let q = 1; q < a.size; q++) {
-    reduceInto(call.dtype, op, buf, view(buf, a.buffer, a.payload(q, parity), buf.length));
+    reduceInto(call.dtype, op, buf, viewLike(buf, a.buffer, a.payload(q, parity), buf.length));
   }
 }
 
@@ -94,7 +89,7 @@ export async function allReduceShmChunks(
     const s = k & 1;
     const slot = (q: number, j: number) => {
       const [js, jl] = segment(len, n, j);
-      return view(buf, a.buffer, a.inBuf(q, s) + js * elem, jl);
+      return viewLike(buf, a.buffer, a.inBuf(q, s) + js * elem, jl);
     };
     const mine = (j: number) => {
       const [js, jl] = segment(len, n, j);

@@ -157,6 +157,17 @@ export function sliceView<T extends CpuTensor>(t: T, start: number, length: numb
   return new ctor(t.buffer, t.byteOffset + start * t.BYTES_PER_ELEMENT, length);
 }
 
+/** A view of `length` elements of `like`'s array type over `buffer` at `byteOffset` (no copy). */
+export function viewLike<T extends CpuTensor>(
+  like: T,
+  buffer: ArrayBufferLike,
+  byteOffset: number,
+  length: number,
+): T {
+  const ctor = like.constructor as new (buf: ArrayBufferLike, byteOffset: number, length: number) => T;
+  return new ctor(buffer, byteOffset, length);
+}
+
 /** A new zero-filled tensor of the same array type as `t` with `length` elements. */
 export function allocLike<T extends CpuTensor>(t: T, length: number): T {
   const ctor = t.constructor as new (length: number) => T;

@@ -10,14 +10,9 @@
 
 import type { Call } from "./comm.ts";
 import { segment } from "./comm.ts";
-import { bytesOf, type CpuTensor, type ReduceOp, sliceView } from "./dtype.ts";
+import { bytesOf, type CpuTensor, type ReduceOp, sliceView, viewLike } from "./dtype.ts";
 import { reduceInto } from "./reduce/mod.ts";
 import { type Arena, type Fingerprint, SMALL_PAYLOAD, W, type WaitContext } from "./shm_arena.ts";
-
-function view<T extends CpuTensor>(like: T, buffer: ArrayBuffer, byteOffset: number, length: number): T {
-  const ctor = like.constructor as new (b: ArrayBuffer, o: number, l: number) => T;
-  return new ctor(buffer, byteOffset, length);
-}
 
 /** Reduces every rank's `buf` into `buf` on `call.root`; the other ranks' `buf` is left as it was. */
 export async function reduceShm(
@@ -51,7 +46,7 @@ export async function reduceShm(
     const s = k & 1;
     const slot = (q: number, j: number) => {
       const [js, jl] = segment(len, n, j);
-      return view(buf, a.buffer, a.inBuf(q, s) + js * elem, jl);
+      return viewLike(buf, a.buffer, a.inBuf(q, s) + js * elem, jl);
     };
     const mine = (j: number) => {
       const [js, jl] = segment(len, n, j);

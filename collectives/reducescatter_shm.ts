@@ -8,14 +8,9 @@
  */
 
 import type { Call } from "./comm.ts";
-import { bytesOf, type CpuTensor, type ReduceOp, sliceView } from "./dtype.ts";
+import { bytesOf, type CpuTensor, type ReduceOp, sliceView, viewLike } from "./dtype.ts";
 import { reduceInto } from "./reduce/mod.ts";
 import { type Arena, type Fingerprint, SMALL_PAYLOAD, W, type WaitContext } from "./shm_arena.ts";
-
-function view<T extends CpuTensor>(like: T, buffer: ArrayBuffer, byteOffset: number, length: number): T {
-  const ctor = like.constructor as new (b: ArrayBuffer, o: number, l: number) => T;
-  return new ctor(buffer, byteOffset, length);
-}
 
 /**
  * Leaves block `rank` (of `output.length` elements) of the reduction of every rank's `input` in
@@ -48,7 +43,7 @@ export async function reduceScatterShm(
     const len = Math.min(piece, m - off);
     const k = a.chunks++;
     const s = k & 1;
-    const slot = (q: number, j: number) => view(input, a.buffer, a.inBuf(q, s) + j * piece * elem, len);
+    const slot = (q: number, j: number) => viewLike(input, a.buffer, a.inBuf(q, s) + j * piece * elem, len);
     const mine = (j: number) => sliceView(input, j * m + off, len);
     await a.waitAll(W.done, k - 1, ctx);
     for (let j = 0; j < n; j++) if (j !== r) bytesOf(slot(r, j)).set(bytesOf(mine(j)));

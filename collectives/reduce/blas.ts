@@ -5,12 +5,13 @@
  * unavailable and callers fall back to WASM/JS; choosing when to use it is left to `reduce.ts`.
  */
 
+import { openOpenBlas } from "./openblas.ts";
+
 const SYMBOLS = {
   cblas_saxpy: { parameters: ["i32", "f32", "buffer", "i32", "buffer", "i32"], result: "void" },
   cblas_daxpy: { parameters: ["i32", "f64", "buffer", "i32", "buffer", "i32"], result: "void" },
   cblas_sscal: { parameters: ["i32", "f32", "buffer", "i32"], result: "void" },
   cblas_dscal: { parameters: ["i32", "f64", "buffer", "i32"], result: "void" },
-  openblas_set_num_threads: { parameters: ["i32"], result: "void", optional: true },
 } as const;
 
 type Blas = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -22,19 +23,7 @@ let lib: Blas | null | undefined; // undefined: not tried yet; null: unavailable
 let enabled = true;
 
 function load(): Blas | null {
-  if (lib !== undefined) return lib;
-  lib = null;
-  try {
-    // Query first: without --allow-ffi, dlopen would prompt on a terminal instead of failing.
-    if (typeof Deno === "undefined" || Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
-      return lib;
-    }
-    lib = Deno.dlopen("libopenblas.so.0", SYMBOLS).symbols;
-    // One thread: ranks already occupy the cores, and OpenBLAS's own threads would fight them.
-    lib.openblas_set_num_threads?.(1);
-  } catch {
-    lib = null;
-  }
+  if (lib === undefined) lib = openOpenBlas(SYMBOLS);
   return lib;
 }
 

@@ -10,6 +10,7 @@
  */
 
 import { InvalidArgumentError } from "../../errors.ts";
+import { openOpenBlas } from "../../collectives/reduce/openblas.ts";
 
 const SYMBOLS = {
   cblas_sgemm: {
@@ -31,7 +32,6 @@ const SYMBOLS = {
     ],
     result: "void",
   },
-  openblas_set_num_threads: { parameters: ["i32"], result: "void", optional: true },
 } as const;
 
 type Sgemm = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
@@ -45,18 +45,7 @@ let lib: Sgemm | null | undefined; // undefined: not tried; null: unavailable
 let enabled = true;
 
 function load(): Sgemm | null {
-  if (lib !== undefined) return lib;
-  lib = null;
-  try {
-    // Query first: without --allow-ffi, dlopen would prompt on a terminal instead of failing.
-    if (typeof Deno === "undefined" || Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
-      return lib;
-    }
-    lib = Deno.dlopen("libopenblas.so.0", SYMBOLS).symbols;
-    lib.openblas_set_num_threads?.(1);
-  } catch {
-    lib = null;
-  }
+  if (lib === undefined) lib = openOpenBlas(SYMBOLS);
   return lib;
 }
 
