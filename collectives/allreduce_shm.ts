@@ -10,9 +10,10 @@
  * reduce per rank.
  */
 
-import { type Call, segment } from "./comm.ts";
-import { bytesOf, type CpuTensor, sliceView, viewLike } from "./dtype.ts";
+import type { Call } from "./comm.ts";
+import { bytesOf, type CpuTensor, viewLike } from "./dtype.ts";
 import { reduceInto } from "./reduce/mod.ts";
+import { chunkSlices } from "./arena_chunk.ts";
 import { type Arena, type Fingerprint, SMALL_PAYLOAD, W, type WaitContext } from "./shm_arena.ts";
 
 type PlainNumberArray = Float32Array | Float64Array | Int32Array | Uint32Array | Uint8Array | Int8Array;
@@ -87,14 +88,7 @@ export async function allReduceShmChunks(
     const len = Math.min(step, buf.length - off);
     const k = a.chunks++;
     const s = k & 1;
-    const slot = (q: number, j: number) => {
-      const [js, jl] = segment(len, n, j);
-      return viewLike(buf, a.buffer, a.inBuf(q, s) + js * elem, jl);
-    };
-    const mine = (j: number) => {
-      const [js, jl] = segment(len, n, j);
-      return sliceView(buf, off + js, jl);
-    };
+    const { slot, mine } = chunkSlices(a, buf, off, len, s);
     // Buffers of parity s were last used by chunk k-2: everyone must be done with them.
     await a.waitAll(W.done, k - 1, ctx);
     // 1. Hand over the slices the other ranks reduce (this rank's own slice never leaves it).

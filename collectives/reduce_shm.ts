@@ -9,9 +9,9 @@
  */
 
 import type { Call } from "./comm.ts";
-import { segment } from "./comm.ts";
-import { bytesOf, type CpuTensor, type ReduceOp, sliceView, viewLike } from "./dtype.ts";
+import { bytesOf, type CpuTensor, type ReduceOp, sliceView } from "./dtype.ts";
 import { reduceInto } from "./reduce/mod.ts";
+import { chunkSlices } from "./arena_chunk.ts";
 import { type Arena, type Fingerprint, SMALL_PAYLOAD, W, type WaitContext } from "./shm_arena.ts";
 
 /** Reduces every rank's `buf` into `buf` on `call.root`; the other ranks' `buf` is left as it was. */
@@ -44,14 +44,7 @@ export async function reduceShm(
     const len = Math.min(step, buf.length - off);
     const k = a.chunks++;
     const s = k & 1;
-    const slot = (q: number, j: number) => {
-      const [js, jl] = segment(len, n, j);
-      return viewLike(buf, a.buffer, a.inBuf(q, s) + js * elem, jl);
-    };
-    const mine = (j: number) => {
-      const [js, jl] = segment(len, n, j);
-      return sliceView(buf, off + js, jl);
-    };
+    const { slot, mine } = chunkSlices(a, buf, off, len, s);
     await a.waitAll(W.done, k - 1, ctx);
     // 1. Hand over the slices others reduce; rank 0 hands over all of them, since its buffer is
     //    where every slice is reduced.
