@@ -31,6 +31,11 @@ export interface ChoirEnv {
   jobId?: string;
   /** `CHOIR_HOST_ID`: overrides the host identity used to find same-host peers. */
   hostId?: string;
+  /**
+   * `CHOIR_CHECKSUM` (`1`/`true`): every TCP payload carries a CRC32C, and a corrupted one is a
+   * DataCorruptionError. Every rank must set it alike.
+   */
+  checksum?: boolean;
   /** `CHOIR_BIND_ADDR`: the address transport listeners bind to. */
   bindAddr?: string;
   /**
@@ -99,6 +104,7 @@ export function readEnv(get: (name: string) => string | undefined = safeGet): Ch
     hostId: str(get("CHOIR_HOST_ID")),
     jobId: str(get("CHOIR_JOB_ID")) ?? str(get("TORCHELASTIC_RUN_ID")),
     bindAddr: str(get("CHOIR_BIND_ADDR")),
+    checksum: bool(get("CHOIR_CHECKSUM")),
     socketIfname: str(get("CHOIR_SOCKET_IFNAME")) ?? str(get("GLOO_SOCKET_IFNAME")),
     storeExternal: bool(get("CHOIR_STORE_EXTERNAL")),
     statusPort: int(get("CHOIR_STATUS_PORT")),

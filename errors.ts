@@ -97,6 +97,9 @@ export class AuthError extends ChoirError {}
 /** Rendezvous could not complete: a rank never arrived, or the init method was malformed. */
 export class RendezvousError extends ChoirError {}
 
+/** A frame arrived with a payload whose checksum does not match (`CHOIR_CHECKSUM=1`). */
+export class DataCorruptionError extends ChoirError {}
+
 /** A connection could not be made or was broken by something other than a peer's death. */
 export class TransportError extends ChoirError {}
 

@@ -85,6 +85,7 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessG
         hostIdOverride: env.hostId,
         jobId: env.jobId,
         flightRecorder: recorderCapacity(env.flightRecorder),
+        checksum: env.checksum,
         algorithm,
         deterministic: opts.deterministic ?? env.deterministic ?? false,
       },

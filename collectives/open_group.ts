@@ -31,6 +31,8 @@ export interface JobContext {
   readonly jobId?: string;
   /** Flight recorder entries per group (0: off). */
   readonly flightRecorder?: number;
+  /** CRC32C of every TCP payload. */
+  readonly checksum?: boolean;
   /** The algorithm every group forces where it applies (undefined: the plan chooses). */
   readonly algorithm?: Algorithm;
   /** Deterministic reductions in every group. */
@@ -74,6 +76,7 @@ export async function openGroup(o: OpenGroupOptions): Promise<ProcessGroup> {
     group,
     hostIdOverride: job.hostIdOverride,
     jobId: job.jobId,
+    checksum: job.checksum,
     bind: job.bind,
     advertise: job.advertise,
   });

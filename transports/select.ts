@@ -32,6 +32,8 @@ export interface SelectOptions {
   hostIdOverride?: string;
   /** The job id, part of shared-memory segment names. */
   jobId?: string;
+  /** CRC32C of every TCP payload (`CHOIR_CHECKSUM=1`). */
+  checksum?: boolean;
   /** Address TCP listeners bind to. */
   bind?: string;
   /** Address peers dial for TCP, when it differs from `bind`. */
@@ -78,6 +80,7 @@ export async function selectTransport(o: SelectOptions): Promise<Selected> {
       size: o.size,
       store: new PrefixStore("tcp/", o.store),
       token: o.token,
+      checksum: o.checksum,
       timeoutMs: o.timeoutMs,
       group: o.group,
       hostname: o.bind,

@@ -28,6 +28,8 @@ export interface TcpTransportOptions {
   hostname?: string;
   /** Address peers should connect to, when it differs from `hostname` (e.g. listening on 0.0.0.0). */
   advertise?: string;
+  /** Follow every payload with its CRC32C and check it on receipt (`CHOIR_CHECKSUM=1`). */
+  checksum?: boolean;
 }
 
 /** How long a freshly accepted connection may take to finish its handshake. */
@@ -148,7 +150,7 @@ export class TcpTransport implements Transport {
       conn.close();
       throw this.#closed;
     }
-    const ch = new TcpChannel(conn, this.rank, peer);
+    const ch = new TcpChannel(conn, this.rank, peer, this.#opts.checksum);
     this.#open.add(ch);
     return ch;
   }
@@ -216,7 +218,7 @@ export class TcpTransport implements Transport {
       } catch { /* closed */ }
       return;
     }
-    const ch = new TcpChannel(conn, this.rank, from);
+    const ch = new TcpChannel(conn, this.rank, from, this.#opts.checksum);
     this.#open.add(ch);
     this.#accepted.set(from, ch);
     const w = this.#waiters.get(from);

@@ -4,12 +4,15 @@
  * their header; large payloads are read straight into the caller's buffer (no intermediate copy).
  */
 
-import { ChoirError, PeerLostError, TransportError } from "../errors.ts";
+import { ChoirError, DataCorruptionError, PeerLostError, TransportError } from "../errors.ts";
+import { crc32c } from "./crc32c.ts";
 import { checkHeader, decodeHeader, encodeHeader, type FrameHeader, HEADER_BYTES } from "./frame.ts";
 import type { Channel } from "./transport.ts";
 
 /** Frames up to this payload size are copied next to their header and written in one call. */
 const COALESCE_BYTES = 32 * 1024;
+/** Bytes of the CRC32C trailer after each payload when checksums are on. */
+const TRAILER = 4;
 
 /** Turns a socket error or EOF into the typed error survivors see. */
 function lostError(rank: number, peer: number, op: string, cause?: unknown): ChoirError {
@@ -24,10 +27,12 @@ export class TcpChannel implements Channel {
   readonly peer: number;
   readonly #rank: number;
   readonly #conn: Deno.Conn;
-  readonly #in = new Uint8Array(HEADER_BYTES + COALESCE_BYTES);
+  readonly #in = new Uint8Array(HEADER_BYTES + COALESCE_BYTES + TRAILER);
   readonly #inView = new DataView(this.#in.buffer);
-  readonly #out = new Uint8Array(HEADER_BYTES + COALESCE_BYTES);
+  readonly #out = new Uint8Array(HEADER_BYTES + COALESCE_BYTES + TRAILER);
   readonly #outView = new DataView(this.#out.buffer);
+  readonly #checksum: boolean;
+  readonly #trailer = new Uint8Array(TRAILER);
   #sendTail: Promise<void> = Promise.resolve();
   #recvTail: Promise<void> = Promise.resolve();
   #sendsPending = 0;
@@ -35,8 +40,12 @@ export class TcpChannel implements Channel {
   #failed: ChoirError | null = null;
   #closed = false;
 
-  /** Wraps an established, handshaken connection to `peer`. */
-  constructor(conn: Deno.Conn, rank: number, peer: number) {
+  /**
+   * Wraps an established, handshaken connection to `peer`. With `checksum`, every payload is followed
+   * by its CRC32C and a mismatch on receipt is a DataCorruptionError (both ends must agree).
+   */
+  constructor(conn: Deno.Conn, rank: number, peer: number, checksum = false) {
+    this.#checksum = checksum;
     this.#conn = conn;
     this.#rank = rank;
     this.peer = peer;
@@ -101,14 +110,20 @@ export class TcpChannel implements Channel {
       });
     }
     try {
+      const t = this.#checksum ? TRAILER : 0;
       if (n <= COALESCE_BYTES) {
         encodeHeader(h, this.#outView);
         this.#out.set(payload, HEADER_BYTES);
-        await this.#writeAll(this.#out.subarray(0, HEADER_BYTES + n));
+        if (t) this.#outView.setUint32(HEADER_BYTES + n, crc32c(payload), true);
+        await this.#writeAll(this.#out.subarray(0, HEADER_BYTES + n + t));
       } else {
         encodeHeader(h, this.#outView);
         await this.#writeAll(this.#out.subarray(0, HEADER_BYTES));
         await this.#writeAll(payload);
+        if (t) {
+          new DataView(this.#trailer.buffer).setUint32(0, crc32c(payload), true);
+          await this.#writeAll(this.#trailer);
+        }
       }
     } catch (e) {
       throw this.#fail("send", e);
@@ -129,7 +144,8 @@ export class TcpChannel implements Channel {
     // header is checked as soon as it is in, so a peer sending a different size is reported as
     // a mismatch instead of leaving this side waiting for bytes that never come.
     const small = expected.bytes <= COALESCE_BYTES;
-    const head = this.#in.subarray(0, HEADER_BYTES + (small ? expected.bytes : 0));
+    const t = this.#checksum ? TRAILER : 0;
+    const head = this.#in.subarray(0, HEADER_BYTES + (small ? expected.bytes + t : 0));
     try {
       let off = 0;
       let checked = false;
@@ -142,8 +158,16 @@ export class TcpChannel implements Channel {
           checked = true;
         }
       }
-      if (small) into.set(head.subarray(HEADER_BYTES));
-      else await this.#readExact(into);
+      if (small) {
+        into.set(head.subarray(HEADER_BYTES, HEADER_BYTES + expected.bytes));
+        if (t) this.#verify(into, this.#inView.getUint32(HEADER_BYTES + expected.bytes, true));
+      } else {
+        await this.#readExact(into);
+        if (t) {
+          await this.#readExact(this.#trailer);
+          this.#verify(into, new DataView(this.#trailer.buffer).getUint32(0, true));
+        }
+      }
     } catch (e) {
       // Whatever failed, the stream is now out of step: the channel cannot be used again.
       throw this.#fail("recv", e);
@@ -160,6 +184,18 @@ export class TcpChannel implements Channel {
     checkHeader(expected, got, { rank: this.#rank, peer: this.peer });
     if (into.byteLength !== got.bytes) {
       throw new TransportError(`receive buffer has ${into.byteLength} bytes, frame has ${got.bytes}`, ctx);
+    }
+  }
+
+  /** Throws DataCorruptionError unless `payload`'s CRC32C is `sent`. */
+  #verify(payload: Uint8Array, sent: number): void {
+    const got = crc32c(payload);
+    if (got !== sent) {
+      throw new DataCorruptionError(
+        `a ${payload.byteLength}-byte frame from rank ${this.peer} failed its CRC32C check ` +
+          `(sent ${sent.toString(16)}, received bytes give ${got.toString(16)})`,
+        { rank: this.#rank, peer: this.peer, op: "recv" },
+      );
     }
   }
 

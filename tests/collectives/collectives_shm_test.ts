@@ -7,16 +7,13 @@
  */
 
 import assert from "node:assert/strict";
+import { choirSegments, leftoverSegments } from "../helpers/shm_segments.ts";
 import { resultOf, runRanks } from "../helpers/ranks.ts";
 
 interface WorkerResult {
   rank: number;
   checks: number;
   failures: string[];
-}
-
-function choirSegments(): string[] {
-  return [...Deno.readDirSync("/dev/shm")].map((e) => e.name).filter((n) => n.startsWith("choir"));
 }
 
 const worker = "tests/fixtures/collective_worker.ts";
@@ -36,7 +33,7 @@ for (const worldSize of [1, 2, 3, 4, 5]) {
       assert.deepEqual(res.failures, [], `rank ${out.rank} failures`);
       assert.ok(res.checks > 300);
     }
-    assert.deepEqual(choirSegments(), before, "a /dev/shm segment was left behind");
+    assert.deepEqual(await leftoverSegments(before), [], "a /dev/shm segment was left behind");
   });
 }
 
@@ -67,6 +64,6 @@ for (const worldSize of [2, 3]) {
       assert.deepEqual(res.failures, [], `rank ${out.rank} failures`);
       assert.equal(res.checks, 20);
     }
-    assert.deepEqual(choirSegments(), before, "a /dev/shm segment was left behind");
+    assert.deepEqual(await leftoverSegments(before), [], "a /dev/shm segment was left behind");
   });
 }

@@ -13,14 +13,19 @@ interface WorkerResult {
   failures: string[];
 }
 
-for (const worldSize of [1, 2, 3, 4, 5]) {
-  Deno.test(`collectives over tcp, world size ${worldSize}`, async () => {
+for (
+  const [worldSize, checksum] of [[1, false], [2, false], [3, false], [3, true], [4, false], [
+    5,
+    false,
+  ]] as const
+) {
+  Deno.test(`collectives over tcp, world size ${worldSize}${checksum ? ", CRC32C on every frame" : ""}`, async () => {
     const outs = await runRanks({
       script: "tests/fixtures/collective_worker.ts",
       worldSize,
       // Small chunks so that the large case really pipelines across many chunks.
       args: [JSON.stringify({ lengths: [0, 1, 7, 1001], big: 30_011, chunkBytes: 4096 })],
-      env: { CHOIR_TRANSPORT: "tcp" },
+      env: { CHOIR_TRANSPORT: "tcp", ...(checksum ? { CHOIR_CHECKSUM: "1" } : {}) },
     });
     for (const out of outs) {
       assert.equal(out.code, 0, `rank ${out.rank} exited ${out.code}\n${out.stderr}`);

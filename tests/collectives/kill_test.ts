@@ -6,11 +6,8 @@
  */
 
 import assert from "node:assert/strict";
+import { choirSegments, leftoverSegments } from "../helpers/shm_segments.ts";
 import { startStoreServer } from "../../transports/store/mod.ts";
-
-function choirSegments(): string[] {
-  return [...Deno.readDirSync("/dev/shm")].map((e) => e.name).filter((n) => n.startsWith("choir"));
-}
 
 const script = new URL("../fixtures/kill_worker.ts", import.meta.url).pathname;
 
@@ -80,6 +77,6 @@ for (
       for (const c of children) await c.stderr.cancel().catch(() => {});
       await server.close();
     }
-    assert.deepEqual(choirSegments(), before, "a /dev/shm segment was left behind");
+    assert.deepEqual(await leftoverSegments(before), [], "a /dev/shm segment was left behind");
   });
 }
