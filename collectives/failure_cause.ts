@@ -7,7 +7,7 @@
  * it reaches a rank that recorded nothing: the one that died.
  */
 
-import { type ChoirError, PeerLostError, TransportError } from "../errors.ts";
+import { type ChoirError, CollectiveMismatchError, PeerLostError, TransportError } from "../errors.ts";
 import type { Store } from "../transports/store/store.ts";
 
 /** How long a live suspect has to record its own failure before it is taken for the culprit. */
@@ -17,7 +17,7 @@ const STORE_MS = 1000;
 const POLL_MS = 20;
 
 /** What a failing rank records under `failure/<rank>`. */
-interface Record {
+interface FailureRecord {
   /** Error class name. */
   kind: string;
   /** The rank it blamed, if any. */
@@ -26,6 +26,10 @@ interface Record {
   op?: string;
   /** Its message. */
   message: string;
+  /** For a mismatch: the fingerprint it expected and the one its peer sent. */
+  expected?: Record<string, number | string>;
+  /** See {@link FailureRecord.expected}. */
+  received?: Record<string, number | string>;
 }
 
 const key = (r: number) => `failure/${r}`;
@@ -41,7 +45,11 @@ export async function settleCause(
   err: ChoirError,
 ): Promise<ChoirError> {
   if (!store) return err;
-  const mine: Record = { kind: err.name, culprit: err.peer, op: err.op, message: err.message };
+  const mine: FailureRecord = { kind: err.name, culprit: err.peer, op: err.op, message: err.message };
+  if (err instanceof CollectiveMismatchError) {
+    mine.expected = { ...err.expected };
+    mine.received = { ...err.received };
+  }
   try {
     await bounded(store.set(key(rank), JSON.stringify(mine)));
     if (err.peer === undefined || !(err instanceof PeerLostError || err instanceof TransportError)) {
@@ -49,10 +57,20 @@ export async function settleCause(
     }
     const seen = new Set([rank]);
     let suspect = err.peer;
-    let via: Record | undefined;
+    let via: FailureRecord | undefined;
     while (true) {
       seen.add(suspect);
       const theirs = await recordOf(store, suspect);
+      if (theirs?.expected && theirs.received && theirs.culprit === rank && suspect === err.peer) {
+        // The peer closed because what this rank sent was not what it expected: report the mismatch
+        // here too, from this side (what this rank ran, what the peer ran).
+        return new CollectiveMismatchError(theirs.received, theirs.expected, {
+          rank,
+          op: err.op,
+          peer: suspect,
+          cause: err,
+        });
+      }
       if (!theirs || theirs.culprit === undefined) break; // it recorded nothing: it is the one
       if (seen.has(theirs.culprit)) return err; // ranks blaming each other: no better answer
       via = theirs;
@@ -70,12 +88,12 @@ export async function settleCause(
 }
 
 /** The failure `r` recorded, waiting up to {@link WAIT_MS} for it; undefined if none came. */
-async function recordOf(store: Store, r: number): Promise<Record | undefined> {
+async function recordOf(store: Store, r: number): Promise<FailureRecord | undefined> {
   const until = performance.now() + WAIT_MS;
   while (true) {
     if (await bounded(store.check([key(r)]))) {
       try {
-        return JSON.parse(new TextDecoder().decode(await bounded(store.get(key(r))))) as Record;
+        return JSON.parse(new TextDecoder().decode(await bounded(store.get(key(r))))) as FailureRecord;
       } catch {
         return undefined;
       }

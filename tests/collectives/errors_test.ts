@@ -24,6 +24,8 @@ for (const transport of ["tcp", "shm"]) {
       ["mismatch-count", /count: expected 1[01], peer sent 1[01]/],
       ["mismatch-op", /op: expected allReduce\/(sum|max), peer sent allReduce\/(max|sum)/],
       ["mismatch-dtype", /dtype: expected (f32|i32), peer sent (i32|f32)/],
+      ["mismatch-root", /root: expected [01], peer sent [01]|op: expected (allReduce\/sum|broadcast)/],
+      ["mismatch-order", /op: expected (allReduce\/sum|broadcast), peer sent (broadcast|allReduce\/sum)/],
     ] as const
   ) {
     Deno.test(`${transport}: ${scenario}: CollectiveMismatchError on both ranks, naming the field`, async () => {
