@@ -82,8 +82,11 @@ export class OpMonitor {
   async failed(call: Call, err: ChoirError): Promise<ChoirError> {
     const { store, rank, size, group } = this.#o;
     if (err instanceof CollectiveTimeoutError && store && this.#rec && size > 1) {
-      const report = await reportHang({ store, rank, size, seq: call.seq, tail: this.#rec.tail(), group })
-        .catch(() => undefined);
+      // Bounded: a rank cut off from the store (its link is down) must still report its timeout.
+      const report = await within(
+        REPORT_LIMIT_MS,
+        reportHang({ store, rank, size, seq: call.seq, tail: this.#rec.tail(), group }),
+      );
       if (report?.reporter) (this.#o.print ?? ((t: string) => console.error(t)))(report.text);
     }
     return await settleCause(store, rank, err);
@@ -104,6 +107,16 @@ export class OpMonitor {
     this.#responder?.stop();
     this.#responder = null;
   }
+}
+
+/** The most a failing op waits for the hang report (its collection window is 3 s). */
+const REPORT_LIMIT_MS = 5000;
+
+/** `p`'s value, or undefined if it fails or takes longer than `ms`. */
+function within<T>(ms: number, p: Promise<T>): Promise<T | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const limit = new Promise<undefined>((res) => timer = setTimeout(() => res(undefined), ms));
+  return Promise.race([p.catch(() => undefined), limit]).finally(() => clearTimeout(timer));
 }
 
 function bytesOf(call: Call): number {
