@@ -15,8 +15,8 @@
  */
 
 import { Hono } from "hono";
-import { InvalidArgumentError, TransportError } from "../errors.ts";
-import { tokenMatches } from "../transports/store/tcp_protocol.ts";
+import { TransportError } from "../errors.ts";
+import { requireToken, serveApp } from "../transports/http_serve.ts";
 
 /** Content type of the Prometheus text exposition format. */
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -52,37 +52,21 @@ export interface StatusServer {
  * the address cannot be bound (e.g. the port is taken).
  */
 export function startStatusServer(opts: StatusServerOptions): Promise<StatusServer> {
-  const ctx = { rank: opts.rank, op: "startStatusServer" };
-  if (typeof opts.token !== "string" || opts.token.length === 0) {
-    return Promise.reject(new InvalidArgumentError("the status server needs a non-empty token", ctx));
-  }
-  const hostname = opts.hostname ?? "127.0.0.1";
-  const app = statusApp(opts);
-  let server: Deno.HttpServer<Deno.NetAddr>;
-  try {
-    server = Deno.serve({ hostname, port: opts.port ?? 0, onListen: () => {} }, app.fetch);
-  } catch (err) {
-    const why = err instanceof Error ? err.message : String(err);
-    return Promise.reject(
-      new TransportError(`cannot listen on ${hostname}:${opts.port ?? 0}: ${why}`, { ...ctx, cause: err }),
-    );
-  }
-  let closing: Promise<void> | undefined;
-  return Promise.resolve({
-    hostname: server.addr.hostname,
-    port: server.addr.port,
-    close: () => closing ??= server.shutdown(),
-  });
+  return serveApp(
+    {
+      hostname: opts.hostname,
+      port: opts.port,
+      token: opts.token,
+      ctx: { rank: opts.rank, op: "startStatusServer" },
+      bindError: TransportError,
+    },
+    () => statusApp(opts),
+  );
 }
 
 function statusApp(opts: StatusServerOptions): Hono {
   const app = new Hono();
-  app.use("*", async (c, next) => {
-    if (!tokenMatches(c.req.header("authorization"), opts.token)) {
-      return c.text("missing or wrong job token", 401, { "www-authenticate": "Bearer" });
-    }
-    await next();
-  });
+  app.use("*", requireToken(opts.token));
   app.get("/status", async (c) => {
     const body = JSON.stringify(await opts.status(), (_k, v) => typeof v === "bigint" ? String(v) : v);
     return c.body(body, 200, { "content-type": "application/json; charset=utf-8" });

@@ -10,7 +10,8 @@
 import { type Context, Hono } from "hono";
 import { InvalidArgumentError, StoreError, StoreTimeoutError } from "../../errors.ts";
 import type { MemoryStore } from "./memory_store.ts";
-import { API, tokenMatches, unframeCompareSet } from "./tcp_protocol.ts";
+import { API, unframeCompareSet } from "./tcp_protocol.ts";
+import { requireToken } from "../http_serve.ts";
 
 const OCTETS = { "content-type": "application/octet-stream" };
 
@@ -18,12 +19,7 @@ const OCTETS = { "content-type": "application/octet-stream" };
 export function storeApp(mem: MemoryStore, token: string): Hono {
   const app = new Hono().basePath(API);
 
-  app.use("*", async (c, next) => {
-    if (!tokenMatches(c.req.header("authorization"), token)) {
-      return c.text("missing or wrong job token", 401, { "www-authenticate": "Bearer" });
-    }
-    await next();
-  });
+  app.use("*", requireToken(token));
 
   app.put("/kv/:key", async (c) => {
     await mem.set(c.req.param("key"), new Uint8Array(await c.req.arrayBuffer()));

@@ -4,7 +4,8 @@
  * Rank 0 or the launcher runs it; the routes live in tcp_app.ts and the client in tcp_store.ts.
  */
 
-import { InvalidArgumentError, StoreError } from "../../errors.ts";
+import { StoreError } from "../../errors.ts";
+import { serveApp } from "../http_serve.ts";
 import { MemoryStore } from "./memory_store.ts";
 import { storeApp } from "./tcp_app.ts";
 
@@ -35,32 +36,16 @@ export interface StoreServer {
  * taken) and InvalidArgumentError for an empty token.
  */
 export function startStoreServer(opts: StoreServerOptions): Promise<StoreServer> {
-  const ctx = { rank: opts.rank, op: "startStoreServer" };
-  if (typeof opts.token !== "string" || opts.token.length === 0) {
-    return Promise.reject(new InvalidArgumentError("the store server needs a non-empty token", ctx));
-  }
-  const hostname = opts.hostname ?? "127.0.0.1";
   const mem = new MemoryStore({ rank: opts.rank });
-  const app = storeApp(mem, opts.token);
-  let server: Deno.HttpServer<Deno.NetAddr>;
-  try {
-    server = Deno.serve({ hostname, port: opts.port ?? 0, onListen: () => {} }, app.fetch);
-  } catch (err) {
-    const why = err instanceof Error ? err.message : String(err);
-    return Promise.reject(
-      new StoreError(`cannot listen on ${hostname}:${opts.port ?? 0}: ${why}`, { ...ctx, cause: err }),
-    );
-  }
-  let closing: Promise<void> | undefined;
-  return Promise.resolve({
-    hostname: server.addr.hostname,
-    port: server.addr.port,
-    close: () => {
-      closing ??= (async () => {
-        await mem.close();
-        await server.shutdown();
-      })();
-      return closing;
+  return serveApp(
+    {
+      hostname: opts.hostname,
+      port: opts.port,
+      token: opts.token,
+      ctx: { rank: opts.rank, op: "startStoreServer" },
+      bindError: StoreError,
+      onClose: () => mem.close(),
     },
-  });
+    () => storeApp(mem, opts.token),
+  );
 }

@@ -1,0 +1,75 @@
+/**
+ * @module
+ * What choir's two HTTP servers (the store server and the status endpoint) share: a Hono middleware
+ * that admits only requests carrying the job token (`Authorization: Bearer <token>`, compared in
+ * constant time), and listening with a typed error when the address cannot be bound.
+ */
+
+import type { Hono, MiddlewareHandler } from "hono";
+import { type ChoirError, type ErrorContext, InvalidArgumentError } from "../errors.ts";
+import { tokenMatches } from "./store/tcp_protocol.ts";
+
+/** Refuses (401) every request without the job token. */
+export function requireToken(token: string): MiddlewareHandler {
+  return async (c, next) => {
+    if (!tokenMatches(c.req.header("authorization"), token)) {
+      return c.text("missing or wrong job token", 401, { "www-authenticate": "Bearer" });
+    }
+    await next();
+  };
+}
+
+/** A running HTTP server. */
+export interface Served {
+  /** The address it listens on. */
+  readonly hostname: string;
+  /** The port it listens on (the one picked when 0 was asked for). */
+  readonly port: number;
+  /** Stops it (idempotent); runs `onClose` first. */
+  close(): Promise<void>;
+}
+
+/** Where and how to serve. */
+export interface ServeOptions {
+  /** Address to listen on (default 127.0.0.1). */
+  hostname?: string;
+  /** Port (0 or absent: any free one). */
+  port?: number;
+  /** The job token; an empty one is an InvalidArgumentError. */
+  token: string;
+  /** Who is asking, for errors. */
+  ctx: ErrorContext;
+  /** The error class for an address that cannot be bound. */
+  bindError: new (message: string, ctx: ErrorContext) => ChoirError;
+  /** Runs before the server shuts down (e.g. releasing long-polls). */
+  onClose?: () => Promise<void>;
+}
+
+/** Serves `app` (built by `build` once the token is checked). */
+export function serveApp(o: ServeOptions, build: () => Hono): Promise<Served> {
+  if (typeof o.token !== "string" || o.token.length === 0) {
+    return Promise.reject(
+      new InvalidArgumentError(`${o.ctx.op ?? "the server"} needs a non-empty token`, o.ctx),
+    );
+  }
+  const hostname = o.hostname ?? "127.0.0.1";
+  let server: Deno.HttpServer<Deno.NetAddr>;
+  try {
+    server = Deno.serve({ hostname, port: o.port ?? 0, onListen: () => {} }, build().fetch);
+  } catch (err) {
+    const why = err instanceof Error ? err.message : String(err);
+    return Promise.reject(
+      new o.bindError(`cannot listen on ${hostname}:${o.port ?? 0}: ${why}`, { ...o.ctx, cause: err }),
+    );
+  }
+  let closing: Promise<void> | undefined;
+  return Promise.resolve({
+    hostname: server.addr.hostname,
+    port: server.addr.port,
+    close: () =>
+      closing ??= (async () => {
+        await o.onClose?.();
+        await server.shutdown();
+      })(),
+  });
+}
