@@ -99,6 +99,18 @@ def count_wrong(got, period, dtype):
     return wrong
 
 
+def payload(src, g0, k):
+    """The k bytes an object collective carries for rank `src` (pattern from element g0)."""
+    return tile(move(src, g0), k, 'u8').tobytes()
+
+
+def wrong_bytes(v, src, g0, k):
+    """How many bytes of the received object `v` differ from `payload(src, g0, k)`."""
+    if not isinstance(v, (bytes, bytearray)) or len(v) != k:
+        return k
+    return count_wrong(np.frombuffer(v, dtype=np.uint8), move(src, g0), 'u8')
+
+
 def summarize(per_ms):
     """The row's statistics from per-iteration times in ms (bench/stats.ts summarize)."""
     s = np.sort(np.asarray(per_ms, dtype=np.float64))

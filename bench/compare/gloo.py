@@ -159,15 +159,6 @@ def make_prepare(dist, torch, rank, n):
     return prepare
 
 
-def payload(src, g0, k):
-    return C.tile(C.move(src, g0), k, 'u8').tobytes()
-
-
-def wrong_bytes(v, src, g0, k):
-    if not isinstance(v, (bytes, bytearray)) or len(v) != k:
-        return k
-    return C.count_wrong(np.frombuffer(v, dtype=np.uint8), C.move(src, g0), 'u8')
-
 
 def prepare_object(dist, c, rank, n):
     op, root, count, chunk = c['op'], c['root'], c['count'], c['chunk']
@@ -175,14 +166,14 @@ def prepare_object(dist, c, rank, n):
     last = {}
     if op == 'broadcast_object':
         def run():
-            box = [payload(root, 0, count) if is_root else None]
+            box = [C.payload(root, 0, count) if is_root else None]
             dist.broadcast_object_list(box, src=root)
             last['v'] = box[0]
-        return C.Prepared(run, lambda: None, lambda: wrong_bytes(last['v'], root, 0, count))
-    mine = payload(rank, rank * chunk, chunk)
+        return C.Prepared(run, lambda: None, lambda: C.wrong_bytes(last['v'], root, 0, count))
+    mine = C.payload(rank, rank * chunk, chunk)
 
     def wrong_list(vs):
-        return sum(wrong_bytes(v, p, p * chunk, chunk) for p, v in enumerate(vs))
+        return sum(C.wrong_bytes(v, p, p * chunk, chunk) for p, v in enumerate(vs))
     if op == 'allgather_object':
         def run():
             out = [None] * n
@@ -196,13 +187,13 @@ def prepare_object(dist, c, rank, n):
             last['v'] = out
         return C.Prepared(run, lambda: None, lambda: wrong_list(last['v']) if is_root else 0)
     if op == 'scatter_object':
-        every = [payload(p, p * chunk, chunk) for p in range(n)] if is_root else None
+        every = [C.payload(p, p * chunk, chunk) for p in range(n)] if is_root else None
 
         def run():
             out = [None]
             dist.scatter_object_list(out, every, src=root)
             last['v'] = out[0]
-        return C.Prepared(run, lambda: None, lambda: wrong_bytes(last['v'], rank, rank * chunk, chunk))
+        return C.Prepared(run, lambda: None, lambda: C.wrong_bytes(last['v'], rank, rank * chunk, chunk))
     raise C.Unsupported('no Gloo mapping for %s' % op)
 
 

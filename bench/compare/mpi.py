@@ -175,15 +175,6 @@ def make_prepare(comm, rank, n):
     return prepare
 
 
-def payload(src, g0, k):
-    return C.tile(C.move(src, g0), k, 'u8').tobytes()
-
-
-def wrong_bytes(v, src, g0, k):
-    if not isinstance(v, (bytes, bytearray)) or len(v) != k:
-        return k
-    return C.count_wrong(np.frombuffer(v, dtype=np.uint8), C.move(src, g0), 'u8')
-
 
 def prepare_object(comm, c, rank, n):
     op, root, count, chunk = c['op'], c['root'], c['count'], c['chunk']
@@ -198,21 +189,21 @@ def prepare_object(comm, c, rank, n):
     def wrong_list(vs):
         if vs is None or len(vs) != n:
             return chunk * n
-        return sum(wrong_bytes(v, p, p * chunk, chunk) for p, v in enumerate(vs))
+        return sum(C.wrong_bytes(v, p, p * chunk, chunk) for p, v in enumerate(vs))
     if op == 'broadcast_object':
-        data = payload(root, 0, count) if is_root else None
+        data = C.payload(root, 0, count) if is_root else None
         return C.Prepared(keep(lambda: comm.bcast(data, root=root)), lambda: None,
-                          lambda: wrong_bytes(last['v'], root, 0, count))
-    mine = payload(rank, rank * chunk, chunk)
+                          lambda: C.wrong_bytes(last['v'], root, 0, count))
+    mine = C.payload(rank, rank * chunk, chunk)
     if op == 'allgather_object':
         return C.Prepared(keep(lambda: comm.allgather(mine)), lambda: None, lambda: wrong_list(last['v']))
     if op == 'gather_object':
         return C.Prepared(keep(lambda: comm.gather(mine, root=root)), lambda: None,
                           lambda: wrong_list(last['v']) if is_root else 0)
     if op == 'scatter_object':
-        every = [payload(p, p * chunk, chunk) for p in range(n)] if is_root else None
+        every = [C.payload(p, p * chunk, chunk) for p in range(n)] if is_root else None
         return C.Prepared(keep(lambda: comm.scatter(every, root=root)), lambda: None,
-                          lambda: wrong_bytes(last['v'], rank, rank * chunk, chunk))
+                          lambda: C.wrong_bytes(last['v'], rank, rank * chunk, chunk))
     raise C.Unsupported('no MPI mapping for %s' % op)
 
 
