@@ -7,6 +7,7 @@
  * ranks forward their subtree's blocks once more).
  */
 
+import { binomialSubtree } from "./binomial_subtree.ts";
 import type { Call, Comm } from "./comm.ts";
 import { bytesOf, type CpuTensor, sliceView } from "./dtype.ts";
 
@@ -23,11 +24,8 @@ export async function gatherBinomial(
   const n = comm.size;
   const root = call.root;
   const len = input.length;
-  const v = (comm.rank - root + n) % n; // rank relative to the root
-  const abs = (rel: number) => (rel + root) % n;
-  // This rank collects relative ranks [v, v + span): the subtree below its lowest set bit.
-  const low = v === 0 ? n : v & -v;
-  const span = Math.min(low, n - v);
+  // This rank collects relative ranks [v, v + span): its subtree.
+  const { v, low, span, abs } = binomialSubtree(comm.rank, root, n);
   // The subtree's blocks, in relative order; the scratch buffer belongs to the running collective.
   const tmp = span === 1 ? input : comm.scratch(0, input, span * len);
   if (span > 1) bytesOf(sliceView(tmp, 0, len)).set(bytesOf(input));

@@ -8,6 +8,7 @@
  * ranks forward their subtree's blocks once more).
  */
 
+import { binomialSubtree } from "./binomial_subtree.ts";
 import type { Call, Comm } from "./comm.ts";
 import { bytesOf, type CpuTensor, sliceView } from "./dtype.ts";
 
@@ -24,11 +25,8 @@ export async function scatterBinomial(
   const n = comm.size;
   const root = call.root;
   const len = output.length;
-  const v = (comm.rank - root + n) % n; // rank relative to the root
-  const abs = (rel: number) => (rel + root) % n;
   // This rank receives the blocks of relative ranks [v, v + span): its subtree.
-  const low = v === 0 ? n : v & -v;
-  const span = Math.min(low, n - v);
+  const { v, low, span, abs } = binomialSubtree(comm.rank, root, n);
   const tmp = span === 1 ? output : comm.scratch(0, output, span * len);
   if (v === 0) {
     for (let rel = 0; rel < n; rel++) {
