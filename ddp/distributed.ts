@@ -83,7 +83,7 @@ export interface DdpStats {
  * const ddp = await DistributedDataParallel.create(model, pg);
  * for (const batch of batches) {
  *   ddp.zeroGrad();
- *   model.backward(model.forward(batch)); // the model calls the ready hook
+ *   await model.backwardAsync(model.forward(batch)); // the model calls the ready hook
  *   await ddp.finishBackward();
  *   optimizer.step();
  * }

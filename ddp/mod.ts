@@ -17,7 +17,7 @@
  *   sampler.setEpoch(epoch);
  *   for (const batch of batchesOf(sampler.indices(), 32)) {
  *     ddp.zeroGrad();
- *     model.backward(model.forward(batch)); // reports each final gradient to DDP
+ *     await model.backwardAsync(model.forward(batch)); // reports each final gradient to DDP
  *     await ddp.finishBackward(); // gradients are now averaged over the ranks
  *     optimizer.step();
  *   }
