@@ -7,7 +7,7 @@
  *
  * Run: `deno run -A bench/ddp_mlp.ts [--batch 64] [--iters 10] [--warmup 2] [--hidden 2048]
  * [--layers 3]`, or `deno task launch --nproc-per-node 2 bench/ddp_mlp.ts --ddp [--async]
- * [--timeline trace.json]`. `--async` runs `backwardAsync` (products on the FFI thread pool, so the
+ * [--bucket-cap-mb 25] [--timeline trace.json]`. `--async` runs `backwardAsync` (products on the FFI thread pool, so the
  * buckets' allreduces run during backward); `--timeline` writes rank 0's steps as a Chrome trace and
  * draws the last step as text.
  */
@@ -67,7 +67,8 @@ const model = new Sequential(...layers);
 const params: readonly Parameter[] = model.parameters();
 const count = params.reduce((s, p) => s + p.data.length, 0);
 const timeline = new Timeline();
-const ddp = useDdp && pg ? await DistributedDataParallel.create(model, pg, { timeline }) : null;
+const bucketCapMb = flag("bucket-cap-mb", 25);
+const ddp = useDdp && pg ? await DistributedDataParallel.create(model, pg, { timeline, bucketCapMb }) : null;
 const opt = new AdamW({ lr: 1e-4 });
 
 const x = new Float32Array(batch * INPUT).map((_, i) => Math.sin(i + rank));
