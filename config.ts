@@ -29,6 +29,11 @@ export interface ChoirEnv {
    * the launcher can remove what a killed rank left behind.
    */
   jobId?: string;
+  /**
+   * `CHOIR_STORE_PREFIX`: put every store key of `env://` / `tcp://` rendezvous under this prefix (the
+   * elastic launcher gives each round its own, in one long-lived store).
+   */
+  storePrefix?: string;
   /** `CHOIR_HOST_ID`: overrides the host identity used to find same-host peers. */
   hostId?: string;
   /**
@@ -102,6 +107,7 @@ export function readEnv(get: (name: string) => string | undefined = safeGet): Ch
     timeoutMs: int(get("CHOIR_TIMEOUT")),
     transport: str(get("CHOIR_TRANSPORT")),
     hostId: str(get("CHOIR_HOST_ID")),
+    storePrefix: str(get("CHOIR_STORE_PREFIX")),
     jobId: str(get("CHOIR_JOB_ID")) ?? str(get("TORCHELASTIC_RUN_ID")),
     bindAddr: str(get("CHOIR_BIND_ADDR")),
     checksum: bool(get("CHOIR_CHECKSUM")),
