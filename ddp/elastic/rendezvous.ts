@@ -118,7 +118,7 @@ export async function joinRound(o: JoinOptions): Promise<{ world: World; groupRa
   }
   function full(o: JoinOptions, w: World, count = w.nodes.length): RendezvousError {
     return new RendezvousError(
-      `rendezvous "${o.runId}" is full: round ${w.round} already has ${count} node(s) and --nnodes allows at ` +
+      `run "${o.runId}" is full: round ${w.round} already has ${count} node(s) and --nnodes allows at ` +
         `most ${o.max}; node ${o.me.id} (${o.me.addr}) is refused. Raise MAX in --nnodes MIN:MAX or start ` +
         `it once a node has left.`,
       { op },
@@ -154,7 +154,7 @@ async function waitForClose(
     }
     if (now >= deadline) {
       throw new RendezvousError(
-        `rendezvous "${o.runId}": only ${count} of at least ${o.min} node(s) joined round ${round} within ` +
+        `run "${o.runId}": only ${count} of at least ${o.min} node(s) joined round ${round} within ` +
           `${o.joinTimeoutMs} ms (this node: ${o.me.id}, slot ${slot})`,
         { op: "rendezvous" },
       );
