@@ -32,14 +32,21 @@
 import { type ChoirEnv, readEnv } from "../config.ts";
 import { InvalidArgumentError, RendezvousError } from "../errors.ts";
 import { jobTag } from "../transports/shm/segment.ts";
-import { PrefixStore, startStoreServer, type StoreServer, TcpStore } from "../transports/store/mod.ts";
+import {
+  PrefixStore,
+  startStoreServer,
+  type Store,
+  type StoreServer,
+  TcpStore,
+} from "../transports/store/mod.ts";
+import type { SchedulerKind } from "../schedulers.ts";
 import { parseLaunchArgs, USAGE } from "./launch_args.ts";
 import type { OutputStream } from "./launch_output.ts";
 import { type AgentResult, markExit, runAgent, waitForExits } from "./elastic/agent.ts";
 import { type Failure, failureSummary } from "./elastic/root_cause.ts";
 import type { RankExit } from "./elastic/worker_group.ts";
 
-export type { Failure, OutputStream, RankExit };
+export type { ChoirEnv, Failure, OutputStream, RankExit, SchedulerKind, Store };
 export {
   ElasticState,
   type ElasticStateOptions,
