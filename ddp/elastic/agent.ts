@@ -170,15 +170,18 @@ export async function runAgent(o: AgentOptions): Promise<AgentResult> {
       log: o.log,
       splitLines,
     });
-    let outcome: Outcome;
+    let outcome: Outcome | undefined;
+    let error: unknown;
     try {
       outcome = await monitor(o, world, groupRank, group, logs);
-    } finally {
-      group.stop(o.signal.aborted ? o.stopSignal() : "SIGTERM");
-      logs.close();
+    } catch (err) {
+      error = err; // e.g. the store went away: still stop and reap the workers first
     }
+    group.stop(o.signal.aborted ? o.stopSignal() : "SIGTERM");
     const result = await group.done;
+    logs.close();
     await o.afterRound?.();
+    if (outcome === undefined) throw error;
     switch (outcome.kind) {
       case "succeeded":
         return { code: 0, ranks: result.ranks, restarts, rounds, world, groupRank };

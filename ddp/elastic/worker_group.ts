@@ -119,7 +119,7 @@ export class WorkerGroup {
   }
 
   #armKill(sig: Deno.Signal): void {
-    if (sig === "SIGKILL") return;
+    if (sig === "SIGKILL" || this.#running.size === 0) return;
     this.#killTimer ??= setTimeout(() => {
       if (this.#running.size > 0) {
         this.#spec.log(`ranks ${this.running.join(", ")} ignored ${sig}; sending SIGKILL`);
@@ -136,6 +136,7 @@ export class WorkerGroup {
     ]);
     const status = await child.status;
     this.#running.delete(local);
+    if (this.#running.size === 0 && this.#killTimer !== undefined) clearTimeout(this.#killTimer);
     const exit: RankExit = { rank, code: status.code, signal: status.signal };
     if (!status.success && this.#failed === undefined && this.#stoppedBy === undefined) {
       this.#failed = exit;
