@@ -275,3 +275,46 @@ Deno.test("launch CLI, --nnodes 2:3 on loopback: a late third node is admitted; 
     await Promise.all(agents.map((a) => a.done));
   }
 });
+
+Deno.test("launch CLI, --nnodes 1:2 on loopback: a node that dies is noticed by its heartbeat; the job goes on without it", async () => {
+  const port = freePort();
+  const args = [
+    "--nnodes",
+    "1:2",
+    "--nproc-per-node",
+    "1",
+    "--rdzv-endpoint",
+    `127.0.0.1:${port}`,
+    "--rdzv-id",
+    "leave",
+    "--token",
+    "tk",
+    "--rdzv-conf",
+    "last_call_timeout=0.3,heartbeat_timeout=1",
+    "--monitor-interval",
+    "0.05",
+    here("tests/fixtures/elastic_member.ts"),
+    "1",
+  ];
+  const a = new Agent(args);
+  await a.waitFor(/\] world 1 rank 0 restart 0/); // a runs alone (MIN 1) ...
+  const b = new Agent(args);
+  try {
+    // ... until b joins late: a new round with both.
+    await Promise.all([a, b].map((x) => x.waitFor(/\] world 2 rank \d restart 0 group \d pid \d+/)));
+    const pid = Number(b.lines.findLast((l) => / world 2 /.test(l))!.match(/pid (\d+)/)![1]);
+    b.kill(); // the agent dies without a word ...
+    Deno.kill(pid, "SIGKILL"); // ... and so does its worker
+    await a.waitFor(/node \d \(127\.0\.0\.1\) sent no heartbeat for \d+ ms; starting a new round/);
+    await a.waitFor(/\] world 1 rank 0 restart 0/, 2);
+    const store = new TcpStore({ host: "127.0.0.1", port, token: "tk", timeoutMs: 10_000 });
+    await store.set("choir/leave/release", "1");
+    await store.close();
+    assert.equal(await a.done, 0, a.text);
+    assert.match(a.text, /\] sum 1$/m);
+  } finally {
+    a.kill();
+    b.kill();
+    await Promise.all([a.done, b.done]);
+  }
+});
