@@ -290,7 +290,7 @@ Deno.test("launch CLI, --nnodes 1:2 on loopback: a node that dies is noticed by 
     "--token",
     "tk",
     "--rdzv-conf",
-    "last_call_timeout=0.3,heartbeat_timeout=1",
+    "last_call_timeout=0.3,heartbeat_timeout=2",
     "--monitor-interval",
     "0.05",
     here("tests/fixtures/elastic_member.ts"),
