@@ -7,7 +7,7 @@
 
 import { join } from "node:path";
 import type { Store } from "../../transports/store/mod.ts";
-import { StoreTimeoutError } from "../../errors.ts";
+import { AbortedError, StoreTimeoutError } from "../../errors.ts";
 import { splitLines } from "../launch_output.ts";
 import { joinRound, type NodeInfo, roundKey, type World } from "./rendezvous.ts";
 import { RankLogs } from "./rank_logs.ts";
@@ -108,17 +108,27 @@ export async function runAgent(o: AgentOptions): Promise<AgentResult> {
   let rounds = 0;
   let fromRound: number | undefined;
   for (;;) {
-    const { world, groupRank } = await joinRound({
-      store: o.store,
-      me,
-      min: o.minNodes,
-      max: o.maxNodes,
-      fromRound,
-      lastCallMs: o.lastCallMs,
-      joinTimeoutMs: o.joinTimeoutMs,
-      runId: o.runId,
-      log: o.log,
-    });
+    let joined;
+    try {
+      joined = await joinRound({
+        store: o.store,
+        me,
+        min: o.minNodes,
+        max: o.maxNodes,
+        fromRound,
+        lastCallMs: o.lastCallMs,
+        joinTimeoutMs: o.joinTimeoutMs,
+        runId: o.runId,
+        log: o.log,
+        signal: o.signal,
+      });
+    } catch (err) {
+      if (err instanceof AbortedError) {
+        return { code: exitCodeOf(o.stopSignal()), ranks: [], restarts, rounds };
+      }
+      throw err;
+    }
+    const { world, groupRank } = joined;
     rounds++;
     const round = world.round;
     if (o.signal.aborted) {
@@ -128,11 +138,10 @@ export async function runAgent(o: AgentOptions): Promise<AgentResult> {
     const worldSize = world.nodes.reduce((s, n) => s + n.nproc, 0);
     const ranks = Array.from({ length: o.nprocPerNode }, (_, l) => offset + l);
     if (world.nodes.length > 1 || rounds > 1) {
+      const mine = `ranks ${ranks[0]}..${ranks[ranks.length - 1]}`;
       o.log(
         `round ${round}: ${world.nodes.length} node(s), world size ${worldSize}; this node is group rank ` +
-          `${groupRank} (ranks ${ranks[0]}..${
-            ranks[ranks.length - 1]
-          }), restart ${restarts} of ${o.maxRestarts}`,
+          `${groupRank} (${mine}), restart ${restarts} of ${o.maxRestarts}`,
       );
     }
     const logs = new RankLogs(
@@ -194,11 +203,8 @@ export async function runAgent(o: AgentOptions): Promise<AgentResult> {
       case "failed": {
         if (restarts < o.maxRestarts) {
           restarts++;
-          o.log(
-            `${
-              failureSummary(outcome.failure, false)
-            }; restarting the workers (restart ${restarts} of ${o.maxRestarts})`,
-          );
+          const why = failureSummary(outcome.failure, false);
+          o.log(`${why}; restarting the workers (restart ${restarts} of ${o.maxRestarts})`);
           fromRound = round + 1;
           continue;
         }

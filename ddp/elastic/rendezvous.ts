@@ -6,7 +6,7 @@
  * What a round is for (starting workers, restarts) is the agent's business.
  */
 
-import { RendezvousError, StoreTimeoutError } from "../../errors.ts";
+import { AbortedError, RendezvousError, StoreTimeoutError } from "../../errors.ts";
 import type { Store } from "../../transports/store/mod.ts";
 
 /** What a node tells the others when it joins. */
@@ -51,6 +51,8 @@ export interface JoinOptions {
   runId: string;
   /** Receives progress messages. */
   log?: (message: string) => void;
+  /** Aborting it ends the wait with an AbortedError. */
+  signal?: AbortSignal;
 }
 
 const enc = new TextEncoder();
@@ -87,7 +89,7 @@ export async function closedWorld(store: Store, r: number): Promise<World | unde
 /**
  * Joins the next round that admits this node and waits for it to close; returns the world and this
  * node's GROUP_RANK. Throws RendezvousError when the run is full (MAX nodes already in a running
- * round) or fewer than MIN nodes joined within the join timeout.
+ * round) or fewer than MIN nodes joined within the join timeout; AbortedError when `signal` aborts.
  */
 export async function joinRound(o: JoinOptions): Promise<{ world: World; groupRank: number }> {
   const op = "rendezvous";
@@ -137,6 +139,11 @@ async function waitForClose(
   let last = -1;
   let changedAt = Date.now();
   for (;;) {
+    if (o.signal?.aborted) {
+      throw new AbortedError(`stopped while waiting for round ${round} of run "${o.runId}" to close`, {
+        op: "rendezvous",
+      });
+    }
     const w = await closedWorld(o.store, round);
     if (w !== undefined) {
       const groupRank = w.nodes.findIndex((n) => n.id === o.me.id);

@@ -146,6 +146,11 @@ class Agent {
       });
   }
 
+  /** The launcher's pid. */
+  get pid(): number {
+    return this.#child.pid;
+  }
+
   kill(): void {
     try {
       this.#child.kill("SIGKILL");
@@ -316,5 +321,33 @@ Deno.test("launch CLI, --nnodes 1:2 on loopback: a node that dies is noticed by 
     a.kill();
     b.kill();
     await Promise.all([a.done, b.done]);
+  }
+});
+
+Deno.test("launch CLI: SIGTERM while waiting for MIN nodes ends the agent at once (143)", async () => {
+  const port = freePort();
+  const a = new Agent([
+    "--nnodes",
+    "2",
+    "--rdzv-endpoint",
+    `127.0.0.1:${port}`,
+    "--rdzv-id",
+    "alone",
+    "--token",
+    "tk",
+    here("tests/fixtures/elastic_member.ts"),
+    "2",
+  ]);
+  const store = new TcpStore({ host: "127.0.0.1", port, token: "tk", timeoutMs: 20_000 });
+  try {
+    await store.wait(["choir/alone/rdzv/r0/node/0"]); // it has joined round 0 and waits for a second node
+    const t0 = performance.now();
+    Deno.kill(a.pid, "SIGTERM");
+    assert.equal(await a.done, 143, a.text);
+    assert.ok(performance.now() - t0 < 5000);
+  } finally {
+    await store.close();
+    a.kill();
+    await a.done;
   }
 });
