@@ -42,7 +42,10 @@ CONF
   ;;
 stop)
   for f in /run/slurmd.pid /run/slurmctld.pid /run/munge/munged.pid; do
-    [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
+    [ -f "$f" ] || continue
+    pid=$(cat "$f")
+    kill "$pid" 2>/dev/null || continue
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   done
   ;;
 *)
