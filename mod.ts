@@ -20,3 +20,4 @@
 export * from "./collectives/mod.ts";
 export * from "./errors.ts";
 export { type ChoirEnv, DEFAULT_TIMEOUT_MS, readEnv } from "./config.ts";
+export type { SchedulerKind } from "./schedulers.ts";

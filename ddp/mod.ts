@@ -33,9 +33,10 @@
  * ```
  */
 
-export { launch, type LaunchOptions, type LaunchResult, type RankExit } from "./launch.ts";
+export { type Failure, launch, type LaunchOptions, type LaunchResult, type RankExit } from "./launch.ts";
 export type { OutputStream } from "./launch_output.ts";
 export type { ChoirEnv } from "../config.ts";
+export type { SchedulerKind } from "../schedulers.ts";
 
 export type { Buffer, GradReadyHook, Model, Parameter, ParamTensor } from "./model.ts";
 export {
