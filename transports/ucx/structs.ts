@@ -77,6 +77,8 @@ export const THREAD_MODE_SINGLE = 0;
 export const EP_FIELD = { REMOTE_ADDRESS: 1n, ERR_HANDLING_MODE: 2n, ERR_HANDLER: 4n, USER_DATA: 8n } as const;
 /** `UCP_ERR_HANDLING_MODE_PEER`: endpoints report a failed peer instead of hanging. */
 export const ERR_HANDLING_MODE_PEER = 1;
+/** `UCP_ERR_HANDLING_MODE_NONE`: no failure reporting (every transport supports it). */
+export const ERR_HANDLING_MODE_NONE = 0;
 /** `UCP_OP_ATTR_FIELD_*` and `UCP_OP_ATTR_FLAG_*`. */
 export const OP_ATTR = {
   FLAGS: 0x10,

@@ -132,10 +132,11 @@ export class UcxTransport implements Transport {
     const [address, who] = await Promise.all([store.get(`addr/${peer}`), store.get(`who/${peer}`)]);
     if (this.#closed) throw this.#closed;
     const [pid, host] = new TextDecoder().decode(who).split("\n");
-    if (host === this.#myHost && Number(pid) > 0 && Number(pid) !== Deno.pid) {
-      this.#watches.set(peer, new ProcessWatch(shmLibc(), Number(pid)));
-    }
-    this.worker.connect(peer, address);
+    const local = host === this.#myHost && Number(pid) > 0;
+    // A same-host peer is watched by pid (UCX 1.13's shared-memory transports cannot report failures,
+    // and asking for reporting would exclude them); a peer elsewhere is watched by UCX itself.
+    if (local) this.#watches.set(peer, new ProcessWatch(shmLibc(), Number(pid)));
+    this.worker.connect(peer, address, !local);
     const ch = new UcxChannel(this, this.rank, peer);
     this.#open.set(peer, ch);
     if (this.#dead.has(peer)) ch.fail(new PeerLostError(`rank ${peer} is gone`, { rank: this.rank, peer }));

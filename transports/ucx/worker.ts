@@ -12,6 +12,7 @@ import {
   addr,
   EP_CLOSE_FLAG_FORCE,
   EP_FIELD,
+  ERR_HANDLING_MODE_NONE,
   ERR_HANDLING_MODE_PEER,
   FEATURE,
   layoutFor,
@@ -140,8 +141,12 @@ export class UcxWorker {
     return bytes;
   }
 
-  /** Creates the endpoint to `peer` from its published address, with peer-failure reporting on. */
-  connect(peer: number, address: Uint8Array): void {
+  /**
+   * Creates the endpoint to `peer` from its published address. With `reportFailure`, UCX reports a
+   * failed peer to {@link onPeerError} (error mode PEER); UCX 1.13's shared-memory transports cannot,
+   * so same-host peers go without it (the transport watches their process instead).
+   */
+  connect(peer: number, address: Uint8Array, reportFailure: boolean): void {
     const e = this.layout.epParams;
     const p = struct(e.size);
     p.view.setBigUint64(
@@ -150,7 +155,7 @@ export class UcxWorker {
       true,
     );
     p.view.setBigUint64(e.address, addr(Deno.UnsafePointer.of(address)), true);
-    p.view.setUint32(e.errMode, ERR_HANDLING_MODE_PEER, true);
+    p.view.setUint32(e.errMode, reportFailure ? ERR_HANDLING_MODE_PEER : ERR_HANDLING_MODE_NONE, true);
     p.view.setBigUint64(e.errHandlerCb, addr(this.#errCb.pointer), true);
     p.view.setBigUint64(e.errHandlerArg, BigInt(peer + 1), true);
     const out = new BigUint64Array(1);
