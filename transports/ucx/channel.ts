@@ -61,11 +61,11 @@ export class UcxChannel implements Channel {
     return this.#failed;
   }
 
-  /** Fails the channel: later operations reject with `e`, pending receives are cancelled. */
+  /** Fails the channel: pending and later operations reject with `e`. */
   fail(e: ChoirError): void {
     if (this.#failed) return;
     this.#failed = e;
-    this.#host.engine.cancel(this.peer);
+    this.#host.engine.abandon(e, this.peer);
   }
 
   /** Sends one frame; completes in call order. */
@@ -183,6 +183,7 @@ export class UcxChannel implements Channel {
           if (status === UCS_OK) resolve();
           else reject(this.#statusError("send", status));
         },
+        abandon: reject,
       };
       engine.track(p);
     });
@@ -210,6 +211,7 @@ export class UcxChannel implements Channel {
           if (status === UCS_OK) resolve(length);
           else reject(this.#statusError("recv", status));
         },
+        abandon: reject,
       });
     });
   }

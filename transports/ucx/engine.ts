@@ -20,6 +20,8 @@ export interface Pending {
   readonly peer: number;
   /** Called once with the final status and, for receives, the received length. */
   readonly complete: (status: number, length: number) => void;
+  /** Called instead of `complete` when the peer is given up on; the request stays tracked. */
+  readonly abandon: (e: Error) => void;
 }
 
 /** How the engine polls before it sleeps. */
@@ -44,6 +46,8 @@ export class UcxEngine {
   readonly #w: UcxWorker;
   readonly #opts: UcxEngineOptions;
   readonly #pending = new Set<Pending>();
+  /** Requests whose caller was already failed; held until UCX completes them (or close frees them). */
+  readonly #abandoned = new Set<Pending>();
   readonly #pollfd = new Int32Array(2);
   readonly #yieldCpu: () => void;
   /** Runs every `checkMs` while requests are pending (peer liveness). */
@@ -76,12 +80,18 @@ export class UcxEngine {
     }
   }
 
-  /** Cancels the pending receives of `peer` (or of everyone); they complete with UCS_ERR_CANCELED. */
-  cancel(peer?: number): void {
+  /**
+   * Fails every request of `peer` (or of everyone) with `e` at once. Receives are cancelled; all stay
+   * tracked, buffers held, until UCX completes them, since a matched receive or a send to a dead
+   * peer may never complete on its own.
+   */
+  abandon(e: Error, peer?: number): void {
     for (const p of this.#pending) {
-      if (p.info !== null && (peer === undefined || p.peer === peer)) {
-        this.#w.lib.ucp.ucp_request_cancel(this.#w.handle, p.request);
-      }
+      if (peer !== undefined && p.peer !== peer) continue;
+      this.#pending.delete(p);
+      this.#abandoned.add(p);
+      if (p.info !== null) this.#w.lib.ucp.ucp_request_cancel(this.#w.handle, p.request);
+      p.abandon(e);
     }
   }
 
@@ -96,18 +106,28 @@ export class UcxEngine {
    * After `stop()`: cancels every receive and progresses until all requests completed or `boundMs`
    * passed; requests still pending are freed (UCX releases them when they finish).
    */
-  drain(boundMs: number): void {
-    this.cancel();
+  drain(e: Error, boundMs: number): void {
+    this.abandon(e);
     const until = performance.now() + boundMs;
-    while (this.#pending.size && performance.now() < until) {
+    while (this.#abandoned.size && performance.now() < until) {
       this.#w.progress();
-      this.#poll();
+      this.#reap();
     }
-    for (const p of this.#pending) {
-      this.#w.lib.ucp.ucp_request_free(p.request);
-      p.complete(-16, 0);
+    for (const p of this.#abandoned) this.#w.lib.ucp.ucp_request_free(p.request);
+    this.#abandoned.clear();
+  }
+
+  /** Frees abandoned requests that UCX has finished with. */
+  #reap(): void {
+    const { ucp } = this.#w.lib;
+    for (const p of this.#abandoned) {
+      const st = p.info !== null
+        ? ucp.ucp_tag_recv_request_test(p.request, p.info)
+        : ucp.ucp_request_check_status(p.request);
+      if (st === UCS_INPROGRESS) continue;
+      this.#abandoned.delete(p);
+      ucp.ucp_request_free(p.request);
     }
-    this.#pending.clear();
   }
 
   /** Checks every pending request once; returns whether any completed. */
@@ -140,6 +160,7 @@ export class UcxEngine {
         let events = 0;
         for (let i = 0; i < 64 && this.#w.progress() !== 0; i++) events++;
         const moved = this.#poll();
+        if (this.#abandoned.size) this.#reap();
         if (!this.#pending.size) return;
         idle = moved || events ? 0 : idle + 1;
         const now = performance.now();

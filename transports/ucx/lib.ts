@@ -78,30 +78,33 @@ let failure: LibraryUnavailableError | null = null;
 
 /**
  * Loads libucp.so.0 and libucs.so.0 once. Throws {@link LibraryUnavailableError} naming the package
- * to install when they are missing (or FFI is not permitted).
+ * to install when they are missing (or FFI is not permitted). `names` replaces the library file names
+ * (tests use it to see the error of a machine without UCX); such loads are not cached.
  */
-export function ucxLib(): UcxLib {
-  if (loaded) return loaded;
-  if (failure) throw failure;
+export function ucxLib(names?: { ucp: string; ucs: string }): UcxLib {
+  if (!names && loaded) return loaded;
+  if (!names && failure) throw failure;
   const open = <S extends Deno.ForeignLibraryInterface>(name: string, syms: S) => {
     try {
       return Deno.dlopen(name, syms).symbols;
     } catch (e) {
-      failure = new LibraryUnavailableError(
-        `the UCX transport needs ${name} (Debian/Ubuntu: apt-get install ${UCX_PACKAGE}); ` +
-          `loading it failed: ${(e as Error).message}`,
+      const err = new LibraryUnavailableError(
+        `the UCX transport (CHOIR_TRANSPORT=ucx) needs ${name}, from the ${UCX_PACKAGE} package ` +
+          `(Debian/Ubuntu: apt-get install ${UCX_PACKAGE}); loading it failed: ${(e as Error).message}`,
         { op: "ucx.init", cause: e },
       );
-      throw failure;
+      if (!names) failure = err;
+      throw err;
     }
   };
-  const ucp = open("libucp.so.0", UCP_SYMBOLS);
-  const ucs = open("libucs.so.0", UCS_SYMBOLS);
+  const ucp = open(names?.ucp ?? "libucp.so.0", UCP_SYMBOLS);
+  const ucs = open(names?.ucs ?? "libucs.so.0", UCS_SYMBOLS);
   const libc = open("libc.so.6", LIBC_SYMBOLS);
   const v = new Uint32Array(3);
   ucp.ucp_get_version(v.subarray(0, 1), v.subarray(1, 2), v.subarray(2, 3));
-  loaded = { ucp, ucs, libc, version: { major: v[0], minor: v[1], release: v[2] } };
-  return loaded;
+  const lib = { ucp, ucs, libc, version: { major: v[0], minor: v[1], release: v[2] } };
+  if (!names) loaded = lib;
+  return lib;
 }
 
 /** Whether libucp can be loaded here, and if not, why (for tests that skip). */

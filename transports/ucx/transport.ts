@@ -168,7 +168,7 @@ export class UcxTransport implements Transport {
     this.#closed = err;
     for (const ch of this.#open.values()) ch.fail(err);
     await this.engine.stop();
-    this.engine.drain(1000);
+    this.engine.drain(err, 1000);
     this.cache.clear();
     this.worker.destroy(this.#dead);
     for (const w of this.#watches.values()) w.close();
