@@ -13,8 +13,11 @@ import type { RegistrationCache } from "./memreg.ts";
 import { UCS_OK, ucxError } from "./status.ts";
 import type { UcxWorker } from "./worker.ts";
 
-/** Payloads up to this size travel in the header's message (one message, one copy on each side). */
-export const INLINE_BYTES = 8192;
+/**
+ * Payloads up to this size travel in the header's message (one message, one copy on each side); with
+ * the header that is 8 KiB, which UCX 1.13 still sends eagerly over shared memory and TCP.
+ */
+export const INLINE_BYTES = 8192 - HEADER_BYTES;
 /** Payloads from this size on use a registered buffer from the cache. */
 export const REGISTER_BYTES = 1 << 20;
 

@@ -26,10 +26,10 @@ export interface Pending {
 
 /** How the engine polls before it sleeps. */
 export interface UcxEngineOptions {
-  /** Rounds of polling with a microtask turn between them before yielding the CPU. */
-  spinPolls: number;
-  /** Further rounds, each after `sched_yield()`, before sleeping on the event fd. */
-  yieldPolls: number;
+  /** Microseconds of polling with a microtask turn between polls, once nothing moves, before yielding. */
+  spinUs: number;
+  /** Further microseconds of polls, each after `sched_yield()`, before sleeping on the event fd. */
+  yieldUs: number;
   /** Longest sleep on the event fd, ms (then the engine rechecks peers). */
   sleepMs: number;
   /** How often `onCheck` runs while requests are pending, ms. */
@@ -151,8 +151,10 @@ export class UcxEngine {
   }
 
   async #run(): Promise<void> {
-    const { spinPolls, yieldPolls, sleepMs, checkMs } = this.#opts;
-    let idle = 0;
+    const { spinUs, yieldUs, sleepMs, checkMs } = this.#opts;
+    const spinMs = spinUs / 1000;
+    const yieldMs = (spinUs + yieldUs) / 1000;
+    let idleSince = performance.now();
     let lastCheck = performance.now();
     let lastMacrotask = lastCheck;
     try {
@@ -162,18 +164,19 @@ export class UcxEngine {
         const moved = this.#poll();
         if (this.#abandoned.size) this.#reap();
         if (!this.#pending.size) return;
-        idle = moved || events ? 0 : idle + 1;
         const now = performance.now();
+        if (moved || events) idleSince = now;
+        const idle = now - idleSince;
         if (now - lastCheck >= checkMs) {
           lastCheck = now;
           this.onCheck(now);
         }
-        if (idle <= spinPolls) {
+        if (idle <= spinMs) {
           if (now - lastMacrotask >= MACROTASK_MS) {
             await macrotask();
             lastMacrotask = performance.now();
           } else await null;
-        } else if (idle <= spinPolls + yieldPolls) {
+        } else if (idle <= yieldMs) {
           this.#yieldCpu();
           await null;
         } else {
@@ -189,8 +192,7 @@ export class UcxEngine {
               this.#sleeping = false;
             }
           } else await macrotask();
-          lastMacrotask = performance.now();
-          idle = 0;
+          lastMacrotask = idleSince = performance.now();
         }
       }
     } finally {

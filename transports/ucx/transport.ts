@@ -16,6 +16,24 @@ import { UcxEngine } from "./engine.ts";
 import { RegistrationCache } from "./memreg.ts";
 import { statusString } from "./status.ts";
 import { UcxWorker } from "./worker.ts";
+import { endpointInfo, lanesOf, tagProtocolsOf } from "./devices.ts";
+
+/** What UCX chose for the endpoint to one peer. */
+export interface UcxPeerWires {
+  /** The peer rank. */
+  peer: number;
+  /** Transport/device pairs of the endpoint's lanes (e.g. `sysv/memory`). */
+  lanes: string[];
+  /** The tag protocols by message size (eager/rendezvous thresholds), as UCX prints them. */
+  tagProtocols: string | null;
+}
+
+const live = new Set<UcxTransport>();
+
+/** The UCX transports open in this process (for reports, such as the benchmark's). */
+export function openUcxTransports(): UcxTransport[] {
+  return [...live];
+}
 
 /** Options of {@link UcxTransport.create}. */
 export interface UcxTransportOptions {
@@ -31,10 +49,10 @@ export interface UcxTransportOptions {
   timeoutMs: number;
   /** CHOIR_HOST_ID override: peers with the same id are watched by pid. */
   hostIdOverride?: string;
-  /** Rounds of plain polling before yielding the CPU (default 20). */
-  spinPolls?: number;
-  /** Rounds after `sched_yield()` before sleeping on the event fd (default 20). */
-  yieldPolls?: number;
+  /** Microseconds of plain polling, once nothing moves, before yielding the CPU (default 50). */
+  spinUs?: number;
+  /** Further microseconds of polling after `sched_yield()` before sleeping on the event fd (default 500). */
+  yieldUs?: number;
   /** Registrations the cache keeps (default 16). */
   cacheEntries?: number;
 }
@@ -75,8 +93,8 @@ export class UcxTransport implements Transport {
     this.#myHost = myHost;
     const lib = shmLibc();
     this.engine = new UcxEngine(worker, () => lib.fn.sched_yield(), {
-      spinPolls: opts.spinPolls ?? 20,
-      yieldPolls: opts.yieldPolls ?? 20,
+      spinUs: opts.spinUs ?? 50,
+      yieldUs: opts.yieldUs ?? 500,
       sleepMs: SLEEP_MS,
       checkMs: CHECK_MS,
     });
@@ -87,6 +105,19 @@ export class UcxTransport implements Transport {
         `UCX reported the endpoint to rank ${peer} failed: ${statusString(worker.lib, status)}`,
       );
     this.engine.onCheck = () => this.#checkPeers();
+    live.add(this);
+  }
+
+  /** The lanes and protocols UCX chose for each connected peer. */
+  wires(): UcxPeerWires[] {
+    const out: UcxPeerWires[] = [];
+    for (const peer of [...this.#open.keys()].sort((a, b) => a - b)) {
+      const ep = this.worker.endpoint(peer);
+      if (!ep) continue;
+      const info = endpointInfo(this.worker.lib, ep);
+      out.push({ peer, lanes: lanesOf(info), tagProtocols: tagProtocolsOf(info) });
+    }
+    return out;
   }
 
   /**
@@ -162,6 +193,7 @@ export class UcxTransport implements Transport {
   /** Closes every channel and the worker; pending operations reject with `reason` or TransportError. */
   async close(reason?: Error): Promise<void> {
     if (this.#closed) return;
+    live.delete(this);
     const err = reason instanceof ChoirError
       ? reason
       : new TransportError(reason ? reason.message : "transport closed", { rank: this.rank, op: "close" });
