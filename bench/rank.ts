@@ -23,7 +23,7 @@ for (let i = 0; i < 300; i++) {
   await pg.barrier();
 }
 // Over UCX, say which wires UCX chose (after the warm-up, so every endpoint is wired up).
-if (pg.backend === "ucx" && pg.rank === 0) for (const line of ucxReport()) console.error(line);
+if (pg.backend === "ucx" && pg.rank === 0) { for (const line of ucxReport()) console.error(line); }
 const bufs = new Buffers(pg, cfg.alloc);
 const say = (line: string) => {
   if (pg.rank === 0) console.log(line);

@@ -28,20 +28,31 @@ for (
     ["sysv,cma,self", 4],
   ] as const
 ) {
-  Deno.test(`collectives over ucx (UCX_TLS=${tls}), world size ${worldSize}`, { ignore: !avail.ok }, async () => {
-    const outs = await runRanks({
-      script: "tests/fixtures/collective_worker.ts",
-      worldSize,
-      // Fewer dtypes than the tcp suite (the wire is what is under test), small chunks so the large
-      // case pipelines, and a big case above the inline limit so payloads travel as separate messages.
-      args: [JSON.stringify({ lengths: [0, 1, 7, 1001], big: 30_011, chunkBytes: 16384, dtypes: ["f32", "i64", "u8"] })],
-      env: { CHOIR_TRANSPORT: "ucx", UCX_TLS: tls },
-    });
-    for (const out of outs) {
-      assert.equal(out.code, 0, `rank ${out.rank} exited ${out.code}\n${out.stderr}`);
-      const res = resultOf<WorkerResult>(out);
-      assert.deepEqual(res.failures, [], `rank ${out.rank} failures`);
-      assert.ok(res.checks > 100, `rank ${out.rank} ran only ${res.checks} checks`);
-    }
-  });
+  Deno.test(
+    `collectives over ucx (UCX_TLS=${tls}), world size ${worldSize}`,
+    { ignore: !avail.ok },
+    async () => {
+      const outs = await runRanks({
+        script: "tests/fixtures/collective_worker.ts",
+        worldSize,
+        // Fewer dtypes than the tcp suite (the wire is what is under test), small chunks so the large
+        // case pipelines, and a big case above the inline limit so payloads travel as separate messages.
+        args: [
+          JSON.stringify({
+            lengths: [0, 1, 7, 1001],
+            big: 30_011,
+            chunkBytes: 16384,
+            dtypes: ["f32", "i64", "u8"],
+          }),
+        ],
+        env: { CHOIR_TRANSPORT: "ucx", UCX_TLS: tls },
+      });
+      for (const out of outs) {
+        assert.equal(out.code, 0, `rank ${out.rank} exited ${out.code}\n${out.stderr}`);
+        const res = resultOf<WorkerResult>(out);
+        assert.deepEqual(res.failures, [], `rank ${out.rank} failures`);
+        assert.ok(res.checks > 100, `rank ${out.rank} ran only ${res.checks} checks`);
+      }
+    },
+  );
 }

@@ -118,7 +118,9 @@ export class UcxChannel implements Channel {
     const inline = expected.bytes <= INLINE_BYTES;
     const head = this.#receive(stage, frameTag(this.peer, seq, false), false);
     // Post the payload's receive at once, so a rendezvous can land in `into` without waiting for us.
-    const body = inline ? null : this.#receive(into, frameTag(this.peer, seq, true), into.byteLength >= REGISTER_BYTES);
+    const body = inline
+      ? null
+      : this.#receive(into, frameTag(this.peer, seq, true), into.byteLength >= REGISTER_BYTES);
     body?.catch(() => {});
     let headLength: number;
     try {
@@ -131,7 +133,10 @@ export class UcxChannel implements Channel {
         ? decodeHeader(new DataView(stage.buffer, 0, HEADER_BYTES))
         : null;
       if (got === null) {
-        throw new TransportError(`rank ${this.peer} sent bytes that are not a choir frame`, this.#ctx("recv"));
+        throw new TransportError(
+          `rank ${this.peer} sent bytes that are not a choir frame`,
+          this.#ctx("recv"),
+        );
       }
       checkHeader(expected, got, { rank: this.#rank, peer: this.peer, op: "recv" });
       if (into.byteLength !== got.bytes) {
@@ -143,7 +148,9 @@ export class UcxChannel implements Channel {
       if (inline) {
         if (headLength !== HEADER_BYTES + got.bytes) {
           throw new TransportError(
-            `frame from rank ${this.peer} carried ${headLength - HEADER_BYTES} payload bytes, header says ${got.bytes}`,
+            `frame from rank ${this.peer} carried ${
+              headLength - HEADER_BYTES
+            } payload bytes, header says ${got.bytes}`,
             this.#ctx("recv"),
           );
         }
@@ -157,7 +164,10 @@ export class UcxChannel implements Channel {
       try {
         const len = await body;
         if (len !== into.byteLength) {
-          throw new TransportError(`payload of ${len} bytes from rank ${this.peer}, expected ${into.byteLength}`, this.#ctx("recv"));
+          throw new TransportError(
+            `payload of ${len} bytes from rank ${this.peer}, expected ${into.byteLength}`,
+            this.#ctx("recv"),
+          );
         }
       } catch (e) {
         throw this.#failWith(e);
@@ -173,7 +183,9 @@ export class UcxChannel implements Channel {
     if (r.kind !== "request") {
       if (memh) cache.release(buf);
       if (r.kind === "done") return Promise.resolve();
-      return Promise.reject(this.#failWith(ucxError(worker.lib, "ucp_tag_send_nbx", r.status, this.#ctx("send"))));
+      return Promise.reject(
+        this.#failWith(ucxError(worker.lib, "ucp_tag_send_nbx", r.status, this.#ctx("send"))),
+      );
     }
     return new Promise<void>((resolve, reject) => {
       const p: Pending = {

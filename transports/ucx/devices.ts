@@ -31,13 +31,21 @@ export function probeVerbs(): VerbsProbe {
   } catch (e) {
     return {
       devices: [],
-      summary: `no RDMA devices: libibverbs.so.1 is not installed (Debian: libibverbs1) (${(e as Error).message})`,
+      summary: `no RDMA devices: libibverbs.so.1 is not installed (Debian: libibverbs1) (${
+        (e as Error).message
+      })`,
     };
   }
   try {
     const n = new Int32Array(1);
     const list = lib.symbols.ibv_get_device_list(n);
-    if (list === null) return { devices: [], summary: "no RDMA devices: ibv_get_device_list failed" };
+    if (list === null) {
+      // libibverbs returns NULL (not an empty list) when the kernel has no verbs support at all.
+      return {
+        devices: [],
+        summary: "no RDMA devices: libibverbs found no verbs support (no InfiniBand/RoCE)",
+      };
+    }
     const view = new Deno.UnsafePointerView(list);
     const devices: string[] = [];
     for (let i = 0; i < n[0]; i++) {

@@ -142,7 +142,12 @@ export class UcxEngine {
       moved = true;
       this.#pending.delete(p);
       const length = p.info !== null && st === UCS_OK
-        ? Number(new DataView(p.info.buffer, p.info.byteOffset).getBigUint64(this.#w.layout.tagRecvInfo.length, true))
+        ? Number(
+          new DataView(p.info.buffer, p.info.byteOffset).getBigUint64(
+            this.#w.layout.tagRecvInfo.length,
+            true,
+          ),
+        )
         : 0;
       ucp.ucp_request_free(p.request);
       p.complete(st, length);

@@ -41,7 +41,15 @@ export interface UcpLayout {
 const LAYOUT_1_13: UcpLayout = {
   params: { size: 80, fieldMask: 0, features: 8, estimatedNumEps: 56 },
   workerParams: { size: 200, fieldMask: 0, threadMode: 8 },
-  epParams: { size: 104, fieldMask: 0, address: 8, errMode: 16, errHandlerCb: 24, errHandlerArg: 32, userData: 40 },
+  epParams: {
+    size: 104,
+    fieldMask: 0,
+    address: 8,
+    errMode: 16,
+    errHandlerCb: 24,
+    errHandlerArg: 32,
+    userData: 40,
+  },
   requestParam: { size: 72, opAttrMask: 0, flags: 4, datatype: 24, recvInfo: 56, memh: 64 },
   tagRecvInfo: { size: 16, senderTag: 0, length: 8 },
   memMapParams: { size: 40, fieldMask: 0, address: 8, length: 16 },
@@ -74,7 +82,12 @@ export const WORKER_PARAM_FIELD_THREAD_MODE = 1n;
 /** `UCS_THREAD_MODE_SINGLE`. */
 export const THREAD_MODE_SINGLE = 0;
 /** `UCP_EP_PARAM_FIELD_*`. */
-export const EP_FIELD = { REMOTE_ADDRESS: 1n, ERR_HANDLING_MODE: 2n, ERR_HANDLER: 4n, USER_DATA: 8n } as const;
+export const EP_FIELD = {
+  REMOTE_ADDRESS: 1n,
+  ERR_HANDLING_MODE: 2n,
+  ERR_HANDLER: 4n,
+  USER_DATA: 8n,
+} as const;
 /** `UCP_ERR_HANDLING_MODE_PEER`: endpoints report a failed peer instead of hanging. */
 export const ERR_HANDLING_MODE_PEER = 1;
 /** `UCP_ERR_HANDLING_MODE_NONE`: no failure reporting (every transport supports it). */
