@@ -71,12 +71,9 @@ export class UcxTransport implements Transport {
   readonly rank: number;
   /** Number of ranks. */
   readonly size: number;
-  /** The UCP worker (for reports such as the transports UCX selected). */
-  readonly worker: UcxWorker;
-  /** The progress engine. */
-  readonly engine: UcxEngine;
-  /** Registrations of large buffers. */
-  readonly cache: RegistrationCache;
+  readonly #worker: UcxWorker;
+  readonly #engine: UcxEngine;
+  readonly #cache: RegistrationCache;
   readonly #opts: UcxTransportOptions;
   readonly #channels = new Map<number, Promise<UcxChannel>>();
   readonly #open = new Map<number, UcxChannel>();
@@ -89,32 +86,37 @@ export class UcxTransport implements Transport {
     this.#opts = opts;
     this.rank = opts.rank;
     this.size = opts.size;
-    this.worker = worker;
+    this.#worker = worker;
     this.#myHost = myHost;
     const lib = shmLibc();
-    this.engine = new UcxEngine(worker, () => lib.fn.sched_yield(), {
+    this.#engine = new UcxEngine(worker, () => lib.fn.sched_yield(), {
       spinUs: opts.spinUs ?? 50,
       yieldUs: opts.yieldUs ?? 500,
       sleepMs: SLEEP_MS,
       checkMs: CHECK_MS,
     });
-    this.cache = new RegistrationCache(worker, opts.cacheEntries ?? 16);
+    this.#cache = new RegistrationCache(worker, opts.cacheEntries ?? 16);
     worker.onPeerError = (peer, status) =>
       this.#peerLost(
         peer,
         `UCX reported the endpoint to rank ${peer} failed: ${statusString(worker.lib, status)}`,
       );
-    this.engine.onCheck = () => this.#checkPeers();
+    this.#engine.onCheck = () => this.#checkPeers();
     live.add(this);
+  }
+
+  /** How the registration cache has been used: buffers registered, lookups served, entries held. */
+  registrations(): { registered: number; hits: number; held: number } {
+    return { registered: this.#cache.registrations, hits: this.#cache.hits, held: this.#cache.size };
   }
 
   /** The lanes and protocols UCX chose for each connected peer. */
   wires(): UcxPeerWires[] {
     const out: UcxPeerWires[] = [];
     for (const peer of [...this.#open.keys()].sort((a, b) => a - b)) {
-      const ep = this.worker.endpoint(peer);
+      const ep = this.#worker.endpoint(peer);
       if (!ep) continue;
-      const info = endpointInfo(this.worker.lib, ep);
+      const info = endpointInfo(this.#worker.lib, ep);
       out.push({ peer, lanes: lanesOf(info), tagProtocols: tagProtocolsOf(info) });
     }
     return out;
@@ -167,8 +169,9 @@ export class UcxTransport implements Transport {
     // A same-host peer is watched by pid (UCX 1.13's shared-memory transports cannot report failures,
     // and asking for reporting would exclude them); a peer elsewhere is watched by UCX itself.
     if (local) this.#watches.set(peer, new ProcessWatch(shmLibc(), Number(pid)));
-    this.worker.connect(peer, address, !local);
-    const ch = new UcxChannel(this, this.rank, peer);
+    this.#worker.connect(peer, address, !local);
+    const parts = { worker: this.#worker, engine: this.#engine, cache: this.#cache };
+    const ch = new UcxChannel(parts, this.rank, peer);
     this.#open.set(peer, ch);
     if (this.#dead.has(peer)) ch.fail(new PeerLostError(`rank ${peer} is gone`, { rank: this.rank, peer }));
     return ch;
@@ -199,10 +202,10 @@ export class UcxTransport implements Transport {
       : new TransportError(reason ? reason.message : "transport closed", { rank: this.rank, op: "close" });
     this.#closed = err;
     for (const ch of this.#open.values()) ch.fail(err);
-    await this.engine.stop();
-    this.engine.drain(err, 1000);
-    this.cache.clear();
-    this.worker.destroy(this.#dead);
+    await this.#engine.stop();
+    this.#engine.drain(err, 1000);
+    this.#cache.clear();
+    this.#worker.destroy(this.#dead);
     for (const w of this.#watches.values()) w.close();
     this.#watches.clear();
   }
