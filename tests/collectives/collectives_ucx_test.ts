@@ -19,17 +19,20 @@ const avail = ucxAvailability();
 if (!avail.ok) console.log(`collectives over ucx: skipped, ${avail.reason}`);
 
 for (
-  const [tls, worldSize] of [
-    ["tcp", 2],
-    ["tcp", 3],
-    ["posix,self", 2],
-    ["posix,self", 4],
-    ["sysv,cma,self", 3],
-    ["sysv,cma,self", 4],
+  const [tls, worldSize, hosts] of [
+    ["tcp", 2, 1],
+    ["tcp", 3, 1],
+    // Each rank its own "host" (CHOIR_HOST_ID): no pid watch, UCX's peer-failure mode on every endpoint.
+    ["tcp", 4, 4],
+    ["posix,self", 2, 1],
+    ["posix,self", 4, 1],
+    ["sysv,cma,self", 3, 1],
+    ["sysv,cma,self", 4, 1],
   ] as const
 ) {
+  const where = hosts > 1 ? `, ${hosts} hosts` : "";
   Deno.test(
-    `collectives over ucx (UCX_TLS=${tls}), world size ${worldSize}`,
+    `collectives over ucx (UCX_TLS=${tls}${where}), world size ${worldSize}`,
     { ignore: !avail.ok },
     async () => {
       const outs = await runRanks({
@@ -45,7 +48,11 @@ for (
             dtypes: ["f32", "i64", "u8"],
           }),
         ],
-        env: { CHOIR_TRANSPORT: "ucx", UCX_TLS: tls },
+        env: (rank): Record<string, string> => ({
+          CHOIR_TRANSPORT: "ucx",
+          UCX_TLS: tls,
+          ...(hosts > 1 ? { CHOIR_HOST_ID: `host-${rank}` } : {}),
+        }),
       });
       for (const out of outs) {
         assert.equal(out.code, 0, `rank ${out.rank} exited ${out.code}\n${out.stderr}`);

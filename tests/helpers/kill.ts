@@ -34,8 +34,8 @@ export interface KillTrial {
   worldSize: number;
   /** The rank that gets SIGKILL. */
   victim: number;
-  /** Extra environment of every rank (e.g. UCX_TLS). */
-  env?: Record<string, string>;
+  /** Extra environment of every rank (e.g. UCX_TLS), or per rank. */
+  env?: Record<string, string> | ((rank: number) => Record<string, string>);
 }
 
 /** Runs one trial; returns the survivors' results in rank order. */
@@ -53,7 +53,7 @@ export async function killTrial(t: KillTrial): Promise<SurvivorResult[]> {
         CHOIR_STORE_EXTERNAL: "1",
         CHOIR_TRANSPORT: t.transport,
         NO_COLOR: "1",
-        ...t.env,
+        ...(typeof t.env === "function" ? t.env(rank) : t.env),
       },
       stdout: "piped",
       stderr: "piped",

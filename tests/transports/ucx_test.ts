@@ -21,14 +21,17 @@ if (!avail.ok) console.log(`ucx tests: skipped, ${avail.reason}`);
 const ignore = !avail.ok;
 
 for (
-  const [tls, count, worldSize, victim] of [
-    ["tcp", 65536, 2, 1],
-    ["tcp", 65536, 3, 2],
-    ["posix,self", 65536, 3, 1],
-    ["sysv,cma,self", 2, 4, 2],
+  const [tls, count, worldSize, victim, hosts] of [
+    ["tcp", 65536, 2, 1, 1],
+    ["tcp", 65536, 3, 2, 1],
+    ["posix,self", 65536, 3, 1, 1],
+    ["sysv,cma,self", 2, 4, 2, 1],
+    // Every rank its own "host": no pid watch, UCX's peer-failure mode and error callback instead.
+    ["tcp", 65536, 3, 1, 3],
   ] as const
 ) {
-  const name = `SIGKILL of rank ${victim} of ${worldSize} mid-allreduce (ucx, UCX_TLS=${tls}, ${
+  const where = hosts > 1 ? `, ${hosts} hosts` : "";
+  const name = `SIGKILL of rank ${victim} of ${worldSize} mid-allreduce (ucx, UCX_TLS=${tls}${where}, ${
     count * 4
   } B)`;
   Deno.test(`${name}: every survivor gets PeerLostError naming it`, { ignore }, async () => {
@@ -38,7 +41,7 @@ for (
       count,
       worldSize,
       victim,
-      env: { UCX_TLS: tls },
+      env: (rank) => ({ UCX_TLS: tls, ...(hosts > 1 ? { CHOIR_HOST_ID: `host-${rank}` } : {}) }),
     });
     assertNamed(results, victim, name);
   });
