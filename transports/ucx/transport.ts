@@ -49,9 +49,9 @@ export interface UcxTransportOptions {
   timeoutMs: number;
   /** CHOIR_HOST_ID override: peers with the same id are watched by pid. */
   hostIdOverride?: string;
-  /** Microseconds of plain polling, once nothing moves, before yielding the CPU (default 50). */
+  /** Microseconds of plain polling, once nothing moves, before yielding the CPU (default 10). */
   spinUs?: number;
-  /** Further microseconds of polling after `sched_yield()` before sleeping on the event fd (default 500). */
+  /** Further microseconds of polling after `sched_yield()` before sleeping on the event fd (default 100). */
   yieldUs?: number;
   /** Registrations the cache keeps (default 16). */
   cacheEntries?: number;
@@ -90,8 +90,8 @@ export class UcxTransport implements Transport {
     this.#myHost = myHost;
     const lib = shmLibc();
     this.#engine = new UcxEngine(worker, () => lib.fn.sched_yield(), {
-      spinUs: opts.spinUs ?? 50,
-      yieldUs: opts.yieldUs ?? 500,
+      spinUs: opts.spinUs ?? 10,
+      yieldUs: opts.yieldUs ?? 100,
       sleepMs: SLEEP_MS,
       checkMs: CHECK_MS,
     });
