@@ -103,18 +103,24 @@ export class UcxEngine {
   }
 
   /**
-   * After `stop()`: cancels every receive and progresses until all requests completed or `boundMs`
-   * passed; requests still pending are freed (UCX releases them when they finish).
+   * After `stop()`: fails every request with `e`, progresses until UCX has finished with them all or
+   * `boundMs` passed, and frees them (UCX releases unfinished ones when they finish). Returns the
+   * buffers of the requests that never finished: hold them until the worker is destroyed.
    */
-  drain(e: Error, boundMs: number): void {
+  drain(e: Error, boundMs: number): Uint8Array[] {
     this.abandon(e);
     const until = performance.now() + boundMs;
     while (this.#abandoned.size && performance.now() < until) {
       this.#w.progress();
       this.#reap();
     }
-    for (const p of this.#abandoned) this.#w.lib.ucp.ucp_request_free(p.request);
+    const kept: Uint8Array[] = [];
+    for (const p of this.#abandoned) {
+      kept.push(p.keep);
+      this.#w.lib.ucp.ucp_request_free(p.request);
+    }
     this.#abandoned.clear();
+    return kept;
   }
 
   /** Frees abandoned requests that UCX has finished with. */

@@ -203,9 +203,10 @@ export class UcxTransport implements Transport {
     this.#closed = err;
     for (const ch of this.#open.values()) ch.fail(err);
     await this.#engine.stop();
-    this.#engine.drain(err, 1000);
-    this.#cache.clear();
-    this.#worker.destroy(this.#dead);
+    // Buffers of requests UCX never finished stay referenced until the worker (and its use of them) is gone.
+    const kept = this.#engine.drain(err, 1000);
+    this.#worker.destroy(this.#dead, 2000, () => this.#cache.clear());
+    kept.length = 0;
     for (const w of this.#watches.values()) w.close();
     this.#watches.clear();
   }

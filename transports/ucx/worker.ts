@@ -224,8 +224,10 @@ export class UcxWorker {
    * Closes every endpoint, then the worker. Endpoints to live peers are flushed first (a completed
    * eager send over TCP may still sit in UCX's queue); those to `dead` peers are closed by force,
    * since flushing to a dead peer could wait forever. The whole close is bounded to `boundMs`.
+   * `beforeCleanup` runs between the worker's destruction and the context's (unmap memory there: no
+   * request can use a registration any more, and the context is still alive).
    */
-  destroy(dead: ReadonlySet<number> = new Set(), boundMs = 2000): void {
+  destroy(dead: ReadonlySet<number> = new Set(), boundMs = 2000, beforeCleanup: () => void = () => {}): void {
     if (this.#destroyed) return;
     this.#destroyed = true;
     const { ucp } = this.lib;
@@ -253,7 +255,11 @@ export class UcxWorker {
     // Freeing an unfinished request is allowed: UCX releases it when (if) it completes.
     for (const r of closing) ucp.ucp_request_free(r);
     ucp.ucp_worker_destroy(this.handle);
-    ucp.ucp_cleanup(this.context);
+    try {
+      beforeCleanup();
+    } finally {
+      ucp.ucp_cleanup(this.context);
+    }
     this.#errCb.close();
   }
 }
