@@ -99,6 +99,8 @@ export class UcxChannel implements Channel {
     } catch (e) {
       own = Promise.reject(e);
     }
+    // `own` may fail before the earlier sends finish; it is awaited through `done`, not unhandled.
+    own.catch(() => {});
     const done = this.#sendTail.then(() => own);
     this.#sendTail = done.catch(() => {});
     return done;
@@ -108,6 +110,7 @@ export class UcxChannel implements Channel {
   recv(expected: FrameHeader, into: Uint8Array): Promise<void> {
     if (this.#failed) return Promise.reject(this.#failed);
     const own = this.#recvFrame(this.#recvSeq++, expected, into);
+    own.catch(() => {});
     const done = this.#recvTail.then(() => own);
     this.#recvTail = done.catch(() => {});
     return done;
