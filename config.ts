@@ -35,7 +35,7 @@ export interface ChoirEnv {
   token?: string;
   /** `CHOIR_TIMEOUT`: default timeout of collectives and rendezvous, in milliseconds. */
   timeoutMs?: number;
-  /** `CHOIR_TRANSPORT`: force a transport (`tcp`, later `shm`, `ucx`). */
+  /** `CHOIR_TRANSPORT`: force a transport (`tcp`, `shm` or `ucx`; UCX reads its own UCX_* settings). */
   transport?: string;
   /**
    * `CHOIR_JOB_ID` (or torchrun's `TORCHELASTIC_RUN_ID`): names the job's shared-memory segments, so
