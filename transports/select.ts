@@ -11,6 +11,8 @@ import { ShmTransport } from "./shm.ts";
 import { PrefixStore, type Store } from "./store/mod.ts";
 import { TcpTransport } from "./tcp.ts";
 import type { Transport } from "./transport.ts";
+import { type SegmentSource, WorkerTransport } from "./worker.ts";
+import type { SegmentSpec } from "./worker/segment.ts";
 
 /** What a group's transport is built from. */
 export interface SelectOptions {
@@ -38,6 +40,10 @@ export interface SelectOptions {
   bind?: string;
   /** Address peers dial for TCP, when it differs from `bind`. */
   advertise?: string;
+  /** Worker ranks (kind `worker`): where the group's shared memory comes from. */
+  segments?: SegmentSource;
+  /** Worker ranks: ring and arena sizes of the group's memory (default as for shm). */
+  segmentSpec?: Omit<SegmentSpec, "size">;
 }
 
 /** The host id of every rank, in rank order, exchanged through the store. */
@@ -68,6 +74,7 @@ export interface Selected {
 /** Builds the transport for this rank according to `o.kind` and where the ranks live. */
 export async function selectTransport(o: SelectOptions): Promise<Selected> {
   const kind = o.kind ?? "auto";
+  if (kind === "worker") return { transport: await workerTransport(o), hostOf: new Array(o.size).fill(0) };
   if (kind !== "auto" && kind !== "tcp" && kind !== "shm") {
     throw new InvalidArgumentError(`CHOIR_TRANSPORT must be auto, tcp or shm, not "${kind}"`, {
       rank: o.rank,
@@ -118,4 +125,22 @@ export async function selectTransport(o: SelectOptions): Promise<Selected> {
   if (local.length === 1) return { transport: t, hostOf };
   const routes = [{ transport: await shm(), ranks: local }, { transport: t, ranks: all }];
   return { transport: new RoutedTransport(o.rank, o.size, routes), hostOf };
+}
+
+/** Worker ranks of one process: the group's memory comes from the hub (spawnWorkers). */
+function workerTransport(o: SelectOptions): Promise<WorkerTransport> {
+  if (!o.segments) {
+    throw new InvalidArgumentError("transport worker needs Worker ranks started by spawnWorkers()", {
+      rank: o.rank,
+      op: "initProcessGroup",
+    });
+  }
+  return WorkerTransport.create({
+    ...o.segmentSpec,
+    rank: o.rank,
+    size: o.size,
+    segments: o.segments,
+    key: `g${o.group ?? 0}`,
+    timeoutMs: o.timeoutMs,
+  });
 }

@@ -1,0 +1,43 @@
+/**
+ * @module
+ * Every collective between Worker ranks of this process (world sizes 1 to 8), over the Worker
+ * transport and its shared arena: the same fixture as the process tests, each result checked
+ * against the independent reference.
+ */
+
+import assert from "node:assert/strict";
+import { spawnWorkers } from "../../transports/worker/spawn.ts";
+
+interface WorkerResult {
+  rank: number;
+  checks: number;
+  failures: string[];
+}
+
+const fixture = new URL("../fixtures/collective_worker.ts", import.meta.url);
+
+for (const worldSize of [1, 2, 3, 4, 5, 6, 7, 8]) {
+  Deno.test(`collectives over Worker ranks, world size ${worldSize}`, async () => {
+    const small = worldSize > 4;
+    const group = await spawnWorkers(worldSize, fixture, {
+      data: {
+        lengths: small ? [0, 7, 1001] : [0, 1, 7, 1001],
+        big: 30_011,
+        chunkBytes: 4096,
+        dtypes: small ? ["f32", "i32", "i64", "bf16"] : undefined,
+      },
+      timeoutMs: 120_000,
+    });
+    try {
+      const results = (await group.results()) as WorkerResult[];
+      assert.equal(results.length, worldSize);
+      for (const [rank, res] of results.entries()) {
+        assert.equal(res.rank, rank);
+        assert.deepEqual(res.failures, [], `rank ${rank} failures`);
+        assert.ok(res.checks > 100, `rank ${rank} ran ${res.checks} checks`);
+      }
+    } finally {
+      await group.close();
+    }
+  });
+}
