@@ -18,13 +18,16 @@ const fixture = new URL("../fixtures/collective_worker.ts", import.meta.url);
 
 for (const worldSize of [1, 2, 3, 4, 5, 6, 7, 8]) {
   Deno.test(`collectives over Worker ranks, world size ${worldSize}`, async () => {
-    const small = worldSize > 4;
+    // Every dtype up to 3 ranks; beyond, fewer dtypes and lengths (more ranks than cores is slow),
+    // still with lengths past the call slot so the arena's chunk pipeline runs.
+    const small = worldSize > 3;
     const group = await spawnWorkers(worldSize, fixture, {
       data: {
-        lengths: small ? [0, 7, 1001] : [0, 1, 7, 1001],
-        big: 30_011,
+        lengths: small ? [0, 7] : [0, 1, 7, 1001],
+        big: small ? 5003 : 30_011,
         chunkBytes: 4096,
-        dtypes: small ? ["f32", "i32", "i64", "bf16"] : undefined,
+        dtypes: small ? ["f32", "i64"] : undefined,
+        ops: small ? ["sum", "max", "avg"] : undefined,
       },
       timeoutMs: 120_000,
     });
@@ -34,7 +37,7 @@ for (const worldSize of [1, 2, 3, 4, 5, 6, 7, 8]) {
       for (const [rank, res] of results.entries()) {
         assert.equal(res.rank, rank);
         assert.deepEqual(res.failures, [], `rank ${rank} failures`);
-        assert.ok(res.checks > 100, `rank ${rank} ran ${res.checks} checks`);
+        assert.ok(res.checks > 50, `rank ${rank} ran ${res.checks} checks`);
       }
     } finally {
       await group.close();

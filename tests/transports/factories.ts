@@ -8,6 +8,7 @@ import { ShmTransport } from "../../transports/shm.ts";
 import type { Store } from "../../transports/store/mod.ts";
 import { TcpTransport } from "../../transports/tcp.ts";
 import type { Transport } from "../../transports/transport.ts";
+import { type SegmentSource, WorkerTransport } from "../../transports/worker.ts";
 
 /** What every transport factory receives. */
 export interface FactoryOptions {
@@ -16,10 +17,15 @@ export interface FactoryOptions {
   store: Store;
   token: string;
   timeoutMs: number;
+  /** Worker ranks only: where the group's shared memory comes from. */
+  segments?: SegmentSource;
 }
 
-/** The transports the conformance suite runs over. */
+/** The transports the conformance suite runs over, between processes. */
 export const TRANSPORTS = ["tcp", "shm"] as const;
+
+/** The transports whose ranks are Workers of one process (started with spawnWorkers). */
+export const WORKER_TRANSPORTS = ["worker"] as const;
 
 /** Creates transport `name` for one rank. */
 export function makeTransport(name: string, o: FactoryOptions): Promise<Transport> {
@@ -29,6 +35,9 @@ export function makeTransport(name: string, o: FactoryOptions): Promise<Transpor
     case "shm":
       // Small rings, so that the suite's 1 MiB and 16 MiB frames wrap many times.
       return ShmTransport.create({ ...o, ringBytes: 256 << 10 });
+    case "worker":
+      if (!o.segments) throw new Error("the worker transport runs in Worker ranks only");
+      return WorkerTransport.create({ ...o, segments: o.segments, key: "conformance", ringBytes: 256 << 10 });
     default:
       throw new Error(`unknown transport ${name}`);
   }
