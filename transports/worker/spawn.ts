@@ -91,6 +91,14 @@ export class WorkerGroup {
     });
   }
 
+  /** @internal Resolves when rank `rank` has said hello (its module is loaded). */
+  async greeted(rank: number): Promise<void> {
+    await this.#until(() => this.#ranks[rank].port !== null, "join", () =>
+      new RendezvousError(`Worker rank ${rank} did not start within ${this.#timeoutMs} ms`, {
+        op: "spawnWorkers",
+      }), (r) => r.port !== null);
+  }
+
   /** @internal Resolves when every rank has joined; rejects with the first failure or a RendezvousError. */
   async joined(): Promise<void> {
     await this.#until(() => this.#ranks.every((r) => r.joined), "join", (missing) =>
@@ -286,7 +294,11 @@ export async function spawnWorkers(
   const group = new WorkerGroup(n, opts);
   const name = opts.name ?? crypto.randomUUID().slice(0, 8);
   try {
-    for (let r = 0; r < n; r++) group.start(r, url, name);
+    // Rank 0 first, alone until it greets: the others then find the module loaded and checked,
+    // instead of n Workers compiling (and under `deno test`, type-checking) it at once.
+    group.start(0, url, name);
+    await group.greeted(0);
+    for (let r = 1; r < n; r++) group.start(r, url, name);
     await group.joined();
   } catch (e) {
     await group.close();
