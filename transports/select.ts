@@ -4,8 +4,8 @@
  * same-host peers talk over shared memory, the others over TCP (or one kind, when forced).
  */
 
-import { InvalidArgumentError } from "../errors.ts";
-import { hostId } from "./host_id.ts";
+import { InvalidArgumentError, PermissionError } from "../errors.ts";
+import { hostId, UNKNOWN } from "./host_id.ts";
 import { RoutedTransport } from "./routed.ts";
 import { ShmTransport } from "./shm.ts";
 import { PrefixStore, type Store } from "./store/mod.ts";
@@ -101,6 +101,13 @@ export async function selectTransport(o: SelectOptions): Promise<Selected> {
   if (kind === "tcp" || o.size === 1) return { transport: await tcp(), hostOf };
 
   const local = hosts.flatMap((h, r) => (h === hosts[o.rank] ? [r] : []));
+  if (kind === "shm" && local.length !== o.size && hosts[o.rank].startsWith(UNKNOWN)) {
+    throw new PermissionError(
+      "CHOIR_TRANSPORT=shm: this process cannot tell which host it is on, so it cannot find its same-host peers",
+      "--allow-ffi",
+      { rank: o.rank, op: "initProcessGroup" },
+    );
+  }
   if (kind === "shm" && local.length !== o.size) {
     const away = hosts.flatMap((h, r) => (h === hosts[o.rank] ? [] : [r]));
     throw new InvalidArgumentError(
