@@ -256,16 +256,17 @@ function definedOnly(spec: SegmentSpec): SegmentSpec {
 
 /** The error of a Worker that failed: a PermissionError when Deno refused it a permission. */
 function workerError(rank: number, url: string, message: string): Error {
-  const read = /Requires read access to "?([^",]+)"?/.exec(message);
-  if (read || /NotCapable|PermissionDenied/.test(message)) {
+  const first = message.split("\n")[0];
+  const read = /Requires read access to "([^"]+)"/.exec(first);
+  if (read || /NotCapable|PermissionDenied|Requires \w+ access/.test(first)) {
     const path = read?.[1] ?? (url.startsWith("file:") ? new URL(url).pathname : url);
     return new PermissionError(
-      `Worker rank ${rank} could not load ${url}: ${message}`,
+      `Worker rank ${rank} could not load ${url} (a Worker reads its module and every local module it imports): ${first}`,
       read || url.startsWith("file:") ? `--allow-read=${path}` : "--allow-import",
       { rank, op: "spawnWorkers" },
     );
   }
-  return new PeerLostError(`Worker rank ${rank} failed: ${message}`, { rank, op: "worker" });
+  return new PeerLostError(`Worker rank ${rank} failed: ${first}`, { rank, op: "worker" });
 }
 
 /**
