@@ -56,7 +56,11 @@ export async function workerProcessGroup(opts: WorkerGroupOptions = {}): Promise
       ranks: Array.from({ length: link.size }, (_, r) => r),
       rank: link.rank,
       timeoutMs: opts.timeoutMs ?? link.timeoutMs,
-      onDestroy: () => Promise.resolve(link.close()),
+      onDestroy: () => {
+        link.close();
+        link.left();
+        return Promise.resolve();
+      },
     });
     link.joined();
     return pg;

@@ -26,6 +26,7 @@ export const WORKER_NAME_PREFIX = "choir-worker:";
 export type RankMessage =
   | { choir: "hello" }
   | { choir: "joined" }
+  | { choir: "left" }
   | { choir: "failed"; error: WireError }
   | { choir: "result"; value: unknown };
 

@@ -89,6 +89,11 @@ export class RankLink implements SegmentSource {
     post({ choir: "joined" });
   }
 
+  /** Tells the hub this rank destroyed its world group. */
+  left(): void {
+    post({ choir: "left" });
+  }
+
   /** Tells the hub this rank failed to join. */
   failed(e: unknown): void {
     post({ choir: "failed", error: toWire(e) });

@@ -40,6 +40,7 @@ interface RankState {
   worker: Worker;
   port: MessagePort | null;
   joined: boolean;
+  left: boolean;
   result?: { value: unknown };
   /** The memories this rank registered in, with its rank there (marked closed if its Worker dies). */
   memories: { words: Int32Array; layout: Layout; rank: number }[];
@@ -58,7 +59,7 @@ export class WorkerGroup {
   readonly #spec: Omit<SegmentSpec, "size">;
   readonly #data: unknown;
   #failure: Error | null = null;
-  #changed: () => void = () => {};
+  readonly #listeners = new Set<() => void>();
   #closed = false;
 
   /** @internal Use {@link spawnWorkers}. */
@@ -79,7 +80,7 @@ export class WorkerGroup {
   /** @internal Starts rank `rank` from `url`. */
   start(rank: number, url: string, name: string): void {
     const worker = new Worker(url, { type: "module", name: `${WORKER_NAME_PREFIX}${name}:${rank}` });
-    const st: RankState = { worker, port: null, joined: false, memories: [] };
+    const st: RankState = { worker, port: null, joined: false, left: false, memories: [] };
     this.#ranks.push(st);
     worker.addEventListener("message", (e: MessageEvent) => this.#onRankMessage(rank, e.data));
     worker.addEventListener("error", (e: ErrorEvent) => {
@@ -127,6 +128,24 @@ export class WorkerGroup {
     return this.#ranks.map((r) => r.result!.value);
   }
 
+  /**
+   * Resolves once every rank has destroyed its world group (`pg.destroy()`), so a program written
+   * for process ranks needs no change to run here. Rejects with the first rank's failure, or with
+   * TransportError naming the ranks still running after `timeoutMs` (default: the group's).
+   */
+  async finished(timeoutMs = this.#timeoutMs): Promise<void> {
+    await this.#until(
+      () => this.#ranks.every((r) => r.left),
+      "finished",
+      (missing) =>
+        new TransportError(`Worker ranks ${missing.join(", ")} were still running after ${timeoutMs} ms`, {
+          op: "finished",
+        }),
+      (r) => r.left,
+      timeoutMs,
+    );
+  }
+
   /** Terminates every Worker and releases the store, ports and memories. Safe to call twice. */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -149,14 +168,15 @@ export class WorkerGroup {
     ms = this.#timeoutMs,
   ): Promise<void> {
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let check: (() => void) | undefined;
     try {
       await new Promise<void>((resolve, reject) => {
-        const check = () => {
+        check = () => {
           if (this.#failure) reject(this.#failure);
           else if (this.#closed) reject(new TransportError(`the Worker group was closed (${what})`, { op: what }));
           else if (done()) resolve();
         };
-        this.#changed = check;
+        this.#listeners.add(check);
         timer = setTimeout(() => {
           reject(timeout(this.#ranks.flatMap((r, i) => has(r) ? [] : [i])));
         }, ms);
@@ -164,8 +184,12 @@ export class WorkerGroup {
       });
     } finally {
       clearTimeout(timer);
-      this.#changed = () => {};
+      this.#listeners.delete(check!);
     }
+  }
+
+  #changed(): void {
+    for (const l of [...this.#listeners]) l();
   }
 
   #fail(rank: number, e: Error): void {
@@ -208,6 +232,9 @@ export class WorkerGroup {
       }
       case "joined":
         st.joined = true;
+        break;
+      case "left":
+        st.left = true;
         break;
       case "failed":
         this.#fail(rank, fromWire(msg.error));
