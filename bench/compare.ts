@@ -70,6 +70,7 @@ export function compareSeries(tools: CompareTools, choirTransports: readonly str
   const base = { algo: "default", buffers: "array" as const };
   if (tools.gloo) out.push({ label: "gloo", lib: "gloo", transport: "tcp", ...base });
   if (tools.mpi) {
+    // Worker ranks share memory: Open MPI's shared-memory transport is their counterpart.
     const kinds = new Set<string>(choirTransports.map((t) => (t === "tcp" ? "tcp" : "shm")));
     for (const k of ["shm", "tcp"]) {
       if (kinds.has(k)) out.push({ label: `openmpi ${k}`, lib: "openmpi", transport: k, ...base });

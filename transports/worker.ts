@@ -15,9 +15,15 @@ import { type Layout, STATE_ALIVE, STATE_CLOSED } from "./shm/layout.ts";
 import { RingReader, RingWriter } from "./shm/ring.ts";
 import { AtomicsBells } from "./worker/bells.ts";
 import { layoutOf, type SegmentSpec } from "./worker/segment.ts";
+import type { SymmetricAllocation } from "./shm/symmetric.ts";
 
 /** Where a Worker rank gets its group's shared memory (the hub on the main thread, through a port). */
 export interface SegmentSource {
+  /**
+   * The memory of symmetric allocation `key`: `size` strides of `stride` bytes, one per rank, the
+   * same memory for every member (made by the first to ask).
+   */
+  symmetricMemory(key: string, size: number, stride: number): Promise<WebAssembly.Memory>;
   /**
    * The memory of group `key`: the first member to ask makes it from `spec`, the others get the
    * same one. `rank` is the asker's rank in that group (the hub marks it gone if its Worker dies).
@@ -58,6 +64,8 @@ export class WorkerTransport implements Transport {
   readonly #engine: Engine;
   readonly #host: ChannelHost;
   readonly #timeoutMs: number;
+  readonly #segments: SegmentSource;
+  readonly #key: string;
   readonly #channels = new Map<number, Promise<ShmChannel>>();
   readonly #open: ShmChannel[] = [];
   #arena: ArenaHost | null = null;
@@ -71,6 +79,8 @@ export class WorkerTransport implements Transport {
     this.#memory = memory;
     this.#layout = layout;
     this.#timeoutMs = o.timeoutMs;
+    this.#segments = o.segments;
+    this.#key = o.key;
     this.#words = new Int32Array(memory.buffer);
     this.#bells = new AtomicsBells(layout, this.#words, this.rank);
     // No sched_yield without FFI: the engine goes from polling straight to its (short) Atomics naps.
@@ -131,6 +141,23 @@ export class WorkerTransport implements Transport {
       alive: (r) => r === this.rank || this.#peerGone(r) === null,
     };
     return this.#arena;
+  }
+
+  /**
+   * Symmetric memory for `pg.alloc`: one shared memory holding every rank's array side by side (64 KiB
+   * aligned strides), so the SIMD kernels reduce all of them in place. Every rank calls it in order.
+   */
+  async symmetric(index: number, bytes: number): Promise<SymmetricAllocation> {
+    const stride = Math.ceil(bytes / 65536) * 65536;
+    const memory = await this.#segments.symmetricMemory(`${this.#key}/sym${index}`, this.size, stride);
+    return {
+      index,
+      bytes,
+      memory,
+      buffer: memory.buffer as unknown as ArrayBuffer,
+      offsets: Array.from({ length: this.size }, (_, q) => q * stride),
+      close: () => {},
+    };
   }
 
   /** The channel to `peer`, once that rank has registered in the memory. */

@@ -2,7 +2,7 @@
  * @module
  * Every collective between Worker ranks of this process (world sizes 1 to 8), over the Worker
  * transport and its shared arena: the same fixture as the process tests, each result checked
- * against the independent reference.
+ * against the independent reference; and `pg.alloc` tensors in one shared memory, reduced in place.
  */
 
 import assert from "node:assert/strict";
@@ -38,6 +38,20 @@ for (const worldSize of [1, 2, 3, 4, 5, 6, 7, 8]) {
         assert.equal(res.rank, rank);
         assert.deepEqual(res.failures, [], `rank ${rank} failures`);
         assert.ok(res.checks > 50, `rank ${rank} ran ${res.checks} checks`);
+      }
+    } finally {
+      await group.close();
+    }
+  });
+}
+
+for (const worldSize of [2, 3]) {
+  Deno.test(`pg.alloc on Worker ranks: one shared memory, allreduced in place, world size ${worldSize}`, async () => {
+    const group = await spawnWorkers(worldSize, new URL("../fixtures/alloc_worker.ts", import.meta.url));
+    try {
+      for (const res of (await group.results()) as WorkerResult[]) {
+        assert.deepEqual(res.failures, [], `rank ${res.rank} failures`);
+        assert.equal(res.checks, 20);
       }
     } finally {
       await group.close();

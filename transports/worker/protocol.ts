@@ -51,7 +51,8 @@ export interface InitMessage {
 /** What a request asks, before it gets an id. */
 export type RequestBody =
   | { op: "store"; method: StoreMethod; args: unknown[] }
-  | { op: "segment"; key: string; spec: SegmentSpec; rank: number };
+  | { op: "segment"; key: string; spec: SegmentSpec; rank: number }
+  | { op: "symmetric"; key: string; size: number; stride: number };
 
 /** A request on the private port. */
 export type Request = RequestBody & { id: number };

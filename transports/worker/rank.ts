@@ -84,6 +84,11 @@ export class RankLink implements SegmentSource {
     return await this.request({ op: "segment", key, spec, rank }) as WebAssembly.Memory;
   }
 
+  /** The shared memory of symmetric allocation `key`: `size` strides of `stride` bytes (the first asker makes it). */
+  async symmetricMemory(key: string, size: number, stride: number): Promise<WebAssembly.Memory> {
+    return await this.request({ op: "symmetric", key, size, stride }) as WebAssembly.Memory;
+  }
+
   /** Tells the hub this rank has joined. */
   joined(): void {
     post({ choir: "joined" });

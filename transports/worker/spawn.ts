@@ -251,6 +251,7 @@ export class WorkerGroup {
     try {
       let value: unknown;
       if (req.op === "segment") value = this.#segment(rank, req.key, req.spec, req.rank);
+      else if (req.op === "symmetric") value = this.#symmetric(req.key, req.size, req.stride);
       else {
         const fn = this.#store[req.method] as (...a: unknown[]) => Promise<unknown>;
         value = await fn.apply(this.#store, req.args);
@@ -260,6 +261,22 @@ export class WorkerGroup {
       reply = { id: req.id, ok: false, error: toWire(e) };
     }
     if (!this.#closed) port.postMessage(reply);
+  }
+
+  /** The memory of symmetric allocation `key`, made on the first ask; forgotten once all `size` have it. */
+  #symmetric(key: string, size: number, stride: number): WebAssembly.Memory {
+    let s = this.#segments.get(key);
+    if (!s) {
+      if (!Number.isInteger(stride) || stride < 1 || stride * size > 2 ** 32) {
+        throw new TransportError(`a symmetric allocation of ${size} x ${stride} bytes does not fit 4 GiB`, {
+          op: "alloc",
+        });
+      }
+      s = { memory: sharedMemory(stride * size), left: size };
+      this.#segments.set(key, s);
+    }
+    if (--s.left === 0) this.#segments.delete(key);
+    return s.memory;
   }
 
   /** The memory of group `key`, made on the first ask; forgotten here once every member has it. */
@@ -275,6 +292,12 @@ export class WorkerGroup {
     this.#ranks[worker].memories.push({ words: new Int32Array(s.memory.buffer), layout, rank });
     return s.memory;
   }
+}
+
+/** A fixed-size shared memory of `pages` WebAssembly pages (never grown: views must stay valid). */
+function sharedMemory(bytes: number): WebAssembly.Memory {
+  const pages = Math.max(1, Math.ceil(bytes / 65536));
+  return new WebAssembly.Memory({ initial: pages, maximum: pages, shared: true });
 }
 
 function definedOnly(spec: SegmentSpec): SegmentSpec {
