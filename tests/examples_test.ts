@@ -80,7 +80,14 @@ Deno.test("examples/kmeans.ts: the same file on 3 Worker ranks and on 2 launcher
   assert.equal(workers.code, 0, workers.stderr);
   assert.match(workers.stdout, /k-means on 3 worker ranks/);
   assertClose(centroidsOf(workers.stdout), want, "Worker ranks");
-  const procs = await run(["run", "--allow-all", "ddp/launch.ts", "--nproc-per-node", "2", "examples/kmeans.ts"]);
+  const procs = await run([
+    "run",
+    "--allow-all",
+    "ddp/launch.ts",
+    "--nproc-per-node",
+    "2",
+    "examples/kmeans.ts",
+  ]);
   assert.equal(procs.code, 0, procs.stderr);
   assert.match(procs.stdout, /k-means on 2 shm ranks/);
   assertClose(centroidsOf(procs.stdout), want, "process ranks");
@@ -126,7 +133,12 @@ Deno.test("examples/hono_stats.ts: 2 replicas combine their counters; /stats on 
     await missing.body?.cancel();
     assert.equal(missing.status, 404);
     // `fresh` waits for rounds that began after every request above (the test's deadline bounds it).
-    type Stats = { requests: number; errors: number; ports: number[]; latencyMs: { buckets: Record<string, number> } };
+    type Stats = {
+      requests: number;
+      errors: number;
+      ports: number[];
+      latencyMs: { buckets: Record<string, number> };
+    };
     const stats = await (await fetch(`${urls[0]}/stats?fresh=1`)).json() as Stats;
     assert.equal(stats.requests, 26, JSON.stringify(stats));
     assert.equal(stats.errors, 1);

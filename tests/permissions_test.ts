@@ -58,7 +58,9 @@ async function job(transport: string, flags: string[]): Promise<Outcome[]> {
 const ENV = "--allow-env=RANK,WORLD_SIZE,MASTER_ADDR,MASTER_PORT,CHOIR_TOKEN,CHOIR_TRANSPORT";
 
 Deno.test("permissions: tcp runs with --allow-env and --allow-net=127.0.0.1 only", async () => {
-  for (const r of await job("tcp", [ENV, "--allow-net=127.0.0.1"])) assert.deepEqual(r, { ok: true, backend: "tcp" });
+  for (const r of await job("tcp", [ENV, "--allow-net=127.0.0.1"])) {
+    assert.deepEqual(r, { ok: true, backend: "tcp" });
+  }
 });
 
 Deno.test("permissions: tcp without --allow-net names the store address to allow", async () => {

@@ -17,12 +17,14 @@ export function hostId(override?: string): string {
   if (override) return override;
   let name = "";
   let boot = "";
+  // Ask first: on a terminal, an unpermitted call would prompt instead of failing.
+  const granted = (d: Deno.PermissionDescriptor) => Deno.permissions.querySync(d).state === "granted";
   try {
-    name = Deno.hostname();
-  } catch { /* no --allow-sys */ }
+    if (granted({ name: "sys", kind: "hostname" })) name = Deno.hostname();
+  } catch { /* refused anyway */ }
   try {
-    boot = Deno.readTextFileSync(BOOT_ID).trim();
-  } catch { /* no --allow-all, or not Linux */ }
+    if (granted({ name: "read", path: BOOT_ID })) boot = Deno.readTextFileSync(BOOT_ID).trim();
+  } catch { /* Deno guards /proc behind --allow-all; or not Linux */ }
   if (!name || !boot) [name, boot] = [name || viaLibc("name"), boot || viaLibc("boot")];
   if (!name || !boot) return `${UNKNOWN}${crypto.randomUUID()}`;
   return `${name}/${boot}`;

@@ -60,7 +60,12 @@ export function serveApp(o: ServeOptions, build: () => Hono): Promise<Served> {
   } catch (err) {
     if (isPermissionDenied(err)) {
       return Promise.reject(
-        netPermissionError(`cannot listen on ${hostname}:${o.port ?? 0}`, netFlag(hostname, o.port), err, o.ctx),
+        netPermissionError(
+          `cannot listen on ${hostname}:${o.port ?? 0}`,
+          netFlag(hostname, o.port),
+          err,
+          o.ctx,
+        ),
       );
     }
     const why = err instanceof Error ? err.message : String(err);

@@ -20,6 +20,7 @@ export { type SegmentSource, WorkerTransport, type WorkerTransportOptions } from
 export type { SegmentSpec } from "./worker/segment.ts";
 export { spawnWorkers, type SpawnWorkersOptions, WorkerGroup } from "./worker/spawn.ts";
 export type { ArenaHost } from "./arena_host.ts";
+export type { SymmetricAllocation } from "./shm/symmetric.ts";
 export { type Route, RoutedTransport } from "./routed.ts";
 export { constantTimeEqual, generateToken } from "./token.ts";
 export * from "./store/mod.ts";

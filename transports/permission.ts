@@ -18,6 +18,11 @@ export function netFlag(host: string, port?: number): string {
 }
 
 /** A PermissionError for a refused network call: `what` failed, `flag` grants it. */
-export function netPermissionError(what: string, flag: string, cause: unknown, ctx: ErrorContext): PermissionError {
+export function netPermissionError(
+  what: string,
+  flag: string,
+  cause: unknown,
+  ctx: ErrorContext,
+): PermissionError {
   return new PermissionError(`${what}: Deno refused network access`, flag, { ...ctx, cause });
 }

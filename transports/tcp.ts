@@ -129,7 +129,9 @@ export class TcpTransport implements Transport {
     try {
       conn = await Deno.connect({ hostname, port });
     } catch (e) {
-      if (isPermissionDenied(e)) throw netPermissionError(`cannot connect to rank ${peer}`, netFlag(hostname), e, ctx);
+      if (isPermissionDenied(e)) {
+        throw netPermissionError(`cannot connect to rank ${peer}`, netFlag(hostname), e, ctx);
+      }
       throw new TransportError(`cannot connect to rank ${peer} at ${addr}: ${(e as Error).message}`, {
         ...ctx,
         cause: e,

@@ -106,7 +106,10 @@ export class WorkerTransport implements Transport {
   static async create(o: WorkerTransportOptions): Promise<WorkerTransport> {
     const { rank, size } = o;
     if (!Number.isInteger(size) || size < 1 || !Number.isInteger(rank) || rank < 0 || rank >= size) {
-      throw new InvalidArgumentError(`rank ${rank} is not in a group of ${size}`, { rank, op: "worker.create" });
+      throw new InvalidArgumentError(`rank ${rank} is not in a group of ${size}`, {
+        rank,
+        op: "worker.create",
+      });
     }
     const spec: SegmentSpec = { size, ringBytes: o.ringBytes, arenaBytes: o.arenaBytes };
     const memory = await o.segments.segment(o.key, spec, rank);

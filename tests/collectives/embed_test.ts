@@ -87,7 +87,10 @@ for (const transport of ["shm", "tcp"] as const) {
     const before = choirSegments();
     const left = await leftListeners(async () => {
       for (let i = 0; i < 100; i++) {
-        const jobs = await Promise.all([inProcessGroups(transport, `a${i}`), inProcessGroups(transport, `b${i}`)]);
+        const jobs = await Promise.all([
+          inProcessGroups(transport, `a${i}`),
+          inProcessGroups(transport, `b${i}`),
+        ]);
         for (const [j, { pgs }] of jobs.entries()) {
           const xs = pgs.map((pg) => new Float32Array(64).fill(pg.rank + j));
           await Promise.all(pgs.map((pg, r) => pg.allReduce(xs[r])));

@@ -221,7 +221,12 @@ export class TcpStore implements Store {
     } catch (err) {
       if (this.#closing.signal.aborted) throw closedError(ctx);
       if (isPermissionDenied(err)) {
-        throw netPermissionError(`cannot reach the store at ${this.url}`, `--allow-net=${this.url.slice(7)}`, err, ctx);
+        throw netPermissionError(
+          `cannot reach the store at ${this.url}`,
+          `--allow-net=${this.url.slice(7)}`,
+          err,
+          ctx,
+        );
       }
       if (timer.signal.aborted) {
         if (call.keys !== undefined) throw waitTimeout(call.keys, call.waitMs!, ctx);

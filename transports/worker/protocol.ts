@@ -8,7 +8,7 @@
 import {
   AbortedError,
   AuthError,
-  ChoirError,
+  type ChoirError,
   CollectiveTimeoutError,
   InvalidArgumentError,
   PeerLostError,

@@ -126,8 +126,10 @@ function portStore(link: RankLink): Store {
     set: async (key, value) => void await call("set", key, value),
     get: async (key) => await call("get", key) as Uint8Array,
     add: async (key, amount) => await call("add", key, amount) as number,
-    compareSet: async (key, expected, desired) => await call("compareSet", key, expected, desired) as Uint8Array,
-    wait: async (keys, timeoutMs) => void await call("wait", keys, ...(timeoutMs === undefined ? [] : [timeoutMs])),
+    compareSet: async (key, expected, desired) =>
+      await call("compareSet", key, expected, desired) as Uint8Array,
+    wait: async (keys, timeoutMs) =>
+      void await call("wait", keys, ...(timeoutMs === undefined ? [] : [timeoutMs])),
     check: async (keys) => await call("check", keys) as boolean,
     deleteKey: async (key) => await call("deleteKey", key) as boolean,
     numKeys: async () => await call("numKeys") as number,
@@ -151,9 +153,11 @@ export function joinHub(timeoutMs = 60_000): Promise<RankLink> {
     const timer = setTimeout(() => {
       globalThis.removeEventListener("message", onInit);
       link = undefined;
-      reject(new CollectiveTimeoutError("the main thread did not answer the Worker rank's hello", timeoutMs, {
-        op: "workerProcessGroup",
-      }));
+      reject(
+        new CollectiveTimeoutError("the main thread did not answer the Worker rank's hello", timeoutMs, {
+          op: "workerProcessGroup",
+        }),
+      );
     }, timeoutMs);
     const onInit = (e: Event) => {
       const msg = (e as MessageEvent).data as InitMessage | undefined;

@@ -6,7 +6,7 @@
  */
 
 import { TransportError } from "../../errors.ts";
-import { defaultArenaBytes, defaultRingBytes, LAYOUT_VERSION, Layout, SEGMENT_MAGIC } from "../shm/layout.ts";
+import { defaultArenaBytes, defaultRingBytes, Layout, LAYOUT_VERSION, SEGMENT_MAGIC } from "../shm/layout.ts";
 
 const PAGE = 65536;
 

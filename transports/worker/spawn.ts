@@ -88,16 +88,24 @@ export class WorkerGroup {
       this.#fail(rank, workerError(rank, url, e.message));
     });
     worker.addEventListener("messageerror", () => {
-      this.#fail(rank, new TransportError("a message from the Worker could not be read", { rank, op: "worker" }));
+      this.#fail(
+        rank,
+        new TransportError("a message from the Worker could not be read", { rank, op: "worker" }),
+      );
     });
   }
 
   /** @internal Resolves when rank `rank` has said hello (its module is loaded). */
   async greeted(rank: number): Promise<void> {
-    await this.#until(() => this.#ranks[rank].port !== null, "join", () =>
-      new RendezvousError(`Worker rank ${rank} did not start within ${this.#timeoutMs} ms`, {
-        op: "spawnWorkers",
-      }), (r) => r.port !== null);
+    await this.#until(
+      () => this.#ranks[rank].port !== null,
+      "join",
+      () =>
+        new RendezvousError(`Worker rank ${rank} did not start within ${this.#timeoutMs} ms`, {
+          op: "spawnWorkers",
+        }),
+      (r) => r.port !== null,
+    );
   }
 
   /** @internal Resolves when every rank has joined; rejects with the first failure or a RendezvousError. */
@@ -114,7 +122,7 @@ export class WorkerGroup {
    * with PeerLostError when a rank's Worker fails first, CollectiveTimeoutError-free: after
    * `timeoutMs` (default: the group's) it rejects with TransportError naming the silent ranks.
    */
-  async results(timeoutMs = this.#timeoutMs): Promise<unknown[]> {
+  async results(timeoutMs: number = this.#timeoutMs): Promise<unknown[]> {
     await this.#until(
       () => this.#ranks.every((r) => r.result !== undefined),
       "results",
@@ -133,7 +141,7 @@ export class WorkerGroup {
    * for process ranks needs no change to run here. Rejects with the first rank's failure, or with
    * TransportError naming the ranks still running after `timeoutMs` (default: the group's).
    */
-  async finished(timeoutMs = this.#timeoutMs): Promise<void> {
+  async finished(timeoutMs: number = this.#timeoutMs): Promise<void> {
     await this.#until(
       () => this.#ranks.every((r) => r.left),
       "finished",
@@ -173,8 +181,9 @@ export class WorkerGroup {
       await new Promise<void>((resolve, reject) => {
         check = () => {
           if (this.#failure) reject(this.#failure);
-          else if (this.#closed) reject(new TransportError(`the Worker group was closed (${what})`, { op: what }));
-          else if (done()) resolve();
+          else if (this.#closed) {
+            reject(new TransportError(`the Worker group was closed (${what})`, { op: what }));
+          } else if (done()) resolve();
         };
         this.#listeners.add(check);
         timer = setTimeout(() => {
@@ -301,7 +310,9 @@ function sharedMemory(bytes: number): WebAssembly.Memory {
 }
 
 function definedOnly(spec: SegmentSpec): SegmentSpec {
-  return Object.fromEntries(Object.entries(spec).filter(([, v]) => v !== undefined)) as unknown as SegmentSpec;
+  return Object.fromEntries(
+    Object.entries(spec).filter(([, v]) => v !== undefined),
+  ) as unknown as SegmentSpec;
 }
 
 /** The error of a Worker that failed: a PermissionError when Deno refused it a permission. */
@@ -339,7 +350,9 @@ export async function spawnWorkers(
   opts: SpawnWorkersOptions = {},
 ): Promise<WorkerGroup> {
   if (!Number.isInteger(n) || n < 1) {
-    throw new TransportError(`spawnWorkers needs a positive number of ranks, got ${n}`, { op: "spawnWorkers" });
+    throw new TransportError(`spawnWorkers needs a positive number of ranks, got ${n}`, {
+      op: "spawnWorkers",
+    });
   }
   const url = String(module);
   const group = new WorkerGroup(n, opts);
