@@ -18,9 +18,9 @@ const fixture = new URL("../fixtures/collective_worker.ts", import.meta.url);
 
 for (const worldSize of [1, 2, 3, 4, 5, 6, 7, 8]) {
   Deno.test(`collectives over Worker ranks, world size ${worldSize}`, async () => {
-    // Every dtype up to 3 ranks; beyond, fewer dtypes and lengths (more ranks than cores is slow),
+    // Every dtype up to 2 ranks; beyond, fewer dtypes and lengths (more ranks than cores is slow),
     // still with lengths past the call slot so the arena's chunk pipeline runs.
-    const small = worldSize > 3;
+    const small = worldSize > 2;
     const group = await spawnWorkers(worldSize, fixture, {
       data: {
         lengths: small ? [0, 7] : [0, 1, 7, 1001],
