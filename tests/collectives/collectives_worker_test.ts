@@ -58,3 +58,36 @@ for (const worldSize of [2, 3]) {
     }
   });
 }
+
+for (const worldSize of [2, 3, 5]) {
+  Deno.test(`subgroups of Worker ranks (newGroup, split, nesting), world size ${worldSize}`, async () => {
+    const group = await spawnWorkers(worldSize, new URL("../fixtures/group_worker.ts", import.meta.url));
+    try {
+      for (const res of (await group.results()) as WorkerResult[]) {
+        assert.deepEqual(res.failures, [], `rank ${res.rank} failures`);
+        assert.ok(res.checks >= 8, `rank ${res.rank} ran only ${res.checks} checks`);
+      }
+    } finally {
+      await group.close();
+    }
+  });
+}
+
+Deno.test("a Worker rank that throws: its peer's allReduce fails with PeerLostError, results() rejects", async () => {
+  const group = await spawnWorkers(2, new URL("../fixtures/failing_rank.ts", import.meta.url));
+  try {
+    const peer = new Promise<{ name: string; message: string } | null>((resolve) => {
+      group.workers[0].addEventListener("message", (e: MessageEvent) => {
+        if (e.data && "failed" in e.data) resolve(e.data.failed);
+      });
+    });
+    await assert.rejects(
+      group.results(),
+      (e: Error) => e.name === "PeerLostError" && /boom in rank 1/.test(e.message),
+    );
+    const got = await peer;
+    assert.equal(got?.name, "PeerLostError", got?.message);
+  } finally {
+    await group.close();
+  }
+});
