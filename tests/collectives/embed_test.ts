@@ -2,7 +2,7 @@
  * @module
  * Embedding: several independent groups in one process (Worker groups with their own stores, and
  * in-process shm and tcp groups over their own MemoryStores), created and destroyed 100 times with
- * Deno's op and resource sanitizers on, and no event listener or /dev/shm segment left behind.
+ * Deno's op and resource sanitizers on, and no event listener, Worker or /dev/shm segment left behind.
  */
 
 import assert from "node:assert/strict";
@@ -40,6 +40,34 @@ async function leftListeners(fn: () => Promise<void>): Promise<string[]> {
   return [...live.values()];
 }
 
+/**
+ * Runs `fn` counting the Workers it starts and those still not terminated at the end (Deno's
+ * sanitizers do not see a Worker left running).
+ */
+async function workersLeft(fn: () => Promise<void>): Promise<{ started: number; running: number }> {
+  const Original = globalThis.Worker;
+  const running = new Set<Worker>();
+  let started = 0;
+  class Tracked extends Original {
+    constructor(url: string | URL, opts?: WorkerOptions) {
+      super(url, opts);
+      started++;
+      running.add(this);
+    }
+    override terminate(): void {
+      running.delete(this);
+      super.terminate();
+    }
+  }
+  globalThis.Worker = Tracked;
+  try {
+    await fn();
+  } finally {
+    globalThis.Worker = Original;
+  }
+  return { started, running: running.size };
+}
+
 Deno.test("two Worker groups of different jobs run side by side, each with its own store", async () => {
   const [a, b] = await Promise.all([
     spawnWorkers(3, rankModule, { data: { offset: 10 } }),
@@ -56,14 +84,21 @@ Deno.test("two Worker groups of different jobs run side by side, each with its o
   }
 });
 
-Deno.test("100 create/destroy cycles of a Worker group leak no op, resource or Worker", async () => {
-  for (let i = 0; i < 100; i++) {
-    const g = await spawnWorkers(2, rankModule, { data: { offset: i } });
-    const res = (await g.results()) as RankResult[];
-    await g.close();
-    assert.deepEqual(res.map((r) => r.sum), [1 + 2 * i, 1 + 2 * i], `cycle ${i}`);
-    assert.ok(res.every((r) => r.vectorOk), `cycle ${i}`);
-  }
+Deno.test("100 create/destroy cycles of a Worker group leak no op, resource, listener or Worker", async () => {
+  let workers = { started: 0, running: 0 };
+  const left = await leftListeners(async () => {
+    workers = await workersLeft(async () => {
+      for (let i = 0; i < 100; i++) {
+        const g = await spawnWorkers(2, rankModule, { data: { offset: i } });
+        const res = (await g.results()) as RankResult[];
+        await g.close();
+        assert.deepEqual(res.map((r) => r.sum), [1 + 2 * i, 1 + 2 * i], `cycle ${i}`);
+        assert.ok(res.every((r) => r.vectorOk), `cycle ${i}`);
+      }
+    });
+  });
+  assert.deepEqual(workers, { started: 200, running: 0 }, "Workers left running");
+  assert.deepEqual(left, [], "event listeners left on globalThis");
 });
 
 /** Opens a 2-rank world group of `transport` whose ranks are tasks of this process. */
