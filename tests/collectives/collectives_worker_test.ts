@@ -32,7 +32,7 @@ for (const worldSize of [1, 2, 3, 4, 5, 6, 7, 8]) {
       timeoutMs: 120_000,
     });
     try {
-      const results = (await group.results()) as WorkerResult[];
+      const results = (await group.results(120_000)) as WorkerResult[];
       assert.equal(results.length, worldSize);
       for (const [rank, res] of results.entries()) {
         assert.equal(res.rank, rank);
@@ -49,7 +49,7 @@ for (const worldSize of [2, 3]) {
   Deno.test(`pg.alloc on Worker ranks: one shared memory, allreduced in place, world size ${worldSize}`, async () => {
     const group = await spawnWorkers(worldSize, new URL("../fixtures/alloc_worker.ts", import.meta.url));
     try {
-      for (const res of (await group.results()) as WorkerResult[]) {
+      for (const res of (await group.results(120_000)) as WorkerResult[]) {
         assert.deepEqual(res.failures, [], `rank ${res.rank} failures`);
         assert.equal(res.checks, 20);
       }
@@ -63,7 +63,7 @@ for (const worldSize of [2, 3, 5]) {
   Deno.test(`subgroups of Worker ranks (newGroup, split, nesting), world size ${worldSize}`, async () => {
     const group = await spawnWorkers(worldSize, new URL("../fixtures/group_worker.ts", import.meta.url));
     try {
-      for (const res of (await group.results()) as WorkerResult[]) {
+      for (const res of (await group.results(120_000)) as WorkerResult[]) {
         assert.deepEqual(res.failures, [], `rank ${res.rank} failures`);
         assert.ok(res.checks >= 8, `rank ${res.rank} ran only ${res.checks} checks`);
       }
@@ -82,7 +82,7 @@ Deno.test("a Worker rank that throws: its peer's allReduce fails with PeerLostEr
       });
     });
     await assert.rejects(
-      group.results(),
+      group.results(120_000),
       (e: Error) => e.name === "PeerLostError" && /boom in rank 1/.test(e.message),
     );
     const got = await peer;

@@ -75,7 +75,10 @@ Deno.test("two Worker groups of different jobs run side by side, each with its o
   ]);
   try {
     assert.notEqual(a.store, b.store);
-    const [ra, rb] = await Promise.all([a.results(), b.results()]) as [RankResult[], RankResult[]];
+    const [ra, rb] = await Promise.all([a.results(30_000), b.results(30_000)]) as [
+      RankResult[],
+      RankResult[],
+    ];
     assert.deepEqual(ra.map((r) => r.sum), [33, 33, 33]); // 0+1+2 + 3*10
     assert.deepEqual(rb.map((r) => r.sum), [201, 201]); // 0+1 + 2*100
     assert.ok([...ra, ...rb].every((r) => r.vectorOk));
@@ -90,7 +93,7 @@ Deno.test("100 create/destroy cycles of a Worker group leak no op, resource, lis
     workers = await workersLeft(async () => {
       for (let i = 0; i < 100; i++) {
         const g = await spawnWorkers(2, rankModule, { data: { offset: i } });
-        const res = (await g.results()) as RankResult[];
+        const res = (await g.results(30_000)) as RankResult[];
         await g.close();
         assert.deepEqual(res.map((r) => r.sum), [1 + 2 * i, 1 + 2 * i], `cycle ${i}`);
         assert.ok(res.every((r) => r.vectorOk), `cycle ${i}`);

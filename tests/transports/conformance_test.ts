@@ -22,7 +22,7 @@ async function runWorkers(name: string, size: number, scenario: string): Promise
   const data = [name, undefined, undefined, "", scenario];
   const group = await spawnWorkers(size, new URL(`file://${script}`), { data, timeoutMs: 60_000 });
   try {
-    if (scenario !== "peer-dies") return (await group.results()) as Result[];
+    if (scenario !== "peer-dies") return (await group.results(120_000)) as Result[];
     // Rank 1 never reports: wait for rank 0's result alone.
     return [
       await new Promise<Result>((resolve) => {

@@ -98,40 +98,41 @@ export class WorkerGroup {
   /** @internal Resolves when rank `rank` has said hello (its module is loaded). */
   async greeted(rank: number): Promise<void> {
     await this.#until(
-      () => this.#ranks[rank].port !== null,
       "join",
+      (r) => r.port !== null,
+      this.#timeoutMs,
       () =>
         new RendezvousError(`Worker rank ${rank} did not start within ${this.#timeoutMs} ms`, {
           op: "spawnWorkers",
         }),
-      (r) => r.port !== null,
+      [rank],
     );
   }
 
   /** @internal Resolves when every rank has joined; rejects with the first failure or a RendezvousError. */
   async joined(): Promise<void> {
-    await this.#until(() => this.#ranks.every((r) => r.joined), "join", (missing) =>
+    await this.#until("join", (r) => r.joined, this.#timeoutMs, (missing) =>
       new RendezvousError(
         `Worker ranks ${missing.join(", ")} of ${this.size} did not join within ${this.#timeoutMs} ms`,
         { op: "spawnWorkers" },
-      ), (r) => r.joined);
+      ));
   }
 
   /**
-   * Every rank's value passed to `reportResult()`, in rank order, once all have reported. Rejects
-   * with PeerLostError when a rank's Worker fails first, CollectiveTimeoutError-free: after
-   * `timeoutMs` (default: the group's) it rejects with TransportError naming the silent ranks.
+   * Every rank's value passed to `reportResult()`, in rank order, once all have reported. Rejects with
+   * the first rank's failure (PeerLostError for an uncaught error; a rank whose collective timed out
+   * fails that way too), or with TransportError naming the silent ranks after `timeoutMs` (default:
+   * no limit, since a job may run for hours).
    */
-  async results(timeoutMs: number = this.#timeoutMs): Promise<unknown[]> {
+  async results(timeoutMs: number = Infinity): Promise<unknown[]> {
     await this.#until(
-      () => this.#ranks.every((r) => r.result !== undefined),
       "results",
+      (r) => r.result !== undefined,
+      timeoutMs,
       (missing) =>
         new TransportError(`Worker ranks ${missing.join(", ")} reported no result within ${timeoutMs} ms`, {
           op: "results",
         }),
-      (r) => r.result !== undefined,
-      timeoutMs,
     );
     return this.#ranks.map((r) => r.result!.value);
   }
@@ -139,18 +140,17 @@ export class WorkerGroup {
   /**
    * Resolves once every rank has destroyed its world group (`pg.destroy()`), so a program written
    * for process ranks needs no change to run here. Rejects with the first rank's failure, or with
-   * TransportError naming the ranks still running after `timeoutMs` (default: the group's).
+   * TransportError naming the ranks still running after `timeoutMs` (default: no limit).
    */
-  async finished(timeoutMs: number = this.#timeoutMs): Promise<void> {
+  async finished(timeoutMs: number = Infinity): Promise<void> {
     await this.#until(
-      () => this.#ranks.every((r) => r.left),
       "finished",
+      (r) => r.left,
+      timeoutMs,
       (missing) =>
         new TransportError(`Worker ranks ${missing.join(", ")} were still running after ${timeoutMs} ms`, {
           op: "finished",
         }),
-      (r) => r.left,
-      timeoutMs,
     );
   }
 
@@ -168,12 +168,13 @@ export class WorkerGroup {
     await this.#store.close();
   }
 
+  /** Resolves once `has` holds for every rank of `ranks` (default all); rejects on a failure or after `ms`. */
   async #until(
-    done: () => boolean,
     what: string,
-    timeout: (missing: number[]) => Error,
     has: (r: RankState) => boolean,
-    ms = this.#timeoutMs,
+    ms: number,
+    timeout: (missing: number[]) => Error,
+    ranks: readonly number[] = this.#ranks.map((_, i) => i),
   ): Promise<void> {
     let timer: ReturnType<typeof setTimeout> | undefined;
     let check: (() => void) | undefined;
@@ -183,12 +184,12 @@ export class WorkerGroup {
           if (this.#failure) reject(this.#failure);
           else if (this.#closed) {
             reject(new TransportError(`the Worker group was closed (${what})`, { op: what }));
-          } else if (done()) resolve();
+          } else if (ranks.every((i) => has(this.#ranks[i]))) resolve();
         };
         this.#listeners.add(check);
-        timer = setTimeout(() => {
-          reject(timeout(this.#ranks.flatMap((r, i) => has(r) ? [] : [i])));
-        }, ms);
+        if (Number.isFinite(ms)) {
+          timer = setTimeout(() => reject(timeout(ranks.filter((i) => !has(this.#ranks[i])))), ms);
+        }
         check();
       });
     } finally {
