@@ -118,6 +118,9 @@ while (!stop) {
   nextRound = new Promise<void>((r) => (roundDone = r));
   done();
 }
+// No more rounds: release any `fresh` request still waiting, or shutdown() would wait on it.
+roundDone();
+nextRound = Promise.resolve();
 await server.shutdown();
 await pg.destroy();
 console.log(`replica ${pg.rank} stopped`);
