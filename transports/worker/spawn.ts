@@ -7,6 +7,7 @@
  */
 
 import { PeerLostError, PermissionError, RendezvousError, TransportError } from "../../errors.ts";
+import { DEFAULT_TIMEOUT_MS } from "../../config.ts";
 import { MemoryStore } from "../store/memory_store.ts";
 import type { Store } from "../store/store.ts";
 import { STATE_CLOSED } from "../shm/layout.ts";
@@ -26,7 +27,10 @@ import { makeSegment, type SegmentSpec } from "./segment.ts";
 export interface SpawnWorkersOptions {
   /** Data every rank receives from `workerData()` (structured-cloned; SharedArrayBuffers are shared). */
   data?: unknown;
-  /** How long the ranks may take to join, and the default timeout of their operations, ms (default 60 s). */
+  /**
+   * How long the ranks may take to join, and the default timeout of their operations, ms (default
+   * 5 minutes, as for process ranks).
+   */
   timeoutMs?: number;
   /** Ring bytes of each pair in the world group's memory (default as for shm). */
   ringBytes?: number;
@@ -65,7 +69,7 @@ export class WorkerGroup {
   /** @internal Use {@link spawnWorkers}. */
   constructor(size: number, opts: SpawnWorkersOptions) {
     this.size = size;
-    this.#timeoutMs = opts.timeoutMs ?? 60_000;
+    this.#timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.#store = new MemoryStore({ timeoutMs: this.#timeoutMs });
     this.store = this.#store;
     this.#spec = { ringBytes: opts.ringBytes, arenaBytes: opts.arenaBytes };
