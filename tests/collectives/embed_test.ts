@@ -1,13 +1,14 @@
 /**
  * @module
  * Embedding: several independent groups in one process (Worker groups with their own stores, and
- * in-process shm and tcp groups over their own MemoryStores), created and destroyed 100 times with
+ * in-process shm and tcp jobs, each with its own store server), created and destroyed 100 times with
  * Deno's op and resource sanitizers on, and no event listener, Worker or /dev/shm segment left behind.
  */
 
 import assert from "node:assert/strict";
-import { openGroup } from "../../collectives/open_group.ts";
-import { MemoryStore } from "../../transports/store/mod.ts";
+import { initProcessGroup } from "../../collectives/init.ts";
+import type { ProcessGroup } from "../../collectives/process_group.ts";
+import { freePort } from "../helpers/ranks.ts";
 import { spawnWorkers } from "../../transports/worker/spawn.ts";
 import { choirSegments, leftoverSegments } from "../helpers/shm_segments.ts";
 
@@ -104,40 +105,32 @@ Deno.test("100 create/destroy cycles of a Worker group leak no op, resource, lis
   assert.deepEqual(left, [], "event listeners left on globalThis");
 });
 
-/** Opens a 2-rank world group of `transport` whose ranks are tasks of this process. */
-async function inProcessGroups(transport: "tcp" | "shm", job: string) {
-  const store = new MemoryStore({ timeoutMs: 20_000 });
+/**
+ * Opens a 2-rank job of `transport` whose ranks are tasks of this process, through the public
+ * `initProcessGroup()`: its own store server (tcp://, on a free port) and its own connections.
+ */
+async function inProcessJob(transport: "tcp" | "shm", job: string): Promise<ProcessGroup[]> {
+  const initMethod = `tcp://127.0.0.1:${freePort()}`;
   const token = `token-${job}`;
-  const pgs = await Promise.all([0, 1].map((rank) =>
-    openGroup({
-      job: { store, token, transport, jobId: job, bind: "127.0.0.1" },
-      tag: "pg0",
-      ranks: [0, 1],
-      rank,
-      timeoutMs: 20_000,
-    })
-  ));
-  return { store, pgs };
+  return await Promise.all(
+    [0, 1].map((rank) =>
+      initProcessGroup({ initMethod, rank, worldSize: 2, token, transport, timeoutMs: 20_000 })
+    ),
+  );
 }
 
 for (const transport of ["shm", "tcp"] as const) {
-  Deno.test(`100 create/destroy cycles of in-process ${transport} groups (two jobs at once) leak nothing`, async () => {
+  Deno.test(`100 create/destroy cycles of in-process ${transport} jobs (two at once, own stores) leak nothing`, async () => {
     const before = choirSegments();
     const left = await leftListeners(async () => {
       for (let i = 0; i < 100; i++) {
-        const jobs = await Promise.all([
-          inProcessGroups(transport, `a${i}`),
-          inProcessGroups(transport, `b${i}`),
-        ]);
-        for (const [j, { pgs }] of jobs.entries()) {
+        const jobs = await Promise.all([inProcessJob(transport, `a${i}`), inProcessJob(transport, `b${i}`)]);
+        for (const [j, pgs] of jobs.entries()) {
           const xs = pgs.map((pg) => new Float32Array(64).fill(pg.rank + j));
           await Promise.all(pgs.map((pg, r) => pg.allReduce(xs[r])));
           assert.ok(xs.every((x) => x.every((e) => e === 1 + 2 * j)), `cycle ${i} job ${j}`);
         }
-        for (const { store, pgs } of jobs) {
-          await Promise.all(pgs.map((pg) => pg.destroy()));
-          await store.close();
-        }
+        for (const pgs of jobs) await Promise.all(pgs.map((pg) => pg.destroy()));
       }
     });
     assert.deepEqual(left, [], "event listeners left on globalThis");
