@@ -89,7 +89,7 @@ export class WorkerGroup {
     worker.addEventListener("message", (e: MessageEvent) => this.#onRankMessage(rank, e.data));
     worker.addEventListener("error", (e: ErrorEvent) => {
       e.preventDefault();
-      this.#fail(rank, workerError(rank, url, e.message));
+      this.#fail(rank, workerError(rank, url, e.message, st.port !== null));
     });
     worker.addEventListener("messageerror", () => {
       this.#fail(
@@ -321,7 +321,7 @@ function definedOnly(spec: SegmentSpec): SegmentSpec {
 }
 
 /** The error of a Worker that failed: a PermissionError when Deno refused it a permission. */
-function workerError(rank: number, url: string, message: string): Error {
+function workerError(rank: number, url: string, message: string, started: boolean): Error {
   const first = message.split("\n")[0];
   const read = /Requires read access to "([^"]+)"/.exec(first);
   if (read || /NotCapable|PermissionDenied|Requires \w+ access/.test(first)) {
@@ -332,6 +332,12 @@ function workerError(rank: number, url: string, message: string): Error {
       { rank, op: "spawnWorkers" },
     );
   }
+  if (!started) {
+    return new TransportError(`Worker rank ${rank} could not start ${url}: ${first}`, {
+      rank,
+      op: "spawnWorkers",
+    });
+  }
   return new PeerLostError(`Worker rank ${rank} failed: ${first}`, { rank, op: "worker" });
 }
 
@@ -339,7 +345,8 @@ function workerError(rank: number, url: string, message: string): Error {
  * Starts `n` Worker ranks running `module` in this process and resolves once every rank's
  * `workerProcessGroup()` has joined. Rejects with RendezvousError naming the ranks that did not join
  * within the timeout, or with the first rank's failure (PermissionError when Deno refused to load the
- * module); the Workers are then terminated.
+ * module, TransportError when it could not be loaded or threw before joining); the Workers are then
+ * terminated.
  *
  * @example
  * ```ts
