@@ -14,6 +14,7 @@ import { Engine } from "./shm/engine.ts";
 import { type Layout, STATE_ALIVE, STATE_CLOSED } from "./shm/layout.ts";
 import { RingReader, RingWriter } from "./shm/ring.ts";
 import { AtomicsBells } from "./worker/bells.ts";
+import { libc } from "./shm/libc.ts";
 import { layoutOf, type SegmentSpec } from "./worker/segment.ts";
 import type { SymmetricAllocation } from "./shm/symmetric.ts";
 
@@ -44,6 +45,22 @@ export interface WorkerTransportOptions extends SegmentSpec {
 }
 
 const SLEEP_MS = 50;
+const NO_YIELD = () => {};
+
+/**
+ * `sched_yield()` through libc where this thread may use FFI (Worker ranks inherit the process's
+ * permissions), as the shm transport does: with more ranks than cores, the rank being waited for
+ * gets the core sooner. Never asks for the permission; without it waits poll, then nap.
+ */
+function coreYielder(): () => void {
+  try {
+    if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") return NO_YIELD;
+    const { fn } = libc();
+    return () => void fn.sched_yield();
+  } catch {
+    return NO_YIELD;
+  }
+}
 const CHECK_MS = 100;
 
 /**
@@ -68,6 +85,7 @@ export class WorkerTransport implements Transport {
   readonly #key: string;
   readonly #channels = new Map<number, Promise<ShmChannel>>();
   readonly #open: ShmChannel[] = [];
+  readonly #yieldCore: () => void;
   #arena: ArenaHost | null = null;
   #closed: Error | null = null;
   // Deno.exit() in a Worker fires its unload: mark this rank gone so that peers stop waiting.
@@ -83,10 +101,11 @@ export class WorkerTransport implements Transport {
     this.#key = o.key;
     this.#words = new Int32Array(memory.buffer);
     this.#bells = new AtomicsBells(layout, this.#words, this.rank);
-    // No sched_yield without FFI: the engine goes from polling straight to its (short) Atomics naps.
-    this.#engine = new Engine(this.#bells, this.rank, () => {}, {
+    this.#yieldCore = coreYielder();
+    // Without FFI there is no sched_yield: the engine goes from polling straight to its Atomics naps.
+    this.#engine = new Engine(this.#bells, this.rank, this.#yieldCore, {
       spinPolls: 20,
-      yieldPolls: 0,
+      yieldPolls: this.#yieldCore === NO_YIELD ? 0 : 20,
       sleepMs: SLEEP_MS,
       checkMs: CHECK_MS,
     });
@@ -140,7 +159,7 @@ export class WorkerTransport implements Transport {
       snapshot: () => bells.snapshot(),
       sleepSync: (snap, ms) => bells.sleepSync(snap, ms),
       sleep: (snap, ms) => bells.sleep(snap, ms),
-      yieldCore: () => {},
+      yieldCore: this.#yieldCore,
       alive: (r) => r === this.rank || this.#peerGone(r) === null,
     };
     return this.#arena;
