@@ -10,8 +10,7 @@ import { PeerLostError, PermissionError, RendezvousError, TransportError } from 
 import { DEFAULT_TIMEOUT_MS } from "../../config.ts";
 import { MemoryStore } from "../store/memory_store.ts";
 import type { Store } from "../store/store.ts";
-import { STATE_CLOSED } from "../shm/layout.ts";
-import { Layout } from "../shm/layout.ts";
+import { Layout, STATE_CLOSED } from "../shm/layout.ts";
 import {
   fromWire,
   type InitMessage,
