@@ -144,6 +144,8 @@ export function readEnv(get: (name: string) => string | undefined = safeGet): Ch
 
 function safeGet(name: string): string | undefined {
   try {
+    // Ask first: on a terminal, reading an unpermitted variable would prompt instead of failing.
+    if (Deno.permissions.querySync({ name: "env", variable: name }).state !== "granted") return undefined;
     return Deno.env.get(name);
   } catch {
     return undefined;

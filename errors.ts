@@ -111,3 +111,18 @@ export class GroupDestroyedError extends ChoirError {}
 
 /** `abort()` was called on the group: every operation in flight and every later one fails with this. */
 export class AbortedError extends ChoirError {}
+
+/**
+ * Deno refused a permission choir needs; `permission` is the flag to add (e.g. `--allow-ffi`,
+ * `--allow-net=127.0.0.1:29500`, `--allow-read=/app/rank.ts`).
+ */
+export class PermissionError extends ChoirError {
+  /** The missing permission, as the command-line flag that grants it. */
+  readonly permission: string;
+
+  /** Builds the error; the message ends by naming the flag. */
+  constructor(message: string, permission: string, ctx: ErrorContext = {}) {
+    super(`${message} (run with ${permission})`, ctx);
+    this.permission = permission;
+  }
+}

@@ -35,7 +35,8 @@ timing
 where
   --nproc N            ranks to start on this host (default 2)
   --hosts LIST         host[:slots],... for a run across hosts (see docs/benchmarks.md)
-  --transport LIST     auto (default: shared memory on one host), tcp, shm, ucx; several: one series each
+  --transport LIST     auto (default: shared memory on one host), tcp, shm, worker (Worker ranks of one
+                       process), ucx; several: one series each
   --alloc              buffers from pg.alloc (shared memory): same as --buffers alloc
   --buffers MODE       array (default), alloc, or both (one series each)
   --algo LIST          force choir's algorithm (CHOIR_ALGO) per series, e.g. auto,ring,tree; with auto
@@ -239,8 +240,8 @@ export function parseCli(argv: readonly string[]): BenchOptions {
 
   const transports = [...new Set(list(values.transport).map((t) => t.toLowerCase()))];
   for (const t of transports) {
-    if (!["auto", "tcp", "shm", "ucx"].includes(t)) {
-      throw new CliError(`unknown transport ${t} (auto, tcp, shm, ucx)`);
+    if (!["auto", "tcp", "shm", "ucx", "worker"].includes(t)) {
+      throw new CliError(`unknown transport ${t} (auto, tcp, shm, ucx, worker)`);
     }
   }
   if (transports.length === 0) throw new CliError("--transport names no transport");

@@ -70,7 +70,8 @@ export function compareSeries(tools: CompareTools, choirTransports: readonly str
   const base = { algo: "default", buffers: "array" as const };
   if (tools.gloo) out.push({ label: "gloo", lib: "gloo", transport: "tcp", ...base });
   if (tools.mpi) {
-    // Each choir transport is compared with the Open MPI variant on the same wire (UCX: pml ucx).
+    // Each choir transport is compared with the Open MPI variant on the same wire (UCX: pml ucx);
+    // Worker ranks share memory, so Open MPI's shared-memory transport is their counterpart.
     const kinds = new Set<string>(choirTransports.map((t) => (t === "tcp" || t === "ucx" ? t : "shm")));
     for (const k of ["shm", "tcp", "ucx"]) {
       if (kinds.has(k)) out.push({ label: `openmpi ${k}`, lib: "openmpi", transport: k, ...base });

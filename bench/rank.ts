@@ -3,18 +3,21 @@
  * The program each benchmark rank runs (started by bench/main.ts through the launcher): joins the job
  * from env://, warms up, then prepares, checks and times every row of the run, in order. Rank 0 prints
  * `CASE <i>` as row i starts and `ROW <json>` once it is measured (row.ts); the parent does the rest.
- * Argument: the {@link RunConfig} as JSON.
+ * Argument: the {@link RunConfig} as JSON. As a Worker rank (bench --transport worker) the config and
+ * forced algorithm come as its data, and rank 0 posts its lines to the main thread.
  */
 
-import { initProcessGroup } from "../collectives/mod.ts";
+import { type Algorithm, initProcessGroup, isWorkerRank, workerData } from "../collectives/mod.ts";
 import { enumerateCases, type RunConfig } from "./cases.ts";
 import { measure } from "./measure.ts";
 import { Buffers, prepare } from "./ops.ts";
 import { caseLine, rowLine } from "./row.ts";
 import { ucxReport } from "./ucx_report.ts";
 
-const cfg = JSON.parse(Deno.args[0]) as RunConfig;
-const pg = await initProcessGroup();
+const inWorker = isWorkerRank();
+const data = inWorker ? await workerData<{ cfg: RunConfig; algo: Algorithm | "auto" }>() : null;
+const cfg = data ? data.cfg : JSON.parse(Deno.args[0]) as RunConfig;
+const pg = await initProcessGroup(data ? { algorithm: data.algo } : {});
 // Warm the JIT and the connections before the first row, which is otherwise measured cold.
 const warm = new Float32Array(256);
 for (let i = 0; i < 300; i++) {
@@ -25,8 +28,11 @@ for (let i = 0; i < 300; i++) {
 // Over UCX, say which wires UCX chose (after the warm-up, so every endpoint is wired up).
 if (pg.backend === "ucx" && pg.rank === 0) { for (const line of ucxReport()) console.error(line); }
 const bufs = new Buffers(pg, cfg.alloc);
+const post = (m: unknown) => (globalThis as unknown as { postMessage(m: unknown): void }).postMessage(m);
 const say = (line: string) => {
-  if (pg.rank === 0) console.log(line);
+  if (pg.rank !== 0) return;
+  if (inWorker) post({ benchLine: line });
+  else console.log(line);
 };
 for (const c of enumerateCases(cfg, pg.size)) {
   say(caseLine(c.index));

@@ -12,6 +12,8 @@ import { startStatusServer, type StatusServer } from "./status_server.ts";
 import type { ProcessGroup } from "./process_group.ts";
 import { type Algorithm, ALGORITHMS, FORCIBLE_OPS, isForcible } from "./plan.ts";
 import { InvalidArgumentError } from "../errors.ts";
+import { isWorkerRank } from "../transports/worker/rank.ts";
+import { workerProcessGroup } from "./worker_group.ts";
 
 /** Options of {@link initProcessGroup}; anything left out comes from the environment (env://). */
 export interface InitOptions {
@@ -27,7 +29,8 @@ export interface InitOptions {
   timeoutMs?: number;
   /**
    * Transport: `auto` (default; shared memory between ranks on one host, TCP across hosts), or
-   * force `tcp` or `shm`. Default: `CHOIR_TRANSPORT`, else `auto`.
+   * force `tcp` or `shm`. Default: `CHOIR_TRANSPORT`, else `auto`. (In a Worker rank started by
+   * `spawnWorkers()`, initProcessGroup joins the Worker group over the Worker transport instead.)
    */
   transport?: "auto" | "tcp" | "shm";
   /** Bytes per pipelined chunk of large messages (default 1 MiB). */
@@ -59,6 +62,15 @@ const LOOPBACK = /^(127\.|localhost$|::1$|\[::1\]$)/;
  * ```
  */
 export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessGroup> {
+  // A Worker rank from spawnWorkers() joins its Worker group: the same program runs either way.
+  if (isWorkerRank() && opts.initMethod === undefined) {
+    return await workerProcessGroup({
+      timeoutMs: opts.timeoutMs,
+      chunkBytes: opts.chunkBytes,
+      algorithm: forcedAlgorithm(opts.algorithm),
+      deterministic: opts.deterministic,
+    });
+  }
   const env = opts.env ?? readEnv();
   const timeoutMs = opts.timeoutMs ?? env.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const token = opts.token ?? env.token ?? "";

@@ -35,6 +35,9 @@ export {
 } from "./process_group.ts";
 export { Work } from "./work.ts";
 export { type InitOptions, initProcessGroup } from "./init.ts";
+export { reportResult, workerData, type WorkerGroupOptions, workerProcessGroup } from "./worker_group.ts";
+export { spawnWorkers, type SpawnWorkersOptions, WorkerGroup } from "../transports/worker/spawn.ts";
+export { isWorkerRank } from "../transports/worker/rank.ts";
 export {
   type CpuTensor,
   type DType,

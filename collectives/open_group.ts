@@ -10,6 +10,8 @@ import { selectTransport } from "../transports/select.ts";
 import { groupIdOf } from "./groups.ts";
 import { ProcessGroup } from "./process_group.ts";
 import type { Algorithm } from "./plan.ts";
+import type { SegmentSource } from "../transports/worker.ts";
+import type { SegmentSpec } from "../transports/worker/segment.ts";
 
 /** What every group of one job is opened with. */
 export interface JobContext {
@@ -37,6 +39,10 @@ export interface JobContext {
   readonly algorithm?: Algorithm;
   /** Deterministic reductions in every group. */
   readonly deterministic?: boolean;
+  /** Worker ranks: where each group's shared memory comes from (transport `worker`). */
+  readonly segments?: SegmentSource;
+  /** Worker ranks: ring and arena sizes of the world group's memory. */
+  readonly worldSpec?: Omit<SegmentSpec, "size">;
 }
 
 /** Options of {@link openGroup}. */
@@ -79,6 +85,8 @@ export async function openGroup(o: OpenGroupOptions): Promise<ProcessGroup> {
     checksum: job.checksum,
     bind: job.bind,
     advertise: job.advertise,
+    segments: job.segments,
+    segmentSpec: o.tag === "pg0" ? job.worldSpec : undefined,
   });
   const pg = new ProcessGroup(transport, {
     timeoutMs,

@@ -1289,14 +1289,19 @@ export class ProcessGroup {
       });
     }
     const ctor = ARRAY_TYPE[dtype];
-    const sym = await allocSymmetric({
-      rank: this.rank,
-      size: this.size,
-      store,
-      index: this.#symmetric.size + this.#symmetricClosed,
-      jobId: this.#opts.jobId,
-      bytes: Math.max(64, length * ctor.BYTES_PER_ELEMENT),
-    });
+    const index = this.#symmetric.size + this.#symmetricClosed;
+    const bytes = Math.max(64, length * ctor.BYTES_PER_ELEMENT);
+    // Worker ranks share one memory from their hub; processes map shm segments.
+    const sym = this.#transport.symmetric
+      ? await this.#transport.symmetric(index, bytes)
+      : await allocSymmetric({
+        rank: this.rank,
+        size: this.size,
+        store,
+        index,
+        jobId: this.#opts.jobId,
+        bytes,
+      });
     this.#symmetric.set(sym.buffer, sym);
     return new ctor(sym.buffer, sym.offsets[this.rank], length);
   }

@@ -8,6 +8,7 @@
 import type { Hono, MiddlewareHandler } from "hono";
 import { type ChoirError, type ErrorContext, InvalidArgumentError } from "../errors.ts";
 import { tokenMatches } from "./store/tcp_protocol.ts";
+import { isPermissionDenied, netFlag, netPermissionError } from "./permission.ts";
 
 /** Refuses (401) every request without the job token. */
 export function requireToken(token: string): MiddlewareHandler {
@@ -57,6 +58,16 @@ export function serveApp(o: ServeOptions, build: () => Hono): Promise<Served> {
   try {
     server = Deno.serve({ hostname, port: o.port ?? 0, onListen: () => {} }, build().fetch);
   } catch (err) {
+    if (isPermissionDenied(err)) {
+      return Promise.reject(
+        netPermissionError(
+          `cannot listen on ${hostname}:${o.port ?? 0}`,
+          netFlag(hostname, o.port),
+          err,
+          o.ctx,
+        ),
+      );
+    }
     const why = err instanceof Error ? err.message : String(err);
     return Promise.reject(
       new o.bindError(`cannot listen on ${hostname}:${o.port ?? 0}: ${why}`, { ...o.ctx, cause: err }),

@@ -4,14 +4,16 @@
  * same-host peers talk over shared memory, the others over TCP (or one kind, when forced).
  */
 
-import { InvalidArgumentError } from "../errors.ts";
-import { hostId } from "./host_id.ts";
+import { InvalidArgumentError, PermissionError } from "../errors.ts";
+import { hostId, UNKNOWN } from "./host_id.ts";
 import { RoutedTransport } from "./routed.ts";
 import { ShmTransport } from "./shm.ts";
 import { PrefixStore, type Store } from "./store/mod.ts";
 import { TcpTransport } from "./tcp.ts";
 import type { Transport } from "./transport.ts";
 import { UcxTransport } from "./ucx/transport.ts";
+import { type SegmentSource, WorkerTransport } from "./worker.ts";
+import type { SegmentSpec } from "./worker/segment.ts";
 
 /** What a group's transport is built from. */
 export interface SelectOptions {
@@ -39,6 +41,10 @@ export interface SelectOptions {
   bind?: string;
   /** Address peers dial for TCP, when it differs from `bind`. */
   advertise?: string;
+  /** Worker ranks (kind `worker`): where the group's shared memory comes from. */
+  segments?: SegmentSource;
+  /** Worker ranks: ring and arena sizes of the group's memory (default as for shm). */
+  segmentSpec?: Omit<SegmentSpec, "size">;
 }
 
 /** The host id of every rank, in rank order, exchanged through the store. */
@@ -69,8 +75,9 @@ export interface Selected {
 /** Builds the transport for this rank according to `o.kind` and where the ranks live. */
 export async function selectTransport(o: SelectOptions): Promise<Selected> {
   const kind = o.kind ?? "auto";
+  if (kind === "worker") return { transport: await workerTransport(o), hostOf: new Array(o.size).fill(0) };
   if (kind !== "auto" && kind !== "tcp" && kind !== "shm" && kind !== "ucx") {
-    throw new InvalidArgumentError(`CHOIR_TRANSPORT must be auto, tcp, shm or ucx, not "${kind}"`, {
+    throw new InvalidArgumentError(`CHOIR_TRANSPORT must be auto, tcp, shm, ucx or worker, not "${kind}"`, {
       rank: o.rank,
       op: "initProcessGroup",
     });
@@ -107,6 +114,13 @@ export async function selectTransport(o: SelectOptions): Promise<Selected> {
   }
 
   const local = hosts.flatMap((h, r) => (h === hosts[o.rank] ? [r] : []));
+  if (kind === "shm" && local.length !== o.size && hosts[o.rank].startsWith(UNKNOWN)) {
+    throw new PermissionError(
+      "CHOIR_TRANSPORT=shm: this process cannot tell which host it is on, so it cannot find its same-host peers",
+      "--allow-ffi",
+      { rank: o.rank, op: "initProcessGroup" },
+    );
+  }
   if (kind === "shm" && local.length !== o.size) {
     const away = hosts.flatMap((h, r) => (h === hosts[o.rank] ? [] : [r]));
     throw new InvalidArgumentError(
@@ -131,4 +145,22 @@ export async function selectTransport(o: SelectOptions): Promise<Selected> {
   if (local.length === 1) return { transport: t, hostOf };
   const routes = [{ transport: await shm(), ranks: local }, { transport: t, ranks: all }];
   return { transport: new RoutedTransport(o.rank, o.size, routes), hostOf };
+}
+
+/** Worker ranks of one process: the group's memory comes from the hub (spawnWorkers). */
+function workerTransport(o: SelectOptions): Promise<WorkerTransport> {
+  if (!o.segments) {
+    throw new InvalidArgumentError("transport worker needs Worker ranks started by spawnWorkers()", {
+      rank: o.rank,
+      op: "initProcessGroup",
+    });
+  }
+  return WorkerTransport.create({
+    ...o.segmentSpec,
+    rank: o.rank,
+    size: o.size,
+    segments: o.segments,
+    key: `g${o.group ?? 0}`,
+    timeoutMs: o.timeoutMs,
+  });
 }

@@ -5,6 +5,7 @@
  */
 
 import { ChoirError, TransportError } from "../errors.ts";
+import { isPermissionDenied, netFlag, netPermissionError } from "./permission.ts";
 import type { Store } from "./store/store.ts";
 import { acceptHello, sendHello } from "./tcp_handshake.ts";
 import { TcpChannel } from "./tcp_channel.ts";
@@ -73,6 +74,12 @@ export class TcpTransport implements Transport {
     try {
       listener = Deno.listen({ hostname, port: 0 });
     } catch (e) {
+      if (isPermissionDenied(e)) {
+        throw netPermissionError(`cannot listen on ${hostname}`, netFlag(hostname), e, {
+          rank: opts.rank,
+          op: "listen",
+        });
+      }
       throw new TransportError(`cannot listen on ${hostname}: ${(e as Error).message}`, {
         rank: opts.rank,
         op: "listen",
@@ -122,6 +129,9 @@ export class TcpTransport implements Transport {
     try {
       conn = await Deno.connect({ hostname, port });
     } catch (e) {
+      if (isPermissionDenied(e)) {
+        throw netPermissionError(`cannot connect to rank ${peer}`, netFlag(hostname), e, ctx);
+      }
       throw new TransportError(`cannot connect to rank ${peer} at ${addr}: ${(e as Error).message}`, {
         ...ctx,
         cause: e,

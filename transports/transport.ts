@@ -6,6 +6,7 @@
 
 import type { FrameHeader } from "./frame.ts";
 import type { ArenaHost } from "./arena_host.ts";
+import type { SymmetricAllocation } from "./shm/symmetric.ts";
 
 /**
  * A bidirectional, ordered link to one peer. Sends are delivered in the order they were issued;
@@ -42,6 +43,11 @@ export interface Transport {
    * Collectives that find it run on shared memory directly instead of through channels.
    */
   arena?(): ArenaHost | null;
+  /**
+   * Symmetric memory for `pg.alloc` when the transport provides it itself (Worker ranks: one shared
+   * memory for the group); absent, the group maps shm segments. A collective call, in order.
+   */
+  symmetric?(index: number, bytes: number): Promise<SymmetricAllocation>;
   /** Closes every channel; pending sends and receives reject with `PeerLostError`/`TransportError`. */
   close(reason?: Error): Promise<void>;
 }

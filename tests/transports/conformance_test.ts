@@ -6,7 +6,8 @@
  */
 
 import assert from "node:assert/strict";
-import { TRANSPORT_ENV, TRANSPORTS, unavailable } from "./factories.ts";
+import { TRANSPORT_ENV, TRANSPORTS, unavailable, WORKER_TRANSPORTS } from "./factories.ts";
+import { spawnWorkers } from "../../transports/worker/spawn.ts";
 
 interface Result {
   rank: number;
@@ -15,6 +16,25 @@ interface Result {
 }
 
 const script = new URL("../fixtures/transport_worker.ts", import.meta.url).pathname;
+
+/** Runs the ranks as Workers of this process; in `peer-dies`, rank 1 ends its Worker with Deno.exit. */
+async function runWorkers(name: string, size: number, scenario: string): Promise<Result[]> {
+  const data = [name, undefined, undefined, "", scenario];
+  const group = await spawnWorkers(size, new URL(`file://${script}`), { data, timeoutMs: 60_000 });
+  try {
+    if (scenario !== "peer-dies") return (await group.results(120_000)) as Result[];
+    // Rank 1 never reports: wait for rank 0's result alone.
+    return [
+      await new Promise<Result>((resolve) => {
+        group.workers[0].addEventListener("message", (e: MessageEvent) => {
+          if (e.data?.choir === "result") resolve(e.data.value as Result);
+        });
+      }),
+    ];
+  } finally {
+    await group.close();
+  }
+}
 
 async function run(name: string, size: number, scenario: string): Promise<Result[]> {
   const dir = await Deno.makeTempDir({ prefix: "choir-conf-" });
@@ -58,6 +78,22 @@ for (const name of TRANSPORTS) {
   }
   Deno.test(`conformance ${name}: a peer that dies gives PeerLostError`, { ignore }, async () => {
     const [r0] = await run(name, 2, "peer-dies");
+    assert.deepEqual(r0.failures, []);
+    assert.equal(r0.checks, 2);
+  });
+}
+
+for (const name of WORKER_TRANSPORTS) {
+  for (const size of [2, 3]) {
+    Deno.test(`conformance ${name}: battery, ${size} Worker ranks`, async () => {
+      for (const r of await runWorkers(name, size, "battery")) {
+        assert.deepEqual(r.failures, [], `rank ${r.rank}`);
+        assert.ok(r.checks > 0);
+      }
+    });
+  }
+  Deno.test(`conformance ${name}: a peer that dies gives PeerLostError`, async () => {
+    const [r0] = await runWorkers(name, 2, "peer-dies");
     assert.deepEqual(r0.failures, []);
     assert.equal(r0.checks, 2);
   });

@@ -10,6 +10,7 @@ import { TcpTransport } from "../../transports/tcp.ts";
 import type { Transport } from "../../transports/transport.ts";
 import { UcxTransport } from "../../transports/ucx/transport.ts";
 import { ucxAvailability } from "../../transports/ucx/lib.ts";
+import { type SegmentSource, WorkerTransport } from "../../transports/worker.ts";
 
 /** What every transport factory receives. */
 export interface FactoryOptions {
@@ -18,9 +19,11 @@ export interface FactoryOptions {
   store: Store;
   token: string;
   timeoutMs: number;
+  /** Worker ranks only: where the group's shared memory comes from. */
+  segments?: SegmentSource;
 }
 
-/** The transports the conformance suite runs over. */
+/** The transports the conformance suite runs over, between processes. */
 export const TRANSPORTS = ["tcp", "shm", "ucx-tcp", "ucx-posix", "ucx-sysv"] as const;
 
 /** Extra environment of a transport's rank processes (UCX reads UCX_TLS itself). */
@@ -37,6 +40,9 @@ export function unavailable(name: string): string | null {
   return a.ok ? null : a.reason;
 }
 
+/** The transports whose ranks are Workers of one process (started with spawnWorkers). */
+export const WORKER_TRANSPORTS = ["worker"] as const;
+
 /** Creates transport `name` for one rank. */
 export function makeTransport(name: string, o: FactoryOptions): Promise<Transport> {
   switch (name) {
@@ -49,6 +55,9 @@ export function makeTransport(name: string, o: FactoryOptions): Promise<Transpor
     case "ucx-posix":
     case "ucx-sysv":
       return UcxTransport.create(o);
+    case "worker":
+      if (!o.segments) throw new Error("the worker transport runs in Worker ranks only");
+      return WorkerTransport.create({ ...o, segments: o.segments, key: "conformance", ringBytes: 256 << 10 });
     default:
       throw new Error(`unknown transport ${name}`);
   }

@@ -251,10 +251,10 @@ for (const victim of [0, 1]) {
   });
 }
 
-Deno.test("shm: without --allow-ffi, create throws LibraryUnavailableError saying why", async () => {
+Deno.test("shm: without --allow-ffi, create throws PermissionError naming the flag", async () => {
   const child = runFixture(["noffi", "-", "0", "1", "-"], ["--no-prompt"]);
   const o = await child.output();
   const r = resultLine(o.stdout, o.stderr);
-  assert.equal(r.name, "LibraryUnavailableError");
+  assert.equal(r.name, "PermissionError");
   assert.match(String(r.message), /--allow-ffi/);
 });

@@ -7,7 +7,7 @@
 import { ChoirError, CollectiveTimeoutError, PeerLostError, TransportError } from "../../errors.ts";
 import { checkHeader, decodeHeader, encodeHeader, type FrameHeader } from "../frame.ts";
 import type { Channel } from "../transport.ts";
-import type { Doorbells } from "./doorbell.ts";
+import type { Bells } from "./doorbell.ts";
 import type { RingReader, RingWriter } from "./ring.ts";
 
 /**
@@ -27,7 +27,7 @@ export interface ChannelHost {
   /** A view of the whole segment (headers are encoded and decoded in place). */
   readonly view: DataView;
   /** The group's doorbells. */
-  readonly bells: Doorbells;
+  readonly bells: Bells;
   /** Starts the progress engine if it is idle. */
   kick(): void;
   /** Why `peer` can no longer take part (it closed or exited), or null while it can. */

@@ -9,8 +9,23 @@ import type { Layout } from "./layout.ts";
 
 const WAKE_ALL = 0x7fffffff;
 
+/**
+ * What channels and the progress engine need from doorbells, whatever rings them: futexes through
+ * FFI between processes (here) or `Atomics.wait`/`notify` between Workers (transports/worker/).
+ */
+export interface Bells {
+  /** Rings `rank` (wakes it if it sleeps). */
+  ring(rank: number): void;
+  /** This rank's doorbell value, taken before checking for work. */
+  snapshot(): number;
+  /** Sleeps until rung after `snapshot`, or `ms` pass, without blocking the event loop. */
+  sleep(snapshot: number, ms: number): Promise<void>;
+  /** Like `sleep`, blocking the thread (short naps only). */
+  sleepSync(snapshot: number, ms: number): void;
+}
+
 /** The doorbells of every rank of a segment, used by one rank. */
-export class Doorbells {
+export class Doorbells implements Bells {
   readonly #lib: Libc;
   readonly #words: Int32Array;
   readonly #bell: number[];

@@ -4,7 +4,7 @@
  * briefly when nothing moves, then sleeps on this rank's doorbell. The copying itself is the channels'.
  */
 
-import type { Doorbells } from "./doorbell.ts";
+import type { Bells } from "./doorbell.ts";
 
 /** What the engine drives: a channel's queued work. */
 export interface Progressable {
@@ -36,7 +36,7 @@ const macrotask = () => new Promise<void>((r) => setTimeout(r, 0));
 /** Runs while any channel has queued work; stops by itself when all is done. */
 export class Engine {
   readonly #items: Progressable[] = [];
-  readonly #bells: Doorbells;
+  readonly #bells: Bells;
   readonly #me: number;
   readonly #yieldCpu: () => void;
   readonly #opts: EngineOptions;
@@ -45,7 +45,7 @@ export class Engine {
   #stopped = false;
 
   /** An engine for rank `me`, sleeping on its doorbell in `bells`. */
-  constructor(bells: Doorbells, me: number, yieldCpu: () => void, opts: EngineOptions) {
+  constructor(bells: Bells, me: number, yieldCpu: () => void, opts: EngineOptions) {
     this.#bells = bells;
     this.#me = me;
     this.#yieldCpu = yieldCpu;

@@ -4,7 +4,7 @@
  * loaded once, with errno turned into messages. What the calls are for is left to the other shm files.
  */
 
-import { LibraryUnavailableError, TransportError } from "../../errors.ts";
+import { LibraryUnavailableError, PermissionError, TransportError } from "../../errors.ts";
 
 /** The libc functions bound, with their C signatures in Deno's FFI notation. */
 export const SYMBOLS = {
@@ -16,6 +16,10 @@ export const SYMBOLS = {
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
+  // For the host id without --allow-sys and --allow-all (Deno guards /proc behind --allow-all).
+  open: { parameters: ["buffer", "i32"], result: "i32" },
+  read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  gethostname: { parameters: ["buffer", "usize"], result: "i32" },
   kill: { parameters: ["i32", "i32"], result: "i32" },
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
   sched_yield: { parameters: [], result: "i32" },
@@ -76,8 +80,8 @@ const SYS_FUTEX: Record<string, bigint> = { x86_64: 202n, aarch64: 98n };
 let loaded: Libc | null = null;
 
 /**
- * Loads libc once. Throws {@link LibraryUnavailableError} when FFI is not permitted, the system is not
- * Linux on x86_64/aarch64, or `libc.so.6` cannot be opened.
+ * Loads libc once. Throws PermissionError without `--allow-ffi`, {@link LibraryUnavailableError} when
+ * the system is not Linux on x86_64/aarch64 or `libc.so.6` cannot be opened.
  */
 export function libc(): Libc {
   if (loaded) return loaded;
@@ -90,8 +94,9 @@ export function libc(): Libc {
   }
   // Query first: without --allow-ffi, dlopen would prompt on a terminal instead of failing.
   if (Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
-    throw new LibraryUnavailableError(
-      "the shared-memory transport calls libc through FFI: run with --allow-ffi (or use the tcp transport)",
+    throw new PermissionError(
+      "the shared-memory transport calls libc through FFI (or use the tcp or worker transport)",
+      "--allow-ffi",
       ctx,
     );
   }

@@ -5,7 +5,7 @@
  */
 
 import { type ChoirEnv, DEFAULT_TIMEOUT_MS } from "../../config.ts";
-import { AuthError, RendezvousError, StoreTimeoutError } from "../../errors.ts";
+import { AuthError, PermissionError, RendezvousError, StoreTimeoutError } from "../../errors.ts";
 import { FileStore } from "./file_store.ts";
 import { PrefixStore } from "./prefix_store.ts";
 import { parseInitMethod } from "./init_method.ts";
@@ -106,6 +106,7 @@ export async function createStore(
     try {
       server = await startStoreServer({ hostname: host, port, token, rank });
     } catch (err) {
+      if (err instanceof PermissionError) throw err;
       throw new RendezvousError(
         `rank 0 could not start the store server on ${host}:${port}: ${errText(err)}`,
         {
@@ -127,7 +128,7 @@ export async function createStore(
     await client.check([]);
   } catch (err) {
     await close();
-    if (err instanceof AuthError) throw err;
+    if (err instanceof AuthError || err instanceof PermissionError) throw err;
     throw new RendezvousError(`rank ${rank} found no store: ${errText(err)}`, { rank, op, cause: err });
   }
   return { store, rank, worldSize, close };

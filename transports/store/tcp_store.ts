@@ -5,6 +5,7 @@
  */
 
 import { AuthError, StoreError } from "../../errors.ts";
+import { isPermissionDenied, netPermissionError } from "../permission.ts";
 import type { Store } from "./store.ts";
 import { frameCompareSet, keyPath } from "./tcp_protocol.ts";
 import {
@@ -219,6 +220,14 @@ export class TcpStore implements Store {
       throw this.#statusError(ctx, res.status, body, call);
     } catch (err) {
       if (this.#closing.signal.aborted) throw closedError(ctx);
+      if (isPermissionDenied(err)) {
+        throw netPermissionError(
+          `cannot reach the store at ${this.url}`,
+          `--allow-net=${this.url.slice(7)}`,
+          err,
+          ctx,
+        );
+      }
       if (timer.signal.aborted) {
         if (call.keys !== undefined) throw waitTimeout(call.keys, call.waitMs!, ctx);
         throw new StoreError(`no answer from the store server at ${this.url} within ${limitMs} ms`, ctx);
