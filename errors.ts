@@ -124,7 +124,14 @@ export class CudaError extends ChoirError {
   /** The CUresult's name (`CUDA_ERROR_OUT_OF_MEMORY`). */
   readonly codeName: string;
   /** Builds the error for `call` returning `code`; `detail` adds what was asked (sizes, a JIT log). */
-  constructor(call: string, code: number, codeName: string, description: string, detail = "", ctx: ErrorContext = {}) {
+  constructor(
+    call: string,
+    code: number,
+    codeName: string,
+    description: string,
+    detail = "",
+    ctx: ErrorContext = {},
+  ) {
     super(`${call} failed: ${codeName} (${code}): ${description}${detail ? `; ${detail}` : ""}`, {
       op: ctx.op ?? call,
       ...ctx,
@@ -145,7 +152,10 @@ export class CublasError extends ChoirError {
   readonly statusName: string;
   /** Builds the error for `call` returning `status`. */
   constructor(call: string, status: number, statusName: string, detail = "", ctx: ErrorContext = {}) {
-    super(`${call} failed: ${statusName} (${status})${detail ? `; ${detail}` : ""}`, { op: ctx.op ?? call, ...ctx });
+    super(`${call} failed: ${statusName} (${status})${detail ? `; ${detail}` : ""}`, {
+      op: ctx.op ?? call,
+      ...ctx,
+    });
     this.call = call;
     this.status = status;
     this.statusName = statusName;

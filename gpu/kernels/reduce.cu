@@ -1,7 +1,8 @@
 // choir reduce kernels: the CUDA C source of reduce_ptx.ts (regenerate with ./build.sh).
 //
 // One kernel per (op, dtype): choir_reduce_<op>_<dtype>(srcs, nsrc, dsts, ndst, n, factor).
-//   srcs, dsts: device arrays of device pointers (u64), nsrc >= 1 inputs and ndst >= 1 outputs;
+//   srcs, dsts: up to 16 device pointers each, passed by value (a 128-byte struct parameter, so a
+//   launch needs no device-side pointer table); nsrc >= 1 inputs and ndst >= 1 outputs;
 //   every output element i becomes op(srcs[0][i], ..., srcs[nsrc-1][i]). Outputs may alias inputs
 //   (each element is read and written by the same thread), so no restrict/non-coherent loads.
 //   n: element count. factor: PREMUL_SUM multiplies each input by it (rounded to f32 for 32-bit and
@@ -14,6 +15,12 @@
 #include <stdint.h>
 
 typedef unsigned long long u64;
+
+// The pointer lists, by value. MAX_PTRS must match gpu/kernels.ts.
+#define MAX_PTRS 16
+struct Ptrs {
+  u64 p[MAX_PTRS];
+};
 
 // ---- element operations: float math in the element's precision (halves through f32) ----
 template <typename T> struct Num;
@@ -87,47 +94,47 @@ OP(bor, x, (T)(a | x), a)
 OP(bxor, x, (T)(a ^ x), a)
 
 template <typename Op, typename T>
-__device__ __forceinline__ T fold(const u64* srcs, unsigned nsrc, u64 i, double f) {
-  T acc = Op::first(((const T*)srcs[0])[i], f);
-  for (unsigned k = 1; k < nsrc; k++) acc = Op::step(acc, ((const T*)srcs[k])[i], f);
+__device__ __forceinline__ T fold(const Ptrs& srcs, unsigned nsrc, u64 i, double f) {
+  T acc = Op::first(((const T*)srcs.p[0])[i], f);
+  for (unsigned k = 1; k < nsrc; k++) acc = Op::step(acc, ((const T*)srcs.p[k])[i], f);
   return Op::last(acc, f);
 }
 
 template <typename Op, typename T>
-__device__ void reduce_body(const u64* srcs, unsigned nsrc, const u64* dsts, unsigned ndst, u64 n, double f) {
+__device__ void reduce_body(const Ptrs& srcs, unsigned nsrc, const Ptrs& dsts, unsigned ndst, u64 n, double f) {
   const u64 tid = (u64)blockIdx.x * blockDim.x + threadIdx.x;
   const u64 stride = (u64)gridDim.x * blockDim.x;
   constexpr unsigned L = 16 / sizeof(T);  // elements per 16-byte vector
   bool aligned = true;
-  for (unsigned k = 0; k < nsrc; k++) aligned &= (srcs[k] & 15) == 0;
-  for (unsigned k = 0; k < ndst; k++) aligned &= (dsts[k] & 15) == 0;
+  for (unsigned k = 0; k < nsrc; k++) aligned &= (srcs.p[k] & 15) == 0;
+  for (unsigned k = 0; k < ndst; k++) aligned &= (dsts.p[k] & 15) == 0;
   u64 head = 0;
   if (aligned) {
     const u64 nv = n / L;
     head = nv * L;
     for (u64 v = tid; v < nv; v += stride) {
       union { uint4 u; T e[L]; } acc, x;
-      acc.u = ((const uint4*)srcs[0])[v];
+      acc.u = ((const uint4*)srcs.p[0])[v];
 #pragma unroll
       for (unsigned j = 0; j < L; j++) acc.e[j] = Op::first(acc.e[j], f);
       for (unsigned k = 1; k < nsrc; k++) {
-        x.u = ((const uint4*)srcs[k])[v];
+        x.u = ((const uint4*)srcs.p[k])[v];
 #pragma unroll
         for (unsigned j = 0; j < L; j++) acc.e[j] = Op::step(acc.e[j], x.e[j], f);
       }
 #pragma unroll
       for (unsigned j = 0; j < L; j++) acc.e[j] = Op::last(acc.e[j], f);
-      for (unsigned k = 0; k < ndst; k++) ((uint4*)dsts[k])[v] = acc.u;
+      for (unsigned k = 0; k < ndst; k++) ((uint4*)dsts.p[k])[v] = acc.u;
     }
   }
   for (u64 i = head + tid; i < n; i += stride) {
     const T r = fold<Op, T>(srcs, nsrc, i, f);
-    for (unsigned k = 0; k < ndst; k++) ((T*)dsts[k])[i] = r;
+    for (unsigned k = 0; k < ndst; k++) ((T*)dsts.p[k])[i] = r;
   }
 }
 
 #define KERNEL(OPN, TN, T)                                                                              \
-  extern "C" __global__ void choir_reduce_##OPN##_##TN(const u64* srcs, unsigned nsrc, const u64* dsts, \
+  extern "C" __global__ void choir_reduce_##OPN##_##TN(const Ptrs srcs, unsigned nsrc, const Ptrs dsts,       \
                                                        unsigned ndst, u64 n, double factor) {           \
     reduce_body<Op_##OPN, T>(srcs, nsrc, dsts, ndst, n, factor);                                        \
   }
