@@ -127,7 +127,7 @@ export function cublasCandidates(): string[] {
   const out: string[] = [];
   const inFolder = (d: string) => NAMES.slice(0, 2).map((n) => `${d}/${n}`);
   if (env.cublasPath) {
-    out.push(...(env.cublasPath.includes("libcublas") ? [env.cublasPath] : inFolder(env.cublasPath)));
+    out.push(...(exists(env.cublasPath) ? [env.cublasPath] : inFolder(env.cublasPath)));
   }
   const toolkits = [
     ...(env.cudaHome ? [env.cudaHome] : []),

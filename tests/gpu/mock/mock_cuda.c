@@ -97,6 +97,11 @@ static Region* find(CUdeviceptr p) {
 }
 static void forget(Region* r) { *r = regions[--nregions]; }
 
+// As the real driver does at exit, drop what the process allocated (its shared-memory names).
+__attribute__((destructor)) static void release_all(void) {
+  for (int i = 0; i < nregions; i++) if (!regions[i].imported) shm_unlink(regions[i].name);
+}
+
 CUresult cuMemAlloc_v2(CUdeviceptr* out, size_t bytes) {
   NEED_CTX;
   if (bytes == 0 || nregions == 4096) return INVALID_VALUE;

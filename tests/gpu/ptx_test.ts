@@ -1,0 +1,75 @@
+/**
+ * @module
+ * The shipped PTX (gpu/kernels/reduce_ptx.ts): every reduce kernel is there with the parameter list
+ * kernels.ts packs, and ptxas assembles every module for sm_80 and sm_90 (skipped, with the reason,
+ * where ptxas is not installed).
+ */
+
+import assert from "node:assert/strict";
+import { PTX } from "../../gpu/kernels/reduce_ptx.ts";
+import { hasReduceKernel, KERNEL_DTYPES, reduceKernelName } from "../../gpu/kernels.ts";
+import { REDUCE_OPS } from "../../collectives/dtype.ts";
+
+function ptxas(): string | null {
+  for (const p of ["ptxas", "/usr/local/cuda/bin/ptxas", "/usr/local/cuda-13.0/bin/ptxas"]) {
+    try {
+      const r = new Deno.Command(p, { args: ["--version"], stdout: "null", stderr: "null" }).outputSync();
+      if (r.code === 0) return p;
+    } catch { /* not there */ }
+  }
+  return null;
+}
+const PTXAS = ptxas();
+if (!PTXAS) {
+  console.log("ptx_test: ptxas not found (CUDA toolkit not installed): the assembly test is skipped");
+}
+
+Deno.test("every reduce kernel is in the PTX with the packed parameter list", () => {
+  let kernels = 0;
+  for (const dtype of KERNEL_DTYPES) {
+    for (const op of REDUCE_OPS) {
+      const name = reduceKernelName(op, dtype);
+      const present = PTX[dtype].includes(`.entry ${name}(`);
+      assert.equal(present, hasReduceKernel(dtype, op), `${name}: in PTX ${present}`);
+      if (!present) continue;
+      kernels++;
+      const head = PTX[dtype].slice(PTX[dtype].indexOf(`.entry ${name}(`)).split(")")[0];
+      const params = [...head.matchAll(/\.param (\.align 8 \.b8|\.u64|\.u32|\.f64) \w+(\[\d+\])?/g)]
+        .map((m) => m[1] + (m[2] ?? ""));
+      assert.deepEqual(
+        params,
+        [".align 8 .b8[128]", ".u32", ".align 8 .b8[128]", ".u32", ".u64", ".f64"],
+        name,
+      );
+    }
+  }
+  assert.equal(kernels, 4 * 6 + 8);
+  for (
+    const k of ["bias_add", "bias_grad", "gelu", "gelu_backward", "softmax_xent", "argmax_rows", "adamw"]
+  ) {
+    assert.ok(PTX.nn.includes(`.entry choir_${k}_f32(`), k);
+  }
+});
+
+Deno.test({
+  name: "ptxas assembles every PTX module for sm_80 and sm_90",
+  ignore: PTXAS === null,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "choir-ptx-" });
+    try {
+      for (const [name, text] of Object.entries(PTX)) {
+        assert.match(text, /^\.version 7\.0$/m, `${name}: PTX ISA 7.0 (drivers from CUDA 11.0)`);
+        await Deno.writeTextFile(`${dir}/${name}.ptx`, text);
+        for (const sm of ["sm_80", "sm_90"]) {
+          const r = await new Deno.Command(PTXAS!, {
+            args: [`-arch=${sm}`, `${dir}/${name}.ptx`, "-o", `${dir}/${name}.${sm}.cubin`],
+            stderr: "piped",
+          }).output();
+          assert.equal(r.code, 0, `${name} ${sm}: ${new TextDecoder().decode(r.stderr)}`);
+        }
+      }
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
