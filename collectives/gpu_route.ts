@@ -171,7 +171,8 @@ export function gpuScatter(
 export function gpuSend(pg: ProcessGroup, t: GpuTensor, opts: P2POptions & { dst: number }): Promise<void> {
   return stagedWhole(
     [{ tensor: t, down: true, up: false }],
-    (h, ready) => ready.then(() => pg.send(h[0], { ...opts, dtype: t.dtype, async: false as const, gpu: undefined })),
+    (h, ready) =>
+      ready.then(() => pg.send(h[0], { ...opts, dtype: t.dtype, async: false as const, gpu: undefined })),
   );
 }
 
@@ -179,6 +180,7 @@ export function gpuSend(pg: ProcessGroup, t: GpuTensor, opts: P2POptions & { dst
 export function gpuRecv(pg: ProcessGroup, t: GpuTensor, opts: P2POptions & { src: number }): Promise<void> {
   return stagedWhole(
     [{ tensor: t, down: false, up: true }],
-    (h, ready) => ready.then(() => pg.recv(h[0], { ...opts, dtype: t.dtype, async: false as const, gpu: undefined })),
+    (h, ready) =>
+      ready.then(() => pg.recv(h[0], { ...opts, dtype: t.dtype, async: false as const, gpu: undefined })),
   );
 }
