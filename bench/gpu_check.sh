@@ -37,7 +37,7 @@ step() {
 }
 
 step env 60 "$D" eval 'import * as g from "./gpu/mod.ts"; console.log(JSON.stringify({ available: g.cudaAvailable(),
-  driver: g.driverVersion(), devices: g.deviceCount(), info: g.deviceInfo(0), cublas: g.cublasLibrary().path,
+  driver: g.driverVersion(), devices: g.deviceCount(), info: g.deviceInfo(0), cublas: g.cublasLibrary(),
   cublasVersion: g.cublas(0).version() }))'
 step unit 180 "$D" run -A tests/fixtures/gpu_unit_check.ts
 

@@ -10,7 +10,7 @@ import type { ProcessGroup } from "../collectives/process_group.ts";
 import { ReduceOp } from "../collectives/dtype.ts";
 import { releaseIpcMappings } from "../collectives/allreduce_gpu_ipc.ts";
 import { InvalidArgumentError } from "../errors.ts";
-import { GpuTensor, synchronize } from "../gpu/mod.ts";
+import { type GpuTensor, synchronize } from "../gpu/mod.ts";
 
 /** What {@link GpuDataParallel} needs of a model: flat value and gradient buffers. */
 export interface FlatGpuModel {

@@ -157,8 +157,15 @@ export function cublasCandidates(): string[] {
 
 let loaded: { lib: CublasSymbols; path: string } | null = null;
 
-/** The cuBLAS library this process uses (opened on first call); throws LibraryUnavailableError naming where it looked. */
-export function cublasLibrary(): { lib: CublasSymbols; path: string } {
+/**
+ * The path of the cuBLAS library this process uses (opened on first call); throws
+ * LibraryUnavailableError naming where it looked.
+ */
+export function cublasLibrary(): string {
+  return loadCublas().path;
+}
+
+function loadCublas(): { lib: CublasSymbols; path: string } {
   if (loaded) return loaded;
   const tried: string[] = [];
   const files = cublasCandidates().filter(exists);
@@ -183,7 +190,7 @@ export function cublasLibrary(): { lib: CublasSymbols; path: string } {
 /** Whether cuBLAS can be opened here. */
 export function cublasAvailable(): boolean {
   try {
-    cublasLibrary();
+    loadCublas();
     return true;
   } catch {
     return false;
@@ -224,7 +231,7 @@ export class Cublas {
 
   /** Creates a handle on device `ordinal` (`cublasCreate_v2`). */
   constructor(ordinal = 0) {
-    const { lib, path } = cublasLibrary();
+    const { lib, path } = loadCublas();
     useDevice(ordinal);
     const out = new BigUint64Array(1);
     check("cublasCreate_v2", lib.cublasCreate_v2(out));
