@@ -16,7 +16,7 @@ OUTDIR=${2:-${OUT:-gpu_results}}
 mkdir -p "$OUTDIR"
 OUTDIR=$(cd "$OUTDIR" && pwd)
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"; rm -f /dev/shm/choir_mockcu_* 2>/dev/null' EXIT
+trap 'rm -rf "$tmp"; rm -f /dev/shm/mockcuda_* 2>/dev/null' EXIT
 
 xz -dc "$DEV/deno.xz" >"$tmp/deno" && chmod +x "$tmp/deno" || { echo "no $DEV/deno.xz" >&2; exit 1; }
 tar -C "$tmp" -xJf "$DEV/deno_dir.tar.xz" || { echo "no $DEV/deno_dir.tar.xz" >&2; exit 1; }

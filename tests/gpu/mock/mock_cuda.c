@@ -106,7 +106,7 @@ CUresult cuMemAlloc_v2(CUdeviceptr* out, size_t bytes) {
   NEED_CTX;
   if (bytes == 0 || nregions == 4096) return INVALID_VALUE;
   Region r = {0};
-  snprintf(r.name, sizeof r.name, "/choir_mockcu_%d_%lu", getpid(), counter++);
+  snprintf(r.name, sizeof r.name, "/mockcuda_%d_%lu", getpid(), counter++);
   int fd = shm_open(r.name, O_CREAT | O_EXCL | O_RDWR, 0600);
   if (fd < 0) return OUT_OF_MEMORY;
   if (ftruncate(fd, (off_t)bytes) != 0) { close(fd); shm_unlink(r.name); return OUT_OF_MEMORY; }
