@@ -25,6 +25,24 @@ D="$tmp/deno"
 "$D" --version | head -1 >"$OUTDIR/versions.txt"
 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' >>"$OUTDIR/versions.txt" 2>&1
 nvidia-smi >"$OUTDIR/nvidia-smi.txt" 2>&1
+# Use the cuBLAS PyTorch uses, so the GEMM comparison is the same library on both sides.
+if [ -z "${CHOIR_CUBLAS_PATH:-}" ]; then
+  TORCH_CUBLAS=$(python3 - <<'PY' 2>/dev/null
+import glob, os
+for mod in ("nvidia.cublas", "nvidia.cu13", "nvidia.cu12", "torch"):
+    try:
+        m = __import__(mod, fromlist=["x"])
+    except Exception:
+        continue
+    for d in list(getattr(m, "__path__", [])) + [os.path.dirname(getattr(m, "__file__", "") or "")]:
+        hits = sorted(glob.glob(os.path.join(d, "lib", "libcublas.so.*")))
+        if hits:
+            print(hits[-1]); raise SystemExit
+PY
+  )
+  [ -n "$TORCH_CUBLAS" ] && export CHOIR_CUBLAS_PATH="$TORCH_CUBLAS"
+fi
+echo "CHOIR_CUBLAS_PATH=${CHOIR_CUBLAS_PATH:-}" >>"$OUTDIR/versions.txt"
 
 # step NAME LIMIT_S CMD...: runs with a time limit, log in NAME.log, rc and seconds in steps.txt.
 step() {

@@ -3,7 +3,7 @@
 # One PTX module per reduce dtype plus one for nn.cu. nvcc 13 writes `.version 9.0`, which only CUDA 13
 # drivers load; the kernels use nothing newer than PTX ISA 7.0, so the header is set to 7.0 (drivers from
 # CUDA 11.0 on) and ptxas checks that the result still assembles for sm_80 and sm_90.
-# Usage: gpu/kernels/build.sh   (NVCC=/path/to/nvcc to pick a compiler)
+# Usage: gpu/kernels/build.sh   (NVCC=/path/to/nvcc to pick a compiler; PTX_TS=path to write elsewhere)
 set -euo pipefail
 cd "$(dirname "$0")"
 NVCC=${NVCC:-nvcc}
@@ -23,7 +23,7 @@ compile() { # name source defines...
 for t in f32 f64 f16 bf16 i32; do compile "$t" reduce.cu "-DCHOIR_${t^^}"; done
 compile nn nn.cu
 
-out=reduce_ptx.ts
+out=${PTX_TS:-reduce_ptx.ts}
 {
   echo "// deno-fmt-ignore-file"
   echo "// deno-lint-ignore-file"
@@ -41,4 +41,4 @@ out=reduce_ptx.ts
   done
   echo "};"
 } >"$out"
-echo "wrote gpu/kernels/$out ($(wc -c <"$out") bytes)"
+echo "wrote $out ($(wc -c <"$out") bytes)"

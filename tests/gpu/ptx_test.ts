@@ -73,3 +73,45 @@ Deno.test({
     }
   },
 });
+
+function nvccRelease(): string | null {
+  try {
+    const r = new Deno.Command("nvcc", { args: ["--version"], stdout: "piped", stderr: "null" }).outputSync();
+    return new TextDecoder().decode(r.stdout).match(/release [0-9.]+/)?.[0] ?? null;
+  } catch {
+    return null;
+  }
+}
+const SHIPPED = new URL("../../gpu/kernels/reduce_ptx.ts", import.meta.url).pathname;
+const shippedRelease = Deno.readTextFileSync(SHIPPED).match(/release [0-9.]+/)?.[0];
+const nvcc = nvccRelease();
+const regenSkip = nvcc === null
+  ? "nvcc not found"
+  : nvcc !== shippedRelease
+  ? `nvcc is ${nvcc}, the shipped PTX came from ${shippedRelease}`
+  : null;
+if (regenSkip) console.log(`ptx_test: the regeneration check is skipped: ${regenSkip}`);
+
+Deno.test({
+  name: "reduce_ptx.ts is what gpu/kernels/build.sh makes from the .cu files next to it",
+  ignore: regenSkip !== null,
+  fn: async () => {
+    const dir = await Deno.makeTempDir({ prefix: "choir-ptxgen-" });
+    try {
+      const out = `${dir}/reduce_ptx.ts`;
+      const r = await new Deno.Command("bash", {
+        args: [new URL("../../gpu/kernels/build.sh", import.meta.url).pathname],
+        env: { PTX_TS: out },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      assert.equal(r.code, 0, new TextDecoder().decode(r.stderr));
+      assert.ok(
+        Deno.readTextFileSync(out) === Deno.readTextFileSync(SHIPPED),
+        "stale PTX: run gpu/kernels/build.sh",
+      );
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
