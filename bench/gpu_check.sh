@@ -92,6 +92,9 @@ print("# choir GPU run (issue 9)\n")
 print("```\n" + (out / "versions.txt").read_text() + (out / "steps.txt").read_text() + "```\n")
 env = [l for l in text("env").splitlines() if l.startswith("{")]
 if env: print("Device: `" + env[-1] + "`\n")
+rcs = dict((l.split()[0], l.split()[1]) for l in (out / "steps.txt").read_text().splitlines() if l.strip())
+bad = [f"{k} ({v})" for k, v in rcs.items() if v != "rc=0"]
+print("**Steps that failed (see their logs): " + ", ".join(bad) + "**\n" if bad else "Every step exited 0.\n")
 print("## Correctness\n")
 for name in ["unit", "coll_2_ipc_shm", "coll_2_staged_tcp", "coll_4_ipc_tcp", "coll_4_staged_shm"]:
     res = [json.loads(l[l.index("RESULT ") + 7:]) for l in text(name).splitlines() if "RESULT " in l]

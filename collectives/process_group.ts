@@ -290,7 +290,9 @@ export interface ProcessGroupOptions {
  * one with `initProcessGroup()`, smaller ones with {@link ProcessGroup.newGroup} and
  * {@link ProcessGroup.split}. Tensor calls are in place on the tensors passed in; collectives run
  * one at a time in the order they were called. Every operation returns a promise, or with
- * `{ async: true }` a {@link Work}.
+ * `{ async: true }` a {@link Work}. Tensors are typed arrays or GpuTensors (`gpu/`): a GPU allReduce runs
+ * through CUDA IPC between ranks of one host, everything else is staged through pinned host memory
+ * (`gpu_route.ts`).
  */
 export class ProcessGroup {
   /** This process's rank in the group. */

@@ -44,10 +44,22 @@ Deno.test("every reduce kernel is in the PTX with the packed parameter list", ()
     }
   }
   assert.equal(kernels, 4 * 6 + 8);
-  for (
-    const k of ["bias_add", "bias_grad", "gelu", "gelu_backward", "softmax_xent", "argmax_rows", "adamw"]
-  ) {
-    assert.ok(PTX.nn.includes(`.entry choir_${k}_f32(`), k);
+  // The nn kernels' parameters, in the order ddp/nn/gpu_layers.ts passes them (and the mock reads them).
+  const u64 = ".u64", u32 = ".u32", f32 = ".f32";
+  const nn: Record<string, string[]> = {
+    bias_add: [u64, u64, u32, u32],
+    bias_grad: [u64, u64, u32, u32],
+    gelu: [u64, u64, u64],
+    gelu_backward: [u64, u64, u64, u64],
+    softmax_xent: [u64, u64, u64, u64, u32, u32],
+    argmax_rows: [u64, u64, u32, u32],
+    adamw: [u64, u64, u64, u64, u64, f32, f32, f32, f32, f32, f32, f32],
+  };
+  for (const [k, want] of Object.entries(nn)) {
+    const at = PTX.nn.indexOf(`.entry choir_${k}_f32(`);
+    assert.ok(at >= 0, k);
+    const head = PTX.nn.slice(at).split(")")[0];
+    assert.deepEqual([...head.matchAll(/\.param (\.u64|\.u32|\.f32) /g)].map((m) => m[1]), want, k);
   }
 });
 
