@@ -6,7 +6,7 @@
 # GpuTensors with 2 and 4 ranks sharing the GPU through IPC and through staging, DDP MNIST on 2 ranks
 # (GPU vs CPU accuracy). Speed, beside PyTorch on the same card: copy vs PTX SUM kernel, SGEMM/GemmEx
 # 4096/8192 vs torch.matmul, IPC allreduce of 256 MiB on 2 ranks. About 4-6 minutes; every step has a
-# time limit. Writes summary.md, results.jsonl, steps.txt and one log per step.
+# time limit and the run a deadline (DEADLINE_S, default 420 s). Writes summary.md, results.jsonl, steps.txt and one log per step.
 # Smaller runs (a smoke test, e.g. on the mock driver: CHOIR_CUDA_PATH/CHOIR_CUBLAS_PATH) through env:
 #   LENGTHS='[1,1000]' MNIST_ARGS='--epochs 1' BENCH_ARGS='--mib 1 --gemm 64 --allreduce-mib 1' SKIP_TEST_GPU=1
 set -uo pipefail
@@ -25,6 +25,7 @@ D="$tmp/deno"
 "$D" --version | head -1 >"$OUTDIR/versions.txt"
 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' >>"$OUTDIR/versions.txt" 2>&1
 nvidia-smi >"$OUTDIR/nvidia-smi.txt" 2>&1
+rm -f "$OUTDIR/results.jsonl" "$OUTDIR/steps.txt"
 # Use the cuBLAS PyTorch uses, so the GEMM comparison is the same library on both sides.
 if [ -z "${CHOIR_CUBLAS_PATH:-}" ]; then
   TORCH_CUBLAS=$(python3 - <<'PY' 2>/dev/null
@@ -44,45 +45,8 @@ PY
 fi
 echo "CHOIR_CUBLAS_PATH=${CHOIR_CUBLAS_PATH:-}" >>"$OUTDIR/versions.txt"
 
-# step NAME LIMIT_S CMD...: runs with a time limit, log in NAME.log, rc and seconds in steps.txt.
-step() {
-  local name=$1 limit=$2
-  shift 2
-  local t0=$(date +%s)
-  timeout -k 5 "$limit" "$@" >"$OUTDIR/$name.log" 2>&1
-  local rc=$?
-  echo "$name rc=$rc $(($(date +%s) - t0))s" | tee -a "$OUTDIR/steps.txt"
-}
-
-step env 60 "$D" eval 'import * as g from "./gpu/mod.ts"; console.log(JSON.stringify({ available: g.cudaAvailable(),
-  driver: g.driverVersion(), devices: g.deviceCount(), info: g.deviceInfo(0), cublas: g.cublasLibrary(),
-  cublasVersion: g.cublas(0).version() }))'
-step unit 180 "$D" run -A tests/fixtures/gpu_unit_check.ts
-
-W=tests/fixtures/gpu_collective_worker.ts
-# The largest length spans several staged chunks (chunkBytes below) and every rank's IPC slice; larger
-# ones only slow the float64 reference in JS. The 256 MiB benchmark checks its result too.
-L=${LENGTHS:-'[1, 1000, 70001, 262147]'}
-step coll_2_ipc_shm 180 env CHOIR_TRANSPORT=shm "$D" run -A ddp/launch.ts --nproc-per-node 2 $W \
-  "{\"path\":\"ipc\",\"lengths\":$L}"
-step coll_2_staged_tcp 180 env CHOIR_TRANSPORT=tcp "$D" run -A ddp/launch.ts --nproc-per-node 2 $W \
-  "{\"path\":\"staged\",\"lengths\":$L,\"others\":true,\"chunkBytes\":262144}"
-step coll_4_ipc_tcp 180 env CHOIR_TRANSPORT=tcp "$D" run -A ddp/launch.ts --nproc-per-node 4 $W \
-  "{\"path\":\"ipc\",\"lengths\":$L}"
-step coll_4_staged_shm 180 env CHOIR_TRANSPORT=shm "$D" run -A ddp/launch.ts --nproc-per-node 4 $W \
-  "{\"path\":\"staged\",\"lengths\":$L,\"others\":true,\"chunkBytes\":262144}"
-
-step ddp_gpu 240 "$D" run -A ddp/launch.ts --nproc-per-node 2 examples/train_mnist.ts --device cuda ${MNIST_ARGS:-}
-step ddp_cpu 240 "$D" run -A ddp/launch.ts --nproc-per-node 2 examples/train_mnist.ts ${MNIST_ARGS:-}
-
-rm -f "$OUTDIR/results.jsonl"
-step bench_choir 300 "$D" run -A bench/gpu_bench.ts --out "$OUTDIR/results.jsonl" ${BENCH_ARGS:-}
-if [ -f "$DEV/gpu_torch_anchor.py" ]; then
-  step bench_torch 300 python3 "$DEV/gpu_torch_anchor.py" --out "$OUTDIR/results.jsonl"
-fi
-[ -n "${SKIP_TEST_GPU:-}" ] || step test_gpu 240 "$D" test -A tests/gpu/
-
-python3 - "$OUTDIR" <<'PY' >"$OUTDIR/summary.md" 2>&1
+summarize() {
+  python3 - "$OUTDIR" >"$OUTDIR/summary.md" 2>&1 <<'PY'
 import json, re, sys, pathlib
 out = pathlib.Path(sys.argv[1])
 def text(name):
@@ -129,4 +93,55 @@ for op in ("allreduce_ipc", "allreduce_staged"):
         print(f"| {op} 2 ranks {r['bytes'] >> 20} MiB busbw GB/s{rel}, correct={r['correct']} | {r['busGBps']:.1f} | n/a (NCCL refuses 2 ranks/GPU) | |")
     elif r: print(f"| {op} | {r} | | |")
 PY
+}
+
+# The whole run stops starting steps after DEADLINE_S seconds (default 420: the device time is short);
+# each step's limit is capped by what is left, and summary.md is rewritten after every step, so a run cut
+# off from outside still leaves its results.
+START=$(date +%s)
+DEADLINE_S=${DEADLINE_S:-420}
+# step NAME LIMIT_S CMD...: runs with a time limit, log in NAME.log, rc and seconds in steps.txt.
+step() {
+  local name=$1 limit=$2
+  shift 2
+  local left=$((DEADLINE_S - ($(date +%s) - START)))
+  if [ "$left" -lt 10 ]; then
+    echo "$name rc=skipped(out-of-time) 0s" | tee -a "$OUTDIR/steps.txt"
+    return
+  fi
+  [ "$limit" -gt "$left" ] && limit=$left
+  local t0=$(date +%s)
+  timeout -k 5 "$limit" "$@" >"$OUTDIR/$name.log" 2>&1
+  local rc=$?
+  echo "$name rc=$rc $(($(date +%s) - t0))s" | tee -a "$OUTDIR/steps.txt"
+  summarize
+}
+
+step env 60 "$D" eval 'import * as g from "./gpu/mod.ts"; console.log(JSON.stringify({ available: g.cudaAvailable(),
+  driver: g.driverVersion(), devices: g.deviceCount(), info: g.deviceInfo(0), cublas: g.cublasLibrary(),
+  cublasVersion: g.cublas(0).version() }))'
+step unit 120 "$D" run -A tests/fixtures/gpu_unit_check.ts
+
+W=tests/fixtures/gpu_collective_worker.ts
+# The largest length spans several staged chunks (chunkBytes below) and every rank's IPC slice; larger
+# ones only slow the float64 reference in JS. The 256 MiB benchmark checks its result too.
+L=${LENGTHS:-'[1, 1000, 70001, 262147]'}
+step coll_2_ipc_shm 90 env CHOIR_TRANSPORT=shm "$D" run -A ddp/launch.ts --nproc-per-node 2 $W \
+  "{\"path\":\"ipc\",\"lengths\":$L}"
+step coll_2_staged_tcp 90 env CHOIR_TRANSPORT=tcp "$D" run -A ddp/launch.ts --nproc-per-node 2 $W \
+  "{\"path\":\"staged\",\"lengths\":$L,\"others\":true,\"chunkBytes\":262144}"
+step coll_4_ipc_tcp 90 env CHOIR_TRANSPORT=tcp "$D" run -A ddp/launch.ts --nproc-per-node 4 $W \
+  "{\"path\":\"ipc\",\"lengths\":$L}"
+step coll_4_staged_shm 90 env CHOIR_TRANSPORT=shm "$D" run -A ddp/launch.ts --nproc-per-node 4 $W \
+  "{\"path\":\"staged\",\"lengths\":$L,\"others\":true,\"chunkBytes\":262144}"
+
+step bench_choir 150 "$D" run -A bench/gpu_bench.ts --out "$OUTDIR/results.jsonl" ${BENCH_ARGS:-}
+if [ -f "$DEV/gpu_torch_anchor.py" ]; then
+  step bench_torch 120 python3 "$DEV/gpu_torch_anchor.py" --out "$OUTDIR/results.jsonl"
+fi
+# DDP last but one: the CPU run's accuracy is also known from examples/train_mnist.ts's header.
+step ddp_gpu 150 "$D" run -A ddp/launch.ts --nproc-per-node 2 examples/train_mnist.ts --device cuda ${MNIST_ARGS:-}
+step ddp_cpu 150 "$D" run -A ddp/launch.ts --nproc-per-node 2 examples/train_mnist.ts ${MNIST_ARGS:-}
+[ -n "${SKIP_TEST_GPU:-}" ] || step test_gpu 150 "$D" test -A tests/gpu/
+
 cat "$OUTDIR/summary.md"
