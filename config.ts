@@ -4,12 +4,25 @@
  * so that tests and embedders can pass their own values instead of mutating the process env.
  */
 
+import { detectScheduler, type SchedulerKind } from "./schedulers.ts";
+
 /** The environment contract of a choir rank (torchrun's, plus CHOIR_* settings). */
 export interface ChoirEnv {
   /** `RANK`: this process's global rank. */
   rank?: number;
   /** `WORLD_SIZE`: number of ranks in the job. */
   worldSize?: number;
+  /** `GROUP_RANK`: the rank of this node among the nodes (set by the launcher). */
+  groupRank?: number;
+  /** `TORCHELASTIC_RESTART_COUNT`: how often the launcher restarted the workers so far. */
+  restartCount?: number;
+  /**
+   * The scheduler whose variables filled in what RANK / WORLD_SIZE / MASTER_* / CHOIR_TOKEN did not say,
+   * when RANK or WORLD_SIZE is absent: SLURM (`SLURM_PROCID`, `SLURM_NTASKS`, `SLURM_LOCALID`, first host
+   * of `SLURM_JOB_NODELIST`), Open MPI (`OMPI_COMM_WORLD_*`), PMI (`PMI_RANK`, `PMI_SIZE`) or a
+   * Kubernetes Indexed Job (`JOB_COMPLETION_INDEX`, `CHOIR_K8S_SERVICE`). See schedulers.ts, docs/cluster.md.
+   */
+  scheduler?: SchedulerKind;
   /** `LOCAL_RANK`: rank among the processes on this host. */
   localRank?: number;
   /** `LOCAL_WORLD_SIZE`: number of ranks on this host. */
@@ -22,13 +35,18 @@ export interface ChoirEnv {
   token?: string;
   /** `CHOIR_TIMEOUT`: default timeout of collectives and rendezvous, in milliseconds. */
   timeoutMs?: number;
-  /** `CHOIR_TRANSPORT`: force a transport (`tcp`, later `shm`, `ucx`). */
+  /** `CHOIR_TRANSPORT`: force a transport (`tcp`, `shm` or `ucx`; UCX reads its own UCX_* settings). */
   transport?: string;
   /**
    * `CHOIR_JOB_ID` (or torchrun's `TORCHELASTIC_RUN_ID`): names the job's shared-memory segments, so
    * the launcher can remove what a killed rank left behind.
    */
   jobId?: string;
+  /**
+   * `CHOIR_STORE_PREFIX`: put every store key of `env://` / `tcp://` rendezvous under this prefix (the
+   * elastic launcher gives each round its own, in one long-lived store).
+   */
+  storePrefix?: string;
   /** `CHOIR_HOST_ID`: overrides the host identity used to find same-host peers. */
   hostId?: string;
   /**
@@ -102,18 +120,26 @@ function str(v: string | undefined): string | undefined {
  * config instead of throwing, so embedders that pass everything explicitly need no env access.
  */
 export function readEnv(get: (name: string) => string | undefined = safeGet): ChoirEnv {
+  const rank = int(get("RANK"));
+  const worldSize = int(get("WORLD_SIZE"));
+  // A scheduler's variables count only where the torchrun contract is incomplete (no launcher).
+  const sched = rank === undefined || worldSize === undefined ? detectScheduler(get) : undefined;
   return {
-    rank: int(get("RANK")),
-    worldSize: int(get("WORLD_SIZE")),
-    localRank: int(get("LOCAL_RANK")),
-    localWorldSize: int(get("LOCAL_WORLD_SIZE")),
-    masterAddr: str(get("MASTER_ADDR")),
-    masterPort: int(get("MASTER_PORT")),
-    token: str(get("CHOIR_TOKEN")),
+    rank: rank ?? sched?.rank,
+    worldSize: worldSize ?? sched?.worldSize,
+    groupRank: int(get("GROUP_RANK")),
+    restartCount: int(get("TORCHELASTIC_RESTART_COUNT")),
+    scheduler: sched?.kind,
+    localRank: int(get("LOCAL_RANK")) ?? sched?.localRank,
+    localWorldSize: int(get("LOCAL_WORLD_SIZE")) ?? sched?.localWorldSize,
+    masterAddr: str(get("MASTER_ADDR")) ?? sched?.masterAddr,
+    masterPort: int(get("MASTER_PORT")) ?? sched?.masterPort,
+    token: str(get("CHOIR_TOKEN")) ?? sched?.token,
     timeoutMs: int(get("CHOIR_TIMEOUT")),
     transport: str(get("CHOIR_TRANSPORT")),
     hostId: str(get("CHOIR_HOST_ID")),
-    jobId: str(get("CHOIR_JOB_ID")) ?? str(get("TORCHELASTIC_RUN_ID")),
+    storePrefix: str(get("CHOIR_STORE_PREFIX")),
+    jobId: str(get("CHOIR_JOB_ID")) ?? str(get("TORCHELASTIC_RUN_ID")) ?? sched?.jobId,
     bindAddr: str(get("CHOIR_BIND_ADDR")),
     checksum: bool(get("CHOIR_CHECKSUM")),
     socketIfname: str(get("CHOIR_SOCKET_IFNAME")) ?? str(get("GLOO_SOCKET_IFNAME")),

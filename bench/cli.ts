@@ -239,10 +239,9 @@ export function parseCli(argv: readonly string[]): BenchOptions {
 
   const transports = [...new Set(list(values.transport).map((t) => t.toLowerCase()))];
   for (const t of transports) {
-    if (t === "ucx") {
-      throw new CliError("transport ucx is not implemented yet; use auto, tcp or shm");
+    if (!["auto", "tcp", "shm", "ucx"].includes(t)) {
+      throw new CliError(`unknown transport ${t} (auto, tcp, shm, ucx)`);
     }
-    if (!["auto", "tcp", "shm"].includes(t)) throw new CliError(`unknown transport ${t} (auto, tcp, shm)`);
   }
   if (transports.length === 0) throw new CliError("--transport names no transport");
 
@@ -253,7 +252,7 @@ export function parseCli(argv: readonly string[]): BenchOptions {
       throw new CliError(`--buffers must be array, alloc or both, got ${b}`);
     }
   }
-  if (buffers.every((b) => b === "alloc") && transports.every((t) => t === "tcp")) {
+  if (buffers.every((b) => b === "alloc") && transports.every((t) => t === "tcp" || t === "ucx")) {
     throw new CliError("pg.alloc buffers need shared memory: use --transport shm or auto with --alloc");
   }
 

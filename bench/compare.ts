@@ -70,8 +70,9 @@ export function compareSeries(tools: CompareTools, choirTransports: readonly str
   const base = { algo: "default", buffers: "array" as const };
   if (tools.gloo) out.push({ label: "gloo", lib: "gloo", transport: "tcp", ...base });
   if (tools.mpi) {
-    const kinds = new Set<string>(choirTransports.map((t) => (t === "tcp" ? "tcp" : "shm")));
-    for (const k of ["shm", "tcp"]) {
+    // Each choir transport is compared with the Open MPI variant on the same wire (UCX: pml ucx).
+    const kinds = new Set<string>(choirTransports.map((t) => (t === "tcp" || t === "ucx" ? t : "shm")));
+    for (const k of ["shm", "tcp", "ucx"]) {
       if (kinds.has(k)) out.push({ label: `openmpi ${k}`, lib: "openmpi", transport: k, ...base });
     }
   }
@@ -82,9 +83,16 @@ export function compareSeries(tools: CompareTools, choirTransports: readonly str
 function commandOf(s: Series, tools: CompareTools, nproc: number, runFile: string): string[] {
   if (s.lib === "gloo") return [tools.gloo!, `${HERE}gloo.py`, "--world", String(nproc), runFile];
   const { python, mpirun } = tools.mpi!;
-  const btl = s.transport === "tcp"
-    ? ["--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "lo"]
-    : ["--mca", "btl", "vader,self"];
+  // Debian's openmpi-mca-params.conf disables pml ucx; the command line turns it back on, with any
+  // UCX transport and device (shared memory and CMA here, verbs where present).
+  const pml = s.transport === "ucx"
+    ? ["ucx", "--mca", "pml_ucx_tls", "any", "--mca", "pml_ucx_devices", "any", "--mca", "osc", "^ucx"]
+    : [
+      "ob1",
+      ...(s.transport === "tcp"
+        ? ["--mca", "btl", "tcp,self", "--mca", "btl_tcp_if_include", "lo"]
+        : ["--mca", "btl", "vader,self"]),
+    ];
   const root = Deno.uid() === 0 ? ["--allow-run-as-root"] : [];
   return [
     mpirun,
@@ -94,8 +102,7 @@ function commandOf(s: Series, tools: CompareTools, nproc: number, runFile: strin
     String(nproc),
     "--mca",
     "pml",
-    "ob1",
-    ...btl,
+    ...pml,
     python,
     `${HERE}mpi.py`,
     "--transport",

@@ -6,7 +6,10 @@
  * 6 x params x batch floating-point operations.
  *
  * Run: `deno run -A bench/ddp_mlp.ts [--batch 64] [--iters 10] [--warmup 2] [--hidden 2048]
- * [--layers 3]`, or `deno task launch --nproc-per-node 2 bench/ddp_mlp.ts --ddp`.
+ * [--layers 3]`, or `deno task launch --nproc-per-node 2 bench/ddp_mlp.ts --ddp [--async]
+ * [--bucket-cap-mb 25] [--timeline trace.json]`. `--async` runs `backwardAsync` (products on the FFI thread pool, so the
+ * buckets' allreduces run during backward); `--timeline` writes rank 0's steps as a Chrome trace and
+ * draws the last step as text.
  */
 
 import { readEnv } from "../config.ts";
@@ -21,7 +24,7 @@ import {
   softmaxCrossEntropy,
 } from "../ddp/nn/mod.ts";
 import type { Layer } from "../ddp/nn/mod.ts";
-import { DistributedDataParallel } from "../ddp/mod.ts";
+import { DistributedDataParallel, Timeline } from "../ddp/mod.ts";
 
 function flag(name: string, fallback: number): number {
   const i = Deno.args.indexOf(`--${name}`);
@@ -44,6 +47,9 @@ const warmup = flag("warmup", 2);
 const hidden = flag("hidden", 2048);
 const depth = flag("layers", 3);
 const useDdp = Deno.args.includes("--ddp");
+const useAsync = Deno.args.includes("--async");
+const traceAt = Deno.args.indexOf("--timeline");
+const tracePath = traceAt >= 0 ? Deno.args[traceAt + 1] : null;
 const INPUT = 784, CLASSES = 10;
 
 const env = readEnv();
@@ -60,20 +66,35 @@ layers.push(new Linear(prev, CLASSES, { seed: depth + 1 }));
 const model = new Sequential(...layers);
 const params: readonly Parameter[] = model.parameters();
 const count = params.reduce((s, p) => s + p.data.length, 0);
-const ddp = useDdp && pg ? await DistributedDataParallel.create(model, pg) : null;
+const timeline = new Timeline();
+const bucketCapMb = flag("bucket-cap-mb", 25);
+const ddp = useDdp && pg ? await DistributedDataParallel.create(model, pg, { timeline, bucketCapMb }) : null;
 const opt = new AdamW({ lr: 1e-4 });
 
 const x = new Float32Array(batch * INPUT).map((_, i) => Math.sin(i + rank));
 const y = Int32Array.from({ length: batch }, (_, i) => (i * 7 + rank) % CLASSES);
 
 const times: number[] = [];
+let lastStep = 0;
 for (let it = 0; it < warmup + iters; it++) {
+  if (it === warmup) timeline.clear();
   const t = performance.now();
+  lastStep = timeline.now();
   model.zeroGrad();
-  const { grad } = softmaxCrossEntropy(model.forward(x, batch), y, batch, CLASSES);
-  model.backward(grad);
-  if (ddp) await ddp.finishBackward();
-  opt.step(params);
+  const { grad } = await timeline.span(
+    "compute",
+    "forward",
+    () => softmaxCrossEntropy(model.forward(x, batch), y, batch, CLASSES),
+    "f",
+  );
+  await timeline.span(
+    "compute",
+    "backward",
+    () => useAsync ? model.backwardAsync(grad) : model.backward(grad),
+    "B",
+  );
+  if (ddp) await timeline.span("compute", "finishBackward (wait)", () => ddp.finishBackward(), "w");
+  await timeline.span("compute", "optimizer", () => opt.step(params), "o");
   if (it >= warmup) times.push(performance.now() - t);
 }
 times.sort((a, b) => a - b);
@@ -85,12 +106,20 @@ if (rank === 0) {
       `(expected ${
         mlpParameterCount(INPUT, hidden, depth, CLASSES)
       }), gemm ${gemmBackend()}, batch ${batch}, ` +
-      `ranks ${pg?.size ?? 1}, ${ddp ? "DDP" : "no communication"}`,
+      `ranks ${pg?.size ?? 1}, ${ddp ? "DDP" : "no communication"}, ${
+        useAsync ? "backwardAsync" : "backward"
+      }`,
   );
   console.log(
     `step: median ${median.toFixed(1)} ms, mean ${mean.toFixed(1)} ms over ${iters} iterations; ` +
       `${(batch / median * 1000).toFixed(0)} samples/s per rank; ` +
       `${(6 * count * batch / median / 1e6).toFixed(2)} GFLOP/s`,
   );
+}
+if (rank === 0 && tracePath) {
+  await Deno.writeTextFile(tracePath, JSON.stringify({ traceEvents: timeline.toChromeTrace(rank) }));
+  console.log(`last step (f forward, B backward, w waiting for allreduce, o optimizer; digits: buckets):`);
+  console.log(timeline.render(100, lastStep));
+  console.log(`Chrome trace of ${iters} steps: ${tracePath}`);
 }
 await pg?.destroy();

@@ -11,6 +11,7 @@ import { enumerateCases, type RunConfig } from "./cases.ts";
 import { measure } from "./measure.ts";
 import { Buffers, prepare } from "./ops.ts";
 import { caseLine, rowLine } from "./row.ts";
+import { ucxReport } from "./ucx_report.ts";
 
 const cfg = JSON.parse(Deno.args[0]) as RunConfig;
 const pg = await initProcessGroup();
@@ -21,6 +22,8 @@ for (let i = 0; i < 300; i++) {
   await pg.broadcast(warm);
   await pg.barrier();
 }
+// Over UCX, say which wires UCX chose (after the warm-up, so every endpoint is wired up).
+if (pg.backend === "ucx" && pg.rank === 0) { for (const line of ucxReport()) console.error(line); }
 const bufs = new Buffers(pg, cfg.alloc);
 const say = (line: string) => {
   if (pg.rank === 0) console.log(line);

@@ -13,6 +13,7 @@ import { type Control, controlBytes, controlRound } from "./join.ts";
 import { allreduceHook } from "./hooks/default.ts";
 import type { CommHook, HookGroup } from "./hooks/types.ts";
 import type { Buffer, Model, Parameter, ParamTensor } from "./model.ts";
+import type { Timeline } from "./timeline.ts";
 
 /** Options of {@link DistributedDataParallel}. */
 export interface DistributedDataParallelOptions {
@@ -46,6 +47,11 @@ export interface DistributedDataParallelOptions {
   divideByInitialWorldSize?: boolean;
   /** Timeout of every wait of DDP's collectives, in ms (default: the group's). */
   timeoutMs?: number;
+  /**
+   * Records each bucket's communication hook (from its start to the end of its allreduce) as a span
+   * on track `comm` of this timeline; add the step's own phases to see what overlapped (default: none).
+   */
+  timeline?: Timeline;
 }
 
 /** Counters of the traffic DDP caused. */
@@ -77,7 +83,7 @@ export interface DdpStats {
  * const ddp = await DistributedDataParallel.create(model, pg);
  * for (const batch of batches) {
  *   ddp.zeroGrad();
- *   model.backward(model.forward(batch)); // the model calls the ready hook
+ *   await model.backwardAsync(model.forward(batch)); // the model calls the ready hook
  *   await ddp.finishBackward();
  *   optimizer.step();
  * }
@@ -96,7 +102,9 @@ export class DistributedDataParallel {
   /** Resolves once the initial state broadcast and the shape check are done (`create()` awaits it). */
   readonly ready: Promise<void>;
   #pg: ProcessGroup;
-  #opts: Required<Omit<DistributedDataParallelOptions, "timeoutMs">> & { timeoutMs?: number };
+  #opts:
+    & Required<Omit<DistributedDataParallelOptions, "timeoutMs" | "timeline">>
+    & Pick<DistributedDataParallelOptions, "timeoutMs" | "timeline">;
   #reducer: Reducer;
   #index = new Map<Parameter, number>();
   #used: Uint8Array;
@@ -128,6 +136,7 @@ export class DistributedDataParallel {
       broadcastBuffers: opts.broadcastBuffers ?? true,
       divideByInitialWorldSize: opts.divideByInitialWorldSize ?? false,
       timeoutMs: opts.timeoutMs,
+      timeline: opts.timeline,
     };
     for (const k of ["bucketCapMb", "firstBucketMb"] as const) {
       if (!(this.#opts[k] > 0)) throw new InvalidArgumentError(`${k} must be positive`, { rank: pg.rank });
@@ -146,6 +155,7 @@ export class DistributedDataParallel {
       capBytes: this.#opts.bucketCapMb * 2 ** 20,
       firstCapBytes: this.#opts.firstBucketMb * 2 ** 20,
       gradientAsBucketView: this.#opts.gradientAsBucketView,
+      timeline: this.#opts.timeline,
     });
     this.#lastActive = Array.from({ length: pg.size }, (_, r) => r);
     this.#group = this.#countingGroup();

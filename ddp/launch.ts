@@ -1,17 +1,58 @@
 /**
  * @module
- * The launcher (torchrun-like): runs the store server, starts N ranks of a program with the rendezvous
- * env, prefixes their output with `[rank N] `, and stops them all when one fails. CLI and `launch()`.
+ * `choir launch` (torchrun-like): the node agent and its CLI. Standalone it serves the store and runs N
+ * ranks; across nodes the agents meet in a store (`--rdzv-endpoint`), agree on MIN..MAX nodes, give
+ * each worker torchrun's env (RANK, LOCAL_RANK, GROUP_RANK, WORLD_SIZE, ..., TORCHELASTIC_RESTART_COUNT),
+ * tee output to `[rank N] ` lines and `--log-dir` files, and restart failed groups (`--max-restarts`).
+ * Workers resume from an {@link ElasticState}; `initProcessGroup` also runs under SLURM, mpirun, PMI and
+ * Kubernetes Indexed Jobs with no launcher (config.ts reads their env). Entry `@choir/choir/launch`.
+ *
+ * @example
+ * ```ts ignore
+ * import { launch } from "@choir/choir/launch";
+ * const res = await launch({ program: "train.ts", nprocPerNode: 2, maxRestarts: 1 });
+ * Deno.exit(res.code);
+ * ```
+ *
+ * @example Resuming training after a restart
+ * ```ts ignore
+ * import { initProcessGroup } from "@choir/choir";
+ * import { ElasticState } from "@choir/choir/launch";
+ * const pg = await initProcessGroup();
+ * const state = await ElasticState.open({ tensors: { w: weights }, values: { step: 0 } });
+ * await state.restore(); // the last commit, if a previous attempt made one
+ * while ((state.values.step as number) < 1000) {
+ *   await trainStep(pg);
+ *   state.values.step = (state.values.step as number) + 1;
+ *   await state.commit();
+ * }
+ * ```
  */
 
 import { type ChoirEnv, readEnv } from "../config.ts";
-import { InvalidArgumentError } from "../errors.ts";
+import { InvalidArgumentError, RendezvousError } from "../errors.ts";
 import { jobTag } from "../transports/shm/segment.ts";
-import { startStoreServer, type StoreServer } from "../transports/store/mod.ts";
+import {
+  PrefixStore,
+  startStoreServer,
+  type Store,
+  type StoreServer,
+  TcpStore,
+} from "../transports/store/mod.ts";
+import type { SchedulerKind } from "../schedulers.ts";
 import { parseLaunchArgs, USAGE } from "./launch_args.ts";
-import { type OutputStream, splitLines, writePrefixed } from "./launch_output.ts";
+import type { OutputStream } from "./launch_output.ts";
+import { type AgentResult, markExit, runAgent, waitForExits } from "./elastic/agent.ts";
+import { type Failure, failureSummary } from "./elastic/root_cause.ts";
+import type { RankExit } from "./elastic/worker_group.ts";
 
-export type { OutputStream };
+export type { ChoirEnv, Failure, OutputStream, RankExit, SchedulerKind, Store };
+export {
+  ElasticState,
+  type ElasticStateOptions,
+  type ElasticTensor,
+  type ElasticValues,
+} from "./elastic/state.ts";
 
 /** Options of {@link launch}. */
 export interface LaunchOptions {
@@ -19,13 +60,41 @@ export interface LaunchOptions {
   program: string;
   /** Arguments given to every rank's program. */
   args?: string[];
-  /** Number of ranks to start on this host. */
+  /** Number of ranks to start on this node. */
   nprocPerNode: number;
-  /** Address of the store server, given to ranks as MASTER_ADDR (default "127.0.0.1"). */
+  /** Fewest nodes the job runs with (`--nnodes MIN:MAX`; default 1). */
+  minNodes?: number;
+  /** Most nodes the job admits (default `minNodes`); one more is refused. */
+  maxNodes?: number;
+  /** `--node-rank`: nodes that give one get GROUP_RANKs in that order (default: order of arrival). */
+  nodeRank?: number;
+  /**
+   * `--rdzv-endpoint HOST:PORT`: the store the node agents meet in and workers use (MASTER_ADDR /
+   * MASTER_PORT). The agent that can bind it serves it; the others connect. Absent: standalone.
+   */
+  rdzvEndpoint?: string;
+  /** `--rdzv-id`: the run id (TORCHELASTIC_RUN_ID, CHOIR_JOB_ID); default random standalone, else "none". */
+  rdzvId?: string;
+  /** `--max-restarts`: how often a failed worker group is restarted (default 0). */
+  maxRestarts?: number;
+  /** `--monitor-interval`: how often the agent checks workers and nodes, in ms (default 100). */
+  monitorIntervalMs?: number;
+  /** `--log-dir`: also write each rank's output to `DIR/RUN_ID/round_R/rank_N.log`. */
+  logDir?: string;
+  /** Once MIN nodes joined, how long to wait for more before starting, in ms (default 3000; standalone 0). */
+  lastCallMs?: number;
+  /** How long to wait for MIN nodes (and for the endpoint), in ms (default 600000). */
+  joinTimeoutMs?: number;
+  /** A node whose heartbeat stops for this long has left, in ms (default 30000). */
+  heartbeatTimeoutMs?: number;
+  /** Standalone: address of the store server, given to ranks as MASTER_ADDR (default "127.0.0.1"). */
   masterAddr?: string;
-  /** Port of the store server; 0 or absent picks a free one. */
+  /** Standalone: port of the store server; 0 or absent picks a free one. */
   masterPort?: number;
-  /** The job's secret (CHOIR_TOKEN); default 32 random bytes, hex. */
+  /**
+   * The job's secret (CHOIR_TOKEN); default: CHOIR_TOKEN of this process, else 32 random bytes
+   * (standalone) or one derived from the run id (every node must agree).
+   */
   token?: string;
   /** Extra environment variables for every rank. */
   env?: Record<string, string>;
@@ -45,36 +114,31 @@ export interface LaunchOptions {
   parentEnv?: ChoirEnv;
 }
 
-/** How one rank ended. */
-export interface RankExit {
-  /** The rank. */
-  rank: number;
-  /** Its exit code (128 + signal number when killed by a signal). */
-  code: number;
-  /** The signal that killed it, or null. */
-  signal: Deno.Signal | null;
-}
-
-/** How the job ended. */
+/** How the job ended on this node. */
 export interface LaunchResult {
-  /** 0 when every rank exited 0; else the failed rank's code (>= 1), or 128 + a forwarded signal. */
+  /** 0 when every rank exited 0; else the root cause's code (>= 1), or 128 + a forwarded signal. */
   code: number;
-  /** The exit of every rank started, in rank order. */
+  /** The exit of this node's ranks of the last round, in rank order. */
   ranks: RankExit[];
-  /** The first rank that failed on its own (not one the launcher stopped), if any. */
-  failed?: RankExit;
-  /** The port the store server listened on. */
+  /** The root cause: the first rank that failed on its own in the last round, when the job failed. */
+  failed?: Failure;
+  /** The port of the store (standalone: the server started here). */
   masterPort: number;
+  /** Failure restarts made. */
+  restarts: number;
+  /** Rendezvous rounds run (1 + restarts + membership changes). */
+  rounds: number;
 }
 
 /** Non-temporal copies for large memcpy (see design.md); set for ranks unless already set. */
 export const GLIBC_TUNABLES_DEFAULT = "glibc.cpu.x86_non_temporal_threshold=0x100000";
 
-const SCRIPT = /\.(ts|mts|tsx|js|mjs|jsx)$/;
-
 /**
- * Runs `nprocPerNode` ranks of `program` against a store server started here, and resolves when all
- * have exited. When a rank fails, the others get SIGTERM, then SIGKILL after `graceMs`.
+ * Runs this node's part of a job and resolves when it ends. Without `rdzvEndpoint` (standalone) it
+ * starts a store server here and runs `nprocPerNode` ranks; with it, the node agents meet in that
+ * store (the agent that can bind the endpoint serves it), agree on a world of `minNodes..maxNodes`
+ * nodes, and each runs its workers. When a worker fails, every node stops its workers; with restarts
+ * left, they meet again and start over (`maxRestarts`), else the job fails naming the first failure.
  */
 export async function launch(opts: LaunchOptions): Promise<LaunchResult> {
   const op = "launch";
@@ -83,167 +147,171 @@ export async function launch(opts: LaunchOptions): Promise<LaunchResult> {
   if (!Number.isInteger(n) || n < 1) {
     throw new InvalidArgumentError(`nprocPerNode must be a positive integer, got ${n}`, { op });
   }
-  const log = opts.log ?? ((m: string) => console.error(`launch: ${m}`));
-  const onOutput = opts.onOutput;
-  const onLines = onOutput === undefined
-    ? writePrefixed
-    : (rank: number, stream: OutputStream, lines: string[]) =>
-      lines.forEach((l) => onOutput(rank, stream, l));
-  const graceMs = opts.graceMs ?? 5000;
-  const masterAddr = opts.masterAddr ?? "127.0.0.1";
-  const token = opts.token ?? randomToken();
-  const jobId = opts.env?.CHOIR_JOB_ID ?? `j${randomToken().slice(0, 12)}`;
-  const server = await startStoreServer({ hostname: masterAddr, port: opts.masterPort ?? 0, token });
-  try {
-    const env = { ...rankEnvBase(opts, masterAddr, server, token), CHOIR_JOB_ID: jobId };
-    return await runRanks(opts, env, { n, graceMs, log, onLines, masterPort: server.port });
-  } finally {
-    // Ranks unlink their segments once every peer has mapped them; one killed in between leaves
-    // its name behind. Every name of the job carries its id, so nothing can outlive the job.
-    const swept = await sweepSharedMemory(jobId);
-    if (swept > 0) log(`removed ${swept} shared-memory segment(s) left behind by ranks that died`);
-    await server.close();
+  const minNodes = opts.minNodes ?? 1;
+  const maxNodes = opts.maxNodes ?? minNodes;
+  if (!Number.isInteger(minNodes) || minNodes < 1 || !Number.isInteger(maxNodes) || maxNodes < minNodes) {
+    throw new InvalidArgumentError(`nodes must satisfy 1 <= MIN <= MAX, got ${minNodes}:${maxNodes}`, { op });
   }
-}
-
-interface RunCtx {
-  n: number;
-  graceMs: number;
-  log: (m: string) => void;
-  onLines: (rank: number, stream: OutputStream, lines: string[]) => void;
-  masterPort: number;
-}
-
-async function runRanks(
-  opts: LaunchOptions,
-  env: Record<string, string>,
-  ctx: RunCtx,
-): Promise<LaunchResult> {
-  const children: Deno.ChildProcess[] = [];
-  const running = new Set<number>();
-  let failed: RankExit | undefined;
-  let stopSignal: Deno.Signal | undefined;
-  let killTimer: ReturnType<typeof setTimeout> | undefined;
-
-  const signalAll = (sig: Deno.Signal) => {
-    for (const r of running) {
-      try {
-        children[r].kill(sig);
-      } catch {
-        // It exited in between.
-      }
+  const standalone = opts.rdzvEndpoint === undefined;
+  if (standalone && maxNodes > 1) {
+    throw new InvalidArgumentError(
+      `--nnodes ${minNodes}:${maxNodes} needs --rdzv-endpoint HOST:PORT (standalone runs one node)`,
+      { op },
+    );
+  }
+  const log = opts.log ?? ((m: string) => console.error(`launch: ${m}`));
+  const parent = opts.parentEnv ?? readEnv();
+  const runId = opts.rdzvId ?? opts.env?.CHOIR_JOB_ID ??
+    (standalone ? `j${randomToken().slice(0, 12)}` : "none");
+  let token = opts.token ?? parent.token;
+  if (token === undefined) {
+    if (standalone) token = randomToken();
+    else {
+      token = `rdzv:${runId}`;
+      log(`no --token or CHOIR_TOKEN: using one derived from the run id (anyone who knows it can join)`);
     }
-  };
-  const stopAll = (sig: Deno.Signal) => {
-    signalAll(sig);
-    killTimer ??= setTimeout(() => {
-      if (running.size > 0) ctx.log(`ranks ${[...running].join(", ")} ignored ${sig}; sending SIGKILL`);
-      signalAll("SIGKILL");
-    }, ctx.graceMs);
-  };
+  }
+  const conn = await connectStore(opts, token, standalone);
+  const stop = new AbortController();
+  let stopSignal: Deno.Signal = "SIGTERM";
   const onSignal = (sig: "SIGINT" | "SIGTERM") => () => {
-    stopSignal ??= sig;
-    stopAll(sig);
+    stopSignal = sig;
+    stop.abort();
   };
   const onInt = onSignal("SIGINT");
   const onTerm = onSignal("SIGTERM");
-  const onAbort = () => {
-    stopSignal ??= "SIGTERM";
-    stopAll("SIGTERM");
-  };
-
+  const onAbort = () => stop.abort();
   if (opts.forwardSignals) {
     Deno.addSignalListener("SIGINT", onInt);
     Deno.addSignalListener("SIGTERM", onTerm);
   }
   opts.signal?.addEventListener("abort", onAbort, { once: true });
-  const exits: Promise<RankExit>[] = [];
+  const rdzv = new PrefixStore(`choir/${runId}/rdzv/`, conn.client);
+  let result: AgentResult | undefined;
   try {
-    for (let rank = 0; rank < ctx.n; rank++) {
-      let child: Deno.ChildProcess;
-      try {
-        child = spawnRank(opts, { ...env, RANK: String(rank), LOCAL_RANK: String(rank) });
-      } catch (err) {
-        stopAll("SIGTERM");
-        await Promise.allSettled(exits);
-        const why = err instanceof Error ? err.message : String(err);
-        throw new InvalidArgumentError(`cannot start rank ${rank} (${opts.program}): ${why}`, {
-          rank,
-          op: "launch",
-          cause: err,
-        });
-      }
-      children.push(child);
-      running.add(rank);
-      const pipes = Promise.all([
-        splitLines(child.stdout, (lines) => ctx.onLines(rank, "stdout", lines)),
-        splitLines(child.stderr, (lines) => ctx.onLines(rank, "stderr", lines)),
-      ]);
-      exits.push(
-        child.status.then(async (status) => {
-          running.delete(rank);
-          const exit: RankExit = { rank, code: status.code, signal: status.signal };
-          if (!status.success && failed === undefined && stopSignal === undefined) {
-            failed = exit;
-            const others = [...running];
-            const tail = others.length > 0
-              ? `; stopping rank${others.length > 1 ? "s" : ""} ${others.join(", ")}`
-              : "";
-            ctx.log(`rank ${rank} ${describe(exit)}${tail}`);
-            stopAll("SIGTERM");
-          }
-          await pipes;
-          return exit;
-        }),
-      );
-      if (failed !== undefined || stopSignal !== undefined) break;
-    }
-    const ranks = await Promise.all(exits);
-    const code = failed !== undefined
-      ? Math.max(1, failed.code)
-      : stopSignal !== undefined
-      ? 128 + (stopSignal === "SIGINT" ? 2 : 15)
-      : ranks.find((r) => r.code !== 0)?.code ?? 0;
-    return { code, ranks, failed, masterPort: ctx.masterPort };
+    result = await runAgent({
+      program: opts.program,
+      args: opts.args ?? [],
+      denoFlags: opts.denoFlags ?? ["-A"],
+      nprocPerNode: n,
+      minNodes,
+      maxNodes,
+      nodeRank: opts.nodeRank,
+      runId,
+      store: rdzv,
+      master: { addr: conn.host, port: conn.port },
+      workerPrefix: `choir/${runId}/`,
+      addr: conn.localAddr,
+      token,
+      baseEnv: workerEnvBase(opts, parent),
+      maxRestarts: opts.maxRestarts ?? 0,
+      monitorMs: opts.monitorIntervalMs ?? 100,
+      lastCallMs: opts.lastCallMs ?? (standalone ? 0 : 3000),
+      joinTimeoutMs: opts.joinTimeoutMs ?? 600_000,
+      heartbeatTimeoutMs: opts.heartbeatTimeoutMs ?? 30_000,
+      graceMs: opts.graceMs ?? 5000,
+      logDir: opts.logDir,
+      onOutput: opts.onOutput,
+      log,
+      signal: stop.signal,
+      stopSignal: () => stopSignal,
+      // Ranks unlink their segments once every peer has mapped them; one killed in between leaves
+      // its name behind. Every name of the job carries its id, so nothing outlives a round.
+      afterRound: async () => {
+        const swept = await sweepSharedMemory(runId);
+        if (swept > 0) log(`removed ${swept} shared-memory segment(s) left behind by ranks that died`);
+      },
+    });
+    if (result.failed !== undefined) log(`job failed: ${failureSummary(result.failed)}`);
+    return {
+      code: result.code,
+      ranks: result.ranks,
+      failed: result.failed,
+      masterPort: conn.port,
+      restarts: result.restarts,
+      rounds: result.rounds,
+    };
   } finally {
-    if (killTimer !== undefined) clearTimeout(killTimer);
     opts.signal?.removeEventListener("abort", onAbort);
     if (opts.forwardSignals) {
       Deno.removeSignalListener("SIGINT", onInt);
       Deno.removeSignalListener("SIGTERM", onTerm);
     }
+    if (result?.world !== undefined && result.groupRank !== undefined && !standalone) {
+      // The node serving the store stays until every node has read the outcome.
+      try {
+        await markExit(rdzv, result.world, result.groupRank);
+        if (conn.server !== undefined) await waitForExits(rdzv, result.world, 10_000);
+      } catch { /* the store is gone: nothing left to wait for */ }
+    }
+    await conn.client.close();
+    await conn.server?.close();
   }
 }
 
-function spawnRank(opts: LaunchOptions, env: Record<string, string>): Deno.ChildProcess {
-  const args = opts.args ?? [];
-  const [cmd, argv] = SCRIPT.test(opts.program)
-    ? [Deno.execPath(), ["run", ...(opts.denoFlags ?? ["-A"]), opts.program, ...args]]
-    : [opts.program, args];
-  return new Deno.Command(cmd, { args: argv, env, stdin: "null", stdout: "piped", stderr: "piped" }).spawn();
+interface StoreConn {
+  client: TcpStore;
+  server?: StoreServer;
+  host: string;
+  port: number;
+  /** This node's address as the others see it. */
+  localAddr: string;
 }
 
-function rankEnvBase(
-  opts: LaunchOptions,
-  masterAddr: string,
-  server: StoreServer,
-  token: string,
-): Record<string, string> {
-  const parent = opts.parentEnv ?? readEnv();
+/** Standalone: a store server here. Else the endpoint's, served by whichever agent can bind it. */
+async function connectStore(opts: LaunchOptions, token: string, standalone: boolean): Promise<StoreConn> {
+  const op = "launch";
+  const timeoutMs = opts.joinTimeoutMs ?? 600_000;
+  if (standalone) {
+    const host = opts.masterAddr ?? "127.0.0.1";
+    const server = await startStoreServer({ hostname: host, port: opts.masterPort ?? 0, token });
+    const client = new TcpStore({ host, port: server.port, token, timeoutMs });
+    return { client, server, host, port: server.port, localAddr: host };
+  }
+  const { host, port } = parseEndpoint(opts.rdzvEndpoint!);
+  let server: StoreServer | undefined;
+  try {
+    server = await startStoreServer({ hostname: host, port, token });
+  } catch {
+    // Not this host's address, or another agent serves it already: be a client.
+  }
+  const client = new TcpStore({ host, port, token, timeoutMs, connectTimeoutMs: timeoutMs });
+  let localAddr = host;
+  if (server === undefined) {
+    try {
+      await client.check([]);
+      const c = await Deno.connect({ hostname: host, port });
+      localAddr = (c.localAddr as Deno.NetAddr).hostname;
+      c.close();
+    } catch (err) {
+      await client.close();
+      throw new RendezvousError(
+        `cannot reach the rendezvous store at ${host}:${port}: ${err instanceof Error ? err.message : err}`,
+        { op, cause: err },
+      );
+    }
+  }
+  return { client, server, host, port, localAddr };
+}
+
+/** Parses `HOST:PORT` (IPv6 as `[::1]:PORT`). */
+export function parseEndpoint(endpoint: string): { host: string; port: number } {
+  const m = endpoint.match(/^\[?([^\]]*?)\]?:(\d+)$/);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || m[1] === "" || !(port > 0 && port < 65536)) {
+    throw new InvalidArgumentError(`--rdzv-endpoint must be HOST:PORT, got ${JSON.stringify(endpoint)}`, {
+      op: "launch",
+    });
+  }
+  return { host: m[1], port };
+}
+
+function workerEnvBase(opts: LaunchOptions, parent: ChoirEnv): Record<string, string> {
   const env: Record<string, string> = {};
   if (parent.glibcTunables === undefined && opts.env?.GLIBC_TUNABLES === undefined) {
     env.GLIBC_TUNABLES = GLIBC_TUNABLES_DEFAULT;
   }
-  return {
-    ...env,
-    ...opts.env,
-    WORLD_SIZE: String(opts.nprocPerNode),
-    LOCAL_WORLD_SIZE: String(opts.nprocPerNode),
-    MASTER_ADDR: masterAddr,
-    MASTER_PORT: String(server.port),
-    CHOIR_TOKEN: token,
-    CHOIR_STORE_EXTERNAL: "1",
-  };
+  return { ...env, ...opts.env };
 }
 
 /** Removes /dev/shm entries of job `jobId`; returns how many there were. */
@@ -264,12 +332,6 @@ async function sweepSharedMemory(jobId: string): Promise<number> {
     // No /dev/shm here (not Linux): nothing to sweep.
   }
   return removed;
-}
-
-function describe(exit: RankExit): string {
-  return exit.signal !== null
-    ? `was killed by ${exit.signal} (exit code ${exit.code})`
-    : `exited with code ${exit.code}`;
 }
 
 function randomToken(): string {
@@ -295,15 +357,23 @@ export async function main(argv: readonly string[]): Promise<number> {
       program: parsed.program!,
       args: parsed.args,
       nprocPerNode: parsed.nprocPerNode,
+      minNodes: parsed.minNodes,
+      maxNodes: parsed.maxNodes,
+      nodeRank: parsed.nodeRank,
+      rdzvEndpoint: parsed.standalone ? undefined : parsed.rdzvEndpoint,
+      rdzvId: parsed.rdzvId,
+      maxRestarts: parsed.maxRestarts,
+      monitorIntervalMs: parsed.monitorIntervalMs,
+      logDir: parsed.logDir,
+      lastCallMs: parsed.lastCallMs,
+      joinTimeoutMs: parsed.joinTimeoutMs,
+      heartbeatTimeoutMs: parsed.heartbeatTimeoutMs,
       masterAddr: parsed.masterAddr,
       masterPort: parsed.masterPort,
       token: parsed.token,
       graceMs: parsed.graceMs,
       forwardSignals: true,
     });
-    if (result.failed !== undefined) {
-      console.error(`launch: job failed: rank ${result.failed.rank} ${describe(result.failed)}`);
-    }
     return result.code;
   } catch (err) {
     console.error(`launch: ${err instanceof Error ? err.message : String(err)}`);

@@ -17,7 +17,7 @@
  *   sampler.setEpoch(epoch);
  *   for (const batch of batchesOf(sampler.indices(), 32)) {
  *     ddp.zeroGrad();
- *     model.backward(model.forward(batch)); // reports each final gradient to DDP
+ *     await model.backwardAsync(model.forward(batch)); // reports each final gradient to DDP
  *     await ddp.finishBackward(); // gradients are now averaged over the ranks
  *     optimizer.step();
  *   }
@@ -33,9 +33,10 @@
  * ```
  */
 
-export { launch, type LaunchOptions, type LaunchResult, type RankExit } from "./launch.ts";
+export { type Failure, launch, type LaunchOptions, type LaunchResult, type RankExit } from "./launch.ts";
 export type { OutputStream } from "./launch_output.ts";
 export type { ChoirEnv } from "../config.ts";
+export type { SchedulerKind } from "../schedulers.ts";
 
 export type { Buffer, GradReadyHook, Model, Parameter, ParamTensor } from "./model.ts";
 export {
@@ -45,6 +46,7 @@ export {
 } from "./distributed.ts";
 export { DistributedSampler, type DistributedSamplerOptions } from "./sampler.ts";
 export { type FlatGpuModel, GpuDataParallel, type GpuDataParallelOptions } from "./gpu_data_parallel.ts";
+export { type ChromeTraceEvent, Timeline, type TimelineSpan } from "./timeline.ts";
 export type { GradDType } from "./buckets.ts";
 export type { CommHook, GradBucket, HookGroup, HookReduceOp } from "./hooks/types.ts";
 export { allreduceHook } from "./hooks/default.ts";

@@ -10,6 +10,7 @@ import { InvalidArgumentError } from "../errors.ts";
 import { assignBuckets, type GradDType, gradDType, tensorOf } from "./buckets.ts";
 import type { Parameter, ParamTensor } from "./model.ts";
 import type { CommHook, GradBucket, HookGroup } from "./hooks/types.ts";
+import type { Timeline } from "./timeline.ts";
 
 /** A bucket: parameters whose gradients travel together. */
 export interface Bucket {
@@ -35,6 +36,8 @@ export interface ReducerOptions {
   firstCapBytes: number;
   /** Use the gradients' memory as the bucket when they are contiguous. */
   gradientAsBucketView: boolean;
+  /** Where each bucket's hook is recorded as a span on track `comm` (none: not recorded). */
+  timeline?: Timeline;
 }
 
 /** Tracks readiness and runs the hooks of one step at a time. */
@@ -193,7 +196,9 @@ export class Reducer {
     };
     // Hooks run one after another so that multi-round hooks issue collectives in the same order
     // everywhere; when none is running, the hook starts right here, inside backward.
+    const timeline = this.#opts.timeline;
     const run = async () => {
+      const start = timeline?.now() ?? 0;
       try {
         if (this.#failure) return;
         const res = await step.hook(step.state, gb);
@@ -202,6 +207,12 @@ export class Reducer {
         this.#failure = e;
       } finally {
         this.#inFlight--;
+        timeline?.end(
+          "comm",
+          `bucket ${b} (${(bucket.flat.byteLength / 2 ** 20).toFixed(1)} MiB)`,
+          start,
+          `${b % 10}`,
+        );
       }
     };
     this.#chain = this.#inFlight++ === 0 ? run() : this.#chain.then(run);

@@ -110,7 +110,7 @@ for (let epoch = 0; epoch < epochs; epoch++) {
     }
     model.zeroGrad();
     const { loss, grad } = softmaxCrossEntropy(model.forward(x, batch), y, batch, 10);
-    model.backward(grad);
+    await model.backwardAsync(grad); // buckets' allreduces run while the products compute
     await ddp.finishBackward();
     opt.step(model.parameters());
     lossSum += loss;

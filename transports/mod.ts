@@ -1,6 +1,6 @@
 /**
  * @module
- * Transports move framed bytes between two ranks (TCP, shared memory; UCX later), and the
+ * Transports move framed bytes between two ranks (TCP, shared memory, UCX), and the
  * store and rendezvous machinery ranks use to find each other.
  *
  * @example
@@ -16,6 +16,8 @@ export type { Channel, Transport } from "./transport.ts";
 export { decodeHeader, encodeHeader, type FrameHeader, HEADER_BYTES } from "./frame.ts";
 export { TcpTransport, type TcpTransportOptions } from "./tcp.ts";
 export { ShmTransport, type ShmTransportOptions } from "./shm.ts";
+export { type UcxPeerWires, UcxTransport, type UcxTransportOptions } from "./ucx/transport.ts";
+export { probeVerbs, type VerbsProbe } from "./ucx/devices.ts";
 export type { ArenaHost } from "./arena_host.ts";
 export { type Route, RoutedTransport } from "./routed.ts";
 export { constantTimeEqual, generateToken } from "./token.ts";

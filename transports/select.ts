@@ -11,10 +11,11 @@ import { ShmTransport } from "./shm.ts";
 import { PrefixStore, type Store } from "./store/mod.ts";
 import { TcpTransport } from "./tcp.ts";
 import type { Transport } from "./transport.ts";
+import { UcxTransport } from "./ucx/transport.ts";
 
 /** What a group's transport is built from. */
 export interface SelectOptions {
-  /** `auto` (default): shm between same-host ranks, tcp across hosts; or force `tcp` or `shm`. */
+  /** `auto` (default): shm between same-host ranks, tcp across hosts; or force `tcp`, `shm` or `ucx`. */
   kind?: string;
   /** This rank. */
   rank: number;
@@ -68,8 +69,8 @@ export interface Selected {
 /** Builds the transport for this rank according to `o.kind` and where the ranks live. */
 export async function selectTransport(o: SelectOptions): Promise<Selected> {
   const kind = o.kind ?? "auto";
-  if (kind !== "auto" && kind !== "tcp" && kind !== "shm") {
-    throw new InvalidArgumentError(`CHOIR_TRANSPORT must be auto, tcp or shm, not "${kind}"`, {
+  if (kind !== "auto" && kind !== "tcp" && kind !== "shm" && kind !== "ucx") {
+    throw new InvalidArgumentError(`CHOIR_TRANSPORT must be auto, tcp, shm or ucx, not "${kind}"`, {
       rank: o.rank,
       op: "initProcessGroup",
     });
@@ -92,6 +93,18 @@ export async function selectTransport(o: SelectOptions): Promise<Selected> {
   const distinct = [...new Set(hosts)];
   const hostOf = hosts.map((h) => distinct.indexOf(h));
   if (kind === "tcp" || o.size === 1) return { transport: await tcp(), hostOf };
+  if (kind === "ucx") {
+    // UCX picks its own wires per peer (shared memory, CMA, TCP, verbs) as UCX_TLS allows.
+    const transport = await UcxTransport.create({
+      rank: o.rank,
+      size: o.size,
+      store: new PrefixStore("ucx/", o.store),
+      token: o.token,
+      timeoutMs: o.timeoutMs,
+      hostIdOverride: o.hostIdOverride,
+    });
+    return { transport, hostOf };
+  }
 
   const local = hosts.flatMap((h, r) => (h === hosts[o.rank] ? [r] : []));
   if (kind === "shm" && local.length !== o.size) {

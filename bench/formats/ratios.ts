@@ -18,13 +18,18 @@ export interface Pairing {
   others: Series[];
 }
 
+/** The Open MPI variant a transport compares with: tcp, ucx, or shared memory for the rest. */
+function wireOf(transport: string): string {
+  return transport === "tcp" || transport === "ucx" ? transport : "shm";
+}
+
 /** Pairs each choir series with Gloo and the Open MPI variant of its transport. */
 export function pairings(series: readonly Series[]): Pairing[] {
   const others = series.filter((s) => s.lib !== "choir");
   return series.filter((s) => s.lib === "choir").map((choir) => ({
     choir,
     others: others.filter((o) =>
-      o.lib === "gloo" || (o.lib === "openmpi" && (o.transport === "tcp") === (choir.transport === "tcp"))
+      o.lib === "gloo" || (o.lib === "openmpi" && wireOf(o.transport) === wireOf(choir.transport))
     ),
   })).filter((p) => p.others.length > 0);
 }

@@ -47,4 +47,14 @@ export interface Layer {
    * first), and returns the gradient with respect to the input, or null when `needInputGrad` is false.
    */
   backward(gradOut: Float32Array, ready: ParamReady, needInputGrad: boolean): Float32Array | null;
+  /**
+   * The same as {@link Layer.backward}, with the heavy products off the calling thread, so that the
+   * event loop (DDP's bucket allreduces) runs while they compute. Optional: without it,
+   * `Sequential.backwardAsync` calls `backward`.
+   */
+  backwardAsync?(
+    gradOut: Float32Array,
+    ready: ParamReady,
+    needInputGrad: boolean,
+  ): Promise<Float32Array | null>;
 }

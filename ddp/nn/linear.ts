@@ -5,7 +5,7 @@
  */
 
 import { InvalidArgumentError } from "../../errors.ts";
-import { sgemm } from "./gemm.ts";
+import { sgemm, sgemmAsync } from "./gemm.ts";
 import { type Layer, NnParameter, type ParamReady } from "./layer.ts";
 import { seededRandom } from "./rng.ts";
 
@@ -98,11 +98,43 @@ export class Linear implements Layer {
 
   /** dW += gOut^T x, db += column sums of gOut (bias reported ready first), dx = gOut W. */
   backward(gradOut: Float32Array, ready: ParamReady, needInputGrad: boolean): Float32Array | null {
+    const x = this.#biasBackward(gradOut, ready);
+    const batch = this.#batch, inF = this.inFeatures, outF = this.outFeatures;
+    sgemm(true, false, outF, inF, batch, 1, gradOut, x, 1, this.weight.grad);
+    ready(this.weight);
+    if (!needInputGrad) return null;
+    const dx = new Float32Array(batch * inF);
+    sgemm(false, false, batch, inF, outF, 1, gradOut, this.weight.data, 0, dx);
+    return dx;
+  }
+
+  /**
+   * {@link backward} with both products on the FFI thread pool ({@link sgemmAsync}): the weight's
+   * allreduce, started by `ready`, runs while dx computes.
+   */
+  async backwardAsync(
+    gradOut: Float32Array,
+    ready: ParamReady,
+    needInputGrad: boolean,
+  ): Promise<Float32Array | null> {
+    const x = this.#biasBackward(gradOut, ready);
+    const batch = this.#batch, inF = this.inFeatures, outF = this.outFeatures;
+    await sgemmAsync(true, false, outF, inF, batch, 1, gradOut, x, 1, this.weight.grad);
+    ready(this.weight);
+    if (!needInputGrad) return null;
+    const dx = new Float32Array(batch * inF);
+    await sgemmAsync(false, false, batch, inF, outF, 1, gradOut, this.weight.data, 0, dx);
+    return dx;
+  }
+
+  /** db += column sums of gOut, reported ready; returns (and releases) the cached input. */
+  #biasBackward(gradOut: Float32Array, ready: ParamReady): Float32Array {
     const x = this.#x;
     if (x === null) {
       throw new InvalidArgumentError("Linear: backward before forward", { op: "Linear.backward" });
     }
-    const batch = this.#batch, inF = this.inFeatures, outF = this.outFeatures;
+    this.#x = null;
+    const batch = this.#batch, outF = this.outFeatures;
     if (this.bias) {
       const db = this.bias.grad;
       for (let r = 0; r < batch; r++) {
@@ -111,12 +143,6 @@ export class Linear implements Layer {
       }
       ready(this.bias);
     }
-    sgemm(true, false, outF, inF, batch, 1, gradOut, x, 1, this.weight.grad);
-    ready(this.weight);
-    this.#x = null;
-    if (!needInputGrad) return null;
-    const dx = new Float32Array(batch * inF);
-    sgemm(false, false, batch, inF, outF, 1, gradOut, this.weight.data, 0, dx);
-    return dx;
+    return x;
   }
 }

@@ -20,7 +20,7 @@
  */
 
 export type { Model, Parameter } from "../model.ts";
-export { gemmBackend, setGemmBlasEnabled, sgemm } from "./gemm.ts";
+export { gemmBackend, setGemmBlasEnabled, sgemm, sgemmAsync } from "./gemm.ts";
 export { type Layer, NnParameter, type ParamReady } from "./layer.ts";
 export { Linear, type LinearOptions } from "./linear.ts";
 export { GELU, ReLU } from "./activations.ts";

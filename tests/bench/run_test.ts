@@ -151,9 +151,9 @@ Deno.test("OSU layout on stdout, and mistakes exit 2 with a reason", async () =>
   const osu = await bench(["--op", "broadcast", "--sizes", "8", "--format", "osu", ...QUICK]);
   assert.equal(osu.code, 0, osu.stderr);
   assert.match(osu.stdout, /# Size\s+Avg Latency\(us\)/);
-  const ucx = await bench(["--transport", "ucx"]);
+  const ucx = await bench(["--transport", "ucp"]);
   assert.equal(ucx.code, 2);
-  assert.match(ucx.stderr, /ucx is not implemented yet/);
+  assert.match(ucx.stderr, /unknown transport ucp/);
   const hosts = await bench(["--hosts", "node-a:2,node-b:2"]);
   assert.equal(hosts.code, 2);
   assert.match(hosts.stderr, /other hosts \(node-a, node-b\)/);

@@ -94,7 +94,8 @@ Deno.test("cli: --op and --ops, all, aliases, sizes, dtypes and redops", () => {
 
 Deno.test("cli: mistakes are one-line errors", () => {
   assert.throws(() => parseCli(["--op", "allsum"]), CliError);
-  assert.throws(() => parseCli(["--transport", "ucx"]), /ucx is not implemented yet/);
+  assert.throws(() => parseCli(["--transport", "ucp"]), /unknown transport ucp/);
+  assert.equal(parseCli(["--transport", "ucx"]).transports[0], "ucx");
   assert.throws(() => parseCli(["--transport", "tcp", "--alloc"]), /shared memory/);
   assert.throws(() => parseCli(["--max", "2G"]), /1G/);
   assert.throws(() => parseCli(["--format", "csv"]), CliError);

@@ -145,3 +145,28 @@ Deno.test("examples/ddp_linear.ts under the launcher with 2 ranks: same weights,
   assert.equal(weights[0], weights[1]);
   assert.match(weights[0], /^w = \[0\.9\d, -1\.9\d, 0\.4\d, 2\.9\d\], b = 0\.2\d$/);
 });
+
+Deno.test("DDP with Sequential.backwardAsync = backward = one process on the whole batch; buckets on the timeline", async () => {
+  const outs: Record<string, Out[]> = {};
+  for (const mode of ["sync", "async"]) {
+    const ranks = await runRanks({
+      script: "tests/fixtures/ddp_nn_worker.ts",
+      worldSize: 2,
+      args: [mode],
+      deadlineMs: 60_000,
+    });
+    for (const o of ranks) {
+      assert.equal(o.code, 0, `${mode} rank ${o.rank} failed:\n${o.stdout}\n${o.stderr}`);
+    }
+    outs[mode] = ranks.map((o) => resultOf<Out>(o));
+    checkEquivalent(outs[mode]);
+  }
+  // The same reductions in the same order: bit-identical whether backward leaves the event loop free.
+  assert.deepEqual(outs.async[0].params, outs.sync[0].params);
+  for (const o of outs.async) {
+    const spans = o.spans as { track: string; name: string }[];
+    const buckets = o.buckets as number;
+    assert.ok(buckets >= 3, `expected several buckets, got ${buckets}`);
+    assert.equal(spans.filter((s) => s.track === "comm").length, 3 * buckets); // 3 steps
+  }
+});

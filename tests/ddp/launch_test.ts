@@ -82,7 +82,8 @@ Deno.test("launch CLI: 3 ranks get the rendezvous env, join through the launcher
     assert.ok(line, `no env line of rank ${r} in:\n${stdout}`);
     const expected =
       `[rank ${r}] RANK=${r} LOCAL_RANK=${r} WORLD_SIZE=3 LOCAL_WORLD_SIZE=3 MASTER_ADDR=127.0.0.1 ` +
-      `MASTER_PORT=(\\d+) TOKEN_LENGTH=64 STORE_EXTERNAL=true GLIBC_TUNABLES=(.*) ARGS=a,b`;
+      `MASTER_PORT=(\\d+) TOKEN_LENGTH=64 STORE_EXTERNAL=true GLIBC_TUNABLES=(.*) GROUP_RANK=0 RESTARTS=0 ` +
+      `JOB=j\\w{12} ARGS=a,b`;
     const m = line.match(new RegExp(`^${expected.replace(/[[\]]/g, "\\$&")}$`));
     assert.ok(m, line);
     ports.add(m[1]);

@@ -26,7 +26,7 @@ export interface SurvivorResult {
 export interface KillTrial {
   /** Collective the ranks loop on (kill_worker.ts's names). */
   op: string;
-  /** `tcp` or `shm`. */
+  /** `tcp`, `shm` or `ucx`. */
   transport: string;
   /** Elements per rank. */
   count: number;
@@ -34,6 +34,8 @@ export interface KillTrial {
   worldSize: number;
   /** The rank that gets SIGKILL. */
   victim: number;
+  /** Extra environment of every rank (e.g. UCX_TLS), or per rank. */
+  env?: Record<string, string> | ((rank: number) => Record<string, string>);
 }
 
 /** Runs one trial; returns the survivors' results in rank order. */
@@ -51,6 +53,7 @@ export async function killTrial(t: KillTrial): Promise<SurvivorResult[]> {
         CHOIR_STORE_EXTERNAL: "1",
         CHOIR_TRANSPORT: t.transport,
         NO_COLOR: "1",
+        ...(typeof t.env === "function" ? t.env(rank) : t.env),
       },
       stdout: "piped",
       stderr: "piped",

@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { TRANSPORTS } from "./factories.ts";
+import { TRANSPORT_ENV, TRANSPORTS, unavailable } from "./factories.ts";
 
 interface Result {
   rank: number;
@@ -25,6 +25,7 @@ async function run(name: string, size: number, scenario: string): Promise<Result
         stdout: "piped",
         stderr: "piped",
         stdin: "null",
+        env: TRANSPORT_ENV[name] ?? {},
       }).spawn());
     const timer = setTimeout(() => children.forEach((c) => c.kill("SIGKILL")), 60_000);
     const outs = await Promise.all(children.map((c) => c.output()));
@@ -44,15 +45,18 @@ async function run(name: string, size: number, scenario: string): Promise<Result
 }
 
 for (const name of TRANSPORTS) {
+  const missing = unavailable(name);
+  if (missing) console.log(`conformance ${name}: skipped, ${missing}`);
+  const ignore = missing !== null;
   for (const size of [2, 3]) {
-    Deno.test(`conformance ${name}: battery, ${size} ranks`, async () => {
+    Deno.test(`conformance ${name}: battery, ${size} ranks`, { ignore }, async () => {
       for (const r of await run(name, size, "battery")) {
         assert.deepEqual(r.failures, [], `rank ${r.rank}`);
         assert.ok(r.checks > 0);
       }
     });
   }
-  Deno.test(`conformance ${name}: a peer that dies gives PeerLostError`, async () => {
+  Deno.test(`conformance ${name}: a peer that dies gives PeerLostError`, { ignore }, async () => {
     const [r0] = await run(name, 2, "peer-dies");
     assert.deepEqual(r0.failures, []);
     assert.equal(r0.checks, 2);

@@ -8,6 +8,8 @@ import { ShmTransport } from "../../transports/shm.ts";
 import type { Store } from "../../transports/store/mod.ts";
 import { TcpTransport } from "../../transports/tcp.ts";
 import type { Transport } from "../../transports/transport.ts";
+import { UcxTransport } from "../../transports/ucx/transport.ts";
+import { ucxAvailability } from "../../transports/ucx/lib.ts";
 
 /** What every transport factory receives. */
 export interface FactoryOptions {
@@ -19,7 +21,21 @@ export interface FactoryOptions {
 }
 
 /** The transports the conformance suite runs over. */
-export const TRANSPORTS = ["tcp", "shm"] as const;
+export const TRANSPORTS = ["tcp", "shm", "ucx-tcp", "ucx-posix", "ucx-sysv"] as const;
+
+/** Extra environment of a transport's rank processes (UCX reads UCX_TLS itself). */
+export const TRANSPORT_ENV: Readonly<Record<string, Record<string, string>>> = {
+  "ucx-tcp": { UCX_TLS: "tcp" },
+  "ucx-posix": { UCX_TLS: "posix,self" },
+  "ucx-sysv": { UCX_TLS: "sysv,cma,self" },
+};
+
+/** Why transport `name` cannot run here (a missing library), or null when it can. */
+export function unavailable(name: string): string | null {
+  if (!name.startsWith("ucx")) return null;
+  const a = ucxAvailability();
+  return a.ok ? null : a.reason;
+}
 
 /** Creates transport `name` for one rank. */
 export function makeTransport(name: string, o: FactoryOptions): Promise<Transport> {
@@ -29,6 +45,10 @@ export function makeTransport(name: string, o: FactoryOptions): Promise<Transpor
     case "shm":
       // Small rings, so that the suite's 1 MiB and 16 MiB frames wrap many times.
       return ShmTransport.create({ ...o, ringBytes: 256 << 10 });
+    case "ucx-tcp":
+    case "ucx-posix":
+    case "ucx-sysv":
+      return UcxTransport.create(o);
     default:
       throw new Error(`unknown transport ${name}`);
   }

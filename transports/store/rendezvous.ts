@@ -7,6 +7,7 @@
 import { type ChoirEnv, DEFAULT_TIMEOUT_MS } from "../../config.ts";
 import { AuthError, RendezvousError, StoreTimeoutError } from "../../errors.ts";
 import { FileStore } from "./file_store.ts";
+import { PrefixStore } from "./prefix_store.ts";
 import { parseInitMethod } from "./init_method.ts";
 import type { Store } from "./store.ts";
 import { startStoreServer, type StoreServer } from "./tcp_server.ts";
@@ -41,7 +42,7 @@ export interface Rendezvous {
 /**
  * Creates the job's store from `initMethod` (undefined = `env://`):
  * - `env://`: the TCP store at MASTER_ADDR:MASTER_PORT. Rank 0 starts the server there unless
- *   CHOIR_STORE_EXTERNAL is set (the launcher runs it).
+ *   CHOIR_STORE_EXTERNAL is set (the launcher runs it). Keys go under CHOIR_STORE_PREFIX when set.
  * - `tcp://HOST:PORT`: the TCP store at HOST:PORT; rank 0 always starts the server.
  * - `file:///PATH`: a FileStore in directory PATH (removed when every rank has closed it).
  *
@@ -115,13 +116,15 @@ export async function createStore(
       );
     }
   }
-  const store = new TcpStore({ host, port, token, timeoutMs, rank });
+  const client = new TcpStore({ host, port, token, timeoutMs, rank });
+  // The launcher gives each round of an elastic job its own key space in its long-lived store.
+  const store = env.storePrefix ? new PrefixStore(env.storePrefix, client) : client;
   const close = async () => {
-    await store.close();
+    await client.close();
     await server?.close();
   };
   try {
-    await store.check([]);
+    await client.check([]);
   } catch (err) {
     await close();
     if (err instanceof AuthError) throw err;

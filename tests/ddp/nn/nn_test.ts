@@ -8,12 +8,14 @@ import assert from "node:assert/strict";
 import {
   AdamW,
   GELU,
+  gemmBackend,
   type Layer,
   Linear,
   type Parameter,
   ReLU,
   seededRandom,
   Sequential,
+  setGemmBlasEnabled,
   SGD,
   softmaxCrossEntropy,
 } from "../../../ddp/nn/mod.ts";
@@ -199,4 +201,43 @@ Deno.test("AdamW follows torch's update (first step moves each weight by about l
   const frozen: Parameter = { ...param([1], [1]), requiresGrad: false };
   opt.step([frozen]);
   assert.equal(frozen.data[0], 1);
+});
+
+for (const blas of [true, false]) {
+  Deno.test(`Sequential.backwardAsync = backward (${blas ? "OpenBLAS if present" : "JS kernel"}): same gradients and hook order`, async () => {
+    setGemmBlasEnabled(blas);
+    try {
+      const build = () =>
+        new Sequential(new Linear(7, 9, { seed: 4 }), new GELU(), new Linear(9, 4, { seed: 5 }), new ReLU());
+      const a = build(), b = build();
+      const order: Record<string, string[]> = { a: [], b: [] };
+      a.setGradReadyHook((p) => order.a.push(p.name));
+      b.setGradReadyHook((p) => order.b.push(p.name));
+      const x = rand(5 * 7, 61);
+      const g = rand(5 * 4, 62);
+      a.forward(x, 5);
+      a.backward(g);
+      b.forward(x, 5);
+      await b.backwardAsync(g);
+      assert.deepEqual(order.b, order.a);
+      a.parameters().forEach((p, k) => assert.deepEqual(b.parameters()[k].grad, p.grad, p.name));
+      await assert.rejects(() => b.backwardAsync(g), /backward before forward/);
+    } finally {
+      setGemmBlasEnabled(true);
+    }
+  });
+}
+
+Deno.test("Sequential.backwardAsync leaves the event loop free while a large product computes (OpenBLAS)", {
+  ignore: gemmBackend() !== "openblas",
+}, async () => {
+  const model = new Sequential(new Linear(512, 512, { seed: 6 }), new Linear(512, 512, { seed: 7 }));
+  model.forward(rand(256 * 512, 63), 256);
+  // Products of ~67M multiply-adds take milliseconds on the FFI thread pool; a 0 ms timer set now
+  // fires before backwardAsync ends only if the event loop ran meanwhile.
+  let timerFired = false;
+  const timer = setTimeout(() => timerFired = true, 0);
+  await model.backwardAsync(rand(256 * 512, 64));
+  clearTimeout(timer);
+  assert.ok(timerFired, "the event loop ran during backwardAsync");
 });

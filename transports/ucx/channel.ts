@@ -1,0 +1,253 @@
+/**
+ * @module
+ * One framed link to a peer over UCP tag matching. Frame k to a peer uses tags (sender, k): the header
+ * (with the payload when small) is one message, a large payload a second one received in place, so UCX
+ * can use rendezvous straight into the caller's buffer. Progress and waiting are the engine's.
+ */
+
+import { ChoirError, TransportError } from "../../errors.ts";
+import { checkHeader, decodeHeader, encodeHeader, type FrameHeader, HEADER_BYTES } from "../frame.ts";
+import type { Channel } from "../transport.ts";
+import type { Pending, UcxEngine } from "./engine.ts";
+import type { RegistrationCache } from "./memreg.ts";
+import { UCS_OK, ucxError } from "./status.ts";
+import type { UcxWorker } from "./worker.ts";
+
+/**
+ * Payloads up to this size travel in the header's message (one message, one copy on each side); with
+ * the header that is 8 KiB, which UCX 1.13 still sends eagerly over shared memory and TCP.
+ */
+export const INLINE_BYTES = 8192 - HEADER_BYTES;
+/** Payloads from this size on use a registered buffer from the cache. */
+export const REGISTER_BYTES = 1 << 20;
+
+const KIND_PAYLOAD = 1n << 47n;
+const SEQ_MASK = (1n << 47n) - 1n;
+
+/** The tag of frame `seq` from `sender`: sender in the top 16 bits, a payload bit, then the number. */
+export function frameTag(sender: number, seq: number, payload: boolean): bigint {
+  return (BigInt(sender) << 48n) | (payload ? KIND_PAYLOAD : 0n) | (BigInt(seq) & SEQ_MASK);
+}
+
+/** What a channel needs from its transport. */
+export interface UcxChannelHost {
+  /** The worker. */
+  readonly worker: UcxWorker;
+  /** The engine that drives requests. */
+  readonly engine: UcxEngine;
+  /** Registrations of large buffers. */
+  readonly cache: RegistrationCache;
+}
+
+/** A {@link Channel} over UCP tag sends and receives. */
+export class UcxChannel implements Channel {
+  /** The peer's rank. */
+  readonly peer: number;
+  readonly #rank: number;
+  readonly #host: UcxChannelHost;
+  #sendSeq = 0;
+  #recvSeq = 0;
+  #sendTail: Promise<void> = Promise.resolve();
+  #recvTail: Promise<void> = Promise.resolve();
+  #failed: ChoirError | null = null;
+  readonly #stages: Uint8Array[] = [];
+
+  /** A channel from `rank` to `peer`; the endpoint must exist in the host's worker. */
+  constructor(host: UcxChannelHost, rank: number, peer: number) {
+    this.#host = host;
+    this.#rank = rank;
+    this.peer = peer;
+  }
+
+  /** The error this channel failed with, if any. */
+  get failed(): ChoirError | null {
+    return this.#failed;
+  }
+
+  /** Fails the channel: pending and later operations reject with `e`. */
+  fail(e: ChoirError): void {
+    if (this.#failed) return;
+    this.#failed = e;
+    this.#host.engine.abandon(e, this.peer);
+  }
+
+  /** Sends one frame; completes in call order. */
+  send(header: FrameHeader, payload: Uint8Array): Promise<void> {
+    if (this.#failed) return Promise.reject(this.#failed);
+    const n = payload.byteLength;
+    if (header.bytes !== n) {
+      return Promise.reject(
+        new TransportError(`frame header says ${header.bytes} bytes, payload has ${n}`, this.#ctx("send")),
+      );
+    }
+    const seq = this.#sendSeq++;
+    let own: Promise<void>;
+    try {
+      if (n <= INLINE_BYTES) {
+        const msg = new Uint8Array(HEADER_BYTES + n);
+        encodeHeader(header, new DataView(msg.buffer));
+        msg.set(payload, HEADER_BYTES);
+        own = this.#post(msg, frameTag(this.#rank, seq, false), false);
+      } else {
+        const head = new Uint8Array(HEADER_BYTES);
+        encodeHeader(header, new DataView(head.buffer));
+        own = Promise.all([
+          this.#post(head, frameTag(this.#rank, seq, false), false),
+          this.#post(payload, frameTag(this.#rank, seq, true), n >= REGISTER_BYTES),
+        ]).then(() => {});
+      }
+    } catch (e) {
+      own = Promise.reject(e);
+    }
+    // `own` may fail before the earlier sends finish; it is awaited through `done`, not unhandled.
+    own.catch(() => {});
+    const done = this.#sendTail.then(() => own);
+    this.#sendTail = done.catch(() => {});
+    return done;
+  }
+
+  /** Receives the next frame into `into`; completes in call order. */
+  recv(expected: FrameHeader, into: Uint8Array): Promise<void> {
+    if (this.#failed) return Promise.reject(this.#failed);
+    const own = this.#recvFrame(this.#recvSeq++, expected, into);
+    own.catch(() => {});
+    const done = this.#recvTail.then(() => own);
+    this.#recvTail = done.catch(() => {});
+    return done;
+  }
+
+  async #recvFrame(seq: number, expected: FrameHeader, into: Uint8Array): Promise<void> {
+    const stage = this.#stages.pop() ?? new Uint8Array(HEADER_BYTES + INLINE_BYTES);
+    const inline = expected.bytes <= INLINE_BYTES;
+    const head = this.#receive(stage, frameTag(this.peer, seq, false), false);
+    // Post the payload's receive at once, so a rendezvous can land in `into` without waiting for us.
+    const body = inline
+      ? null
+      : this.#receive(into, frameTag(this.peer, seq, true), into.byteLength >= REGISTER_BYTES);
+    body?.catch(() => {});
+    let headLength: number;
+    try {
+      headLength = await head;
+    } catch (e) {
+      throw this.#failWith(e);
+    }
+    try {
+      const got = stage.byteLength >= HEADER_BYTES && headLength >= HEADER_BYTES
+        ? decodeHeader(new DataView(stage.buffer, 0, HEADER_BYTES))
+        : null;
+      if (got === null) {
+        throw new TransportError(
+          `rank ${this.peer} sent bytes that are not a choir frame`,
+          this.#ctx("recv"),
+        );
+      }
+      checkHeader(expected, got, { rank: this.#rank, peer: this.peer, op: "recv" });
+      if (into.byteLength !== got.bytes) {
+        throw new TransportError(
+          `receive buffer has ${into.byteLength} bytes, frame has ${got.bytes}`,
+          this.#ctx("recv"),
+        );
+      }
+      if (inline) {
+        if (headLength !== HEADER_BYTES + got.bytes) {
+          throw new TransportError(
+            `frame from rank ${this.peer} carried ${
+              headLength - HEADER_BYTES
+            } payload bytes, header says ${got.bytes}`,
+            this.#ctx("recv"),
+          );
+        }
+        into.set(stage.subarray(HEADER_BYTES, headLength));
+      }
+      this.#stages.push(stage);
+    } catch (e) {
+      throw this.#failWith(e);
+    }
+    if (body) {
+      try {
+        const len = await body;
+        if (len !== into.byteLength) {
+          throw new TransportError(
+            `payload of ${len} bytes from rank ${this.peer}, expected ${into.byteLength}`,
+            this.#ctx("recv"),
+          );
+        }
+      } catch (e) {
+        throw this.#failWith(e);
+      }
+    }
+  }
+
+  /** Starts a send; resolves when UCX is done with `buf`. */
+  #post(buf: Uint8Array, tag: bigint, register: boolean): Promise<void> {
+    const { worker, engine, cache } = this.#host;
+    const memh = register ? cache.handle(buf) : null;
+    const r = worker.send(this.peer, buf, tag, memh);
+    if (r.kind !== "request") {
+      if (memh) cache.release(buf);
+      if (r.kind === "done") return Promise.resolve();
+      return Promise.reject(
+        this.#failWith(ucxError(worker.lib, "ucp_tag_send_nbx", r.status, this.#ctx("send"))),
+      );
+    }
+    return new Promise<void>((resolve, reject) => {
+      const p: Pending = {
+        request: r.request,
+        info: null,
+        keep: buf,
+        peer: this.peer,
+        complete: (status) => {
+          if (memh) cache.release(buf);
+          if (status === UCS_OK) resolve();
+          else reject(this.#statusError("send", status));
+        },
+        abandon: reject,
+      };
+      engine.track(p);
+    });
+  }
+
+  /** Posts a receive; resolves with the received length when UCX is done with `buf`. */
+  #receive(buf: Uint8Array, tag: bigint, register: boolean): Promise<number> {
+    const { worker, engine, cache } = this.#host;
+    const memh = register ? cache.handle(buf) : null;
+    const r = worker.recv(buf, tag, memh);
+    if (r.kind !== "request") {
+      if (memh) cache.release(buf);
+      // NO_IMM_CMPL makes "done" impossible; an error status is a refusal to post.
+      const st = r.kind === "error" ? r.status : -1;
+      return Promise.reject(ucxError(worker.lib, "ucp_tag_recv_nbx", st, this.#ctx("recv")));
+    }
+    return new Promise<number>((resolve, reject) => {
+      engine.track({
+        request: r.request,
+        info: new Uint8Array(worker.layout.tagRecvInfo.size),
+        keep: buf,
+        peer: this.peer,
+        complete: (status, length) => {
+          if (memh) cache.release(buf);
+          if (status === UCS_OK) resolve(length);
+          else reject(this.#statusError("recv", status));
+        },
+        abandon: reject,
+      });
+    });
+  }
+
+  /** The error for a request that ended with `status`: the channel's failure when it has one. */
+  #statusError(op: string, status: number): ChoirError {
+    return this.#failed ?? ucxError(this.#host.worker.lib, `UCX ${op}`, status, this.#ctx(op));
+  }
+
+  /** Marks the channel failed with `e` (or its earlier failure) and returns that error. */
+  #failWith(e: unknown): ChoirError {
+    const err = this.#failed ??
+      (e instanceof ChoirError ? e : new TransportError(String(e), { ...this.#ctx("recv"), cause: e }));
+    this.fail(err);
+    return err;
+  }
+
+  #ctx(op: string) {
+    return { rank: this.#rank, peer: this.peer, op };
+  }
+}

@@ -1,0 +1,218 @@
+/**
+ * @module
+ * The progress engine of one UCX worker: it drives `ucp_worker_progress` while requests are pending,
+ * polls briefly, then sleeps on the worker's event fd (armed, with a timeout) so an idle rank frees its
+ * core. Request bookkeeping lives here; what a completion means is the caller's callback.
+ */
+
+import { UCS_ERR_BUSY, UCS_INPROGRESS, UCS_OK } from "./status.ts";
+import type { UcxWorker } from "./worker.ts";
+
+/** One UCX request in flight and the buffers UCX reads or writes until it completes. */
+export interface Pending {
+  /** The request handle. */
+  readonly request: Deno.PointerObject;
+  /** For receives: where `ucp_tag_recv_request_test` writes the tag and length. */
+  readonly info: Uint8Array | null;
+  /** The buffer UCX reads or writes (held so that GC cannot free it before completion). */
+  readonly keep: Uint8Array;
+  /** The peer rank the request talks to. */
+  readonly peer: number;
+  /** Called once with the final status and, for receives, the received length. */
+  readonly complete: (status: number, length: number) => void;
+  /** Called instead of `complete` when the peer is given up on; the request stays tracked. */
+  readonly abandon: (e: Error) => void;
+}
+
+/** How the engine polls before it sleeps. */
+export interface UcxEngineOptions {
+  /** Microseconds of polling with a microtask turn between polls, once nothing moves, before yielding. */
+  spinUs: number;
+  /** Further microseconds of polls, each after `sched_yield()`, before sleeping on the event fd. */
+  yieldUs: number;
+  /** Longest sleep on the event fd, ms (then the engine rechecks peers). */
+  sleepMs: number;
+  /** How often `onCheck` runs while requests are pending, ms. */
+  checkMs: number;
+}
+
+/** After this long without a real wait, let timers and I/O run (microtask turns alone starve them). */
+const MACROTASK_MS = 20;
+const POLLIN = 1;
+const macrotask = () => new Promise<void>((r) => setTimeout(r, 0));
+
+/** Drives one worker's pending requests to completion. */
+export class UcxEngine {
+  readonly #w: UcxWorker;
+  readonly #opts: UcxEngineOptions;
+  readonly #pending = new Set<Pending>();
+  /** Requests whose caller was already failed; held until UCX completes them (or close frees them). */
+  readonly #abandoned = new Set<Pending>();
+  readonly #pollfd = new Int32Array(2);
+  readonly #yieldCpu: () => void;
+  /** Runs every `checkMs` while requests are pending (peer liveness). */
+  onCheck: (now: number) => void = () => {};
+  #running = false;
+  #sleeping = false;
+  #stopped = false;
+  #done: Promise<void> = Promise.resolve();
+
+  /** An engine for worker `w`; `yieldCpu` gives the core away for a moment (sched_yield). */
+  constructor(w: UcxWorker, yieldCpu: () => void, opts: UcxEngineOptions) {
+    this.#w = w;
+    this.#yieldCpu = yieldCpu;
+    this.#opts = opts;
+    this.#pollfd[0] = w.efd;
+  }
+
+  /** Number of requests in flight. */
+  get size(): number {
+    return this.#pending.size;
+  }
+
+  /** Tracks a request until it completes, and makes sure the loop runs. */
+  track(p: Pending): void {
+    this.#pending.add(p);
+    if (this.#sleeping) this.#w.signal();
+    if (!this.#running && !this.#stopped) {
+      this.#running = true;
+      this.#done = this.#run();
+    }
+  }
+
+  /**
+   * Fails every request of `peer` (or of everyone) with `e` at once. Receives are cancelled; all stay
+   * tracked, buffers held, until UCX completes them, since a matched receive or a send to a dead
+   * peer may never complete on its own.
+   */
+  abandon(e: Error, peer?: number): void {
+    for (const p of this.#pending) {
+      if (peer !== undefined && p.peer !== peer) continue;
+      this.#pending.delete(p);
+      this.#abandoned.add(p);
+      if (p.info !== null) this.#w.lib.ucp.ucp_request_cancel(this.#w.handle, p.request);
+      p.abandon(e);
+    }
+  }
+
+  /** Stops the loop, waiting for an in-flight event-fd sleep to return. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#sleeping) this.#w.signal();
+    await this.#done;
+  }
+
+  /**
+   * After `stop()`: fails every request with `e`, progresses until UCX has finished with them all or
+   * `boundMs` passed, and frees them (UCX releases unfinished ones when they finish). Returns the
+   * buffers of the requests that never finished: hold them until the worker is destroyed.
+   */
+  drain(e: Error, boundMs: number): Uint8Array[] {
+    this.abandon(e);
+    const until = performance.now() + boundMs;
+    while (this.#abandoned.size && performance.now() < until) {
+      this.#w.progress();
+      this.#reap();
+    }
+    const kept: Uint8Array[] = [];
+    for (const p of this.#abandoned) {
+      kept.push(p.keep);
+      this.#w.lib.ucp.ucp_request_free(p.request);
+    }
+    this.#abandoned.clear();
+    return kept;
+  }
+
+  /** Frees abandoned requests that UCX has finished with. */
+  #reap(): void {
+    const { ucp } = this.#w.lib;
+    for (const p of this.#abandoned) {
+      const st = p.info !== null
+        ? ucp.ucp_tag_recv_request_test(p.request, p.info)
+        : ucp.ucp_request_check_status(p.request);
+      if (st === UCS_INPROGRESS) continue;
+      this.#abandoned.delete(p);
+      ucp.ucp_request_free(p.request);
+    }
+  }
+
+  /** Checks every pending request once; returns whether any completed. */
+  #poll(): boolean {
+    const { ucp } = this.#w.lib;
+    let moved = false;
+    for (const p of this.#pending) {
+      const st = p.info !== null
+        ? ucp.ucp_tag_recv_request_test(p.request, p.info)
+        : ucp.ucp_request_check_status(p.request);
+      if (st === UCS_INPROGRESS) continue;
+      moved = true;
+      this.#pending.delete(p);
+      const length = p.info !== null && st === UCS_OK
+        ? Number(
+          new DataView(p.info.buffer, p.info.byteOffset).getBigUint64(
+            this.#w.layout.tagRecvInfo.length,
+            true,
+          ),
+        )
+        : 0;
+      ucp.ucp_request_free(p.request);
+      p.complete(st, length);
+    }
+    return moved;
+  }
+
+  async #run(): Promise<void> {
+    const { spinUs, yieldUs, sleepMs, checkMs } = this.#opts;
+    const spinMs = spinUs / 1000;
+    const yieldMs = (spinUs + yieldUs) / 1000;
+    let idleSince = performance.now();
+    let lastCheck = performance.now();
+    let lastMacrotask = lastCheck;
+    try {
+      while (!this.#stopped && this.#pending.size) {
+        let events = 0;
+        for (let i = 0; i < 64 && this.#w.progress() !== 0; i++) events++;
+        const moved = this.#poll();
+        if (this.#abandoned.size) this.#reap();
+        if (!this.#pending.size) return;
+        const now = performance.now();
+        if (moved || events) idleSince = now;
+        const idle = now - idleSince;
+        if (now - lastCheck >= checkMs) {
+          lastCheck = now;
+          this.onCheck(now);
+        }
+        if (idle <= spinMs) {
+          if (now - lastMacrotask >= MACROTASK_MS) {
+            await macrotask();
+            lastMacrotask = performance.now();
+          } else await null;
+        } else if (idle <= yieldMs) {
+          this.#yieldCpu();
+          await null;
+        } else {
+          // Sleep only when UCX agrees there is nothing left to progress (arm returns UCS_OK).
+          const st = this.#w.arm();
+          if (st === UCS_ERR_BUSY) continue;
+          if (st === UCS_OK) {
+            this.#sleeping = true;
+            this.#pollfd[1] = POLLIN;
+            try {
+              await this.#w.lib.libc.poll(this.#pollfd, 1n, sleepMs);
+            } finally {
+              this.#sleeping = false;
+            }
+          } else await macrotask();
+          lastMacrotask = idleSince = performance.now();
+        }
+      }
+    } finally {
+      this.#running = false;
+      // A request tracked while the loop was finishing its last turn still needs a loop.
+      if (this.#pending.size && !this.#stopped) {
+        this.#running = true;
+        this.#done = this.#run();
+      }
+    }
+  }
+}

@@ -1,0 +1,213 @@
+/**
+ * @module
+ * The UCX transport: one UCP worker per group, its address published through the store, an endpoint per
+ * peer, framed channels over tag matching, and peer-death detection (UCX's endpoint errors plus a
+ * process watch for same-host peers). Which transport a group uses is select.ts's choice.
+ */
+
+import { ChoirError, PeerLostError, TransportError } from "../../errors.ts";
+import { hostId } from "../host_id.ts";
+import { libc as shmLibc } from "../shm/libc.ts";
+import { ProcessWatch } from "../shm/liveness.ts";
+import type { Store } from "../store/store.ts";
+import type { Channel, Transport } from "../transport.ts";
+import { UcxChannel } from "./channel.ts";
+import { UcxEngine } from "./engine.ts";
+import { RegistrationCache } from "./memreg.ts";
+import { statusString } from "./status.ts";
+import { UcxWorker } from "./worker.ts";
+import { endpointInfo, lanesOf, tagProtocolsOf } from "./devices.ts";
+
+/** What UCX chose for the endpoint to one peer. */
+export interface UcxPeerWires {
+  /** The peer rank. */
+  peer: number;
+  /** Transport/device pairs of the endpoint's lanes (e.g. `sysv/memory`). */
+  lanes: string[];
+  /** The tag protocols by message size (eager/rendezvous thresholds), as UCX prints them. */
+  tagProtocols: string | null;
+}
+
+const live = new Set<UcxTransport>();
+
+/** The UCX transports open in this process (for reports, such as the benchmark's). */
+export function openUcxTransports(): UcxTransport[] {
+  return [...live];
+}
+
+/** Options of {@link UcxTransport.create}. */
+export interface UcxTransportOptions {
+  /** This rank. */
+  rank: number;
+  /** Number of ranks. */
+  size: number;
+  /** Store where ranks publish their worker addresses (prefix it per group). */
+  store: Store;
+  /** The job token (UCX has no handshake of its own; the store already requires the token). */
+  token: string;
+  /** How long to wait for a peer's address, ms. */
+  timeoutMs: number;
+  /** CHOIR_HOST_ID override: peers with the same id are watched by pid. */
+  hostIdOverride?: string;
+  /** Microseconds of plain polling, once nothing moves, before yielding the CPU (default 10). */
+  spinUs?: number;
+  /** Further microseconds of polling after `sched_yield()` before sleeping on the event fd (default 100). */
+  yieldUs?: number;
+  /** Registrations the cache keeps (default 16). */
+  cacheEntries?: number;
+}
+
+const SLEEP_MS = 50;
+const CHECK_MS = 100;
+
+/**
+ * A {@link Transport} over UCX's UCP tag API (InfiniBand/RoCE verbs where present, else TCP, shared
+ * memory or CMA, as UCX_TLS allows). Needs `--allow-ffi` and libucp (Debian package libucx0).
+ */
+export class UcxTransport implements Transport {
+  /** Always `"ucx"`. */
+  readonly name = "ucx";
+  /** This rank. */
+  readonly rank: number;
+  /** Number of ranks. */
+  readonly size: number;
+  readonly #worker: UcxWorker;
+  readonly #engine: UcxEngine;
+  readonly #cache: RegistrationCache;
+  readonly #opts: UcxTransportOptions;
+  readonly #channels = new Map<number, Promise<UcxChannel>>();
+  readonly #open = new Map<number, UcxChannel>();
+  readonly #watches = new Map<number, ProcessWatch>();
+  readonly #dead = new Set<number>();
+  readonly #myHost: string;
+  #closed: Error | null = null;
+
+  private constructor(opts: UcxTransportOptions, worker: UcxWorker, myHost: string) {
+    this.#opts = opts;
+    this.rank = opts.rank;
+    this.size = opts.size;
+    this.#worker = worker;
+    this.#myHost = myHost;
+    const lib = shmLibc();
+    this.#engine = new UcxEngine(worker, () => lib.fn.sched_yield(), {
+      spinUs: opts.spinUs ?? 10,
+      yieldUs: opts.yieldUs ?? 100,
+      sleepMs: SLEEP_MS,
+      checkMs: CHECK_MS,
+    });
+    this.#cache = new RegistrationCache(worker, opts.cacheEntries ?? 16);
+    worker.onPeerError = (peer, status) =>
+      this.#peerLost(
+        peer,
+        `UCX reported the endpoint to rank ${peer} failed: ${statusString(worker.lib, status)}`,
+      );
+    this.#engine.onCheck = () => this.#checkPeers();
+    live.add(this);
+  }
+
+  /** How the registration cache has been used: buffers registered, lookups served, entries held. */
+  registrations(): { registered: number; hits: number; held: number } {
+    return { registered: this.#cache.registrations, hits: this.#cache.hits, held: this.#cache.size };
+  }
+
+  /** The lanes and protocols UCX chose for each connected peer. */
+  wires(): UcxPeerWires[] {
+    const out: UcxPeerWires[] = [];
+    for (const peer of [...this.#open.keys()].sort((a, b) => a - b)) {
+      const ep = this.#worker.endpoint(peer);
+      if (!ep) continue;
+      const info = endpointInfo(this.#worker.lib, ep);
+      out.push({ peer, lanes: lanesOf(info), tagProtocols: tagProtocolsOf(info) });
+    }
+    return out;
+  }
+
+  /**
+   * Creates the worker and publishes its address and this process's host and pid. Throws
+   * LibraryUnavailableError without libucp (naming the package) or for an unverified UCX version.
+   */
+  static async create(opts: UcxTransportOptions): Promise<UcxTransport> {
+    const worker = UcxWorker.open(opts.rank, opts.size - 1);
+    const host = hostId(opts.hostIdOverride);
+    const t = new UcxTransport(opts, worker, host);
+    try {
+      await opts.store.set(`addr/${opts.rank}`, worker.address());
+      await opts.store.set(`who/${opts.rank}`, `${Deno.pid}\n${host}`);
+    } catch (e) {
+      worker.destroy();
+      throw e;
+    }
+    return t;
+  }
+
+  /** The channel to `peer`, creating its endpoint from the peer's published address on first use. */
+  channel(peer: number): Promise<Channel> {
+    if (this.#closed) return Promise.reject(this.#closed);
+    if (peer === this.rank || peer < 0 || peer >= this.size || !Number.isInteger(peer)) {
+      return Promise.reject(
+        new TransportError(`no channel to rank ${peer} in a group of ${this.size}`, {
+          rank: this.rank,
+          op: "channel",
+        }),
+      );
+    }
+    let c = this.#channels.get(peer);
+    if (!c) {
+      c = this.#connect(peer);
+      this.#channels.set(peer, c);
+      c.catch(() => this.#channels.delete(peer));
+    }
+    return c;
+  }
+
+  async #connect(peer: number): Promise<UcxChannel> {
+    const store = this.#opts.store;
+    const [address, who] = await Promise.all([store.get(`addr/${peer}`), store.get(`who/${peer}`)]);
+    if (this.#closed) throw this.#closed;
+    const [pid, host] = new TextDecoder().decode(who).split("\n");
+    const local = host === this.#myHost && Number(pid) > 0;
+    // A same-host peer is watched by pid (UCX 1.13's shared-memory transports cannot report failures,
+    // and asking for reporting would exclude them); a peer elsewhere is watched by UCX itself.
+    if (local) this.#watches.set(peer, new ProcessWatch(shmLibc(), Number(pid)));
+    this.#worker.connect(peer, address, !local);
+    const parts = { worker: this.#worker, engine: this.#engine, cache: this.#cache };
+    const ch = new UcxChannel(parts, this.rank, peer);
+    this.#open.set(peer, ch);
+    if (this.#dead.has(peer)) ch.fail(new PeerLostError(`rank ${peer} is gone`, { rank: this.rank, peer }));
+    return ch;
+  }
+
+  /** Fails the channel to `peer` (and its pending receives) with PeerLostError. */
+  #peerLost(peer: number, why: string): void {
+    if (this.#dead.has(peer) || this.#closed) return;
+    this.#dead.add(peer);
+    this.#open.get(peer)?.fail(new PeerLostError(why, { rank: this.rank, peer, op: "ucx" }));
+  }
+
+  /** Same-host peers with requests pending: is the process still there? */
+  #checkPeers(): void {
+    for (const [peer, w] of this.#watches) {
+      if (!this.#dead.has(peer) && !w.alive()) {
+        this.#peerLost(peer, `rank ${peer} (pid ${w.pid}) exited`);
+      }
+    }
+  }
+
+  /** Closes every channel and the worker; pending operations reject with `reason` or TransportError. */
+  async close(reason?: Error): Promise<void> {
+    if (this.#closed) return;
+    live.delete(this);
+    const err = reason instanceof ChoirError
+      ? reason
+      : new TransportError(reason ? reason.message : "transport closed", { rank: this.rank, op: "close" });
+    this.#closed = err;
+    for (const ch of this.#open.values()) ch.fail(err);
+    await this.#engine.stop();
+    // Buffers of requests UCX never finished stay referenced until the worker (and its use of them) is gone.
+    const kept = this.#engine.drain(err, 1000);
+    this.#worker.destroy(this.#dead, 2000, () => this.#cache.clear());
+    kept.length = 0;
+    for (const w of this.#watches.values()) w.close();
+    this.#watches.clear();
+  }
+}
