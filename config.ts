@@ -87,6 +87,17 @@ export interface ChoirEnv {
   algorithm?: string;
   /** `CHOIR_DETERMINISTIC` (`1`/`true`): reductions fold in rank order, bitwise reproducible. */
   deterministic?: boolean;
+  /** `CHOIR_CUDA_PATH`: the CUDA driver library to open instead of `libcuda.so.1` (a path or a name). */
+  cudaPath?: string;
+  /** `CHOIR_CUBLAS_PATH`: the cuBLAS library to open first (a path to `libcublas.so.*`, or its folder). */
+  cublasPath?: string;
+  /** `CUDA_HOME` (or `CUDA_PATH`): the CUDA toolkit folder whose `lib64` may hold cuBLAS. */
+  cudaHome?: string;
+  /**
+   * Python environments whose site-packages may hold a pip-installed cuBLAS (`nvidia/cublas/lib`, as
+   * PyTorch wheels bring it): `VIRTUAL_ENV`, `CONDA_PREFIX`, and `HOME` (for `~/.local`).
+   */
+  pythonPrefixes?: readonly string[];
 }
 
 function int(v: string | undefined): number | undefined {
@@ -139,6 +150,11 @@ export function readEnv(get: (name: string) => string | undefined = safeGet): Ch
     glibcTunables: str(get("GLIBC_TUNABLES")),
     algorithm: str(get("CHOIR_ALGO")),
     deterministic: bool(get("CHOIR_DETERMINISTIC")),
+    cudaPath: str(get("CHOIR_CUDA_PATH")),
+    cublasPath: str(get("CHOIR_CUBLAS_PATH")),
+    cudaHome: str(get("CUDA_HOME")) ?? str(get("CUDA_PATH")),
+    pythonPrefixes: [get("VIRTUAL_ENV"), get("CONDA_PREFIX"), ...[get("HOME")].map((h) => h && `${h}/.local`)]
+      .filter((v): v is string => v !== undefined && v !== ""),
   };
 }
 

@@ -126,3 +126,53 @@ export class PermissionError extends ChoirError {
     this.permission = permission;
   }
 }
+
+/**
+ * A CUDA driver call returned an error. `call` names the driver function (`cuMemAlloc_v2`), `code` is
+ * the CUresult and `codeName`/`description` are what `cuGetErrorName`/`cuGetErrorString` said about it.
+ */
+export class CudaError extends ChoirError {
+  /** The driver function that failed. */
+  readonly call: string;
+  /** The CUresult it returned. */
+  readonly code: number;
+  /** The CUresult's name (`CUDA_ERROR_OUT_OF_MEMORY`). */
+  readonly codeName: string;
+  /** Builds the error for `call` returning `code`; `detail` adds what was asked (sizes, a JIT log). */
+  constructor(
+    call: string,
+    code: number,
+    codeName: string,
+    description: string,
+    detail = "",
+    ctx: ErrorContext = {},
+  ) {
+    super(`${call} failed: ${codeName} (${code}): ${description}${detail ? `; ${detail}` : ""}`, {
+      op: ctx.op ?? call,
+      ...ctx,
+    });
+    this.call = call;
+    this.code = code;
+    this.codeName = codeName;
+  }
+}
+
+/** A cuBLAS call returned a status other than CUBLAS_STATUS_SUCCESS. */
+export class CublasError extends ChoirError {
+  /** The cuBLAS function that failed. */
+  readonly call: string;
+  /** The cublasStatus_t it returned. */
+  readonly status: number;
+  /** The status's name (`CUBLAS_STATUS_INVALID_VALUE`). */
+  readonly statusName: string;
+  /** Builds the error for `call` returning `status`. */
+  constructor(call: string, status: number, statusName: string, detail = "", ctx: ErrorContext = {}) {
+    super(`${call} failed: ${statusName} (${status})${detail ? `; ${detail}` : ""}`, {
+      op: ctx.op ?? call,
+      ...ctx,
+    });
+    this.call = call;
+    this.status = status;
+    this.statusName = statusName;
+  }
+}

@@ -80,3 +80,6 @@ export {
   type Stall,
 } from "./hang_report.ts";
 export { startStatusServer, type StatusServer, type StatusServerOptions } from "./status_server.ts";
+export { GPU_CHUNK_BYTES, type GpuOptions, releaseStagingBuffers } from "./gpu_staged.ts";
+export { releaseIpcMappings } from "./allreduce_gpu_ipc.ts";
+export { IPC_MIN_BYTES } from "./gpu_route.ts";

@@ -51,6 +51,21 @@ import {
 } from "./plan.ts";
 import { type Choice, runAllReduce, runBroadcast, runReduce, runReduceScatter } from "./dispatch.ts";
 import { divideInto, scaleInto } from "./reduce/mod.ts";
+import { gateOf } from "./gate.ts";
+import { GpuTensor } from "../gpu/tensor.ts";
+import type { GpuOptions } from "./gpu_staged.ts";
+import {
+  gpuAllGather,
+  gpuAllReduce,
+  gpuAllToAll,
+  gpuBroadcast,
+  gpuGather,
+  gpuRecv,
+  gpuReduce,
+  gpuReduceScatter,
+  gpuScatter,
+  gpuSend,
+} from "./gpu_route.ts";
 import { Watchdog } from "./watchdog.ts";
 import { allReduceSymmetric } from "./allreduce_symmetric.ts";
 import { allocSymmetric, type SymmetricAllocation } from "../transports/shm/symmetric.ts";
@@ -91,6 +106,8 @@ export interface OpOptions {
   timeoutMs?: number;
   /** Return a {@link Work} at once instead of a promise (default false); see {@link AsyncOptions}. */
   async?: boolean;
+  /** How GpuTensors move (IPC or staged, chunk size); ignored for CPU tensors. */
+  gpu?: GpuOptions;
 }
 
 /**
@@ -273,7 +290,9 @@ export interface ProcessGroupOptions {
  * one with `initProcessGroup()`, smaller ones with {@link ProcessGroup.newGroup} and
  * {@link ProcessGroup.split}. Tensor calls are in place on the tensors passed in; collectives run
  * one at a time in the order they were called. Every operation returns a promise, or with
- * `{ async: true }` a {@link Work}.
+ * `{ async: true }` a {@link Work}. Tensors are typed arrays or GpuTensors (`gpu/`): a GPU allReduce runs
+ * through CUDA IPC between ranks of one host, everything else is staged through pinned host memory
+ * (`gpu_route.ts`).
  */
 export class ProcessGroup {
   /** This process's rank in the group. */
@@ -392,6 +411,13 @@ export class ProcessGroup {
     return r;
   }
 
+  /** Whether every rank of the group runs on this host (enables the GPU IPC allreduce). */
+  get sameHost(): boolean {
+    if (this.#arena) return true;
+    const h = this.#opts.hostOf;
+    return h !== undefined && h.length === this.size && h.every((x) => x === h[0]);
+  }
+
   /** The transport's name (`tcp`, ...). */
   get backend(): string {
     return this.#transport.name;
@@ -420,10 +446,13 @@ export class ProcessGroup {
   }
 
   /** Reduces `tensor` across all ranks in place; every rank gets the result. */
-  allReduce(tensor: CpuTensor, opts: ReduceOptions & AsyncOptions): Work;
+  allReduce(tensor: CpuTensor | GpuTensor, opts: ReduceOptions & AsyncOptions): Work;
   /** Reduces `tensor` across all ranks in place; every rank gets the result. */
-  allReduce(tensor: CpuTensor, opts?: ReduceOptions & SyncOptions): Promise<void>;
-  allReduce(tensor: CpuTensor, opts: ReduceOptions = {}): Promise<void> | Work {
+  allReduce(tensor: CpuTensor | GpuTensor, opts?: ReduceOptions & SyncOptions): Promise<void>;
+  allReduce(tensor: CpuTensor | GpuTensor, opts: ReduceOptions = {}): Promise<void> | Work {
+    if (tensor instanceof GpuTensor) {
+      return this.#issue("allReduce", opts, () => gpuAllReduce(this, tensor, opts));
+    }
     return this.#issue("allReduce", opts, () => {
       const { dtype, op } = this.#reduceArgs("allReduce", tensor, opts);
       const forced = this.#forced("allReduce", opts.algorithm);
@@ -454,10 +483,13 @@ export class ProcessGroup {
   }
 
   /** Copies `tensor` from `root` to every rank. */
-  broadcast(tensor: CpuTensor, opts: RootOptions & AsyncOptions): Work;
+  broadcast(tensor: CpuTensor | GpuTensor, opts: RootOptions & AsyncOptions): Work;
   /** Copies `tensor` from `root` to every rank. */
-  broadcast(tensor: CpuTensor, opts?: RootOptions & SyncOptions): Promise<void>;
-  broadcast(tensor: CpuTensor, opts: RootOptions = {}): Promise<void> | Work {
+  broadcast(tensor: CpuTensor | GpuTensor, opts?: RootOptions & SyncOptions): Promise<void>;
+  broadcast(tensor: CpuTensor | GpuTensor, opts: RootOptions = {}): Promise<void> | Work {
+    if (tensor instanceof GpuTensor) {
+      return this.#issue("broadcast", opts, () => gpuBroadcast(this, tensor, opts));
+    }
     return this.#issue("broadcast", opts, () => {
       const dtype = this.#dtype("broadcast", tensor, opts.dtype);
       const root = this.#root("broadcast", opts.root);
@@ -478,10 +510,11 @@ export class ProcessGroup {
   }
 
   /** Reduces `tensor` from every rank into `tensor` on `root`; other ranks' tensors are unchanged. */
-  reduce(tensor: CpuTensor, opts: ReduceOptions & RootOptions & AsyncOptions): Work;
+  reduce(tensor: CpuTensor | GpuTensor, opts: ReduceOptions & RootOptions & AsyncOptions): Work;
   /** Reduces `tensor` from every rank into `tensor` on `root`; other ranks' tensors are unchanged. */
-  reduce(tensor: CpuTensor, opts?: ReduceOptions & RootOptions & SyncOptions): Promise<void>;
-  reduce(tensor: CpuTensor, opts: ReduceOptions & RootOptions = {}): Promise<void> | Work {
+  reduce(tensor: CpuTensor | GpuTensor, opts?: ReduceOptions & RootOptions & SyncOptions): Promise<void>;
+  reduce(tensor: CpuTensor | GpuTensor, opts: ReduceOptions & RootOptions = {}): Promise<void> | Work {
+    if (tensor instanceof GpuTensor) return this.#issue("reduce", opts, () => gpuReduce(this, tensor, opts));
     return this.#issue("reduce", opts, () => {
       const { dtype, op } = this.#reduceArgs("reduce", tensor, opts);
       const root = this.#root("reduce", opts.root);
@@ -515,13 +548,28 @@ export class ProcessGroup {
    * Gathers every rank's `input` into `output` (rank r's block at `r * input.length`), like
    * torch's `all_gather_into_tensor`. `output.length` must be `size * input.length`.
    */
-  allGather(output: CpuTensor, input: CpuTensor, opts: OpOptions & AsyncOptions): Work;
+  allGather(
+    output: CpuTensor | GpuTensor,
+    input: CpuTensor | GpuTensor,
+    opts: OpOptions & AsyncOptions,
+  ): Work;
   /**
    * Gathers every rank's `input` into `output` (rank r's block at `r * input.length`), like
    * torch's `all_gather_into_tensor`. `output.length` must be `size * input.length`.
    */
-  allGather(output: CpuTensor, input: CpuTensor, opts?: OpOptions & SyncOptions): Promise<void>;
-  allGather(output: CpuTensor, input: CpuTensor, opts: OpOptions = {}): Promise<void> | Work {
+  allGather(
+    output: CpuTensor | GpuTensor,
+    input: CpuTensor | GpuTensor,
+    opts?: OpOptions & SyncOptions,
+  ): Promise<void>;
+  allGather(
+    output: CpuTensor | GpuTensor,
+    input: CpuTensor | GpuTensor,
+    opts: OpOptions = {},
+  ): Promise<void> | Work {
+    if (output instanceof GpuTensor || input instanceof GpuTensor) {
+      return this.#issue("allGather", opts, () => gpuAllGather(this, gpu("allGather", output), input, opts));
+    }
     return this.#issue("allGather", opts, () => {
       const dtype = this.#dtype("allGather", input, opts.dtype);
       this.#sameType("allGather", output, input, dtype, this.size * input.length, "output");
@@ -544,13 +592,32 @@ export class ProcessGroup {
    * Reduces `input` (size blocks of `output.length`) across ranks and leaves block r of the result
    * in `output` on rank r, like torch's `reduce_scatter_tensor`. `input` is not modified.
    */
-  reduceScatter(output: CpuTensor, input: CpuTensor, opts: ReduceOptions & AsyncOptions): Work;
+  reduceScatter(
+    output: CpuTensor | GpuTensor,
+    input: CpuTensor | GpuTensor,
+    opts: ReduceOptions & AsyncOptions,
+  ): Work;
   /**
    * Reduces `input` (size blocks of `output.length`) across ranks and leaves block r of the result
    * in `output` on rank r, like torch's `reduce_scatter_tensor`. `input` is not modified.
    */
-  reduceScatter(output: CpuTensor, input: CpuTensor, opts?: ReduceOptions & SyncOptions): Promise<void>;
-  reduceScatter(output: CpuTensor, input: CpuTensor, opts: ReduceOptions = {}): Promise<void> | Work {
+  reduceScatter(
+    output: CpuTensor | GpuTensor,
+    input: CpuTensor | GpuTensor,
+    opts?: ReduceOptions & SyncOptions,
+  ): Promise<void>;
+  reduceScatter(
+    output: CpuTensor | GpuTensor,
+    input: CpuTensor | GpuTensor,
+    opts: ReduceOptions = {},
+  ): Promise<void> | Work {
+    if (output instanceof GpuTensor || input instanceof GpuTensor) {
+      return this.#issue(
+        "reduceScatter",
+        opts,
+        () => gpuReduceScatter(this, gpu("reduceScatter", output), input, opts),
+      );
+    }
     return this.#issue("reduceScatter", opts, () => {
       const { dtype, op } = this.#reduceArgs("reduceScatter", input, opts);
       this.#sameType("reduceScatter", input, output, dtype, this.size * output.length, "input");
@@ -661,13 +728,14 @@ export class ProcessGroup {
    * Sends `tensor` to rank `dst`; the matching `recv` must use the same size, dtype and tag.
    * Messages between two ranks are matched in the order they were issued.
    */
-  send(tensor: CpuTensor, opts: P2POptions & { dst: number } & AsyncOptions): Work;
+  send(tensor: CpuTensor | GpuTensor, opts: P2POptions & { dst: number } & AsyncOptions): Work;
   /**
    * Sends `tensor` to rank `dst`; the matching `recv` must use the same size, dtype and tag.
    * Messages between two ranks are matched in the order they were issued.
    */
-  send(tensor: CpuTensor, opts: P2POptions & { dst: number } & SyncOptions): Promise<void>;
-  send(tensor: CpuTensor, opts: P2POptions & { dst: number }): Promise<void> | Work {
+  send(tensor: CpuTensor | GpuTensor, opts: P2POptions & { dst: number } & SyncOptions): Promise<void>;
+  send(tensor: CpuTensor | GpuTensor, opts: P2POptions & { dst: number }): Promise<void> | Work {
+    if (tensor instanceof GpuTensor) return this.#issue("send", opts, () => gpuSend(this, tensor, opts));
     return this.#issue("send", opts, () => {
       const dtype = this.#dtype("send", tensor, opts.dtype);
       const dst = this.#peer("send", opts.dst, "dst");
@@ -685,10 +753,11 @@ export class ProcessGroup {
   }
 
   /** Receives into `tensor` from rank `src`; sizes, dtype and tag must match the `send`. */
-  recv(tensor: CpuTensor, opts: P2POptions & { src: number } & AsyncOptions): Work;
+  recv(tensor: CpuTensor | GpuTensor, opts: P2POptions & { src: number } & AsyncOptions): Work;
   /** Receives into `tensor` from rank `src`; sizes, dtype and tag must match the `send`. */
-  recv(tensor: CpuTensor, opts: P2POptions & { src: number } & SyncOptions): Promise<void>;
-  recv(tensor: CpuTensor, opts: P2POptions & { src: number }): Promise<void> | Work {
+  recv(tensor: CpuTensor | GpuTensor, opts: P2POptions & { src: number } & SyncOptions): Promise<void>;
+  recv(tensor: CpuTensor | GpuTensor, opts: P2POptions & { src: number }): Promise<void> | Work {
+    if (tensor instanceof GpuTensor) return this.#issue("recv", opts, () => gpuRecv(this, tensor, opts));
     return this.#issue("recv", opts, () => {
       const dtype = this.#dtype("recv", tensor, opts.dtype);
       const src = this.#peer("recv", opts.src, "src");
@@ -712,14 +781,29 @@ export class ProcessGroup {
    * torch's `gather` into one tensor. On the root `output` must have `size * input.length` elements;
    * elsewhere it is ignored (pass null).
    */
-  gather(output: CpuTensor | null, input: CpuTensor, opts: RootOptions & AsyncOptions): Work;
+  gather(
+    output: CpuTensor | GpuTensor | null,
+    input: CpuTensor | GpuTensor,
+    opts: RootOptions & AsyncOptions,
+  ): Work;
   /**
    * Gathers every rank's `input` into `output` on `root` (rank r's block at `r * input.length`),
    * torch's `gather` into one tensor. On the root `output` must have `size * input.length` elements;
    * elsewhere it is ignored (pass null).
    */
-  gather(output: CpuTensor | null, input: CpuTensor, opts?: RootOptions & SyncOptions): Promise<void>;
-  gather(output: CpuTensor | null, input: CpuTensor, opts: RootOptions = {}): Promise<void> | Work {
+  gather(
+    output: CpuTensor | GpuTensor | null,
+    input: CpuTensor | GpuTensor,
+    opts?: RootOptions & SyncOptions,
+  ): Promise<void>;
+  gather(
+    output: CpuTensor | GpuTensor | null,
+    input: CpuTensor | GpuTensor,
+    opts: RootOptions = {},
+  ): Promise<void> | Work {
+    if (output instanceof GpuTensor || input instanceof GpuTensor) {
+      return this.#issue("gather", opts, () => gpuGather(this, output, gpu("gather", input), opts));
+    }
     return this.#issue("gather", opts, () => {
       const name = "gather";
       const dtype = this.#dtype(name, input, opts.dtype);
@@ -787,13 +871,28 @@ export class ProcessGroup {
    * Gives every rank r block r of the root's `input` (`size` blocks of `output.length`), torch's
    * `scatter` from one tensor. `input` is ignored except on the root (pass null).
    */
-  scatter(output: CpuTensor, input: CpuTensor | null, opts: RootOptions & AsyncOptions): Work;
+  scatter(
+    output: CpuTensor | GpuTensor,
+    input: CpuTensor | GpuTensor | null,
+    opts: RootOptions & AsyncOptions,
+  ): Work;
   /**
    * Gives every rank r block r of the root's `input` (`size` blocks of `output.length`), torch's
    * `scatter` from one tensor. `input` is ignored except on the root (pass null).
    */
-  scatter(output: CpuTensor, input: CpuTensor | null, opts?: RootOptions & SyncOptions): Promise<void>;
-  scatter(output: CpuTensor, input: CpuTensor | null, opts: RootOptions = {}): Promise<void> | Work {
+  scatter(
+    output: CpuTensor | GpuTensor,
+    input: CpuTensor | GpuTensor | null,
+    opts?: RootOptions & SyncOptions,
+  ): Promise<void>;
+  scatter(
+    output: CpuTensor | GpuTensor,
+    input: CpuTensor | GpuTensor | null,
+    opts: RootOptions = {},
+  ): Promise<void> | Work {
+    if (output instanceof GpuTensor || input instanceof GpuTensor) {
+      return this.#issue("scatter", opts, () => gpuScatter(this, gpu("scatter", output), input, opts));
+    }
     return this.#issue("scatter", opts, () => {
       const name = "scatter";
       const dtype = this.#dtype(name, output, opts.dtype);
@@ -904,15 +1003,30 @@ export class ProcessGroup {
    * with `inputSplits`/`outputSplits` blocks have those sizes (zeros allowed). `output` and `input`
    * must not overlap. Runs as a pairwise exchange: n-1 steps, each with one peer each way.
    */
-  allToAll(output: CpuTensor, input: CpuTensor, opts: AllToAllOptions & AsyncOptions): Work;
+  allToAll(
+    output: CpuTensor | GpuTensor,
+    input: CpuTensor | GpuTensor,
+    opts: AllToAllOptions & AsyncOptions,
+  ): Work;
   /**
    * Sends block p of `input` to rank p and receives rank p's block for this rank into block p of
    * `output`, torch's `all_to_all_single`. Without splits every block is `length / size` elements;
    * with `inputSplits`/`outputSplits` blocks have those sizes (zeros allowed). `output` and `input`
    * must not overlap. Runs as a pairwise exchange: n-1 steps, each with one peer each way.
    */
-  allToAll(output: CpuTensor, input: CpuTensor, opts?: AllToAllOptions & SyncOptions): Promise<void>;
-  allToAll(output: CpuTensor, input: CpuTensor, opts: AllToAllOptions = {}): Promise<void> | Work {
+  allToAll(
+    output: CpuTensor | GpuTensor,
+    input: CpuTensor | GpuTensor,
+    opts?: AllToAllOptions & SyncOptions,
+  ): Promise<void>;
+  allToAll(
+    output: CpuTensor | GpuTensor,
+    input: CpuTensor | GpuTensor,
+    opts: AllToAllOptions = {},
+  ): Promise<void> | Work {
+    if (output instanceof GpuTensor || input instanceof GpuTensor) {
+      return this.#issue("allToAll", opts, () => gpuAllToAll(this, gpu("allToAll", output), input, opts));
+    }
     return this.#issue("allToAll", opts, () => {
       const name = "allToAll";
       const dtype = this.#dtype(name, input, opts.dtype);
@@ -1560,8 +1674,13 @@ export class ProcessGroup {
       }
       : body;
     const run = () => this.#guard(call, opts, checked);
+    const gate = gateOf(opts);
     // Start at once when nothing is in flight: saves a promise hop on every small collective.
-    const p = this.#inflight === 0 ? run() : this.#tail.then(run, run);
+    const p = gate
+      ? (this.#inflight === 0 ? gate : this.#tail.then(() => gate)).then(run)
+      : this.#inflight === 0
+      ? run()
+      : this.#tail.then(run, run);
     this.#inflight++;
     const done = () => void this.#inflight--;
     this.#tail = p.then(done, done);
@@ -1607,7 +1726,11 @@ export class ProcessGroup {
       });
     };
     let p: Promise<void>;
-    if (this.#inflight === 0) {
+    const gate = gateOf(opts);
+    if (gate) {
+      // Keeps its place in the order, but starts once the gate opens (a staged GPU chunk is on the host).
+      p = (this.#inflight === 0 ? gate : this.#tail.then(() => gate)).then(run).then(() => {});
+    } else if (this.#inflight === 0) {
       // Nothing queued: run here; a collective whose peers were on time is already complete.
       let r: Promise<void> | undefined;
       try {
@@ -1765,6 +1888,12 @@ function describeFingerprint(fp: Fingerprint): Record<string, number | string> {
 }
 
 /** Whether two non-empty tensors share bytes. */
+/** `t` as a GpuTensor, or InvalidArgumentError: one call may not mix GPU and CPU tensors. */
+function gpu(op: string, t: CpuTensor | GpuTensor | null): GpuTensor {
+  if (t instanceof GpuTensor) return t;
+  throw new InvalidArgumentError(`${op}: mixing GpuTensor and CPU tensors in one call`, { op });
+}
+
 function overlaps(a: CpuTensor, b: CpuTensor): boolean {
   return a.buffer === b.buffer && a.byteLength > 0 && b.byteLength > 0 &&
     a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;

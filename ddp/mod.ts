@@ -45,6 +45,7 @@ export {
   type DistributedDataParallelOptions,
 } from "./distributed.ts";
 export { DistributedSampler, type DistributedSamplerOptions } from "./sampler.ts";
+export { type FlatGpuModel, GpuDataParallel, type GpuDataParallelOptions } from "./gpu_data_parallel.ts";
 export { type ChromeTraceEvent, Timeline, type TimelineSpan } from "./timeline.ts";
 export type { GradDType } from "./buckets.ts";
 export type { CommHook, GradBucket, HookGroup, HookReduceOp } from "./hooks/types.ts";

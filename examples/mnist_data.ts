@@ -53,3 +53,32 @@ export function loadMnist(testPerDigit = 150): { train: DigitSet; test: DigitSet
   };
   return { train: build(false), test: build(true) };
 }
+
+/** The value of a blank pixel after normalisation. */
+export const BACKGROUND: number = (0 - 0.1307) / 0.3081;
+
+/**
+ * Copies image `id` of `images` into row `k` of `out`, moved by up to `maxShift` pixels each way
+ * (drawn from `rand`): the augmentation of the MNIST examples.
+ */
+export function putShifted(
+  images: Float32Array,
+  id: number,
+  out: Float32Array,
+  k: number,
+  maxShift: number,
+  rand: () => number,
+): void {
+  const dx = Math.floor(rand() * (2 * maxShift + 1)) - maxShift;
+  const dy = Math.floor(rand() * (2 * maxShift + 1)) - maxShift;
+  const src = id * PIXELS, dst = k * PIXELS;
+  for (let r = 0; r < 28; r++) {
+    const sr = r - dy;
+    for (let c = 0; c < 28; c++) {
+      const sc = c - dx;
+      out[dst + r * 28 + c] = sr >= 0 && sr < 28 && sc >= 0 && sc < 28
+        ? images[src + sr * 28 + sc]
+        : BACKGROUND;
+    }
+  }
+}

@@ -9,7 +9,8 @@
  * training with OpenBLAS, depending on load (67 s with the JS fallback, `--js-gemm`).
  *
  * Run: `deno task launch --nproc-per-node 2 examples/train_mnist.ts [--epochs 12] [--batch 32]
- * [--lr 0.002] [--hidden 256] [--shift 2] [--js-gemm]` (`--batch` is per rank).
+ * [--lr 0.002] [--hidden 256] [--shift 2] [--js-gemm] [--device cuda]` (`--batch` is per rank;
+ * `--device cuda` trains on the GPU, see `train_mnist_gpu.ts`).
  */
 
 import { initProcessGroup, ReduceOp } from "../mod.ts";
@@ -25,7 +26,7 @@ import {
   softmaxCrossEntropy,
 } from "../ddp/nn/mod.ts";
 import { DistributedDataParallel, DistributedSampler } from "../ddp/mod.ts";
-import { loadMnist, PIXELS } from "./mnist_data.ts";
+import { loadMnist, PIXELS, putShifted } from "./mnist_data.ts";
 
 function flag(name: string, fallback: number): number {
   const i = Deno.args.indexOf(`--${name}`);
@@ -38,6 +39,15 @@ const lr = flag("lr", 0.002);
 const hidden = flag("hidden", 256);
 const maxShift = flag("shift", 2);
 if (Deno.args.includes("--js-gemm")) setGemmBlasEnabled(false); // the fallback, for comparison
+const device = Deno.args.includes("--device") ? Deno.args[Deno.args.indexOf("--device") + 1] : "cpu";
+if (device === "cuda") {
+  // The same recipe with the model, loss and optimizer on the GPU (examples/train_mnist_gpu.ts).
+  const { trainMnistGpu } = await import("./train_mnist_gpu.ts");
+  Deno.exit(await trainMnistGpu({ epochs, batch, lr, hidden, maxShift }));
+} else if (device !== "cpu") {
+  console.error(`--device must be cpu or cuda, got ${device}`);
+  Deno.exit(2);
+}
 
 const pg = await initProcessGroup(); // env://: MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE
 const log = (msg: string) => pg.rank === 0 && console.log(msg);
@@ -61,22 +71,10 @@ const sampler = new DistributedSampler(train.count, {
 
 const x = new Float32Array(batch * PIXELS);
 const rand = seededRandom(1000 + pg.rank);
-const BACKGROUND = (0 - 0.1307) / 0.3081;
 
 /** Copies image `id` into row `k` of `x`, moved by up to `maxShift` pixels each way (augmentation). */
-function putShifted(id: number, k: number): void {
-  const dx = Math.floor(rand() * (2 * maxShift + 1)) - maxShift;
-  const dy = Math.floor(rand() * (2 * maxShift + 1)) - maxShift;
-  const src = id * PIXELS, dst = k * PIXELS;
-  for (let r = 0; r < 28; r++) {
-    const sr = r - dy;
-    for (let c = 0; c < 28; c++) {
-      const sc = c - dx;
-      x[dst + r * 28 + c] = sr >= 0 && sr < 28 && sc >= 0 && sc < 28
-        ? train.images[src + sr * 28 + sc]
-        : BACKGROUND;
-    }
-  }
+function putShiftedRow(id: number, k: number): void {
+  putShifted(train.images, id, x, k, maxShift, rand);
 }
 const y = new Int32Array(batch);
 
@@ -107,7 +105,7 @@ for (let epoch = 0; epoch < epochs; epoch++) {
   for (let s = 0; s + batch <= order.length; s += batch) {
     for (let k = 0; k < batch; k++) {
       const id = order[s + k];
-      putShifted(id, k);
+      putShiftedRow(id, k);
       y[k] = train.labels[id];
     }
     model.zeroGrad();

@@ -2,7 +2,8 @@
  * @module
  * A small neural-network library for data-parallel training on the CPU: {@link Linear}, {@link ReLU},
  * {@link GELU}, {@link Sequential} (a DDP {@link Model}), {@link softmaxCrossEntropy}, {@link SGD} and
- * {@link AdamW}. Matrix products run through OpenBLAS `cblas_sgemm` by FFI, with a JS fallback.
+ * {@link AdamW}. Matrix products run through OpenBLAS `cblas_sgemm` by FFI, with a JS fallback. On a GPU,
+ * {@link GpuMlp}, {@link softmaxCrossEntropyGpu} and {@link GpuAdamW} do the same through cuBLAS and PTX.
  *
  * @example
  * ```ts
@@ -27,3 +28,12 @@ export { Sequential } from "./sequential.ts";
 export { argmax, type LossResult, softmaxCrossEntropy } from "./loss.ts";
 export { AdamW, type AdamWOptions, SGD, type SGDOptions, zeroGrad } from "./optim.ts";
 export { seededRandom } from "./rng.ts";
+export {
+  argmaxGpu,
+  GpuAdamW,
+  type GpuAdamWOptions,
+  GpuMlp,
+  type GpuMlpOptions,
+  type GpuParameter,
+  softmaxCrossEntropyGpu,
+} from "./gpu_layers.ts";

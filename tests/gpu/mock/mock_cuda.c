@@ -1,0 +1,464 @@
+// A mock of the CUDA driver and cuBLAS for choir's tests on machines without a GPU.
+//
+// It exports the symbols gpu/cuda_lib.ts and gpu/cublas.ts bind, with the same C signatures as
+// cuda.h / cublas_api.h, so a wrong FFI type or argument order shows up as a wrong result here.
+// "Device" memory is host memory in a POSIX shared-memory object (so CUDA IPC between processes can be
+// imitated), every call runs synchronously, and kernels are run by name with C code that follows the
+// semantics of gpu/kernels/*.cu. Like the real driver, a process cannot open its own IPC handle.
+// It checks the host side only: nothing here says the PTX is right (ptxas and a GPU run do that).
+//
+// Build: gcc -O2 -shared -fPIC -o libmockcuda.so mock_cuda.c -lm -lrt
+
+#define _GNU_SOURCE
+#include <fcntl.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef int CUresult;
+typedef unsigned long long CUdeviceptr;
+typedef struct { char reserved[64]; } CUipcHandle;
+
+enum { OK = 0, INVALID_VALUE = 1, OUT_OF_MEMORY = 2, INVALID_CONTEXT = 201, INVALID_PTX = 218,
+       INVALID_HANDLE = 400, NOT_FOUND = 500, NOT_SUPPORTED = 801 };
+
+static int inited = 0;
+static int ctx_token = 0;
+static void* current_ctx = NULL;
+
+// ------------------------------------------------------------------------------------ errors
+static const char* err_name(int c) {
+  switch (c) {
+    case OK: return "CUDA_SUCCESS";
+    case INVALID_VALUE: return "CUDA_ERROR_INVALID_VALUE";
+    case OUT_OF_MEMORY: return "CUDA_ERROR_OUT_OF_MEMORY";
+    case 3: return "CUDA_ERROR_NOT_INITIALIZED";
+    case INVALID_CONTEXT: return "CUDA_ERROR_INVALID_CONTEXT";
+    case INVALID_PTX: return "CUDA_ERROR_INVALID_PTX";
+    case INVALID_HANDLE: return "CUDA_ERROR_INVALID_HANDLE";
+    case NOT_FOUND: return "CUDA_ERROR_NOT_FOUND";
+    case NOT_SUPPORTED: return "CUDA_ERROR_NOT_SUPPORTED";
+    default: return NULL;
+  }
+}
+CUresult cuGetErrorName(CUresult c, const char** p) {
+  *p = err_name(c);
+  return *p ? OK : INVALID_VALUE;
+}
+CUresult cuGetErrorString(CUresult c, const char** p) {
+  *p = err_name(c) ? "mock: see the error name" : NULL;
+  return *p ? OK : INVALID_VALUE;
+}
+
+#define NEED_INIT if (!inited) return 3
+#define NEED_CTX if (!current_ctx) return INVALID_CONTEXT
+
+// ----------------------------------------------------------------------------------- devices
+CUresult cuInit(unsigned flags) { inited = flags == 0; return flags == 0 ? OK : INVALID_VALUE; }
+CUresult cuDriverGetVersion(int* v) { *v = 13000; return OK; }
+CUresult cuDeviceGetCount(int* n) { NEED_INIT; *n = 1; return OK; }
+CUresult cuDeviceGet(int* d, int ordinal) { NEED_INIT; if (ordinal != 0) return 101; *d = 0; return OK; }
+CUresult cuDeviceGetName(char* name, int len, int dev) { snprintf(name, len, "Mock GPU %d", dev); return OK; }
+CUresult cuDeviceGetPCIBusId(char* id, int len, int dev) { snprintf(id, len, "0000:00:%02x.0", dev); return OK; }
+CUresult cuDeviceTotalMem_v2(size_t* b, int dev) { (void)dev; *b = (size_t)1 << 34; return OK; }
+CUresult cuDeviceGetAttribute(int* v, int attr, int dev) {
+  (void)dev;
+  switch (attr) {
+    case 16: *v = 4; return OK;   // multiprocessors
+    case 41: *v = 1; return OK;   // unified addressing
+    case 75: *v = 9; return OK;   // cc major
+    case 76: *v = 0; return OK;   // cc minor
+    case 125: *v = 1; return OK;  // ipc events
+    default: return INVALID_VALUE;
+  }
+}
+CUresult cuDevicePrimaryCtxRetain(void** ctx, int dev) { NEED_INIT; (void)dev; *ctx = &ctx_token; return OK; }
+CUresult cuDevicePrimaryCtxRelease_v2(int dev) { (void)dev; return OK; }
+CUresult cuCtxSetCurrent(void* ctx) { current_ctx = ctx; return OK; }
+CUresult cuCtxGetCurrent(void** ctx) { *ctx = current_ctx; return OK; }
+CUresult cuCtxSynchronize(void) { NEED_CTX; return OK; }
+
+// ------------------------------------------------------------------------------------ memory
+// Every allocation is a shared-memory object so that another process can map it through IPC.
+typedef struct { CUdeviceptr base; size_t size; char name[48]; int imported; } Region;
+static Region regions[4096];
+static int nregions = 0;
+static unsigned long counter = 0;
+
+static Region* find(CUdeviceptr p) {
+  for (int i = 0; i < nregions; i++)
+    if (p >= regions[i].base && p < regions[i].base + (regions[i].size ? regions[i].size : 1)) return &regions[i];
+  return NULL;
+}
+static void forget(Region* r) { *r = regions[--nregions]; }
+
+// As the real driver does at exit, drop what the process allocated (its shared-memory names).
+__attribute__((destructor)) static void release_all(void) {
+  for (int i = 0; i < nregions; i++) if (!regions[i].imported) shm_unlink(regions[i].name);
+}
+
+CUresult cuMemAlloc_v2(CUdeviceptr* out, size_t bytes) {
+  NEED_CTX;
+  if (bytes == 0 || nregions == 4096) return INVALID_VALUE;
+  Region r = {0};
+  snprintf(r.name, sizeof r.name, "/mockcuda_%d_%lu", getpid(), counter++);
+  int fd = shm_open(r.name, O_CREAT | O_EXCL | O_RDWR, 0600);
+  if (fd < 0) return OUT_OF_MEMORY;
+  if (ftruncate(fd, (off_t)bytes) != 0) { close(fd); shm_unlink(r.name); return OUT_OF_MEMORY; }
+  void* p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (p == MAP_FAILED) { shm_unlink(r.name); return OUT_OF_MEMORY; }
+  r.base = (CUdeviceptr)p;
+  r.size = bytes;
+  regions[nregions++] = r;
+  *out = r.base;
+  return OK;
+}
+CUresult cuMemFree_v2(CUdeviceptr p) {
+  NEED_CTX;
+  Region* r = find(p);
+  if (!r || r->base != p || r->imported) return INVALID_VALUE;
+  munmap((void*)r->base, r->size);
+  shm_unlink(r->name);
+  forget(r);
+  return OK;
+}
+CUresult cuMemGetAddressRange_v2(CUdeviceptr* base, size_t* size, CUdeviceptr p) {
+  NEED_CTX;
+  Region* r = find(p);
+  if (!r) return NOT_FOUND;
+  if (base) *base = r->base;
+  if (size) *size = r->size;
+  return OK;
+}
+CUresult cuMemGetInfo_v2(size_t* f, size_t* t) { *f = (size_t)1 << 33; *t = (size_t)1 << 34; return OK; }
+CUresult cuMemHostAlloc(void** p, size_t bytes, unsigned flags) {
+  NEED_CTX;
+  if (flags > 7) return INVALID_VALUE;
+  return posix_memalign(p, 4096, bytes) == 0 ? OK : OUT_OF_MEMORY;
+}
+CUresult cuMemFreeHost(void* p) { free(p); return OK; }
+
+static int dev_ok(CUdeviceptr p, size_t n) {
+  Region* r = find(p);
+  return r && p + n <= r->base + r->size;
+}
+#define CHECK_DEV(p, n) if (n && !dev_ok(p, n)) return INVALID_VALUE
+
+CUresult cuMemsetD8_v2(CUdeviceptr d, unsigned char v, size_t n) { NEED_CTX; CHECK_DEV(d, n); memset((void*)d, v, n); return OK; }
+CUresult cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, void* s) { (void)s; return cuMemsetD8_v2(d, v, n); }
+CUresult cuMemcpyHtoD_v2(CUdeviceptr d, const void* h, size_t n) { NEED_CTX; CHECK_DEV(d, n); memcpy((void*)d, h, n); return OK; }
+CUresult cuMemcpyDtoH_v2(void* h, CUdeviceptr d, size_t n) { NEED_CTX; CHECK_DEV(d, n); memcpy(h, (void*)d, n); return OK; }
+CUresult cuMemcpyDtoD_v2(CUdeviceptr d, CUdeviceptr s, size_t n) {
+  NEED_CTX; CHECK_DEV(d, n); CHECK_DEV(s, n); memmove((void*)d, (void*)s, n); return OK;
+}
+CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void* h, size_t n, void* s) { (void)s; return cuMemcpyHtoD_v2(d, h, n); }
+CUresult cuMemcpyDtoHAsync_v2(void* h, CUdeviceptr d, size_t n, void* s) { (void)s; return cuMemcpyDtoH_v2(h, d, n); }
+CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr src, size_t n, void* s) { (void)s; return cuMemcpyDtoD_v2(d, src, n); }
+
+// ---------------------------------------------------------------------------- streams, events
+static int stream_token[256];
+static int nstreams = 0;
+CUresult cuStreamCreate(void** s, unsigned flags) { NEED_CTX; if (flags > 1) return INVALID_VALUE; *s = &stream_token[nstreams++ % 256]; return OK; }
+CUresult cuStreamDestroy_v2(void* s) { return s ? OK : INVALID_HANDLE; }
+CUresult cuStreamSynchronize(void* s) { (void)s; return OK; }
+CUresult cuStreamQuery(void* s) { (void)s; return OK; }
+CUresult cuStreamWaitEvent(void* s, void* e, unsigned f) { (void)s; return e && f == 0 ? OK : INVALID_VALUE; }
+
+typedef struct { double ms; unsigned flags; } Event;
+static double now_ms(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1e3 + t.tv_nsec / 1e6; }
+CUresult cuEventCreate(void** e, unsigned flags) {
+  NEED_CTX;
+  if ((flags & 4) && !(flags & 2)) return INVALID_VALUE;  // interprocess needs disable-timing
+  Event* ev = calloc(1, sizeof(Event)); ev->flags = flags; *e = ev; return OK;
+}
+CUresult cuEventDestroy_v2(void* e) { free(e); return OK; }
+CUresult cuEventRecord(void* e, void* s) { (void)s; ((Event*)e)->ms = now_ms(); return OK; }
+CUresult cuEventSynchronize(void* e) { return e ? OK : INVALID_HANDLE; }
+CUresult cuEventQuery(void* e) { return e ? OK : INVALID_HANDLE; }
+CUresult cuEventElapsedTime_v2(float* ms, void* a, void* b) {
+  if ((((Event*)a)->flags | ((Event*)b)->flags) & 2) return INVALID_HANDLE;
+  *ms = (float)(((Event*)b)->ms - ((Event*)a)->ms); return OK;
+}
+CUresult cuIpcGetEventHandle(CUipcHandle* h, void* e) {
+  if (!(((Event*)e)->flags & 4)) return INVALID_VALUE;
+  memset(h, 0, sizeof *h); memcpy(h->reserved, "mockevt", 7); return OK;
+}
+CUresult cuIpcOpenEventHandle(void** e, CUipcHandle h) {
+  if (memcmp(h.reserved, "mockevt", 7) != 0) return INVALID_VALUE;
+  Event* ev = calloc(1, sizeof(Event)); ev->flags = 6; *e = ev; return OK;
+}
+
+// ----------------------------------------------------------------------------------------- IPC
+// Handle layout: "mockipc\0" | pid (i32) | size (u64) | shm name.
+CUresult cuIpcGetMemHandle(CUipcHandle* h, CUdeviceptr base) {
+  NEED_CTX;
+  Region* r = find(base);
+  if (!r || r->base != base || r->imported) return INVALID_VALUE;
+  memset(h, 0, sizeof *h);
+  memcpy(h->reserved, "mockipc", 8);
+  int pid = getpid(); memcpy(h->reserved + 8, &pid, 4);
+  memcpy(h->reserved + 16, &r->size, 8);
+  strncpy(h->reserved + 24, r->name, 39);
+  return OK;
+}
+CUresult cuIpcOpenMemHandle_v2(CUdeviceptr* out, CUipcHandle h, unsigned flags) {
+  NEED_CTX;
+  if (memcmp(h.reserved, "mockipc", 8) != 0 || flags != 1) return INVALID_VALUE;
+  int pid; memcpy(&pid, h.reserved + 8, 4);
+  if (pid == getpid()) return INVALID_CONTEXT;  // the real driver refuses a process's own handle too
+  size_t size; memcpy(&size, h.reserved + 16, 8);
+  Region r = {0};
+  memcpy(r.name, h.reserved + 24, 39);
+  int fd = shm_open(r.name, O_RDWR, 0);
+  if (fd < 0) return INVALID_HANDLE;
+  void* p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (p == MAP_FAILED) return OUT_OF_MEMORY;
+  r.base = (CUdeviceptr)p; r.size = size; r.imported = 1;
+  regions[nregions++] = r;
+  *out = r.base;
+  return OK;
+}
+CUresult cuIpcCloseMemHandle(CUdeviceptr p) {
+  Region* r = find(p);
+  if (!r || !r->imported || r->base != p) return INVALID_VALUE;
+  munmap((void*)r->base, r->size);
+  forget(r);
+  return OK;
+}
+
+// ------------------------------------------------------------------------- modules and kernels
+typedef struct { char* ptx; } Module;
+typedef struct { char name[96]; } Function;
+
+// optionValues is void*[]: buffer pointers and sizes (as integers) by option index.
+CUresult cuModuleLoadDataEx(void** m, const void* image, unsigned n, int* opts, void** vals) {
+  NEED_CTX;
+  const char* text = image;
+  if (!strstr(text, ".version") || !strstr(text, ".entry")) {
+    for (unsigned i = 0; i < n; i++) {
+      if (opts[i] == 5) {  // CU_JIT_ERROR_LOG_BUFFER
+        size_t cap = 0;
+        for (unsigned j = 0; j < n; j++) if (opts[j] == 6) cap = (size_t)vals[j];
+        if (cap) snprintf((char*)vals[i], cap, "mock ptx: no .version or .entry directive");
+      }
+    }
+    return INVALID_PTX;
+  }
+  Module* mod = malloc(sizeof(Module)); mod->ptx = strdup(text); *m = mod; return OK;
+}
+CUresult cuModuleUnload(void* m) { free(((Module*)m)->ptx); free(m); return OK; }
+CUresult cuModuleGetFunction(void** f, void* m, const char* name) {
+  char pat[128]; snprintf(pat, sizeof pat, ".entry %s(", name);
+  if (!strstr(((Module*)m)->ptx, pat)) return NOT_FOUND;
+  Function* fn = malloc(sizeof(Function)); snprintf(fn->name, sizeof fn->name, "%s", name); *f = fn; return OK;
+}
+
+// f16 / bf16 through f32, rounding to nearest even (as __float2half_rn / __float2bfloat16_rn).
+static float h2f(uint16_t h) { _Float16 v; memcpy(&v, &h, 2); return (float)v; }
+static uint16_t f2h(float f) { _Float16 v = (_Float16)f; uint16_t h; memcpy(&h, &v, 2); return h; }
+static float b2f(uint16_t b) { uint32_t u = (uint32_t)b << 16; float f; memcpy(&f, &u, 4); return f; }
+static uint16_t f2b(float f) {
+  uint32_t u; memcpy(&u, &f, 4);
+  if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 0x40);
+  return (uint16_t)((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+}
+static double nanmin(double a, double b) { return (a != a || b != b) ? NAN : (a < b ? a : b); }
+static double nanmax(double a, double b) { return (a != a || b != b) ? NAN : (a > b ? a : b); }
+
+typedef struct { CUdeviceptr p[16]; } Ptrs;
+
+// Float ops in the element's precision: f32/f16/bf16 through float, rounding after each step.
+static double fop(const char* op, double a, double x, int isf64) {
+  double r;
+  if (!strcmp(op, "sum") || !strcmp(op, "avg") || !strcmp(op, "premul_sum")) r = a + x;
+  else if (!strcmp(op, "product")) r = a * x;
+  else if (!strcmp(op, "min")) r = nanmin(a, x);
+  else r = nanmax(a, x);
+  return isf64 ? r : (double)(float)r;
+}
+
+static int run_reduce(const char* op, const char* dt, void** kp) {
+  Ptrs s = *(Ptrs*)kp[0], d = *(Ptrs*)kp[2];
+  unsigned ns = *(unsigned*)kp[1], nd = *(unsigned*)kp[3];
+  unsigned long long n = *(unsigned long long*)kp[4];
+  double f = *(double*)kp[5];
+  if (ns < 1 || ns > 16 || nd < 1 || nd > 16) return INVALID_VALUE;
+  int es = !strcmp(dt, "f64") ? 8 : (!strcmp(dt, "f16") || !strcmp(dt, "bf16")) ? 2 : 4;
+  for (unsigned k = 0; k < ns; k++) if (n && !dev_ok(s.p[k], n * es)) return INVALID_VALUE;
+  for (unsigned k = 0; k < nd; k++) if (n && !dev_ok(d.p[k], n * es)) return INVALID_VALUE;
+  int premul = !strcmp(op, "premul_sum"), avg = !strcmp(op, "avg");
+  for (unsigned long long i = 0; i < n; i++) {
+    if (!strcmp(dt, "i32")) {
+      int32_t a = ((int32_t*)s.p[0])[i];
+      for (unsigned k = 1; k < ns; k++) {
+        int32_t x = ((int32_t*)s.p[k])[i];
+        if (!strcmp(op, "sum") || avg) a = (int32_t)((uint32_t)a + (uint32_t)x);
+        else if (!strcmp(op, "product")) a = (int32_t)((uint32_t)a * (uint32_t)x);
+        else if (!strcmp(op, "min")) a = a < x ? a : x;
+        else if (!strcmp(op, "max")) a = a > x ? a : x;
+        else if (!strcmp(op, "band")) a &= x;
+        else if (!strcmp(op, "bor")) a |= x;
+        else if (!strcmp(op, "bxor")) a ^= x;
+        else return NOT_FOUND;
+      }
+      if (avg) a /= (int32_t)f;
+      for (unsigned k = 0; k < nd; k++) ((int32_t*)d.p[k])[i] = a;
+      continue;
+    }
+    int f64 = !strcmp(dt, "f64"), f16 = !strcmp(dt, "f16"), bf = !strcmp(dt, "bf16");
+#define LOAD(p) (f64 ? ((double*)(p))[i] : f16 ? h2f(((uint16_t*)(p))[i]) : bf ? b2f(((uint16_t*)(p))[i]) : ((float*)(p))[i])
+#define ROUND(v) (f64 ? (v) : f16 ? h2f(f2h((float)(v))) : bf ? b2f(f2b((float)(v))) : (double)(float)(v))
+    double pf = f64 ? f : (double)(float)f;
+    double a = LOAD(s.p[0]);
+    if (premul) a = ROUND(fop("product", a, pf, f64));
+    for (unsigned k = 1; k < ns; k++) {
+      double x = LOAD(s.p[k]);
+      if (premul) x = ROUND(fop("product", x, pf, f64));
+      a = ROUND(fop(op, a, x, f64));
+    }
+    if (avg) a = ROUND(f64 ? a / f : (double)((float)a / (float)f));
+    for (unsigned k = 0; k < nd; k++) {
+      if (f64) ((double*)d.p[k])[i] = a;
+      else if (f16) ((uint16_t*)d.p[k])[i] = f2h((float)a);
+      else if (bf) ((uint16_t*)d.p[k])[i] = f2b((float)a);
+      else ((float*)d.p[k])[i] = (float)a;
+    }
+  }
+  return OK;
+}
+
+#define ARG(T, i) (*(T*)kp[i])
+#define PTR(T, i) ((T*)ARG(CUdeviceptr, i))
+static const float GC = 0.7978845608028654f, GK = 0.044715f;
+
+static int run_nn(const char* name, void** kp) {
+  if (!strcmp(name, "choir_bias_add_f32")) {
+    float* y = PTR(float, 0); const float* b = PTR(float, 1); unsigned r = ARG(unsigned, 2), c = ARG(unsigned, 3);
+    for (unsigned long long i = 0; i < (unsigned long long)r * c; i++) y[i] += b[i % c];
+  } else if (!strcmp(name, "choir_bias_grad_f32")) {
+    float* db = PTR(float, 0); const float* g = PTR(float, 1); unsigned r = ARG(unsigned, 2), c = ARG(unsigned, 3);
+    for (unsigned j = 0; j < c; j++) { float s = 0; for (unsigned i = 0; i < r; i++) s += g[(size_t)i * c + j]; db[j] += s; }
+  } else if (!strcmp(name, "choir_gelu_f32")) {
+    float* y = PTR(float, 0); const float* x = PTR(float, 1); unsigned long long n = ARG(unsigned long long, 2);
+    for (unsigned long long i = 0; i < n; i++) { float v = x[i]; y[i] = 0.5f * v * (1.f + tanhf(GC * (v + GK * v * v * v))); }
+  } else if (!strcmp(name, "choir_gelu_backward_f32")) {
+    float* dx = PTR(float, 0); const float* g = PTR(float, 1); const float* x = PTR(float, 2);
+    unsigned long long n = ARG(unsigned long long, 3);
+    for (unsigned long long i = 0; i < n; i++) {
+      float v = x[i], t = tanhf(GC * (v + GK * v * v * v));
+      dx[i] = g[i] * (0.5f * (1.f + t) + 0.5f * v * (1.f - t * t) * GC * (1.f + 3.f * GK * v * v));
+    }
+  } else if (!strcmp(name, "choir_softmax_xent_f32")) {
+    const float* z0 = PTR(float, 0); const int* lab = PTR(int, 1); float* grad = PTR(float, 2); float* loss = PTR(float, 3);
+    unsigned rows = ARG(unsigned, 4), cols = ARG(unsigned, 5);
+    for (unsigned r = 0; r < rows; r++) {
+      const float* z = z0 + (size_t)r * cols; float m = z[0], s = 0;
+      for (unsigned c = 1; c < cols; c++) m = fmaxf(m, z[c]);
+      for (unsigned c = 0; c < cols; c++) s += expf(z[c] - m);
+      loss[r] = logf(s) - (z[lab[r]] - m);
+      for (unsigned c = 0; c < cols; c++) grad[(size_t)r * cols + c] = (expf(z[c] - m) / s - (c == (unsigned)lab[r])) / rows;
+    }
+  } else if (!strcmp(name, "choir_argmax_rows_f32")) {
+    const float* x = PTR(float, 0); int* out = PTR(int, 1); unsigned rows = ARG(unsigned, 2), cols = ARG(unsigned, 3);
+    for (unsigned r = 0; r < rows; r++) { int b = 0; for (unsigned c = 1; c < cols; c++) if (x[(size_t)r * cols + c] > x[(size_t)r * cols + b]) b = c; out[r] = b; }
+  } else if (!strcmp(name, "choir_adamw_f32")) {
+    float* w = PTR(float, 0); const float* g = PTR(float, 1); float* m = PTR(float, 2); float* v = PTR(float, 3);
+    unsigned long long n = ARG(unsigned long long, 4);
+    float lr = ARG(float, 5), b1 = ARG(float, 6), b2 = ARG(float, 7), eps = ARG(float, 8), decay = ARG(float, 9),
+          c1 = ARG(float, 10), c2 = ARG(float, 11);
+    for (unsigned long long i = 0; i < n; i++) {
+      m[i] = b1 * m[i] + (1 - b1) * g[i]; v[i] = b2 * v[i] + (1 - b2) * g[i] * g[i];
+      w[i] = w[i] * decay - lr * (m[i] / c1) / (sqrtf(v[i] / c2) + eps);
+    }
+  } else return NOT_FOUND;
+  return OK;
+}
+
+CUresult cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                        unsigned smem, void* stream, void** kp, void** extra) {
+  NEED_CTX;
+  (void)smem; (void)stream;
+  if (!f || !kp || extra || !gx || !gy || !gz || !bx || !by || !bz || bx * by * bz > 1024) return INVALID_VALUE;
+  const char* name = ((Function*)f)->name;
+  char op[32], dt[8];
+  if (sscanf(name, "choir_reduce_%31[a-z_]", op) == 1) {
+    char* last = strrchr(op, '_');  // "sum_f32" -> op "sum", dtype "f32"
+    if (!last) return NOT_FOUND;
+    snprintf(dt, sizeof dt, "%s", last + 1);
+    *last = 0;
+    const char* suffix = strrchr(name, '_') + 1;
+    snprintf(dt, sizeof dt, "%s", suffix);
+    return run_reduce(op, dt, kp);
+  }
+  return run_nn(name, kp);
+}
+
+// --------------------------------------------------------------------------------------- cuBLAS
+static int cublas_token;
+int cublasCreate_v2(void** h) { if (!current_ctx) return 1; *h = &cublas_token; return 0; }
+int cublasDestroy_v2(void* h) { return h ? 0 : 1; }
+int cublasGetVersion_v2(void* h, int* v) { (void)h; *v = 130000; return 0; }
+int cublasSetStream_v2(void* h, void* s) { (void)h; (void)s; return 0; }
+int cublasSetMathMode(void* h, int m) { (void)h; (void)m; return 0; }
+static const char* status_name(int s) {
+  switch (s) { case 0: return "CUBLAS_STATUS_SUCCESS"; case 7: return "CUBLAS_STATUS_INVALID_VALUE"; default: return "CUBLAS_STATUS_INTERNAL_ERROR"; }
+}
+const char* cublasGetStatusName(int s) { return status_name(s); }
+const char* cublasGetStatusString(int s) { return status_name(s); }
+
+// Column-major C = alpha op(A) op(B) + beta C, element loads through `ld`/`st` by dtype.
+static double ld(int t, CUdeviceptr p, size_t i) {
+  return t == 0 ? ((float*)p)[i] : t == 2 ? h2f(((uint16_t*)p)[i]) : b2f(((uint16_t*)p)[i]);
+}
+static void st(int t, CUdeviceptr p, size_t i, float v) {
+  if (t == 0) ((float*)p)[i] = v; else if (t == 2) ((uint16_t*)p)[i] = f2h(v); else ((uint16_t*)p)[i] = f2b(v);
+}
+static int gemm(int t, int ta, int tb, int m, int n, int k, float alpha, CUdeviceptr A, int lda, CUdeviceptr B,
+                int ldb, float beta, CUdeviceptr C, int ldc) {
+  if (ta > 1 || tb > 1 || m < 0 || n < 0 || k < 0 || lda < (ta ? k : m) || ldb < (tb ? n : k) || ldc < m) return 7;
+  for (int j = 0; j < n; j++)
+    for (int i = 0; i < m; i++) {
+      double s = 0;
+      for (int l = 0; l < k; l++) {
+        double a = ta ? ld(t, A, (size_t)i * lda + l) : ld(t, A, (size_t)l * lda + i);
+        double b = tb ? ld(t, B, (size_t)l * ldb + j) : ld(t, B, (size_t)j * ldb + l);
+        s += a * b;
+      }
+      double c = beta == 0 ? 0 : ld(t, C, (size_t)j * ldc + i);
+      st(t, C, (size_t)j * ldc + i, (float)(alpha * s + beta * c));
+    }
+  return 0;
+}
+int cublasSgemm_v2(void* h, int ta, int tb, int m, int n, int k, const float* alpha, CUdeviceptr A, int lda,
+                   CUdeviceptr B, int ldb, const float* beta, CUdeviceptr C, int ldc) {
+  (void)h;
+  return gemm(0, ta, tb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
+}
+int cublasGemmEx(void* h, int ta, int tb, int m, int n, int k, const void* alpha, CUdeviceptr A, int at, int lda,
+                 CUdeviceptr B, int bt, int ldb, const void* beta, CUdeviceptr C, int ct, int ldc, int compute, int algo) {
+  (void)h;
+  if (at != bt || bt != ct || (at != 0 && at != 2 && at != 14) || (compute != 68 && compute != 77) || algo != -1) return 7;
+  return gemm(at, ta, tb, m, n, k, *(const float*)alpha, A, lda, B, ldb, *(const float*)beta, C, ldc);
+}
+int cublasSaxpy_v2(void* h, int n, const float* a, CUdeviceptr x, int incx, CUdeviceptr y, int incy) {
+  (void)h; if (incx != 1 || incy != 1 || n < 0) return 7;
+  for (int i = 0; i < n; i++) ((float*)y)[i] += *a * ((float*)x)[i];
+  return 0;
+}
+int cublasDaxpy_v2(void* h, int n, const double* a, CUdeviceptr x, int incx, CUdeviceptr y, int incy) {
+  (void)h; if (incx != 1 || incy != 1 || n < 0) return 7;
+  for (int i = 0; i < n; i++) ((double*)y)[i] += *a * ((double*)x)[i];
+  return 0;
+}
+int cublasSscal_v2(void* h, int n, const float* a, CUdeviceptr x, int incx) {
+  (void)h; if (incx != 1 || n < 0) return 7;
+  for (int i = 0; i < n; i++) ((float*)x)[i] *= *a;
+  return 0;
+}
