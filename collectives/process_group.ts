@@ -418,6 +418,14 @@ export class ProcessGroup {
     return h !== undefined && h.length === this.size && h.every((x) => x === h[0]);
   }
 
+  /**
+   * Whether {@link alloc} works here: every rank of the group on this host, over shared memory. The
+   * same on every rank, so ranks can agree to use symmetric memory without a round of messages.
+   */
+  get canAlloc(): boolean {
+    return this.#arena !== null && this.#opts.store !== undefined;
+  }
+
   /** The transport's name (`tcp`, ...). */
   get backend(): string {
     return this.#transport.name;

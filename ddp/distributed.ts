@@ -9,6 +9,7 @@
 import { type CpuTensor, type ProcessGroup, ReduceOp } from "../collectives/mod.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { type Bucket, Reducer } from "./reducer.ts";
+import { type GradDType, gradDType } from "./buckets.ts";
 import { type Control, controlBytes, controlRound } from "./join.ts";
 import { allreduceHook } from "./hooks/default.ts";
 import type { CommHook, HookGroup } from "./hooks/types.ts";
@@ -45,6 +46,12 @@ export interface DistributedDataParallelOptions {
    * the number of ranks still training (default false).
    */
   divideByInitialWorldSize?: boolean;
+  /**
+   * When every rank is on one host over shared memory (`pg.canAlloc`), the buckets DDP owns (all but
+   * views) live in `pg.alloc` symmetric memory, where allreduce reduces in place in one pass instead of
+   * copying through the arena (default true).
+   */
+  sharedBuckets?: boolean;
   /** Timeout of every wait of DDP's collectives, in ms (default: the group's). */
   timeoutMs?: number;
   /**
@@ -135,6 +142,7 @@ export class DistributedDataParallel {
       gradientAsBucketView: opts.gradientAsBucketView ?? false,
       broadcastBuffers: opts.broadcastBuffers ?? true,
       divideByInitialWorldSize: opts.divideByInitialWorldSize ?? false,
+      sharedBuckets: opts.sharedBuckets ?? true,
       timeoutMs: opts.timeoutMs,
       timeline: opts.timeline,
     };
@@ -178,6 +186,11 @@ export class DistributedDataParallel {
   /** Names of the parameters in each gradient bucket, in launch order. */
   bucketNames(): string[][] {
     return this.#reducer.buckets.map((b: Bucket) => b.params.map((i) => this.#reducer.params[i].name));
+  }
+
+  /** Whether the buckets DDP owns live in `pg.alloc` symmetric memory (see `sharedBuckets`); after `ready`. */
+  get bucketsInSharedMemory(): boolean {
+    return this.#reducer.sharedStorage;
   }
 
   /** Names of the parameters no rank used in the last synchronized step (with `findUnusedParameters`). */
@@ -367,6 +380,23 @@ export class DistributedDataParallel {
       }
     }
     await this.#broadcastAll([...this.model.parameters(), ...(this.model.buffers?.() ?? [])], 0);
+    if (this.#opts.sharedBuckets && !this.#opts.gradientAsBucketView && this.#pg.canAlloc) {
+      await this.#shareBuckets();
+    }
+  }
+
+  /** Moves the bucket buffers into symmetric memory: one `pg.alloc` per gradient type (collective). */
+  async #shareBuckets(): Promise<void> {
+    const lengths = new Map<GradDType, number>();
+    for (const p of this.#reducer.params) {
+      const t = gradDType(p);
+      lengths.set(t, (lengths.get(t) ?? 0) + p.grad.length);
+    }
+    const storage = new Map<GradDType, ParamTensor>();
+    for (const [t, len] of [...lengths].sort(([a], [b]) => a.localeCompare(b))) {
+      storage.set(t, await this.#pg.alloc(t, len) as ParamTensor);
+    }
+    this.#reducer.useStorage(storage);
   }
 
   async #broadcastAll(items: readonly (Parameter | Buffer)[], root: number): Promise<void> {

@@ -55,6 +55,8 @@ export class Reducer {
   #results: (ParamTensor | null)[] = [];
   #failure: unknown = null;
   #inFlight = 0;
+  #storage: ReadonlyMap<GradDType, ParamTensor> | null = null;
+  #cursor = new Map<GradDType, number>();
   #step:
     | { iteration: number; group: HookGroup; hook: CommHook<unknown>; state: unknown; zeros: boolean }
     | null = null;
@@ -66,6 +68,11 @@ export class Reducer {
     this.#bucketOf = new Int32Array(params.length);
     this.#ready = new Uint8Array(params.length);
     this.rebuild(params.map((_, i) => params.length - 1 - i));
+  }
+
+  /** Whether bucket buffers come from storage given to {@link useStorage}. */
+  get sharedStorage(): boolean {
+    return this.#storage !== null;
   }
 
   /** The buckets, in launch order. */
@@ -89,6 +96,7 @@ export class Reducer {
     const full = [...order];
     for (let i = this.params.length - 1; i >= 0; i--) if (!seen.has(i)) full.push(i);
     const groups = assignBuckets(this.params, full, this.#opts.capBytes, this.#opts.firstCapBytes);
+    this.#cursor.clear();
     this.#buckets = groups.map((idx, b) => this.#makeBucket(b, idx));
     this.#buckets.forEach((b) => b.params.forEach((i) => this.#bucketOf[i] = b.index));
   }
@@ -123,7 +131,26 @@ export class Reducer {
       offsets.push(len);
       len += this.params[i].grad.length;
     }
-    return { index, params: idx, offsets, dtype, flat: tensorOf(dtype, len), isView: false };
+    return { index, params: idx, offsets, dtype, flat: this.#flatOf(dtype, len), isView: false };
+  }
+
+  /** A bucket's own buffer: the next `len` elements of the shared storage, or a new array. */
+  #flatOf(dtype: GradDType, len: number): ParamTensor {
+    const store = this.#storage?.get(dtype);
+    if (!store) return tensorOf(dtype, len);
+    const at = this.#cursor.get(dtype) ?? 0;
+    this.#cursor.set(dtype, at + len);
+    return store.subarray(at, at + len);
+  }
+
+  /**
+   * Puts the buckets that are not views into `storage` (one tensor per element type, as long as all
+   * gradients of that type), in bucket order: with `pg.alloc` memory, every rank's buckets then sit
+   * at the same offsets of symmetric memory, where allreduce runs in place. Rebuilds the buckets.
+   */
+  useStorage(storage: ReadonlyMap<GradDType, ParamTensor>): void {
+    this.#storage = storage;
+    this.rebuild(this.#buckets.flatMap((b) => b.params));
   }
 
   /**

@@ -57,6 +57,8 @@ for (const n of [1, 2, 3, 4]) {
     for (const o of outs) assert.equal(o.issuedInBackward, 6); // communication started inside backward
     assert.deepEqual(outs[0].bucketsBefore, [["b2", "w2"], ["b1"], ["w1"]]);
     assert.deepEqual(outs[0].bucketsAfter, [["b1", "b2"], ["w1"], ["w2"]]);
+    // On one host over shared memory the buckets live in pg.alloc memory (allreduce in place).
+    for (const o of outs) assert.equal(o.shared, n > 1);
   });
 }
 
