@@ -24,6 +24,7 @@ import { type Libc, libc } from "./shm/libc.ts";
 import { ProcessWatch } from "./shm/liveness.ts";
 import { RingReader, RingWriter } from "./shm/ring.ts";
 import type { Segment } from "./shm/segment.ts";
+import { channelOnce } from "./channel_once.ts";
 
 /** Options of {@link ShmTransport.create}. */
 export interface ShmTransportOptions {
@@ -208,22 +209,8 @@ export class ShmTransport implements Transport {
 
   /** The channel to `peer`, once that rank has attached to the segment. */
   channel(peer: number): Promise<Channel> {
-    if (this.#closed) return Promise.reject(this.#closed);
-    if (peer === this.rank || peer < 0 || peer >= this.size || !Number.isInteger(peer)) {
-      return Promise.reject(
-        new TransportError(`no channel to rank ${peer} in a group of ${this.size}`, {
-          rank: this.rank,
-          op: "channel",
-        }),
-      );
-    }
-    let c = this.#channels.get(peer);
-    if (!c) {
-      c = this.#connect(peer);
-      this.#channels.set(peer, c);
-      c.catch(() => this.#channels.delete(peer));
-    }
-    return c;
+    const owner = { rank: this.rank, size: this.size, closed: this.#closed, channels: this.#channels };
+    return channelOnce(owner, peer, (p) => this.#connect(p));
   }
 
   /**

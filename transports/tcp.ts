@@ -10,6 +10,7 @@ import type { Store } from "./store/store.ts";
 import { acceptHello, sendHello } from "./tcp_handshake.ts";
 import { TcpChannel } from "./tcp_channel.ts";
 import type { Channel, Transport } from "./transport.ts";
+import { channelOnce } from "./channel_once.ts";
 
 /** Options of {@link TcpTransport.create}. */
 export interface TcpTransportOptions {
@@ -100,22 +101,8 @@ export class TcpTransport implements Transport {
 
   /** The channel to `peer`; the first call connects (higher rank dials) or awaits the peer's dial. */
   channel(peer: number): Promise<Channel> {
-    if (this.#closed) return Promise.reject(this.#closed);
-    if (peer === this.rank || peer < 0 || peer >= this.size || !Number.isInteger(peer)) {
-      return Promise.reject(
-        new TransportError(`no channel to rank ${peer} in a group of ${this.size}`, {
-          rank: this.rank,
-          op: "channel",
-        }),
-      );
-    }
-    let c = this.#channels.get(peer);
-    if (!c) {
-      c = peer < this.rank ? this.#dial(peer) : this.#awaitDial(peer);
-      this.#channels.set(peer, c);
-      c.catch(() => this.#channels.delete(peer));
-    }
-    return c;
+    const owner = { rank: this.rank, size: this.size, closed: this.#closed, channels: this.#channels };
+    return channelOnce(owner, peer, (p) => p < this.rank ? this.#dial(p) : this.#awaitDial(p));
   }
 
   async #dial(peer: number): Promise<TcpChannel> {

@@ -17,6 +17,7 @@ import { AtomicsBells } from "./worker/bells.ts";
 import { libc } from "./shm/libc.ts";
 import { layoutOf, type SegmentSpec } from "./worker/segment.ts";
 import type { SymmetricAllocation } from "./shm/symmetric.ts";
+import { channelOnce } from "./channel_once.ts";
 
 /** Where a Worker rank gets its group's shared memory (the hub on the main thread, through a port). */
 export interface SegmentSource {
@@ -184,22 +185,8 @@ export class WorkerTransport implements Transport {
 
   /** The channel to `peer`, once that rank has registered in the memory. */
   channel(peer: number): Promise<Channel> {
-    if (this.#closed) return Promise.reject(this.#closed);
-    if (peer === this.rank || peer < 0 || peer >= this.size || !Number.isInteger(peer)) {
-      return Promise.reject(
-        new TransportError(`no channel to rank ${peer} in a group of ${this.size}`, {
-          rank: this.rank,
-          op: "channel",
-        }),
-      );
-    }
-    let c = this.#channels.get(peer);
-    if (!c) {
-      c = this.#connect(peer);
-      this.#channels.set(peer, c);
-      c.catch(() => this.#channels.delete(peer));
-    }
-    return c;
+    const owner = { rank: this.rank, size: this.size, closed: this.#closed, channels: this.#channels };
+    return channelOnce(owner, peer, (p) => this.#connect(p));
   }
 
   /** Closes every channel (pending operations reject), tells the peers, and drops the memory. */

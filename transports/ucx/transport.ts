@@ -17,6 +17,7 @@ import { RegistrationCache } from "./memreg.ts";
 import { statusString } from "./status.ts";
 import { UcxWorker } from "./worker.ts";
 import { endpointInfo, lanesOf, tagProtocolsOf } from "./devices.ts";
+import { channelOnce } from "../channel_once.ts";
 
 /** What UCX chose for the endpoint to one peer. */
 export interface UcxPeerWires {
@@ -142,22 +143,8 @@ export class UcxTransport implements Transport {
 
   /** The channel to `peer`, creating its endpoint from the peer's published address on first use. */
   channel(peer: number): Promise<Channel> {
-    if (this.#closed) return Promise.reject(this.#closed);
-    if (peer === this.rank || peer < 0 || peer >= this.size || !Number.isInteger(peer)) {
-      return Promise.reject(
-        new TransportError(`no channel to rank ${peer} in a group of ${this.size}`, {
-          rank: this.rank,
-          op: "channel",
-        }),
-      );
-    }
-    let c = this.#channels.get(peer);
-    if (!c) {
-      c = this.#connect(peer);
-      this.#channels.set(peer, c);
-      c.catch(() => this.#channels.delete(peer));
-    }
-    return c;
+    const owner = { rank: this.rank, size: this.size, closed: this.#closed, channels: this.#channels };
+    return channelOnce(owner, peer, (p) => this.#connect(p));
   }
 
   async #connect(peer: number): Promise<UcxChannel> {
