@@ -7,7 +7,7 @@
  *
  * Run: `deno run -A bench/ddp_mlp.ts [--batch 64] [--iters 10] [--warmup 2] [--hidden 2048]
  * [--layers 3]`, or `deno task launch --nproc-per-node 2 bench/ddp_mlp.ts --ddp [--async]
- * [--bucket-cap-mb 25] [--timeline trace.json]`. `--async` runs `backwardAsync` (products on the FFI thread pool, so the
+ * [--bucket-cap-mb 25] [--view] [--timeline trace.json]`. `--view` sets `gradientAsBucketView`. `--async` runs `backwardAsync` (products on the FFI thread pool, so the
  * buckets' allreduces run during backward); `--timeline` writes rank 0's steps as a Chrome trace and
  * draws the last step as text.
  */
@@ -68,7 +68,10 @@ const params: readonly Parameter[] = model.parameters();
 const count = params.reduce((s, p) => s + p.data.length, 0);
 const timeline = new Timeline();
 const bucketCapMb = flag("bucket-cap-mb", 25);
-const ddp = useDdp && pg ? await DistributedDataParallel.create(model, pg, { timeline, bucketCapMb }) : null;
+const gradientAsBucketView = Deno.args.includes("--view");
+const ddp = useDdp && pg
+  ? await DistributedDataParallel.create(model, pg, { timeline, bucketCapMb, gradientAsBucketView })
+  : null;
 const opt = new AdamW({ lr: 1e-4 });
 
 const x = new Float32Array(batch * INPUT).map((_, i) => Math.sin(i + rank));
@@ -106,9 +109,9 @@ if (rank === 0) {
       `(expected ${
         mlpParameterCount(INPUT, hidden, depth, CLASSES)
       }), gemm ${gemmBackend()}, batch ${batch}, ` +
-      `ranks ${pg?.size ?? 1}, ${ddp ? "DDP" : "no communication"}, ${
-        useAsync ? "backwardAsync" : "backward"
-      }`,
+      `ranks ${pg?.size ?? 1}, ${
+        ddp ? `DDP${gradientAsBucketView ? " (gradients as bucket views)" : ""}` : "no communication"
+      }, ${useAsync ? "backwardAsync" : "backward"}`,
   );
   console.log(
     `step: median ${median.toFixed(1)} ms, mean ${mean.toFixed(1)} ms over ${iters} iterations; ` +

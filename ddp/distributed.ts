@@ -35,8 +35,10 @@ export interface DistributedDataParallelOptions {
    */
   staticGraph?: boolean;
   /**
-   * When the gradients of a bucket are contiguous in one ArrayBuffer, the bucket is a view over them
-   * and averages land in place, without copies (default false).
+   * Buckets and gradients share memory, so averages land in place without copies (default false). A
+   * model with `setGrad` (ddp/nn's Sequential) gets its gradients moved into the buckets, as torch's
+   * `gradient_as_bucket_view` does (then in `pg.alloc` memory with `sharedBuckets`); for other models,
+   * a bucket whose gradients are contiguous in one ArrayBuffer is a view over them.
    */
   gradientAsBucketView?: boolean;
   /** `beforeForward()` broadcasts the model's buffers from the authoritative rank (default true). */
@@ -48,8 +50,8 @@ export interface DistributedDataParallelOptions {
   divideByInitialWorldSize?: boolean;
   /**
    * When every rank is on one host over shared memory (`pg.canAlloc`), the buckets DDP owns (all but
-   * views) live in `pg.alloc` symmetric memory, where allreduce reduces in place in one pass instead of
-   * copying through the arena (default true).
+   * views of a model's own gradient memory) live in `pg.alloc` symmetric memory, where allreduce
+   * reduces in place in one pass instead of copying through the arena (default true).
    */
   sharedBuckets?: boolean;
   /** Timeout of every wait of DDP's collectives, in ms (default: the group's). */
@@ -164,6 +166,9 @@ export class DistributedDataParallel {
       firstCapBytes: this.#opts.firstBucketMb * 2 ** 20,
       gradientAsBucketView: this.#opts.gradientAsBucketView,
       timeline: this.#opts.timeline,
+      bindGrad: this.#opts.gradientAsBucketView && model.setGrad
+        ? (i, g) => model.setGrad!(trainable[i], g)
+        : undefined,
     });
     this.#lastActive = Array.from({ length: pg.size }, (_, r) => r);
     this.#group = this.#countingGroup();
@@ -380,7 +385,8 @@ export class DistributedDataParallel {
       }
     }
     await this.#broadcastAll([...this.model.parameters(), ...(this.model.buffers?.() ?? [])], 0);
-    if (this.#opts.sharedBuckets && !this.#opts.gradientAsBucketView && this.#pg.canAlloc) {
+    const viewsOfUserMemory = this.#opts.gradientAsBucketView && !this.model.setGrad;
+    if (this.#opts.sharedBuckets && !viewsOfUserMemory && this.#pg.canAlloc) {
       await this.#shareBuckets();
     }
   }

@@ -51,4 +51,11 @@ export interface Model {
   buffers?(): readonly Buffer[];
   /** Installs the hook backward calls per ready gradient (null removes it). */
   setGradReadyHook(hook: GradReadyHook | null): void;
+  /**
+   * Optional: makes `grad` (same element type and length, already holding the current gradient) the
+   * gradient of `param` from now on; backward must then accumulate into it. With it, DDP's
+   * `gradientAsBucketView` puts the gradients inside the buckets themselves (torch's
+   * `gradient_as_bucket_view`), so no gradient is copied into a bucket or back.
+   */
+  setGrad?(param: Parameter, grad: ParamTensor): void;
 }

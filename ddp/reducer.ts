@@ -38,6 +38,11 @@ export interface ReducerOptions {
   gradientAsBucketView: boolean;
   /** Where each bucket's hook is recorded as a span on track `comm` (none: not recorded). */
   timeline?: Timeline;
+  /**
+   * Makes a view of a bucket the gradient of parameter `i` (the model's `setGrad`): then every bucket
+   * is made of the gradients themselves, and nothing is copied in or out.
+   */
+  bindGrad?: (i: number, grad: ParamTensor) => void;
 }
 
 /** Tracks readiness and runs the hooks of one step at a time. */
@@ -97,7 +102,12 @@ export class Reducer {
     for (let i = this.params.length - 1; i >= 0; i--) if (!seen.has(i)) full.push(i);
     const groups = assignBuckets(this.params, full, this.#opts.capBytes, this.#opts.firstCapBytes);
     this.#cursor.clear();
-    this.#buckets = groups.map((idx, b) => this.#makeBucket(b, idx));
+    // Gradients bound into buckets move with them; the new buckets may overlap the old ones, so the
+    // values are kept aside first.
+    const saved = this.#opts.bindGrad ? this.params.map((p) => p.grad.slice()) : null;
+    this.#buckets = groups.map((idx, b) =>
+      saved ? this.#bindBucket(b, idx, saved) : this.#makeBucket(b, idx)
+    );
     this.#buckets.forEach((b) => b.params.forEach((i) => this.#bucketOf[i] = b.index));
   }
 
@@ -132,6 +142,24 @@ export class Reducer {
       len += this.params[i].grad.length;
     }
     return { index, params: idx, offsets, dtype, flat: this.#flatOf(dtype, len), isView: false };
+  }
+
+  /** A bucket whose memory becomes its parameters' gradients (they keep their values). */
+  #bindBucket(index: number, idx: number[], saved: readonly ParamTensor[]): Bucket {
+    const offsets: number[] = [];
+    let len = 0;
+    for (const i of idx) {
+      offsets.push(len);
+      len += this.params[i].grad.length;
+    }
+    const dtype = gradDType(this.params[idx[0]]);
+    const flat = this.#flatOf(dtype, len);
+    idx.forEach((i, k) => {
+      const view = flat.subarray(offsets[k], offsets[k] + saved[i].length);
+      view.set(saved[i]);
+      this.#opts.bindGrad!(i, view);
+    });
+    return { index, params: idx, offsets, dtype, flat, isView: true };
   }
 
   /** A bucket's own buffer: the next `len` elements of the shared storage, or a new array. */

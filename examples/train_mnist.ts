@@ -60,7 +60,8 @@ const model = new Sequential(
   new GELU(),
   new Linear(hidden, 10, { seed: 2 }),
 );
-const ddp = await DistributedDataParallel.create(model, pg);
+// Gradients live inside the buckets (in shared memory on one host): averaged in place, nothing copied.
+const ddp = await DistributedDataParallel.create(model, pg, { gradientAsBucketView: true });
 const opt = new AdamW({ lr, weightDecay: 1e-4 });
 const sampler = new DistributedSampler(train.count, {
   numReplicas: pg.size,

@@ -12,8 +12,8 @@ export class NnParameter implements Parameter {
   name: string;
   /** The value, updated in place by the optimizer. */
   readonly data: Float32Array;
-  /** The gradient; backward accumulates into it (`+=`). */
-  readonly grad: Float32Array;
+  /** The gradient; backward accumulates into it (`+=`). `Sequential.setGrad` may move it (DDP does). */
+  grad: Float32Array;
   /** Always `f32`. */
   readonly dtype = "f32" as const;
   /** Whether it is trained. */

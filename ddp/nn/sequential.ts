@@ -6,7 +6,7 @@
  */
 
 import { InvalidArgumentError } from "../../errors.ts";
-import type { GradReadyHook, Model } from "../model.ts";
+import type { GradReadyHook, Model, Parameter, ParamTensor } from "../model.ts";
 import type { Layer, NnParameter } from "./layer.ts";
 
 /** Layers applied one after the other; a {@link Model} for DistributedDataParallel. */
@@ -38,6 +38,23 @@ export class Sequential implements Model {
   /** Installs the hook backward calls once per parameter when its gradient is final (null removes it). */
   setGradReadyHook(hook: GradReadyHook | null): void {
     this.#hook = hook;
+  }
+
+  /**
+   * Makes `grad` the gradient of `param` (one of this model's, same length, Float32Array). DDP calls it
+   * with `gradientAsBucketView` so that gradients live inside its buckets.
+   */
+  setGrad(param: Parameter, grad: ParamTensor): void {
+    const p = this.#params.find((q) => q === param);
+    if (!p || !(grad instanceof Float32Array) || grad.length !== p.data.length) {
+      throw new InvalidArgumentError(
+        `Sequential.setGrad: ${
+          p ? `a Float32Array of ${p.data.length} elements` : "one of this model's parameters"
+        } is needed for ${param.name}`,
+        { op: "Sequential.setGrad" },
+      );
+    }
+    p.grad = grad;
   }
 
   /** Output features for `inFeatures` input features (checks every layer's shape). */

@@ -148,13 +148,14 @@ Deno.test("examples/ddp_linear.ts under the launcher with 2 ranks: same weights,
   assert.match(weights[0], /^w = \[0\.9\d, -1\.9\d, 0\.4\d, 2\.9\d\], b = 0\.2\d$/);
 });
 
-Deno.test("DDP with Sequential.backwardAsync = backward = one process on the whole batch; buckets on the timeline", async () => {
+Deno.test("DDP with Sequential.backwardAsync = backward = one process on the whole batch; buckets on the timeline; gradients as bucket views", async () => {
   const outs: Record<string, Out[]> = {};
-  for (const mode of ["sync", "async"]) {
+  for (const mode of ["sync", "async", "view", "view-tcp"]) {
     const ranks = await runRanks({
       script: "tests/fixtures/ddp_nn_worker.ts",
       worldSize: 2,
-      args: [mode],
+      args: [mode.replace("-tcp", "")],
+      env: mode.endsWith("-tcp") ? { CHOIR_TRANSPORT: "tcp" } : {},
       deadlineMs: 60_000,
     });
     for (const o of ranks) {
@@ -165,6 +166,17 @@ Deno.test("DDP with Sequential.backwardAsync = backward = one process on the who
   }
   // The same reductions in the same order: bit-identical whether backward leaves the event loop free.
   assert.deepEqual(outs.async[0].params, outs.sync[0].params);
+  // Gradients moved into the (shared-memory) buckets: the same parameters, no copies.
+  assert.deepEqual(outs.view[0].params, outs.sync[0].params);
+  for (const o of outs.view) {
+    assert.ok(o.gradsInBuckets && o.shared, `rank ${o.rank}: gradients not in shared buckets`);
+  }
+  for (const o of outs.sync) {
+    assert.ok(!o.gradsInBuckets, `rank ${o.rank}: gradients moved without the option`);
+  }
+  // Over tcp the buckets are ordinary arrays; the gradients still live in them.
+  assert.deepEqual(outs["view-tcp"][0].params, outs.sync[0].params);
+  for (const o of outs["view-tcp"]) assert.equal(o.shared, false);
   for (const o of outs.async) {
     const spans = o.spans as { track: string; name: string }[];
     const buckets = o.buckets as number;
