@@ -9,7 +9,7 @@ import type { ArenaHost } from "./arena_host.ts";
 import type { Store } from "./store/store.ts";
 import type { Channel, Transport } from "./transport.ts";
 import { attach } from "./shm/attach.ts";
-import { type ChannelHost, ShmChannel, SLOT } from "./shm/channel.ts";
+import { type ChannelHost, chunkBytesFor, ShmChannel } from "./shm/channel.ts";
 import { Doorbells } from "./shm/doorbell.ts";
 import { Engine } from "./shm/engine.ts";
 import {
@@ -62,11 +62,6 @@ export interface ShmTransportOptions {
   yieldPolls?: number;
 }
 
-/** Longest futex sleep before the engine rechecks its peers. */
-const SLEEP_MS = 50;
-/** How often waiting operations look for dead peers and timeouts. */
-const CHECK_MS = 100;
-
 interface Waiter {
   timer: ReturnType<typeof setTimeout> | undefined;
   reject: (e: Error) => void;
@@ -118,13 +113,11 @@ export class ShmTransport implements Transport {
     this.#engine = new Engine(this.#bells, this.rank, () => lib.fn.sched_yield(), {
       spinPolls: opts.spinPolls ?? 20,
       yieldPolls: opts.yieldPolls ?? 20,
-      sleepMs: SLEEP_MS,
-      checkMs: CHECK_MS,
     });
     this.#host = {
       rank: this.rank,
       timeoutMs: opts.timeoutMs,
-      chunkBytes: Math.max(SLOT, Math.min(layout.ringBytes / 4, 1 << 20)),
+      chunkBytes: chunkBytesFor(layout.ringBytes),
       view: new DataView(segment.buffer),
       bells: this.#bells,
       kick: () => this.#engine.kick(),

@@ -9,8 +9,8 @@
 import { ChoirError, InvalidArgumentError, TransportError } from "../errors.ts";
 import type { ArenaHost } from "./arena_host.ts";
 import type { Channel, Transport } from "./transport.ts";
-import { type ChannelHost, ShmChannel, SLOT } from "./shm/channel.ts";
-import { Engine } from "./shm/engine.ts";
+import { type ChannelHost, chunkBytesFor, ShmChannel } from "./shm/channel.ts";
+import { Engine, SLEEP_MS } from "./shm/engine.ts";
 import { type Layout, STATE_ALIVE, STATE_CLOSED } from "./shm/layout.ts";
 import { RingReader, RingWriter } from "./shm/ring.ts";
 import { AtomicsBells } from "./worker/bells.ts";
@@ -45,7 +45,6 @@ export interface WorkerTransportOptions extends SegmentSpec {
   timeoutMs: number;
 }
 
-const SLEEP_MS = 50;
 const NO_YIELD = () => {};
 
 /**
@@ -62,7 +61,6 @@ function coreYielder(): () => void {
     return NO_YIELD;
   }
 }
-const CHECK_MS = 100;
 
 /**
  * A {@link Transport} between Worker ranks of one process through shared memory. Offers the arena
@@ -107,13 +105,11 @@ export class WorkerTransport implements Transport {
     this.#engine = new Engine(this.#bells, this.rank, this.#yieldCore, {
       spinPolls: 20,
       yieldPolls: this.#yieldCore === NO_YIELD ? 0 : 20,
-      sleepMs: SLEEP_MS,
-      checkMs: CHECK_MS,
     });
     this.#host = {
       rank: this.rank,
       timeoutMs: o.timeoutMs,
-      chunkBytes: Math.max(SLOT, Math.min(layout.ringBytes / 4, 1 << 20)),
+      chunkBytes: chunkBytesFor(layout.ringBytes),
       view: new DataView(memory.buffer),
       bells: this.#bells,
       kick: () => this.#engine.kick(),

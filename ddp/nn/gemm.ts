@@ -88,7 +88,7 @@ export function sgemm(
   if (b === "done") {
     if (m > 0 && n > 0) scale(C, m * n, beta);
   } else if (b !== null) {
-    b.cblas_sgemm(...blasArgs(transA, transB, m, n, k, alpha, A, B, beta, C));
+    b.cblas_sgemm(...blasArgs([transA, transB, m, n, k, alpha, A, B, beta, C]));
   } else sgemmJs(transA, transB, m, n, k, alpha, A, B, beta, C);
 }
 
@@ -111,7 +111,7 @@ export async function sgemmAsync(
 ): Promise<void> {
   const b = blasFor(m, n, k, A, B, C);
   if (b === "done" || b === null) sgemm(transA, transB, m, n, k, alpha, A, B, beta, C);
-  else await b.cblas_sgemm_nonblocking(...blasArgs(transA, transB, m, n, k, alpha, A, B, beta, C));
+  else await b.cblas_sgemm_nonblocking(...blasArgs([transA, transB, m, n, k, alpha, A, B, beta, C]));
 }
 
 /** Checks sizes; OpenBLAS when it applies, null for the JS kernel, "done" when only C's scaling is left. */
@@ -134,17 +134,9 @@ function blasFor(
   return b !== null && m * k <= MAX_INT && k * n <= MAX_INT && m * n <= MAX_INT ? b : null;
 }
 
+/** {@link sgemm}'s arguments as cblas_sgemm takes them (row-major, leading dimensions). */
 function blasArgs(
-  transA: boolean,
-  transB: boolean,
-  m: number,
-  n: number,
-  k: number,
-  alpha: number,
-  A: Float32Array,
-  B: Float32Array,
-  beta: number,
-  C: Float32Array,
+  [transA, transB, m, n, k, alpha, A, B, beta, C]: Parameters<typeof sgemm>,
 ) {
   return [
     ROW_MAJOR,

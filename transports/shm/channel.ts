@@ -16,6 +16,14 @@ import type { RingReader, RingWriter } from "./ring.ts";
  */
 export const SLOT = 64;
 
+/**
+ * The most bytes a channel copies into a ring of `ringBytes` before publishing them: a quarter of the
+ * ring (so the reader starts early), at least one slot and at most 1 MiB.
+ */
+export function chunkBytesFor(ringBytes: number): number {
+  return Math.max(SLOT, Math.min(ringBytes / 4, 1 << 20));
+}
+
 /** What a channel needs from its transport. */
 export interface ChannelHost {
   /** This rank. */

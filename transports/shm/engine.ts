@@ -22,11 +22,16 @@ export interface EngineOptions {
   spinPolls: number;
   /** Further rounds, each after `sched_yield()`, before sleeping on the doorbell. */
   yieldPolls: number;
-  /** Longest sleep on the doorbell, in ms (the loop then rechecks its peers). */
-  sleepMs: number;
-  /** How often queued work is checked for dead peers and timeouts, in ms. */
-  checkMs: number;
+  /** Longest sleep on the doorbell, in ms (the loop then rechecks its peers; default {@link SLEEP_MS}). */
+  sleepMs?: number;
+  /** How often queued work is checked for dead peers and timeouts, in ms (default 100). */
+  checkMs?: number;
 }
+
+/** Longest doorbell sleep before the engine (or a transport's own wait) rechecks its peers, ms. */
+export const SLEEP_MS = 50;
+/** How often waiting operations look for dead peers and timeouts, ms. */
+const CHECK_MS = 100;
 
 /** After this long without a real wait, let timers and I/O run (microtask turns alone starve them). */
 const MACROTASK_MS = 20;
@@ -72,7 +77,7 @@ export class Engine {
   }
 
   async #run(): Promise<void> {
-    const { spinPolls, yieldPolls, sleepMs, checkMs } = this.#opts;
+    const { spinPolls, yieldPolls, sleepMs = SLEEP_MS, checkMs = CHECK_MS } = this.#opts;
     let idle = 0;
     let lastCheck = performance.now();
     let lastMacrotask = lastCheck;
