@@ -5,34 +5,26 @@
  * bucket. Used at construction (reverse parameter order) and when rebuilding from the observed order.
  */
 
-import type { Parameter, ParamTensor } from "./model.ts";
-
 /** Element type of a gradient as the collectives name it. */
 export type GradDType = "f32" | "f64" | "f16" | "bf16";
 
-/** The element type of a parameter's gradient. */
-export function gradDType(p: Parameter): GradDType {
-  if (p.grad instanceof Float32Array) return "f32";
-  if (p.grad instanceof Float64Array) return "f64";
-  return p.dtype === "bf16" ? "bf16" : "f16";
-}
-
-/** A new zeroed tensor of `dtype` with `length` elements. */
-export function tensorOf(dtype: GradDType, length: number): ParamTensor {
-  if (dtype === "f32") return new Float32Array(length);
-  if (dtype === "f64") return new Float64Array(length);
-  return new Uint16Array(length);
+/** What bucket assignment needs to know of a gradient. */
+export interface GradSize {
+  /** Element type. */
+  readonly dtype: GradDType;
+  /** Size in bytes. */
+  readonly bytes: number;
 }
 
 /**
- * Assigns the parameters `order` (indices into `params`, first-ready first) to buckets: a bucket is
+ * Assigns the gradients `order` (indices into `grads`, first-ready first) to buckets: a bucket is
  * closed when adding to it would pass its cap (`firstCapBytes` for the first bucket closed, `capBytes`
  * for later ones); parameters of different element types go to different buckets. A parameter larger
  * than a cap gets a bucket of its own. Returns the buckets as lists of parameter indices, in the order
  * they fill.
  */
 export function assignBuckets(
-  params: readonly Parameter[],
+  grads: readonly GradSize[],
   order: readonly number[],
   capBytes: number,
   firstCapBytes: number,
@@ -40,8 +32,7 @@ export function assignBuckets(
   const done: number[][] = [];
   const open = new Map<GradDType, { idx: number[]; bytes: number }>();
   for (const i of order) {
-    const dtype = gradDType(params[i]);
-    const bytes = params[i].grad.byteLength;
+    const { dtype, bytes } = grads[i];
     let b = open.get(dtype);
     const cap = done.length === 0 ? firstCapBytes : capBytes;
     if (b && b.idx.length > 0 && b.bytes + bytes > cap) {

@@ -3,18 +3,25 @@
  * `DistributedDataParallel`: keeps replicas of a {@link Model} equal across the ranks of a process
  * group by broadcasting the state from rank 0 once, then averaging gradients in buckets whose
  * allreduce starts while backward is still running; with noSync accumulation, join for uneven data,
- * unused parameters and communication hooks. The model and the optimizer are the caller's.
+ * unused parameters and communication hooks. The model and the optimizer are the caller's. A
+ * {@link GpuModel}'s gradients are bucketed in device memory and averaged by GPU allReduce.
  */
 
-import { type CpuTensor, type ProcessGroup, ReduceOp } from "../collectives/mod.ts";
+import { type CpuTensor, type ProcessGroup, ReduceOp, releaseIpcMappings } from "../collectives/mod.ts";
 import { InvalidArgumentError } from "../errors.ts";
-import { type Bucket, Reducer } from "./reducer.ts";
-import { type GradDType, gradDType } from "./buckets.ts";
+import { type GpuTensor, isGpuTensor } from "../gpu/mod.ts";
+import { type Bucket, type BucketRunner, Reducer } from "./reducer.ts";
+import type { GradDType } from "./buckets.ts";
+import { gpuMemory, type GradMemory, hostMemory } from "./grad_memory.ts";
 import { type Control, controlBytes, controlRound } from "./join.ts";
 import { allreduceHook } from "./hooks/default.ts";
 import type { CommHook, HookGroup } from "./hooks/types.ts";
-import type { Buffer, Model, Parameter, ParamTensor } from "./model.ts";
+import type { Buffer, GpuBuffer, GpuModel, GpuParameter, Model, Parameter, ParamTensor } from "./model.ts";
 import type { Timeline } from "./timeline.ts";
+
+type AnyTensor = ParamTensor | GpuTensor;
+type AnyParameter = Parameter | GpuParameter;
+type AnyBuffer = Buffer | GpuBuffer;
 
 /** Options of {@link DistributedDataParallel}. */
 export interface DistributedDataParallelOptions {
@@ -79,7 +86,9 @@ export interface DdpStats {
 }
 
 /**
- * Data-parallel training of a {@link Model} over a {@link ProcessGroup}.
+ * Data-parallel training of a {@link Model} (host typed arrays) or a {@link GpuModel} (GpuTensors: the
+ * buckets are device memory, averaged through CUDA IPC on one host and staged otherwise; communication
+ * hooks are host-only) over a {@link ProcessGroup}.
  *
  * Per step: `zeroGrad()`, `await beforeForward()` (only needed with buffers), forward and backward
  * (backward reports each final gradient through the hook DDP installed, which starts bucket
@@ -99,9 +108,9 @@ export interface DdpStats {
  * await ddp.join();
  * ```
  */
-export class DistributedDataParallel {
+export class DistributedDataParallel<M extends Model | GpuModel = Model> {
   /** The replicated model. */
-  readonly model: Model;
+  readonly model: M;
   /** This rank in the group. */
   readonly rank: number;
   /** Number of ranks in the group. */
@@ -114,8 +123,9 @@ export class DistributedDataParallel {
   #opts:
     & Required<Omit<DistributedDataParallelOptions, "timeoutMs" | "timeline">>
     & Pick<DistributedDataParallelOptions, "timeoutMs" | "timeline">;
-  #reducer: Reducer;
-  #index = new Map<Parameter, number>();
+  #reducer: Reducer<AnyTensor>;
+  #memory: GradMemory<AnyTensor>;
+  #index = new Map<AnyParameter, number>();
   #used: Uint8Array;
   #hook: CommHook<unknown> = allreduceHook;
   #hookState: unknown = null;
@@ -131,7 +141,7 @@ export class DistributedDataParallel {
    * Wraps `model`; starts the broadcast of its parameters and buffers from rank 0 after checking that
    * every rank has the same parameters (await `ready`, or use {@link DistributedDataParallel.create}).
    */
-  constructor(model: Model, pg: ProcessGroup, opts: DistributedDataParallelOptions = {}) {
+  constructor(model: M, pg: ProcessGroup, opts: DistributedDataParallelOptions = {}) {
     this.model = model;
     this.#pg = pg;
     this.rank = pg.rank;
@@ -151,7 +161,9 @@ export class DistributedDataParallel {
     for (const k of ["bucketCapMb", "firstBucketMb"] as const) {
       if (!(this.#opts[k] > 0)) throw new InvalidArgumentError(`${k} must be positive`, { rank: pg.rank });
     }
-    const trainable = model.parameters().filter((p) => p.requiresGrad !== false);
+    const all: readonly AnyParameter[] = model.parameters();
+    const trainable = all.filter((p) => p.requiresGrad !== false);
+    this.#memory = memoryFor(all, pg.rank);
     trainable.forEach((p, i) => {
       if (p.grad.length !== p.data.length) {
         throw new InvalidArgumentError(`parameter ${p.name}: grad and data lengths differ`, {
@@ -161,36 +173,39 @@ export class DistributedDataParallel {
       this.#index.set(p, i);
     });
     this.#used = new Uint8Array(trainable.length);
-    this.#reducer = new Reducer(trainable, {
+    const setGrad = model.setGrad as ((p: AnyParameter, g: AnyTensor) => void) | undefined;
+    this.#reducer = new Reducer<AnyTensor>(trainable, this.#memory, {
       capBytes: this.#opts.bucketCapMb * 2 ** 20,
       firstCapBytes: this.#opts.firstBucketMb * 2 ** 20,
       gradientAsBucketView: this.#opts.gradientAsBucketView,
       timeline: this.#opts.timeline,
-      bindGrad: this.#opts.gradientAsBucketView && model.setGrad
-        ? (i, g) => model.setGrad!(trainable[i], g)
+      bindGrad: this.#opts.gradientAsBucketView && setGrad
+        ? (i, g) => setGrad.call(model, trainable[i], g)
         : undefined,
+      // Peers keep GPU buckets mapped between steps: unmapped everywhere before any is freed.
+      beforeFree: this.#memory.gpu ? () => this.#releaseMappings() : undefined,
     });
     this.#lastActive = Array.from({ length: pg.size }, (_, r) => r);
     this.#group = this.#countingGroup();
     this.ready = this.#syncStates();
     this.ready.catch(() => {}); // surfaced by create() and every later call
-    model.setGradReadyHook((p) => this.#onReady(p));
+    model.setGradReadyHook((p: AnyParameter) => this.#onReady(p));
   }
 
   /** Wraps `model` and waits for the initial broadcast: the usual way to build one. */
-  static async create(
-    model: Model,
+  static async create<M extends Model | GpuModel>(
+    model: M,
     pg: ProcessGroup,
     opts: DistributedDataParallelOptions = {},
-  ): Promise<DistributedDataParallel> {
-    const ddp = new DistributedDataParallel(model, pg, opts);
+  ): Promise<DistributedDataParallel<M>> {
+    const ddp = new DistributedDataParallel<M>(model, pg, opts);
     await ddp.ready;
     return ddp;
   }
 
   /** Names of the parameters in each gradient bucket, in launch order. */
   bucketNames(): string[][] {
-    return this.#reducer.buckets.map((b: Bucket) => b.params.map((i) => this.#reducer.params[i].name));
+    return this.#reducer.buckets.map((b) => b.params.map((i) => this.#reducer.params[i].name));
   }
 
   /** Whether the buckets DDP owns live in `pg.alloc` symmetric memory (see `sharedBuckets`); after `ready`. */
@@ -208,6 +223,12 @@ export class DistributedDataParallel {
    * `state` for every bucket. Register it on every rank, before the first step.
    */
   registerCommHook<S>(state: S, hook: CommHook<S>): void {
+    if (this.#memory.gpu) {
+      throw new InvalidArgumentError(
+        "communication hooks work on host gradients; a GpuModel's buckets are averaged by GPU allReduce",
+        { rank: this.#pg.rank, op: "DistributedDataParallel.registerCommHook" },
+      );
+    }
     if (this.#reducer.active || this.stats.steps > 0) {
       throw new InvalidArgumentError("registerCommHook must be called before the first step", {
         rank: this.#pg.rank,
@@ -224,7 +245,28 @@ export class DistributedDataParallel {
 
   /** Sets every trainable gradient to zero. */
   zeroGrad(): void {
-    for (const p of this.#reducer.params) p.grad.fill(0);
+    for (const p of this.#reducer.params) this.#memory.zero(p.grad);
+  }
+
+  /** Whether the model's gradients are on a GPU (a {@link GpuModel}). */
+  get onGpu(): boolean {
+    return this.#memory.gpu;
+  }
+
+  /**
+   * Detaches from the model and frees what DDP holds: for a GpuModel, unmaps the peers' buckets (a
+   * barrier: every rank calls it) and frees the device buckets. Call before freeing the model.
+   */
+  async close(): Promise<void> {
+    this.detach();
+    if (!this.#memory.gpu) return;
+    await this.#releaseMappings();
+    this.#reducer.dispose();
+  }
+
+  async #releaseMappings(): Promise<void> {
+    releaseIpcMappings();
+    await this.#pg.barrier({ timeoutMs: this.#opts.timeoutMs });
   }
 
   /**
@@ -246,7 +288,7 @@ export class DistributedDataParallel {
    */
   async beforeForward(): Promise<void> {
     await this.ready;
-    const buffers = this.model.buffers?.() ?? [];
+    const buffers = this.#buffers();
     if (this.#noSync > 0 || !this.#opts.broadcastBuffers || buffers.length === 0 || this.#reducer.active) {
       return;
     }
@@ -299,9 +341,9 @@ export class DistributedDataParallel {
     for (;;) {
       const c = await this.#controlRound(false, false);
       if (c.active.length === 0) break;
-      if (c.buffers) await this.#broadcastAll(this.model.buffers?.() ?? [], c.authority);
+      if (c.buffers) await this.#broadcastAll(this.#buffers(), c.authority);
       const findUnused = this.#findsUnused();
-      this.#reducer.begin(this.stats.steps, this.#group, this.#hook, this.#hookState, true);
+      this.#reducer.begin(this.#runner(), true);
       this.#reducer.markRemaining();
       await this.#reducer.settle();
       if (findUnused) await this.#usedMap(new Uint8Array(this.#reducer.params.length));
@@ -309,14 +351,14 @@ export class DistributedDataParallel {
       this.#endStep();
     }
     const root = this.#lastActive.length ? this.#lastActive[0] : 0;
-    await this.#broadcastAll([...this.model.parameters(), ...(this.model.buffers?.() ?? [])], root);
+    await this.#broadcastAll([...this.#parameters(), ...this.#buffers()], root);
   }
 
   #findsUnused(): boolean {
     return this.#opts.findUnusedParameters || (this.#opts.staticGraph && this.stats.steps === 0);
   }
 
-  #onReady(p: Parameter): void {
+  #onReady(p: AnyParameter): void {
     const i = this.#index.get(p);
     if (i === undefined) return;
     this.#used[i] = 1;
@@ -330,7 +372,34 @@ export class DistributedDataParallel {
     this.stats.lastStepBytes = 0;
     this.#control = this.#controlRound(true, buffers);
     const pre = this.#opts.staticGraph && this.stats.steps > 0 ? this.#staticUnused : [];
-    this.#reducer.begin(this.stats.steps, this.#group, this.#hook, this.#hookState, false, pre);
+    this.#reducer.begin(this.#runner(), false, pre);
+  }
+
+  /** How this step's buckets are averaged: the hook (host) or a GPU allReduce. */
+  #runner(): BucketRunner<AnyTensor> {
+    const pg = this.#pg, stats = this.stats, timeoutMs = this.#opts.timeoutMs;
+    if (this.#memory.gpu) {
+      return async (b) => {
+        const t = b.flat as GpuTensor;
+        stats.bytesAllreduced += t.byteLength;
+        stats.lastStepBytes += t.byteLength;
+        await pg.allReduce(t, { op: ReduceOp.AVG, async: true, timeoutMs, gpu: { keepMapped: true } }).wait();
+        return t;
+      };
+    }
+    const hook = this.#hook, state = this.#hookState, iteration = this.stats.steps, group = this.#group;
+    const params = this.#reducer.params as readonly Parameter[];
+    return (b: Bucket<AnyTensor>, isLast) =>
+      hook(state, {
+        index: b.index,
+        buffer: b.flat as ParamTensor,
+        dtype: b.dtype,
+        parameters: b.params.map((i) => params[i]),
+        offsets: b.offsets,
+        isLast,
+        iteration,
+        group,
+      });
   }
 
   #controlRound(training: boolean, buffers: boolean): Promise<Control> {
@@ -360,15 +429,17 @@ export class DistributedDataParallel {
       root,
       timeoutMs: this.#opts.timeoutMs,
     });
-    this.#reducer.rebuild(agreed);
+    await this.#reducer.rebuild(agreed);
   }
 
   async #syncStates(): Promise<void> {
-    const sig = (p: Parameter | Buffer, kind: string) =>
-      `${kind} ${p.name} ${p.data.length} ${"dtype" in p ? p.dtype ?? "" : ""} ${p.data.constructor.name}`;
+    const sig = (p: AnyParameter | AnyBuffer, kind: string) =>
+      `${kind} ${p.name} ${p.data.length} ${
+        isGpuTensor(p.data) ? p.data.dtype : "dtype" in p ? p.dtype ?? "" : ""
+      } ${p.data.constructor.name}`;
     const mine = [
-      ...this.model.parameters().map((p) => sig(p, "param")),
-      ...(this.model.buffers?.() ?? []).map((b) => sig(b, "buffer")),
+      ...this.#parameters().map((p) => sig(p, "param")),
+      ...this.#buffers().map((b) => sig(b, "buffer")),
     ];
     const all = await this.#pg.allGatherObject(mine, { timeoutMs: this.#opts.timeoutMs });
     for (let r = 1; r < all.length; r++) {
@@ -384,9 +455,9 @@ export class DistributedDataParallel {
         );
       }
     }
-    await this.#broadcastAll([...this.model.parameters(), ...(this.model.buffers?.() ?? [])], 0);
+    await this.#broadcastAll([...this.#parameters(), ...this.#buffers()], 0);
     const viewsOfUserMemory = this.#opts.gradientAsBucketView && !this.model.setGrad;
-    if (this.#opts.sharedBuckets && !viewsOfUserMemory && this.#pg.canAlloc) {
+    if (this.#opts.sharedBuckets && !viewsOfUserMemory && !this.#memory.gpu && this.#pg.canAlloc) {
       await this.#shareBuckets();
     }
   }
@@ -394,20 +465,28 @@ export class DistributedDataParallel {
   /** Moves the bucket buffers into symmetric memory: one `pg.alloc` per gradient type (collective). */
   async #shareBuckets(): Promise<void> {
     const lengths = new Map<GradDType, number>();
-    for (const p of this.#reducer.params) {
-      const t = gradDType(p);
+    this.#reducer.params.forEach((p, i) => {
+      const t = this.#reducer.dtypeOf(i);
       lengths.set(t, (lengths.get(t) ?? 0) + p.grad.length);
-    }
-    const storage = new Map<GradDType, ParamTensor>();
+    });
+    const storage = new Map<GradDType, AnyTensor>();
     for (const [t, len] of [...lengths].sort(([a], [b]) => a.localeCompare(b))) {
       storage.set(t, await this.#pg.alloc(t, len) as ParamTensor);
     }
     this.#reducer.useStorage(storage);
   }
 
-  async #broadcastAll(items: readonly (Parameter | Buffer)[], root: number): Promise<void> {
+  #parameters(): readonly AnyParameter[] {
+    return this.model.parameters();
+  }
+
+  #buffers(): readonly AnyBuffer[] {
+    return this.model.buffers?.() ?? [];
+  }
+
+  async #broadcastAll(items: readonly (AnyParameter | AnyBuffer)[], root: number): Promise<void> {
     const works = items.map((p) =>
-      this.#pg.broadcast(p.data as CpuTensor, {
+      this.#pg.broadcast(p.data as CpuTensor | GpuTensor, {
         root,
         async: true,
         dtype: halfDType(p),
@@ -433,7 +512,19 @@ export class DistributedDataParallel {
   }
 }
 
-function halfDType(p: Parameter | Buffer): "f16" | "bf16" | undefined {
+/** The gradient memory of a model's parameters: all on the host or all on GPUs. */
+function memoryFor(params: readonly AnyParameter[], rank: number): GradMemory<AnyTensor> {
+  const onGpu = params.filter((p) => isGpuTensor(p.grad) || isGpuTensor(p.data)).length;
+  if (onGpu > 0 && onGpu < params.length) {
+    throw new InvalidArgumentError(
+      `${onGpu} of ${params.length} parameters are GpuTensors: a model's parameters must all be on the host or all on GPUs`,
+      { rank, op: "DistributedDataParallel" },
+    );
+  }
+  return (onGpu > 0 ? gpuMemory : hostMemory) as GradMemory<AnyTensor>;
+}
+
+function halfDType(p: AnyParameter | AnyBuffer): "f16" | "bf16" | undefined {
   if (!(p.data instanceof Uint16Array)) return undefined;
   return "dtype" in p && p.dtype === "bf16" ? "bf16" : "f16";
 }

@@ -38,14 +38,23 @@ export type { OutputStream } from "./launch_output.ts";
 export type { ChoirEnv } from "../config.ts";
 export type { SchedulerKind } from "../schedulers.ts";
 
-export type { Buffer, GradReadyHook, Model, Parameter, ParamTensor } from "./model.ts";
+export type {
+  Buffer,
+  GpuBuffer,
+  GpuGradReadyHook,
+  GpuModel,
+  GpuParameter,
+  GradReadyHook,
+  Model,
+  Parameter,
+  ParamTensor,
+} from "./model.ts";
 export {
   type DdpStats,
   DistributedDataParallel,
   type DistributedDataParallelOptions,
 } from "./distributed.ts";
 export { DistributedSampler, type DistributedSamplerOptions } from "./sampler.ts";
-export { type FlatGpuModel, GpuDataParallel, type GpuDataParallelOptions } from "./gpu_data_parallel.ts";
 export { type ChromeTraceEvent, Timeline, type TimelineSpan } from "./timeline.ts";
 export type { GradDType } from "./buckets.ts";
 export type { CommHook, GradBucket, HookGroup, HookReduceOp } from "./hooks/types.ts";

@@ -7,13 +7,25 @@
  */
 
 import { InvalidArgumentError } from "../errors.ts";
-import { assignBuckets, type GradDType, gradDType, tensorOf } from "./buckets.ts";
-import type { Parameter, ParamTensor } from "./model.ts";
-import type { CommHook, GradBucket, HookGroup } from "./hooks/types.ts";
+import { assignBuckets, type GradDType } from "./buckets.ts";
+import type { GradMemory } from "./grad_memory.ts";
 import type { Timeline } from "./timeline.ts";
 
+/** What the reducer needs of a parameter: its name and its gradient (of tensor type `T`). */
+export interface ReducedParam<T> {
+  /** Unique name. */
+  readonly name: string;
+  /** The gradient. */
+  readonly grad: T;
+  /** Element type, for Uint16Array halves (`f16` or `bf16`). */
+  readonly dtype?: string;
+}
+
+/** Runs one bucket's communication; resolves to the averaged gradients (the bucket or another tensor). */
+export type BucketRunner<T> = (bucket: Bucket<T>, isLast: boolean) => Promise<T>;
+
 /** A bucket: parameters whose gradients travel together. */
-export interface Bucket {
+export interface Bucket<T> {
   /** Launch position. */
   readonly index: number;
   /** Indices of its parameters (in the reducer's parameter list), in buffer order. */
@@ -23,13 +35,13 @@ export interface Bucket {
   /** Element type. */
   readonly dtype: GradDType;
   /** The flattened gradients (a view over the gradients themselves when `isView`). */
-  readonly flat: ParamTensor;
+  readonly flat: T;
   /** Whether `flat` is the gradients' own memory. */
   readonly isView: boolean;
 }
 
 /** Options of {@link Reducer}. */
-export interface ReducerOptions {
+export interface ReducerOptions<T> {
   /** Cap of every bucket but the first, in bytes. */
   capBytes: number;
   /** Cap of the first bucket, in bytes. */
@@ -42,37 +54,46 @@ export interface ReducerOptions {
    * Makes a view of a bucket the gradient of parameter `i` (the model's `setGrad`): then every bucket
    * is made of the gradients themselves, and nothing is copied in or out.
    */
-  bindGrad?: (i: number, grad: ParamTensor) => void;
+  bindGrad?: (i: number, grad: T) => void;
+  /**
+   * Called before bucket memory the reducer owns is freed when buckets are rebuilt (GPU: peers may
+   * still map it); the old buckets are freed once it resolves.
+   */
+  beforeFree?: () => Promise<void>;
 }
 
 /** Tracks readiness and runs the hooks of one step at a time. */
-export class Reducer {
+export class Reducer<T> {
   /** The parameters reduced (those that require gradients), in model order. */
-  readonly params: readonly Parameter[];
-  #opts: ReducerOptions;
-  #buckets: Bucket[] = [];
+  readonly params: readonly ReducedParam<T>[];
+  /** The tensor operations of the gradients' kind (host or GPU). */
+  readonly memory: GradMemory<T>;
+  #opts: ReducerOptions<T>;
+  #dtypes: GradDType[];
+  #buckets: Bucket<T>[] = [];
+  #owned: T[] = [];
   #bucketOf: Int32Array;
   #pending: number[] = [];
   #ready: Uint8Array;
   #order: number[] = [];
   #next = 0;
   #chain: Promise<void> = Promise.resolve();
-  #results: (ParamTensor | null)[] = [];
+  #results: (T | null)[] = [];
   #failure: unknown = null;
   #inFlight = 0;
-  #storage: ReadonlyMap<GradDType, ParamTensor> | null = null;
+  #storage: ReadonlyMap<GradDType, T> | null = null;
   #cursor = new Map<GradDType, number>();
-  #step:
-    | { iteration: number; group: HookGroup; hook: CommHook<unknown>; state: unknown; zeros: boolean }
-    | null = null;
+  #step: { run: BucketRunner<T>; zeros: boolean } | null = null;
 
   /** Builds the initial buckets in reverse parameter order. */
-  constructor(params: readonly Parameter[], opts: ReducerOptions) {
+  constructor(params: readonly ReducedParam<T>[], memory: GradMemory<T>, opts: ReducerOptions<T>) {
     this.params = params;
+    this.memory = memory;
     this.#opts = opts;
+    this.#dtypes = params.map((p) => memory.dtypeOf(p.grad, p.dtype));
     this.#bucketOf = new Int32Array(params.length);
     this.#ready = new Uint8Array(params.length);
-    this.rebuild(params.map((_, i) => params.length - 1 - i));
+    this.#assign(params.map((_, i) => params.length - 1 - i));
   }
 
   /** Whether bucket buffers come from storage given to {@link useStorage}. */
@@ -81,7 +102,7 @@ export class Reducer {
   }
 
   /** The buckets, in launch order. */
-  get buckets(): readonly Bucket[] {
+  get buckets(): readonly Bucket<T>[] {
     return this.#buckets;
   }
 
@@ -95,80 +116,115 @@ export class Reducer {
     return this.#ready[i] === 1;
   }
 
-  /** Reassigns the buckets for gradients expected in `order` (missing parameters go last, reversed). */
-  rebuild(order: readonly number[]): void {
+  /** Element type of parameter `i`'s gradient. */
+  dtypeOf(i: number): GradDType {
+    return this.#dtypes[i];
+  }
+
+  /**
+   * Reassigns the buckets for gradients expected in `order` (missing parameters go last, reversed);
+   * nothing changes when the buckets would be the same.
+   */
+  async rebuild(order: readonly number[]): Promise<void> {
+    const groups = this.#groups(order);
+    const same = groups.length === this.#buckets.length &&
+      groups.every((g, b) => g.join() === this.#buckets[b].params.join());
+    if (same) return;
+    const old = this.#owned;
+    // Gradients bound into buckets move with them; the new buckets may overlap the old ones, so the
+    // values are kept aside first.
+    const saved = this.#opts.bindGrad ? this.params.map((p) => this.memory.clone(p.grad)) : null;
+    if (old.length && this.#opts.beforeFree) await this.#opts.beforeFree();
+    this.#owned = [];
+    this.#build(groups, saved);
+    for (const t of [...old, ...(saved ?? [])]) this.memory.release(t);
+  }
+
+  #assign(order: readonly number[]): void {
+    const saved = this.#opts.bindGrad ? this.params.map((p) => this.memory.clone(p.grad)) : null;
+    this.#build(this.#groups(order), saved);
+    for (const t of saved ?? []) this.memory.release(t);
+  }
+
+  #groups(order: readonly number[]): number[][] {
     const seen = new Set(order);
     const full = [...order];
     for (let i = this.params.length - 1; i >= 0; i--) if (!seen.has(i)) full.push(i);
-    const groups = assignBuckets(this.params, full, this.#opts.capBytes, this.#opts.firstCapBytes);
+    const sizes = this.params.map((p, i) => ({
+      dtype: this.#dtypes[i],
+      bytes: this.memory.byteLength(p.grad),
+    }));
+    return assignBuckets(sizes, full, this.#opts.capBytes, this.#opts.firstCapBytes);
+  }
+
+  #build(groups: number[][], saved: readonly T[] | null): void {
     this.#cursor.clear();
-    // Gradients bound into buckets move with them; the new buckets may overlap the old ones, so the
-    // values are kept aside first.
-    const saved = this.#opts.bindGrad ? this.params.map((p) => p.grad.slice()) : null;
     this.#buckets = groups.map((idx, b) =>
       saved ? this.#bindBucket(b, idx, saved) : this.#makeBucket(b, idx)
     );
     this.#buckets.forEach((b) => b.params.forEach((i) => this.#bucketOf[i] = b.index));
   }
 
-  #makeBucket(index: number, idx: number[]): Bucket {
-    const dtype = gradDType(this.params[idx[0]]);
+  #makeBucket(index: number, idx: number[]): Bucket<T> {
+    const dtype = this.#dtypes[idx[0]];
     if (this.#opts.gradientAsBucketView) {
-      const byMem = [...idx].sort((a, b) => this.params[a].grad.byteOffset - this.params[b].grad.byteOffset);
-      const first = this.params[byMem[0]].grad;
-      let at = first.byteOffset;
-      const offsets: number[] = [];
-      let ok = true;
-      for (const i of byMem) {
-        const g = this.params[i].grad;
-        if (g.buffer !== first.buffer || g.byteOffset !== at) ok = false;
-        offsets.push((at - first.byteOffset) / g.BYTES_PER_ELEMENT);
-        at += g.byteLength;
-      }
-      if (ok) {
-        const len = (at - first.byteOffset) / first.BYTES_PER_ELEMENT;
-        const flat = first instanceof Float32Array
-          ? new Float32Array(first.buffer, first.byteOffset, len)
-          : first instanceof Float64Array
-          ? new Float64Array(first.buffer, first.byteOffset, len)
-          : new Uint16Array(first.buffer, first.byteOffset, len);
-        return { index, params: byMem, offsets, dtype, flat, isView: true };
+      const run = this.memory.contiguous(idx.map((i) => this.params[i].grad));
+      if (run) {
+        return {
+          index,
+          params: run.order.map((k) => idx[k]),
+          offsets: run.offsets,
+          dtype,
+          flat: run.flat,
+          isView: true,
+        };
       }
     }
     const offsets: number[] = [];
     let len = 0;
     for (const i of idx) {
       offsets.push(len);
-      len += this.params[i].grad.length;
+      len += this.memory.length(this.params[i].grad);
     }
-    return { index, params: idx, offsets, dtype, flat: this.#flatOf(dtype, len), isView: false };
+    return { index, params: idx, offsets, dtype, flat: this.#flatOf(dtype, len, idx[0]), isView: false };
   }
 
   /** A bucket whose memory becomes its parameters' gradients (they keep their values). */
-  #bindBucket(index: number, idx: number[], saved: readonly ParamTensor[]): Bucket {
+  #bindBucket(index: number, idx: number[], saved: readonly T[]): Bucket<T> {
     const offsets: number[] = [];
     let len = 0;
     for (const i of idx) {
       offsets.push(len);
-      len += this.params[i].grad.length;
+      len += this.memory.length(this.params[i].grad);
     }
-    const dtype = gradDType(this.params[idx[0]]);
-    const flat = this.#flatOf(dtype, len);
+    const dtype = this.#dtypes[idx[0]];
+    const flat = this.#flatOf(dtype, len, idx[0]);
     idx.forEach((i, k) => {
-      const view = flat.subarray(offsets[k], offsets[k] + saved[i].length);
-      view.set(saved[i]);
+      const view = this.memory.view(flat, offsets[k], this.memory.length(saved[i]));
+      this.memory.copy(view, saved[i]);
       this.#opts.bindGrad!(i, view);
     });
     return { index, params: idx, offsets, dtype, flat, isView: true };
   }
 
-  /** A bucket's own buffer: the next `len` elements of the shared storage, or a new array. */
-  #flatOf(dtype: GradDType, len: number): ParamTensor {
+  /** A bucket's own buffer: the next `len` elements of the shared storage, or new memory. */
+  #flatOf(dtype: GradDType, len: number, like: number): T {
     const store = this.#storage?.get(dtype);
-    if (!store) return tensorOf(dtype, len);
+    if (!store) {
+      const t = this.memory.alloc(dtype, len, this.params[like].grad);
+      this.#owned.push(t);
+      return t;
+    }
     const at = this.#cursor.get(dtype) ?? 0;
     this.#cursor.set(dtype, at + len);
-    return store.subarray(at, at + len);
+    return this.memory.view(store, at, len);
+  }
+
+  /** Frees the bucket memory the reducer allocated (GPU; the reducer is unusable afterwards). */
+  dispose(): void {
+    for (const t of this.#owned) this.memory.release(t);
+    this.#owned = [];
+    this.#buckets = [];
   }
 
   /**
@@ -176,24 +232,21 @@ export class Reducer {
    * gradients of that type), in bucket order: with `pg.alloc` memory, every rank's buckets then sit
    * at the same offsets of symmetric memory, where allreduce runs in place. Rebuilds the buckets.
    */
-  useStorage(storage: ReadonlyMap<GradDType, ParamTensor>): void {
+  useStorage(storage: ReadonlyMap<GradDType, T>): void {
     this.#storage = storage;
-    this.rebuild(this.#buckets.flatMap((b) => b.params));
+    const saved = this.#opts.bindGrad ? this.params.map((p) => this.memory.clone(p.grad)) : null;
+    const old = this.#owned;
+    this.#owned = [];
+    this.#build(this.#buckets.map((b) => [...b.params]), saved);
+    for (const t of [...old, ...(saved ?? [])]) this.memory.release(t);
   }
 
   /**
    * Starts a step: nothing is ready. With `zeros`, buckets carry zeros instead of gradients (a rank
    * that has joined and only answers the others' collectives).
    */
-  begin(
-    iteration: number,
-    group: HookGroup,
-    hook: CommHook<unknown>,
-    state: unknown,
-    zeros = false,
-    preReady: Iterable<number> = [],
-  ): void {
-    this.#step = { iteration, group, hook, state, zeros };
+  begin(run: BucketRunner<T>, zeros = false, preReady: Iterable<number> = []): void {
+    this.#step = { run, zeros };
     this.#ready.fill(0);
     this.#order = [];
     this.#next = 0;
@@ -235,28 +288,23 @@ export class Reducer {
   #launch(b: number): void {
     const step = this.#step!;
     const bucket = this.#buckets[b];
-    if (step.zeros) bucket.flat.fill(0);
+    const mem = this.memory;
+    if (step.zeros) mem.zero(bucket.flat);
     else if (!bucket.isView) {
-      bucket.params.forEach((i, k) => bucket.flat.set(this.params[i].grad, bucket.offsets[k]));
+      bucket.params.forEach((i, k) => {
+        const g = this.params[i].grad;
+        mem.copy(mem.view(bucket.flat, bucket.offsets[k], mem.length(g)), g);
+      });
     }
-    const gb: GradBucket = {
-      index: b,
-      buffer: bucket.flat,
-      dtype: bucket.dtype,
-      parameters: bucket.params.map((i) => this.params[i]),
-      offsets: bucket.offsets,
-      isLast: b === this.#buckets.length - 1,
-      iteration: step.iteration,
-      group: step.group,
-    };
-    // Hooks run one after another so that multi-round hooks issue collectives in the same order
+    // Buckets run one after another so that multi-round hooks issue collectives in the same order
     // everywhere; when none is running, the hook starts right here, inside backward.
     const timeline = this.#opts.timeline;
+    const isLast = b === this.#buckets.length - 1;
     const run = async () => {
       const start = timeline?.now() ?? 0;
       try {
         if (this.#failure) return;
-        const res = await step.hook(step.state, gb);
+        const res = await step.run(bucket, isLast);
         if (!step.zeros) this.#results[b] = res;
       } catch (e) {
         this.#failure = e;
@@ -264,7 +312,7 @@ export class Reducer {
         this.#inFlight--;
         timeline?.end(
           "comm",
-          `bucket ${b} (${(bucket.flat.byteLength / 2 ** 20).toFixed(1)} MiB)`,
+          `bucket ${b} (${(mem.byteLength(bucket.flat) / 2 ** 20).toFixed(1)} MiB)`,
           start,
           `${b % 10}`,
         );
@@ -285,7 +333,7 @@ export class Reducer {
         `gradients of ${missing.length} parameter(s) were never reported ready (${
           missing.slice(0, 5).join(", ")
         }${missing.length > 5 ? ", ..." : ""}); pass findUnusedParameters: true if some are unused`,
-        { op: "DistributedDataParallel.finishBackward", rank: step.group.rank },
+        { op: "DistributedDataParallel.finishBackward" },
       );
     }
     await this.#chain;
@@ -298,40 +346,26 @@ export class Reducer {
    * `keep(i)` holds (nothing after a step of zeros).
    */
   writeBack(scale: number, keep: (i: number) => boolean): void {
+    const mem = this.memory;
     this.#buckets.forEach((bucket, b) => {
       const res = this.#results[b];
       if (!res) return;
-      if (res.length !== bucket.flat.length) {
+      if (mem.length(res) !== mem.length(bucket.flat)) {
         throw new InvalidArgumentError(
-          `communication hook returned ${res.length} elements for a bucket of ${bucket.flat.length}`,
+          `communication hook returned ${mem.length(res)} elements for a bucket of ${
+            mem.length(bucket.flat)
+          }`,
           { op: "DistributedDataParallel.finishBackward" },
         );
       }
       bucket.params.forEach((i, k) => {
         if (!keep(i)) return;
         const g = this.params[i].grad;
-        const src = res.subarray(bucket.offsets[k], bucket.offsets[k] + g.length);
-        if (src.buffer !== g.buffer || src.byteOffset !== g.byteOffset) g.set(src);
-        if (scale !== 1) scaleInPlace(g, bucket.dtype, scale);
+        const src = mem.view(res, bucket.offsets[k], mem.length(g));
+        if (!mem.same(src, g)) mem.copy(g, src);
+        if (scale !== 1) mem.scale(g, bucket.dtype, scale);
       });
     });
     this.#results = this.#buckets.map(() => null);
-  }
-}
-
-function scaleInPlace(g: ParamTensor, dtype: GradDType, scale: number): void {
-  if (!(g instanceof Uint16Array)) {
-    for (let i = 0; i < g.length; i++) g[i] *= scale;
-  } else if (dtype === "f16") {
-    const h = new Float16Array(g.buffer, g.byteOffset, g.length);
-    for (let i = 0; i < h.length; i++) h[i] *= scale;
-  } else {
-    const u = new Uint32Array(1);
-    const f = new Float32Array(u.buffer);
-    for (let i = 0; i < g.length; i++) {
-      u[0] = g[i] << 16;
-      f[0] *= scale;
-      g[i] = (u[0] + 0x7fff + ((u[0] >>> 16) & 1)) >>> 16;
-    }
   }
 }

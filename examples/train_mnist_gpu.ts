@@ -2,14 +2,15 @@
  * @module
  * `train_mnist.ts --device cuda`: the same recipe (784-hidden-10 MLP with GELU, AdamW, cosine decay,
  * random shifts, the same initial weights) with the model on the GPU ({@link GpuMlp}), gradients
- * averaged by {@link GpuDataParallel} (CUDA IPC when the ranks share a host's GPUs). Rank r uses GPU
+ * averaged by {@link DistributedDataParallel} in buckets that are views of the model's flat gradient
+ * (CUDA IPC when the ranks share a host's GPUs, overlapping backward). Rank r uses GPU
  * `LOCAL_RANK % devices`, so several ranks may share one GPU.
  */
 
 import { initProcessGroup, ReduceOp } from "../mod.ts";
 import { cudaAvailable, deviceCount, deviceInfo, GpuTensor, useDevice } from "../gpu/mod.ts";
 import { argmaxGpu, GpuAdamW, GpuMlp, seededRandom, softmaxCrossEntropyGpu } from "../ddp/nn/mod.ts";
-import { DistributedSampler, GpuDataParallel } from "../ddp/mod.ts";
+import { DistributedDataParallel, DistributedSampler } from "../ddp/mod.ts";
 import { readEnv } from "../config.ts";
 import { loadMnist, PIXELS, putShifted } from "./mnist_data.ts";
 
@@ -50,7 +51,7 @@ export async function trainMnistGpu(o: GpuTrainOptions): Promise<number> {
   );
 
   const model = new GpuMlp([PIXELS, o.hidden, 10], { device, seeds: [1, 2] });
-  const dp = await GpuDataParallel.create(model, pg);
+  const ddp = await DistributedDataParallel.create(model, pg, { gradientAsBucketView: true });
   const opt = new GpuAdamW({ lr: o.lr, weightDecay: 1e-4 });
   const sampler = new DistributedSampler(train.count, {
     numReplicas: pg.size,
@@ -93,11 +94,11 @@ export async function trainMnistGpu(o: GpuTrainOptions): Promise<number> {
       }
       dx.copyFromHost(x);
       dy.copyFromHost(y);
-      model.zeroGrad();
+      ddp.zeroGrad();
       const { loss, grad } = softmaxCrossEntropyGpu(model.forward(dx, o.batch), dy, o.batch, 10);
-      model.backward(grad, o.batch);
+      model.backward(grad, o.batch); // each layer's gradient starts its bucket's allreduce
       grad.free();
-      await dp.finishBackward();
+      await ddp.finishBackward();
       opt.step(model.flatData, model.flatGrad);
       lossSum += loss;
       steps++;
@@ -118,7 +119,7 @@ export async function trainMnistGpu(o: GpuTrainOptions): Promise<number> {
         ((performance.now() - t0) / 1000).toFixed(1)
       } s`,
   );
-  await dp.close();
+  await ddp.close();
   dx.free();
   dy.free();
   opt.free();

@@ -125,6 +125,11 @@ export class GpuTensor {
     return this.#freed || (this.#owner?.freed ?? false);
   }
 
+  /** The owning tensor whose allocation this one views (itself when it owns its memory). */
+  get base(): GpuTensor {
+    return this.#owner ?? this;
+  }
+
   /** Whether this tensor owns its memory (views do not). */
   get owning(): boolean {
     return this.#owner === null;

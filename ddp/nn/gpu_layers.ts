@@ -3,22 +3,15 @@
  * The small network of ddp/nn on the GPU: {@link GpuMlp} (Linear and GELU layers whose parameters
  * and gradients live in two flat GpuTensors), softmax cross-entropy, argmax and AdamW, through cuBLAS
  * and the nn PTX kernels. Initial values equal the CPU {@link Linear}'s for the same seeds. Averaging
- * gradients across ranks is {@link GpuDataParallel} (`ddp/gpu_data_parallel.ts`).
+ * gradients across ranks is DistributedDataParallel's: GpuMlp is a {@link GpuModel}.
  */
 
 import { InvalidArgumentError } from "../../errors.ts";
 import { GpuTensor, launchNn, matmul } from "../../gpu/mod.ts";
+import type { GpuGradReadyHook, GpuModel, GpuParameter } from "../model.ts";
 import { Linear } from "./linear.ts";
 
-/** A parameter on the GPU: value and gradient are views into the model's flat buffers. */
-export interface GpuParameter {
-  /** `<layer>.<name>` (`0.weight`), as the CPU Sequential names it. */
-  readonly name: string;
-  /** The value. */
-  readonly data: GpuTensor;
-  /** The gradient (backward accumulates into it). */
-  readonly grad: GpuTensor;
-}
+export type { GpuParameter } from "../model.ts";
 
 const f32 = (v: number) => ({ f32: v });
 const u32 = (v: number) => ({ u32: v });
@@ -44,10 +37,12 @@ export interface GpuMlpOptions {
 
 /**
  * A multilayer perceptron `Linear -> GELU -> ... -> Linear` on one GPU, for `batch x sizes[0]` f32
- * inputs. Every parameter is a view into one flat value buffer and one flat gradient buffer, so a data
- * parallel step averages gradients with one allReduce (or a few bucket views of it).
+ * inputs. Every parameter (named `<layer>.weight` / `<layer>.bias` as the CPU Sequential names them)
+ * is a view into one flat value buffer and one flat gradient buffer, so DistributedDataParallel with
+ * `gradientAsBucketView` averages views of the flat gradient, with no copies. Backward reports each
+ * layer's gradients as soon as their kernels are queued.
  */
-export class GpuMlp {
+export class GpuMlp implements GpuModel {
   /** Device ordinal. */
   readonly device: number;
   /** Layer widths, input first. */
@@ -58,6 +53,7 @@ export class GpuMlp {
   readonly flatGrad: GpuTensor;
   readonly #layers: LayerState[] = [];
   readonly #params: GpuParameter[] = [];
+  #hook: GpuGradReadyHook | null = null;
 
   /** Builds the layers, initialised as the CPU `Linear` with the same seeds, and uploads them. */
   constructor(sizes: readonly number[], opts: GpuMlpOptions = {}) {
@@ -99,6 +95,11 @@ export class GpuMlp {
   /** Parameters in forward order. */
   parameters(): readonly GpuParameter[] {
     return this.#params;
+  }
+
+  /** Installs the hook backward calls per layer's weight and bias once their gradients are queued. */
+  setGradReadyHook(hook: GpuGradReadyHook | null): void {
+    this.#hook = hook;
   }
 
   /** Sets every gradient to zero. */
@@ -160,6 +161,8 @@ export class GpuMlp {
         this.device,
       );
       matmul(g, l.x, { transA: true, beta: 1, out: l.weight.grad }); // dW += g^T x
+      this.#hook?.(l.weight);
+      this.#hook?.(l.bias);
       if (i > 0) {
         const dx = matmul(g, l.weight.data); // dx = g W
         owned.push(dx);

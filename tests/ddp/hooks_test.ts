@@ -20,10 +20,11 @@ const param = (name: string, n: number, shape?: number[]): Parameter => ({
 
 Deno.test("assignBuckets: first-bucket cap, later cap, oversized parameters alone, one dtype per bucket", () => {
   const ps = [param("a", 10), param("b", 10), param("c", 100), param("d", 10), param("e", 10)];
+  const sizes = ps.map((p) => ({ dtype: "f32" as const, bytes: p.grad.byteLength }));
   // reverse order, first cap 80 bytes (20 floats), cap 200 bytes
-  assert.deepEqual(assignBuckets(ps, [4, 3, 2, 1, 0], 200, 80), [[4, 3], [2], [1, 0]]);
-  const half: Parameter = { name: "h", data: new Uint16Array(4), grad: new Uint16Array(4), dtype: "f16" };
-  assert.deepEqual(assignBuckets([...ps.slice(0, 2), half], [2, 1, 0], 1000, 1000), [[2], [1, 0]]);
+  assert.deepEqual(assignBuckets(sizes, [4, 3, 2, 1, 0], 200, 80), [[4, 3], [2], [1, 0]]);
+  const half = { dtype: "f16" as const, bytes: 8 };
+  assert.deepEqual(assignBuckets([...sizes.slice(0, 2), half], [2, 1, 0], 1000, 1000), [[2], [1, 0]]);
 });
 
 Deno.test("toHalf/fromHalf: f16 and bf16 round trips of representable values, rounding otherwise", () => {

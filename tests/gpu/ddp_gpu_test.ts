@@ -1,12 +1,15 @@
 /**
  * @module
- * DDP on the GPU: `examples/train_mnist.ts --device cuda` with 2 ranks sharing one GPU reaches the
- * loss and accuracy of the CPU run with the same flags (same initial weights, same data order). On the
- * mock driver of tests/gpu/mock when no GPU is here (it checks the host side and the layer math, as its
- * kernels mirror gpu/kernels/nn.cu), and on the real driver when there is one.
+ * DDP on the GPU: DistributedDataParallel over GpuTensor parameters (every bucket kind, rebuild,
+ * noSync, join) against float64 averages, and `examples/train_mnist.ts --device cuda` with 2 ranks
+ * sharing one GPU reaching the loss and accuracy of the CPU run with the same flags (same initial
+ * weights, same data order). On the mock driver of tests/gpu/mock when no GPU is here (it checks the
+ * host side and the layer math, as its kernels mirror gpu/kernels/nn.cu), and on the real driver when
+ * there is one.
  */
 
 import assert from "node:assert/strict";
+import { resultOf, runRanks } from "../helpers/ranks.ts";
 import { mockCudaLibrary, mockEnv } from "../helpers/mock_cuda.ts";
 import { cudaAvailable } from "../../gpu/mod.ts";
 
@@ -59,3 +62,28 @@ Deno.test({
     assert.ok(gpu.acc > 85, `accuracy ${gpu.acc}%`);
   },
 });
+
+const cases = [[2, "shm", true], [2, "tcp", false], [3, "shm", false]] as const;
+for (const [worldSize, transport, view] of cases) {
+  Deno.test({
+    name: `DistributedDataParallel on GpuTensors, ${worldSize} ranks on one ${
+      cudaAvailable() ? "GPU" : "mock GPU"
+    } over ${transport}${view ? ", gradientAsBucketView" : ""}: float64 averages, rebuild, noSync, join`,
+    ignore: gpuEnv === null,
+    fn: async () => {
+      const outs = await runRanks({
+        script: "tests/fixtures/ddp_gpu_worker.ts",
+        worldSize,
+        args: [JSON.stringify({ view })],
+        env: { ...gpuEnv, CHOIR_TRANSPORT: transport },
+        deadlineMs: 120_000,
+      });
+      for (const out of outs) {
+        assert.equal(out.code, 0, `rank ${out.rank} exited ${out.code}\n${out.stderr}`);
+        const res = resultOf<{ checks: number; failures: string[] }>(out);
+        assert.deepEqual(res.failures, [], `rank ${out.rank}`);
+        assert.ok(res.checks >= 20, `${res.checks} checks`);
+      }
+    },
+  });
+}
