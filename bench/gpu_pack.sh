@@ -12,7 +12,7 @@ ANCHOR=${ANCHOR:-../shared/anchors/gpu_torch_anchor.py}
 mkdir -p .device
 xz -9 -T0 -c "$(readlink -f "$DENO")" >.device/deno.xz
 rm -rf .device/deno_dir
-DENO_DIR=.device/deno_dir "$DENO" cache --quiet tests/gpu/*.ts tests/fixtures/gpu_*.ts bench/gpu_bench.ts \
+DENO_DIR=.device/deno_dir "$DENO" cache --quiet tests/gpu/*.ts tests/fixtures/gpu_*.ts tests/fixtures/ddp_gpu_worker.ts bench/gpu_bench.ts \
   bench/gpu_allreduce_rank.ts examples/train_mnist.ts examples/train_mnist_gpu.ts ddp/launch.ts
 # Transpiled code and analysis caches are rebuilt there; only the npm packages must travel.
 rm -rf .device/deno_dir/gen .device/deno_dir/*_cache_v2*

@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { resultOf, runRanks } from "../helpers/ranks.ts";
 import { mockCudaLibrary, mockEnv } from "../helpers/mock_cuda.ts";
 import { cudaAvailable } from "../../gpu/mod.ts";
+import { ucxAvailability } from "../../transports/ucx/lib.ts";
 
 const mock = await mockCudaLibrary();
 const drivers: { name: string; env: Record<string, string> | null; skip?: string }[] = [
@@ -24,6 +25,8 @@ const drivers: { name: string; env: Record<string, string> | null; skip?: string
   },
 ];
 for (const d of drivers) if (d.skip) console.log(`collectives_gpu_test: ${d.name} tests skipped: ${d.skip}`);
+const ucx = ucxAvailability();
+if (!ucx.ok) console.log(`collectives_gpu_test: the ucx cases are skipped: ${ucx.reason}`);
 
 interface UnitResult {
   checks: number;
@@ -60,11 +63,12 @@ for (const d of drivers) {
     [2, "ipc", "shm", [1, 70001]],
     [4, "ipc", "tcp", [1000]],
     [4, "staged", "shm", [1000]],
+    [2, "staged", "ucx", [1, 70001]],
   ] as const;
   for (const [worldSize, path, transport, lengths] of cases) {
     Deno.test({
       name: `${d.name}: collectives on GpuTensors, ${worldSize} ranks on one GPU, ${path} over ${transport}`,
-      ignore: d.env === null,
+      ignore: d.env === null || (transport === "ucx" && !ucx.ok),
       fn: async () => {
         const outs = await runRanks({
           script: "tests/fixtures/gpu_collective_worker.ts",
