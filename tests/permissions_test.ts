@@ -27,12 +27,18 @@ function parse(stdout: Uint8Array, stderr: Uint8Array): Outcome {
 }
 
 /** Runs a 2-rank env:// job of permission_rank.ts with `flags` (`@PORT` becomes the store port). */
-async function job(transport: string, flags: string[]): Promise<Outcome[]> {
+async function job(transport: string, flags: string[], initMethod?: string): Promise<Outcome[]> {
   const port = freePort();
   const token = "perm-" + crypto.randomUUID();
   const children = [0, 1].map((rank) =>
     new Deno.Command(Deno.execPath(), {
-      args: ["run", "--no-prompt", ...flags.map((f) => f.replace("@PORT", String(port))), RANK],
+      args: [
+        "run",
+        "--no-prompt",
+        ...flags.map((f) => f.replace("@PORT", String(port))),
+        RANK,
+        ...(initMethod ? [initMethod] : []),
+      ],
       env: {
         RANK: String(rank),
         WORLD_SIZE: "2",
@@ -88,6 +94,20 @@ Deno.test("permissions: shm without --allow-ffi names --allow-ffi", async () => 
   for (const r of await job("shm", [ENV, "--allow-net=127.0.0.1:@PORT"])) {
     assert.equal(r.name, "PermissionError", r.message);
     assert.equal(r.permission, "--allow-ffi");
+  }
+});
+
+Deno.test("permissions: file:// runs with read and write of its directory; without them both flags are named", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "choir-perm-" });
+  try {
+    const allowed = [ENV, "--allow-net=127.0.0.1", `--allow-read=${dir}`, `--allow-write=${dir}`];
+    for (const r of await job("tcp", allowed, `file://${dir}/store`)) assert.equal(r.ok, true, r.message);
+    for (const r of await job("tcp", [ENV, "--allow-net=127.0.0.1"], `file://${dir}/store2`)) {
+      assert.equal(r.name, "PermissionError", r.message);
+      assert.equal(r.permission, `--allow-read=${dir}/store2 --allow-write=${dir}/store2`);
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
   }
 });
 

@@ -4,8 +4,9 @@
  * to a temporary file then renamed; add/compareSet/set/delete hold an O_EXCL lock file; waits poll.
  */
 
-import { join } from "node:path";
-import { StoreError } from "../../errors.ts";
+import { dirname, join } from "node:path";
+import { PermissionError, StoreError } from "../../errors.ts";
+import { isPermissionDenied } from "../permission.ts";
 import type { Store } from "./store.ts";
 import {
   bytesEqual,
@@ -76,6 +77,9 @@ export class FileStore implements Store {
     try {
       Deno.mkdirSync(path, { recursive: true });
     } catch (err) {
+      if (isPermissionDenied(err)) {
+        throw filePermissionError(`create the store directory ${path}`, path, err, ctx);
+      }
       throw new StoreError(`cannot create the store directory ${path}: ${message(err)}`, {
         ...ctx,
         cause: err,
@@ -182,7 +186,7 @@ export class FileStore implements Store {
     try {
       for await (const entry of Deno.readDir(this.path)) if (!entry.name.startsWith(".")) n++;
     } catch (err) {
-      throw fsError("list", this.path, err, ctx);
+      throw fsError("list", this.path, err, ctx, this.path);
     }
     return n;
   }
@@ -202,7 +206,7 @@ export class FileStore implements Store {
     const n = await this.#locked(ctx, () => this.#addTo(closedFile, CLOSED, 1, ctx), signal);
     if (n >= this.#worldSize) {
       await Deno.remove(this.path, { recursive: true }).catch((err) => {
-        if (!(err instanceof Deno.errors.NotFound)) throw fsError("remove", this.path, err, ctx);
+        if (!(err instanceof Deno.errors.NotFound)) throw fsError("remove", this.path, err, ctx, this.path);
       });
     }
   }
@@ -308,6 +312,22 @@ function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-function fsError(what: string, path: string, err: unknown, ctx: Ctx): StoreError {
+function fsError(
+  what: string,
+  path: string,
+  err: unknown,
+  ctx: Ctx,
+  dir = dirname(path),
+): StoreError | PermissionError {
+  if (isPermissionDenied(err)) return filePermissionError(`${what} ${path}`, dir, err, ctx);
   return new StoreError(`cannot ${what} ${path}: ${message(err)}`, { ...ctx, cause: err });
+}
+
+/** The store reads and writes its whole directory `dir`: the error names both flags. */
+function filePermissionError(what: string, dir: string, err: unknown, ctx: Ctx): PermissionError {
+  return new PermissionError(
+    `FileStore: cannot ${what}: Deno refused file access`,
+    `--allow-read=${dir} --allow-write=${dir}`,
+    { ...ctx, cause: err },
+  );
 }
