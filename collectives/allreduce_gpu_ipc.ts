@@ -3,6 +3,8 @@
  * Allreduce of GpuTensors between ranks on one host, in device memory: each rank exports its buffer
  * with a CUDA IPC handle, maps every peer's, and one PTX kernel per rank reduces its 1/n slice of all
  * n inputs and writes the result into all n buffers. Ranks may share one GPU (NCCL refuses that).
+ * Ranks that are threads of one process (Worker ranks) share each device's primary context, so they
+ * exchange plain device pointers instead of IPC handles (a process cannot open its own handle).
  * Staging through host memory, for other hosts and other ops, is `gpu_staged.ts`.
  *
  * Steps (host collectives of the group, issued at call time so the call keeps its place in order):
@@ -71,6 +73,11 @@ export interface IpcAllReduceOptions {
   keepMapped?: boolean;
   /** Timeout of each host step. */
   timeoutMs?: number;
+  /**
+   * Every rank is a thread of this process (Worker ranks): peers' device pointers are used directly,
+   * without IPC. They must then all be on one device.
+   */
+  sameProcess?: boolean;
 }
 
 /** Whether the IPC path can run this call (kernel exists, few enough ranks for one launch). */
@@ -93,11 +100,13 @@ export function allReduceGpuIpc(g: IpcGroup, t: GpuTensor, opts: IpcAllReduceOpt
   const { base } = addressRange(t.ptr, t.device);
   const mine = new Uint8Array(DESC);
   const dv = new DataView(mine.buffer);
-  mine.set(ipcGetMemHandle(base, t.device), 0);
+  if (opts.sameProcess) dv.setBigUint64(0, base, true); // the base's address: one context per process
+  else mine.set(ipcGetMemHandle(base, t.device), 0);
   dv.setBigUint64(IPC_HANDLE_SIZE, t.ptr - base, true);
   dv.setBigUint64(IPC_HANDLE_SIZE + 8, BigInt(t.byteLength), true);
   dv.setUint32(IPC_HANDLE_SIZE + 16, DTYPES.indexOf(t.dtype), true);
   dv.setUint32(IPC_HANDLE_SIZE + 20, REDUCE_OPS.indexOf(opts.op), true);
+  dv.setUint32(IPC_HANDLE_SIZE + 24, t.device, true);
   const all = new Uint8Array(DESC * size);
   // The peers read this buffer: only once the work queued on it so far is done.
   const ready = queuedWorkDone(t.device);
@@ -160,8 +169,20 @@ async function reduceSlice(
         ptrs.push(t.ptr);
         continue;
       }
-      const handle = all.subarray(r * DESC, r * DESC + IPC_HANDLE_SIZE);
       const offset = d.getBigUint64(IPC_HANDLE_SIZE, true);
+      if (opts.sameProcess) {
+        const device = d.getUint32(IPC_HANDLE_SIZE + 24, true);
+        if (device !== t.device) {
+          throw new InvalidArgumentError(
+            `Worker ranks on GPUs ${t.device} and ${device}: the direct allreduce needs one device ` +
+              `(use gpu: { path: "staged" })`,
+            { rank, op: "allReduce", peer: r },
+          );
+        }
+        ptrs.push(d.getBigUint64(0, true) + offset);
+        continue;
+      }
+      const handle = all.subarray(r * DESC, r * DESC + IPC_HANDLE_SIZE);
       const key = `${t.device}:${hex(handle)}`;
       let peerBase = mapped.get(key)?.ptr;
       if (peerBase === undefined) {

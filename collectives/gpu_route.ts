@@ -60,7 +60,13 @@ export function gpuAllReduce(pg: ProcessGroup, t: GpuTensor, opts: ReduceOptions
         allReduce: (x, p) => pg.allReduce(x, p),
       },
       t,
-      { op, factor: opts.factor, keepMapped: opts.gpu?.keepMapped, timeoutMs: opts.timeoutMs },
+      {
+        op,
+        factor: opts.factor,
+        keepMapped: opts.gpu?.keepMapped,
+        timeoutMs: opts.timeoutMs,
+        sameProcess: pg.backend === "worker", // Worker ranks: threads of this process
+      },
     );
   }
   return stagedElementwise(

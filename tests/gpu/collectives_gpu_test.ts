@@ -89,3 +89,36 @@ for (const d of drivers) {
     });
   }
 }
+
+for (const d of drivers) {
+  Deno.test({
+    name: `${d.name}: allReduce on GpuTensors between Worker ranks of one process (direct and staged)`,
+    ignore: d.env === null,
+    fn: async () => {
+      const r = await new Deno.Command(Deno.execPath(), {
+        args: [
+          "run",
+          "--allow-all",
+          new URL("../fixtures/gpu_worker_main.ts", import.meta.url).pathname,
+          "3",
+        ],
+        env: { ...d.env, NO_COLOR: "1" },
+        stdout: "piped",
+        stderr: "piped",
+      }).output();
+      const out = {
+        rank: 0,
+        code: r.code,
+        stdout: new TextDecoder().decode(r.stdout),
+        stderr: new TextDecoder().decode(r.stderr),
+      };
+      assert.equal(out.code, 0, out.stderr);
+      const results = resultOf<UnitResult[]>(out);
+      assert.equal(results.length, 3);
+      for (const res of results) {
+        assert.deepEqual(res.failures, []);
+        assert.equal(res.checks, 3);
+      }
+    },
+  });
+}
