@@ -81,11 +81,14 @@ export class UcxEngine {
   }
 
   /**
-   * Fails every request of `peer` (or of everyone) with `e` at once. Receives are cancelled; all stay
-   * tracked, buffers held, until UCX completes them, since a matched receive or a send to a dead
-   * peer may never complete on its own.
+   * Fails every unfinished request of `peer` (or of everyone) with `e` at once; those UCX has already
+   * finished complete as usual. Receives are cancelled; all stay tracked, buffers held, until UCX
+   * completes them, since a matched receive or a send to a dead peer may never complete on its own.
    */
   abandon(e: Error, peer?: number): void {
+    // A peer's error is reported inside ucp_worker_progress, possibly in the same call that finished
+    // requests to or from it, and the engine tests requests only after progress returns.
+    this.#poll(peer);
     for (const p of this.#pending) {
       if (peer !== undefined && p.peer !== peer) continue;
       this.#pending.delete(p);
@@ -136,11 +139,12 @@ export class UcxEngine {
     }
   }
 
-  /** Checks every pending request once; returns whether any completed. */
-  #poll(): boolean {
+  /** Checks every pending request (of `peer` only, if given) once; returns whether any completed. */
+  #poll(peer?: number): boolean {
     const { ucp } = this.#w.lib;
     let moved = false;
     for (const p of this.#pending) {
+      if (peer !== undefined && p.peer !== peer) continue;
       const st = p.info !== null
         ? ucp.ucp_tag_recv_request_test(p.request, p.info)
         : ucp.ucp_request_check_status(p.request);

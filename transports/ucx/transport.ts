@@ -171,10 +171,16 @@ export class UcxTransport implements Transport {
     this.#open.get(peer)?.fail(new PeerLostError(why, { rank: this.rank, peer, op: "ucx" }));
   }
 
-  /** Same-host peers with requests pending: is the process still there? */
+  /**
+   * Same-host peers with requests pending: is the process still there? Runs in the engine's loop,
+   * outside `ucp_worker_progress`, so it may progress the worker itself.
+   */
   #checkPeers(): void {
     for (const [peer, w] of this.#watches) {
       if (!this.#dead.has(peer) && !w.alive()) {
+        // What it sent before exiting may still wait in a socket or fifo: take it in first, so that the
+        // receives it completes are delivered rather than failed (the engine's abandon keeps them).
+        for (let i = 0; i < 64 && this.#worker.progress() !== 0; i++);
         this.#peerLost(peer, `rank ${peer} (pid ${w.pid}) exited`);
       }
     }
