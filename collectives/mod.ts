@@ -83,3 +83,8 @@ export { startStatusServer, type StatusServer, type StatusServerOptions } from "
 export { GPU_CHUNK_BYTES, type GpuOptions, releaseStagingBuffers } from "./gpu_staged.ts";
 export { releaseIpcMappings } from "./allreduce_gpu_ipc.ts";
 export { IPC_MIN_BYTES } from "./gpu_route.ts";
+export type { ChoirEnv } from "../config.ts";
+export type { GpuTensor } from "../gpu/tensor.ts";
+export type { Store } from "../transports/store/store.ts";
+export type { SchedulerKind } from "../schedulers.ts";
+export type { DevicePtr } from "../gpu/cuda.ts";

@@ -61,3 +61,6 @@ export type { CommHook, GradBucket, HookGroup, HookReduceOp } from "./hooks/type
 export { allreduceHook } from "./hooks/default.ts";
 export { bf16CompressHook, compressWrapper, fp16CompressHook, type HalfFormat } from "./hooks/compress.ts";
 export { powerSGDHook, type PowerSGDOptions, PowerSGDState } from "./hooks/powersgd.ts";
+export type { GpuTensor } from "../gpu/tensor.ts";
+export type { DevicePtr } from "../gpu/cuda.ts";
+export type { CpuTensor, DType } from "../collectives/dtype.ts";

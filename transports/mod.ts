@@ -26,3 +26,5 @@ export type { SymmetricAllocation } from "./shm/symmetric.ts";
 export { type Route, RoutedTransport } from "./routed.ts";
 export { constantTimeEqual, generateToken } from "./token.ts";
 export * from "./store/mod.ts";
+export type { ChoirEnv } from "../config.ts";
+export type { SchedulerKind } from "../schedulers.ts";
