@@ -38,15 +38,7 @@ export {
   softmaxCrossEntropyGpu,
 } from "./gpu_layers.ts";
 export type { GpuTensor } from "../../gpu/tensor.ts";
-export type {
-  Buffer,
-  GpuGradReadyHook,
-  GpuModel,
-  GradReadyHook,
-  Model,
-  Parameter,
-  ParamTensor,
-} from "../model.ts";
+export type { Buffer, GpuGradReadyHook, GpuModel, GradReadyHook, ParamTensor } from "../model.ts";
 export type { GpuBuffer } from "../model.ts";
 export type { DevicePtr } from "../../gpu/cuda.ts";
 export type { CpuTensor, DType } from "../../collectives/dtype.ts";
