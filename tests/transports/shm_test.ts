@@ -50,7 +50,7 @@ async function pair(
 
 Deno.test("shm: frames many times larger than the ring, both ways at once, in order", async () => {
   const jobId = newJob();
-  const [a, b, store] = await pair({ ringBytes: 4096, jobId });
+  const [a, b, store] = await pair({ ringBytes: 4096, jobId, timeoutMs: 30_000 });
   const [ca, cb] = await Promise.all([a.channel(1), b.channel(0)]);
   const sizes = [0, 1, 63, 64, 65, 4000, 4096, 100_001];
   const ops: Promise<void>[] = [];
@@ -102,7 +102,7 @@ Deno.test("shm: a rank with another token is refused with AuthError; closing rem
 });
 
 Deno.test("shm: close rejects pending work with TransportError; the peer's wait fails with PeerLostError", async () => {
-  const [a, b, store] = await pair();
+  const [a, b, store] = await pair({ timeoutMs: 60_000 });
   const [ca, cb] = await Promise.all([a.channel(1), b.channel(0)]);
   const mine = ca.recv(hdr(0, 8), new Uint8Array(8));
   const theirs = cb.recv(hdr(0, 8), new Uint8Array(8));
@@ -110,7 +110,8 @@ Deno.test("shm: close rejects pending work with TransportError; the peer's wait 
   await a.close();
   await assert.rejects(mine, TransportError);
   await assert.rejects(theirs, (e: unknown) => e instanceof PeerLostError && e.peer === 0);
-  assert.ok(performance.now() - t0 < 2000, "peer noticed promptly");
+  // Noticed through the closed flag, long before the 60 s timeout (room left for a loaded machine).
+  assert.ok(performance.now() - t0 < 10_000, "peer noticed promptly");
   await assert.rejects(cb.send(hdr(1, 0), new Uint8Array(0)), PeerLostError, "the channel stays failed");
   await b.close();
   await store.close();
@@ -242,7 +243,8 @@ for (const victim of [0, 1]) {
       const r = resultLine(o.stdout, o.stderr);
       assert.equal(r.name, "PeerLostError", String(r.message));
       assert.equal(r.peer, victim);
-      assert.ok(elapsed < 3000, `survivor took ${elapsed.toFixed(0)} ms`);
+      // Found by the liveness check, not the 20 s timeout (the bound leaves room for a loaded machine).
+      assert.ok(elapsed < 10_000, `survivor took ${elapsed.toFixed(0)} ms`);
       assert.deepEqual(leftovers(jobId), []);
     } finally {
       clearTimeout(timer);
