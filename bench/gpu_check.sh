@@ -60,7 +60,7 @@ rcs = dict((l.split()[0], l.split()[1]) for l in (out / "steps.txt").read_text()
 bad = [f"{k} ({v})" for k, v in rcs.items() if v != "rc=0"]
 print("**Steps that failed (see their logs): " + ", ".join(bad) + "**\n" if bad else "Every step exited 0.\n")
 print("## Correctness\n")
-for name in ["unit", "coll_2_ipc_shm", "coll_2_staged_tcp", "coll_4_ipc_tcp", "coll_4_staged_shm"]:
+for name in ["unit", "coll_2_ipc_shm", "coll_2_staged_tcp", "coll_4_ipc_tcp", "coll_4_staged_shm", "ddp_unit"]:
     res = [json.loads(l[l.index("RESULT ") + 7:]) for l in text(name).splitlines() if "RESULT " in l]
     checks = sum(r["checks"] for r in res); fails = [f for r in res for f in r["failures"]]
     print(f"- {name}: {len(res)} process(es), {checks} checks, {len(fails)} failures" + (f": {fails[:5]}" if fails else ""))
@@ -120,6 +120,7 @@ step() {
 step env 60 "$D" eval 'import * as g from "./gpu/mod.ts"; console.log(JSON.stringify({ available: g.cudaAvailable(),
   driver: g.driverVersion(), devices: g.deviceCount(), info: g.deviceInfo(0), cublas: g.cublasLibrary(),
   cublasVersion: g.cublas(0).version() }))'
+step doctor 30 "$D" run -A doctor.ts
 step unit 120 "$D" run -A tests/fixtures/gpu_unit_check.ts
 
 W=tests/fixtures/gpu_collective_worker.ts
@@ -140,6 +141,8 @@ if [ -f "$DEV/gpu_torch_anchor.py" ]; then
   step bench_torch 120 python3 "$DEV/gpu_torch_anchor.py" --out "$OUTDIR/results.jsonl"
 fi
 # DDP last but one: the CPU run's accuracy is also known from examples/train_mnist.ts's header.
+step ddp_unit 90 env CHOIR_TRANSPORT=shm "$D" run -A ddp/launch.ts --nproc-per-node 2 \
+  tests/fixtures/ddp_gpu_worker.ts '{"view":true}'
 step ddp_gpu 150 "$D" run -A ddp/launch.ts --nproc-per-node 2 examples/train_mnist.ts --device cuda ${MNIST_ARGS:-}
 step ddp_cpu 150 "$D" run -A ddp/launch.ts --nproc-per-node 2 examples/train_mnist.ts ${MNIST_ARGS:-}
 [ -n "${SKIP_TEST_GPU:-}" ] || step test_gpu 150 "$D" test -A tests/gpu/
