@@ -2,12 +2,13 @@
  * @module
  * `deno run -A bench/calibrate.ts`: measures the cost-model constants of collectives/cost_model.ts
  * on this machine: alpha (us per message round) and beta (us per byte, both directions at once) over
- * tcp and shm from two ranks' ping-pong and exchanges, gamma (us per byte of the f32 SUM kernel) and
+ * tcp, shm and (when libucp is there) ucx from two ranks' ping-pong and exchanges, gamma (us per byte of the f32 SUM kernel) and
  * the memcpy rate. Short (about 10 s): run it on an otherwise quiet machine, then copy the printed
  * values into cost_model.ts with the date.
  */
 
 import { launch } from "../ddp/launch.ts";
+import { ucxAvailability } from "../transports/ucx/lib.ts";
 
 interface Calibration {
   transport: string;
@@ -28,7 +29,9 @@ interface Calibration {
 }
 
 const results: Calibration[] = [];
-for (const transport of ["tcp", "shm"]) {
+const ucx = ucxAvailability();
+if (!ucx.ok) console.error(`calibrate: ucx skipped (${ucx.reason})`);
+for (const transport of ["tcp", "shm", ...(ucx.ok ? ["ucx"] : [])]) {
   const res = await launch({
     program: new URL("./calibrate_rank.ts", import.meta.url).pathname,
     nprocPerNode: 2,

@@ -1,6 +1,6 @@
 /**
  * @module
- * The alpha-beta-gamma cost model behind plan.ts: measured constants per medium (tcp, shm) and per
+ * The alpha-beta-gamma cost model behind plan.ts: measured constants per medium (tcp, shm, ucx) and per
  * host, and each algorithm's critical path as a tally of rounds, frames, bytes and reduced bytes.
  * A pure function of its inputs; choosing among the predictions is plan.ts's job.
  *
@@ -60,10 +60,18 @@ export interface HostCost {
  * 256 KiB (recursive doubling at 1 MiB, one frame per round, costs 4.8 ms where 2 rounds of bytes
  * alone would be 3.6 ms: four stalls a frame; tcp_wmem lets about that much sit in flight here).
  * shm's window is its ring (1 MiB and more a pair).
+ * ucx (added 2026-11-27, `deno task calibrate`, two runs, libucp 1.13.1 choosing sysv shared memory
+ * and CMA on one host): 8 B exchange 21.9 / 26.9 us, further frames 18.7 / 15.4 us; 4 MiB exchange
+ * 1.8e-4 / 1.0e-4 us/B (5.6-9.9 GB/s each way at once: one CMA copy per byte), one way 2.3e-4 /
+ * 1.9e-4 us/B. Large frames use rendezvous, which needs both sides to progress, so a peer that is
+ * not running stalls a transfer as a full socket window does: 256 KiB, as tcp, matches the 4-rank
+ * measurements (`deno task bench --transport ucx --nproc 4 --op allreduce --algo ...`: Rabenseifner
+ * fastest at 1 MiB, 1.6 ms against recursive doubling's 3.3 ms). Across hosts UCX runs over whatever
+ * fabric it finds, which we cannot measure here (no RDMA device), so tcp's constants stand in there.
  */
 
 /** Constants of each medium (see the comment above for how and when they were measured). */
-export const LINKS: Readonly<Record<"tcp" | "shm", LinkCost>> = {
+export const LINKS: Readonly<Record<"tcp" | "shm" | "ucx", LinkCost>> = {
   tcp: {
     alphaUs: 36,
     frameUs: 10,
@@ -77,6 +85,13 @@ export const LINKS: Readonly<Record<"tcp" | "shm", LinkCost>> = {
     betaUsPerByte: 0.00047,
     betaOneWayUsPerByte: 0.00027,
     windowBytes: 1 << 20,
+  },
+  ucx: {
+    alphaUs: 24,
+    frameUs: 17,
+    betaUsPerByte: 0.00014,
+    betaOneWayUsPerByte: 0.00021,
+    windowBytes: 256 << 10,
   },
 };
 

@@ -150,9 +150,13 @@ export function shapeOf(n: number, hostOf?: readonly number[]): Shape {
   return { n, hosts: counts.size, perHost: Math.max(...per), equal: per.every((c) => c === per[0]) };
 }
 
-/** The media of a transport name: shared memory inside a host where it has it, tcp otherwise. */
+/**
+ * The media of a transport name: inside a host shared memory where it has it, else UCX's (measured over
+ * its shared-memory wires) or tcp; across hosts tcp's (UCX's fabric there is not measured).
+ */
 export function mediaOf(transport: string): Media {
-  const local = transport.split("+").includes("shm") ? LINKS.shm : LINKS.tcp;
+  const names = transport.split("+");
+  const local = names.includes("shm") ? LINKS.shm : names.includes("ucx") ? LINKS.ucx : LINKS.tcp;
   return { local, cross: LINKS.tcp };
 }
 

@@ -16,6 +16,8 @@ import {
   type PlanOp,
 } from "../../collectives/mod.ts";
 import { InvalidArgumentError } from "../../errors.ts";
+import { mediaOf } from "../../collectives/plan.ts";
+import { LINKS } from "../../collectives/cost_model.ts";
 import { rng } from "./reference.ts";
 
 const KiB = 1 << 10;
@@ -166,4 +168,13 @@ Deno.test("an unknown CHOIR_ALGO is refused before any rendezvous", async () => 
     initProcessGroup({ env: { algorithm: "bogus" }, rank: 0, worldSize: 2, initMethod: "tcp://127.0.0.1:1" }),
     (e: unknown) => e instanceof InvalidArgumentError && /bogus/.test((e as Error).message),
   );
+});
+
+Deno.test("measured: ucx inside a host has its own constants (2-rank reduce of 1 MiB: ordered), tcp's across hosts", () => {
+  assert.equal(mediaOf("ucx").local, LINKS.ucx);
+  assert.equal(mediaOf("ucx").cross, LINKS.tcp);
+  assert.equal(mediaOf("shm+ucx").local, LINKS.shm);
+  // Measured (docs in cost_model.ts): ordered 347 us, binomial 661 us over ucx; tcp's constants chose binomial.
+  assert.equal(plan({ op: "reduce", bytes: 1 << 20, n: 2, transport: "ucx" }).algorithm, "ordered");
+  assert.equal(plan({ op: "allReduce", bytes: 1 << 20, n: 4, transport: "ucx" }).algorithm, "rabenseifner");
 });
