@@ -33,25 +33,30 @@ interface UnitResult {
   failures: string[];
 }
 
+/** Runs one process of `tests/fixtures/<name>`, expects exit 0 and returns its `RESULT` line. */
+async function fixtureResult<T>(name: string, args: string[], env: Record<string, string>): Promise<T> {
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", new URL(`../fixtures/${name}`, import.meta.url).pathname, ...args],
+    env: { ...env, NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const out = {
+    rank: 0,
+    code: r.code,
+    stdout: new TextDecoder().decode(r.stdout),
+    stderr: new TextDecoder().decode(r.stderr),
+  };
+  assert.equal(out.code, 0, out.stderr);
+  return resultOf<T>(out);
+}
+
 for (const d of drivers) {
   Deno.test({
     name: `${d.name}: device, copies, streams, JIT log, every reduce kernel, cuBLAS, IPC rules`,
     ignore: d.env === null,
     fn: async () => {
-      const r = await new Deno.Command(Deno.execPath(), {
-        args: ["run", "--allow-all", new URL("../fixtures/gpu_unit_check.ts", import.meta.url).pathname],
-        env: { ...d.env, NO_COLOR: "1" },
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const out = {
-        rank: 0,
-        code: r.code,
-        stdout: new TextDecoder().decode(r.stdout),
-        stderr: new TextDecoder().decode(r.stderr),
-      };
-      assert.equal(out.code, 0, out.stderr);
-      const res = resultOf<UnitResult>(out);
+      const res = await fixtureResult<UnitResult>("gpu_unit_check.ts", [], d.env!);
       assert.deepEqual(res.failures, []);
       assert.ok(res.checks > 400, `${res.checks} checks`);
     },
@@ -95,25 +100,7 @@ for (const d of drivers) {
     name: `${d.name}: allReduce on GpuTensors between Worker ranks of one process (direct and staged)`,
     ignore: d.env === null,
     fn: async () => {
-      const r = await new Deno.Command(Deno.execPath(), {
-        args: [
-          "run",
-          "--allow-all",
-          new URL("../fixtures/gpu_worker_main.ts", import.meta.url).pathname,
-          "3",
-        ],
-        env: { ...d.env, NO_COLOR: "1" },
-        stdout: "piped",
-        stderr: "piped",
-      }).output();
-      const out = {
-        rank: 0,
-        code: r.code,
-        stdout: new TextDecoder().decode(r.stdout),
-        stderr: new TextDecoder().decode(r.stderr),
-      };
-      assert.equal(out.code, 0, out.stderr);
-      const results = resultOf<UnitResult[]>(out);
+      const results = await fixtureResult<UnitResult[]>("gpu_worker_main.ts", ["3"], d.env!);
       assert.equal(results.length, 3);
       for (const res of results) {
         assert.deepEqual(res.failures, []);
