@@ -136,6 +136,7 @@ export class DistributedDataParallel<M extends Model | GpuModel = Model> {
   #lastActive: readonly number[];
   #group: HookGroup;
   #unused: string[] = [];
+  #closed = false;
 
   /**
    * Wraps `model`; starts the broadcast of its parameters and buffers from rank 0 after checking that
@@ -255,11 +256,13 @@ export class DistributedDataParallel<M extends Model | GpuModel = Model> {
 
   /**
    * Detaches from the model and frees what DDP holds: for a GpuModel, unmaps the peers' buckets (a
-   * barrier: every rank calls it) and frees the device buckets. Call before freeing the model.
+   * barrier: every rank calls it) and frees the device buckets. Call before freeing the model; a
+   * second call does nothing.
    */
   async close(): Promise<void> {
     this.detach();
-    if (!this.#memory.gpu) return;
+    if (!this.#memory.gpu || this.#closed) return;
+    this.#closed = true;
     await this.#releaseMappings();
     this.#reducer.dispose();
   }
