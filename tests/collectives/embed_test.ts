@@ -11,6 +11,7 @@ import type { ProcessGroup } from "../../collectives/process_group.ts";
 import { freePort } from "../helpers/ranks.ts";
 import { spawnWorkers } from "../../transports/worker/spawn.ts";
 import { choirSegments, leftoverSegments } from "../helpers/shm_segments.ts";
+import { workersLeft } from "../helpers/worker_count.ts";
 
 const rankModule = new URL("../fixtures/embed_rank.ts", import.meta.url);
 
@@ -39,34 +40,6 @@ async function leftListeners(fn: () => Promise<void>): Promise<string[]> {
     globalThis.removeEventListener = remove;
   }
   return [...live.values()];
-}
-
-/**
- * Runs `fn` counting the Workers it starts and those still not terminated at the end (Deno's
- * sanitizers do not see a Worker left running).
- */
-async function workersLeft(fn: () => Promise<void>): Promise<{ started: number; running: number }> {
-  const Original = globalThis.Worker;
-  const running = new Set<Worker>();
-  let started = 0;
-  class Tracked extends Original {
-    constructor(url: string | URL, opts?: WorkerOptions) {
-      super(url, opts);
-      started++;
-      running.add(this);
-    }
-    override terminate(): void {
-      running.delete(this);
-      super.terminate();
-    }
-  }
-  globalThis.Worker = Tracked;
-  try {
-    await fn();
-  } finally {
-    globalThis.Worker = Original;
-  }
-  return { started, running: running.size };
 }
 
 Deno.test("two Worker groups of different jobs run side by side, each with its own store", async () => {

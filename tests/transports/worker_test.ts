@@ -9,33 +9,10 @@ import assert from "node:assert/strict";
 import { workerProcessGroup } from "../../collectives/worker_group.ts";
 import { InvalidArgumentError, RendezvousError, TransportError } from "../../errors.ts";
 import { spawnWorkers } from "../../transports/worker/spawn.ts";
-
-/** Runs `fn`, returning how many Workers it started and how many it left running. */
-async function tracked(fn: () => Promise<void>): Promise<{ started: number; running: number }> {
-  const Original = globalThis.Worker;
-  const running = new Set<Worker>();
-  let started = 0;
-  globalThis.Worker = class extends Original {
-    constructor(url: string | URL, opts?: WorkerOptions) {
-      super(url, opts);
-      started++;
-      running.add(this);
-    }
-    override terminate(): void {
-      running.delete(this);
-      super.terminate();
-    }
-  };
-  try {
-    await fn();
-  } finally {
-    globalThis.Worker = Original;
-  }
-  return { started, running: running.size };
-}
+import { workersLeft } from "../helpers/worker_count.ts";
 
 Deno.test("worker: a rank that never joins gives RendezvousError within the timeout; no Worker is left", async () => {
-  const counts = await tracked(async () => {
+  const counts = await workersLeft(async () => {
     const t0 = performance.now();
     await assert.rejects(
       spawnWorkers(2, new URL("../fixtures/idle_rank.ts", import.meta.url), { timeoutMs: 1500 }),
@@ -47,7 +24,7 @@ Deno.test("worker: a rank that never joins gives RendezvousError within the time
 });
 
 Deno.test("worker: a module that cannot be loaded is a TransportError naming it", async () => {
-  const counts = await tracked(async () => {
+  const counts = await workersLeft(async () => {
     const url = new URL("../fixtures/no_such_rank.ts", import.meta.url);
     await assert.rejects(
       spawnWorkers(3, url, { timeoutMs: 20_000 }),
