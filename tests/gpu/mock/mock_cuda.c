@@ -4,7 +4,8 @@
 // cuda.h / cublas_api.h, so a wrong FFI type or argument order shows up as a wrong result here.
 // "Device" memory is host memory in a POSIX shared-memory object (so CUDA IPC between processes can be
 // imitated), every call runs synchronously, and kernels are run by name with C code that follows the
-// semantics of gpu/kernels/*.cu. Like the real driver, a process cannot open its own IPC handle.
+// semantics of gpu/kernels/*.cu. Like the real driver, a process cannot open its own IPC handle, the
+// current context is per thread, and the calls are thread-safe (Worker ranks are threads of one process).
 // It checks the host side only: nothing here says the PTX is right (ptxas and a GPU run do that).
 //
 // Build: gcc -O2 -shared -fPIC -o libmockcuda.so mock_cuda.c -lm -lrt
@@ -12,6 +13,7 @@
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +31,7 @@ enum { OK = 0, INVALID_VALUE = 1, OUT_OF_MEMORY = 2, INVALID_CONTEXT = 201, INVA
 
 static int inited = 0;
 static int ctx_token = 0;
-static void* current_ctx = NULL;
+static __thread void* current_ctx = NULL;  // per OS thread, as in the real driver
 
 // ------------------------------------------------------------------------------------ errors
 static const char* err_name(int c) {
@@ -89,6 +91,10 @@ typedef struct { CUdeviceptr base; size_t size; char name[48]; int imported; } R
 static Region regions[4096];
 static int nregions = 0;
 static unsigned long counter = 0;
+// Guards the region table: threads (Worker ranks) allocate and free at the same time.
+static pthread_mutex_t regions_lock = PTHREAD_MUTEX_INITIALIZER;
+#define WITH_LOCK(call) \
+  do { pthread_mutex_lock(&regions_lock); CUresult rc_ = (call); pthread_mutex_unlock(&regions_lock); return rc_; } while (0)
 
 static Region* find(CUdeviceptr p) {
   for (int i = 0; i < nregions; i++)
@@ -102,7 +108,7 @@ __attribute__((destructor)) static void release_all(void) {
   for (int i = 0; i < nregions; i++) if (!regions[i].imported) shm_unlink(regions[i].name);
 }
 
-CUresult cuMemAlloc_v2(CUdeviceptr* out, size_t bytes) {
+static CUresult alloc_unlocked(CUdeviceptr* out, size_t bytes) {
   NEED_CTX;
   if (bytes == 0 || nregions == 4096) return INVALID_VALUE;
   Region r = {0};
@@ -119,7 +125,8 @@ CUresult cuMemAlloc_v2(CUdeviceptr* out, size_t bytes) {
   *out = r.base;
   return OK;
 }
-CUresult cuMemFree_v2(CUdeviceptr p) {
+CUresult cuMemAlloc_v2(CUdeviceptr* out, size_t bytes) { WITH_LOCK(alloc_unlocked(out, bytes)); }
+static CUresult free_unlocked(CUdeviceptr p) {
   NEED_CTX;
   Region* r = find(p);
   if (!r || r->base != p || r->imported) return INVALID_VALUE;
@@ -128,7 +135,8 @@ CUresult cuMemFree_v2(CUdeviceptr p) {
   forget(r);
   return OK;
 }
-CUresult cuMemGetAddressRange_v2(CUdeviceptr* base, size_t* size, CUdeviceptr p) {
+CUresult cuMemFree_v2(CUdeviceptr p) { WITH_LOCK(free_unlocked(p)); }
+static CUresult range_unlocked(CUdeviceptr* base, size_t* size, CUdeviceptr p) {
   NEED_CTX;
   Region* r = find(p);
   if (!r) return NOT_FOUND;
@@ -136,6 +144,7 @@ CUresult cuMemGetAddressRange_v2(CUdeviceptr* base, size_t* size, CUdeviceptr p)
   if (size) *size = r->size;
   return OK;
 }
+CUresult cuMemGetAddressRange_v2(CUdeviceptr* base, size_t* size, CUdeviceptr p) { WITH_LOCK(range_unlocked(base, size, p)); }
 CUresult cuMemGetInfo_v2(size_t* f, size_t* t) { *f = (size_t)1 << 33; *t = (size_t)1 << 34; return OK; }
 CUresult cuMemHostAlloc(void** p, size_t bytes, unsigned flags) {
   NEED_CTX;
@@ -145,8 +154,11 @@ CUresult cuMemHostAlloc(void** p, size_t bytes, unsigned flags) {
 CUresult cuMemFreeHost(void* p) { free(p); return OK; }
 
 static int dev_ok(CUdeviceptr p, size_t n) {
+  pthread_mutex_lock(&regions_lock);
   Region* r = find(p);
-  return r && p + n <= r->base + r->size;
+  int ok = r && p + n <= r->base + r->size;
+  pthread_mutex_unlock(&regions_lock);
+  return ok;
 }
 #define CHECK_DEV(p, n) if (n && !dev_ok(p, n)) return INVALID_VALUE
 
@@ -164,7 +176,7 @@ CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr src, size_t n, void* s)
 // ---------------------------------------------------------------------------- streams, events
 static int stream_token[256];
 static int nstreams = 0;
-CUresult cuStreamCreate(void** s, unsigned flags) { NEED_CTX; if (flags > 1) return INVALID_VALUE; *s = &stream_token[nstreams++ % 256]; return OK; }
+CUresult cuStreamCreate(void** s, unsigned flags) { NEED_CTX; if (flags > 1) return INVALID_VALUE; *s = &stream_token[__atomic_fetch_add(&nstreams, 1, __ATOMIC_RELAXED) % 256]; return OK; }
 CUresult cuStreamDestroy_v2(void* s) { return s ? OK : INVALID_HANDLE; }
 CUresult cuStreamSynchronize(void* s) { (void)s; return OK; }
 CUresult cuStreamQuery(void* s) { (void)s; return OK; }
@@ -196,7 +208,7 @@ CUresult cuIpcOpenEventHandle(void** e, CUipcHandle h) {
 
 // ----------------------------------------------------------------------------------------- IPC
 // Handle layout: "mockipc\0" | pid (i32) | size (u64) | shm name.
-CUresult cuIpcGetMemHandle(CUipcHandle* h, CUdeviceptr base) {
+static CUresult ipc_get_unlocked(CUipcHandle* h, CUdeviceptr base) {
   NEED_CTX;
   Region* r = find(base);
   if (!r || r->base != base || r->imported) return INVALID_VALUE;
@@ -207,7 +219,8 @@ CUresult cuIpcGetMemHandle(CUipcHandle* h, CUdeviceptr base) {
   strncpy(h->reserved + 24, r->name, 39);
   return OK;
 }
-CUresult cuIpcOpenMemHandle_v2(CUdeviceptr* out, CUipcHandle h, unsigned flags) {
+CUresult cuIpcGetMemHandle(CUipcHandle* h, CUdeviceptr base) { WITH_LOCK(ipc_get_unlocked(h, base)); }
+static CUresult ipc_open_unlocked(CUdeviceptr* out, CUipcHandle h, unsigned flags) {
   NEED_CTX;
   if (memcmp(h.reserved, "mockipc", 8) != 0 || flags != 1) return INVALID_VALUE;
   int pid; memcpy(&pid, h.reserved + 8, 4);
@@ -225,13 +238,15 @@ CUresult cuIpcOpenMemHandle_v2(CUdeviceptr* out, CUipcHandle h, unsigned flags) 
   *out = r.base;
   return OK;
 }
-CUresult cuIpcCloseMemHandle(CUdeviceptr p) {
+CUresult cuIpcOpenMemHandle_v2(CUdeviceptr* out, CUipcHandle h, unsigned flags) { WITH_LOCK(ipc_open_unlocked(out, h, flags)); }
+static CUresult ipc_close_unlocked(CUdeviceptr p) {
   Region* r = find(p);
   if (!r || !r->imported || r->base != p) return INVALID_VALUE;
   munmap((void*)r->base, r->size);
   forget(r);
   return OK;
 }
+CUresult cuIpcCloseMemHandle(CUdeviceptr p) { WITH_LOCK(ipc_close_unlocked(p)); }
 
 // ------------------------------------------------------------------------- modules and kernels
 typedef struct { char* ptx; } Module;
