@@ -27,7 +27,9 @@ typedef unsigned long long CUdeviceptr;
 typedef struct { char reserved[64]; } CUipcHandle;
 
 enum { OK = 0, INVALID_VALUE = 1, OUT_OF_MEMORY = 2, INVALID_CONTEXT = 201, INVALID_PTX = 218,
-       INVALID_HANDLE = 400, NOT_FOUND = 500, NOT_SUPPORTED = 801 };
+       INVALID_HANDLE = 400, NOT_FOUND = 500, NOT_READY = 600, NOT_SUPPORTED = 801 };
+static void flush_all(void);
+static int take_sticky(void);
 
 static int inited = 0;
 static int ctx_token = 0;
@@ -44,6 +46,7 @@ static const char* err_name(int c) {
     case INVALID_PTX: return "CUDA_ERROR_INVALID_PTX";
     case INVALID_HANDLE: return "CUDA_ERROR_INVALID_HANDLE";
     case NOT_FOUND: return "CUDA_ERROR_NOT_FOUND";
+    case NOT_READY: return "CUDA_ERROR_NOT_READY";
     case NOT_SUPPORTED: return "CUDA_ERROR_NOT_SUPPORTED";
     default: return NULL;
   }
@@ -83,7 +86,7 @@ CUresult cuDevicePrimaryCtxRetain(void** ctx, int dev) { NEED_INIT; (void)dev; *
 CUresult cuDevicePrimaryCtxRelease_v2(int dev) { (void)dev; return OK; }
 CUresult cuCtxSetCurrent(void* ctx) { current_ctx = ctx; return OK; }
 CUresult cuCtxGetCurrent(void** ctx) { *ctx = current_ctx; return OK; }
-CUresult cuCtxSynchronize(void) { NEED_CTX; return OK; }
+CUresult cuCtxSynchronize(void) { NEED_CTX; flush_all(); return take_sticky(); }
 
 // ------------------------------------------------------------------------------------ memory
 // Every allocation is a shared-memory object so that another process can map it through IPC.
@@ -135,7 +138,8 @@ static CUresult free_unlocked(CUdeviceptr p) {
   forget(r);
   return OK;
 }
-CUresult cuMemFree_v2(CUdeviceptr p) { WITH_LOCK(free_unlocked(p)); }
+// As the driver does, a free first waits for the work queued on the device (which may use the memory).
+CUresult cuMemFree_v2(CUdeviceptr p) { flush_all(); WITH_LOCK(free_unlocked(p)); }
 static CUresult range_unlocked(CUdeviceptr* base, size_t* size, CUdeviceptr p) {
   NEED_CTX;
   Region* r = find(p);
@@ -146,12 +150,6 @@ static CUresult range_unlocked(CUdeviceptr* base, size_t* size, CUdeviceptr p) {
 }
 CUresult cuMemGetAddressRange_v2(CUdeviceptr* base, size_t* size, CUdeviceptr p) { WITH_LOCK(range_unlocked(base, size, p)); }
 CUresult cuMemGetInfo_v2(size_t* f, size_t* t) { *f = (size_t)1 << 33; *t = (size_t)1 << 34; return OK; }
-CUresult cuMemHostAlloc(void** p, size_t bytes, unsigned flags) {
-  NEED_CTX;
-  if (flags > 7) return INVALID_VALUE;
-  return posix_memalign(p, 4096, bytes) == 0 ? OK : OUT_OF_MEMORY;
-}
-CUresult cuMemFreeHost(void* p) { free(p); return OK; }
 
 static int dev_ok(CUdeviceptr p, size_t n) {
   pthread_mutex_lock(&regions_lock);
@@ -162,39 +160,261 @@ static int dev_ok(CUdeviceptr p, size_t n) {
 }
 #define CHECK_DEV(p, n) if (n && !dev_ok(p, n)) return INVALID_VALUE
 
-CUresult cuMemsetD8_v2(CUdeviceptr d, unsigned char v, size_t n) { NEED_CTX; CHECK_DEV(d, n); memset((void*)d, v, n); return OK; }
-CUresult cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, void* s) { (void)s; return cuMemsetD8_v2(d, v, n); }
-CUresult cuMemcpyHtoD_v2(CUdeviceptr d, const void* h, size_t n) { NEED_CTX; CHECK_DEV(d, n); memcpy((void*)d, h, n); return OK; }
-CUresult cuMemcpyDtoH_v2(void* h, CUdeviceptr d, size_t n) { NEED_CTX; CHECK_DEV(d, n); memcpy(h, (void*)d, n); return OK; }
-CUresult cuMemcpyDtoD_v2(CUdeviceptr d, CUdeviceptr s, size_t n) {
-  NEED_CTX; CHECK_DEV(d, n); CHECK_DEV(s, n); memmove((void*)d, (void*)s, n); return OK;
+// ------------------------------------------------------------------------------ deferred work
+// Work queued on a stream runs only when something forces it: a stream or event synchronize or query,
+// a cuStreamWaitEvent chain, cuCtxSynchronize, cuMemFree(Host), an IPC event record, or a call that
+// the driver documents as complete on return (a copy to the host). The legacy NULL stream is a queue
+// too: kernels, cuBLAS, memsets and device-to-device copies on it, synchronous ones included, may still
+// be pending when the call returns (as on a GPU), and choir's CU_STREAM_NON_BLOCKING streams do not
+// wait for it. So a result read before its work is waited for is stale here, as it may be on a GPU.
+// MOCK_CUDA_EAGER=1 runs everything at once instead (as this mock did before). Errors of deferred work
+// are sticky: the next synchronizing call returns them.
+typedef struct Stream Stream;
+typedef struct { double ms; unsigned flags; Stream* s; unsigned long pos; int pending; size_t gen; } Event;
+typedef struct Op Op;
+typedef int (*RunFn)(Op*);
+struct Op {
+  Op* next;
+  RunFn run;
+  CUdeviceptr d, src; void* h; size_t n; unsigned char v; void* staged;     // copies and memsets
+  char name[96]; void* kp[16]; uint64_t blob[64];                            // kernels (params copied)
+  int t, ta, tb, m, nn, k, lda, ldb, ldc; double alpha, beta; CUdeviceptr A, B, C;  // cuBLAS
+  Stream* ws; unsigned long wpos;                                             // cuStreamWaitEvent
+  Event* ev;                                                                  // cuEventRecord
+};
+struct Stream { unsigned flags; Op* head; Op* tail; unsigned long queued, done; Stream* all; };
+// The legacy default stream (per context; one here), first in the list of every stream.
+static Stream legacy = { 0, NULL, NULL, 0, 0, NULL };
+static Stream* streams = &legacy;
+static int sticky = OK;
+static int eager = -1;
+// One lock for queues (recursive: a wait flushes another stream); taken before regions_lock, never after.
+static pthread_mutex_t work_lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
+#define WORK_LOCK pthread_mutex_lock(&work_lock)
+#define WORK_UNLOCK pthread_mutex_unlock(&work_lock)
+
+static void flush(Stream* s, unsigned long upto) {
+  WORK_LOCK;
+  while (s->done < upto && s->head) {
+    Op* o = s->head;
+    s->head = o->next;
+    if (!s->head) s->tail = NULL;
+    int rc = o->run(o);
+    if (rc != OK && sticky == OK) sticky = rc;
+    s->done++;
+    free(o->staged);
+    free(o);
+  }
+  WORK_UNLOCK;
 }
-CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void* h, size_t n, void* s) { (void)s; return cuMemcpyHtoD_v2(d, h, n); }
-CUresult cuMemcpyDtoHAsync_v2(void* h, CUdeviceptr d, size_t n, void* s) { (void)s; return cuMemcpyDtoH_v2(h, d, n); }
-CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr src, size_t n, void* s) { (void)s; return cuMemcpyDtoD_v2(d, src, n); }
+static void flush_all(void) {
+  WORK_LOCK;
+  for (Stream* s = streams; s; s = s->all) flush(s, s->queued);
+  WORK_UNLOCK;
+}
+static int take_sticky(void) { int rc = sticky; sticky = OK; return rc; }
+static int run_wait(Op* o) { flush(o->ws, o->wpos); return OK; }
+static Op* op(RunFn run) { Op* o = calloc(1, sizeof(Op)); o->run = run; return o; }
+static void enqueue(Stream* s, Op* o) {
+  o->next = NULL;
+  if (s->tail) s->tail->next = o; else s->head = o;
+  s->tail = o;
+  s->queued++;
+}
+// Queues `o` on `s` (NULL: the legacy stream), or runs it now in eager mode (returning its error).
+// Work on the legacy stream waits for the blocking streams' earlier work, and theirs for its.
+static CUresult submit(Stream* s, Op* o) {
+  if (eager < 0) eager = getenv("MOCK_CUDA_EAGER") != NULL;
+  if (eager) {
+    int rc = o->run(o);
+    free(o->staged);
+    free(o);
+    return rc;
+  }
+  if (!s) s = &legacy;
+  WORK_LOCK;
+  for (Stream* b = streams; b && s->flags == 0; b = b->all) {
+    if (b == s || b->flags != 0 || (s != &legacy && b != &legacy) || b->queued == b->done) continue;
+    Op* w = op(run_wait); w->ws = b; w->wpos = b->queued;
+    enqueue(s, w);
+  }
+  enqueue(s, o);
+  WORK_UNLOCK;
+  return OK;
+}
+// Queues `o` on `s` and returns once it ran (a call the driver documents as complete on return),
+// with the error of any deferred work.
+static CUresult submit_wait(Stream* s, Op* o) {
+  CUresult rc = submit(s, o);
+  if (rc != OK) return rc;
+  if (!s) s = &legacy;
+  flush(s, s->queued);
+  return take_sticky();
+}
+
+// Pinned host memory: async copies to or from it are queued; others behave as the driver's staging
+// does for pageable memory (the copy is done, in stream order, when the call returns).
+typedef struct { uintptr_t base; size_t size; } Pinned;
+static Pinned pinned[1024];
+static int npinned = 0;
+static int is_pinned(const void* h, size_t n) {
+  uintptr_t p = (uintptr_t)h;
+  WORK_LOCK;
+  int ok = 0;
+  for (int i = 0; i < npinned && !ok; i++) ok = p >= pinned[i].base && p + n <= pinned[i].base + pinned[i].size;
+  WORK_UNLOCK;
+  return ok;
+}
+CUresult cuMemHostAlloc(void** p, size_t bytes, unsigned flags) {
+  NEED_CTX;
+  if (flags > 7) return INVALID_VALUE;
+  if (posix_memalign(p, 4096, bytes) != 0) return OUT_OF_MEMORY;
+  WORK_LOCK;
+  if (npinned < 1024) pinned[npinned++] = (Pinned){ (uintptr_t)*p, bytes };
+  WORK_UNLOCK;
+  return OK;
+}
+CUresult cuMemFreeHost(void* p) {
+  flush_all();  // as the driver: it waits for the work that may still use the memory
+  WORK_LOCK;
+  for (int i = 0; i < npinned; i++) if (pinned[i].base == (uintptr_t)p) { pinned[i] = pinned[--npinned]; break; }
+  WORK_UNLOCK;
+  free(p);
+  return OK;
+}
+
+static int run_set(Op* o) { if (o->n && !dev_ok(o->d, o->n)) return INVALID_VALUE; memset((void*)o->d, o->v, o->n); return OK; }
+static int run_htod(Op* o) { if (o->n && !dev_ok(o->d, o->n)) return INVALID_VALUE; memcpy((void*)o->d, o->h, o->n); return OK; }
+static int run_dtoh(Op* o) { if (o->n && !dev_ok(o->src, o->n)) return INVALID_VALUE; memcpy(o->h, (void*)o->src, o->n); return OK; }
+static int run_dtod(Op* o) {
+  if (o->n && (!dev_ok(o->d, o->n) || !dev_ok(o->src, o->n))) return INVALID_VALUE;
+  memmove((void*)o->d, (void*)o->src, o->n);
+  return OK;
+}
+static Op* copy_op(RunFn run, CUdeviceptr d, CUdeviceptr src, void* h, size_t n) {
+  Op* o = op(run); o->d = d; o->src = src; o->h = h; o->n = n; return o;
+}
+// A copy from pageable host memory goes through a staging buffer: the caller may reuse its memory
+// as soon as the call returns, before the copy reaches the device.
+static Op* htod_op(CUdeviceptr d, const void* h, size_t n) {
+  if (is_pinned(h, n)) return copy_op(run_htod, d, 0, (void*)h, n);
+  void* staged = malloc(n ? n : 1);
+  memcpy(staged, h, n);
+  Op* o = copy_op(run_htod, d, 0, staged, n);
+  o->staged = staged;
+  return o;
+}
+
+// Synchronous memsets and device-to-device copies are asynchronous to the host (legacy stream).
+CUresult cuMemsetD8_v2(CUdeviceptr d, unsigned char v, size_t n) {
+  NEED_CTX; CHECK_DEV(d, n); Op* o = copy_op(run_set, d, 0, NULL, n); o->v = v; return submit(NULL, o);
+}
+CUresult cuMemsetD8Async(CUdeviceptr d, unsigned char v, size_t n, void* s) {
+  NEED_CTX; CHECK_DEV(d, n); Op* o = copy_op(run_set, d, 0, NULL, n); o->v = v; return submit(s, o);
+}
+// From pageable memory the call returns once the data is staged; from pinned memory, once it is copied.
+CUresult cuMemcpyHtoD_v2(CUdeviceptr d, const void* h, size_t n) {
+  NEED_CTX; CHECK_DEV(d, n);
+  if (is_pinned(h, n)) return submit_wait(NULL, htod_op(d, h, n));
+  flush(&legacy, legacy.queued);  // the driver synchronizes the stream before a pageable copy
+  return submit(NULL, htod_op(d, h, n));
+}
+CUresult cuMemcpyDtoH_v2(void* h, CUdeviceptr d, size_t n) { NEED_CTX; CHECK_DEV(d, n); return submit_wait(NULL, copy_op(run_dtoh, 0, d, h, n)); }
+CUresult cuMemcpyDtoD_v2(CUdeviceptr d, CUdeviceptr s, size_t n) {
+  NEED_CTX; CHECK_DEV(d, n); CHECK_DEV(s, n); return submit(NULL, copy_op(run_dtod, d, s, NULL, n));
+}
+CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr d, const void* h, size_t n, void* s) {
+  NEED_CTX; CHECK_DEV(d, n); return submit(s, htod_op(d, h, n));
+}
+// Into pageable memory an async copy is complete when the call returns.
+CUresult cuMemcpyDtoHAsync_v2(void* h, CUdeviceptr d, size_t n, void* s) {
+  NEED_CTX; CHECK_DEV(d, n);
+  Op* o = copy_op(run_dtoh, 0, d, h, n);
+  return is_pinned(h, n) ? submit(s, o) : submit_wait(s, o);
+}
+CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr d, CUdeviceptr src, size_t n, void* s) {
+  NEED_CTX; CHECK_DEV(d, n); CHECK_DEV(src, n); return submit(s, copy_op(run_dtod, d, src, NULL, n));
+}
 
 // ---------------------------------------------------------------------------- streams, events
-static int stream_token[256];
-static int nstreams = 0;
-CUresult cuStreamCreate(void** s, unsigned flags) { NEED_CTX; if (flags > 1) return INVALID_VALUE; *s = &stream_token[__atomic_fetch_add(&nstreams, 1, __ATOMIC_RELAXED) % 256]; return OK; }
-CUresult cuStreamDestroy_v2(void* s) { return s ? OK : INVALID_HANDLE; }
-CUresult cuStreamSynchronize(void* s) { (void)s; return OK; }
-CUresult cuStreamQuery(void* s) { (void)s; return OK; }
-CUresult cuStreamWaitEvent(void* s, void* e, unsigned f) { (void)s; return e && f == 0 ? OK : INVALID_VALUE; }
-
-typedef struct { double ms; unsigned flags; } Event;
+CUresult cuStreamCreate(void** out, unsigned flags) {
+  NEED_CTX;
+  if (flags > 1) return INVALID_VALUE;
+  Stream* s = calloc(1, sizeof(Stream));
+  s->flags = flags;
+  WORK_LOCK; s->all = streams; streams = s; WORK_UNLOCK;
+  *out = s;
+  return OK;
+}
+// The driver lets queued work finish after a destroy; events may still name the stream, so it stays.
+CUresult cuStreamDestroy_v2(void* s) { if (!s) return INVALID_HANDLE; flush(s, ((Stream*)s)->queued); return OK; }
+CUresult cuStreamSynchronize(void* s) {
+  Stream* st = s ? s : &legacy;
+  flush(st, st->queued);
+  return take_sticky();
+}
+// A query of unfinished work says NOT_READY and lets the work finish, as a GPU would meanwhile.
+CUresult cuStreamQuery(void* s) {
+  Stream* st = s ? s : &legacy;
+  if (st->done == st->queued) return take_sticky();
+  flush(st, st->queued);
+  return NOT_READY;
+}
 static double now_ms(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1e3 + t.tv_nsec / 1e6; }
+static int run_mark(Op* o) { if (o->n == o->ev->gen) { o->ev->ms = now_ms(); o->ev->pending = 0; } return OK; }
+CUresult cuStreamWaitEvent(void* s, void* e, unsigned f) {
+  if (!e || f != 0) return INVALID_VALUE;
+  Event* ev = e;
+  if (!ev->s) return OK;  // never recorded, or another process's (opened from an IPC handle): complete
+  Op* o = op(run_wait); o->ws = ev->s; o->wpos = ev->pos;
+  return submit(s, o);
+}
 CUresult cuEventCreate(void** e, unsigned flags) {
   NEED_CTX;
   if ((flags & 4) && !(flags & 2)) return INVALID_VALUE;  // interprocess needs disable-timing
   Event* ev = calloc(1, sizeof(Event)); ev->flags = flags; *e = ev; return OK;
 }
-CUresult cuEventDestroy_v2(void* e) { free(e); return OK; }
-CUresult cuEventRecord(void* e, void* s) { (void)s; ((Event*)e)->ms = now_ms(); return OK; }
-CUresult cuEventSynchronize(void* e) { return e ? OK : INVALID_HANDLE; }
-CUresult cuEventQuery(void* e) { return e ? OK : INVALID_HANDLE; }
+// As the driver, a destroy does not wait for a pending record; its queued mark still points at the
+// event, so that one is left allocated.
+CUresult cuEventDestroy_v2(void* e) {
+  Event* ev = e;
+  WORK_LOCK;
+  int pending = ev->pending;
+  WORK_UNLOCK;
+  if (!pending) free(e);
+  return OK;
+}
+CUresult cuEventRecord(void* e, void* s) {
+  Event* ev = e;
+  WORK_LOCK;
+  Op* o = op(run_mark); o->ev = ev; o->n = ++ev->gen;  // a mark of an earlier record changes nothing
+  Stream* st = s ? s : &legacy;
+  ev->pending = 1;
+  ev->s = st;
+  CUresult rc = submit(st, o);
+  ev->pos = st->queued;
+  WORK_UNLOCK;
+  // A peer process waits on an IPC event through its own copy, which cannot see this queue: finish the
+  // work now, as a GPU may have by the time the peer looks.
+  if (rc == OK && (ev->flags & 4)) flush(st, ev->pos);
+  return rc;
+}
+CUresult cuEventSynchronize(void* e) {
+  if (!e) return INVALID_HANDLE;
+  Event* ev = e;
+  if (ev->s) flush(ev->s, ev->pos);
+  return take_sticky();
+}
+CUresult cuEventQuery(void* e) {
+  if (!e) return INVALID_HANDLE;
+  Event* ev = e;
+  if (!ev->pending) return OK;
+  if (ev->s) flush(ev->s, ev->pos);
+  return NOT_READY;
+}
 CUresult cuEventElapsedTime_v2(float* ms, void* a, void* b) {
   if ((((Event*)a)->flags | ((Event*)b)->flags) & 2) return INVALID_HANDLE;
+  if (((Event*)a)->pending || ((Event*)b)->pending) return NOT_READY;
   *ms = (float)(((Event*)b)->ms - ((Event*)a)->ms); return OK;
 }
 CUresult cuIpcGetEventHandle(CUipcHandle* h, void* e) {
@@ -246,7 +466,7 @@ static CUresult ipc_close_unlocked(CUdeviceptr p) {
   forget(r);
   return OK;
 }
-CUresult cuIpcCloseMemHandle(CUdeviceptr p) { WITH_LOCK(ipc_close_unlocked(p)); }
+CUresult cuIpcCloseMemHandle(CUdeviceptr p) { flush_all(); WITH_LOCK(ipc_close_unlocked(p)); }
 
 // ------------------------------------------------------------------------- modules and kernels
 typedef struct { char* ptx; } Module;
@@ -299,7 +519,7 @@ static double fop(const char* op, double a, double x, int isf64) {
   return isf64 ? r : (double)(float)r;
 }
 
-static int run_reduce(const char* op, const char* dt, void** kp) {
+static int run_reduce(const char* op, const char* dt, void** kp, int check_only) {
   Ptrs s = *(Ptrs*)kp[0], d = *(Ptrs*)kp[2];
   unsigned ns = *(unsigned*)kp[1], nd = *(unsigned*)kp[3];
   unsigned long long n = *(unsigned long long*)kp[4];
@@ -308,6 +528,7 @@ static int run_reduce(const char* op, const char* dt, void** kp) {
   int es = !strcmp(dt, "f64") ? 8 : (!strcmp(dt, "f16") || !strcmp(dt, "bf16")) ? 2 : 4;
   for (unsigned k = 0; k < ns; k++) if (n && !dev_ok(s.p[k], n * es)) return INVALID_VALUE;
   for (unsigned k = 0; k < nd; k++) if (n && !dev_ok(d.p[k], n * es)) return INVALID_VALUE;
+  if (check_only) return OK;
   int premul = !strcmp(op, "premul_sum"), avg = !strcmp(op, "avg");
   for (unsigned long long i = 0; i < n; i++) {
     if (!strcmp(dt, "i32")) {
@@ -396,31 +617,69 @@ static int run_nn(const char* name, void** kp) {
   return OK;
 }
 
-CUresult cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
-                        unsigned smem, void* stream, void** kp, void** extra) {
-  NEED_CTX;
-  (void)smem; (void)stream;
-  if (!f || !kp || extra || !gx || !gy || !gz || !bx || !by || !bz || bx * by * bz > 1024) return INVALID_VALUE;
-  const char* name = ((Function*)f)->name;
+// Parameters of each kernel: how many, and which are the 128-byte pointer lists. Each value sits in
+// its own 8-byte slot of choir's parameter block, so copying 8 bytes of the others is safe.
+static int kernel_params(const char* name, int* lists) {
+  static const struct { const char* name; int n; } nn[] = {
+    { "choir_bias_add_f32", 4 }, { "choir_bias_grad_f32", 4 }, { "choir_gelu_f32", 3 },
+    { "choir_gelu_backward_f32", 4 }, { "choir_softmax_xent_f32", 6 }, { "choir_argmax_rows_f32", 4 },
+    { "choir_adamw_f32", 12 },
+  };
+  *lists = 0;
+  if (!strncmp(name, "choir_reduce_", 13)) { *lists = 1 << 0 | 1 << 2; return 6; }
+  for (size_t i = 0; i < sizeof nn / sizeof nn[0]; i++) if (!strcmp(name, nn[i].name)) return nn[i].n;
+  return -1;
+}
+static int run_kernel(Op* o) {
   char op[32], dt[8];
-  if (sscanf(name, "choir_reduce_%31[a-z_]", op) == 1) {
+  if (sscanf(o->name, "choir_reduce_%31[a-z_0-9]", op) == 1) {
     char* last = strrchr(op, '_');  // "sum_f32" -> op "sum", dtype "f32"
     if (!last) return NOT_FOUND;
     snprintf(dt, sizeof dt, "%s", last + 1);
     *last = 0;
-    const char* suffix = strrchr(name, '_') + 1;
-    snprintf(dt, sizeof dt, "%s", suffix);
-    return run_reduce(op, dt, kp);
+    return run_reduce(op, dt, o->kp, 0);
   }
-  return run_nn(name, kp);
+  return run_nn(o->name, o->kp);
+}
+
+CUresult cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
+                        unsigned smem, void* stream, void** kp, void** extra) {
+  NEED_CTX;
+  (void)smem;
+  if (!f || !kp || extra || !gx || !gy || !gz || !bx || !by || !bz || bx * by * bz > 1024) return INVALID_VALUE;
+  const char* name = ((Function*)f)->name;
+  int lists, n = kernel_params(name, &lists);
+  if (n < 0) return NOT_FOUND;
+  // The driver copies the parameter values at launch: so does this, since the work may run later.
+  Op* o = op(run_kernel);
+  snprintf(o->name, sizeof o->name, "%s", name);
+  size_t at = 0;
+  for (int i = 0; i < n; i++) {
+    size_t bytes = (lists >> i & 1) ? 128 : 8;
+    memcpy((char*)o->blob + at, kp[i], bytes);
+    o->kp[i] = (char*)o->blob + at;
+    at += bytes;
+  }
+  if (!strncmp(name, "choir_reduce_", 13)) {
+    char opn[32];
+    sscanf(name, "choir_reduce_%31[a-z_0-9]", opn);
+    char* last = strrchr(opn, '_');
+    if (!last) { free(o); return NOT_FOUND; }
+    *last = 0;
+    int rc = run_reduce(opn, last + 1, o->kp, 1);  // argument checks at launch, as the driver's
+    if (rc != OK) { free(o); return rc; }
+  }
+  return submit(stream, o);
 }
 
 // --------------------------------------------------------------------------------------- cuBLAS
-static int cublas_token;
-int cublasCreate_v2(void** h) { if (!current_ctx) return 1; *h = &cublas_token; return 0; }
-int cublasDestroy_v2(void* h) { return h ? 0 : 1; }
+// A handle holds its stream; the calls queue on it like kernels (alpha and beta read at the call, as
+// with CUBLAS_POINTER_MODE_HOST).
+typedef struct { void* stream; } Blas;
+int cublasCreate_v2(void** h) { if (!current_ctx) return 1; *h = calloc(1, sizeof(Blas)); return 0; }
+int cublasDestroy_v2(void* h) { if (!h) return 1; free(h); return 0; }
 int cublasGetVersion_v2(void* h, int* v) { (void)h; *v = 130000; return 0; }
-int cublasSetStream_v2(void* h, void* s) { (void)h; (void)s; return 0; }
+int cublasSetStream_v2(void* h, void* s) { ((Blas*)h)->stream = s; return 0; }
 int cublasSetMathMode(void* h, int m) { (void)h; (void)m; return 0; }
 static const char* status_name(int s) {
   switch (s) { case 0: return "CUBLAS_STATUS_SUCCESS"; case 7: return "CUBLAS_STATUS_INVALID_VALUE"; default: return "CUBLAS_STATUS_INTERNAL_ERROR"; }
@@ -435,45 +694,61 @@ static double ld(int t, CUdeviceptr p, size_t i) {
 static void st(int t, CUdeviceptr p, size_t i, float v) {
   if (t == 0) ((float*)p)[i] = v; else if (t == 2) ((uint16_t*)p)[i] = f2h(v); else ((uint16_t*)p)[i] = f2b(v);
 }
-static int gemm(int t, int ta, int tb, int m, int n, int k, float alpha, CUdeviceptr A, int lda, CUdeviceptr B,
-                int ldb, float beta, CUdeviceptr C, int ldc) {
-  if (ta > 1 || tb > 1 || m < 0 || n < 0 || k < 0 || lda < (ta ? k : m) || ldb < (tb ? n : k) || ldc < m) return 7;
+static int run_gemm(Op* o) {
+  int t = o->t, ta = o->ta, tb = o->tb, m = o->m, n = o->nn, k = o->k, lda = o->lda, ldb = o->ldb, ldc = o->ldc;
   for (int j = 0; j < n; j++)
     for (int i = 0; i < m; i++) {
       double s = 0;
       for (int l = 0; l < k; l++) {
-        double a = ta ? ld(t, A, (size_t)i * lda + l) : ld(t, A, (size_t)l * lda + i);
-        double b = tb ? ld(t, B, (size_t)l * ldb + j) : ld(t, B, (size_t)j * ldb + l);
+        double a = ta ? ld(t, o->A, (size_t)i * lda + l) : ld(t, o->A, (size_t)l * lda + i);
+        double b = tb ? ld(t, o->B, (size_t)l * ldb + j) : ld(t, o->B, (size_t)j * ldb + l);
         s += a * b;
       }
-      double c = beta == 0 ? 0 : ld(t, C, (size_t)j * ldc + i);
-      st(t, C, (size_t)j * ldc + i, (float)(alpha * s + beta * c));
+      double c = o->beta == 0 ? 0 : ld(t, o->C, (size_t)j * ldc + i);
+      st(t, o->C, (size_t)j * ldc + i, (float)((float)o->alpha * s + (float)o->beta * c));
     }
-  return 0;
+  return OK;
+}
+static int gemm(void* h, int t, int ta, int tb, int m, int n, int k, float alpha, CUdeviceptr A, int lda,
+                CUdeviceptr B, int ldb, float beta, CUdeviceptr C, int ldc) {
+  if (ta > 1 || tb > 1 || m < 0 || n < 0 || k < 0 || lda < (ta ? k : m) || ldb < (tb ? n : k) || ldc < m) return 7;
+  Op* o = op(run_gemm);
+  o->t = t; o->ta = ta; o->tb = tb; o->m = m; o->nn = n; o->k = k; o->lda = lda; o->ldb = ldb; o->ldc = ldc;
+  o->alpha = alpha; o->beta = beta; o->A = A; o->B = B; o->C = C;
+  return submit(((Blas*)h)->stream, o) == OK ? 0 : 14;
 }
 int cublasSgemm_v2(void* h, int ta, int tb, int m, int n, int k, const float* alpha, CUdeviceptr A, int lda,
                    CUdeviceptr B, int ldb, const float* beta, CUdeviceptr C, int ldc) {
-  (void)h;
-  return gemm(0, ta, tb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
+  return gemm(h, 0, ta, tb, m, n, k, *alpha, A, lda, B, ldb, *beta, C, ldc);
 }
 int cublasGemmEx(void* h, int ta, int tb, int m, int n, int k, const void* alpha, CUdeviceptr A, int at, int lda,
                  CUdeviceptr B, int bt, int ldb, const void* beta, CUdeviceptr C, int ct, int ldc, int compute, int algo) {
-  (void)h;
   if (at != bt || bt != ct || (at != 0 && at != 2 && at != 14) || (compute != 68 && compute != 77) || algo != -1) return 7;
-  return gemm(at, ta, tb, m, n, k, *(const float*)alpha, A, lda, B, ldb, *(const float*)beta, C, ldc);
+  return gemm(h, at, ta, tb, m, n, k, *(const float*)alpha, A, lda, B, ldb, *(const float*)beta, C, ldc);
+}
+// y += a x (f32 or f64 by o->t), or x *= a (o->t == 2, f32).
+static int run_vec(Op* o) {
+  for (size_t i = 0; i < o->n; i++) {
+    if (o->t == 0) ((float*)o->C)[i] += (float)o->alpha * ((float*)o->A)[i];
+    else if (o->t == 1) ((double*)o->C)[i] += o->alpha * ((double*)o->A)[i];
+    else ((float*)o->C)[i] *= (float)o->alpha;
+  }
+  return OK;
+}
+static int vec(void* h, int t, int n, double a, CUdeviceptr x, CUdeviceptr y) {
+  Op* o = op(run_vec);
+  o->t = t; o->n = (size_t)n; o->alpha = a; o->A = x; o->C = y;
+  return submit(((Blas*)h)->stream, o) == OK ? 0 : 14;
 }
 int cublasSaxpy_v2(void* h, int n, const float* a, CUdeviceptr x, int incx, CUdeviceptr y, int incy) {
-  (void)h; if (incx != 1 || incy != 1 || n < 0) return 7;
-  for (int i = 0; i < n; i++) ((float*)y)[i] += *a * ((float*)x)[i];
-  return 0;
+  if (incx != 1 || incy != 1 || n < 0) return 7;
+  return vec(h, 0, n, *a, x, y);
 }
 int cublasDaxpy_v2(void* h, int n, const double* a, CUdeviceptr x, int incx, CUdeviceptr y, int incy) {
-  (void)h; if (incx != 1 || incy != 1 || n < 0) return 7;
-  for (int i = 0; i < n; i++) ((double*)y)[i] += *a * ((double*)x)[i];
-  return 0;
+  if (incx != 1 || incy != 1 || n < 0) return 7;
+  return vec(h, 1, n, *a, x, y);
 }
 int cublasSscal_v2(void* h, int n, const float* a, CUdeviceptr x, int incx) {
-  (void)h; if (incx != 1 || n < 0) return 7;
-  for (int i = 0; i < n; i++) ((float*)x)[i] *= *a;
-  return 0;
+  if (incx != 1 || n < 0) return 7;
+  return vec(h, 2, n, *a, x, x);
 }
