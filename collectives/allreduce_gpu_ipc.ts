@@ -26,6 +26,7 @@ import {
   ipcCloseMemHandle,
   ipcGetMemHandle,
   ipcOpenMemHandle,
+  synchronize,
 } from "../gpu/cuda.ts";
 import { type KernelDType, type KernelOp, launchReduce, MAX_KERNEL_PTRS } from "../gpu/kernels.ts";
 import type { GpuTensor } from "../gpu/tensor.ts";
@@ -78,6 +79,11 @@ export interface IpcAllReduceOptions {
    * without IPC. They must then all be on one device.
    */
   sameProcess?: boolean;
+  /**
+   * Resolves when the earlier GPU collectives on this memory are done: the peers may read it only
+   * then (gpu_route.ts orders the calls on one allocation).
+   */
+  after?: Promise<void> | null;
 }
 
 /** Whether the IPC path can run this call (kernel exists, few enough ranks for one launch). */
@@ -109,7 +115,8 @@ export function allReduceGpuIpc(g: IpcGroup, t: GpuTensor, opts: IpcAllReduceOpt
   dv.setUint32(IPC_HANDLE_SIZE + 24, t.device, true);
   const all = new Uint8Array(DESC * size);
   // The peers read this buffer: only once the work queued on it so far is done.
-  const ready = queuedWorkDone(t.device);
+  const queued = queuedWorkDone(t.device);
+  const ready = opts.after ? Promise.all([opts.after, queued]).then(() => {}) : queued;
   const gathered = g.allGather(all, mine, gated({ timeoutMs: opts.timeoutMs }, ready));
 
   let failure: unknown = null;
@@ -153,6 +160,7 @@ async function reduceSlice(
 ): Promise<void> {
   const ptrs: DevicePtr[] = [];
   const opened: DevicePtr[] = [];
+  let launched = false;
   try {
     for (let r = 0; r < size; r++) {
       const d = new DataView(all.buffer, r * DESC, DESC);
@@ -207,8 +215,18 @@ async function reduceSlice(
         factor: opts.op === "avg" ? size : opts.factor ?? 1,
         device: t.device,
       });
+      launched = true;
     }
     await queuedWorkDone(t.device);
+  } catch (e) {
+    // The kernel may still use the peers' buffers: let it finish before their mappings close and
+    // before the caller, told of the failure, frees or reuses its tensor.
+    if (launched) {
+      try {
+        synchronize(t.device);
+      } catch { /* the first error is the one to report */ }
+    }
+    throw e;
   } finally {
     for (const p of opened) ipcCloseMemHandle(p, t.device);
   }

@@ -124,6 +124,7 @@ export function stagedElementwise(
   up: boolean,
   issue: IssueChunk,
   opts?: GpuOptions,
+  after: Promise<void> | null = null,
 ): Promise<void> {
   const es = dtypeSize(t.dtype), per = chunkElements(t, opts);
   const chunks = Math.max(1, Math.ceil(t.length / per));
@@ -137,7 +138,9 @@ export function stagedElementwise(
     const slot = slots[i % nSlots];
     const offset = i * per, count = Math.min(per, t.length - offset), bytes = count * es;
     const at = base + BigInt(offset * es);
-    const free = i >= nSlots ? finished[i - nSlots] : Promise.resolve();
+    // A slot is free once the chunk before in it is done; the first ones wait for the earlier GPU
+    // collectives on this memory (`after`), whose copies up may not have landed yet.
+    const free = i >= nSlots ? finished[i - nSlots] : (after ?? Promise.resolve());
     const ready = free.then(() => {
       if (!down || bytes === 0) return;
       copyDtoHAsync(slot, 0, at, bytes, sDown);
@@ -149,7 +152,8 @@ export function stagedElementwise(
       copyHtoDAsync(at, slot, 0, bytes, sUp);
       return drained(sUp, t.device);
     });
-    finished.push(done);
+    // Done only when its copy down is too: a slot goes back to the pool with no copy into it pending.
+    finished.push(all([ready, done]));
   }
   return all(finished).finally(() => slots.forEach((s) => givePinned(s, t.device)));
 }
@@ -172,6 +176,7 @@ export interface StagedTensor {
 export function stagedWhole(
   tensors: readonly StagedTensor[],
   issue: (hosts: CpuTensor[], ready: Promise<void>) => Promise<void>,
+  after: Promise<void> | null = null,
 ): Promise<void> {
   const device = tensors[0].tensor.device;
   if (tensors.some((s) => s.tensor.device !== device)) {
@@ -181,12 +186,16 @@ export function stagedWhole(
   afterDefaultStream(device, sDown, sUp);
   const bufs = tensors.map((s) => takePinned(s.tensor.byteLength, device));
   const hosts = tensors.map((s, i) => new ARRAY_TYPE[s.tensor.dtype](bufs[i].bytes, 0, s.tensor.length));
-  tensors.forEach((s, i) => {
-    if (s.down && s.tensor.byteLength > 0) {
-      copyDtoHAsync(bufs[i], 0, s.tensor.ptr, s.tensor.byteLength, sDown);
-    }
-  });
-  const ready = drained(sDown, device);
+  const copyDown = () => {
+    tensors.forEach((s, i) => {
+      if (s.down && s.tensor.byteLength > 0) {
+        copyDtoHAsync(bufs[i], 0, s.tensor.ptr, s.tensor.byteLength, sDown);
+      }
+    });
+    return drained(sDown, device);
+  };
+  // After the earlier GPU collectives on this memory (their copies up may not have landed yet).
+  const ready = after ? after.then(copyDown) : copyDown();
   const done = issue(hosts, ready).then(() => {
     tensors.forEach((s, i) => {
       if (s.up && s.tensor.byteLength > 0) copyHtoDAsync(s.tensor.ptr, bufs[i], 0, s.tensor.byteLength, sUp);

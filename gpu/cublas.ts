@@ -256,8 +256,19 @@ export class Cublas {
     return out[0];
   }
 
-  /** Queues later calls on `stream` (null: the legacy default stream). */
+  /**
+   * Queues later calls on `stream` (null: the legacy default stream). Not on the shared handle of
+   * {@link cublas}: GpuTensor.matmul, GpuMlp and DDP use it, and the collectives wait for the legacy
+   * stream only, so a stream there would let them read results not yet computed.
+   */
   setStream(stream: Stream | null): void {
+    if (sharedHandles.has(this) && stream !== null) {
+      throw new InvalidArgumentError(
+        "the shared cuBLAS handle stays on the legacy stream (choir's own calls use it): " +
+          "create a handle of your own for a stream, new Cublas(device)",
+        { op: "cublas.setStream" },
+      );
+    }
     check("cublasSetStream_v2", this.#lib.cublasSetStream_v2(this.#h(), stream ? stream.handle : null));
   }
 
@@ -388,10 +399,18 @@ export class Cublas {
 }
 
 const handles = new Map<number, Cublas>();
+/** The handles {@link cublas} shares: choir's own calls rely on them staying on the legacy stream. */
+const sharedHandles = new WeakSet<Cublas>();
 
-/** The shared cuBLAS handle of device `ordinal` (created on first use, on the legacy default stream). */
+/**
+ * The shared cuBLAS handle of device `ordinal` (created on first use). It stays on the legacy default
+ * stream, which the collectives wait for; for another stream, create a {@link Cublas} of your own.
+ */
 export function cublas(ordinal = 0): Cublas {
   let h = handles.get(ordinal);
-  if (!h) handles.set(ordinal, h = new Cublas(ordinal));
+  if (!h) {
+    handles.set(ordinal, h = new Cublas(ordinal));
+    sharedHandles.add(h);
+  }
   return h;
 }
