@@ -37,6 +37,20 @@ for (const worldSize of [1, 2, 3, 4, 5]) {
   });
 }
 
+// The default 1 MiB chunk buffers, with blocks larger than allGather's 128 KiB step (u8: odd byte counts).
+Deno.test("collectives over shm with the default chunk size, world size 3", async () => {
+  const outs = await runRanks({
+    script: worker,
+    worldSize: 3,
+    args: [JSON.stringify({ lengths: [1001], big: 600_007, dtypes: ["f32", "u8"], ops: ["sum"] })],
+    env: { CHOIR_TRANSPORT: "shm" },
+  });
+  for (const out of outs) {
+    assert.equal(out.code, 0, `rank ${out.rank} exited ${out.code}\n${out.stderr}`);
+    assert.deepEqual(resultOf<WorkerResult>(out).failures, [], `rank ${out.rank} failures`);
+  }
+});
+
 Deno.test("collectives on 2 hosts of 2 ranks: shm inside a host, tcp between, hierarchical allreduce", async () => {
   const outs = await runRanks({
     script: worker,
