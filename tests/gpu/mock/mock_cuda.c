@@ -193,6 +193,7 @@ static pthread_mutex_t work_lock = PTHREAD_RECURSIVE_MUTEX_INITIALIZER_NP;
 #define WORK_LOCK pthread_mutex_lock(&work_lock)
 #define WORK_UNLOCK pthread_mutex_unlock(&work_lock)
 
+static void op_free(Op* o) { free(o->staged); free(o); }
 static void flush(Stream* s, unsigned long upto) {
   WORK_LOCK;
   while (s->done < upto && s->head) {
@@ -202,8 +203,7 @@ static void flush(Stream* s, unsigned long upto) {
     int rc = o->run(o);
     if (rc != OK && sticky == OK) sticky = rc;
     s->done++;
-    free(o->staged);
-    free(o);
+    op_free(o);
   }
   WORK_UNLOCK;
 }
@@ -227,8 +227,7 @@ static CUresult submit(Stream* s, Op* o) {
   if (eager < 0) eager = getenv("MOCK_CUDA_EAGER") != NULL;
   if (eager) {
     int rc = o->run(o);
-    free(o->staged);
-    free(o);
+    op_free(o);
     return rc;
   }
   if (!s) s = &legacy;
@@ -630,16 +629,18 @@ static int kernel_params(const char* name, int* lists) {
   for (size_t i = 0; i < sizeof nn / sizeof nn[0]; i++) if (!strcmp(name, nn[i].name)) return nn[i].n;
   return -1;
 }
+// Splits a reduce kernel's name, "choir_reduce_sum_f32" -> op "sum", dtype "f32"; 0 for other kernels.
+static int reduce_name(const char* name, char op[32], char dt[8]) {
+  if (sscanf(name, "choir_reduce_%31[a-z_0-9]", op) != 1) return 0;
+  char* last = strrchr(op, '_');
+  if (!last) return 0;
+  snprintf(dt, 8, "%s", last + 1);
+  *last = 0;
+  return 1;
+}
 static int run_kernel(Op* o) {
   char op[32], dt[8];
-  if (sscanf(o->name, "choir_reduce_%31[a-z_0-9]", op) == 1) {
-    char* last = strrchr(op, '_');  // "sum_f32" -> op "sum", dtype "f32"
-    if (!last) return NOT_FOUND;
-    snprintf(dt, sizeof dt, "%s", last + 1);
-    *last = 0;
-    return run_reduce(op, dt, o->kp, 0);
-  }
-  return run_nn(o->name, o->kp);
+  return reduce_name(o->name, op, dt) ? run_reduce(op, dt, o->kp, 0) : run_nn(o->name, o->kp);
 }
 
 CUresult cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz,
@@ -660,13 +661,9 @@ CUresult cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned
     o->kp[i] = (char*)o->blob + at;
     at += bytes;
   }
-  if (!strncmp(name, "choir_reduce_", 13)) {
-    char opn[32];
-    sscanf(name, "choir_reduce_%31[a-z_0-9]", opn);
-    char* last = strrchr(opn, '_');
-    if (!last) { free(o); return NOT_FOUND; }
-    *last = 0;
-    int rc = run_reduce(opn, last + 1, o->kp, 1);  // argument checks at launch, as the driver's
+  char opn[32], dt[8];
+  if (reduce_name(name, opn, dt)) {
+    int rc = run_reduce(opn, dt, o->kp, 1);  // argument checks at launch, as the driver's
     if (rc != OK) { free(o); return rc; }
   }
   return submit(stream, o);
