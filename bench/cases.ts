@@ -19,6 +19,12 @@ import {
 /** `--place`: each op's natural form, only in-place, only out-of-place, or both where the API has both. */
 export type PlaceMode = "default" | "in" | "out" | "both";
 
+/** How every call after a row's first misbehaves under `--mutant` (a test-only hook proving the checks bite). */
+export const MUTANTS = ["noop", "misplace", "skipcopy"] as const;
+
+/** One of {@link MUTANTS}. */
+export type Mutant = typeof MUTANTS[number];
+
 /** What every process of a run (choir ranks and comparison scripts) is told to measure. */
 export interface RunConfig {
   /** Ops, in order. */
@@ -45,6 +51,8 @@ export interface RunConfig {
   alloc: boolean;
   /** Testing aid: spoil one element of every checked result on one rank, so `#wrong` must show it. */
   corrupt: boolean;
+  /** Testing aid: every call after the first misbehaves this way, so `#wrong` must show it. */
+  mutant?: Mutant;
 }
 
 /** One row to measure. */

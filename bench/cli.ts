@@ -7,7 +7,7 @@
 import { parseArgs } from "node:util";
 import type { DType } from "../collectives/mod.ts";
 import { opByName, type OpName, OPS, type RedOp, REDOPS } from "./catalog.ts";
-import type { PlaceMode, RunConfig } from "./cases.ts";
+import { type Mutant, MUTANTS, type PlaceMode, type RunConfig } from "./cases.ts";
 
 /** The usage text. */
 export const USAGE = `usage: deno task bench [options]
@@ -137,6 +137,14 @@ function number(name: string, raw: string, min: number, integer = false): number
   return v;
 }
 
+/** The `--mutant` testing aid (not in the usage text: it exists to prove the checks catch bad results). */
+function mutantOf(name: string): Mutant {
+  if (!(MUTANTS as readonly string[]).includes(name)) {
+    throw new CliError(`--mutant must be one of ${MUTANTS.join(", ")}, got ${name}`);
+  }
+  return name as Mutant;
+}
+
 /** Parses argv; throws {@link CliError} on a mistake. */
 export function parseCli(argv: readonly string[]): BenchOptions {
   let values;
@@ -174,6 +182,7 @@ export function parseCli(argv: readonly string[]): BenchOptions {
         progress: { type: "boolean" },
         "no-progress": { type: "boolean", default: false },
         corrupt: { type: "boolean", default: false },
+        mutant: { type: "string" },
         help: { type: "boolean", short: "h", default: false },
       },
       strict: true,
@@ -283,6 +292,7 @@ export function parseCli(argv: readonly string[]): BenchOptions {
       maxIters,
       alloc: false,
       corrupt: values.corrupt,
+      ...(values.mutant !== undefined ? { mutant: mutantOf(values.mutant) } : {}),
     },
     nproc,
     hosts,

@@ -1,14 +1,17 @@
 /**
  * @module
- * Times one prepared row on every rank: check the result once on a known pattern, warm up on this
- * very op and size for a while, then time back-to-back iterations on every rank. Per iteration the
- * slowest rank's time counts; the row reports their median, mean, p99 and coefficient of variation,
- * and the wrong elements of all ranks (before and after the loop).
+ * Times one prepared row on every rank: one checked call, a warm-up on this very op and size, then
+ * back-to-back timed iterations of which a seeded sample (one in every 8, and the last) is checked:
+ * before it every rank arms fresh data for it, after it every rank counts wrong elements; arming,
+ * checking and the barriers around them are outside the timed region. Per iteration the slowest
+ * rank's time counts; the row reports their median, mean, p99 and coefficient of variation, and the
+ * wrong elements of all ranks. bench/compare/common.py measures the other libraries the same way.
  */
 
 import type { ProcessGroup } from "../collectives/mod.ts";
 import type { Prepared } from "./ops.ts";
 import { summarize, type TimeStats } from "./stats.ts";
+import { isChecked, seedOf } from "./values.ts";
 
 /** Options of one measurement. */
 export interface MeasureOptions {
@@ -30,12 +33,19 @@ export interface Measured extends TimeStats {
   wrong: number;
 }
 
-/** Runs the row on every rank (a collective: every rank calls it with the same row). */
-export async function measure(pg: ProcessGroup, p: Prepared, o: MeasureOptions): Promise<Measured> {
+/** Runs row `row` on every rank (a collective: every rank calls it with the same row). */
+export async function measure(
+  pg: ProcessGroup,
+  row: number,
+  p: Prepared,
+  o: MeasureOptions,
+): Promise<Measured> {
   const n = pg.size;
-  // 1. Correctness on a known pattern.
-  let wrong = await p.check(o.corrupt && pg.rank === 0);
-  p.loopState();
+  // 1. One checked call.
+  const first = seedOf(row, 0);
+  p.arm(first);
+  await p.run();
+  let wrong = p.verify(first, o.corrupt && pg.rank === 0);
 
   // 2. Warm up on this very op and size for about warmupS, so the JIT has compiled this path: rounds
   //    of calls until rank 0 says the time is up (every rank makes the same calls), then size the
@@ -57,18 +67,27 @@ export async function measure(pg: ProcessGroup, p: Prepared, o: MeasureOptions):
   }
   const iters = Math.min(o.maxIters, Math.max(o.minIters, Math.round((o.budgetS * 1000) / plan[0])));
 
-  // 3. Timed loop: iterations back to back, each timed on every rank.
+  // 3. Timed loop: iterations back to back, each timed on every rank; the sampled ones armed before
+  //    and checked after, untimed, with a barrier after each so the next timed call starts aligned.
   await pg.barrier();
   const times = new Float64Array(iters);
   for (let k = 0; k < iters; k++) {
+    const checked = isChecked(row, k, iters);
+    const seed = seedOf(row, k + 1);
+    if (checked) {
+      p.arm(seed);
+      await pg.barrier();
+    }
     const t0 = performance.now();
     await p.run();
     times[k] = performance.now() - t0;
+    if (checked) {
+      wrong += p.verify(seed, false);
+      await pg.barrier();
+    }
   }
-  // 4. The loop's state must have kept (zeros for reductions into their input, else the results).
-  wrong += p.loopCheck();
 
-  // 5. Slowest rank per iteration, and the wrong elements of all ranks.
+  // 4. Slowest rank per iteration, and the wrong elements of all ranks.
   const all = new Float64Array(iters * n);
   await pg.allGather(all, times);
   const per = new Float64Array(iters);

@@ -1,21 +1,23 @@
 /**
  * @module
  * The rank side of one row: sets up the buffers of an op at one size, dtype, reduce op and placement,
- * makes one call of it (what the timed loop repeats), and counts the wrong elements this rank can see
- * after a call on a known pattern. Timing is measure.ts's job; which rows exist is cases.ts's.
+ * makes one call of it (what the timed loop repeats), arms a checked call with its seed's data and
+ * counts the wrong elements this rank can see after it. Timing is measure.ts's job; which rows exist is
+ * cases.ts's. A test-only `mutant` makes the call misbehave, to prove the checks catch it.
  */
 
 import type { CpuTensor, DType, ProcessGroup, ReduceOptions, SyncOptions } from "../collectives/mod.ts";
 import { PREMUL_FACTOR } from "./catalog.ts";
-import type { Case } from "./cases.ts";
+import type { Case, Mutant } from "./cases.ts";
 import {
   allocTensor,
   clear,
   countWrong,
-  fillPattern,
+  fillWith,
+  hashAt,
   moveValue,
   reduceInput,
-  reduceResult,
+  reduceTable,
   spoil,
 } from "./values.ts";
 
@@ -24,14 +26,16 @@ export interface Prepared {
   /** One call of the op: the unit the timed loop repeats. */
   run(): Promise<unknown>;
   /**
-   * Fills the inputs with the check pattern, makes one call, and returns how many elements of the
-   * results on this rank are wrong. With `spoil`, one result element is spoiled before counting.
+   * Writes this rank's inputs for the checked call of `seed` and zeroes every output element the
+   * call must write (zero is a value no input or result holds), so a call that does nothing, or
+   * writes the right values in the wrong place, leaves wrong elements.
    */
-  check(spoil: boolean): Promise<number>;
-  /** Puts the buffers into the state the timed loop runs in (zeros for reductions into their input). */
-  loopState(): void;
-  /** Wrong elements on this rank after the timed loop (the loop's state must have kept). */
-  loopCheck(): number;
+  arm(seed: number): void;
+  /**
+   * How many elements of this rank's results are wrong for the call armed with `seed`. With `spoil`,
+   * one result element is spoiled first (the `--corrupt` testing aid).
+   */
+  verify(seed: number, spoil: boolean): number;
 }
 
 /** Where a row's tensors come from: plain arrays, or `pg.alloc` symmetric memory reused across rows. */
@@ -74,53 +78,82 @@ function reduceOptions(c: Case): ReduceOptions & SyncOptions {
   return { dtype: c.dtype, op, factor: c.redop === "premul_sum" ? PREMUL_FACTOR : undefined };
 }
 
-const zero = () => 0;
-
-/** Fills `t` (global offset `g0`) with rank `src`'s move pattern. */
-function fillMove(t: CpuTensor, d: DType, src: number, g0: number): void {
-  fillPattern(t, d, g0, (g) => moveValue(src, g));
+/** The bytes of `t`. */
+function bytesOf(t: CpuTensor): Uint8Array {
+  return new Uint8Array(t.buffer, t.byteOffset, t.byteLength);
 }
 
-/** Wrong elements of `t` (global offset `g0`) against rank `src`'s move pattern. */
-function wrongMove(t: CpuTensor, d: DType, src: number, g0: number): number {
-  return countWrong(t, d, g0, (g) => moveValue(src, g));
+/**
+ * `run` as `mutant` makes it, from its second call on (the first check still passes, as a subtle
+ * bug would): `noop` returns at once, `misplace` swaps the first and last half of `out` after the
+ * call (right values, wrong place), `skipcopy` puts back what `out` held before the call.
+ */
+function mutate(
+  run: () => Promise<unknown>,
+  out: CpuTensor | undefined,
+  mutant: Mutant,
+): () => Promise<unknown> {
+  let calls = 0;
+  return async () => {
+    if (++calls === 1) return await run();
+    if (mutant === "noop") return;
+    if (!out) return await run();
+    const b = bytesOf(out);
+    if (mutant === "skipcopy") {
+      const before = b.slice();
+      await run();
+      b.set(before);
+      return;
+    }
+    await run();
+    const half = Math.floor(out.length / 2) * out.BYTES_PER_ELEMENT;
+    const head = b.slice(0, half);
+    b.copyWithin(0, b.length - half);
+    b.set(head, b.length - half);
+  };
 }
 
-/** Wrong elements of an n-block result: block p must hold `src(p)`'s pattern at global `g(p)`. */
-function wrongBlocks(
-  t: CpuTensor,
-  d: DType,
-  n: number,
-  chunk: number,
-  src: (p: number) => number,
-  g: (p: number) => number,
-): number {
-  let w = 0;
-  for (let p = 0; p < n; p++) w += wrongMove(view(t, p * chunk, chunk), d, src(p), g(p));
-  return w;
+/** The calls of one row before any mutant: `out` is the tensor a mutant tampers with. */
+interface Calls extends Prepared {
+  out?: CpuTensor;
 }
 
-/** Wrong elements of a list of n results (as {@link wrongBlocks}). */
-function wrongList(
-  ts: readonly CpuTensor[],
-  d: DType,
-  src: (p: number) => number,
-  g: (p: number) => number,
-): number {
-  return ts.reduce((w, t, p) => w + wrongMove(t, d, src(p), g(p)), 0);
+/** Sets up row `c` on this rank (under the testing aid `mutant`, when given). */
+export async function prepare(pg: ProcessGroup, c: Case, bufs: Buffers, mutant?: Mutant): Promise<Prepared> {
+  const calls = await callsOf(pg, c, bufs);
+  return mutant ? { ...calls, run: mutate(calls.run, calls.out, mutant) } : calls;
 }
 
-/** Sets up row `c` on this rank. */
-export async function prepare(pg: ProcessGroup, c: Case, bufs: Buffers): Promise<Prepared> {
+/** The calls of row `c` on this rank. */
+async function callsOf(pg: ProcessGroup, c: Case, bufs: Buffers): Promise<Calls> {
   const r = pg.rank;
   const n = pg.size;
-  const { dtype: d, count, chunk, root } = c;
+  const { dtype: d, count, chunk, root, redop } = c;
   const inPlace = c.place === "in";
   const ro = reduceOptions(c);
   const isRoot = r === root;
   const list = (len: number) => Array.from({ length: n }, () => allocTensor(d, len));
-  const redIn = (t: CpuTensor, g0: number) => fillPattern(t, d, g0, (g) => reduceInput(c.redop, r, g));
-  const redOut = (t: CpuTensor, g0: number) => countWrong(t, d, g0, (g) => reduceResult(c.redop, d, n, g));
+  const table = reduceTable(redop, d, n);
+  /** Rank `src`'s data from global element `g0` under `seed` (ops that move data). */
+  const fillMove = (t: CpuTensor, src: number, g0: number, seed: number) =>
+    fillWith(t, d, g0, (g) => moveValue(src, g, seed));
+  const wrongMove = (t: CpuTensor, src: number, g0: number, seed: number) =>
+    countWrong(t, d, g0, (g) => moveValue(src, g, seed));
+  /** This rank's contribution to a reduction, and the reduction's result. */
+  const redIn = (t: CpuTensor, g0: number, seed: number) =>
+    fillWith(t, d, g0, (g) => reduceInput(redop, r, g, seed));
+  const wrongOwn = (t: CpuTensor, g0: number, seed: number) =>
+    countWrong(t, d, g0, (g) => reduceInput(redop, r, g, seed));
+  const wrongRed = (t: CpuTensor, g0: number, seed: number) =>
+    countWrong(t, d, g0, (g) => table[hashAt(seed, g) % table.length]);
+  /** Block p of `t` must hold rank `src(p)`'s data at global `g(p)`. */
+  const wrongBlocks = (t: CpuTensor, seed: number, src: (p: number) => number, g: (p: number) => number) => {
+    let w = 0;
+    for (let p = 0; p < n; p++) w += wrongMove(view(t, p * chunk, chunk), src(p), g(p), seed);
+    return w;
+  };
+  const wrongList = (ts: readonly CpuTensor[], seed: number) =>
+    ts.reduce((w, t, p) => w + wrongMove(t, p, p * chunk, seed), 0);
   const spoilIf = (on: boolean, t: CpuTensor | undefined) => {
     if (on && t) spoil(t, d);
   };
@@ -129,214 +162,162 @@ export async function prepare(pg: ProcessGroup, c: Case, bufs: Buffers): Promise
     case "allreduce": {
       const buf = await bufs.get("a", d, count);
       return {
+        out: buf,
         run: () => pg.allReduce(buf, ro),
-        check: async (s) => {
-          redIn(buf, 0);
-          await pg.allReduce(buf, ro);
-          spoilIf(s, buf);
-          return redOut(buf, 0);
-        },
-        loopState: () => clear(buf),
-        loopCheck: () => countWrong(buf, d, 0, zero),
+        arm: (seed) => redIn(buf, 0, seed),
+        verify: (seed, s) => (spoilIf(s, buf), wrongRed(buf, 0, seed)),
       };
     }
     case "broadcast": {
       const buf = await bufs.get("a", d, count);
-      const run = () => pg.broadcast(buf, { root, dtype: d });
       return {
-        run,
-        check: async (s) => {
-          if (isRoot) fillMove(buf, d, root, 0);
-          else clear(buf);
-          await run();
-          spoilIf(s, buf);
-          return wrongMove(buf, d, root, 0);
-        },
-        loopState: () => {},
-        loopCheck: () => wrongMove(buf, d, root, 0),
+        out: buf,
+        run: () => pg.broadcast(buf, { root, dtype: d }),
+        arm: (seed) => (isRoot ? fillMove(buf, root, 0, seed) : clear(buf)),
+        verify: (seed, s) => (spoilIf(s, buf), wrongMove(buf, root, 0, seed)),
       };
     }
     case "reduce": {
       const buf = await bufs.get("a", d, count);
-      const run = () => pg.reduce(buf, { ...ro, root });
       return {
-        run,
-        check: async (s) => {
-          redIn(buf, 0);
-          await run();
-          spoilIf(s, buf);
-          // Other ranks' tensors must be unchanged.
-          return isRoot ? redOut(buf, 0) : countWrong(buf, d, 0, (g) => reduceInput(c.redop, r, g));
-        },
-        loopState: () => clear(buf),
-        loopCheck: () => countWrong(buf, d, 0, zero),
+        out: buf,
+        run: () => pg.reduce(buf, { ...ro, root }),
+        arm: (seed) => redIn(buf, 0, seed),
+        // Other ranks' tensors must be unchanged.
+        verify: (seed, s) => (spoilIf(s, buf), isRoot ? wrongRed(buf, 0, seed) : wrongOwn(buf, 0, seed)),
       };
     }
     case "allgather": {
       const out = await bufs.get("a", d, count);
       const sep = await bufs.get("b", d, chunk);
       const inp = inPlace ? view(out, r * chunk, chunk) : sep;
-      const run = () => pg.allGather(out, inp, { dtype: d });
-      const verify = () => wrongBlocks(out, d, n, chunk, (p) => p, (p) => p * chunk);
       return {
-        run,
-        check: async (s) => {
-          clear(out);
-          fillMove(inp, d, r, r * chunk);
-          await run();
-          spoilIf(s, out);
-          return verify();
+        out,
+        run: () => pg.allGather(out, inp, { dtype: d }),
+        arm: (seed) => {
+          clear(out); // first: in place, the input is a block of the output
+          fillMove(inp, r, r * chunk, seed);
         },
-        loopState: () => {},
-        loopCheck: verify,
+        verify: (seed, s) => (spoilIf(s, out), wrongBlocks(out, seed, (p) => p, (p) => p * chunk)),
       };
     }
     case "allgather_list": {
       const outs = list(chunk);
       const inp = await bufs.get("b", d, chunk);
-      const run = () => pg.allGatherList(outs, inp, { dtype: d });
-      const verify = () => wrongList(outs, d, (p) => p, (p) => p * chunk);
       return {
-        run,
-        check: async (s) => {
+        out: outs[0],
+        run: () => pg.allGatherList(outs, inp, { dtype: d }),
+        arm: (seed) => {
           outs.forEach(clear);
-          fillMove(inp, d, r, r * chunk);
-          await run();
-          spoilIf(s, outs[0]);
-          return verify();
+          fillMove(inp, r, r * chunk, seed);
         },
-        loopState: () => {},
-        loopCheck: verify,
+        verify: (seed, s) => (spoilIf(s, outs[0]), wrongList(outs, seed)),
       };
     }
     case "reduce_scatter": {
       const inp = await bufs.get("a", d, count);
       const sep = await bufs.get("b", d, chunk);
       const out = inPlace ? view(inp, r * chunk, chunk) : sep;
-      const run = () => pg.reduceScatter(out, inp, ro);
       return {
-        run,
-        check: async (s) => {
-          redIn(inp, 0);
+        out,
+        run: () => pg.reduceScatter(out, inp, ro),
+        // In place the output is this rank's block of the input: it cannot be zeroed, but it holds
+        // this rank's contribution, which differs from the result.
+        arm: (seed) => {
+          redIn(inp, 0, seed);
           if (!inPlace) clear(out);
-          await run();
-          spoilIf(s, out);
-          return redOut(out, r * chunk);
         },
-        // In place, the result lands in the input: the loop runs on zeros, which stay zeros.
-        loopState: () => {
-          if (inPlace) clear(inp);
-        },
-        loopCheck: () => (inPlace ? countWrong(out, d, 0, zero) : redOut(out, r * chunk)),
+        verify: (seed, s) => (spoilIf(s, out), wrongRed(out, r * chunk, seed)),
       };
     }
     case "reduce_scatter_list": {
       const ins = list(chunk);
       const out = await bufs.get("b", d, chunk);
-      const run = () => pg.reduceScatterList(out, ins, ro);
       return {
-        run,
-        check: async (s) => {
-          ins.forEach((t, p) => redIn(t, p * chunk));
+        out,
+        run: () => pg.reduceScatterList(out, ins, ro),
+        arm: (seed) => {
+          ins.forEach((t, p) => redIn(t, p * chunk, seed));
           clear(out);
-          await run();
-          spoilIf(s, out);
-          return redOut(out, r * chunk);
         },
-        loopState: () => {},
-        loopCheck: () => redOut(out, r * chunk),
+        verify: (seed, s) => (spoilIf(s, out), wrongRed(out, r * chunk, seed)),
       };
     }
     case "alltoall": {
       const inp = await bufs.get("a", d, count);
       const out = await bufs.get("b", d, count);
-      const run = () => pg.allToAll(out, inp, { dtype: d });
-      // Block q of rank p's input goes to rank q, at global index q*chunk: rank r gets from every p.
-      const verify = () => wrongBlocks(out, d, n, chunk, (p) => p, () => r * chunk);
       return {
-        run,
-        check: async (s) => {
-          for (let q = 0; q < n; q++) fillMove(view(inp, q * chunk, chunk), d, r, q * chunk);
+        out,
+        run: () => pg.allToAll(out, inp, { dtype: d }),
+        // Block q of rank p's input goes to rank q, at global index q*chunk: rank r gets from every p.
+        arm: (seed) => {
+          for (let q = 0; q < n; q++) fillMove(view(inp, q * chunk, chunk), r, q * chunk, seed);
           clear(out);
-          await run();
-          spoilIf(s, out);
-          return verify();
         },
-        loopState: () => {},
-        loopCheck: verify,
+        verify: (seed, s) => (spoilIf(s, out), wrongBlocks(out, seed, (p) => p, () => r * chunk)),
       };
     }
     case "gather": {
       const out = await bufs.get("a", d, count);
       const sep = await bufs.get("b", d, chunk);
       const inp = inPlace && isRoot ? view(out, r * chunk, chunk) : sep;
-      const run = () => pg.gather(isRoot ? out : null, inp, { root, dtype: d });
-      const verify = () => (isRoot ? wrongBlocks(out, d, n, chunk, (p) => p, (p) => p * chunk) : 0);
       return {
-        run,
-        check: async (s) => {
+        out: isRoot ? out : undefined,
+        run: () => pg.gather(isRoot ? out : null, inp, { root, dtype: d }),
+        arm: (seed) => {
           clear(out);
-          fillMove(inp, d, r, r * chunk);
-          await run();
-          spoilIf(s && isRoot, out);
-          return verify();
+          fillMove(inp, r, r * chunk, seed);
         },
-        loopState: () => {},
-        loopCheck: verify,
+        verify: (seed, s) => {
+          if (!isRoot) return 0;
+          spoilIf(s, out);
+          return wrongBlocks(out, seed, (p) => p, (p) => p * chunk);
+        },
       };
     }
     case "gather_list": {
       const outs = isRoot ? list(chunk) : null;
       const inp = await bufs.get("b", d, chunk);
-      const run = () => pg.gatherList(outs, inp, { root, dtype: d });
-      const verify = () => (outs ? wrongList(outs, d, (p) => p, (p) => p * chunk) : 0);
       return {
-        run,
-        check: async (s) => {
+        out: outs?.[0],
+        run: () => pg.gatherList(outs, inp, { root, dtype: d }),
+        arm: (seed) => {
           outs?.forEach(clear);
-          fillMove(inp, d, r, r * chunk);
-          await run();
-          spoilIf(s, outs?.[0]);
-          return verify();
+          fillMove(inp, r, r * chunk, seed);
         },
-        loopState: () => {},
-        loopCheck: verify,
+        verify: (seed, s) => (spoilIf(s, outs?.[0]), outs ? wrongList(outs, seed) : 0),
       };
     }
     case "scatter": {
       const inp = await bufs.get("a", d, count);
       const sep = await bufs.get("b", d, chunk);
       const out = inPlace && isRoot ? view(inp, r * chunk, chunk) : sep;
-      const run = () => pg.scatter(out, isRoot ? inp : null, { root, dtype: d });
       return {
-        run,
-        check: async (s) => {
-          // Block p of the root's input is rank p's: it carries p's pattern.
-          if (isRoot) { for (let p = 0; p < n; p++) fillMove(view(inp, p * chunk, chunk), d, p, p * chunk); }
+        out,
+        run: () => pg.scatter(out, isRoot ? inp : null, { root, dtype: d }),
+        arm: (seed) => {
+          // Block p of the root's input is rank p's: it carries p's data.
+          if (isRoot) {
+            for (let p = 0; p < n; p++) {
+              fillMove(view(inp, p * chunk, chunk), p, p * chunk, seed);
+            }
+          }
           if (!(inPlace && isRoot)) clear(out);
-          await run();
-          spoilIf(s, out);
-          return wrongMove(out, d, r, r * chunk);
         },
-        loopState: () => {},
-        loopCheck: () => wrongMove(out, d, r, r * chunk),
+        verify: (seed, s) => (spoilIf(s, out), wrongMove(out, r, r * chunk, seed)),
       };
     }
     case "scatter_list": {
       const ins = isRoot ? list(chunk) : null;
       const out = await bufs.get("b", d, chunk);
-      const run = () => pg.scatterList(out, ins, { root, dtype: d });
       return {
-        run,
-        check: async (s) => {
-          ins?.forEach((t, p) => fillMove(t, d, p, p * chunk));
+        out,
+        run: () => pg.scatterList(out, ins, { root, dtype: d }),
+        arm: (seed) => {
+          ins?.forEach((t, p) => fillMove(t, p, p * chunk, seed));
           clear(out);
-          await run();
-          spoilIf(s, out);
-          return wrongMove(out, d, r, r * chunk);
         },
-        loopState: () => {},
-        loopCheck: () => wrongMove(out, d, r, r * chunk),
+        verify: (seed, s) => (spoilIf(s, out), wrongMove(out, r, r * chunk, seed)),
       };
     }
     case "sendrecv": {
@@ -344,104 +325,89 @@ export async function prepare(pg: ProcessGroup, c: Case, bufs: Buffers): Promise
       const recv = await bufs.get("b", d, count);
       const next = (r + 1) % n;
       const prev = (r + n - 1) % n;
-      const run = () =>
-        Promise.all([
-          pg.isend(send, { dst: next, dtype: d }).wait(),
-          pg.irecv(recv, { src: prev, dtype: d }).wait(),
-        ]);
       return {
-        run,
-        check: async (s) => {
-          fillMove(send, d, r, 0);
+        out: recv,
+        run: () =>
+          Promise.all([
+            pg.isend(send, { dst: next, dtype: d }).wait(),
+            pg.irecv(recv, { src: prev, dtype: d }).wait(),
+          ]),
+        arm: (seed) => {
+          fillMove(send, r, 0, seed);
           clear(recv);
-          await run();
-          spoilIf(s, recv);
-          return wrongMove(recv, d, prev, 0);
         },
-        loopState: () => {},
-        loopCheck: () => wrongMove(recv, d, prev, 0),
+        verify: (seed, s) => (spoilIf(s, recv), wrongMove(recv, prev, 0, seed)),
       };
     }
     case "barrier":
-      return {
-        run: () => pg.barrier(),
-        check: async () => {
-          await pg.barrier();
-          return 0;
-        },
-        loopState: () => {},
-        loopCheck: () => 0,
-      };
+      return { run: () => pg.barrier(), arm: () => {}, verify: () => 0 };
     default:
-      return prepareObject(pg, c);
+      return callsOfObject(pg, c);
   }
 }
 
 /** Object ops: the payload is a `Uint8Array` of the row's bytes, encoded and decoded by the library. */
-function prepareObject(pg: ProcessGroup, c: Case): Prepared {
+function callsOfObject(pg: ProcessGroup, c: Case): Calls {
   const r = pg.rank;
   const n = pg.size;
   const { count, chunk, root } = c;
   const isRoot = r === root;
-  const bytes = (len: number, src: number, g0: number) => {
+  const bytes = (len: number, src: number, g0: number, seed: number) => {
     const t = new Uint8Array(len);
-    fillMove(t, "u8", src, g0);
+    fillWith(t, "u8", g0, (g) => moveValue(src, g, seed));
     return t;
   };
-  /** Wrong bytes of a decoded value that should be `src`'s pattern of `len` bytes from `g0`. */
-  const wrongValue = (v: unknown, len: number, src: number, g0: number): number =>
-    v instanceof Uint8Array && v.length === len ? wrongMove(v, "u8", src, g0) : len;
+  /** Wrong bytes of a decoded value that should be `src`'s data of `len` bytes from `g0`. */
+  const wrongValue = (v: unknown, len: number, src: number, g0: number, seed: number): number =>
+    v instanceof Uint8Array && v.length === len
+      ? countWrong(v, "u8", g0, (g) => moveValue(src, g, seed))
+      : len;
+  const wrongEvery = (v: unknown, seed: number): number =>
+    Array.isArray(v) && v.length === n
+      ? v.reduce((w: number, x, p) => w + wrongValue(x, chunk, p, p * chunk, seed), 0)
+      : count;
   let last: unknown = null;
-  let verify: (v: unknown) => number;
+  let payload: Uint8Array | null = null;
+  let payloads: Uint8Array[] | null = null;
   let run: () => Promise<unknown>;
+  let arm: (seed: number) => void;
+  let verify: (seed: number) => number;
   switch (c.op) {
-    case "broadcast_object": {
-      const payload = isRoot ? bytes(count, root, 0) : null;
+    case "broadcast_object":
       run = async () => (last = await pg.broadcastObject(payload, { root }));
-      verify = (v) => wrongValue(v, count, root, 0);
+      arm = (seed) => (payload = isRoot ? bytes(count, root, 0, seed) : null);
+      verify = (seed) => wrongValue(last, count, root, 0, seed);
       break;
-    }
-    case "allgather_object": {
-      const payload = bytes(chunk, r, r * chunk);
+    case "allgather_object":
       run = async () => (last = await pg.allGatherObject(payload));
-      verify = (v) =>
-        Array.isArray(v) && v.length === n
-          ? v.reduce((w: number, x, p) => w + wrongValue(x, chunk, p, p * chunk), 0)
-          : count;
+      arm = (seed) => (payload = bytes(chunk, r, r * chunk, seed));
+      verify = (seed) => wrongEvery(last, seed);
       break;
-    }
-    case "gather_object": {
-      const payload = bytes(chunk, r, r * chunk);
+    case "gather_object":
       run = async () => (last = await pg.gatherObject(payload, { root }));
-      verify = (v) =>
-        !isRoot
-          ? (v === null ? 0 : 1)
-          : Array.isArray(v) && v.length === n
-          ? v.reduce((w: number, x, p) => w + wrongValue(x, chunk, p, p * chunk), 0)
-          : count;
+      arm = (seed) => (payload = bytes(chunk, r, r * chunk, seed));
+      verify = (seed) => (isRoot ? wrongEvery(last, seed) : last === null ? 0 : 1);
       break;
-    }
-    case "scatter_object": {
-      const payloads = isRoot ? Array.from({ length: n }, (_, p) => bytes(chunk, p, p * chunk)) : null;
+    case "scatter_object":
       run = async () => (last = await pg.scatterObject(payloads, { root }));
-      verify = (v) => wrongValue(v, chunk, r, r * chunk);
+      arm = (
+        seed,
+      ) => (payloads = isRoot ? Array.from({ length: n }, (_, p) => bytes(chunk, p, p * chunk, seed)) : null);
+      verify = (seed) => wrongValue(last, chunk, r, r * chunk, seed);
       break;
-    }
     default:
       throw new Error(`no setup for op ${c.op}`);
   }
-  const spoilLast = () => {
-    const first = Array.isArray(last) ? last[0] : last;
-    if (first instanceof Uint8Array) spoil(first, "u8");
-  };
   return {
     run,
-    check: async (s) => {
-      await run();
-      if (s) spoilLast();
-      return verify(last);
+    arm: (seed) => {
+      last = null;
+      arm(seed);
     },
-    loopState: () => {},
-    loopCheck: () => verify(last),
+    verify: (seed, s) => {
+      const first = Array.isArray(last) ? last[0] : last;
+      if (s && first instanceof Uint8Array) spoil(first, "u8");
+      return verify(seed);
+    },
   };
 }

@@ -36,7 +36,7 @@ const say = (line: string) => {
 };
 for (const c of enumerateCases(cfg, pg.size)) {
   say(caseLine(c.index));
-  const m = await measure(pg, await prepare(pg, c, bufs), cfg);
+  const m = await measure(pg, c.index, await prepare(pg, c, bufs, cfg.mutant), cfg);
   say(rowLine({ index: c.index, ...m, transport: pg.backend }));
 }
 await pg.destroy();

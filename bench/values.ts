@@ -1,31 +1,57 @@
 /**
  * @module
- * The numbers the benchmark writes and expects: a data pattern for ops that move data, small inputs
- * for reductions (so every dtype holds every partial result exactly), the expected result of each
- * reduce op, and element access for every dtype (f16 through `Float16Array`, bf16 by its bits, i64
- * through BigInt). Patterns repeat every {@link PERIOD} elements, so filling and checking stay cheap.
+ * The numbers the benchmark writes and expects. Every checked call gets its own data: a seed per row
+ * and checked iteration, hashed with the global element index, so values differ per rank, per element
+ * (no short period: a right value in the wrong place is caught) and per checked call (a call that
+ * did nothing leaves the last check's values, which are wrong now). Ops that move data carry 1..100;
+ * reductions take 1..4 (1..2 for products), so every dtype holds every partial result exactly.
+ * bench/compare/common.py computes the same numbers; change both together.
  */
 
 import type { CpuTensor, DType } from "../collectives/mod.ts";
 import { PREMUL_FACTOR, type RedOp } from "./catalog.ts";
 
-/** Every pattern repeats with this period in the element's global index. */
-export const PERIOD = 100;
+/** A 32-bit integer finalizer (xor-shift-multiply): every bit of the input moves every bit of the output. */
+export function mix32(x: number): number {
+  x = (x ^ (x >>> 16)) >>> 0;
+  x = Math.imul(x, 0x7feb352d) >>> 0;
+  x = (x ^ (x >>> 15)) >>> 0;
+  x = Math.imul(x, 0x846ca68b) >>> 0;
+  return (x ^ (x >>> 16)) >>> 0;
+}
 
-/**
- * The value rank `src` holds at global element `g` for ops that move data: 1..100, distinct between
- * ranks and between neighbouring elements, exact in every dtype (i8 included).
- */
-export function moveValue(src: number, g: number): number {
-  return ((src * 37 + (g % PERIOD) * 11) % PERIOD) + 1;
+/** The seed of checked call `k` (0 = the first check, then 1 + the timed iteration) of row `row`. */
+export function seedOf(row: number, k: number): number {
+  return mix32((Math.imul(row + 1, 0x9e3779b9) ^ (k + 1)) >>> 0);
+}
+
+/** The hash of global element `g` under `seed`; what every value below derives from. */
+export function hashAt(seed: number, g: number): number {
+  return mix32((g + seed) >>> 0);
 }
 
 /**
- * The value rank `src` contributes at global element `g` to a reduction: 1 or 2 for products (their
- * results are powers of two, exact everywhere), 1..4 otherwise (sums stay exact in bf16 up to 64 ranks).
+ * Whether timed iteration `k` of `iters` in row `row` is checked: one at a seeded position in every
+ * block of 8, and the last. Every rank (and the comparison scripts) computes the same answer.
  */
-export function reduceInput(redop: RedOp, src: number, g: number): number {
-  return redop === "prod" ? ((src + g) % 2) + 1 : ((src + g) % 4) + 1;
+export function isChecked(row: number, k: number, iters: number): boolean {
+  if (k === iters - 1) return true;
+  return k % 8 === mix32((Math.imul(row + 1, 0x9e3779b9) + Math.floor(k / 8)) >>> 0) % 8;
+}
+
+/** The value rank `src` holds at global element `g` under `seed` for ops that move data: 1..100. */
+export function moveValue(src: number, g: number, seed: number): number {
+  return ((hashAt(seed, g) % 100) + src * 37) % 100 + 1;
+}
+
+/**
+ * The value rank `src` contributes at global element `g` under `seed` to a reduction: 1 or 2 for
+ * products (results are powers of two), 1..4 otherwise (sums stay exact in bf16 up to 64 ranks).
+ * Consecutive ranks hold different values at every element.
+ */
+export function reduceInput(redop: RedOp, src: number, g: number, seed: number): number {
+  const m = redop === "prod" ? 2 : 4;
+  return ((hashAt(seed, g) % m) + src) % m + 1;
 }
 
 const F32 = new Float32Array(1);
@@ -69,38 +95,53 @@ export function castTo(dtype: DType, v: number): number {
   }
 }
 
-/** The result of `redop` at global element `g` over `n` ranks holding {@link reduceInput}, as `dtype`. */
-export function reduceResult(redop: RedOp, dtype: DType, n: number, g: number): number {
+/**
+ * The results of `redop` over `n` ranks, as `dtype`, indexed by the element's hash modulo 4 (2 for
+ * products): the result at `g` under `seed` is `table[hashAt(seed, g) % table.length]`.
+ */
+export function reduceTable(redop: RedOp, dtype: DType, n: number): Float64Array {
+  const m = redop === "prod" ? 2 : 4;
   const float = dtype === "f32" || dtype === "f64" || dtype === "f16" || dtype === "bf16";
-  let acc = reduceInput(redop, 0, g);
-  for (let r = 1; r < n; r++) {
-    const v = reduceInput(redop, r, g);
-    switch (redop) {
-      case "prod":
-        acc *= v;
-        break;
-      case "min":
-        acc = Math.min(acc, v);
-        break;
-      case "max":
-        acc = Math.max(acc, v);
-        break;
-      case "band":
-        acc &= v;
-        break;
-      case "bor":
-        acc |= v;
-        break;
-      case "bxor":
-        acc ^= v;
-        break;
-      default: // sum, avg, premul_sum
-        acc += v;
+  const table = new Float64Array(m);
+  for (let h = 0; h < m; h++) {
+    // The element whose hash is h: rank r contributes ((h + r) % m) + 1, as reduceInput.
+    let acc = (h % m) + 1;
+    for (let r = 1; r < n; r++) {
+      const v = ((h + r) % m) + 1;
+      switch (redop) {
+        case "prod":
+          acc *= v;
+          break;
+        case "min":
+          acc = Math.min(acc, v);
+          break;
+        case "max":
+          acc = Math.max(acc, v);
+          break;
+        case "band":
+          acc &= v;
+          break;
+        case "bor":
+          acc |= v;
+          break;
+        case "bxor":
+          acc ^= v;
+          break;
+        default: // sum, avg, premul_sum
+          acc += v;
+      }
     }
+    if (redop === "avg") acc = float ? acc / n : Math.trunc(acc / n);
+    if (redop === "premul_sum") acc *= PREMUL_FACTOR;
+    table[h] = castTo(dtype, acc);
   }
-  if (redop === "avg") acc = float ? acc / n : Math.trunc(acc / n);
-  if (redop === "premul_sum") acc *= PREMUL_FACTOR;
-  return castTo(dtype, acc);
+  return table;
+}
+
+/** The result of `redop` over `n` ranks at global element `g` under `seed`, as `dtype`. */
+export function reduceResult(redop: RedOp, dtype: DType, n: number, g: number, seed: number): number {
+  const table = reduceTable(redop, dtype, n);
+  return table[hashAt(seed, g) % table.length];
 }
 
 /** A zero-filled tensor of `length` elements of `dtype`. */
@@ -151,17 +192,15 @@ export function access(t: CpuTensor, dtype: DType): Access {
   return { get: (i) => a[i], set: (i, v) => void (a[i] = v) };
 }
 
-/**
- * Fills `t` so that element i holds `valueAt(g0 + i)`, where `valueAt` repeats every
- * {@link PERIOD} indices: one period is written, then copied forward in doubling blocks.
- */
-export function fillPattern(t: CpuTensor, dtype: DType, g0: number, valueAt: (g: number) => number): void {
-  const a = access(t, dtype);
-  const head = Math.min(t.length, PERIOD);
-  for (let i = 0; i < head; i++) a.set(i, valueAt(g0 + i));
-  for (let done = head; done < t.length; done *= 2) {
-    t.copyWithin(done, 0, Math.min(done, t.length - done));
+/** Fills `t` so that element i holds `valueAt(g0 + i)` (one pass). */
+export function fillWith(t: CpuTensor, dtype: DType, g0: number, valueAt: (g: number) => number): void {
+  if (dtype === "f16" || dtype === "bf16" || t instanceof BigInt64Array) {
+    const a = access(t, dtype);
+    for (let i = 0; i < t.length; i++) a.set(i, valueAt(g0 + i));
+    return;
   }
+  const a = t as Exclude<CpuTensor, BigInt64Array>;
+  for (let i = 0; i < a.length; i++) a[i] = valueAt(g0 + i);
 }
 
 /** Relative tolerance of float comparisons per dtype (AVG and rounding paths may differ by an ulp). */
@@ -177,31 +216,21 @@ const TOLERANCE: Readonly<Record<DType, number>> = {
   u32: 0,
 };
 
-/**
- * How many elements of `t` differ from `valueAt(g0 + i)` (`valueAt` repeating every {@link PERIOD}),
- * floats within the dtype's tolerance. One pass over `t`; the expected period is computed once.
- */
+/** How many elements of `t` differ from `valueAt(g0 + i)`, floats within the dtype's tolerance. */
 export function countWrong(t: CpuTensor, dtype: DType, g0: number, valueAt: (g: number) => number): number {
-  const table = new Float64Array(PERIOD);
-  for (let k = 0; k < PERIOD; k++) table[k] = valueAt(g0 + k);
   const tol = TOLERANCE[dtype];
   const n = t.length;
   let wrong = 0;
-  let k = 0;
   if (tol === 0 && !(t instanceof BigInt64Array) && dtype !== "f16" && dtype !== "bf16") {
     const a = t as Exclude<CpuTensor, BigInt64Array>;
-    for (let i = 0; i < n; i++) {
-      if (a[i] !== table[k]) wrong++;
-      if (++k === PERIOD) k = 0;
-    }
+    for (let i = 0; i < n; i++) if (a[i] !== valueAt(g0 + i)) wrong++;
     return wrong;
   }
   const { get } = access(t, dtype);
   for (let i = 0; i < n; i++) {
     const got = get(i);
-    const exp = table[k];
+    const exp = valueAt(g0 + i);
     if (!(Math.abs(got - exp) <= tol * Math.max(1, Math.abs(exp)))) wrong++;
-    if (++k === PERIOD) k = 0;
   }
   return wrong;
 }

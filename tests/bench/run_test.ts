@@ -128,6 +128,36 @@ Deno.test("a deliberately corrupted result shows in #wrong and fails the run", a
   assert.match(r.stderr, /\[[#.]+\] \d+\/4 rows/);
 });
 
+Deno.test("the checks catch a call that does nothing, writes the wrong place or skips its copy", async () => {
+  // Every mutant misbehaves from a row's second call on, as a subtle bug would: only the checks of
+  // timed iterations can see it (the old check, once per row and then on zeros, saw none of them).
+  const ops = "allreduce,broadcast,reduce,allgather,reduce_scatter,alltoall,gather,scatter,sendrecv";
+  for (const mutant of ["noop", "misplace", "skipcopy"]) {
+    for (const transport of ["shm", "tcp"]) {
+      const r = await bench([
+        "--op",
+        ops,
+        "--sizes",
+        "4K",
+        "--transport",
+        transport,
+        "--mutant",
+        mutant,
+        "--format",
+        "json",
+        ...QUICK,
+      ]);
+      assert.equal(r.code, 1, `${mutant} ${transport}: ${r.stderr}`);
+      const rows = rowsOf(r.stdout);
+      assert.equal(rows.length, ops.split(",").length);
+      for (const x of rows) assert.ok(x.wrong > 0, `${mutant} over ${transport}: ${x.op} passed`);
+    }
+  }
+  const bad = await bench(["--mutant", "sometimes"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.stderr, /--mutant must be one of noop, misplace, skipcopy/);
+});
+
 Deno.test("--algo prints each algorithm's time and whether auto is within 10% of the best", async () => {
   const r = await bench([
     "--op",

@@ -21,9 +21,13 @@ import {
   allocTensor,
   castTo,
   countWrong,
-  fillPattern,
+  fillWith,
+  isChecked,
   moveValue,
+  reduceInput,
   reduceResult,
+  reduceTable,
+  seedOf,
 } from "../../bench/values.ts";
 
 const run = (over: Partial<RunConfig> = {}): RunConfig => ({
@@ -137,31 +141,70 @@ Deno.test("bus factors are nccl-tests'", () => {
   assert.ok(Math.abs(r.busbw - r.algbw * 1.5) < 1e-12);
 });
 
-Deno.test("values: patterns, results of every reduce op, dtype rounding and wrapping", () => {
-  assert.equal(moveValue(0, 0), 1);
-  assert.equal(moveValue(3, 205), moveValue(3, 5));
-  // 3 ranks, element 0: inputs 1, 2, 3 (prod: 1, 2, 1).
-  assert.equal(reduceResult("sum", "f32", 3, 0), 6);
-  assert.equal(reduceResult("prod", "i32", 3, 0), 2);
-  assert.equal(reduceResult("min", "u8", 3, 0), 1);
-  assert.equal(reduceResult("max", "i8", 3, 0), 3);
-  assert.equal(reduceResult("avg", "i32", 4, 1), 2); // (2+3+4+1)/4 = 2.5, truncated
-  assert.equal(reduceResult("avg", "f64", 4, 1), 2.5);
-  assert.equal(reduceResult("band", "i64", 2, 0), 1 & 2);
-  assert.equal(reduceResult("bxor", "u32", 3, 0), 1 ^ 2 ^ 3);
-  assert.equal(reduceResult("premul_sum", "bf16", 2, 0), 1.5);
-  assert.equal(reduceResult("prod", "i8", 8, 0), 16); // 1*2*1*2*1*2*1*2
-  assert.equal(reduceResult("prod", "i8", 16, 0), 0); // 2^8 wraps, as the kernels do
+Deno.test("values: seeded data, results of every reduce op, dtype rounding and wrapping", () => {
+  // Table entry h is the result at an element whose hash is h: rank r holds ((h + r) % 4) + 1.
+  assert.deepEqual([...reduceTable("sum", "f32", 3)], [6, 9, 8, 7]); // 1+2+3, 2+3+4, 3+4+1, 4+1+2
+  assert.deepEqual([...reduceTable("prod", "i32", 3)], [2, 4]); // 1*2*1, 2*1*2
+  assert.equal(reduceTable("min", "u8", 3)[0], 1);
+  assert.equal(reduceTable("max", "i8", 3)[0], 3);
+  assert.equal(reduceTable("avg", "i32", 4)[1], 2); // (2+3+4+1)/4 = 2.5, truncated
+  assert.equal(reduceTable("avg", "f64", 4)[1], 2.5);
+  assert.equal(reduceTable("band", "i64", 2)[0], 1 & 2);
+  assert.equal(reduceTable("bxor", "u32", 3)[0], 1 ^ 2 ^ 3);
+  assert.equal(reduceTable("premul_sum", "bf16", 2)[0], 1.5);
+  assert.equal(reduceTable("prod", "i8", 8)[0], 16); // 1*2*1*2*1*2*1*2
+  assert.equal(reduceTable("prod", "i8", 16)[0], 0); // 2^8 wraps, as the kernels do
   assert.equal(castTo("i8", 200), -56);
   assert.equal(castTo("bf16", 257), 256);
+  // The result at any element is the reduction of what every rank contributes there.
+  const seed = seedOf(3, 5);
+  for (const redop of ["sum", "prod", "max", "bxor"] as const) {
+    for (let g = 0; g < 50; g++) {
+      let acc = reduceInput(redop, 0, g, seed);
+      for (let r = 1; r < 3; r++) {
+        const v = reduceInput(redop, r, g, seed);
+        acc = redop === "sum"
+          ? acc + v
+          : redop === "prod"
+          ? acc * v
+          : redop === "max"
+          ? Math.max(acc, v)
+          : acc ^ v;
+      }
+      assert.equal(reduceResult(redop, "i32", 3, g, seed), acc, `${redop} at ${g}`);
+    }
+  }
+  // Ranks differ at every element; no short period; another checked call has other data.
+  const row = Array.from({ length: 4096 }, (_, g) => moveValue(1, g, seed));
+  for (let g = 0; g < 4096; g++) {
+    assert.notEqual(moveValue(0, g, seed), row[g]);
+    assert.notEqual(reduceInput("sum", 0, g, seed), reduceInput("sum", 1, g, seed));
+  }
+  for (let p = 1; p <= 1024; p++) {
+    assert.ok(row.some((v, g) => g + p < row.length && v !== row[g + p]), `period ${p}`);
+  }
+  assert.ok(row.filter((v, g) => v !== moveValue(1, g, seedOf(3, 6))).length > 4000);
   for (const d of ["f32", "f64", "i32", "i64", "u8", "i8", "u32", "f16", "bf16"] as const) {
     const t = allocTensor(d, 250);
-    fillPattern(t, d, 7, (g) => moveValue(2, g));
-    assert.equal(access(t, d).get(123), moveValue(2, 130), d);
-    assert.equal(countWrong(t, d, 7, (g) => moveValue(2, g)), 0, d);
+    fillWith(t, d, 7, (g) => moveValue(2, g, seed));
+    assert.equal(access(t, d).get(123), moveValue(2, 130, seed), d);
+    assert.equal(countWrong(t, d, 7, (g) => moveValue(2, g, seed)), 0, d);
     access(t, d).set(200, 0);
-    assert.equal(countWrong(t, d, 7, (g) => moveValue(2, g)), 1, d);
+    assert.equal(countWrong(t, d, 7, (g) => moveValue(2, g, seed)), 1, d);
   }
+});
+
+Deno.test("values: one checked iteration in every block of 8, at seeded places, and the last", () => {
+  for (const iters of [1, 5, 8, 100, 2000]) {
+    const checked = Array.from({ length: iters }, (_, k) => isChecked(7, k, iters));
+    assert.ok(checked[iters - 1]);
+    for (let b = 0; b + 8 <= iters; b += 8) {
+      assert.equal(checked.slice(b, b + 8).filter((x) => x).length - (b + 8 === iters ? 1 : 0) <= 1, true);
+      assert.ok(checked.slice(b, b + 8).some((x) => x), `block ${b}`);
+    }
+  }
+  const at = (row: number) => Array.from({ length: 80 }, (_, k) => isChecked(row, k, 1000) ? k % 8 : -1);
+  assert.notDeepEqual(at(1), at(2)); // positions differ between rows and blocks
 });
 
 Deno.test("stats: median, p99, cv", () => {
