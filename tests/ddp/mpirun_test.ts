@@ -17,7 +17,7 @@ async function hasMpirun(): Promise<boolean> {
 }
 
 const available = await hasMpirun();
-if (!available) console.log("skipped: mpirun (Debian openmpi-bin) is not installed");
+if (!available) console.log("mpirun_test.ts: skipped: mpirun (Debian openmpi-bin) is not installed");
 
 Deno.test({
   name: "mpirun -np 4 runs examples/allreduce.ts with no choir launcher",

@@ -26,7 +26,7 @@ async function clusterUp(): Promise<string | null> {
 }
 
 const why = await clusterUp();
-if (why) console.log(`skipped: ${why}`);
+if (why) console.log(`slurm_test.ts: skipped: ${why}`);
 
 /** Submits `script` with `--wait` and returns its output file's text. */
 async function sbatch(script: string, opts: string[]): Promise<string> {

@@ -58,6 +58,51 @@ async function tearDown(n: number, tag: string): Promise<void> {
   await run("ip", ["link", "del", nm.bridge]);
 }
 
+/** What {@link probeNetns} found: null where the thing works, else why not. */
+export interface NetnsSupport {
+  /** Network namespaces joined by veth pairs to a bridge (needs root and `ip`). */
+  netns: string | null;
+  /** `tc qdisc ... netem` on a veth inside a namespace (needs `tc` and the kernel's sch_netem). */
+  netem: string | null;
+}
+
+/**
+ * Decides, before any test runs, whether this machine can host a bed: makes a throwaway namespace, a
+ * veth pair moved into it and a bridge, tries a netem qdisc on the veth, and removes them all. `tag`
+ * keeps two files' probes apart.
+ */
+export async function probeNetns(tag: string): Promise<NetnsSupport> {
+  const [ns, br, dev] = [`${tag}ns`, `${tag}br`, `${tag}v`];
+  const clean = async () => {
+    await run("ip", ["netns", "del", ns]);
+    await run("ip", ["link", "del", `${dev}b`]);
+    await run("ip", ["link", "del", br]);
+  };
+  if (Deno.build.os !== "linux") {
+    return { netns: `network namespaces are Linux only (${Deno.build.os})`, netem: null };
+  }
+  await clean();
+  try {
+    const steps: [string, string[]][] = [
+      ["ip", ["netns", "add", ns]],
+      ["ip", ["link", "add", br, "type", "bridge"]],
+      ["ip", ["link", "add", dev, "type", "veth", "peer", "name", `${dev}b`]],
+      ["ip", ["link", "set", dev, "netns", ns]],
+    ];
+    for (const [cmd, args] of steps) {
+      const r = await run(cmd, args);
+      if (!r.ok) {
+        return { netns: `\`${cmd} ${args.join(" ")}\` failed: ${r.err || "not permitted"}`, netem: null };
+      }
+    }
+    const tc = ["netns", "exec", ns, "tc", "qdisc", "add", "dev", dev, "root", "netem", "delay", "1ms"];
+    const r = await run("ip", tc);
+    return { netns: null, netem: r.ok ? null : `\`ip ${tc.join(" ")}\` failed: ${r.err || "not permitted"}` };
+  } finally {
+    await clean();
+  }
+}
+
 /**
  * Builds `n` namespaces on subnet 10.`subnet`.0.0/24 joined by a bridge; returns the bed, or a string
  * saying why it could not (not root, no `ip`, no netns support).

@@ -228,8 +228,15 @@ for (const blas of [true, false]) {
   });
 }
 
+const noBlas = gemmBackend() !== "openblas";
+if (noBlas) {
+  console.log(
+    "nn_test.ts: skipped: libopenblas.so.0 could not be opened (Debian: libopenblas0) or --allow-ffi is not given; the backwardAsync OpenBLAS test is ignored",
+  );
+}
+
 Deno.test("Sequential.backwardAsync leaves the event loop free while a large product computes (OpenBLAS)", {
-  ignore: gemmBackend() !== "openblas",
+  ignore: noBlas,
 }, async () => {
   const model = new Sequential(new Linear(512, 512, { seed: 6 }), new Linear(512, 512, { seed: 7 }));
   model.forward(rand(256 * 512, 63), 256);
