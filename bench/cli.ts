@@ -13,7 +13,9 @@ import { type Mutant, MUTANTS, type PlaceMode, type RunConfig } from "./cases.ts
 export const USAGE = `usage: deno task bench [options]
 
 Starts local ranks through the launcher, checks and times every op at every size, and prints the
-rows in nccl-tests' layout (or OSU's, or JSON lines). Every result is checked: #wrong must be 0.
+rows in nccl-tests' layout (or OSU's, or JSON lines). Results are checked: the first call of each row
+and a seeded sample of its timed calls (one in 8, and the last), each on fresh data armed before it
+and checked after it, outside the timed region. #wrong must be 0.
 
 what to measure
   --op, --ops LIST     ops, comma-separated, or "all" (default allreduce,broadcast,barrier):
@@ -31,7 +33,8 @@ timing
   --warmup S           seconds of untimed warm-up calls per row (default 0.3)
   --min-iters N        fewest timed iterations per row (default 5)
   --max-iters N        most timed iterations per row (default 2000)
-  --rounds R           run every series R times, interleaved, and report the median round (default 1)
+  --rounds R           run every series R times, interleaved (fresh launches), and report the median
+                       round (default 1)
 where
   --nproc N            ranks to start on this host (default 2)
   --hosts LIST         host[:slots],... for a run across hosts (see docs/benchmarks.md)
@@ -43,7 +46,11 @@ where
                        and others it prints, per size, each algorithm's time and whether auto is
                        within 10% of the best
   --compare            also run torch.distributed Gloo and Open MPI (mpi4py) on the same rows,
-                       when installed, and print choir's speed ratio to each
+                       when installed, and print choir's speed ratio to each: Open MPI at its best
+                       (its default, each coll_tuned algorithm forced, coll_tuned off: the fastest
+                       per row, named); with --rounds, the median of per-round ratios [min-max]
+  --limits             only measure this machine's limits (memcpy on one and two cores, shared-memory
+                       and TCP round trips, TCP bandwidth; needs a C compiler) and print them
   --python PATH        Python for --compare (default: /usr/bin/python3 or python3, whichever imports them)
 output
   --format FMT         nccl (default), osu or json (JSON lines on stdout)
@@ -75,6 +82,8 @@ export interface BenchOptions {
   algos: string[];
   /** Run the other libraries too. */
   compare: boolean;
+  /** Only measure the machine's limits. */
+  limits: boolean;
   /** Python interpreter for `--compare`, if given. */
   python?: string;
   /** Rounds of every series. */
@@ -174,6 +183,7 @@ export function parseCli(argv: readonly string[]): BenchOptions {
         buffers: { type: "string" },
         algo: { type: "string" },
         compare: { type: "boolean", default: false },
+        limits: { type: "boolean", default: false },
         python: { type: "string" },
         format: { type: "string", default: "nccl" },
         json: { type: "string" },
@@ -300,6 +310,7 @@ export function parseCli(argv: readonly string[]): BenchOptions {
     buffers: [...buffers] as ("array" | "alloc")[],
     algos,
     compare: values.compare,
+    limits: values.limits,
     python: values.python,
     rounds: number("rounds", values.rounds, 1, true),
     format,

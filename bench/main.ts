@@ -7,6 +7,7 @@
  * failed, 2 on a command-line mistake. `deno task bench --help` lists the options.
  */
 
+import { bestOfGroups } from "./best.ts";
 import { type Case, enumerateCases } from "./cases.ts";
 import { type BenchOptions, CliError, parseCli, USAGE } from "./cli.ts";
 import { compareSeries, findCompareTools, runCompare } from "./compare.ts";
@@ -17,6 +18,7 @@ import { osuSink } from "./formats/osu.ts";
 import { ratioTables } from "./formats/ratios.ts";
 import { fmtGBs, placeName, type RowSink, sizeLabel } from "./formats/text.ts";
 import { htmlReport } from "./html.ts";
+import { limitsLines, measureLimits } from "./limits.ts";
 import { plotSvg } from "./plot.ts";
 import { Progress } from "./progress.ts";
 import { type BenchRow, finishRow, type Series } from "./row.ts";
@@ -67,6 +69,12 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
+  if (o.limits) {
+    const l = await measureLimits();
+    for (const line of limitsLines(l)) console.log(line);
+    if (o.json) await Deno.writeTextFile(o.json, JSON.stringify(l, null, 2) + "\n");
+    return 0;
+  }
   const remote = (o.hosts ?? []).filter((h) => !LOCAL.has(h.host) && h.host !== Deno.hostname());
   if (remote.length > 0) {
     console.error(
@@ -91,7 +99,7 @@ async function main(argv: string[]): Promise<number> {
     progress.status("looking for torch.distributed and Open MPI", 0, 0, true);
     const tools = await findCompareTools(o.python);
     for (const m of tools.missing) progress.err(`bench: --compare: ${m}`);
-    series.push(...compareSeries(tools, o.transports));
+    series.push(...compareSeries(tools, o.transports, o.run.ops));
     compareRunner = (s, h) => runCompare(s, tools, o.run, cases, n, h);
   }
 
@@ -144,7 +152,12 @@ async function main(argv: string[]): Promise<number> {
         ? await runChoir(s, o.run, n, handlers)
         : await compareRunner!(s, handlers);
       done += cases.length - seen; // rows a failed series never reported
-      if (code !== 0) {
+      if (code !== 0 && s.group && s.algo !== "default") {
+        // A forced Open MPI algorithm that cannot run here is left out of the best-of, not a failure.
+        progress.err(
+          `bench: ${tag} exited ${code} after ${seen} of ${cases.length} rows (a forced algorithm this run cannot use); its other rows are missing from ${s.group}'s best`,
+        );
+      } else if (code !== 0) {
         failures.push(`${tag} failed (exit ${code}) after ${seen} of ${cases.length} rows`);
         progress.err(`bench: ${failures[failures.length - 1]}`);
         if (firstCode === 0) firstCode = code;
@@ -160,12 +173,15 @@ async function main(argv: string[]): Promise<number> {
       if (o.rounds > 1) emit(r);
     }
   }
+  // Each variant group's fastest variant per row, as rows of their own (series = the group's label).
+  const best = bestOfGroups(rows, series);
+  for (const r of best.rows) if (r.variant !== undefined) emit(r);
   sink.end();
   jsonFile?.close();
   progress.done();
 
   const wrong = rows.reduce((a, r) => a + r.wrong, 0);
-  const ratios = o.compare ? ratioTables(rows, series) : [];
+  const ratios = o.compare ? ratioTables(best.rows, best.series) : [];
   const algos = o.algos.length > 1 ? algoTables(rows, o.algos).lines : [];
   if (text) {
     out("");
@@ -186,7 +202,7 @@ async function main(argv: string[]): Promise<number> {
 
   const title = `choir bench: ${n} ranks`;
   if (o.plot || o.html) {
-    const svg = plotSvg(rows, `${title}, ${new Date().toISOString().slice(0, 10)}`);
+    const svg = plotSvg(best.rows, `${title}, ${new Date().toISOString().slice(0, 10)}`);
     if (o.plot) await Deno.writeTextFile(o.plot, svg);
     if (o.html) {
       const about = [

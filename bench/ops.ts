@@ -11,13 +11,12 @@ import { PREMUL_FACTOR } from "./catalog.ts";
 import type { Case, Mutant } from "./cases.ts";
 import {
   allocTensor,
-  clear,
   countWrong,
   fillWith,
-  hashAt,
   moveValue,
+  poison,
   reduceInput,
-  reduceTable,
+  resultAt,
   spoil,
 } from "./values.ts";
 
@@ -26,8 +25,8 @@ export interface Prepared {
   /** One call of the op: the unit the timed loop repeats. */
   run(): Promise<unknown>;
   /**
-   * Writes this rank's inputs for the checked call of `seed` and zeroes every output element the
-   * call must write (zero is a value no input or result holds), so a call that does nothing, or
+   * Writes this rank's inputs for the checked call of `seed` and poisons every output element the
+   * call must write (a value no input or result holds), so a call that does nothing, or
    * writes the right values in the wrong place, leaves wrong elements.
    */
   arm(seed: number): void;
@@ -133,7 +132,8 @@ async function callsOf(pg: ProcessGroup, c: Case, bufs: Buffers): Promise<Calls>
   const ro = reduceOptions(c);
   const isRoot = r === root;
   const list = (len: number) => Array.from({ length: n }, () => allocTensor(d, len));
-  const table = reduceTable(redop, d, n);
+  /** Marks every element of an output as not yet written (a value no input or result holds). */
+  const bad = (t: CpuTensor) => poison(t, d);
   /** Rank `src`'s data from global element `g0` under `seed` (ops that move data). */
   const fillMove = (t: CpuTensor, src: number, g0: number, seed: number) =>
     fillWith(t, d, g0, (g) => moveValue(src, g, seed));
@@ -145,7 +145,7 @@ async function callsOf(pg: ProcessGroup, c: Case, bufs: Buffers): Promise<Calls>
   const wrongOwn = (t: CpuTensor, g0: number, seed: number) =>
     countWrong(t, d, g0, (g) => reduceInput(redop, r, g, seed));
   const wrongRed = (t: CpuTensor, g0: number, seed: number) =>
-    countWrong(t, d, g0, (g) => table[hashAt(seed, g) % table.length]);
+    countWrong(t, d, g0, resultAt(redop, d, n, seed));
   /** Block p of `t` must hold rank `src(p)`'s data at global `g(p)`. */
   const wrongBlocks = (t: CpuTensor, seed: number, src: (p: number) => number, g: (p: number) => number) => {
     let w = 0;
@@ -173,7 +173,7 @@ async function callsOf(pg: ProcessGroup, c: Case, bufs: Buffers): Promise<Calls>
       return {
         out: buf,
         run: () => pg.broadcast(buf, { root, dtype: d }),
-        arm: (seed) => (isRoot ? fillMove(buf, root, 0, seed) : clear(buf)),
+        arm: (seed) => (isRoot ? fillMove(buf, root, 0, seed) : bad(buf)),
         verify: (seed, s) => (spoilIf(s, buf), wrongMove(buf, root, 0, seed)),
       };
     }
@@ -195,7 +195,7 @@ async function callsOf(pg: ProcessGroup, c: Case, bufs: Buffers): Promise<Calls>
         out,
         run: () => pg.allGather(out, inp, { dtype: d }),
         arm: (seed) => {
-          clear(out); // first: in place, the input is a block of the output
+          bad(out); // first: in place, the input is a block of the output
           fillMove(inp, r, r * chunk, seed);
         },
         verify: (seed, s) => (spoilIf(s, out), wrongBlocks(out, seed, (p) => p, (p) => p * chunk)),
@@ -208,7 +208,7 @@ async function callsOf(pg: ProcessGroup, c: Case, bufs: Buffers): Promise<Calls>
         out: outs[0],
         run: () => pg.allGatherList(outs, inp, { dtype: d }),
         arm: (seed) => {
-          outs.forEach(clear);
+          outs.forEach(bad);
           fillMove(inp, r, r * chunk, seed);
         },
         verify: (seed, s) => (spoilIf(s, outs[0]), wrongList(outs, seed)),
@@ -225,7 +225,7 @@ async function callsOf(pg: ProcessGroup, c: Case, bufs: Buffers): Promise<Calls>
         // this rank's contribution, which differs from the result.
         arm: (seed) => {
           redIn(inp, 0, seed);
-          if (!inPlace) clear(out);
+          if (!inPlace) bad(out);
         },
         verify: (seed, s) => (spoilIf(s, out), wrongRed(out, r * chunk, seed)),
       };
@@ -238,7 +238,7 @@ async function callsOf(pg: ProcessGroup, c: Case, bufs: Buffers): Promise<Calls>
         run: () => pg.reduceScatterList(out, ins, ro),
         arm: (seed) => {
           ins.forEach((t, p) => redIn(t, p * chunk, seed));
-          clear(out);
+          bad(out);
         },
         verify: (seed, s) => (spoilIf(s, out), wrongRed(out, r * chunk, seed)),
       };
@@ -252,7 +252,7 @@ async function callsOf(pg: ProcessGroup, c: Case, bufs: Buffers): Promise<Calls>
         // Block q of rank p's input goes to rank q, at global index q*chunk: rank r gets from every p.
         arm: (seed) => {
           for (let q = 0; q < n; q++) fillMove(view(inp, q * chunk, chunk), r, q * chunk, seed);
-          clear(out);
+          bad(out);
         },
         verify: (seed, s) => (spoilIf(s, out), wrongBlocks(out, seed, (p) => p, () => r * chunk)),
       };
@@ -265,7 +265,7 @@ async function callsOf(pg: ProcessGroup, c: Case, bufs: Buffers): Promise<Calls>
         out: isRoot ? out : undefined,
         run: () => pg.gather(isRoot ? out : null, inp, { root, dtype: d }),
         arm: (seed) => {
-          clear(out);
+          bad(out);
           fillMove(inp, r, r * chunk, seed);
         },
         verify: (seed, s) => {
@@ -282,7 +282,7 @@ async function callsOf(pg: ProcessGroup, c: Case, bufs: Buffers): Promise<Calls>
         out: outs?.[0],
         run: () => pg.gatherList(outs, inp, { root, dtype: d }),
         arm: (seed) => {
-          outs?.forEach(clear);
+          outs?.forEach(bad);
           fillMove(inp, r, r * chunk, seed);
         },
         verify: (seed, s) => (spoilIf(s, outs?.[0]), outs ? wrongList(outs, seed) : 0),
@@ -302,7 +302,7 @@ async function callsOf(pg: ProcessGroup, c: Case, bufs: Buffers): Promise<Calls>
               fillMove(view(inp, p * chunk, chunk), p, p * chunk, seed);
             }
           }
-          if (!(inPlace && isRoot)) clear(out);
+          if (!(inPlace && isRoot)) bad(out);
         },
         verify: (seed, s) => (spoilIf(s, out), wrongMove(out, r, r * chunk, seed)),
       };
@@ -315,7 +315,7 @@ async function callsOf(pg: ProcessGroup, c: Case, bufs: Buffers): Promise<Calls>
         run: () => pg.scatterList(out, ins, { root, dtype: d }),
         arm: (seed) => {
           ins?.forEach((t, p) => fillMove(t, p, p * chunk, seed));
-          clear(out);
+          bad(out);
         },
         verify: (seed, s) => (spoilIf(s, out), wrongMove(out, r, r * chunk, seed)),
       };
@@ -334,7 +334,7 @@ async function callsOf(pg: ProcessGroup, c: Case, bufs: Buffers): Promise<Calls>
           ]),
         arm: (seed) => {
           fillMove(send, r, 0, seed);
-          clear(recv);
+          bad(recv);
         },
         verify: (seed, s) => (spoilIf(s, recv), wrongMove(recv, prev, 0, seed)),
       };

@@ -25,6 +25,13 @@ export interface Series {
   algo: string;
   /** choir: `array` (ordinary typed arrays) or `alloc` (pg.alloc symmetric memory). */
   buffers: "array" | "alloc";
+  /**
+   * Several variants of one library on one wire (Open MPI's default and each forced algorithm) share
+   * a group: the tables show the group's fastest variant per row under this label.
+   */
+  group?: string;
+  /** A variant's name per op, where it says more than `algo` (Open MPI: `4 ring`, `default`). */
+  variantNames?: Partial<Record<OpName, string>>;
 }
 
 /** What a rank reports for one row (`ROW` line). */
@@ -77,8 +84,14 @@ export interface BenchRow extends TimeStats {
   wrong: number;
   /** Why the library cannot run the row (then the times are NaN). */
   unsupported?: string;
-  /** Median time of each round, when the run had several rounds. */
+  /** Median time of each round, when the run had several rounds (in round order). */
   roundsUs?: number[];
+  /** Of a variant group's row (bench/best.ts): the fastest variant's name, e.g. `4 ring` or `default`. */
+  variant?: string;
+  /** Of a variant group's row: how many variants ran the row. */
+  variants?: number;
+  /** Of a variant group's row: the default variant's median time. */
+  defaultUs?: number;
   /** Position in the run's case list. */
   index: number;
 }

@@ -4,7 +4,8 @@
  * and checked iteration, hashed with the global element index, so values differ per rank, per element
  * (no short period: a right value in the wrong place is caught) and per checked call (a call that
  * did nothing leaves the last check's values, which are wrong now). Ops that move data carry 1..100;
- * reductions take 1..4 (1..2 for products), so every dtype holds every partial result exactly.
+ * reductions take 1..4 (1..2 for products), independently per rank, so every dtype holds every partial
+ * result exactly and no result is the same everywhere. Outputs start as -1 ({@link poison}).
  * bench/compare/common.py computes the same numbers; change both together.
  */
 
@@ -45,13 +46,14 @@ export function moveValue(src: number, g: number, seed: number): number {
 }
 
 /**
- * The value rank `src` contributes at global element `g` under `seed` to a reduction: 1 or 2 for
- * products (results are powers of two), 1..4 otherwise (sums stay exact in bf16 up to 64 ranks).
- * Consecutive ranks hold different values at every element.
+ * The value rank `src` contributes at global element `g` under `seed` to a reduction: 1..4 (1..2 for
+ * products, whose results are powers of two), so sums stay exact in bf16 up to 64 ranks. Each rank
+ * reads its own 2 bits of the element's hash (ranks 16 and up: of another hash), so ranks' inputs are
+ * independent and no reduction's result is the same at every element.
  */
 export function reduceInput(redop: RedOp, src: number, g: number, seed: number): number {
-  const m = redop === "prod" ? 2 : 4;
-  return ((hashAt(seed, g) % m) + src) % m + 1;
+  const word = hashAt((seed + Math.imul(Math.floor(src / 16), 0x9e3779b9)) >>> 0, g);
+  return ((word >>> (2 * (src % 16))) & (redop === "prod" ? 1 : 3)) + 1;
 }
 
 const F32 = new Float32Array(1);
@@ -95,53 +97,46 @@ export function castTo(dtype: DType, v: number): number {
   }
 }
 
-/**
- * The results of `redop` over `n` ranks, as `dtype`, indexed by the element's hash modulo 4 (2 for
- * products): the result at `g` under `seed` is `table[hashAt(seed, g) % table.length]`.
- */
-export function reduceTable(redop: RedOp, dtype: DType, n: number): Float64Array {
-  const m = redop === "prod" ? 2 : 4;
-  const float = dtype === "f32" || dtype === "f64" || dtype === "f16" || dtype === "bf16";
-  const table = new Float64Array(m);
-  for (let h = 0; h < m; h++) {
-    // The element whose hash is h: rank r contributes ((h + r) % m) + 1, as reduceInput.
-    let acc = (h % m) + 1;
-    for (let r = 1; r < n; r++) {
-      const v = ((h + r) % m) + 1;
-      switch (redop) {
-        case "prod":
-          acc *= v;
-          break;
-        case "min":
-          acc = Math.min(acc, v);
-          break;
-        case "max":
-          acc = Math.max(acc, v);
-          break;
-        case "band":
-          acc &= v;
-          break;
-        case "bor":
-          acc |= v;
-          break;
-        case "bxor":
-          acc ^= v;
-          break;
-        default: // sum, avg, premul_sum
-          acc += v;
-      }
-    }
-    if (redop === "avg") acc = float ? acc / n : Math.trunc(acc / n);
-    if (redop === "premul_sum") acc *= PREMUL_FACTOR;
-    table[h] = castTo(dtype, acc);
-  }
-  return table;
-}
-
 /** The result of `redop` over `n` ranks at global element `g` under `seed`, as `dtype`. */
 export function reduceResult(redop: RedOp, dtype: DType, n: number, g: number, seed: number): number {
-  const table = reduceTable(redop, dtype, n);
-  return table[hashAt(seed, g) % table.length];
+  return resultAt(redop, dtype, n, seed)(g);
+}
+
+/** {@link reduceResult} as a function of the element, with everything else fixed (for whole buffers). */
+export function resultAt(redop: RedOp, dtype: DType, n: number, seed: number): (g: number) => number {
+  const float = dtype === "f32" || dtype === "f64" || dtype === "f16" || dtype === "bf16";
+  const combine = COMBINE[redop];
+  return (g) => {
+    let acc = reduceInput(redop, 0, g, seed);
+    for (let r = 1; r < n; r++) acc = combine(acc, reduceInput(redop, r, g, seed));
+    if (redop === "avg") acc = float ? acc / n : Math.trunc(acc / n);
+    if (redop === "premul_sum") acc *= PREMUL_FACTOR;
+    return castTo(dtype, acc);
+  };
+}
+
+/** How each reduce op combines two values (AVG and PREMUL_SUM sum; their last step is resultAt's). */
+const COMBINE: Readonly<Record<RedOp, (a: number, b: number) => number>> = {
+  sum: (a, b) => a + b,
+  avg: (a, b) => a + b,
+  premul_sum: (a, b) => a + b,
+  none: (a, b) => a + b,
+  prod: (a, b) => a * b,
+  min: Math.min,
+  max: Math.max,
+  band: (a, b) => a & b,
+  bor: (a, b) => a | b,
+  bxor: (a, b) => a ^ b,
+};
+
+/**
+ * Fills `t` with the value no input or result holds (-1 as the dtype stores it: 255 for u8), so an
+ * output element a call failed to write is always wrong.
+ */
+export function poison(t: CpuTensor, dtype: DType): void {
+  if (t instanceof BigInt64Array) t.fill(-1n);
+  else if (dtype === "f16" || dtype === "bf16") fillWith(t, dtype, 0, () => -1);
+  else t.fill(-1);
 }
 
 /** A zero-filled tensor of `length` elements of `dtype`. */
@@ -240,10 +235,4 @@ export function spoil(t: CpuTensor, dtype: DType): void {
   if (t.length === 0) return;
   const a = access(t, dtype);
   a.set(0, a.get(0) === 0 ? 101 : 0);
-}
-
-/** Sets every element of `t` to zero. */
-export function clear(t: CpuTensor): void {
-  if (t instanceof BigInt64Array) t.fill(0n);
-  else t.fill(0);
 }

@@ -1,9 +1,21 @@
-"""What gloo.py and mpi.py share: the run file bench/compare.ts writes, the data patterns and expected
-results (the same numbers as bench/values.ts), the timing method of bench/measure.ts (check once,
-warm up for --warmup seconds in rounds that rank 0 ends, time back-to-back iterations for --budget
-seconds, keep each iteration's slowest rank, report median/mean/p99/min/CV), and the CASE/ROW lines
+"""What gloo.py and mpi.py share: the run file bench/compare.ts writes, the data and expected results
+(the same numbers as bench/values.ts), the timing method of bench/measure.ts, and the CASE/ROW lines
 that bench/row.ts parses. Each library script supplies a Comm (a few helper collectives) and a
 prepare(case) that returns a Prepared or raises Unsupported.
+
+Data: every checked call gets its own. A seed per row and checked call is hashed with each element's
+global index, so values differ per rank, per element (no short period: a right value in the wrong
+place is caught) and per checked call (a call that did nothing leaves the last check's values, which
+are wrong now). Ops that move data carry 1..100; reductions take 1..4 (1..2 for products), so every
+dtype holds every partial result exactly; each rank's reduction inputs are independent (its own bits of
+the hash), so no result is the same at every element. Outputs hold -1 (as the dtype stores it) before a
+checked call: no input or result does.
+
+Method: check one call on seed 0; warm up for --warmup seconds in rounds that rank 0 ends; time
+back-to-back iterations for --budget seconds, of which one at a seeded position in every 8 and the
+last are checked: armed with their seed before the call and verified after it, both untimed and
+fenced by barriers (the call itself is timed). Per iteration the slowest rank's time counts; the row
+reports median/mean/p99/min/CV and the wrong elements of all checks on all ranks.
 """
 import json
 import math
@@ -12,38 +24,72 @@ import time
 
 import numpy as np
 
-PERIOD = 100
+M32 = 0xffffffff
+GOLDEN = 0x9e3779b9
 PREMUL_FACTOR = 0.5
 FLOATS = ('f32', 'f64', 'f16', 'bf16')
 TOLERANCE = {'f64': 1e-12, 'f32': 1e-6, 'f16': 2e-3, 'bf16': 1.6e-2}
 NUMPY = {'f32': np.float32, 'f64': np.float64, 'i32': np.int32, 'i64': np.int64,
          'u8': np.uint8, 'i8': np.int8, 'u32': np.uint32, 'f16': np.float16}
+CHUNK = 1 << 20  # elements written or compared at a time: 1 GiB rows need no 1 GiB temporaries
 
 
 class Unsupported(Exception):
     """The library cannot run this row (the reason is reported in the row)."""
 
 
-def _period(f, g0):
-    """f over the PERIOD global indices g0..g0+PERIOD: the pattern repeats with that period."""
-    return f(np.arange(PERIOD, dtype=np.int64) + g0)
+def mix32(x):
+    """The 32-bit integer finalizer of bench/values.ts: x a Python int or a numpy uint32 array."""
+    x = x ^ (x >> 16)
+    x = (x * 0x7feb352d) & M32
+    x = x ^ (x >> 15)
+    x = (x * 0x846ca68b) & M32
+    return x ^ (x >> 16)
 
 
-def move(src, g0):
-    """One period of rank src's data from global element g0 (bench/values.ts moveValue)."""
-    return _period(lambda g: ((src * 37 + (g % PERIOD) * 11) % PERIOD) + 1, g0)
+def seed_of(row, k):
+    """The seed of checked call k of row `row` (0: the first check, then 1 + the timed iteration)."""
+    return mix32((((row + 1) * GOLDEN) & M32) ^ (k + 1))
 
 
-def reduce_in(redop, src, g0):
-    """One period of rank src's contribution to a reduction (bench/values.ts reduceInput)."""
-    return _period(lambda g: ((src + g) % 2) + 1 if redop == 'prod' else ((src + g) % 4) + 1, g0)
+def checked(row, k, iters):
+    """Whether timed iteration k of iters is checked: one at a seeded place in every 8, and the last."""
+    return k == iters - 1 or k % 8 == mix32((((row + 1) * GOLDEN) + k // 8) & M32) % 8
 
 
-def reduce_out(redop, dtype, n, g0):
-    """One period of the expected result of redop over n ranks, as values the dtype holds."""
-    acc = reduce_in(redop, 0, g0)
+def hash_at(seed, g0, k):
+    """hash_at(seed, g) of the k global indices g = g0..g0+k-1, as a uint32 array."""
+    return mix32(np.arange(k, dtype=np.uint32) + np.uint32((g0 + seed) & M32))
+
+
+def _reduce_in(redop, seed, src, g0, k):
+    """Rank src's contribution to a reduction at g0..g0+k-1: its own 2 bits of the element's hash
+    (ranks 16 and up: of another hash), plus 1; for prod 1 bit, plus 1."""
+    word = hash_at((seed + (src // 16) * GOLDEN) & M32, g0, k)
+    return ((word >> np.uint32(2 * (src % 16))) & np.uint32(1 if redop == 'prod' else 3)).astype(np.int64) + 1
+
+
+def poison_value(dtype):
+    """The value outputs hold before a checked call: -1 as the dtype stores it (u8: 255), which no
+    input or result holds."""
+    return int(cast([-1], dtype)[0]) if dtype not in FLOATS else -1.0
+
+
+def move_arr(src, g0, k, seed, dtype):
+    """Rank src's data at global elements g0..g0+k-1 under seed, for ops that move data (1..100)."""
+    return ((hash_at(seed, g0, k) % 100 + src * 37) % 100 + 1).astype(NUMPY[dtype])
+
+
+def reduce_in_arr(redop, src, g0, k, seed, dtype):
+    """Rank src's contribution to a reduction at g0..g0+k-1 under seed (1..4, for prod 1..2)."""
+    return _reduce_in(redop, seed, src, g0, k).astype(NUMPY[dtype])
+
+
+def reduce_out_arr(redop, dtype, n, g0, k, seed):
+    """The expected result of redop over n ranks at g0..g0+k-1 under seed, as float64."""
+    acc = _reduce_in(redop, seed, 0, g0, k)
     for r in range(1, n):
-        v = reduce_in(redop, r, g0)
+        v = _reduce_in(redop, seed, r, g0, k)
         if redop == 'prod':
             acc = acc * v
         elif redop == 'min':
@@ -65,9 +111,6 @@ def reduce_out(redop, dtype, n, g0):
     return cast(acc, dtype)
 
 
-ZERO = np.zeros(PERIOD)
-
-
 def cast(values, dtype):
     """values as dtype stores them (integers wrap, floats round), back as float64."""
     if dtype in FLOATS:
@@ -75,40 +118,81 @@ def cast(values, dtype):
     return np.asarray(values, dtype=np.int64).astype(NUMPY[dtype]).astype(np.float64)
 
 
-def tile(period, length, dtype):
-    """A numpy array of length elements of dtype repeating period."""
-    return np.resize(cast(period, dtype).astype(NUMPY[dtype]), length)
+def fill(a, g0, values):
+    """Writes values(g, k), the data of global elements g..g+k-1, into the numpy array a whose first
+    element is global element g0, a chunk at a time."""
+    for i in range(0, len(a), CHUNK):
+        part = a[i:i + CHUNK]
+        part[:] = values(g0 + i, len(part))
 
 
-CHUNK = PERIOD * 10000  # elements compared at a time (a multiple of the period keeps the phase)
-
-
-def count_wrong(got, period, dtype):
-    """Elements of got that differ from the repeated period (floats within the dtype's tolerance),
-    compared a chunk at a time so that 1 GiB rows need no 1 GiB temporaries."""
+def count_wrong(got, g0, expected, dtype):
+    """Elements of the numpy array got (its first at global element g0) that differ from expected(g,
+    k), the float64 values of global elements g..g+k-1 (floats within the dtype's tolerance), a chunk
+    at a time."""
     got = np.asarray(got).reshape(-1)
-    k = len(got)
-    exp = np.resize(np.asarray(period, dtype=np.float64), min(k, CHUNK))
     tol = TOLERANCE.get(dtype, 0.0)
     wrong = 0
-    for a in range(0, k, CHUNK):
-        g = got[a:a + CHUNK].astype(np.float64)
-        e = exp[:len(g)]
-        ok = np.abs(g - e) <= tol * np.maximum(1.0, np.abs(e))
-        wrong += len(ok) - int(np.count_nonzero(ok))
+    for i in range(0, len(got), CHUNK):
+        g = got[i:i + CHUNK]
+        e = np.asarray(expected(g0 + i, len(g)), dtype=np.float64)
+        miss = np.flatnonzero(g != e)  # most elements match exactly, in every dtype
+        if tol and len(miss):
+            gm, em = g[miss].astype(np.float64), e[miss]
+            miss = miss[~(np.abs(gm - em) <= tol * np.maximum(1.0, np.abs(em)))]
+        wrong += len(miss)
     return wrong
 
 
-def payload(src, g0, k):
-    """The k bytes an object collective carries for rank `src` (pattern from element g0)."""
-    return tile(move(src, g0), k, 'u8').tobytes()
+class Data:
+    """One row's data on one rank (dtype, redop, n ranks): writes seeded data into numpy arrays and
+    counts their wrong elements. g0 is the global index of an array's first element."""
+
+    def __init__(self, c, rank, n):
+        self.dtype, self.redop, self.rank, self.n = c['dtype'], c['redop'], rank, n
+
+    def put_move(self, a, src, g0, seed):
+        fill(a, g0, lambda g, k: move_arr(src, g, k, seed, self.dtype))
+
+    def wrong_move(self, a, src, g0, seed):
+        return count_wrong(a, g0, lambda g, k: move_arr(src, g, k, seed, self.dtype), self.dtype)
+
+    def wrong_blocks(self, blocks, g, seed):
+        """Block p must hold rank p's data from global index g(p)."""
+        return sum(self.wrong_move(b, p, g(p), seed) for p, b in enumerate(blocks))
+
+    def put_input(self, a, g0, seed):
+        """This rank's contribution to a reduction."""
+        fill(a, g0, lambda g, k: reduce_in_arr(self.redop, self.rank, g, k, seed, self.dtype))
+
+    def wrong_input(self, a, g0, seed):
+        d = self.dtype
+        return count_wrong(a, g0, lambda g, k: reduce_in_arr(self.redop, self.rank, g, k, seed, d), d)
+
+    def wrong_result(self, a, g0, seed):
+        """The reduction's result."""
+        d = self.dtype
+        return count_wrong(a, g0, lambda g, k: reduce_out_arr(self.redop, d, self.n, g, k, seed), d)
 
 
-def wrong_bytes(v, src, g0, k):
-    """How many bytes of the received object `v` differ from `payload(src, g0, k)`."""
+def payload(src, g0, k, seed):
+    """The k bytes an object collective carries for rank src (its u8 data from element g0)."""
+    return move_arr(src, g0, k, seed, 'u8').tobytes()
+
+
+def wrong_bytes(v, src, g0, k, seed):
+    """How many bytes of the received object v differ from payload(src, g0, k, seed)."""
     if not isinstance(v, (bytes, bytearray)) or len(v) != k:
         return k
-    return count_wrong(np.frombuffer(v, dtype=np.uint8), move(src, g0), 'u8')
+    got = np.frombuffer(v, dtype=np.uint8)
+    return count_wrong(got, g0, lambda g, m: move_arr(src, g, m, seed, 'u8'), 'u8')
+
+
+def wrong_list(vs, n, k, seed):
+    """How many bytes of the n received objects vs differ from every rank's payload of k bytes."""
+    if not isinstance(vs, list) or len(vs) != n:
+        return k * n
+    return sum(wrong_bytes(v, p, p * k, k, seed) for p, v in enumerate(vs))
 
 
 def summarize(per_ms):
@@ -124,25 +208,53 @@ def summarize(per_ms):
 
 
 class Prepared:
-    """One row on one rank. run() is the timed call; fill() writes the check pattern; verify()
-    counts wrong elements of the results now held; loop_state() sets what the timed loop runs on
-    (default: the pattern stays); loop_verify() checks it after the loop (default: verify())."""
+    """One row on one rank. run() is one call (the timed unit); arm(seed) writes this rank's inputs
+    for seed (in place: the buffer itself) and zeroes every output element the call must write;
+    verify(seed) counts the elements this rank can see are wrong after the call armed with seed."""
 
-    def __init__(self, run, fill, verify, loop_state=None, loop_verify=None):
+    def __init__(self, run, arm, verify):
         self.run = run
-        self.fill = fill
+        self.arm = arm
         self.verify = verify
-        self.loop_state = loop_state or (lambda: None)
-        self.loop_verify = loop_verify or verify
 
 
-def measure(comm, p, cfg):
-    """Times one prepared row on every rank (bench/measure.ts)."""
+def object_row(c, rank, n, call):
+    """The Prepared of object op c on this rank, where call(data) sends this rank's data (None where
+    it sends nothing) and returns what this rank receives. arm builds the data from the seed and
+    forgets the last value received; verify checks the value received for that seed."""
+    op, root, count, chunk = c['op'], c['root'], c['count'], c['chunk']
+    is_root = rank == root
+    st = {'data': None, 'got': None}
+
+    def build(s):
+        if op == 'broadcast_object':
+            return payload(root, 0, count, s) if is_root else None
+        if op == 'scatter_object':
+            return [payload(p, p * chunk, chunk, s) for p in range(n)] if is_root else None
+        return payload(rank, rank * chunk, chunk, s)  # allgather_object, gather_object
+
+    def run():
+        st['got'] = call(st['data'])
+
+    def arm(s):
+        st['data'], st['got'] = build(s), None
+
+    def verify(s):
+        if op == 'broadcast_object':
+            return wrong_bytes(st['got'], root, 0, count, s)
+        if op == 'scatter_object':
+            return wrong_bytes(st['got'], rank, rank * chunk, chunk, s)
+        return wrong_list(st['got'], n, chunk, s) if op == 'allgather_object' or is_root else 0
+    return Prepared(run, arm, verify)
+
+
+def measure(comm, p, cfg, row):
+    """Times one prepared row (case index `row`) on every rank (bench/measure.ts)."""
     pc = time.perf_counter
-    p.fill()
+    s = seed_of(row, 0)
+    p.arm(s)
     p.run()
-    wrong = p.verify()
-    p.loop_state()
+    wrong = p.verify(s)
     plan = np.zeros(2, dtype=np.float64)
     batch = 5
     start = pc()
@@ -161,10 +273,17 @@ def measure(comm, p, cfg):
     comm.barrier()
     times = np.empty(iters, dtype=np.float64)
     for k in range(iters):
-        a = pc()
+        chk = checked(row, k, iters)
+        if chk:
+            s = seed_of(row, k + 1)
+            p.arm(s)
+            comm.barrier()
+        t0 = pc()
         p.run()
-        times[k] = pc() - a
-    wrong += p.loop_verify()
+        times[k] = pc() - t0
+        if chk:
+            wrong += p.verify(s)
+            comm.barrier()
     per = comm.allgather_times(times).max(axis=0) * 1000
     res = summarize(per)
     res['wrong'] = int(comm.sum(wrong))
@@ -190,7 +309,7 @@ def run_all(comm, prepare, run_file, transport):
             if lead:
                 say('ROW ' + json.dumps({'index': c['index'], 'unsupported': str(e)}))
             continue
-        res = measure(comm, p, cfg)
+        res = measure(comm, p, cfg, c['index'])
         res.update({'index': c['index'], 'transport': transport})
         if lead:
             say('ROW ' + json.dumps(res))

@@ -76,125 +76,136 @@ def make_prepare(dist, torch, rank, n):
         if place == 'in' and op not in ('allreduce', 'broadcast', 'reduce'):
             raise C.Unsupported('torch has no in-place %s' % op)
         tt = types[d]
+        bad = C.poison_value(d)  # outputs before a checked call
         redop = ops.get(c['redop'])
         is_root = rank == root
-
-        def tensor(period, k):
-            return torch.from_numpy(C.tile(period, k, d))
+        D = C.Data(c, rank, n)
 
         def zeros(k):
             return torch.zeros(k, dtype=tt)
 
-        def set_to(t, period):
-            t.copy_(tensor(period, t.numel()))
+        def blocks(separate):
+            """n tensors of chunk elements: views of one tensor, or separate tensors (list forms)."""
+            return [zeros(chunk) for _ in range(n)] if separate else list(zeros(count).chunk(n))
 
-        def wrong_move(t, src, g0):
-            return C.count_wrong(t.numpy(), C.move(src, g0), d)
+        def clear(ts):
+            for t in ts:
+                t.fill_(bad)
 
-        def wrong_blocks(ts, g):
-            return sum(wrong_move(t, p, g(p)) for p, t in enumerate(ts))
+        def wrong_blocks(ts, g, s):
+            """Block p must hold rank p's data from global index g(p)."""
+            return D.wrong_blocks([t.numpy() for t in ts], g, s)
 
         if op == 'allreduce':
             buf = zeros(count)
-            return C.Prepared(
-                lambda: dist.all_reduce(buf, op=redop),
-                lambda: set_to(buf, C.reduce_in(c['redop'], rank, 0)),
-                lambda: C.count_wrong(buf.numpy(), C.reduce_out(c['redop'], d, n, 0), d),
-                lambda: buf.zero_(),
-                lambda: C.count_wrong(buf.numpy(), C.ZERO, d))
+            return C.Prepared(lambda: dist.all_reduce(buf, op=redop),
+                              lambda s: D.put_input(buf.numpy(), 0, s),
+                              lambda s: D.wrong_result(buf.numpy(), 0, s))
         if op == 'broadcast':
             buf = zeros(count)
-            return C.Prepared(
-                lambda: dist.broadcast(buf, src=root),
-                lambda: set_to(buf, C.move(root, 0) if is_root else C.ZERO),
-                lambda: wrong_move(buf, root, 0))
+
+            def arm(s):
+                if is_root:
+                    D.put_move(buf.numpy(), root, 0, s)
+                else:
+                    buf.fill_(bad)
+            return C.Prepared(lambda: dist.broadcast(buf, src=root), arm,
+                              lambda s: D.wrong_move(buf.numpy(), root, 0, s))
         if op == 'reduce':
             buf = zeros(count)
             # Gloo leaves partial results in other ranks' tensors: only the root's is checked.
-            return C.Prepared(
-                lambda: dist.reduce(buf, dst=root, op=redop),
-                lambda: set_to(buf, C.reduce_in(c['redop'], rank, 0)),
-                lambda: C.count_wrong(buf.numpy(), C.reduce_out(c['redop'], d, n, 0), d)
-                if is_root else 0,
-                lambda: buf.zero_(),
-                lambda: C.count_wrong(buf.numpy(), C.ZERO, d) if is_root else 0)
+            return C.Prepared(lambda: dist.reduce(buf, dst=root, op=redop),
+                              lambda s: D.put_input(buf.numpy(), 0, s),
+                              lambda s: D.wrong_result(buf.numpy(), 0, s) if is_root else 0)
         if op in ('allgather', 'allgather_list'):
-            out = zeros(count)
-            outs = list(out.chunk(n)) if op == 'allgather' else [zeros(chunk) for _ in range(n)]
-            inp = tensor(C.move(rank, rank * chunk), chunk)
-            return C.Prepared(lambda: dist.all_gather(outs, inp), lambda: None,
-                              lambda: wrong_blocks(outs, lambda p: p * chunk))
+            outs = blocks(op == 'allgather_list')
+            inp = zeros(chunk)
+
+            def arm(s):
+                clear(outs)
+                D.put_move(inp.numpy(), rank, rank * chunk, s)
+            return C.Prepared(lambda: dist.all_gather(outs, inp), arm,
+                              lambda s: wrong_blocks(outs, lambda p: p * chunk, s))
         if op == 'alltoall':
-            inp = torch.cat([tensor(C.move(rank, q * chunk), chunk) for q in range(n)])
+            inp = zeros(count)
             out = zeros(count)
-            return C.Prepared(lambda: dist.all_to_all_single(out, inp), lambda: None,
-                              lambda: wrong_blocks(list(out.chunk(n)), lambda p: rank * chunk))
+
+            # Block q of rank p's input goes to rank q, at global index q*chunk: rank r gets from every p.
+            def arm(s):
+                for q, b in enumerate(inp.chunk(n)):
+                    D.put_move(b.numpy(), rank, q * chunk, s)
+                out.fill_(bad)
+            return C.Prepared(lambda: dist.all_to_all_single(out, inp), arm,
+                              lambda s: wrong_blocks(out.chunk(n), lambda p: rank * chunk, s))
         if op in ('gather', 'gather_list'):
-            out = zeros(count)
-            outs = (list(out.chunk(n)) if op == 'gather' else [zeros(chunk) for _ in range(n)]) \
-                if is_root else None
-            inp = tensor(C.move(rank, rank * chunk), chunk)
-            return C.Prepared(lambda: dist.gather(inp, outs, dst=root), lambda: None,
-                              lambda: wrong_blocks(outs, lambda p: p * chunk) if is_root else 0)
+            outs = blocks(op == 'gather_list') if is_root else None
+            inp = zeros(chunk)
+
+            def arm(s):
+                if is_root:
+                    clear(outs)
+                D.put_move(inp.numpy(), rank, rank * chunk, s)
+            return C.Prepared(lambda: dist.gather(inp, outs, dst=root), arm,
+                              lambda s: wrong_blocks(outs, lambda p: p * chunk, s) if is_root else 0)
         if op in ('scatter', 'scatter_list'):
-            ins = [tensor(C.move(p, p * chunk), chunk) for p in range(n)] if is_root else None
-            if op == 'scatter' and is_root:
-                ins = list(torch.cat(ins).chunk(n))
+            ins = blocks(op == 'scatter_list') if is_root else None
             out = zeros(chunk)
-            return C.Prepared(lambda: dist.scatter(out, ins, src=root), lambda: None,
-                              lambda: wrong_move(out, rank, rank * chunk))
+
+            # Block p of the root's input is rank p's: it carries p's data.
+            def arm(s):
+                for p, t in enumerate(ins or []):
+                    D.put_move(t.numpy(), p, p * chunk, s)
+                out.fill_(bad)
+            return C.Prepared(lambda: dist.scatter(out, ins, src=root), arm,
+                              lambda s: D.wrong_move(out.numpy(), rank, rank * chunk, s))
         if op == 'sendrecv':
-            send = tensor(C.move(rank, 0), count)
+            send = zeros(count)
             recv = zeros(count)
             nxt, prev = (rank + 1) % n, (rank + n - 1) % n
 
             def sendrecv():
                 for w in (dist.isend(send, nxt), dist.irecv(recv, prev)):
                     w.wait()
-            return C.Prepared(sendrecv, lambda: None, lambda: wrong_move(recv, prev, 0))
+
+            def arm(s):
+                D.put_move(send.numpy(), rank, 0, s)
+                recv.fill_(bad)
+            return C.Prepared(sendrecv, arm, lambda s: D.wrong_move(recv.numpy(), prev, 0, s))
         if op == 'barrier':
-            return C.Prepared(dist.barrier, lambda: None, lambda: 0)
+            return C.Prepared(dist.barrier, lambda s: None, lambda s: 0)
         return prepare_object(dist, c, rank, n)
 
     return prepare
 
 
-
 def prepare_object(dist, c, rank, n):
-    op, root, count, chunk = c['op'], c['root'], c['count'], c['chunk']
-    is_root = rank == root
-    last = {}
-    if op == 'broadcast_object':
-        def run():
-            box = [C.payload(root, 0, count) if is_root else None]
-            dist.broadcast_object_list(box, src=root)
-            last['v'] = box[0]
-        return C.Prepared(run, lambda: None, lambda: C.wrong_bytes(last['v'], root, 0, count))
-    mine = C.payload(rank, rank * chunk, chunk)
+    """Object ops: the *_object calls, on the bytes common.object_row builds."""
+    root = c['root']
 
-    def wrong_list(vs):
-        return sum(C.wrong_bytes(v, p, p * chunk, chunk) for p, v in enumerate(vs))
-    if op == 'allgather_object':
-        def run():
-            out = [None] * n
-            dist.all_gather_object(out, mine)
-            last['v'] = out
-        return C.Prepared(run, lambda: None, lambda: wrong_list(last['v']))
-    if op == 'gather_object':
-        def run():
-            out = [None] * n if is_root else None
-            dist.gather_object(mine, out, dst=root)
-            last['v'] = out
-        return C.Prepared(run, lambda: None, lambda: wrong_list(last['v']) if is_root else 0)
-    if op == 'scatter_object':
-        every = [C.payload(p, p * chunk, chunk) for p in range(n)] if is_root else None
+    def broadcast(data):
+        box = [data]
+        dist.broadcast_object_list(box, src=root)
+        return box[0]
 
-        def run():
-            out = [None]
-            dist.scatter_object_list(out, every, src=root)
-            last['v'] = out[0]
-        return C.Prepared(run, lambda: None, lambda: C.wrong_bytes(last['v'], rank, rank * chunk, chunk))
-    raise C.Unsupported('no Gloo mapping for %s' % op)
+    def allgather(data):
+        out = [None] * n
+        dist.all_gather_object(out, data)
+        return out
+
+    def gather(data):
+        out = [None] * n if rank == root else None
+        dist.gather_object(data, out, dst=root)
+        return out
+
+    def scatter(data):
+        out = [None]
+        dist.scatter_object_list(out, data, src=root)
+        return out[0]
+    calls = {'broadcast_object': broadcast, 'allgather_object': allgather, 'gather_object': gather,
+             'scatter_object': scatter}
+    if c['op'] not in calls:
+        raise C.Unsupported('no Gloo mapping for %s' % c['op'])
+    return C.object_row(c, rank, n, calls[c['op']])
 
 
 def worker(rank, n, port, run_file):

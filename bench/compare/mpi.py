@@ -28,24 +28,45 @@ IN = MPI.IN_PLACE
 
 
 class Comm:
-    """The helper collectives common.measure needs, over an MPI communicator."""
+    """The helper collectives common.measure needs, made of point-to-point messages through rank 0 on a
+    duplicate of the communicator: a variant that forces a coll_tuned algorithm (which may not run at
+    this rank count, e.g. two_proc on 3 ranks) changes the measured calls only, never the harness."""
+
+    TAG = 7
 
     def __init__(self, comm):
-        self.comm, self.rank, self.size = comm, comm.Get_rank(), comm.Get_size()
+        self.comm = comm.Dup()
+        self.rank, self.size = comm.Get_rank(), comm.Get_size()
+
+    def _gather(self, obj):
+        """Every rank's obj on rank 0 (a list), None elsewhere."""
+        if self.rank != 0:
+            self.comm.send(obj, dest=0, tag=self.TAG)
+            return None
+        return [obj] + [self.comm.recv(source=r, tag=self.TAG) for r in range(1, self.size)]
+
+    def _share(self, obj):
+        """Rank 0's obj on every rank."""
+        if self.rank == 0:
+            for r in range(1, self.size):
+                self.comm.send(obj, dest=r, tag=self.TAG)
+            return obj
+        return self.comm.recv(source=0, tag=self.TAG)
 
     def bcast(self, arr):
-        self.comm.Bcast(arr, root=0)
+        arr[:] = self._share(arr.copy() if self.rank == 0 else None)
 
     def barrier(self):
-        self.comm.Barrier()
+        self._gather(None)
+        self._share(None)
 
     def allgather_times(self, times):
-        out = np.empty((self.size, len(times)), dtype=np.float64)
-        self.comm.Allgather(times, out)
-        return out
+        every = self._share(self._gather(np.asarray(times, dtype=np.float64)))
+        return np.stack(every)
 
     def sum(self, x):
-        return self.comm.allreduce(float(x), op=MPI.SUM)
+        every = self._share(self._gather(float(x)))
+        return float(sum(every))
 
 
 def make_prepare(comm, rank, n):
@@ -59,152 +80,160 @@ def make_prepare(comm, rank, n):
         if place == 'in' and op in ('alltoall', 'sendrecv'):
             raise C.Unsupported('no in-place %s here' % op)
         nt = C.NUMPY[d]
+        bad = C.poison_value(d)  # outputs before a checked call
         redop = OPS.get(c['redop'])
         is_root = rank == root
         inp_place = place == 'in'
-
-        def arr(period, k):
-            return C.tile(period, k, d)
+        D = C.Data(c, rank, n)
 
         def zeros(k):
             return np.zeros(k, dtype=nt)
 
-        def wrong_move(a, src, g0):
-            return C.count_wrong(a, C.move(src, g0), d)
+        def blocks(a):
+            return np.split(a, n)
 
-        def wrong_blocks(a, g):
-            return sum(wrong_move(a[p * chunk:(p + 1) * chunk], p, g(p)) for p in range(n))
+        def mine_of(a):
+            """This rank's block of a."""
+            return a[rank * chunk:(rank + 1) * chunk]
 
-        def red_in(a, g0):
-            a[:] = arr(C.reduce_in(c['redop'], rank, g0), len(a))
-
-        def red_wrong(a, g0):
-            return C.count_wrong(a, C.reduce_out(c['redop'], d, n, g0), d)
+        def wrong_gathered(out, s):
+            """Block p of out must hold rank p's block of data."""
+            return D.wrong_blocks(blocks(out), lambda p: p * chunk, s)
 
         if op == 'allreduce':
             buf = zeros(count)
             if inp_place:
-                run = lambda: comm.Allreduce(IN, buf, op=redop)  # noqa: E731
-                return C.Prepared(run, lambda: red_in(buf, 0), lambda: red_wrong(buf, 0),
-                                  lambda: buf.fill(0), lambda: C.count_wrong(buf, C.ZERO, d))
+                return C.Prepared(lambda: comm.Allreduce(IN, buf, op=redop),
+                                  lambda s: D.put_input(buf, 0, s), lambda s: D.wrong_result(buf, 0, s))
             src = zeros(count)
-            return C.Prepared(lambda: comm.Allreduce(src, buf, op=redop), lambda: red_in(src, 0),
-                              lambda: red_wrong(buf, 0))
+
+            def arm(s):
+                D.put_input(src, 0, s)
+                buf.fill(bad)
+            return C.Prepared(lambda: comm.Allreduce(src, buf, op=redop), arm,
+                              lambda s: D.wrong_result(buf, 0, s))
         if op == 'broadcast':
             buf = zeros(count)
 
-            def fill():
-                buf[:] = arr(C.move(root, 0), count) if is_root else 0
-            return C.Prepared(lambda: comm.Bcast(buf, root=root), fill, lambda: wrong_move(buf, root, 0))
+            def arm(s):
+                if is_root:
+                    D.put_move(buf, root, 0, s)
+                else:
+                    buf.fill(bad)
+            return C.Prepared(lambda: comm.Bcast(buf, root=root), arm,
+                              lambda s: D.wrong_move(buf, root, 0, s))
         if op == 'reduce':
             buf = zeros(count)
-            other = zeros(count)
             if inp_place:
                 def run():
                     if is_root:
                         comm.Reduce(IN, buf, op=redop, root=root)
                     else:
                         comm.Reduce(buf, None, op=redop, root=root)
-                return C.Prepared(run, lambda: red_in(buf, 0),
-                                  lambda: red_wrong(buf, 0) if is_root else 0, lambda: buf.fill(0),
-                                  lambda: C.count_wrong(buf, C.ZERO, d) if is_root else 0)
+                def verify(s):  # other ranks' buffers must still hold their input
+                    return D.wrong_result(buf, 0, s) if is_root else D.wrong_input(buf, 0, s)
+                return C.Prepared(run, lambda s: D.put_input(buf, 0, s), verify)
+            other = zeros(count)
+
+            def arm(s):
+                D.put_input(buf, 0, s)
+                other.fill(bad)
             return C.Prepared(lambda: comm.Reduce(buf, other if is_root else None, op=redop, root=root),
-                              lambda: red_in(buf, 0), lambda: red_wrong(other, 0) if is_root else 0)
+                              arm, lambda s: D.wrong_result(other, 0, s) if is_root else 0)
         if op in ('allgather', 'allgather_list'):
             out = zeros(count)
-            mine = arr(C.move(rank, rank * chunk), chunk)
-            if inp_place:
-                def fill():
-                    out.fill(0)
-                    out[rank * chunk:(rank + 1) * chunk] = mine
-                run = lambda: comm.Allgather(IN, out)  # noqa: E731
-            else:
-                fill = lambda: out.fill(0)  # noqa: E731
-                run = lambda: comm.Allgather(mine, out)  # noqa: E731
-            return C.Prepared(run, fill, lambda: wrong_blocks(out, lambda p: p * chunk))
+            mine = mine_of(out) if inp_place else zeros(chunk)
+
+            def arm(s):
+                out.fill(bad)  # first: in place, the input is a block of the output
+                D.put_move(mine, rank, rank * chunk, s)
+            run = (lambda: comm.Allgather(IN, out)) if inp_place else (lambda: comm.Allgather(mine, out))
+            return C.Prepared(run, arm, lambda s: wrong_gathered(out, s))
         if op in ('reduce_scatter', 'reduce_scatter_list'):
             inp = zeros(count)
-            if inp_place:
-                res = inp[:chunk]
-                return C.Prepared(lambda: comm.Reduce_scatter_block(IN, inp, op=redop),
-                                  lambda: red_in(inp, 0), lambda: red_wrong(res, rank * chunk),
-                                  lambda: inp.fill(0), lambda: C.count_wrong(res, C.ZERO, d))
-            out = zeros(chunk)
-            return C.Prepared(lambda: comm.Reduce_scatter_block(inp, out, op=redop),
-                              lambda: red_in(inp, 0), lambda: red_wrong(out, rank * chunk))
-        if op == 'alltoall':
-            inp = np.concatenate([arr(C.move(rank, q * chunk), chunk) for q in range(n)])
-            out = zeros(count)
-            return C.Prepared(lambda: comm.Alltoall(inp, out), lambda: out.fill(0),
-                              lambda: wrong_blocks(out, lambda p: rank * chunk))
-        if op in ('gather', 'gather_list'):
-            out = zeros(count)
-            mine = arr(C.move(rank, rank * chunk), chunk)
+            # In place the result lands at the start of the buffer, which holds input until the call.
+            out = inp[:chunk] if inp_place else zeros(chunk)
 
-            def fill():
-                out.fill(0)
-                if inp_place and is_root:
-                    out[rank * chunk:(rank + 1) * chunk] = mine
+            def arm(s):
+                D.put_input(inp, 0, s)
+                if not inp_place:
+                    out.fill(bad)
+            run = (lambda: comm.Reduce_scatter_block(IN, inp, op=redop)) if inp_place else \
+                (lambda: comm.Reduce_scatter_block(inp, out, op=redop))
+            return C.Prepared(run, arm, lambda s: D.wrong_result(out, rank * chunk, s))
+        if op == 'alltoall':
+            inp = zeros(count)
+            out = zeros(count)
+
+            # Block q of rank p's input goes to rank q, at global index q*chunk: rank r gets from every p.
+            def arm(s):
+                for q, b in enumerate(blocks(inp)):
+                    D.put_move(b, rank, q * chunk, s)
+                out.fill(bad)
+            return C.Prepared(lambda: comm.Alltoall(inp, out), arm,
+                              lambda s: D.wrong_blocks(blocks(out), lambda p: rank * chunk, s))
+        if op in ('gather', 'gather_list'):
+            out = zeros(count) if is_root else None
+            in_out = inp_place and is_root
+            mine = mine_of(out) if in_out else zeros(chunk)
+
+            def arm(s):
+                if is_root:
+                    out.fill(bad)
+                D.put_move(mine, rank, rank * chunk, s)
 
             def run():
-                if inp_place and is_root:
+                if in_out:
                     comm.Gather(IN, out, root=root)
                 else:
-                    comm.Gather(mine, out if is_root else None, root=root)
-            return C.Prepared(run, fill, lambda: wrong_blocks(out, lambda p: p * chunk) if is_root else 0)
+                    comm.Gather(mine, out, root=root)
+            return C.Prepared(run, arm, lambda s: wrong_gathered(out, s) if is_root else 0)
         if op in ('scatter', 'scatter_list'):
-            inp = np.concatenate([arr(C.move(p, p * chunk), chunk) for p in range(n)])
-            out = inp[rank * chunk:(rank + 1) * chunk] if inp_place and is_root else zeros(chunk)
+            inp = zeros(count) if is_root else None
+            in_out = inp_place and is_root
+            out = mine_of(inp) if in_out else zeros(chunk)
+
+            # Block p of the root's input is rank p's: it carries p's data.
+            def arm(s):
+                if is_root:
+                    for p, b in enumerate(blocks(inp)):
+                        D.put_move(b, p, p * chunk, s)
+                if not in_out:
+                    out.fill(bad)
 
             def run():
-                if inp_place and is_root:
+                if in_out:
                     comm.Scatter(inp, IN, root=root)
                 else:
-                    comm.Scatter(inp if is_root else None, out, root=root)
-            return C.Prepared(run, lambda: None, lambda: wrong_move(out, rank, rank * chunk))
+                    comm.Scatter(inp, out, root=root)
+            return C.Prepared(run, arm, lambda s: D.wrong_move(out, rank, rank * chunk, s))
         if op == 'sendrecv':
-            send = arr(C.move(rank, 0), count)
+            send = zeros(count)
             recv = zeros(count)
             nxt, prev = (rank + 1) % n, (rank + n - 1) % n
-            return C.Prepared(lambda: comm.Sendrecv(send, dest=nxt, recvbuf=recv, source=prev),
-                              lambda: recv.fill(0), lambda: wrong_move(recv, prev, 0))
+
+            def arm(s):
+                D.put_move(send, rank, 0, s)
+                recv.fill(bad)
+            return C.Prepared(lambda: comm.Sendrecv(send, dest=nxt, recvbuf=recv, source=prev), arm,
+                              lambda s: D.wrong_move(recv, prev, 0, s))
         if op == 'barrier':
-            return C.Prepared(comm.Barrier, lambda: None, lambda: 0)
+            return C.Prepared(comm.Barrier, lambda s: None, lambda s: 0)
         return prepare_object(comm, c, rank, n)
 
     return prepare
 
 
-
 def prepare_object(comm, c, rank, n):
-    op, root, count, chunk = c['op'], c['root'], c['count'], c['chunk']
-    is_root = rank == root
-    last = {}
-
-    def keep(f):
-        def run():
-            last['v'] = f()
-        return run
-
-    def wrong_list(vs):
-        if vs is None or len(vs) != n:
-            return chunk * n
-        return sum(C.wrong_bytes(v, p, p * chunk, chunk) for p, v in enumerate(vs))
-    if op == 'broadcast_object':
-        data = C.payload(root, 0, count) if is_root else None
-        return C.Prepared(keep(lambda: comm.bcast(data, root=root)), lambda: None,
-                          lambda: C.wrong_bytes(last['v'], root, 0, count))
-    mine = C.payload(rank, rank * chunk, chunk)
-    if op == 'allgather_object':
-        return C.Prepared(keep(lambda: comm.allgather(mine)), lambda: None, lambda: wrong_list(last['v']))
-    if op == 'gather_object':
-        return C.Prepared(keep(lambda: comm.gather(mine, root=root)), lambda: None,
-                          lambda: wrong_list(last['v']) if is_root else 0)
-    if op == 'scatter_object':
-        every = [C.payload(p, p * chunk, chunk) for p in range(n)] if is_root else None
-        return C.Prepared(keep(lambda: comm.scatter(every, root=root)), lambda: None,
-                          lambda: C.wrong_bytes(last['v'], rank, rank * chunk, chunk))
-    raise C.Unsupported('no MPI mapping for %s' % op)
+    """Object ops: the pickling calls, on the bytes common.object_row builds."""
+    root = c['root']
+    calls = {'broadcast_object': lambda data: comm.bcast(data, root=root),
+             'allgather_object': comm.allgather,
+             'gather_object': lambda data: comm.gather(data, root=root),
+             'scatter_object': lambda data: comm.scatter(data, root=root)}
+    if c['op'] not in calls:
+        raise C.Unsupported('no MPI mapping for %s' % c['op'])
+    return C.object_row(c, rank, n, calls[c['op']])
 
 
 def main():

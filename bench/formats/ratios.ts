@@ -1,14 +1,17 @@
 /**
  * @module
- * The comparison tables of `--compare`: for each choir series and each op, dtype, reduce op and
- * placement, one line per size with the median time of choir and of each other library, and choir's
- * speed ratio to each (the other's time over choir's, which equals choir's busbw over the other's:
- * above 1, choir is faster). Open MPI is matched by transport (choir tcp with Open MPI over TCP,
- * choir shm/auto with Open MPI's shared memory); Gloo always runs over TCP.
+ * The comparison tables of `--compare`: for each choir series on ordinary arrays and each op, dtype,
+ * reduce op and placement, one line per size with choir's median time, each other library's (Open
+ * MPI at its best variant, named, with its default's time beside it), and choir's speed ratio to each:
+ * the median over rounds of (other's time / choir's time) in the same round, with its min-max spread.
+ * Above 1, choir is faster. Like is paired with like: Gloo (TCP only) with choir over TCP, Open MPI
+ * with choir on the same wire (shared memory for choir's shm, auto and Worker series). choir's
+ * `pg.alloc` series is a different operation (in place on symmetric memory) and is never in a ratio.
  */
 
 import { type BenchRow, caseKey, type Series } from "../row.ts";
-import { fmtRatio, fmtUs, padL, placeName } from "./text.ts";
+import { median } from "../stats.ts";
+import { fmtRatio, fmtUs, padL, padR, placeName } from "./text.ts";
 
 /** One comparison: a choir series against the series of the other libraries it is measured with. */
 export interface Pairing {
@@ -18,29 +21,54 @@ export interface Pairing {
   others: Series[];
 }
 
-/** The Open MPI variant a transport compares with: tcp, ucx, or shared memory for the rest. */
+/** The wire a transport runs on, as the other libraries name it: tcp, ucx, or shared memory. */
 function wireOf(transport: string): string {
   return transport === "tcp" || transport === "ucx" ? transport : "shm";
 }
 
-/** Pairs each choir series with Gloo and the Open MPI variant of its transport. */
+/** Pairs each choir series on ordinary arrays with the other series on the same wire. */
 export function pairings(series: readonly Series[]): Pairing[] {
   const others = series.filter((s) => s.lib !== "choir");
-  return series.filter((s) => s.lib === "choir").map((choir) => ({
+  return series.filter((s) => s.lib === "choir" && s.buffers === "array").map((choir) => ({
     choir,
-    others: others.filter((o) =>
-      o.lib === "gloo" || (o.lib === "openmpi" && wireOf(o.transport) === wireOf(choir.transport))
-    ),
+    others: others.filter((o) => wireOf(o.transport) === wireOf(choir.transport)),
   })).filter((p) => p.others.length > 0);
 }
 
-/** The ratio of `other`'s time to `choir`'s (NaN when either is missing or unsupported). */
-export function speedRatio(choir: BenchRow | undefined, other: BenchRow | undefined): number {
-  if (!choir || !other || choir.unsupported || other.unsupported) return NaN;
-  return other.timeUs / choir.timeUs;
+/** choir's speed ratio to another library on one row: the median of per-round ratios, and their range. */
+export interface Ratio {
+  /** Median over rounds of other's time / choir's time (NaN when either is missing or unsupported). */
+  median: number;
+  /** Lowest per-round ratio. */
+  min: number;
+  /** Highest per-round ratio. */
+  max: number;
+  /** Rounds that paired. */
+  rounds: number;
 }
 
-/** The lines of every comparison table of `rows`. */
+/** The ratio of `other`'s time to `choir`'s, round by round (rows of one round when they have no rounds). */
+export function speedRatio(choir: BenchRow | undefined, other: BenchRow | undefined): Ratio {
+  const none = { median: NaN, min: NaN, max: NaN, rounds: 0 };
+  if (!choir || !other || choir.unsupported || other.unsupported) return none;
+  const a = choir.roundsUs ?? [choir.timeUs];
+  const b = other.roundsUs ?? [other.timeUs];
+  const per: number[] = [];
+  for (let i = 0; i < Math.min(a.length, b.length); i++) {
+    if (a[i] > 0 && Number.isFinite(b[i])) per.push(b[i] / a[i]);
+  }
+  if (per.length === 0) return none;
+  return { median: median(per), min: Math.min(...per), max: Math.max(...per), rounds: per.length };
+}
+
+/** A ratio with its spread: `1.23x [1.10-1.41]` (the spread only when several rounds paired). */
+export function fmtSpread(r: Ratio): string {
+  if (!Number.isFinite(r.median)) return "n/a";
+  if (r.rounds < 2) return fmtRatio(r.median);
+  return `${fmtRatio(r.median)} [${fmtRatio(r.min).slice(0, -1)}-${fmtRatio(r.max)}]`;
+}
+
+/** The lines of every comparison table of `rows` (variant groups already folded: bench/best.ts). */
 export function ratioTables(rows: readonly BenchRow[], series: readonly Series[]): string[] {
   const out: string[] = [];
   const bySeries = new Map<string, Map<string, BenchRow>>();
@@ -65,21 +93,30 @@ export function ratioTables(rows: readonly BenchRow[], series: readonly Series[]
           `${others.map((o) => o.label).join(", ")}`,
       );
       out.push(
-        "#   ratio = other's median time / choir's (= choir's busbw / other's); above 1: choir is faster",
+        "#   ratio = other's time / choir's in the same round, median over rounds [min-max]; above 1: " +
+          "choir is faster",
       );
+      const hasBest = others.map((o) => list.some((r) => bySeries.get(o.label)?.get(caseKey(r))?.variant));
       const w = (s: Series) => Math.max(12, s.label.length + 6);
       out.push(
         "#" + padL("size", 11) + padL(`${choir.label}(us)`, w(choir)) +
-          others.map((o) => padL(`${o.label}(us)`, w(o))).join("") +
-          others.map((o) => padL(`choir/${o.label}`, Math.max(14, o.label.length + 8))).join(""),
+          others.map((o, i) =>
+            padL(`${o.label}(us)`, w(o)) +
+            (hasBest[i] ? padL("best variant", 22) + padL("default(us)", 13) : "")
+          ).join("") +
+          others.map((o) => padL(`choir/${o.label}`, 24)).join(""),
       );
       for (const r of list) {
         const other = others.map((o) => bySeries.get(o.label)?.get(caseKey(r)));
         out.push(
           padL(r.bytes, 12) + padL(fmtUs(r.timeUs), w(choir)) +
-            other.map((x, i) => padL(x && !x.unsupported ? fmtUs(x.timeUs) : "n/a", w(others[i]))).join("") +
-            other.map((x, i) => padL(fmtRatio(speedRatio(r, x)), Math.max(14, others[i].label.length + 8)))
-              .join(""),
+            other.map((x, i) =>
+              padL(x && !x.unsupported ? fmtUs(x.timeUs) : "n/a", w(others[i])) +
+              (hasBest[i]
+                ? padL(padR(x?.variant ?? "n/a", 20), 22) + padL(fmtUs(x?.defaultUs ?? NaN), 13)
+                : "")
+            ).join("") +
+            other.map((x) => padL(fmtSpread(speedRatio(r, x)), 24)).join(""),
         );
       }
       const unsupported = others.flatMap((o) => {

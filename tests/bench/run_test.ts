@@ -189,38 +189,93 @@ Deno.test("OSU layout on stdout, and mistakes exit 2 with a reason", async () =>
   assert.match(hosts.stderr, /other hosts \(node-a, node-b\)/);
 });
 
-/** Whether Debian's Python has torch and mpi4py, and mpirun exists (as on our machine). */
-async function compareInstalled(): Promise<boolean> {
+/** Whether Debian's Python imports `mods` (and, for mpi4py, mpirun exists), as on CI. */
+async function pythonHas(mods: string): Promise<boolean> {
   try {
     const py = await new Deno.Command("/usr/bin/python3", {
-      args: ["-c", "import torch, mpi4py, numpy"],
+      args: ["-c", `import ${mods}`],
       stdout: "null",
       stderr: "null",
     }).output();
+    if (!py.success) return false;
+    if (!mods.includes("mpi4py")) return true;
     const mpi = await new Deno.Command("mpirun", { args: ["--version"], stdout: "null", stderr: "null" })
       .output();
-    return py.success && mpi.success;
+    return mpi.success;
   } catch {
     return false;
   }
 }
 
+const hasMpi = await pythonHas("mpi4py, numpy");
+const hasTorch = await pythonHas("torch, numpy");
+if (!hasMpi) {
+  console.log("run_test.ts: --compare skipped: Debian's python3 lacks mpi4py/numpy or mpirun is missing");
+}
+if (!hasTorch) {
+  console.log("run_test.ts: --compare runs without Gloo: Debian's python3 lacks torch (python3-torch)");
+}
+
 Deno.test({
-  name: "--compare runs Gloo and Open MPI on the same rows and prints choir's ratios",
-  ignore: !(await compareInstalled()),
+  name:
+    "--compare: Open MPI at its best (every coll_tuned variant, the fastest named), Gloo over TCP, ratios over rounds",
+  ignore: !hasMpi,
   fn: async () => {
-    const r = await bench(["--compare", "--op", "allreduce,reduce_scatter", "--sizes", "8", ...QUICK]);
-    assert.equal(r.code, 0, r.stderr);
-    assert.match(r.stdout, /# gloo: allreduce, 2 ranks, transport tcp/);
-    assert.match(r.stdout, /# openmpi shm: reduce_scatter, 2 ranks, transport shm/);
-    assert.match(
-      r.stdout,
-      /# gloo cannot run reduce_scatter float sum: Gloo in torch \S+ has no reduce_scatter/,
-    );
-    assert.match(
-      r.stdout,
-      /choir\/gloo\s+choir\/openmpi shm\n\s+8\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+x\s+[\d.]+x/,
-    );
-    assert.match(r.stdout, /# Out of bounds values : 0 OK/);
+    const dir = await Deno.makeTempDir({ prefix: "choir-compare-test-" });
+    try {
+      const r = await bench([
+        "--compare",
+        "--op",
+        "allreduce,reduce_scatter",
+        "--sizes",
+        "8,4K",
+        "--transport",
+        "tcp,shm",
+        "--rounds",
+        "2",
+        "--json",
+        `${dir}/rows.jsonl`,
+        ...QUICK,
+      ], 600_000);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /# Out of bounds values : 0 OK/);
+      const rows = rowsOf(await Deno.readTextFile(`${dir}/rows.jsonl`));
+      // Every Open MPI variant ran, and every one checked right.
+      const variants = new Set(rows.filter((x) => x.lib === "openmpi").map((x) => x.series));
+      for (const v of ["default", "alg1", "alg6", "notuned"]) {
+        for (const wire of ["shm", "tcp"]) {
+          assert.ok(variants.has(`openmpi ${wire} ${v}`), `openmpi ${wire} ${v}`);
+        }
+      }
+      assert.equal(rows.filter((x) => x.wrong !== 0).length, 0);
+      // The fastest variant per row, named, with the default beside it.
+      const best = rows.filter((x) => x.series === "openmpi shm" && x.op === "allreduce");
+      assert.equal(best.length, 2);
+      for (const b of best) {
+        assert.ok(b.variant && b.variants! >= 7 && Number.isFinite(b.defaultUs!), JSON.stringify(b));
+        const mine = rows.filter((x) =>
+          x.series.startsWith("openmpi shm ") && x.bytes === b.bytes && x.op === "allreduce"
+        );
+        assert.equal(b.timeUs, Math.min(...mine.filter((x) => !x.unsupported).map((x) => x.timeUs)));
+      }
+      assert.match(r.stdout, /# allreduce float sum in-place, 2 ranks: choir shm against openmpi shm\n/);
+      assert.match(r.stdout, /best variant\s+default\(us\)/);
+      // Two rounds: each ratio is the median of two per-round ratios, with their range.
+      assert.match(
+        r.stdout,
+        /\n\s+4096\s+[\d.]+\s+[\d.]+\s+(default|\d+ [\w-]+|coll \^tuned)\s+[\d.]+\s+[\d.]+x \[[\d.]+-[\d.]+x\]/,
+      );
+      if (hasTorch) {
+        assert.match(r.stdout, /choir tcp against gloo, openmpi tcp/);
+        assert.match(
+          r.stdout,
+          /# gloo cannot run reduce_scatter float sum: Gloo in torch \S+ has no reduce_scatter/,
+        );
+      }
+      // Gloo (TCP) is never set against choir's shared memory.
+      assert.doesNotMatch(r.stdout, /choir shm against [^\n]*gloo/);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
   },
 });

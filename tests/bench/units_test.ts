@@ -12,10 +12,11 @@ import { CliError, parseCli, parseSize } from "../../bench/cli.ts";
 import { algoTables } from "../../bench/formats/algos.ts";
 import { ncclSink } from "../../bench/formats/nccl.ts";
 import { osuSink } from "../../bench/formats/osu.ts";
-import { pairings, ratioTables } from "../../bench/formats/ratios.ts";
+import { fmtSpread, pairings, ratioTables, speedRatio } from "../../bench/formats/ratios.ts";
+import { bestOfGroups } from "../../bench/best.ts";
 import { plotSvg } from "../../bench/plot.ts";
 import { type BenchRow, finishRow, type Series } from "../../bench/row.ts";
-import { summarize } from "../../bench/stats.ts";
+import { median, summarize } from "../../bench/stats.ts";
 import {
   access,
   allocTensor,
@@ -26,7 +27,6 @@ import {
   moveValue,
   reduceInput,
   reduceResult,
-  reduceTable,
   seedOf,
 } from "../../bench/values.ts";
 
@@ -142,43 +142,45 @@ Deno.test("bus factors are nccl-tests'", () => {
 });
 
 Deno.test("values: seeded data, results of every reduce op, dtype rounding and wrapping", () => {
-  // Table entry h is the result at an element whose hash is h: rank r holds ((h + r) % 4) + 1.
-  assert.deepEqual([...reduceTable("sum", "f32", 3)], [6, 9, 8, 7]); // 1+2+3, 2+3+4, 3+4+1, 4+1+2
-  assert.deepEqual([...reduceTable("prod", "i32", 3)], [2, 4]); // 1*2*1, 2*1*2
-  assert.equal(reduceTable("min", "u8", 3)[0], 1);
-  assert.equal(reduceTable("max", "i8", 3)[0], 3);
-  assert.equal(reduceTable("avg", "i32", 4)[1], 2); // (2+3+4+1)/4 = 2.5, truncated
-  assert.equal(reduceTable("avg", "f64", 4)[1], 2.5);
-  assert.equal(reduceTable("band", "i64", 2)[0], 1 & 2);
-  assert.equal(reduceTable("bxor", "u32", 3)[0], 1 ^ 2 ^ 3);
-  assert.equal(reduceTable("premul_sum", "bf16", 2)[0], 1.5);
-  assert.equal(reduceTable("prod", "i8", 8)[0], 16); // 1*2*1*2*1*2*1*2
-  assert.equal(reduceTable("prod", "i8", 16)[0], 0); // 2^8 wraps, as the kernels do
-  assert.equal(castTo("i8", 200), -56);
-  assert.equal(castTo("bf16", 257), 256);
-  // The result at any element is the reduction of what every rank contributes there.
-  const seed = seedOf(3, 5);
-  for (const redop of ["sum", "prod", "max", "bxor"] as const) {
-    for (let g = 0; g < 50; g++) {
-      let acc = reduceInput(redop, 0, g, seed);
-      for (let r = 1; r < 3; r++) {
-        const v = reduceInput(redop, r, g, seed);
-        acc = redop === "sum"
-          ? acc + v
-          : redop === "prod"
-          ? acc * v
-          : redop === "max"
-          ? Math.max(acc, v)
-          : acc ^ v;
-      }
-      assert.equal(reduceResult(redop, "i32", 3, g, seed), acc, `${redop} at ${g}`);
+  // Ranks 0..2 at one element: inputs a, b, c; every reduce op from them.
+  const at = (seed: number, g: number, redop: "sum" | "prod" = "sum") =>
+    [0, 1, 2].map((r) => reduceInput(redop, r, g, seed));
+  const [a, b, c] = at(seedOf(0, 0), 7);
+  const seed0 = seedOf(0, 0);
+  assert.equal(reduceResult("sum", "f32", 3, 7, seed0), a + b + c);
+  assert.equal(reduceResult("min", "u8", 3, 7, seed0), Math.min(a, b, c));
+  assert.equal(reduceResult("max", "i8", 3, 7, seed0), Math.max(a, b, c));
+  assert.equal(reduceResult("avg", "f64", 3, 7, seed0), (a + b + c) / 3);
+  assert.equal(reduceResult("avg", "i32", 3, 7, seed0), Math.trunc((a + b + c) / 3));
+  assert.equal(reduceResult("band", "i64", 3, 7, seed0), a & b & c);
+  assert.equal(reduceResult("bxor", "u32", 3, 7, seed0), a ^ b ^ c);
+  assert.equal(reduceResult("premul_sum", "bf16", 3, 7, seed0), (a + b + c) / 2);
+  const [p, q, r] = at(seed0, 7, "prod");
+  assert.equal(reduceResult("prod", "i32", 3, 7, seed0), p * q * r);
+  assert.ok([1, 2].includes(p) && [1, 2, 3, 4].includes(a));
+  // Products of 1s and 2s: 2^8 wraps to 0 in i8, as the kernels do.
+  let g16 = 0;
+  while (Array.from({ length: 16 }, (_, k) => reduceInput("prod", k, g16, seed0)).some((v) => v !== 2)) g16++;
+  assert.equal(reduceResult("prod", "i8", 16, g16, seed0), 0);
+  // No reduction is the same at every element, at any rank count (the old data's sums were, at 2 and 4).
+  for (const n of [2, 3, 4, 8, 17]) {
+    for (const redop of ["sum", "prod", "min", "max", "band", "bor", "bxor"] as const) {
+      const vals = new Set(Array.from({ length: 256 }, (_, g) => reduceResult(redop, "i32", n, g, seed0)));
+      assert.ok(
+        vals.size > 1 || (redop === "band" && n >= 8) || (redop === "bor" && n >= 8),
+        `${redop} n=${n}`,
+      );
     }
   }
+  assert.equal(castTo("i8", 200), -56);
+  assert.equal(castTo("bf16", 257), 256);
+  const seed = seedOf(3, 5);
   // Ranks differ at every element; no short period; another checked call has other data.
   const row = Array.from({ length: 4096 }, (_, g) => moveValue(1, g, seed));
-  for (let g = 0; g < 4096; g++) {
-    assert.notEqual(moveValue(0, g, seed), row[g]);
-    assert.notEqual(reduceInput("sum", 0, g, seed), reduceInput("sum", 1, g, seed));
+  for (let g = 0; g < 4096; g++) assert.notEqual(moveValue(0, g, seed), row[g]);
+  const inputs = Array.from({ length: 4096 }, (_, g) => reduceInput("sum", 0, g, seed));
+  for (let p = 1; p <= 1024; p++) {
+    assert.ok(inputs.some((v, g) => g + p < 4096 && v !== inputs[g + p]), `period ${p}`);
   }
   for (let p = 1; p <= 1024; p++) {
     assert.ok(row.some((v, g) => g + p < row.length && v !== row[g + p]), `period ${p}`);
@@ -264,15 +266,49 @@ Deno.test("comparison table: ratios per size, Open MPI matched by transport", ()
     buffers: "array",
   };
   const tcp: Series = { ...choir, label: "choir tcp", transport: "tcp" };
-  const p = pairings([choir, tcp, gloo, mpiShm, mpiTcp]);
+  const alloc: Series = { ...choir, label: "choir alloc", buffers: "alloc" };
+  const p = pairings([choir, tcp, alloc, gloo, mpiShm, mpiTcp]);
+  // Like with like: Gloo (TCP) only against choir over TCP; pg.alloc never in a ratio.
   assert.deepEqual(p.map((x) => [x.choir.label, x.others.map((o) => o.label)]), [
-    ["choir", ["gloo", "openmpi shm"]],
+    ["choir", ["openmpi shm"]],
     ["choir tcp", ["gloo", "openmpi tcp"]],
   ]);
-  const rows = [fakeRow({}, 2, 10), fakeRow({}, 2, 250, gloo), fakeRow({}, 2, 5, mpiShm)];
-  const text = ratioTables(rows, [choir, gloo, mpiShm]).join("\n");
-  assert.match(text, /choir\/gloo\s+choir\/openmpi shm/);
+  const rows = [fakeRow({}, 2, 10, tcp), fakeRow({}, 2, 250, gloo), fakeRow({}, 2, 5, mpiTcp)];
+  const text = ratioTables(rows, [tcp, gloo, mpiTcp]).join("\n");
+  assert.match(text, /choir\/gloo\s+choir\/openmpi tcp/);
   assert.match(text, /\n\s+8\s+10\.00\s+250\.00\s+5\.00\s+25\.0x\s+0\.50x/);
+});
+
+Deno.test("ratios: median of per-round ratios with the spread; Open MPI's fastest variant, named", () => {
+  const v = (algo: string): Series => ({
+    label: `openmpi shm ${algo}`,
+    lib: "openmpi",
+    transport: "shm",
+    algo,
+    buffers: "array",
+    group: "openmpi shm",
+  });
+  const series = [choir, v("default"), v("alg1"), v("alg4")];
+  const rounds = (s: Series, us: number[]) => ({ ...fakeRow({}, 2, median(us), s), roundsUs: us });
+  const rows = [
+    rounds(choir, [10, 20, 10, 10, 10]),
+    rounds(series[1], [40, 40, 40, 40, 40]),
+    rounds(series[2], [15, 30, 12, 11, 30]), // median 15: the best
+    { ...fakeRow({}, 2, NaN, series[3]), unsupported: "cannot" },
+  ];
+  const best = bestOfGroups(rows, series);
+  assert.deepEqual(best.series.map((s) => s.label), ["choir", "openmpi shm"]);
+  const folded = best.rows.find((r) => r.series === "openmpi shm")!;
+  assert.equal(folded.variant, "alg1");
+  assert.equal(folded.defaultUs, 40);
+  assert.equal(folded.variants, 2);
+  // Per round: 1.5, 1.5, 1.2, 1.1, 3.0 -> median 1.5, from 1.1 to 3.0.
+  const r = speedRatio(rows[0], folded);
+  assert.deepEqual([r.median, r.min, r.max, r.rounds], [1.5, 1.1, 3, 5]);
+  assert.equal(fmtSpread(r), "1.50x [1.10-3.00x]");
+  const text = ratioTables(best.rows, best.series).join("\n");
+  assert.match(text, /best variant\s+default\(us\)/);
+  assert.match(text, /\n\s+8\s+10\.00\s+15\.00\s+alg1\s+40\.00\s+1\.50x \[1\.10-3\.00x\]/);
 });
 
 Deno.test("algorithm table: auto within 10% of the best forced algorithm", () => {
