@@ -25,23 +25,25 @@ function figure(r: BenchRow): string {
 
 /**
  * How far choir's row is from the machine: latency rows as multiples of a one-way trip (half the C
- * ping-pong's round trip on the same medium), bandwidth rows as busbw over the medium's bandwidth
- * (memcpy with both cores busy for shared memory, TCP loopback both ways at once for TCP).
+ * ping-pong's round trip on the same medium: the faster of blocking and polling reads for TCP),
+ * bandwidth rows as busbw over the medium's rate: for shared memory memcpy of 64 MiB per core with both
+ * cores copying (rows that fit in the caches, or `pg.alloc` rows that copy nothing, can exceed it), for
+ * TCP loopback both ways at once, per direction.
  */
 function fromLimit(r: BenchRow, wire: string, l: MachineLimits | null): string {
   if (!l) return "n/a";
   if (r.bytes <= LATENCY_MAX) {
     const oneWay = (wire === "tcp" ? Math.min(l.tcpRttUs, l.tcpRttUsPoll) : l.shmRttUs) / 2;
-    return `${(r.timeUs / oneWay).toFixed(1)}x a one-way trip (${oneWay.toFixed(2)} us)`;
+    return `${(r.timeUs / oneWay).toFixed(0)}x a one-way trip (${oneWay.toFixed(2)} us)`;
   }
-  const bw = wire === "tcp" ? l.tcpGBsBoth : l.memcpyGBs2;
-  return `${Math.round((100 * r.busbw) / bw)}% of ${bw.toFixed(1)} GB/s`;
+  const [bw, what] = wire === "tcp" ? [l.tcpGBsBoth, "TCP both ways"] : [l.memcpyGBs2, "memcpy per core"];
+  return `${(r.busbw / bw).toFixed(2)}x ${what} (${bw.toFixed(1)} GB/s)`;
 }
 
 /** The Markdown lines of the headline tables. */
 export function headlineTable(rows: readonly BenchRow[], limits: MachineLimits | null): string[] {
   const out = [
-    "| ranks | transport | size | choir | other library (at its best) | other's time / choir's, median [min-max] | choir against the machine |",
+    "| ranks | transport | size | choir | other library (at its best) | other's time / choir's, median [min-max] | choir against the machine's limit |",
     "| --- | --- | --- | --- | --- | --- | --- |",
   ];
   const find = (series: string, like: BenchRow) =>
