@@ -1,58 +1,19 @@
 /**
  * @module
- * `choir launch` (torchrun-like): the node agent and its CLI. Standalone it serves the store and runs N
- * ranks; across nodes the agents meet in a store (`--rdzv-endpoint`), agree on MIN..MAX nodes, give
- * each worker torchrun's env (RANK, LOCAL_RANK, GROUP_RANK, WORLD_SIZE, ..., TORCHELASTIC_RESTART_COUNT),
- * tee output to `[rank N] ` lines and `--log-dir` files, and restart failed groups (`--max-restarts`).
- * Workers resume from an {@link ElasticState}; `initProcessGroup` also runs under SLURM, mpirun, PMI and
- * Kubernetes Indexed Jobs with no launcher (config.ts reads their env). Entry `@choir/choir/launch`.
- *
- * @example
- * ```ts ignore
- * import { launch } from "@choir/choir/launch";
- * const res = await launch({ program: "train.ts", nprocPerNode: 2, maxRestarts: 1 });
- * Deno.exit(res.code);
- * ```
- *
- * @example Resuming training after a restart
- * ```ts ignore
- * import { initProcessGroup } from "@choir/choir";
- * import { ElasticState } from "@choir/choir/launch";
- * const pg = await initProcessGroup();
- * const state = await ElasticState.open({ tensors: { w: weights }, values: { step: 0 } });
- * await state.restore(); // the last commit, if a previous attempt made one
- * while ((state.values.step as number) < 1000) {
- *   await trainStep(pg);
- *   state.values.step = (state.values.step as number) + 1;
- *   await state.commit();
- * }
- * ```
+ * The launcher: {@link launch} runs this node's ranks of a job (standalone, or meeting other node
+ * agents in a store) and {@link main} is its command line. Arguments are args.ts's, output lines
+ * output.ts's; rounds, restarts and the workers themselves are the elastic agent's (elastic/).
  */
 
 import { type ChoirEnv, readEnv } from "../config.ts";
 import { InvalidArgumentError, RendezvousError } from "../errors.ts";
 import { jobTag } from "../transports/shm/segment.ts";
-import {
-  PrefixStore,
-  startStoreServer,
-  type Store,
-  type StoreServer,
-  TcpStore,
-} from "../transports/store/mod.ts";
-import type { SchedulerKind } from "../schedulers.ts";
-import { parseLaunchArgs, USAGE } from "./launch_args.ts";
-import type { OutputStream } from "./launch_output.ts";
+import { PrefixStore, startStoreServer, type StoreServer, TcpStore } from "../transports/store/mod.ts";
+import { parseLaunchArgs, USAGE } from "./args.ts";
+import type { OutputStream } from "./output.ts";
 import { type AgentResult, markExit, runAgent, waitForExits } from "./elastic/agent.ts";
 import { type Failure, failureSummary } from "./elastic/root_cause.ts";
 import type { RankExit } from "./elastic/worker_group.ts";
-
-export type { ChoirEnv, Failure, OutputStream, RankExit, SchedulerKind, Store };
-export {
-  ElasticState,
-  type ElasticStateOptions,
-  type ElasticTensor,
-  type ElasticValues,
-} from "./elastic/state.ts";
 
 /** Options of {@link launch}. */
 export interface LaunchOptions {
@@ -380,5 +341,3 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 1;
   }
 }
-
-if (import.meta.main) Deno.exit(await main(Deno.args));
