@@ -7,7 +7,7 @@
 
 import { type ChoirEnv, readEnv } from "../config.ts";
 import { InvalidArgumentError, RendezvousError } from "../errors.ts";
-import { jobTag } from "../transports/shm/segment.ts";
+import { sweepJobSegments } from "../transports/shm/sweep.ts";
 import { PrefixStore, startStoreServer, type StoreServer, TcpStore } from "../transports/store/mod.ts";
 import { parseLaunchArgs, USAGE } from "./args.ts";
 import type { OutputStream } from "./output.ts";
@@ -179,7 +179,7 @@ export async function launch(opts: LaunchOptions): Promise<LaunchResult> {
       // Ranks unlink their segments once every peer has mapped them; one killed in between leaves
       // its name behind. Every name of the job carries its id, so nothing outlives a round.
       afterRound: async () => {
-        const swept = await sweepSharedMemory(runId);
+        const swept = await sweepJobSegments(runId);
         if (swept > 0) log(`removed ${swept} shared-memory segment(s) left behind by ranks that died`);
       },
     });
@@ -273,26 +273,6 @@ function workerEnvBase(opts: LaunchOptions, parent: ChoirEnv): Record<string, st
     env.GLIBC_TUNABLES = GLIBC_TUNABLES_DEFAULT;
   }
   return { ...env, ...opts.env };
-}
-
-/** Removes /dev/shm entries of job `jobId`; returns how many there were. */
-async function sweepSharedMemory(jobId: string): Promise<number> {
-  const prefix = `choir-${jobTag(jobId)}`;
-  let removed = 0;
-  try {
-    for await (const e of Deno.readDir("/dev/shm")) {
-      if (!e.name.startsWith(prefix)) continue;
-      try {
-        await Deno.remove(`/dev/shm/${e.name}`);
-        removed++;
-      } catch {
-        // Gone already (a rank unlinked it just now).
-      }
-    }
-  } catch {
-    // No /dev/shm here (not Linux): nothing to sweep.
-  }
-  return removed;
 }
 
 function randomToken(): string {
