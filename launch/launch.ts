@@ -9,6 +9,7 @@ import { type ChoirEnv, readEnv } from "../config.ts";
 import { InvalidArgumentError, RendezvousError } from "../errors.ts";
 import { sweepJobSegments } from "../transports/shm/sweep.ts";
 import { PrefixStore, startStoreServer, type StoreServer, TcpStore } from "../transports/store/mod.ts";
+import { generateToken } from "../transports/token.ts";
 import { parseLaunchArgs, USAGE } from "./args.ts";
 import type { OutputStream } from "./output.ts";
 import { type AgentResult, markExit, runAgent, waitForExits } from "./elastic/agent.ts";
@@ -123,10 +124,10 @@ export async function launch(opts: LaunchOptions): Promise<LaunchResult> {
   const log = opts.log ?? ((m: string) => console.error(`launch: ${m}`));
   const parent = opts.parentEnv ?? readEnv();
   const runId = opts.rdzvId ?? opts.env?.CHOIR_JOB_ID ??
-    (standalone ? `j${randomToken().slice(0, 12)}` : "none");
+    (standalone ? `j${generateToken().slice(0, 12)}` : "none");
   let token = opts.token ?? parent.token;
   if (token === undefined) {
-    if (standalone) token = randomToken();
+    if (standalone) token = generateToken();
     else {
       token = `rdzv:${runId}`;
       log(`no --token or CHOIR_TOKEN: using one derived from the run id (anyone who knows it can join)`);
@@ -273,11 +274,6 @@ function workerEnvBase(opts: LaunchOptions, parent: ChoirEnv): Record<string, st
     env.GLIBC_TUNABLES = GLIBC_TUNABLES_DEFAULT;
   }
   return { ...env, ...opts.env };
-}
-
-function randomToken(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(32));
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** The CLI: parses `argv`, runs the job with signal forwarding, and returns the exit code. */
