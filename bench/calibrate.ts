@@ -7,7 +7,7 @@
  * values into cost_model.ts with the date.
  */
 
-import { launch } from "../ddp/launch.ts";
+import { launch } from "../launch/mod.ts";
 import { ucxAvailability } from "../transports/ucx/lib.ts";
 
 interface Calibration {

@@ -8,7 +8,7 @@
  * forced (as ompi_info lists them for the run's ops), then coll_tuned off; merge.ts keeps the fastest.
  */
 
-import { splitLines } from "../ddp/launch_output.ts";
+import { splitLines } from "../launch/output.ts";
 import type { Case, RunConfig } from "./cases.ts";
 import type { OpName } from "./catalog.ts";
 import { parseLine, type Series } from "./row.ts";

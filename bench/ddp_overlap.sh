@@ -19,7 +19,7 @@ for r in $(seq "$rounds"); do
     extra=()
     [ "$mode" = async ] && [ "$r" = "$rounds" ] && extra=(--timeline "$out/ddp_trace.json")
     # shellcheck disable=SC2086
-    NO_COLOR=1 timeout 600 deno run -A ddp/launch.ts --nproc-per-node "$nproc" bench/ddp_mlp.ts \
+    NO_COLOR=1 timeout 600 deno run -A launch/mod.ts --nproc-per-node "$nproc" bench/ddp_mlp.ts \
       --iters "$iters" ${runs[$mode]} "${extra[@]}" 2>&1 | sed 's/^\[rank 0\] //' | tee "$out/$mode.$r.txt" |
       grep -v '^\[rank'
   done

@@ -125,7 +125,7 @@ if (!Deno.args.includes("--no-allreduce")) {
       args: [
         "run",
         "-A",
-        new URL("../ddp/launch.ts", import.meta.url).pathname,
+        new URL("../launch/mod.ts", import.meta.url).pathname,
         "--nproc-per-node",
         "2",
         new URL("./gpu_allreduce_rank.ts", import.meta.url).pathname,

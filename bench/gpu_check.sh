@@ -127,13 +127,13 @@ W=tests/fixtures/gpu_collective_worker.ts
 # The largest length spans several staged chunks (chunkBytes below) and every rank's IPC slice; larger
 # ones only slow the float64 reference in JS. The 256 MiB benchmark checks its result too.
 L=${LENGTHS:-'[1, 1000, 70001, 262147]'}
-step coll_2_ipc_shm 90 env CHOIR_TRANSPORT=shm "$D" run -A ddp/launch.ts --nproc-per-node 2 $W \
+step coll_2_ipc_shm 90 env CHOIR_TRANSPORT=shm "$D" run -A launch/mod.ts --nproc-per-node 2 $W \
   "{\"path\":\"ipc\",\"lengths\":$L}"
-step coll_2_staged_tcp 90 env CHOIR_TRANSPORT=tcp "$D" run -A ddp/launch.ts --nproc-per-node 2 $W \
+step coll_2_staged_tcp 90 env CHOIR_TRANSPORT=tcp "$D" run -A launch/mod.ts --nproc-per-node 2 $W \
   "{\"path\":\"staged\",\"lengths\":$L,\"others\":true,\"chunkBytes\":262144}"
-step coll_4_ipc_tcp 90 env CHOIR_TRANSPORT=tcp "$D" run -A ddp/launch.ts --nproc-per-node 4 $W \
+step coll_4_ipc_tcp 90 env CHOIR_TRANSPORT=tcp "$D" run -A launch/mod.ts --nproc-per-node 4 $W \
   "{\"path\":\"ipc\",\"lengths\":$L}"
-step coll_4_staged_shm 90 env CHOIR_TRANSPORT=shm "$D" run -A ddp/launch.ts --nproc-per-node 4 $W \
+step coll_4_staged_shm 90 env CHOIR_TRANSPORT=shm "$D" run -A launch/mod.ts --nproc-per-node 4 $W \
   "{\"path\":\"staged\",\"lengths\":$L,\"others\":true,\"chunkBytes\":262144}"
 
 step bench_choir 150 "$D" run -A bench/gpu_bench.ts --out "$OUTDIR/results.jsonl" ${BENCH_ARGS:-}
@@ -141,10 +141,10 @@ if [ -f "$DEV/gpu_torch_anchor.py" ]; then
   step bench_torch 120 python3 "$DEV/gpu_torch_anchor.py" --out "$OUTDIR/results.jsonl"
 fi
 # DDP last but one: the CPU run's accuracy is also known from examples/train_mnist.ts's header.
-step ddp_unit 90 env CHOIR_TRANSPORT=shm "$D" run -A ddp/launch.ts --nproc-per-node 2 \
+step ddp_unit 90 env CHOIR_TRANSPORT=shm "$D" run -A launch/mod.ts --nproc-per-node 2 \
   tests/fixtures/ddp_gpu_worker.ts '{"view":true}'
-step ddp_gpu 150 "$D" run -A ddp/launch.ts --nproc-per-node 2 examples/train_mnist.ts --device cuda ${MNIST_ARGS:-}
-step ddp_cpu 150 "$D" run -A ddp/launch.ts --nproc-per-node 2 examples/train_mnist.ts ${MNIST_ARGS:-}
+step ddp_gpu 150 "$D" run -A launch/mod.ts --nproc-per-node 2 examples/train_mnist.ts --device cuda ${MNIST_ARGS:-}
+step ddp_cpu 150 "$D" run -A launch/mod.ts --nproc-per-node 2 examples/train_mnist.ts ${MNIST_ARGS:-}
 [ -n "${SKIP_TEST_GPU:-}" ] || step test_gpu 150 "$D" test -A tests/gpu/
 
 cat "$OUTDIR/summary.md"

@@ -13,7 +13,7 @@ mkdir -p .device
 xz -9 -T0 -c "$(readlink -f "$DENO")" >.device/deno.xz
 rm -rf .device/deno_dir
 DENO_DIR=.device/deno_dir "$DENO" cache --quiet tests/gpu/*.ts tests/fixtures/gpu_*.ts tests/fixtures/ddp_gpu_worker.ts bench/gpu_bench.ts \
-  bench/gpu_allreduce_rank.ts examples/train_mnist.ts examples/train_mnist_gpu.ts ddp/launch.ts
+  bench/gpu_allreduce_rank.ts examples/train_mnist.ts examples/train_mnist_gpu.ts launch/mod.ts
 # Transpiled code and analysis caches are rebuilt there; only the npm packages must travel.
 rm -rf .device/deno_dir/gen .device/deno_dir/*_cache_v2*
 tar -C .device -cJf .device/deno_dir.tar.xz deno_dir

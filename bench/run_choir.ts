@@ -6,7 +6,7 @@
  * caller's log, `[rank N]`-prefixed (Worker ranks print straight to this process's output).
  */
 
-import { launch } from "../ddp/launch.ts";
+import { launch } from "../launch/mod.ts";
 import { spawnWorkers } from "../transports/worker/spawn.ts";
 import type { RunConfig } from "./cases.ts";
 import { parseLine, type RawRow, type Series } from "./row.ts";

@@ -3,8 +3,9 @@
  * Data-parallel training on top of the collectives: {@link DistributedDataParallel} (gradient
  * buckets averaged while backward runs, noSync accumulation, join for uneven data, unused
  * parameters, communication hooks: allreduce, fp16/bf16 compression, PowerSGD, and wrappers to stack
- * them), {@link DistributedSampler}, the {@link Model} interface DDP works with, and the launcher
- * (`launch()`, also `deno task launch`).
+ * them), {@link DistributedSampler}, and the {@link Model} interface DDP works with. The launcher lives
+ * in `@choir/choir/launch` (launch/); this entry still re-exports `launch()` and its types so that
+ * programs importing them from here keep working — new code imports them from `@choir/choir/launch`.
  *
  * @example
  * ```ts ignore
@@ -27,14 +28,22 @@
  *
  * @example
  * ```ts
- * import { launch } from "@choir/choir/ddp";
+ * import { launch } from "@choir/choir/launch";
  * const res = await launch({ program: "train.ts", nprocPerNode: 2 });
  * console.log(res.code);
  * ```
  */
 
-export { type Failure, launch, type LaunchOptions, type LaunchResult, type RankExit } from "./launch.ts";
-export type { OutputStream } from "./launch_output.ts";
+// Kept for programs that import the launcher from here (it moved to launch/, the layer above): the one
+// place ddp/ names launch/, a re-export only; nothing in ddp/ uses it, and launch/ never imports ddp/.
+export {
+  type Failure,
+  launch,
+  type LaunchOptions,
+  type LaunchResult,
+  type OutputStream,
+  type RankExit,
+} from "../launch/mod.ts";
 export type { ChoirEnv } from "../config.ts";
 export type { SchedulerKind } from "../schedulers.ts";
 

@@ -14,7 +14,7 @@ import {
   type Model,
   type Parameter,
 } from "../ddp/mod.ts";
-import { ElasticState } from "../ddp/launch.ts";
+import { ElasticState } from "../launch/mod.ts";
 
 const DIM = 4, SAMPLES = 480, BATCH = 8, LR = 0.05;
 const STEPS = Number(Deno.args[0] ?? 300);

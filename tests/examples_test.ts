@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 Deno.test("examples/allreduce.ts under the launcher with 4 ranks", async () => {
   const root = new URL("../", import.meta.url);
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", "ddp/launch.ts", "--nproc-per-node", "4", "examples/allreduce.ts"],
+    args: ["run", "--allow-all", "launch/mod.ts", "--nproc-per-node", "4", "examples/allreduce.ts"],
     cwd: root.pathname,
     stdout: "piped",
     stderr: "piped",
@@ -83,7 +83,7 @@ Deno.test("examples/kmeans.ts: the same file on 3 Worker ranks and on 2 launcher
   const procs = await run([
     "run",
     "--allow-all",
-    "ddp/launch.ts",
+    "launch/mod.ts",
     "--nproc-per-node",
     "2",
     "examples/kmeans.ts",
@@ -98,7 +98,7 @@ Deno.test("examples/hono_stats.ts: 2 replicas combine their counters; /stats on 
     args: [
       "run",
       "--allow-all",
-      "ddp/launch.ts",
+      "launch/mod.ts",
       "--nproc-per-node",
       "2",
       "examples/hono_stats.ts",
@@ -169,7 +169,7 @@ Deno.test("examples/elastic_linear.ts under the launcher: trains, commits each s
   const out = await run([
     "run",
     "--allow-all",
-    "ddp/launch.ts",
+    "launch/mod.ts",
     "--nproc-per-node",
     "2",
     "--max-restarts",

@@ -132,7 +132,7 @@ Deno.test("DDP hooks: fp16/bf16 halve the bytes, PowerSGD cuts them by the rank 
 Deno.test("examples/ddp_linear.ts under the launcher with 2 ranks: same weights, close to the true ones", async () => {
   const root = new URL("../../", import.meta.url);
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", "ddp/launch.ts", "--nproc-per-node", "2", "examples/ddp_linear.ts"],
+    args: ["run", "--allow-all", "launch/mod.ts", "--nproc-per-node", "2", "examples/ddp_linear.ts"],
     cwd: root.pathname,
     stdout: "piped",
     stderr: "piped",

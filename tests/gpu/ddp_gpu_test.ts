@@ -29,7 +29,7 @@ async function train(extra: string[], env: Record<string, string>): Promise<{ lo
     args: [
       "run",
       "--allow-all",
-      `${ROOT}ddp/launch.ts`,
+      `${ROOT}launch/mod.ts`,
       "--nproc-per-node",
       "2",
       `${ROOT}examples/train_mnist.ts`,

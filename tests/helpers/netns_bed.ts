@@ -175,7 +175,7 @@ if (import.meta.main) {
     console.error(`netns_bed: cannot build the namespaces: ${bed}`);
     Deno.exit(1);
   }
-  const launcher = new URL("../../ddp/launch.ts", import.meta.url).pathname;
+  const launcher = new URL("../../launch/mod.ts", import.meta.url).pathname;
   const codes = await Promise.all(Array.from({ length: n }, async (_, i) => {
     const child = bed.spawn(i, Deno.execPath(), ["run", "-A", launcher, ...Deno.args.slice(sep + 1)]);
     await Promise.all([

@@ -9,7 +9,7 @@ import assert from "node:assert/strict";
 async function launch(program: string, args: string[]): Promise<string> {
   const root = new URL("../../../", import.meta.url);
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "--allow-all", "ddp/launch.ts", "--nproc-per-node", "2", program, ...args],
+    args: ["run", "--allow-all", "launch/mod.ts", "--nproc-per-node", "2", program, ...args],
     cwd: root.pathname,
     stdout: "piped",
     stderr: "piped",

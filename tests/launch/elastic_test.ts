@@ -8,8 +8,8 @@
 
 import assert from "node:assert/strict";
 import { RendezvousError } from "../../errors.ts";
-import { joinRound, type NodeInfo } from "../../ddp/elastic/rendezvous.ts";
-import { ElasticState } from "../../ddp/launch.ts";
+import { joinRound, type NodeInfo } from "../../launch/elastic/rendezvous.ts";
+import { ElasticState } from "../../launch/mod.ts";
 import { MemoryStore, TcpStore } from "../../transports/store/mod.ts";
 import { freePort } from "../helpers/ranks.ts";
 
@@ -132,7 +132,7 @@ class Agent {
 
   constructor(args: string[]) {
     this.#child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", here("ddp/launch.ts"), ...args],
+      args: ["run", "-A", here("launch/mod.ts"), ...args],
       env: { NO_COLOR: "1" },
       stdout: "piped",
       stderr: "piped",

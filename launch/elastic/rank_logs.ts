@@ -2,11 +2,11 @@
  * @module
  * Where worker output goes: to a callback or our terminal with `[rank N] ` prefixes, to a file per rank
  * under `--log-dir` (`DIR/RUN_ID/round_R/rank_N.log`), and into a short in-memory tail per rank that the
- * root-cause summary quotes. Splitting streams into lines is launch_output.ts's job.
+ * root-cause summary quotes. Splitting streams into lines is ../output.ts's job.
  */
 
 import { join } from "node:path";
-import { type OutputStream, writePrefixed } from "../launch_output.ts";
+import { type OutputStream, writePrefixed } from "../output.ts";
 
 /** Lines of each rank kept for the root-cause summary. */
 export const TAIL_LINES = 20;

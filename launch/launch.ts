@@ -1,58 +1,20 @@
 /**
  * @module
- * `choir launch` (torchrun-like): the node agent and its CLI. Standalone it serves the store and runs N
- * ranks; across nodes the agents meet in a store (`--rdzv-endpoint`), agree on MIN..MAX nodes, give
- * each worker torchrun's env (RANK, LOCAL_RANK, GROUP_RANK, WORLD_SIZE, ..., TORCHELASTIC_RESTART_COUNT),
- * tee output to `[rank N] ` lines and `--log-dir` files, and restart failed groups (`--max-restarts`).
- * Workers resume from an {@link ElasticState}; `initProcessGroup` also runs under SLURM, mpirun, PMI and
- * Kubernetes Indexed Jobs with no launcher (config.ts reads their env). Entry `@choir/choir/launch`.
- *
- * @example
- * ```ts ignore
- * import { launch } from "@choir/choir/launch";
- * const res = await launch({ program: "train.ts", nprocPerNode: 2, maxRestarts: 1 });
- * Deno.exit(res.code);
- * ```
- *
- * @example Resuming training after a restart
- * ```ts ignore
- * import { initProcessGroup } from "@choir/choir";
- * import { ElasticState } from "@choir/choir/launch";
- * const pg = await initProcessGroup();
- * const state = await ElasticState.open({ tensors: { w: weights }, values: { step: 0 } });
- * await state.restore(); // the last commit, if a previous attempt made one
- * while ((state.values.step as number) < 1000) {
- *   await trainStep(pg);
- *   state.values.step = (state.values.step as number) + 1;
- *   await state.commit();
- * }
- * ```
+ * The launcher: {@link launch} runs this node's ranks of a job (standalone, or meeting other node
+ * agents in a store) and {@link main} is its command line. Arguments are args.ts's, output lines
+ * output.ts's; rounds, restarts and the workers themselves are the elastic agent's (elastic/).
  */
 
 import { type ChoirEnv, readEnv } from "../config.ts";
 import { InvalidArgumentError, RendezvousError } from "../errors.ts";
-import { jobTag } from "../transports/shm/segment.ts";
-import {
-  PrefixStore,
-  startStoreServer,
-  type Store,
-  type StoreServer,
-  TcpStore,
-} from "../transports/store/mod.ts";
-import type { SchedulerKind } from "../schedulers.ts";
-import { parseLaunchArgs, USAGE } from "./launch_args.ts";
-import type { OutputStream } from "./launch_output.ts";
+import { sweepJobSegments } from "../transports/shm/sweep.ts";
+import { PrefixStore, startStoreServer, type StoreServer, TcpStore } from "../transports/store/mod.ts";
+import { generateToken } from "../transports/token.ts";
+import { parseLaunchArgs, USAGE } from "./args.ts";
+import type { OutputStream } from "./output.ts";
 import { type AgentResult, markExit, runAgent, waitForExits } from "./elastic/agent.ts";
 import { type Failure, failureSummary } from "./elastic/root_cause.ts";
 import type { RankExit } from "./elastic/worker_group.ts";
-
-export type { ChoirEnv, Failure, OutputStream, RankExit, SchedulerKind, Store };
-export {
-  ElasticState,
-  type ElasticStateOptions,
-  type ElasticTensor,
-  type ElasticValues,
-} from "./elastic/state.ts";
 
 /** Options of {@link launch}. */
 export interface LaunchOptions {
@@ -162,10 +124,10 @@ export async function launch(opts: LaunchOptions): Promise<LaunchResult> {
   const log = opts.log ?? ((m: string) => console.error(`launch: ${m}`));
   const parent = opts.parentEnv ?? readEnv();
   const runId = opts.rdzvId ?? opts.env?.CHOIR_JOB_ID ??
-    (standalone ? `j${randomToken().slice(0, 12)}` : "none");
+    (standalone ? `j${generateToken().slice(0, 12)}` : "none");
   let token = opts.token ?? parent.token;
   if (token === undefined) {
-    if (standalone) token = randomToken();
+    if (standalone) token = generateToken();
     else {
       token = `rdzv:${runId}`;
       log(`no --token or CHOIR_TOKEN: using one derived from the run id (anyone who knows it can join)`);
@@ -218,7 +180,7 @@ export async function launch(opts: LaunchOptions): Promise<LaunchResult> {
       // Ranks unlink their segments once every peer has mapped them; one killed in between leaves
       // its name behind. Every name of the job carries its id, so nothing outlives a round.
       afterRound: async () => {
-        const swept = await sweepSharedMemory(runId);
+        const swept = await sweepJobSegments(runId);
         if (swept > 0) log(`removed ${swept} shared-memory segment(s) left behind by ranks that died`);
       },
     });
@@ -314,31 +276,6 @@ function workerEnvBase(opts: LaunchOptions, parent: ChoirEnv): Record<string, st
   return { ...env, ...opts.env };
 }
 
-/** Removes /dev/shm entries of job `jobId`; returns how many there were. */
-async function sweepSharedMemory(jobId: string): Promise<number> {
-  const prefix = `choir-${jobTag(jobId)}`;
-  let removed = 0;
-  try {
-    for await (const e of Deno.readDir("/dev/shm")) {
-      if (!e.name.startsWith(prefix)) continue;
-      try {
-        await Deno.remove(`/dev/shm/${e.name}`);
-        removed++;
-      } catch {
-        // Gone already (a rank unlinked it just now).
-      }
-    }
-  } catch {
-    // No /dev/shm here (not Linux): nothing to sweep.
-  }
-  return removed;
-}
-
-function randomToken(): string {
-  const bytes = crypto.getRandomValues(new Uint8Array(32));
-  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
 /** The CLI: parses `argv`, runs the job with signal forwarding, and returns the exit code. */
 export async function main(argv: readonly string[]): Promise<number> {
   let parsed;
@@ -380,5 +317,3 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 1;
   }
 }
-
-if (import.meta.main) Deno.exit(await main(Deno.args));

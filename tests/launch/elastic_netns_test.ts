@@ -34,7 +34,7 @@ async function runJob(
     bed.spawn(i, Deno.execPath(), [
       "run",
       "-A",
-      `${root}ddp/launch.ts`,
+      `${root}launch/mod.ts`,
       "--nnodes",
       "3",
       "--nproc-per-node",

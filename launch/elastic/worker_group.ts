@@ -6,7 +6,7 @@
  */
 
 import { InvalidArgumentError } from "../../errors.ts";
-import type { OutputStream } from "../launch_output.ts";
+import type { OutputStream } from "../output.ts";
 
 /** How one worker ended. */
 export interface RankExit {
@@ -36,7 +36,7 @@ export interface WorkerGroupSpec {
   onLines: (rank: number, stream: OutputStream, lines: string[]) => void;
   /** Receives the group's own messages. */
   log: (message: string) => void;
-  /** Reads a stream to its end, calling back with complete lines (launch_output's splitLines). */
+  /** Reads a stream to its end, calling back with complete lines (output.ts's splitLines). */
   splitLines: (stream: ReadableStream<Uint8Array>, onLines: (lines: string[]) => void) => Promise<void>;
 }
 

@@ -2,19 +2,19 @@
  * @module
  * The elastic agent of one node: rendezvous, start the local workers, watch them and the other nodes
  * (failures, late joiners, nodes that stop heartbeating), and on a failure stop, re-rendezvous and
- * restart up to `maxRestarts` times. Running the store and parsing the command line is launch.ts's job.
+ * restart up to `maxRestarts` times. Running the store and parsing the command line is ../launch.ts's job.
  */
 
 import { join } from "node:path";
 import type { Store } from "../../transports/store/mod.ts";
 import { AbortedError, StoreTimeoutError } from "../../errors.ts";
-import { splitLines } from "../launch_output.ts";
+import { splitLines } from "../output.ts";
 import { joinRound, type NodeInfo, roundKey, type World } from "./rendezvous.ts";
 import { RankLogs } from "./rank_logs.ts";
 import { type RankExit, WorkerGroup } from "./worker_group.ts";
 import { type Failure, failureSummary } from "./root_cause.ts";
 
-/** Everything the agent needs; launch.ts fills it from options and the command line. */
+/** Everything the agent needs; ../launch.ts fills it from options and the command line. */
 export interface AgentOptions {
   /** The program and how to run it. */
   program: string;

@@ -7,9 +7,9 @@
 import assert from "node:assert/strict";
 import { readEnv } from "../../config.ts";
 import { InvalidArgumentError } from "../../errors.ts";
-import { GLIBC_TUNABLES_DEFAULT, launch } from "../../ddp/launch.ts";
-import { parseLaunchArgs } from "../../ddp/launch_args.ts";
-import { splitLines } from "../../ddp/launch_output.ts";
+import { GLIBC_TUNABLES_DEFAULT, launch } from "../../launch/mod.ts";
+import { parseLaunchArgs } from "../../launch/args.ts";
+import { splitLines } from "../../launch/output.ts";
 
 const here = (path: string) => new URL(`../../${path}`, import.meta.url).pathname;
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -17,7 +17,7 @@ const text = (b: Uint8Array) => new TextDecoder().decode(b);
 /** Runs the launcher CLI; kills it if it is still running after `limitMs`. */
 async function runCli(args: string[], limitMs = 20_000): Promise<Deno.CommandOutput> {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", here("ddp/launch.ts"), ...args],
+    args: ["run", "-A", here("launch/mod.ts"), ...args],
     stdout: "piped",
     stderr: "piped",
   }).spawn();
@@ -134,7 +134,7 @@ Deno.test("launch CLI: SIGTERM to the launcher is forwarded to every rank", asyn
     args: [
       "run",
       "-A",
-      here("ddp/launch.ts"),
+      here("launch/mod.ts"),
       "--nproc-per-node",
       "2",
       here("tests/fixtures/launch_fail.ts"),
