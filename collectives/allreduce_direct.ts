@@ -8,7 +8,7 @@
 
 import { InvalidArgumentError } from "../errors.ts";
 import type { Call, Comm } from "./comm.ts";
-import type { CpuTensor } from "./dtype.ts";
+import type { CpuTensor } from "../dtype.ts";
 import { reduceInto } from "./reduce/mod.ts";
 
 /** Reduces `buf` across the two ranks of `comm` in place with one exchange. */

@@ -10,7 +10,7 @@
  */
 
 import type { Call, Comm } from "./comm.ts";
-import { bytesOf, type CpuTensor, sliceView } from "./dtype.ts";
+import { bytesOf, type CpuTensor, sliceView } from "../dtype.ts";
 import { reduceInto } from "./reduce/mod.ts";
 
 /** Reduces `buf` across all ranks in place, folding every rank's input in rank order. */

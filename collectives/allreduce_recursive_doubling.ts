@@ -9,7 +9,7 @@
  */
 
 import type { Call, Comm } from "./comm.ts";
-import { bytesOf, type CpuTensor } from "./dtype.ts";
+import { bytesOf, type CpuTensor } from "../dtype.ts";
 import { reduceInto } from "./reduce/mod.ts";
 
 /** Reduces `buf` across all ranks in place. */

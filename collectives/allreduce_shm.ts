@@ -11,7 +11,7 @@
  */
 
 import type { Call } from "./comm.ts";
-import { bytesOf, type CpuTensor, viewLike } from "./dtype.ts";
+import { bytesOf, type CpuTensor, viewLike } from "../dtype.ts";
 import { reduceInto } from "./reduce/mod.ts";
 import { chunkSlices } from "./arena_chunk.ts";
 import { type Arena, type Fingerprint, SMALL_PAYLOAD, W, type WaitContext } from "./shm_arena.ts";

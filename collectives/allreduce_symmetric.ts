@@ -14,7 +14,7 @@
 
 import type { Call } from "./comm.ts";
 import { segment } from "./comm.ts";
-import { bytesOf, type CpuTensor } from "./dtype.ts";
+import { bytesOf, type CpuTensor } from "../dtype.ts";
 import { reduceInto } from "./reduce/mod.ts";
 import { bindKernels, kernelOpOf, type KernelTable } from "./reduce/wasm_reducer.ts";
 import type { Arena, Fingerprint, WaitContext } from "./shm_arena.ts";

@@ -7,7 +7,7 @@
  */
 
 import type { Call, Comm } from "./comm.ts";
-import { type CpuTensor, sliceView } from "./dtype.ts";
+import { type CpuTensor, sliceView } from "../dtype.ts";
 import { reduceInto } from "./reduce/mod.ts";
 
 /** Sends `data` to `peer` as frames `frame`, `frame + 1`, ... of at most `step` elements. */

@@ -48,7 +48,7 @@ export {
   opSupports,
   REDUCE_OPS,
   ReduceOp,
-} from "./dtype.ts";
+} from "../dtype.ts";
 export {
   type Algorithm,
   ALGORITHMS,

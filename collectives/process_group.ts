@@ -37,7 +37,7 @@ import {
   ReduceOp,
   reduceOpCode,
   sliceView,
-} from "./dtype.ts";
+} from "../dtype.ts";
 import {
   type Algorithm,
   ALGORITHMS,

@@ -7,7 +7,7 @@
  */
 
 import type { Call, Comm } from "./comm.ts";
-import { allocLike, bytesOf, type CpuTensor } from "./dtype.ts";
+import { allocLike, bytesOf, type CpuTensor } from "../dtype.ts";
 import { reduceInto } from "./reduce/mod.ts";
 
 /** Reduces `buf` from every rank into `buf` on `call.root`. */

@@ -8,7 +8,7 @@
  */
 
 import { both, type Call, type Comm, Progress } from "./comm.ts";
-import { allocLike, type CpuTensor, sliceView } from "./dtype.ts";
+import { allocLike, type CpuTensor, sliceView } from "../dtype.ts";
 import { reduceInto } from "./reduce/mod.ts";
 
 /** Reduces `buf` from every rank into `buf` on `call.root`. */

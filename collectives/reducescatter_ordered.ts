@@ -11,7 +11,7 @@
  */
 
 import { type Call, type Comm, segment } from "./comm.ts";
-import { bytesOf, type CpuTensor, sliceView } from "./dtype.ts";
+import { bytesOf, type CpuTensor, sliceView } from "../dtype.ts";
 import { sendChunks } from "./chunked.ts";
 import { reduceInto } from "./reduce/mod.ts";
 

@@ -6,14 +6,7 @@
 
 import assert from "node:assert/strict";
 import { InvalidArgumentError } from "../../errors.ts";
-import {
-  type CpuTensor,
-  type DType,
-  DTYPES,
-  opSupports,
-  REDUCE_OPS,
-  type ReduceOp,
-} from "../../collectives/dtype.ts";
+import { type CpuTensor, type DType, DTYPES, opSupports, REDUCE_OPS, type ReduceOp } from "../../dtype.ts";
 import {
   blasAvailable,
   divideInto,
