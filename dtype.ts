@@ -1,7 +1,7 @@
 /**
  * @module
  * Data types and reduction operations: the names users pass, the typed arrays that carry them, and
- * the small numeric codes that go on the wire. The kernels that apply an op live in `collectives/reduce/`.
+ * the small numeric codes that go on the wire. The kernels that apply an op live in `collectives/kernels/`.
  */
 
 import { InvalidArgumentError } from "./errors.ts";

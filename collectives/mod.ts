@@ -60,7 +60,7 @@ export {
   type PlanInput,
   type PlanOp,
 } from "./plan.ts";
-export * from "./reduce/mod.ts";
+export * from "./kernels/mod.ts";
 export { LATENCY_BUCKETS, Metrics, type MetricsOptions, type OpCounters, prometheusText } from "./metrics.ts";
 export {
   type EntryState,

@@ -12,7 +12,7 @@
 
 import { type Call, type Comm, Progress, together } from "./comm.ts";
 import { bytesOf, type CpuTensor, sliceView } from "../dtype.ts";
-import { reduceInto } from "./reduce/mod.ts";
+import { reduceInto } from "./kernels/mod.ts";
 
 /** A rank's place in the binary tree around `root`: its parent (-1 at the root) and children. */
 export interface TreeLinks {
