@@ -11,7 +11,7 @@ import { readEnv } from "./config.ts";
 import { hostId } from "./transports/host_id.ts";
 import { ucxAvailability } from "./transports/ucx/lib.ts";
 import { probeVerbs } from "./transports/ucx/devices.ts";
-import { blasAvailable } from "./collectives/reduce/blas.ts";
+import { blasAvailable } from "./collectives/kernels/blas.ts";
 import {
   cublas,
   cublasCandidates,

@@ -34,7 +34,7 @@ export interface SchedulerEnv {
 export const PORT_BASE = 20000;
 const PORT_SPAN = 10000;
 /** The default store port where nothing better is known (torch's). */
-export const DEFAULT_MASTER_PORT = 29500;
+const DEFAULT_MASTER_PORT = 29500;
 
 function int(v: string | undefined): number | undefined {
   if (v === undefined || v === "") return undefined;

@@ -5,7 +5,7 @@
  * print the same `CASE`/`ROW` lines as choir's ranks. Gloo runs over TCP loopback (it has no algorithm
  * knobs); Open MPI per kind of choir transport in the run (shared memory: ob1 + vader; TCP loopback:
  * ob1 + tcp; UCX), and on each at its best: its default choice, then each algorithm of coll_tuned
- * forced (as ompi_info lists them for the run's ops), then coll_tuned off; merge.ts keeps the fastest.
+ * forced (as ompi_info lists them for the run's ops), then coll_tuned off; best.ts keeps the fastest.
  */
 
 import { splitLines } from "../launch/output.ts";

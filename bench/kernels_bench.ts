@@ -6,7 +6,7 @@
  * on the shared 2-core machines.
  */
 
-import { reduceInto, setBlasEnabled, WasmReducer } from "../collectives/reduce/mod.ts";
+import { reduceInto, setBlasEnabled, WasmReducer } from "../collectives/kernels/mod.ts";
 
 const BYTES = 64 * 2 ** 20;
 const N = BYTES / 4;

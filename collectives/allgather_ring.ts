@@ -7,7 +7,7 @@
  */
 
 import type { Call, Comm } from "./comm.ts";
-import type { CpuTensor } from "./dtype.ts";
+import type { CpuTensor } from "../dtype.ts";
 import { ringPass } from "./ring_pass.ts";
 
 /** Fills `output` (n equal blocks) with every rank's block; this rank's block must already be in place. */

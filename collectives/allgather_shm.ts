@@ -8,7 +8,7 @@
  * per rank, one wait per chunk.
  */
 
-import { bytesOf, type CpuTensor, sliceView } from "./dtype.ts";
+import { bytesOf, type CpuTensor, sliceView } from "../dtype.ts";
 import { type Arena, type Fingerprint, SMALL_PAYLOAD, W, type WaitContext } from "./shm_arena.ts";
 
 /**

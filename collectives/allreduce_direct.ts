@@ -8,8 +8,8 @@
 
 import { InvalidArgumentError } from "../errors.ts";
 import type { Call, Comm } from "./comm.ts";
-import type { CpuTensor } from "./dtype.ts";
-import { reduceInto } from "./reduce/mod.ts";
+import type { CpuTensor } from "../dtype.ts";
+import { reduceInto } from "./kernels/mod.ts";
 
 /** Reduces `buf` across the two ranks of `comm` in place with one exchange. */
 export async function allReduceDirect(comm: Comm, call: Call, buf: CpuTensor): Promise<void> {

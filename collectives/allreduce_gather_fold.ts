@@ -10,8 +10,8 @@
  */
 
 import type { Call, Comm } from "./comm.ts";
-import { bytesOf, type CpuTensor, sliceView } from "./dtype.ts";
-import { reduceInto } from "./reduce/mod.ts";
+import { bytesOf, type CpuTensor, sliceView } from "../dtype.ts";
+import { reduceInto } from "./kernels/mod.ts";
 
 /** Reduces `buf` across all ranks in place, folding every rank's input in rank order. */
 export async function allReduceGatherFold(comm: Comm, call: Call, buf: CpuTensor): Promise<void> {

@@ -16,7 +16,7 @@
  */
 
 import { CollectiveMismatchError, InvalidArgumentError, PeerLostError } from "../errors.ts";
-import { DTYPES, dtypeSize, REDUCE_OPS, type ReduceOp } from "./dtype.ts";
+import { DTYPES, dtypeSize, REDUCE_OPS, type ReduceOp } from "../dtype.ts";
 import {
   addressRange,
   CudaEvent,

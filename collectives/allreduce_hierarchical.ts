@@ -8,7 +8,7 @@
  */
 
 import { type Call, type Comm, segment } from "./comm.ts";
-import { type CpuTensor, sliceView } from "./dtype.ts";
+import { type CpuTensor, sliceView } from "../dtype.ts";
 import { ringPass } from "./ring_pass.ts";
 
 /** Group ids of the sub-contexts (the world group is 0); one per phase, so frames cannot mix. */

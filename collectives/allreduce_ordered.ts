@@ -10,7 +10,7 @@
  */
 
 import { type Call, type Comm, segment } from "./comm.ts";
-import { type CpuTensor, sliceView } from "./dtype.ts";
+import { type CpuTensor, sliceView } from "../dtype.ts";
 import { allGatherRing } from "./allgather_ring.ts";
 import { reduceScatterOrdered } from "./reducescatter_ordered.ts";
 

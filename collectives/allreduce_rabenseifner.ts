@@ -12,7 +12,7 @@
  */
 
 import type { Call, Comm } from "./comm.ts";
-import { type CpuTensor, sliceView } from "./dtype.ts";
+import { type CpuTensor, sliceView } from "../dtype.ts";
 import { segment } from "./comm.ts";
 import { recvChunks, sendChunks } from "./chunked.ts";
 

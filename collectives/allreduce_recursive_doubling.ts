@@ -9,8 +9,8 @@
  */
 
 import type { Call, Comm } from "./comm.ts";
-import { bytesOf, type CpuTensor } from "./dtype.ts";
-import { reduceInto } from "./reduce/mod.ts";
+import { bytesOf, type CpuTensor } from "../dtype.ts";
+import { reduceInto } from "./kernels/mod.ts";
 
 /** Reduces `buf` across all ranks in place. */
 export async function allReduceRecursiveDoubling(comm: Comm, call: Call, buf: CpuTensor): Promise<void> {

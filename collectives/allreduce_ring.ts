@@ -7,7 +7,7 @@
  */
 
 import type { Call, Comm } from "./comm.ts";
-import type { CpuTensor } from "./dtype.ts";
+import type { CpuTensor } from "../dtype.ts";
 import { ringPass } from "./ring_pass.ts";
 
 /** Sums (or reduces with `call.op`) `buf` across the ring, in place on every rank. */

@@ -14,9 +14,9 @@
 
 import type { Call } from "./comm.ts";
 import { segment } from "./comm.ts";
-import { bytesOf, type CpuTensor } from "./dtype.ts";
-import { reduceInto } from "./reduce/mod.ts";
-import { bindKernels, kernelOpOf, type KernelTable } from "./reduce/wasm_reducer.ts";
+import { bytesOf, type CpuTensor } from "../dtype.ts";
+import { reduceInto } from "./kernels/mod.ts";
+import { bindKernels, kernelOpOf, type KernelTable } from "./kernels/wasm_reducer.ts";
 import type { Arena, Fingerprint, WaitContext } from "./shm_arena.ts";
 
 /** Bytes per block: small enough that a block of every rank stays in L2 between reduce and copy. */

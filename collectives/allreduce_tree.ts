@@ -15,7 +15,7 @@
  */
 
 import type { Call, Comm } from "./comm.ts";
-import type { CpuTensor } from "./dtype.ts";
+import type { CpuTensor } from "../dtype.ts";
 import { treePass } from "./tree_pass.ts";
 
 /** Reduces `buf` across all ranks in place, in chunks of `chunkElems` elements. */

@@ -8,7 +8,7 @@
  */
 
 import type { Call, Comm } from "./comm.ts";
-import { bytesOf, type CpuTensor, sliceView } from "./dtype.ts";
+import { bytesOf, type CpuTensor, sliceView } from "../dtype.ts";
 
 /** Where each peer's block lies: `starts[p]` and `lengths[p]`, in elements. */
 export interface Blocks {

@@ -6,7 +6,7 @@
  */
 
 import { segment } from "./comm.ts";
-import { type CpuTensor, sliceView, viewLike } from "./dtype.ts";
+import { type CpuTensor, sliceView, viewLike } from "../dtype.ts";
 import type { Arena } from "./shm_arena.ts";
 
 /** Where slice `j` of a chunk lives. */

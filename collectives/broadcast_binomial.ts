@@ -7,7 +7,7 @@
  */
 
 import type { Call, Comm } from "./comm.ts";
-import type { CpuTensor } from "./dtype.ts";
+import type { CpuTensor } from "../dtype.ts";
 
 /** Broadcasts `buf` from `call.root` to every rank, in place. */
 export async function broadcastBinomial(comm: Comm, call: Call, buf: CpuTensor): Promise<void> {

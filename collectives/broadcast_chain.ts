@@ -7,7 +7,7 @@
  */
 
 import { both, type Call, type Comm, Progress } from "./comm.ts";
-import { type CpuTensor, sliceView } from "./dtype.ts";
+import { type CpuTensor, sliceView } from "../dtype.ts";
 
 /** Broadcasts `buf` from `call.root` to every rank, in place. */
 export async function broadcastChain(comm: Comm, call: Call, buf: CpuTensor): Promise<void> {

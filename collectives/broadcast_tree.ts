@@ -8,7 +8,7 @@
  */
 
 import type { Call, Comm } from "./comm.ts";
-import type { CpuTensor } from "./dtype.ts";
+import type { CpuTensor } from "../dtype.ts";
 import { treePass } from "./tree_pass.ts";
 
 /** Broadcasts `buf` from `call.root` to every rank, in place, in chunks of `chunkElems` elements. */

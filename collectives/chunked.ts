@@ -7,8 +7,8 @@
  */
 
 import type { Call, Comm } from "./comm.ts";
-import { type CpuTensor, sliceView } from "./dtype.ts";
-import { reduceInto } from "./reduce/mod.ts";
+import { type CpuTensor, sliceView } from "../dtype.ts";
+import { reduceInto } from "./kernels/mod.ts";
 
 /** Sends `data` to `peer` as frames `frame`, `frame + 1`, ... of at most `step` elements. */
 export async function sendChunks(

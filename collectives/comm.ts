@@ -7,7 +7,7 @@
 import type { FrameHeader } from "../transports/frame.ts";
 import type { Channel } from "../transports/transport.ts";
 import { InvalidArgumentError } from "../errors.ts";
-import { type CpuTensor, type DType, dtypeCode, type ReduceOp, reduceOpCode } from "./dtype.ts";
+import { type CpuTensor, type DType, dtypeCode, type ReduceOp, reduceOpCode } from "../dtype.ts";
 
 /** Collective kinds, the low byte of a frame's op code. */
 export const OpKind = {

@@ -18,7 +18,7 @@ import { broadcastBinomial } from "./broadcast_binomial.ts";
 import { broadcastChain } from "./broadcast_chain.ts";
 import { broadcastTree } from "./broadcast_tree.ts";
 import type { Call, Comm } from "./comm.ts";
-import { allocLike, bytesOf, type CpuTensor, sliceView } from "./dtype.ts";
+import { allocLike, bytesOf, type CpuTensor, sliceView } from "../dtype.ts";
 import type { Algorithm } from "./plan.ts";
 import { reduceBinomial } from "./reduce_binomial.ts";
 import { reduceChain } from "./reduce_chain.ts";

@@ -9,7 +9,7 @@
 
 import { binomialSubtree } from "./binomial_subtree.ts";
 import type { Call, Comm } from "./comm.ts";
-import { bytesOf, type CpuTensor, sliceView } from "./dtype.ts";
+import { bytesOf, type CpuTensor, sliceView } from "../dtype.ts";
 
 /**
  * Sends `input` towards `call.root`; on the root, fills `blocks[p]` with rank p's input. Every

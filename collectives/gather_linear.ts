@@ -7,7 +7,7 @@
  */
 
 import type { Call, Comm } from "./comm.ts";
-import { bytesOf, type CpuTensor } from "./dtype.ts";
+import { bytesOf, type CpuTensor } from "../dtype.ts";
 
 /**
  * Sends `input` to `call.root`; on the root, fills `blocks[p]` with rank p's input (`blocks[root]`

@@ -13,7 +13,7 @@ import type {
   ReduceOptions,
   RootOptions,
 } from "./process_group.ts";
-import { type CpuTensor, ReduceOp } from "./dtype.ts";
+import { type CpuTensor, ReduceOp } from "../dtype.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
 import { gated } from "./gate.ts";

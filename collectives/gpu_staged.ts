@@ -9,7 +9,7 @@
  * Cost: the host collective's, plus (chunk bytes / copy bandwidth) twice for the first and last chunk.
  */
 
-import { ARRAY_TYPE, type CpuTensor, dtypeSize } from "./dtype.ts";
+import { ARRAY_TYPE, type CpuTensor, dtypeSize } from "../dtype.ts";
 import { copyDtoHAsync, copyHtoDAsync, CudaEvent, EventFlags, HostBuffer, Stream } from "../gpu/cuda.ts";
 import type { GpuTensor } from "../gpu/tensor.ts";
 import { InvalidArgumentError } from "../errors.ts";

@@ -138,7 +138,7 @@ export interface ReportHangOptions extends CollectOptions {
 }
 
 /** Default wait of {@link reportHang} for the other ranks' tails, in ms. */
-export const DEFAULT_REPORT_WAIT_MS = 3_000;
+const DEFAULT_REPORT_WAIT_MS = 3_000;
 
 /** What a rank whose collective timed out calls: request a round, publish, collect. */
 export async function reportHang(opts: ReportHangOptions): Promise<CollectedReport> {
@@ -177,7 +177,7 @@ export interface HangResponder {
 }
 
 /** Default interval of {@link answerHangRequests}, in ms. */
-export const DEFAULT_ANSWER_INTERVAL_MS = 1_000;
+const DEFAULT_ANSWER_INTERVAL_MS = 1_000;
 
 /**
  * Polls the store every `intervalMs` for an open report round and, when one appears, publishes this

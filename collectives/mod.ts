@@ -48,7 +48,7 @@ export {
   opSupports,
   REDUCE_OPS,
   ReduceOp,
-} from "./dtype.ts";
+} from "../dtype.ts";
 export {
   type Algorithm,
   ALGORITHMS,
@@ -60,7 +60,7 @@ export {
   type PlanInput,
   type PlanOp,
 } from "./plan.ts";
-export * from "./reduce/mod.ts";
+export * from "./kernels/mod.ts";
 export { LATENCY_BUCKETS, Metrics, type MetricsOptions, type OpCounters, prometheusText } from "./metrics.ts";
 export {
   type EntryState,

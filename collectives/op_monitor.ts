@@ -10,7 +10,7 @@
 import { type ChoirError, CollectiveTimeoutError } from "../errors.ts";
 import type { Store } from "../transports/store/store.ts";
 import type { Call } from "./comm.ts";
-import { dtypeSize } from "./dtype.ts";
+import { dtypeSize } from "../dtype.ts";
 import { settleCause } from "./failure_cause.ts";
 import { FlightRecorder, type FlightRecorderSnapshot } from "./flight_recorder.ts";
 import { answerHangRequests, type HangResponder, reportHang } from "./hang_protocol.ts";

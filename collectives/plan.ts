@@ -51,7 +51,7 @@ export const ALGORITHMS: Readonly<Record<PlanOp, readonly Algorithm[]>> = {
 };
 
 /** Algorithms that run on the shared arena when every rank is on one host (chosen by the group). */
-export const ARENA_ALGORITHMS: readonly Algorithm[] = ["shm_small", "shm_chunks", "shm_symmetric"];
+const ARENA_ALGORITHMS: readonly Algorithm[] = ["shm_small", "shm_chunks", "shm_symmetric"];
 
 /**
  * Algorithms whose times on this machine the constants were checked against (docs/benchmarks.md).
@@ -70,7 +70,7 @@ const TIMED: readonly Algorithm[] = [
 ];
 
 /** How much faster (as a fraction) an untimed algorithm must be predicted to be chosen. */
-export const UNTIMED_MARGIN = 0.25;
+const UNTIMED_MARGIN = 0.25;
 
 /** The algorithms that fold every element in rank order (deterministic mode runs only these). */
 const RANK_ORDERED: readonly Algorithm[] = ["ordered", "gather_fold"];
@@ -142,7 +142,7 @@ export interface Explanation {
 }
 
 /** The shape of a group from its size and the host of each rank. */
-export function shapeOf(n: number, hostOf?: readonly number[]): Shape {
+function shapeOf(n: number, hostOf?: readonly number[]): Shape {
   const counts = new Map<number, number>();
   for (const h of hostOf ?? []) counts.set(h, (counts.get(h) ?? 0) + 1);
   if (counts.size === 0) return { n, hosts: 1, perHost: n, equal: true };
@@ -161,7 +161,7 @@ export function mediaOf(transport: string): Media {
 }
 
 /** Why `algorithm` cannot run `op` on `shape`, or null when it can. */
-export function whyNot(op: PlanOp, algorithm: Algorithm, shape: Shape): string | null {
+function whyNot(op: PlanOp, algorithm: Algorithm, shape: Shape): string | null {
   if (!ALGORITHMS[op].includes(algorithm)) {
     return `${op} has no algorithm "${algorithm}" (it has ${ALGORITHMS[op].join(", ")})`;
   }

@@ -37,7 +37,7 @@ import {
   ReduceOp,
   reduceOpCode,
   sliceView,
-} from "./dtype.ts";
+} from "../dtype.ts";
 import {
   type Algorithm,
   ALGORITHMS,
@@ -50,7 +50,7 @@ import {
   type PlanOp,
 } from "./plan.ts";
 import { type Choice, runAllReduce, runBroadcast, runReduce, runReduceScatter } from "./dispatch.ts";
-import { divideInto, scaleInto } from "./reduce/mod.ts";
+import { divideInto, scaleInto } from "./kernels/mod.ts";
 import { gateOf } from "./gate.ts";
 import { GpuTensor } from "../gpu/tensor.ts";
 import type { GpuOptions } from "./gpu_staged.ts";

@@ -7,8 +7,8 @@
  */
 
 import type { Call, Comm } from "./comm.ts";
-import { allocLike, bytesOf, type CpuTensor } from "./dtype.ts";
-import { reduceInto } from "./reduce/mod.ts";
+import { allocLike, bytesOf, type CpuTensor } from "../dtype.ts";
+import { reduceInto } from "./kernels/mod.ts";
 
 /** Reduces `buf` from every rank into `buf` on `call.root`. */
 export async function reduceBinomial(comm: Comm, call: Call, buf: CpuTensor): Promise<void> {

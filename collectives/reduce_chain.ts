@@ -8,8 +8,8 @@
  */
 
 import { both, type Call, type Comm, Progress } from "./comm.ts";
-import { allocLike, type CpuTensor, sliceView } from "./dtype.ts";
-import { reduceInto } from "./reduce/mod.ts";
+import { allocLike, type CpuTensor, sliceView } from "../dtype.ts";
+import { reduceInto } from "./kernels/mod.ts";
 
 /** Reduces `buf` from every rank into `buf` on `call.root`. */
 export async function reduceChain(comm: Comm, call: Call, buf: CpuTensor): Promise<void> {

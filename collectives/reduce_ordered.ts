@@ -8,7 +8,7 @@
  */
 
 import { type Call, type Comm, segment } from "./comm.ts";
-import { type CpuTensor, sliceView } from "./dtype.ts";
+import { type CpuTensor, sliceView } from "../dtype.ts";
 import { recvChunks, sendChunks } from "./chunked.ts";
 import { reduceScatterOrdered } from "./reducescatter_ordered.ts";
 

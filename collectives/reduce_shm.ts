@@ -9,8 +9,8 @@
  */
 
 import type { Call } from "./comm.ts";
-import { bytesOf, type CpuTensor, type ReduceOp, sliceView } from "./dtype.ts";
-import { reduceInto } from "./reduce/mod.ts";
+import { bytesOf, type CpuTensor, type ReduceOp, sliceView } from "../dtype.ts";
+import { reduceInto } from "./kernels/mod.ts";
 import { chunkSlices } from "./arena_chunk.ts";
 import { type Arena, type Fingerprint, SMALL_PAYLOAD, W, type WaitContext } from "./shm_arena.ts";
 

@@ -9,7 +9,7 @@
  */
 
 import type { Call, Comm } from "./comm.ts";
-import type { CpuTensor } from "./dtype.ts";
+import type { CpuTensor } from "../dtype.ts";
 import { treePass } from "./tree_pass.ts";
 
 /** Reduces `buf` from every rank into `buf` on `call.root`, in chunks of `chunkElems` elements. */

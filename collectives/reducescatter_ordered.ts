@@ -11,9 +11,9 @@
  */
 
 import { type Call, type Comm, segment } from "./comm.ts";
-import { bytesOf, type CpuTensor, sliceView } from "./dtype.ts";
+import { bytesOf, type CpuTensor, sliceView } from "../dtype.ts";
 import { sendChunks } from "./chunked.ts";
-import { reduceInto } from "./reduce/mod.ts";
+import { reduceInto } from "./kernels/mod.ts";
 
 /**
  * Folds segment `comm.rank` of `input` (the `comm.size`-way split of {@link segment}) over all ranks

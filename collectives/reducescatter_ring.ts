@@ -7,7 +7,7 @@
  */
 
 import type { Call, Comm } from "./comm.ts";
-import type { CpuTensor } from "./dtype.ts";
+import type { CpuTensor } from "../dtype.ts";
 import { ringPass } from "./ring_pass.ts";
 
 /** Reduces `work` (n equal blocks) so that block `comm.rank` holds the reduction over all ranks. */

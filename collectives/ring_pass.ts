@@ -8,8 +8,8 @@
  */
 
 import { both, type Call, type Comm, Progress, segment } from "./comm.ts";
-import { type CpuTensor, sliceView } from "./dtype.ts";
-import { reduceInto } from "./reduce/mod.ts";
+import { type CpuTensor, sliceView } from "../dtype.ts";
+import { reduceInto } from "./kernels/mod.ts";
 
 /** The shape of a ring pass. Segment indices are taken modulo the group size. */
 export interface RingPassPlan {

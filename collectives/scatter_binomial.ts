@@ -10,7 +10,7 @@
 
 import { binomialSubtree } from "./binomial_subtree.ts";
 import type { Call, Comm } from "./comm.ts";
-import { bytesOf, type CpuTensor, sliceView } from "./dtype.ts";
+import { bytesOf, type CpuTensor, sliceView } from "../dtype.ts";
 
 /**
  * Fills `output` with block `rank` of the root's `blocks`. Every block and output has

@@ -7,7 +7,7 @@
  */
 
 import type { Call, Comm } from "./comm.ts";
-import { bytesOf, type CpuTensor } from "./dtype.ts";
+import { bytesOf, type CpuTensor } from "../dtype.ts";
 
 /**
  * Fills `output` with block `rank` of the root's `blocks`. `blocks` is only read on the root; each

@@ -11,8 +11,8 @@
  */
 
 import { type Call, type Comm, Progress, together } from "./comm.ts";
-import { bytesOf, type CpuTensor, sliceView } from "./dtype.ts";
-import { reduceInto } from "./reduce/mod.ts";
+import { bytesOf, type CpuTensor, sliceView } from "../dtype.ts";
+import { reduceInto } from "./kernels/mod.ts";
 
 /** A rank's place in the binary tree around `root`: its parent (-1 at the root) and children. */
 export interface TreeLinks {
@@ -23,7 +23,7 @@ export interface TreeLinks {
 }
 
 /** The links of `rank` in the heap-ordered binary tree of `n` ranks rooted at `root`. */
-export function binaryTree(rank: number, n: number, root: number): TreeLinks {
+function binaryTree(rank: number, n: number, root: number): TreeLinks {
   const v = (rank - root + n) % n;
   const abs = (rel: number) => (rel + root) % n;
   const children: number[] = [];

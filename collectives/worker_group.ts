@@ -2,7 +2,8 @@
  * @module
  * `workerProcessGroup()`: inside a Worker started by `spawnWorkers()`, joins the Worker group and
  * returns its ProcessGroup over the Worker transport (subgroups get their own shared memory the same
- * way), plus `workerData()` and `reportResult()` for the embedder. Starting Workers is spawn.ts's job.
+ * way), plus `workerData()` and `reportResult()` for the embedder. Starting Workers is
+ * `transports/worker/spawn.ts`'s job.
  */
 
 import { joinHub, type RankLink } from "../transports/worker/rank.ts";

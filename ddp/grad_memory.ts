@@ -140,7 +140,7 @@ export const gpuMemory: GradMemory<GpuTensor> = {
 };
 
 /** `g *= factor` for host gradients of `dtype` (halves through f32, rounded to nearest even). */
-export function scaleHost(g: ParamTensor, dtype: GradDType, factor: number): void {
+function scaleHost(g: ParamTensor, dtype: GradDType, factor: number): void {
   if (!(g instanceof Uint16Array)) {
     for (let i = 0; i < g.length; i++) g[i] *= factor;
   } else if (dtype === "f16") {

@@ -72,4 +72,4 @@ export { bf16CompressHook, compressWrapper, fp16CompressHook, type HalfFormat } 
 export { powerSGDHook, type PowerSGDOptions, PowerSGDState } from "./hooks/powersgd.ts";
 export type { GpuTensor } from "../gpu/tensor.ts";
 export type { DevicePtr } from "../gpu/cuda.ts";
-export type { CpuTensor, DType } from "../collectives/dtype.ts";
+export type { CpuTensor, DType } from "../dtype.ts";

@@ -76,4 +76,4 @@ export {
   reduceKernelName,
   type ReduceLaunch,
 } from "./kernels.ts";
-export type { CpuTensor, DType } from "../collectives/dtype.ts";
+export type { CpuTensor, DType } from "../dtype.ts";

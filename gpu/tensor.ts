@@ -5,7 +5,7 @@
  * (`collectives/gpu_staged.ts`, `collectives/allreduce_gpu_ipc.ts`); kernels are in `kernels.ts`.
  */
 
-import { ARRAY_TYPE, type CpuTensor, type DType, dtypeSize } from "../collectives/dtype.ts";
+import { ARRAY_TYPE, type CpuTensor, type DType, dtypeSize } from "../dtype.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { cublas, type GemmDType } from "./cublas.ts";
 import { copyDtoD, copyDtoH, copyHtoD, type DevicePtr, memAlloc, memFree, memset8 } from "./cuda.ts";

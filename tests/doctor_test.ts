@@ -6,7 +6,7 @@
  */
 
 import assert from "node:assert/strict";
-import { blasAvailable } from "../collectives/reduce/blas.ts";
+import { blasAvailable } from "../collectives/kernels/blas.ts";
 import { ucxAvailability } from "../transports/ucx/lib.ts";
 import { cudaAvailable } from "../gpu/mod.ts";
 import type { EnvironmentReport } from "../doctor.ts";

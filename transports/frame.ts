@@ -63,7 +63,7 @@ export function decodeHeader(view: DataView, offset = 0): FrameHeader | null {
 }
 
 /** Whether two headers describe the same message. */
-export function sameHeader(a: FrameHeader, b: FrameHeader): boolean {
+function sameHeader(a: FrameHeader, b: FrameHeader): boolean {
   return a.group === b.group && (a.seq >>> 0) === (b.seq >>> 0) && a.op === b.op &&
     a.dtype === b.dtype && a.count === b.count && a.root === b.root &&
     (a.chunk >>> 0) === (b.chunk >>> 0) && a.bytes === b.bytes;

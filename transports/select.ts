@@ -48,7 +48,7 @@ export interface SelectOptions {
 }
 
 /** The host id of every rank, in rank order, exchanged through the store. */
-export async function exchangeHostIds(
+async function exchangeHostIds(
   store: Store,
   rank: number,
   size: number,

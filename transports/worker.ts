@@ -3,7 +3,7 @@
  * The Worker transport: ranks are Deno Workers of one process, and every pair talks through byte
  * rings in a shared `WebAssembly.Memory` (the shm transport's layout, rings and channels), woken with
  * `Atomics.notify`. It needs no permission. Starting the Workers and handing out the memory is
- * left to spawn.ts (main thread) and rank.ts (in each Worker).
+ * left to worker/spawn.ts (main thread) and worker/rank.ts (in each Worker).
  */
 
 import { ChoirError, InvalidArgumentError, TransportError } from "../errors.ts";

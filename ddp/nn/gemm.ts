@@ -2,7 +2,7 @@
  * @module
  * Single-precision matrix multiply for ddp/nn: OpenBLAS `cblas_sgemm` through Deno FFI when
  * `libopenblas.so.0` loads and `--allow-ffi` is granted (the library the SUM kernel of
- * `collectives/reduce/blas.ts` uses, loaded the same way), otherwise a JS loop kernel. Matrices are
+ * `collectives/kernels/blas.ts` uses, loaded the same way), otherwise a JS loop kernel. Matrices are
  * dense and row-major.
  *
  * Threads: OpenBLAS is set to one thread, as in `blas.ts`: each rank is its own process and ranks
@@ -12,7 +12,7 @@
  */
 
 import { InvalidArgumentError } from "../../errors.ts";
-import { openOpenBlas } from "../../collectives/reduce/openblas.ts";
+import { openOpenBlas } from "../../collectives/kernels/openblas.ts";
 
 const SGEMM_PARAMETERS = [
   "i32", // order

@@ -41,4 +41,4 @@ export type { GpuTensor } from "../../gpu/tensor.ts";
 export type { Buffer, GpuGradReadyHook, GpuModel, GradReadyHook, ParamTensor } from "../model.ts";
 export type { GpuBuffer } from "../model.ts";
 export type { DevicePtr } from "../../gpu/cuda.ts";
-export type { CpuTensor, DType } from "../../collectives/dtype.ts";
+export type { CpuTensor, DType } from "../../dtype.ts";

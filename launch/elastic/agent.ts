@@ -11,7 +11,7 @@ import { AbortedError, StoreTimeoutError } from "../../errors.ts";
 import { splitLines } from "../output.ts";
 import { joinRound, type NodeInfo, roundKey, type World } from "./rendezvous.ts";
 import { RankLogs } from "./rank_logs.ts";
-import { type RankExit, WorkerGroup } from "./worker_group.ts";
+import { LocalWorkers, type RankExit } from "./worker_group.ts";
 import { type Failure, failureSummary } from "./root_cause.ts";
 
 /** Everything the agent needs; ../launch.ts fills it from options and the command line. */
@@ -168,7 +168,7 @@ export async function runAgent(o: AgentOptions): Promise<AgentResult> {
       TORCHELASTIC_RESTART_COUNT: String(restarts),
       TORCHELASTIC_MAX_RESTARTS: String(o.maxRestarts),
     });
-    const group = new WorkerGroup({
+    const group = new LocalWorkers({
       program: o.program,
       args: o.args,
       denoFlags: o.denoFlags,
@@ -231,7 +231,7 @@ async function monitor(
   o: AgentOptions,
   world: World,
   groupRank: number,
-  group: WorkerGroup,
+  group: LocalWorkers,
   logs: RankLogs,
 ): Promise<Outcome> {
   const round = world.round;

@@ -1,7 +1,8 @@
 /**
  * @module
- * One node's group of worker processes for one round: spawns them with their env, streams their output,
- * and when one fails (or `stop()` is called) stops the others: SIGTERM, then SIGKILL after a grace period.
+ * {@link LocalWorkers}: one node's worker processes for one round: spawns them with their env, streams
+ * their output, and when one fails (or `stop()` is called) stops the others: SIGTERM, then SIGKILL after a
+ * grace period.
  * Deciding what to do next (restart, give up) is the agent's job.
  */
 
@@ -18,8 +19,8 @@ export interface RankExit {
   signal: Deno.Signal | null;
 }
 
-/** What a worker group needs to start. */
-export interface WorkerGroupSpec {
+/** What {@link LocalWorkers} needs to start. */
+export interface LocalWorkersSpec {
   /** The program: a .ts/.js file runs under `deno run`, anything else is executed directly. */
   program: string;
   /** Its arguments. */
@@ -52,13 +53,13 @@ export interface GroupResult {
 
 const SCRIPT = /\.(ts|mts|tsx|js|mjs|jsx)$/;
 
-/** A running group of local workers. */
-export class WorkerGroup {
+/** The elastic agent's worker processes on this node for one round (not the Worker-thread `WorkerGroup`). */
+export class LocalWorkers {
   /** Resolves when every worker has exited and its output is drained. */
   readonly done: Promise<GroupResult>;
   /** Resolves with the first worker failure (never rejects; stays pending when none fails). */
   readonly firstFailure: Promise<RankExit>;
-  readonly #spec: WorkerGroupSpec;
+  readonly #spec: LocalWorkersSpec;
   readonly #children: Deno.ChildProcess[] = [];
   readonly #running = new Set<number>();
   #failed?: RankExit;
@@ -67,7 +68,7 @@ export class WorkerGroup {
   #onFailure!: (exit: RankExit) => void;
 
   /** Starts every worker; throws InvalidArgumentError (after stopping those started) when one cannot start. */
-  constructor(spec: WorkerGroupSpec) {
+  constructor(spec: LocalWorkersSpec) {
     this.#spec = spec;
     this.firstFailure = new Promise((resolve) => this.#onFailure = resolve);
     const exits: Promise<RankExit>[] = [];
@@ -161,7 +162,7 @@ export function describeExit(exit: { code: number; signal: Deno.Signal | null })
     : `exited with code ${exit.code}`;
 }
 
-function spawn(spec: WorkerGroupSpec, env: Record<string, string>): Deno.ChildProcess {
+function spawn(spec: LocalWorkersSpec, env: Record<string, string>): Deno.ChildProcess {
   const [cmd, argv] = SCRIPT.test(spec.program)
     ? [Deno.execPath(), ["run", ...spec.denoFlags, spec.program, ...spec.args]]
     : [spec.program, spec.args];

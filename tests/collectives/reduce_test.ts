@@ -6,14 +6,7 @@
 
 import assert from "node:assert/strict";
 import { InvalidArgumentError } from "../../errors.ts";
-import {
-  type CpuTensor,
-  type DType,
-  DTYPES,
-  opSupports,
-  REDUCE_OPS,
-  type ReduceOp,
-} from "../../collectives/dtype.ts";
+import { type CpuTensor, type DType, DTYPES, opSupports, REDUCE_OPS, type ReduceOp } from "../../dtype.ts";
 import {
   blasAvailable,
   divideInto,
@@ -22,7 +15,7 @@ import {
   scaleInto,
   setBlasEnabled,
   WasmReducer,
-} from "../../collectives/reduce/mod.ts";
+} from "../../collectives/kernels/mod.ts";
 
 // ---- deterministic random numbers ---------------------------------------------------------------
 
@@ -300,7 +293,7 @@ Deno.test("without --allow-ffi OpenBLAS is silently unavailable and SUM still wo
   const dir = await Deno.makeTempDir();
   try {
     const script = `${dir}/no_ffi.ts`;
-    const mod = new URL("../../collectives/reduce/mod.ts", import.meta.url).href;
+    const mod = new URL("../../collectives/kernels/mod.ts", import.meta.url).href;
     await Deno.writeTextFile(
       script,
       `import { blasAvailable, reduceInto, reducePath } from ${JSON.stringify(mod)};

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { PTX } from "../../gpu/kernels/reduce_ptx.ts";
 import { hasReduceKernel, KERNEL_DTYPES, reduceKernelName } from "../../gpu/kernels.ts";
-import { REDUCE_OPS } from "../../collectives/dtype.ts";
+import { REDUCE_OPS } from "../../dtype.ts";
 
 function ptxas(): string | null {
   for (const p of ["ptxas", "/usr/local/cuda/bin/ptxas", "/usr/local/cuda-13.0/bin/ptxas"]) {

@@ -66,7 +66,7 @@ export async function attach(lib: Libc, o: AttachOptions): Promise<Attached> {
 }
 
 /** The store key under which rank 0 publishes the segment record of `group`. */
-export function segmentKey(group: number): string {
+function segmentKey(group: number): string {
   return `shm/g${group}/segment`;
 }
 

@@ -14,7 +14,7 @@ import type { RingReader, RingWriter } from "./ring.ts";
  * Bytes a frame header occupies in a ring: the 40-byte header padded to a cache line, so that every
  * header is read in place without wrapping and every payload starts aligned.
  */
-export const SLOT = 64;
+const SLOT = 64;
 
 /**
  * The most bytes a channel copies into a ring of `ringBytes` before publishing them: a quarter of the

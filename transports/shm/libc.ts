@@ -7,7 +7,7 @@
 import { LibraryUnavailableError, PermissionError, TransportError } from "../../errors.ts";
 
 /** The libc functions bound, with their C signatures in Deno's FFI notation. */
-export const SYMBOLS = {
+const SYMBOLS = {
   shm_open: { parameters: ["buffer", "i32", "u32"], result: "i32" },
   shm_unlink: { parameters: ["buffer"], result: "i32" },
   ftruncate: { parameters: ["i32", "i64"], result: "i32" },
@@ -119,7 +119,7 @@ export function errno(lib: Libc): number {
 }
 
 /** Describes an errno value: `ENOENT`-style text from strerror plus the number. */
-export function describeErrno(lib: Libc, code: number): string {
+function describeErrno(lib: Libc, code: number): string {
   const p = lib.fn.strerror(code);
   const text = p === null ? "unknown error" : Deno.UnsafePointerView.getCString(p);
   return `${text} (errno ${code})`;

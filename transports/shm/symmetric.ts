@@ -51,7 +51,7 @@ export interface SymmetricOptions {
 }
 
 /** The largest `bytes` per rank that {@link allocSymmetric} can place for `size` ranks. */
-export function maxSymmetricBytes(size: number): number {
+function maxSymmetricBytes(size: number): number {
   return Math.floor(MAX_PAGES / size) * WASM_PAGE;
 }
 

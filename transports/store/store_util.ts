@@ -77,7 +77,7 @@ export function isUnbounded(ms: number): boolean {
 }
 
 /** Quotes and joins keys for error messages, eliding a long list. */
-export function listKeys(keys: readonly string[]): string {
+function listKeys(keys: readonly string[]): string {
   const shown = keys.slice(0, 8).map((k) => JSON.stringify(k)).join(", ");
   return keys.length > 8 ? `${shown} and ${keys.length - 8} more` : shown;
 }

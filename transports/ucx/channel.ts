@@ -17,15 +17,15 @@ import type { UcxWorker } from "./worker.ts";
  * Payloads up to this size travel in the header's message (one message, one copy on each side); with
  * the header that is 8 KiB, which UCX 1.13 still sends eagerly over shared memory and TCP.
  */
-export const INLINE_BYTES = 8192 - HEADER_BYTES;
+const INLINE_BYTES = 8192 - HEADER_BYTES;
 /** Payloads from this size on use a registered buffer from the cache. */
-export const REGISTER_BYTES = 1 << 20;
+const REGISTER_BYTES = 1 << 20;
 
 const KIND_PAYLOAD = 1n << 47n;
 const SEQ_MASK = (1n << 47n) - 1n;
 
 /** The tag of frame `seq` from `sender`: sender in the top 16 bits, a payload bit, then the number. */
-export function frameTag(sender: number, seq: number, payload: boolean): bigint {
+function frameTag(sender: number, seq: number, payload: boolean): bigint {
   return (BigInt(sender) << 48n) | (payload ? KIND_PAYLOAD : 0n) | (BigInt(seq) & SEQ_MASK);
 }
 

@@ -85,11 +85,6 @@ export function endpointInfo(lib: UcxLib, ep: Deno.PointerObject): string {
   return captured(lib, (f) => lib.ucp.ucp_ep_print_info(ep, f));
 }
 
-/** UCX's description of worker `worker` (its address and interfaces). */
-export function workerInfo(lib: UcxLib, worker: Deno.PointerObject): string {
-  return captured(lib, (f) => lib.ucp.ucp_worker_print_info(worker, f));
-}
-
 /** The transport/device pairs of an endpoint's lanes (e.g. `["sysv/memory", "cma/memory"]`). */
 export function lanesOf(info: string): string[] {
   const out: string[] = [];

@@ -7,7 +7,7 @@
 import { LibraryUnavailableError } from "../../errors.ts";
 
 /** The UCP functions bound, with their C signatures in Deno's FFI notation. */
-export const UCP_SYMBOLS = {
+const UCP_SYMBOLS = {
   ucp_get_version: { parameters: ["buffer", "buffer", "buffer"], result: "void" },
   ucp_config_read: { parameters: ["pointer", "pointer", "buffer"], result: "i32" },
   ucp_config_release: { parameters: ["pointer"], result: "void" },
@@ -40,12 +40,12 @@ export const UCP_SYMBOLS = {
 } as const;
 
 /** The libucs function used to name status codes. */
-export const UCS_SYMBOLS = {
+const UCS_SYMBOLS = {
   ucs_status_string: { parameters: ["i32"], result: "pointer" },
 } as const;
 
 /** The libc calls the UCX transport needs: the event-fd wait and a memory stream for UCX's reports. */
-export const LIBC_SYMBOLS = {
+const LIBC_SYMBOLS = {
   // Runs on Deno's blocking pool, so an idle rank sleeps in the kernel instead of spinning a core.
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32", nonblocking: true },
   open_memstream: { parameters: ["buffer", "buffer"], result: "pointer" },
@@ -71,7 +71,7 @@ export interface UcxLib {
 }
 
 /** The Debian package that provides libucp.so.0. */
-export const UCX_PACKAGE = "libucx0";
+const UCX_PACKAGE = "libucx0";
 
 let loaded: UcxLib | null = null;
 let failure: LibraryUnavailableError | null = null;

@@ -13,10 +13,6 @@ export const UCS_OK = 0;
 export const UCS_INPROGRESS = 1;
 /** `UCS_ERR_BUSY`: `ucp_worker_arm` found events still to process. */
 export const UCS_ERR_BUSY = -15;
-/** `UCS_ERR_CANCELED`: the request was cancelled (by `close()`). */
-export const UCS_ERR_CANCELED = -16;
-/** `UCS_ERR_MESSAGE_TRUNCATED`: a message was longer than the receive buffer. */
-export const UCS_ERR_MESSAGE_TRUNCATED = -9;
 
 /** Statuses that mean the peer process or its link is gone. */
 const PEER_GONE = new Set([
@@ -51,7 +47,7 @@ export function statusString(lib: UcxLib, status: number): string {
 }
 
 /** Whether `status` means the peer is gone (reset, unreachable, timed out). */
-export function isPeerGone(status: number): boolean {
+function isPeerGone(status: number): boolean {
   return PEER_GONE.has(status);
 }
 

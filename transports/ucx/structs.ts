@@ -56,7 +56,7 @@ const LAYOUT_1_13: UcpLayout = {
 };
 
 /** The layouts known to be right, by `major.minor`. */
-export const LAYOUTS: Readonly<Record<string, UcpLayout>> = { "1.13": LAYOUT_1_13 };
+const LAYOUTS: Readonly<Record<string, UcpLayout>> = { "1.13": LAYOUT_1_13 };
 
 /**
  * The layout for libucp `major.minor`. Throws {@link LibraryUnavailableError} for any other version:

@@ -4,7 +4,7 @@
  * V8 keeps each loop specialised. Used for tiny arrays and as the fallback; dispatch is in `reduce.ts`.
  */
 
-import type { CpuTensor, DType } from "../dtype.ts";
+import type { CpuTensor, DType } from "../../dtype.ts";
 import { bf16ToNumber, f16ToNumber, numberToBf16, numberToF16 } from "./half.ts";
 import type { KernelOp } from "./wasm_kernels.ts";
 

@@ -5,7 +5,7 @@
  */
 
 import { InvalidArgumentError } from "../../errors.ts";
-import { type DType, DTYPES, dtypeSize, opSupports, REDUCE_OPS, type ReduceOp } from "../dtype.ts";
+import { type DType, DTYPES, dtypeSize, opSupports, REDUCE_OPS, type ReduceOp } from "../../dtype.ts";
 import { binaryKernel, divideKernel, kernelModuleBytes, type KernelOp, scaleKernel } from "./wasm_kernels.ts";
 
 /** A bound binary kernel: `(dstByte, srcByte, count)` in elements of its dtype. */

@@ -5,7 +5,7 @@
  */
 
 import { InvalidArgumentError } from "../../errors.ts";
-import { ARRAY_TYPE, type CpuTensor, type DType, opSupports, type ReduceOp } from "../dtype.ts";
+import { ARRAY_TYPE, type CpuTensor, type DType, opSupports, type ReduceOp } from "../../dtype.ts";
 import { blasAvailable, blasAxpy, blasScal } from "./blas.ts";
 import { jsDivide, jsReduce, jsScale } from "./js_kernels.ts";
 import { stagedDivide, stagedReduce, stagedScale } from "./staged.ts";

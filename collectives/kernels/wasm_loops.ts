@@ -60,7 +60,7 @@ export interface BinarySpec {
 const UNROLL = 4;
 
 /** log2 of a power of two. */
-export function log2(n: number): number {
+function log2(n: number): number {
   return 31 - Math.clz32(n);
 }
 

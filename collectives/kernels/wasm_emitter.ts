@@ -139,7 +139,7 @@ export function uleb(value: number): number[] {
 }
 
 /** Signed LEB128 encoding of an integer (a BigInt for 64-bit constants). */
-export function sleb(value: number | bigint): number[] {
+function sleb(value: number | bigint): number[] {
   const out: number[] = [];
   let v = BigInt(value);
   for (;;) {

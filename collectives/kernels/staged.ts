@@ -11,7 +11,7 @@ import {
   dtypeSize,
   type ReduceOp,
   type TensorConstructor,
-} from "../dtype.ts";
+} from "../../dtype.ts";
 import { bindKernels, type KernelTable } from "./wasm_reducer.ts";
 
 /**

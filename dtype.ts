@@ -1,10 +1,10 @@
 /**
  * @module
  * Data types and reduction operations: the names users pass, the typed arrays that carry them, and
- * the small numeric codes that go on the wire. The kernels that apply an op live in `reduce/`.
+ * the small numeric codes that go on the wire. The kernels that apply an op live in `collectives/kernels/`.
  */
 
-import { InvalidArgumentError } from "../errors.ts";
+import { InvalidArgumentError } from "./errors.ts";
 
 /** Element types a CPU tensor may hold. f16 and bf16 travel in a `Uint16Array` with this tag. */
 export type DType = "f32" | "f64" | "i32" | "i64" | "u8" | "i8" | "u32" | "f16" | "bf16";

@@ -8,7 +8,7 @@
  * vectors, then a scalar tail. Scale and divide kernels are `(ptr: i32, n: i32, x: f64 | i32)`.
  */
 
-import type { DType } from "../dtype.ts";
+import type { DType } from "../../dtype.ts";
 import { encodeModule, type FunctionBuilder, Op, Simd, T, type ValType } from "./wasm_emitter.ts";
 import { BF16, F16, F_DIV, F_MAX, F_MIN, F_MUL, F_SUM, halfBinary, halfUnary } from "./wasm_half.ts";
 import {
