@@ -11,7 +11,7 @@ import { AbortedError, StoreTimeoutError } from "../../errors.ts";
 import { splitLines } from "../output.ts";
 import { joinRound, type NodeInfo, roundKey, type World } from "./rendezvous.ts";
 import { RankLogs } from "./rank_logs.ts";
-import { LocalWorkers, type RankExit } from "./worker_group.ts";
+import { LocalWorkers, type RankExit } from "./local_workers.ts";
 import { type Failure, failureSummary } from "./root_cause.ts";
 
 /** Everything the agent needs; ../launch.ts fills it from options and the command line. */

@@ -4,7 +4,7 @@
  * the store, first writer wins), with its node, exit code and the tail of its output, and its wording.
  */
 
-import { describeExit, type RankExit } from "./worker_group.ts";
+import { describeExit, type RankExit } from "./local_workers.ts";
 
 /** The first failure of a round, as its node's agent saw it. */
 export interface Failure extends RankExit {
