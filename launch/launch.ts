@@ -14,7 +14,7 @@ import { parseLaunchArgs, USAGE } from "./args.ts";
 import type { OutputStream } from "./output.ts";
 import { type AgentResult, markExit, runAgent, waitForExits } from "./elastic/agent.ts";
 import { type Failure, failureSummary } from "./elastic/root_cause.ts";
-import type { RankExit } from "./elastic/worker_group.ts";
+import type { RankExit } from "./elastic/local_workers.ts";
 
 /** Options of {@link launch}. */
 export interface LaunchOptions {

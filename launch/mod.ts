@@ -46,7 +46,7 @@ export {
   type ElasticValues,
 } from "./elastic/state.ts";
 export type { Failure } from "./elastic/root_cause.ts";
-export type { RankExit } from "./elastic/worker_group.ts";
+export type { RankExit } from "./elastic/local_workers.ts";
 export type { OutputStream } from "./output.ts";
 export type { Store } from "../transports/store/mod.ts";
 export type { ChoirEnv } from "../config.ts";
