@@ -10,7 +10,7 @@ import { selectTransport } from "../transports/select.ts";
 import { groupIdOf } from "./groups.ts";
 import { ProcessGroup } from "./process_group.ts";
 import type { Algorithm } from "./plan.ts";
-import type { SegmentSource } from "../transports/worker.ts";
+import type { SegmentSource } from "../transports/worker/transport.ts";
 import type { SegmentSpec } from "../transports/worker/segment.ts";
 
 /** What every group of one job is opened with. */

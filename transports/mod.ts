@@ -14,11 +14,11 @@
 
 export type { Channel, Transport } from "./transport.ts";
 export { decodeHeader, encodeHeader, type FrameHeader, HEADER_BYTES } from "./frame.ts";
-export { TcpTransport, type TcpTransportOptions } from "./tcp.ts";
-export { ShmTransport, type ShmTransportOptions } from "./shm.ts";
+export { TcpTransport, type TcpTransportOptions } from "./tcp/transport.ts";
+export { ShmTransport, type ShmTransportOptions } from "./shm/transport.ts";
 export { type UcxPeerWires, UcxTransport, type UcxTransportOptions } from "./ucx/transport.ts";
 export { probeVerbs, type VerbsProbe } from "./ucx/devices.ts";
-export { type SegmentSource, WorkerTransport, type WorkerTransportOptions } from "./worker.ts";
+export { type SegmentSource, WorkerTransport, type WorkerTransportOptions } from "./worker/transport.ts";
 export type { SegmentSpec } from "./worker/segment.ts";
 export { spawnWorkers, type SpawnWorkersOptions, WorkerGroup } from "./worker/spawn.ts";
 export type { ArenaHost } from "./arena_host.ts";

@@ -7,12 +7,12 @@
 import { InvalidArgumentError, PermissionError } from "../errors.ts";
 import { hostId, UNKNOWN } from "./host_id.ts";
 import { RoutedTransport } from "./routed.ts";
-import { ShmTransport } from "./shm.ts";
+import { ShmTransport } from "./shm/transport.ts";
 import { PrefixStore, type Store } from "./store/mod.ts";
-import { TcpTransport } from "./tcp.ts";
+import { TcpTransport } from "./tcp/transport.ts";
 import type { Transport } from "./transport.ts";
 import { UcxTransport } from "./ucx/transport.ts";
-import { type SegmentSource, WorkerTransport } from "./worker.ts";
+import { type SegmentSource, WorkerTransport } from "./worker/transport.ts";
 import type { SegmentSpec } from "./worker/segment.ts";
 
 /** What a group's transport is built from. */

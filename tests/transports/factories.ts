@@ -4,13 +4,13 @@
  * must pass tests/transports/conformance_test.ts unchanged.
  */
 
-import { ShmTransport } from "../../transports/shm.ts";
+import { ShmTransport } from "../../transports/shm/transport.ts";
 import type { Store } from "../../transports/store/mod.ts";
-import { TcpTransport } from "../../transports/tcp.ts";
+import { TcpTransport } from "../../transports/tcp/transport.ts";
 import type { Transport } from "../../transports/transport.ts";
 import { UcxTransport } from "../../transports/ucx/transport.ts";
 import { ucxAvailability } from "../../transports/ucx/lib.ts";
-import { type SegmentSource, WorkerTransport } from "../../transports/worker.ts";
+import { type SegmentSource, WorkerTransport } from "../../transports/worker/transport.ts";
 
 /** What every transport factory receives. */
 export interface FactoryOptions {

@@ -13,7 +13,7 @@ import {
   TransportError,
 } from "../../errors.ts";
 import type { FrameHeader } from "../../transports/frame.ts";
-import { ShmTransport, type ShmTransportOptions } from "../../transports/shm.ts";
+import { ShmTransport, type ShmTransportOptions } from "../../transports/shm/transport.ts";
 import { MemoryStore } from "../../transports/store/mod.ts";
 
 const fixture = new URL("../fixtures/shm_rank.ts", import.meta.url).pathname;

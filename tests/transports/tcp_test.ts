@@ -8,10 +8,10 @@
 import assert from "node:assert/strict";
 import { AuthError, DataCorruptionError, InvalidArgumentError, TransportError } from "../../errors.ts";
 import { crc32c } from "../../transports/crc32c.ts";
-import { TcpChannel } from "../../transports/tcp_channel.ts";
+import { TcpChannel } from "../../transports/tcp/channel.ts";
 import { encodeHeader, HEADER_BYTES } from "../../transports/frame.ts";
 import { MemoryStore } from "../../transports/store/mod.ts";
-import { TcpTransport } from "../../transports/tcp.ts";
+import { TcpTransport } from "../../transports/tcp/transport.ts";
 import { interfaceAddress } from "../../collectives/init.ts";
 
 const hdr = (bytes: number) => ({ group: 0, seq: 0, op: 1, dtype: 0, count: 1, root: -1, chunk: 0, bytes });

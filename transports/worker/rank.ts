@@ -7,7 +7,7 @@
 
 import { CollectiveTimeoutError, InvalidArgumentError, TransportError } from "../../errors.ts";
 import type { Store } from "../store/store.ts";
-import type { SegmentSource } from "../worker.ts";
+import type { SegmentSource } from "./transport.ts";
 import {
   fromWire,
   type InitMessage,

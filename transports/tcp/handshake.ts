@@ -4,8 +4,8 @@
  * is; the accepting rank checks token, group, ranks and world size before any frame is exchanged.
  */
 
-import { AuthError, TransportError } from "../errors.ts";
-import { constantTimeEqual } from "./token.ts";
+import { AuthError, TransportError } from "../../errors.ts";
+import { constantTimeEqual } from "../token.ts";
 
 const HELLO_MAGIC = 0x43485348; // "CHSH"
 const VERSION = 1;

@@ -4,14 +4,14 @@
  * per ordered pair, futex doorbells, and a progress engine. Finding the segment is left to the store.
  */
 
-import { ChoirError, InvalidArgumentError, TransportError } from "../errors.ts";
-import type { ArenaHost } from "./arena_host.ts";
-import type { Store } from "./store/store.ts";
-import type { Channel, Transport } from "./transport.ts";
-import { attach } from "./shm/attach.ts";
-import { type ChannelHost, chunkBytesFor, ShmChannel } from "./shm/channel.ts";
-import { Doorbells } from "./shm/doorbell.ts";
-import { Engine } from "./shm/engine.ts";
+import { ChoirError, InvalidArgumentError, TransportError } from "../../errors.ts";
+import type { ArenaHost } from "../arena_host.ts";
+import type { Store } from "../store/store.ts";
+import type { Channel, Transport } from "../transport.ts";
+import { attach } from "./attach.ts";
+import { type ChannelHost, chunkBytesFor, ShmChannel } from "./channel.ts";
+import { Doorbells } from "./doorbell.ts";
+import { Engine } from "./engine.ts";
 import {
   defaultArenaBytes,
   defaultRingBytes,
@@ -19,12 +19,12 @@ import {
   MAX_RING_BYTES,
   MIN_RING_BYTES,
   STATE_CLOSED,
-} from "./shm/layout.ts";
-import { type Libc, libc } from "./shm/libc.ts";
-import { ProcessWatch } from "./shm/liveness.ts";
-import { RingReader, RingWriter } from "./shm/ring.ts";
-import type { Segment } from "./shm/segment.ts";
-import { channelOnce } from "./channel_once.ts";
+} from "./layout.ts";
+import { type Libc, libc } from "./libc.ts";
+import { ProcessWatch } from "./liveness.ts";
+import { RingReader, RingWriter } from "./ring.ts";
+import type { Segment } from "./segment.ts";
+import { channelOnce } from "../channel_once.ts";
 
 /** Options of {@link ShmTransport.create}. */
 export interface ShmTransportOptions {

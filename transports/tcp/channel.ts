@@ -4,10 +4,10 @@
  * their header; large payloads are read straight into the caller's buffer (no intermediate copy).
  */
 
-import { ChoirError, DataCorruptionError, PeerLostError, TransportError } from "../errors.ts";
-import { crc32c } from "./crc32c.ts";
-import { checkHeader, decodeHeader, encodeHeader, type FrameHeader, HEADER_BYTES } from "./frame.ts";
-import type { Channel } from "./transport.ts";
+import { ChoirError, DataCorruptionError, PeerLostError, TransportError } from "../../errors.ts";
+import { crc32c } from "../crc32c.ts";
+import { checkHeader, decodeHeader, encodeHeader, type FrameHeader, HEADER_BYTES } from "../frame.ts";
+import type { Channel } from "../transport.ts";
 
 /** Frames up to this payload size are copied next to their header and written in one call. */
 const COALESCE_BYTES = 32 * 1024;

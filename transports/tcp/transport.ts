@@ -4,13 +4,13 @@
  * pair of ranks (the higher rank connects to the lower), each checked by the token handshake.
  */
 
-import { ChoirError, TransportError } from "../errors.ts";
-import { isPermissionDenied, netFlag, netPermissionError } from "./permission.ts";
-import type { Store } from "./store/store.ts";
-import { acceptHello, sendHello } from "./tcp_handshake.ts";
-import { TcpChannel } from "./tcp_channel.ts";
-import type { Channel, Transport } from "./transport.ts";
-import { channelOnce } from "./channel_once.ts";
+import { ChoirError, TransportError } from "../../errors.ts";
+import { isPermissionDenied, netFlag, netPermissionError } from "../permission.ts";
+import type { Store } from "../store/store.ts";
+import { acceptHello, sendHello } from "./handshake.ts";
+import { TcpChannel } from "./channel.ts";
+import type { Channel, Transport } from "../transport.ts";
+import { channelOnce } from "../channel_once.ts";
 
 /** Options of {@link TcpTransport.create}. */
 export interface TcpTransportOptions {

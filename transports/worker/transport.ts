@@ -6,18 +6,18 @@
  * left to worker/spawn.ts (main thread) and worker/rank.ts (in each Worker).
  */
 
-import { ChoirError, InvalidArgumentError, TransportError } from "../errors.ts";
-import type { ArenaHost } from "./arena_host.ts";
-import type { Channel, Transport } from "./transport.ts";
-import { type ChannelHost, chunkBytesFor, ShmChannel } from "./shm/channel.ts";
-import { Engine, SLEEP_MS } from "./shm/engine.ts";
-import { type Layout, STATE_ALIVE, STATE_CLOSED } from "./shm/layout.ts";
-import { RingReader, RingWriter } from "./shm/ring.ts";
-import { AtomicsBells } from "./worker/bells.ts";
-import { libc } from "./shm/libc.ts";
-import { layoutOf, type SegmentSpec } from "./worker/segment.ts";
-import type { SymmetricAllocation } from "./shm/symmetric.ts";
-import { channelOnce } from "./channel_once.ts";
+import { ChoirError, InvalidArgumentError, TransportError } from "../../errors.ts";
+import type { ArenaHost } from "../arena_host.ts";
+import type { Channel, Transport } from "../transport.ts";
+import { type ChannelHost, chunkBytesFor, ShmChannel } from "../shm/channel.ts";
+import { Engine, SLEEP_MS } from "../shm/engine.ts";
+import { type Layout, STATE_ALIVE, STATE_CLOSED } from "../shm/layout.ts";
+import { RingReader, RingWriter } from "../shm/ring.ts";
+import { AtomicsBells } from "./bells.ts";
+import { libc } from "../shm/libc.ts";
+import { layoutOf, type SegmentSpec } from "./segment.ts";
+import type { SymmetricAllocation } from "../shm/symmetric.ts";
+import { channelOnce } from "../channel_once.ts";
 
 /** Where a Worker rank gets its group's shared memory (the hub on the main thread, through a port). */
 export interface SegmentSource {
