@@ -30,7 +30,6 @@ import {
 } from "../gpu/cuda.ts";
 import { type KernelDType, type KernelOp, launchReduce, MAX_KERNEL_PTRS } from "../gpu/kernels.ts";
 import type { GpuTensor } from "../gpu/tensor.ts";
-import { gated } from "./gate.ts";
 
 /** Bytes of one rank's descriptor. */
 const DESC = 96;
@@ -43,10 +42,19 @@ export interface IpcGroup {
   readonly rank: number;
   /** Ranks in the group. */
   readonly size: number;
-  /** The group's allGather on host tensors (options may carry a gate). */
-  allGather(output: Uint8Array, input: Uint8Array, opts: { timeoutMs?: number }): Promise<void>;
-  /** The group's allReduce on a host tensor. */
-  allReduce(tensor: Int32Array, opts: { op: ReduceOp; timeoutMs?: number }): Promise<void>;
+  /** The group's allGather on host tensors, issued now and started after `after`. */
+  allGather(
+    output: Uint8Array,
+    input: Uint8Array,
+    opts: { dtype: "u8"; async: false; gpu: undefined; timeoutMs?: number },
+    after: Promise<void>,
+  ): Promise<void>;
+  /** The group's allReduce on a host tensor, issued now and started after `after`. */
+  allReduce(
+    tensor: Int32Array,
+    opts: { op: ReduceOp; dtype: "i32"; async: false; gpu: undefined; timeoutMs?: number },
+    after: Promise<void>,
+  ): Promise<void>;
 }
 
 /** Peers' allocations kept mapped (`keepMapped`), by device and handle. */
@@ -117,7 +125,8 @@ export function allReduceGpuIpc(g: IpcGroup, t: GpuTensor, opts: IpcAllReduceOpt
   // The peers read this buffer: only once the work queued on it so far is done.
   const queued = queuedWorkDone(t.device);
   const ready = opts.after ? Promise.all([opts.after, queued]).then(() => {}) : queued;
-  const gathered = g.allGather(all, mine, gated({ timeoutMs: opts.timeoutMs }, ready));
+  const host = { async: false as const, gpu: undefined, timeoutMs: opts.timeoutMs };
+  const gathered = g.allGather(all, mine, { ...host, dtype: "u8" }, ready);
 
   let failure: unknown = null;
   const reduced = gathered.then(() => reduceSlice(all, rank, size, t, es, opts)).then(
@@ -130,7 +139,8 @@ export function allReduceGpuIpc(g: IpcGroup, t: GpuTensor, opts: IpcAllReduceOpt
   const flag = new Int32Array(1);
   const agreed = g.allReduce(
     flag,
-    gated({ op: "max" as ReduceOp, timeoutMs: opts.timeoutMs }, reduced.then((v) => void (flag[0] = v))),
+    { ...host, op: "max" as ReduceOp, dtype: "i32" },
+    reduced.then((v) => void (flag[0] = v)),
   );
   return agreed.then(() => {
     if (failure !== null) throw failure;

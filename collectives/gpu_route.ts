@@ -2,26 +2,74 @@
  * @module
  * Where a collective on GpuTensors goes: the CUDA IPC allreduce for same-host groups, else staging
  * through pinned host memory into the group's own host collectives. ProcessGroup calls these when a
- * tensor is a GpuTensor; the moving itself is in `gpu_staged.ts` and `allreduce_gpu_ipc.ts`.
+ * tensor is a GpuTensor, loading this file on first GPU use (`gpu_lazy.ts`), and hands over a
+ * {@link HostGroup}; the moving itself is in `gpu_staged.ts` and `allreduce_gpu_ipc.ts`.
  */
 
-import type {
-  AllToAllOptions,
-  OpOptions,
-  P2POptions,
-  ProcessGroup,
-  ReduceOptions,
-  RootOptions,
-} from "./process_group.ts";
-import { type CpuTensor, ReduceOp } from "../dtype.ts";
+import { type CpuTensor, type DType, ReduceOp } from "../dtype.ts";
 import { InvalidArgumentError } from "../errors.ts";
-import { GpuTensor } from "../gpu/tensor.ts";
-import { gated } from "./gate.ts";
+import type { GpuTensor } from "../gpu/tensor.ts";
+import { isGpuTensorLike } from "../gpu_brand.ts";
+import { type GpuOptions, IPC_MIN_BYTES } from "./gpu_options.ts";
 import { allReduceGpuIpc, ipcSupported } from "./allreduce_gpu_ipc.ts";
 import { stagedElementwise, type StagedTensor, stagedWhole } from "./gpu_staged.ts";
 
-/** Smallest allReduce that `gpu.path: "auto"` sends through IPC (below it, staging is cheaper). */
-export const IPC_MIN_BYTES = 1 << 20;
+export { releaseStagingBuffers } from "./gpu_staged.ts";
+export { releaseIpcMappings } from "./allreduce_gpu_ipc.ts";
+
+/** What the GPU route reads of a collective's options (the rest passes through to the host collective). */
+export interface GpuCallOptions {
+  /** How GpuTensors move. */
+  gpu?: GpuOptions;
+  /** Timeout of the call. */
+  timeoutMs?: number;
+  /** The reduction (reducing collectives). */
+  op?: ReduceOp;
+  /** PREMUL_SUM's factor. */
+  factor?: number;
+  /** The root (rooted collectives). */
+  root?: number;
+}
+
+/** The options of a host collective on a staged copy: the call's own, dtype tag set, no Work. */
+export type HostOptions = GpuCallOptions & { dtype: DType; async: false; gpu: undefined };
+
+/**
+ * What the GPU route needs of its group: who it is, and the group's host collectives. Each collective
+ * is issued at once, so it keeps its place in the group's order, and starts only once `after` resolves
+ * (a staged chunk is on the host, or the IPC descriptor is ready). Point-to-point calls are not queued
+ * and take no `after`. ProcessGroup hands these over; the route never calls the public API.
+ */
+export interface HostGroup {
+  /** This rank. */
+  readonly rank: number;
+  /** Ranks in the group. */
+  readonly size: number;
+  /** Every rank of the group on this host. */
+  readonly sameHost: boolean;
+  /** Every rank a thread of this process (Worker ranks). */
+  readonly sameProcess: boolean;
+  /** allReduce of a host tensor, started after `after`. */
+  allReduce(tensor: CpuTensor, opts: HostOptions, after: Promise<void>): Promise<void>;
+  /** broadcast of a host tensor, started after `after`. */
+  broadcast(tensor: CpuTensor, opts: HostOptions, after: Promise<void>): Promise<void>;
+  /** reduce of a host tensor, started after `after`. */
+  reduce(tensor: CpuTensor, opts: HostOptions, after: Promise<void>): Promise<void>;
+  /** allGather of host tensors, started after `after`. */
+  allGather(output: CpuTensor, input: CpuTensor, opts: HostOptions, after: Promise<void>): Promise<void>;
+  /** reduceScatter of host tensors, started after `after`. */
+  reduceScatter(output: CpuTensor, input: CpuTensor, opts: HostOptions, after: Promise<void>): Promise<void>;
+  /** allToAll of host tensors, started after `after`. */
+  allToAll(output: CpuTensor, input: CpuTensor, opts: HostOptions, after: Promise<void>): Promise<void>;
+  /** gather of host tensors (output only on the root), started after `after`. */
+  gather(output: CpuTensor | null, input: CpuTensor, opts: HostOptions, after: Promise<void>): Promise<void>;
+  /** scatter of host tensors (input only on the root), started after `after`. */
+  scatter(output: CpuTensor, input: CpuTensor | null, opts: HostOptions, after: Promise<void>): Promise<void>;
+  /** send of a host tensor to `dst`, at once. */
+  send(tensor: CpuTensor, opts: HostOptions & { dst: number }): Promise<void>;
+  /** recv of a host tensor from `src`, at once. */
+  recv(tensor: CpuTensor, opts: HostOptions & { src: number }): Promise<void>;
+}
 
 /** A pending GPU collective's use of device memory: bytes [lo, hi) of an allocation. */
 interface MemoryUse {
@@ -78,8 +126,8 @@ function inOrder(
 }
 
 /** The options of a host collective on a staged copy of `t`: same call, dtype tag set, no Work. */
-function hostOpts<T extends OpOptions>(opts: T, t: GpuTensor, ready: Promise<void>): T & { async: false } {
-  return gated({ ...opts, dtype: t.dtype, async: false as const, gpu: undefined }, ready);
+function hostOpts<T extends GpuCallOptions>(opts: T, t: GpuTensor): T & HostOptions {
+  return { ...opts, dtype: t.dtype, async: false as const, gpu: undefined };
 }
 
 /** {@link stagedWhole} after the earlier GPU collectives on the same memory. */
@@ -94,7 +142,7 @@ function stagedInOrder(
 }
 
 function gpuOnly(name: string, rank: number, ...ts: (CpuTensor | GpuTensor | null | undefined)[]): void {
-  if (ts.some((t) => t !== null && t !== undefined && !(t instanceof GpuTensor))) {
+  if (ts.some((t) => t !== null && t !== undefined && !isGpuTensorLike(t))) {
     throw new InvalidArgumentError(`${name}: mixing GpuTensor and CPU tensors in one call`, {
       rank,
       op: name,
@@ -103,35 +151,30 @@ function gpuOnly(name: string, rank: number, ...ts: (CpuTensor | GpuTensor | nul
 }
 
 /** allReduce of a GpuTensor: IPC on one host for supported ops (1 MiB and up by default), else staged. */
-export function gpuAllReduce(pg: ProcessGroup, t: GpuTensor, opts: ReduceOptions): Promise<void> {
+export function gpuAllReduce(g: HostGroup, t: GpuTensor, opts: GpuCallOptions): Promise<void> {
   const op = opts.op ?? ReduceOp.SUM;
   const path = opts.gpu?.path ?? "auto";
-  const ipcOk = pg.sameHost && ipcSupported(pg.size, t.dtype, op);
+  const ipcOk = g.sameHost && ipcSupported(g.size, t.dtype, op);
   if (path === "ipc" && !ipcOk) {
     throw new InvalidArgumentError(
       `gpu.path "ipc" needs every rank on this host, at most 16 ranks and a kernel for ${op} on ${t.dtype}`,
-      { rank: pg.rank, op: "allReduce" },
+      { rank: g.rank, op: "allReduce" },
     );
   }
   if (path === "ipc" || (path === "auto" && ipcOk && t.byteLength >= IPC_MIN_BYTES)) {
     if (op === ReduceOp.PREMUL_SUM && opts.factor === undefined) {
-      throw new InvalidArgumentError("premul_sum needs { factor }", { rank: pg.rank, op: "allReduce" });
+      throw new InvalidArgumentError("premul_sum needs { factor }", { rank: g.rank, op: "allReduce" });
     }
     return inOrder([{ tensor: t, writes: true }], (after) =>
       allReduceGpuIpc(
-        {
-          rank: pg.rank,
-          size: pg.size,
-          allGather: (o, i, p) => pg.allGather(o, i, p),
-          allReduce: (x, p) => pg.allReduce(x, p),
-        },
+        g,
         t,
         {
           op,
           factor: opts.factor,
           keepMapped: opts.gpu?.keepMapped,
           timeoutMs: opts.timeoutMs,
-          sameProcess: pg.backend === "worker", // Worker ranks: threads of this process
+          sameProcess: g.sameProcess, // Worker ranks: threads of this process
           after,
         },
       ));
@@ -141,35 +184,35 @@ export function gpuAllReduce(pg: ProcessGroup, t: GpuTensor, opts: ReduceOptions
       t,
       true,
       true,
-      (host, _o, ready) => pg.allReduce(host, hostOpts(opts, t, ready)),
+      (host, _o, ready) => g.allReduce(host, hostOpts(opts, t), ready),
       opts.gpu,
       after,
     ));
 }
 
 /** broadcast of a GpuTensor, staged: the root copies down, the others copy up. */
-export function gpuBroadcast(pg: ProcessGroup, t: GpuTensor, opts: RootOptions): Promise<void> {
+export function gpuBroadcast(g: HostGroup, t: GpuTensor, opts: GpuCallOptions): Promise<void> {
   const root = opts.root ?? 0;
-  return inOrder([{ tensor: t, writes: pg.rank !== root }], (after) =>
+  return inOrder([{ tensor: t, writes: g.rank !== root }], (after) =>
     stagedElementwise(
       t,
-      pg.rank === root,
-      pg.rank !== root,
-      (host, _o, ready) => pg.broadcast(host, hostOpts(opts, t, ready)),
+      g.rank === root,
+      g.rank !== root,
+      (host, _o, ready) => g.broadcast(host, hostOpts(opts, t), ready),
       opts.gpu,
       after,
     ));
 }
 
 /** reduce of a GpuTensor, staged: every rank copies down, the root copies the result up. */
-export function gpuReduce(pg: ProcessGroup, t: GpuTensor, opts: ReduceOptions & RootOptions): Promise<void> {
+export function gpuReduce(g: HostGroup, t: GpuTensor, opts: GpuCallOptions): Promise<void> {
   const root = opts.root ?? 0;
-  return inOrder([{ tensor: t, writes: pg.rank === root }], (after) =>
+  return inOrder([{ tensor: t, writes: g.rank === root }], (after) =>
     stagedElementwise(
       t,
       true,
-      pg.rank === root,
-      (host, _o, ready) => pg.reduce(host, hostOpts(opts, t, ready)),
+      g.rank === root,
+      (host, _o, ready) => g.reduce(host, hostOpts(opts, t), ready),
       opts.gpu,
       after,
     ));
@@ -177,89 +220,87 @@ export function gpuReduce(pg: ProcessGroup, t: GpuTensor, opts: ReduceOptions & 
 
 /** allGather of GpuTensors, staged whole. */
 export function gpuAllGather(
-  pg: ProcessGroup,
+  g: HostGroup,
   out: GpuTensor,
   input: CpuTensor | GpuTensor,
-  opts: OpOptions,
+  opts: GpuCallOptions,
 ): Promise<void> {
-  gpuOnly("allGather", pg.rank, input);
+  gpuOnly("allGather", g.rank, input);
   const inp = input as GpuTensor;
   return stagedInOrder(
     [{ tensor: inp, down: true, up: false }, { tensor: out, down: false, up: true }],
-    (h, ready) => pg.allGather(h[1], h[0], hostOpts(opts, out, ready)),
+    (h, ready) => g.allGather(h[1], h[0], hostOpts(opts, out), ready),
   );
 }
 
 /** reduceScatter of GpuTensors, staged whole. */
 export function gpuReduceScatter(
-  pg: ProcessGroup,
+  g: HostGroup,
   out: GpuTensor,
   input: CpuTensor | GpuTensor,
-  opts: ReduceOptions,
+  opts: GpuCallOptions,
 ): Promise<void> {
-  gpuOnly("reduceScatter", pg.rank, input);
+  gpuOnly("reduceScatter", g.rank, input);
   const inp = input as GpuTensor;
   return stagedInOrder(
     [{ tensor: inp, down: true, up: false }, { tensor: out, down: false, up: true }],
-    (h, ready) => pg.reduceScatter(h[1], h[0], hostOpts(opts, out, ready)),
+    (h, ready) => g.reduceScatter(h[1], h[0], hostOpts(opts, out), ready),
   );
 }
 
 /** allToAll of GpuTensors, staged whole. */
 export function gpuAllToAll(
-  pg: ProcessGroup,
+  g: HostGroup,
   out: GpuTensor,
   input: CpuTensor | GpuTensor,
-  opts: AllToAllOptions,
+  opts: GpuCallOptions,
 ): Promise<void> {
-  gpuOnly("allToAll", pg.rank, input);
+  gpuOnly("allToAll", g.rank, input);
   const inp = input as GpuTensor;
   return stagedInOrder(
     [{ tensor: inp, down: true, up: false }, { tensor: out, down: false, up: true }],
-    (h, ready) => pg.allToAll(h[1], h[0], hostOpts(opts, out, ready)),
+    (h, ready) => g.allToAll(h[1], h[0], hostOpts(opts, out), ready),
   );
 }
 
 /** gather of GpuTensors (output only on the root), staged whole. */
 export function gpuGather(
-  pg: ProcessGroup,
+  g: HostGroup,
   out: CpuTensor | GpuTensor | null,
   input: GpuTensor,
-  opts: RootOptions,
+  opts: GpuCallOptions,
 ): Promise<void> {
-  gpuOnly("gather", pg.rank, out);
+  gpuOnly("gather", g.rank, out);
   const list = [{ tensor: input, down: true, up: false }];
   if (out) list.push({ tensor: out as GpuTensor, down: false, up: true });
-  return stagedInOrder(list, (h, ready) => pg.gather(h[1] ?? null, h[0], hostOpts(opts, input, ready)));
+  return stagedInOrder(list, (h, ready) => g.gather(h[1] ?? null, h[0], hostOpts(opts, input), ready));
 }
 
 /** scatter of GpuTensors (input only on the root), staged whole. */
 export function gpuScatter(
-  pg: ProcessGroup,
+  g: HostGroup,
   out: GpuTensor,
   input: CpuTensor | GpuTensor | null,
-  opts: RootOptions,
+  opts: GpuCallOptions,
 ): Promise<void> {
-  gpuOnly("scatter", pg.rank, input);
+  gpuOnly("scatter", g.rank, input);
   const list = [{ tensor: out, down: false, up: true }];
   if (input) list.push({ tensor: input as GpuTensor, down: true, up: false });
-  return stagedInOrder(list, (h, ready) => pg.scatter(h[0], h[1] ?? null, hostOpts(opts, out, ready)));
+  return stagedInOrder(list, (h, ready) => g.scatter(h[0], h[1] ?? null, hostOpts(opts, out), ready));
 }
 
 /** send of a GpuTensor: copied down whole, then sent (point-to-point calls are not queued). */
-export function gpuSend(pg: ProcessGroup, t: GpuTensor, opts: P2POptions & { dst: number }): Promise<void> {
+export function gpuSend(g: HostGroup, t: GpuTensor, opts: GpuCallOptions & { dst: number }): Promise<void> {
   return stagedInOrder(
     [{ tensor: t, down: true, up: false }],
-    (h, ready) =>
-      ready.then(() => pg.send(h[0], { ...opts, dtype: t.dtype, async: false as const, gpu: undefined })),
+    (h, ready) => ready.then(() => g.send(h[0], hostOpts(opts, t))),
   );
 }
 
 /** recv into a GpuTensor: received into pinned memory, then copied up. */
-export function gpuRecv(pg: ProcessGroup, t: GpuTensor, opts: P2POptions & { src: number }): Promise<void> {
+export function gpuRecv(g: HostGroup, t: GpuTensor, opts: GpuCallOptions & { src: number }): Promise<void> {
   return stagedInOrder(
     [{ tensor: t, down: false, up: true }],
-    (h, ready) =>
-      ready.then(() => pg.recv(h[0], { ...opts, dtype: t.dtype, async: false as const, gpu: undefined })),
+    (h, ready) => ready.then(() => g.recv(h[0], hostOpts(opts, t))),
   );
 }

@@ -4,8 +4,9 @@
  * host in chunks on one stream while earlier chunks are on the wire and later ones come back on
  * another. The host collectives are the group's own; the CUDA IPC path is `allreduce_gpu_ipc.ts`.
  *
- * Order: every host collective of a call is issued at call time, gated on its chunk's copy (see
- * `gate.ts`), so a GPU call keeps its place among the group's collectives whatever the timing.
+ * Order: every host collective of a call is issued at call time with its chunk's copy as its `after`
+ * (see `HostGroup` in `gpu_route.ts`), so a GPU call keeps its place among the group's collectives
+ * whatever the timing.
  * Cost: the host collective's, plus (chunk bytes / copy bandwidth) twice for the first and last chunk.
  */
 
@@ -13,26 +14,7 @@ import { ARRAY_TYPE, type CpuTensor, dtypeSize } from "../dtype.ts";
 import { copyDtoHAsync, copyHtoDAsync, CudaEvent, EventFlags, HostBuffer, Stream } from "../gpu/cuda.ts";
 import type { GpuTensor } from "../gpu/tensor.ts";
 import { InvalidArgumentError } from "../errors.ts";
-
-/** How a collective moves a GpuTensor (the `gpu` field of the collective options). */
-export interface GpuOptions {
-  /**
-   * `ipc`: ranks on one host reduce in device memory through CUDA IPC (allReduce only); `staged`:
-   * through pinned host memory over the group's transport; `auto` (default): IPC for allReduce of
-   * 1 MiB or more on a same-host group with a kernel for the op and dtype, else staged.
-   */
-  path?: "auto" | "ipc" | "staged";
-  /** Bytes per staged chunk (default 4 MiB). */
-  chunkBytes?: number;
-  /**
-   * IPC: keep peers' allocations mapped after the call (faster for buffers reused every step, such as
-   * DDP gradients). Every rank must then keep those tensors alive until `releaseIpcMappings()`.
-   */
-  keepMapped?: boolean;
-}
-
-/** Default bytes per staged chunk. */
-export const GPU_CHUNK_BYTES = 4 << 20;
+import { GPU_CHUNK_BYTES, type GpuOptions } from "./gpu_options.ts";
 
 interface Streams {
   down: Stream;

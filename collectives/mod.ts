@@ -80,9 +80,8 @@ export {
   type Stall,
 } from "./hang_report.ts";
 export { startStatusServer, type StatusServer, type StatusServerOptions } from "./status_server.ts";
-export { GPU_CHUNK_BYTES, type GpuOptions, releaseStagingBuffers } from "./gpu_staged.ts";
-export { releaseIpcMappings } from "./allreduce_gpu_ipc.ts";
-export { IPC_MIN_BYTES } from "./gpu_route.ts";
+export { GPU_CHUNK_BYTES, type GpuOptions, IPC_MIN_BYTES } from "./gpu_options.ts";
+export { releaseIpcMappings, releaseStagingBuffers } from "./gpu_lazy.ts";
 export type { ChoirEnv } from "../config.ts";
 export type { GpuTensor } from "../gpu/tensor.ts";
 export type { Store } from "../transports/store/store.ts";

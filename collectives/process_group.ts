@@ -51,21 +51,11 @@ import {
 } from "./plan.ts";
 import { type Choice, runAllReduce, runBroadcast, runReduce, runReduceScatter } from "./dispatch.ts";
 import { divideInto, scaleInto } from "./kernels/mod.ts";
-import { gateOf } from "./gate.ts";
-import { GpuTensor } from "../gpu/tensor.ts";
-import type { GpuOptions } from "./gpu_staged.ts";
-import {
-  gpuAllGather,
-  gpuAllReduce,
-  gpuAllToAll,
-  gpuBroadcast,
-  gpuGather,
-  gpuRecv,
-  gpuReduce,
-  gpuReduceScatter,
-  gpuScatter,
-  gpuSend,
-} from "./gpu_route.ts";
+import type { GpuTensor } from "../gpu/tensor.ts";
+import { isGpuTensorLike } from "../gpu_brand.ts";
+import type { GpuOptions } from "./gpu_options.ts";
+import { type GpuRouteModule, gpuRouteNow, waitGpuRoute } from "./gpu_lazy.ts";
+import type { HostGroup } from "./gpu_route.ts";
 import { Watchdog } from "./watchdog.ts";
 import { allReduceSymmetric } from "./allreduce_symmetric.ts";
 import { allocSymmetric, type SymmetricAllocation } from "../transports/shm/symmetric.ts";
@@ -97,6 +87,19 @@ setHeaderNames(
     `${KIND_NAMES[op & 0xff] ?? op & 0xff}${(op >> 8) === 255 ? "" : `/${REDUCE_OPS[op >> 8] ?? op >> 8}`}`,
   (d) => DTYPES[d] ?? String(d),
 );
+
+/**
+ * Internal, never public: the options key under which the GPU route's host collectives (see
+ * {@link HostGroup}) carry what they start after (a staged chunk on the host, an IPC descriptor): such a
+ * collective takes its place in the group's order when called and starts once that promise resolves.
+ * The symbol is private to this module, so no caller's options can hold it.
+ */
+const AFTER = Symbol("after");
+
+/** Options that may carry an {@link AFTER} dependency. */
+interface Ordered {
+  [AFTER]?: Promise<void>;
+}
 
 /** Options every operation accepts. */
 export interface OpOptions {
@@ -318,6 +321,14 @@ export class ProcessGroup {
   #seq = 0;
   #tail: Promise<unknown> = Promise.resolve();
   #inflight = 0;
+  /** What the GPU route gets of this group, made on first GPU use. */
+  #host: HostGroup | null = null;
+  /** Calls held behind a GPU call that waits for the GPU route to load (see `#hold`). */
+  #held = 0;
+  /** Resolves once the last held call has started. */
+  #started: Promise<void> = Promise.resolve();
+  /** A held call is starting: the calls it makes start at once, in its place. */
+  #starting = false;
   readonly #watchdog = new Watchdog();
   #broken: ChoirError | null = null;
   #destroyed = false;
@@ -458,9 +469,7 @@ export class ProcessGroup {
   /** Reduces `tensor` across all ranks in place; every rank gets the result. */
   allReduce(tensor: CpuTensor | GpuTensor, opts?: ReduceOptions & SyncOptions): Promise<void>;
   allReduce(tensor: CpuTensor | GpuTensor, opts: ReduceOptions = {}): Promise<void> | Work {
-    if (tensor instanceof GpuTensor) {
-      return this.#issue("allReduce", opts, () => gpuAllReduce(this, tensor, opts));
-    }
+    if (isGpu(tensor)) return this.#onGpu("allReduce", opts, (r, g) => r.gpuAllReduce(g, tensor, opts));
     return this.#issue("allReduce", opts, () => {
       const { dtype, op } = this.#reduceArgs("allReduce", tensor, opts);
       const forced = this.#forced("allReduce", opts.algorithm);
@@ -495,9 +504,7 @@ export class ProcessGroup {
   /** Copies `tensor` from `root` to every rank. */
   broadcast(tensor: CpuTensor | GpuTensor, opts?: RootOptions & SyncOptions): Promise<void>;
   broadcast(tensor: CpuTensor | GpuTensor, opts: RootOptions = {}): Promise<void> | Work {
-    if (tensor instanceof GpuTensor) {
-      return this.#issue("broadcast", opts, () => gpuBroadcast(this, tensor, opts));
-    }
+    if (isGpu(tensor)) return this.#onGpu("broadcast", opts, (r, g) => r.gpuBroadcast(g, tensor, opts));
     return this.#issue("broadcast", opts, () => {
       const dtype = this.#dtype("broadcast", tensor, opts.dtype);
       const root = this.#root("broadcast", opts.root);
@@ -522,7 +529,7 @@ export class ProcessGroup {
   /** Reduces `tensor` from every rank into `tensor` on `root`; other ranks' tensors are unchanged. */
   reduce(tensor: CpuTensor | GpuTensor, opts?: ReduceOptions & RootOptions & SyncOptions): Promise<void>;
   reduce(tensor: CpuTensor | GpuTensor, opts: ReduceOptions & RootOptions = {}): Promise<void> | Work {
-    if (tensor instanceof GpuTensor) return this.#issue("reduce", opts, () => gpuReduce(this, tensor, opts));
+    if (isGpu(tensor)) return this.#onGpu("reduce", opts, (r, g) => r.gpuReduce(g, tensor, opts));
     return this.#issue("reduce", opts, () => {
       const { dtype, op } = this.#reduceArgs("reduce", tensor, opts);
       const root = this.#root("reduce", opts.root);
@@ -575,8 +582,12 @@ export class ProcessGroup {
     input: CpuTensor | GpuTensor,
     opts: OpOptions = {},
   ): Promise<void> | Work {
-    if (output instanceof GpuTensor || input instanceof GpuTensor) {
-      return this.#issue("allGather", opts, () => gpuAllGather(this, gpu("allGather", output), input, opts));
+    if (isGpu(output) || isGpu(input)) {
+      return this.#onGpu(
+        "allGather",
+        opts,
+        (r, g) => r.gpuAllGather(g, gpu("allGather", output), input, opts),
+      );
     }
     return this.#issue("allGather", opts, () => {
       const dtype = this.#dtype("allGather", input, opts.dtype);
@@ -619,11 +630,11 @@ export class ProcessGroup {
     input: CpuTensor | GpuTensor,
     opts: ReduceOptions = {},
   ): Promise<void> | Work {
-    if (output instanceof GpuTensor || input instanceof GpuTensor) {
-      return this.#issue(
+    if (isGpu(output) || isGpu(input)) {
+      return this.#onGpu(
         "reduceScatter",
         opts,
-        () => gpuReduceScatter(this, gpu("reduceScatter", output), input, opts),
+        (r, g) => r.gpuReduceScatter(g, gpu("reduceScatter", output), input, opts),
       );
     }
     return this.#issue("reduceScatter", opts, () => {
@@ -743,7 +754,7 @@ export class ProcessGroup {
    */
   send(tensor: CpuTensor | GpuTensor, opts: P2POptions & { dst: number } & SyncOptions): Promise<void>;
   send(tensor: CpuTensor | GpuTensor, opts: P2POptions & { dst: number }): Promise<void> | Work {
-    if (tensor instanceof GpuTensor) return this.#issue("send", opts, () => gpuSend(this, tensor, opts));
+    if (isGpu(tensor)) return this.#onGpu("send", opts, (r, g) => r.gpuSend(g, tensor, opts));
     return this.#issue("send", opts, () => {
       const dtype = this.#dtype("send", tensor, opts.dtype);
       const dst = this.#peer("send", opts.dst, "dst");
@@ -765,7 +776,7 @@ export class ProcessGroup {
   /** Receives into `tensor` from rank `src`; sizes, dtype and tag must match the `send`. */
   recv(tensor: CpuTensor | GpuTensor, opts: P2POptions & { src: number } & SyncOptions): Promise<void>;
   recv(tensor: CpuTensor | GpuTensor, opts: P2POptions & { src: number }): Promise<void> | Work {
-    if (tensor instanceof GpuTensor) return this.#issue("recv", opts, () => gpuRecv(this, tensor, opts));
+    if (isGpu(tensor)) return this.#onGpu("recv", opts, (r, g) => r.gpuRecv(g, tensor, opts));
     return this.#issue("recv", opts, () => {
       const dtype = this.#dtype("recv", tensor, opts.dtype);
       const src = this.#peer("recv", opts.src, "src");
@@ -809,8 +820,8 @@ export class ProcessGroup {
     input: CpuTensor | GpuTensor,
     opts: RootOptions = {},
   ): Promise<void> | Work {
-    if (output instanceof GpuTensor || input instanceof GpuTensor) {
-      return this.#issue("gather", opts, () => gpuGather(this, output, gpu("gather", input), opts));
+    if (isGpu(output) || isGpu(input)) {
+      return this.#onGpu("gather", opts, (r, g) => r.gpuGather(g, output, gpu("gather", input), opts));
     }
     return this.#issue("gather", opts, () => {
       const name = "gather";
@@ -898,8 +909,8 @@ export class ProcessGroup {
     input: CpuTensor | GpuTensor | null,
     opts: RootOptions = {},
   ): Promise<void> | Work {
-    if (output instanceof GpuTensor || input instanceof GpuTensor) {
-      return this.#issue("scatter", opts, () => gpuScatter(this, gpu("scatter", output), input, opts));
+    if (isGpu(output) || isGpu(input)) {
+      return this.#onGpu("scatter", opts, (r, g) => r.gpuScatter(g, gpu("scatter", output), input, opts));
     }
     return this.#issue("scatter", opts, () => {
       const name = "scatter";
@@ -1032,8 +1043,8 @@ export class ProcessGroup {
     input: CpuTensor | GpuTensor,
     opts: AllToAllOptions = {},
   ): Promise<void> | Work {
-    if (output instanceof GpuTensor || input instanceof GpuTensor) {
-      return this.#issue("allToAll", opts, () => gpuAllToAll(this, gpu("allToAll", output), input, opts));
+    if (isGpu(output) || isGpu(input)) {
+      return this.#onGpu("allToAll", opts, (r, g) => r.gpuAllToAll(g, gpu("allToAll", output), input, opts));
     }
     return this.#issue("allToAll", opts, () => {
       const name = "allToAll";
@@ -1292,8 +1303,11 @@ export class ProcessGroup {
   #exchange(name: string, kind: number, mine: Float64Array): Promise<Float64Array> {
     const all = new Float64Array(this.size * mine.length);
     all.set(mine, this.rank * mine.length);
-    const call = this.#call(name, kind, "f64", mine.length, -1);
-    return this.#collective(call, {}, (comm) => allGatherRing(comm, call, all)).then(() => all);
+    const run = () => {
+      const call = this.#call(name, kind, "f64", mine.length, -1);
+      return this.#collective(call, {}, (comm) => allGatherRing(comm, call, all)).then(() => all);
+    };
+    return this.#held === 0 || this.#starting ? run() : this.#hold(run);
   }
 
   #opener(name: string): SubgroupOpener {
@@ -1665,8 +1679,94 @@ export class ProcessGroup {
 
   /** Starts an operation; with `{ async: true }` hands back its {@link Work} instead of the promise. */
   #issue<T>(name: string, opts: { async?: boolean }, start: () => Promise<T>): Promise<T> | Work<T> {
-    const p = rejecting(start);
+    const p = this.#held === 0 || this.#starting ? rejecting(start) : this.#hold(start);
     return opts.async === true ? new Work(p, name, this.rank) : p;
+  }
+
+  /**
+   * A collective on GpuTensors: `run` takes the GPU route and this group's {@link HostGroup}. The route
+   * loads on first GPU use (`gpu_lazy.ts`); until it has, the call is held (see {@link #hold}), and so
+   * is every call made on this group after it, so all start, take their sequence numbers and queue in
+   * the order they were called, as they do once the route is loaded.
+   */
+  #onGpu(
+    name: string,
+    opts: { async?: boolean },
+    run: (route: GpuRouteModule, g: HostGroup) => Promise<void>,
+  ): Promise<void> | Work {
+    const route = gpuRouteNow();
+    if (route && (this.#held === 0 || this.#starting)) {
+      return this.#issue(name, opts, () => run(route, this.#hostGroup()));
+    }
+    const wait = waitGpuRoute();
+    let loaded: GpuRouteModule | null = null;
+    const ready = wait.route.then((r) => void (loaded = r), (e) => {
+      wait.done();
+      throw e;
+    });
+    const p = this.#hold(() => {
+      wait.done();
+      return run(loaded!, this.#hostGroup());
+    }, ready);
+    return opts.async === true ? new Work(p, name, this.rank) : p;
+  }
+
+  /**
+   * Starts `start` once the calls held before it have started and `ready` has resolved: a call made
+   * while an earlier GPU call waits for the route. While `start` runs, calls it makes (the GPU route's
+   * host collectives) start at once, in its place.
+   */
+  #hold<T>(start: () => Promise<T>, ready?: Promise<void>): Promise<T> {
+    this.#held++;
+    const prev = this.#started;
+    let started!: () => void;
+    this.#started = new Promise<void>((resolve) => started = resolve);
+    const go = () => {
+      this.#held--;
+      this.#starting = true;
+      try {
+        return rejecting(start);
+      } finally {
+        this.#starting = false;
+        started();
+      }
+    };
+    return (ready ? prev.then(() => ready) : prev).then(go, (e) => {
+      this.#held--;
+      started();
+      throw e;
+    });
+  }
+
+  /** What the GPU route needs of this group: rank, size, and host collectives that honour `after`. */
+  #hostGroup(): HostGroup {
+    if (this.#host) return this.#host;
+    // deno-lint-ignore no-this-alias
+    const pg = this;
+    const ordered = <T extends object>(opts: T, after: Promise<void>): T & Ordered => ({
+      ...opts,
+      [AFTER]: after,
+    });
+    return this.#host = {
+      rank: this.rank,
+      size: this.size,
+      get sameHost() {
+        return pg.sameHost;
+      },
+      get sameProcess() {
+        return pg.backend === "worker"; // Worker ranks: threads of this process
+      },
+      allReduce: (t, o, after) => this.allReduce(t, ordered(o, after)),
+      broadcast: (t, o, after) => this.broadcast(t, ordered(o, after)),
+      reduce: (t, o, after) => this.reduce(t, ordered(o, after)),
+      allGather: (out, inp, o, after) => this.allGather(out, inp, ordered(o, after)),
+      reduceScatter: (out, inp, o, after) => this.reduceScatter(out, inp, ordered(o, after)),
+      allToAll: (out, inp, o, after) => this.allToAll(out, inp, ordered(o, after)),
+      gather: (out, inp, o, after) => this.gather(out, inp, ordered(o, after)),
+      scatter: (out, inp, o, after) => this.scatter(out, inp, ordered(o, after)),
+      send: (t, o) => this.send(t, o),
+      recv: (t, o) => this.recv(t, o),
+    };
   }
 
   /** Runs a collective after the previous one, with the group's timeout; a comm failure breaks the group. */
@@ -1682,7 +1782,7 @@ export class ProcessGroup {
       }
       : body;
     const run = () => this.#guard(call, opts, checked);
-    const gate = gateOf(opts);
+    const gate = (opts as Ordered)[AFTER];
     // Start at once when nothing is in flight: saves a promise hop on every small collective.
     const p = gate
       ? (this.#inflight === 0 ? gate : this.#tail.then(() => gate)).then(run)
@@ -1734,7 +1834,7 @@ export class ProcessGroup {
       });
     };
     let p: Promise<void>;
-    const gate = gateOf(opts);
+    const gate = (opts as Ordered)[AFTER];
     if (gate) {
       // Keeps its place in the order, but starts once the gate opens (a staged GPU chunk is on the host).
       p = (this.#inflight === 0 ? gate : this.#tail.then(() => gate)).then(run).then(() => {});
@@ -1895,13 +1995,18 @@ function describeFingerprint(fp: Fingerprint): Record<string, number | string> {
   };
 }
 
-/** Whether two non-empty tensors share bytes. */
+/** Whether `t` is a GpuTensor, told by its mark (`gpu_brand.ts`): `gpu/` loads only on first GPU use. */
+function isGpu(t: CpuTensor | GpuTensor | null): t is GpuTensor {
+  return isGpuTensorLike(t);
+}
+
 /** `t` as a GpuTensor, or InvalidArgumentError: one call may not mix GPU and CPU tensors. */
 function gpu(op: string, t: CpuTensor | GpuTensor | null): GpuTensor {
-  if (t instanceof GpuTensor) return t;
+  if (isGpu(t)) return t;
   throw new InvalidArgumentError(`${op}: mixing GpuTensor and CPU tensors in one call`, { op });
 }
 
+/** Whether two non-empty tensors share bytes. */
 function overlaps(a: CpuTensor, b: CpuTensor): boolean {
   return a.buffer === b.buffer && a.byteLength > 0 && b.byteLength > 0 &&
     a.byteOffset < b.byteOffset + b.byteLength && b.byteOffset < a.byteOffset + a.byteLength;

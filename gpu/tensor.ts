@@ -7,6 +7,7 @@
 
 import { ARRAY_TYPE, type CpuTensor, type DType, dtypeSize } from "../dtype.ts";
 import { InvalidArgumentError } from "../errors.ts";
+import { GPU_TENSOR } from "../gpu_brand.ts";
 import { cublas, type GemmDType } from "./cublas.ts";
 import { copyDtoD, copyDtoH, copyHtoD, type DevicePtr, memAlloc, memFree, memset8 } from "./cuda.ts";
 
@@ -211,6 +212,10 @@ export class GpuTensor {
     return `GpuTensor(${this.dtype}, [${this.shape}], cuda:${this.device})`;
   }
 }
+
+// The mark collectives check before loading the GPU route (`gpu_brand.ts`), on the prototype: no
+// per-tensor cost, and not part of the class's type.
+Object.defineProperty(GpuTensor.prototype, GPU_TENSOR, { value: true });
 
 /** Whether `t` is a {@link GpuTensor}. */
 export function isGpuTensor(t: unknown): t is GpuTensor {
