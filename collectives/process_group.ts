@@ -50,7 +50,7 @@ import {
   type PlanOp,
 } from "./plan.ts";
 import { type Choice, runAllReduce, runBroadcast, runReduce, runReduceScatter } from "./dispatch.ts";
-import { divideInto, scaleInto } from "./kernels/mod.ts";
+import { contribution, finishReduction } from "./reduce_steps.ts";
 import type { GpuTensor } from "../gpu/tensor.ts";
 import { isGpuTensorLike } from "../gpu_brand.ts";
 import type { GpuOptions } from "./gpu_options.ts";
@@ -478,7 +478,7 @@ export class ProcessGroup {
       if (!choice) {
         const arena = this.#arena!;
         return this.#onArena(call, opts, (ctx, fp) => {
-          if (op === ReduceOp.PREMUL_SUM) scaleInto(dtype, tensor, opts.factor ?? 1);
+          contribution(op, dtype, opts.factor, tensor);
           let r: Promise<void> | undefined;
           if (fitsSmallSlot(tensor)) r = allReduceShmSmall(arena, call, fp, tensor, ctx);
           else {
@@ -486,15 +486,15 @@ export class ProcessGroup {
             if (sym) r = allReduceSymmetric(arena, call, fp, sym, tensor, ctx);
             else r = allReduceShmChunks(arena, call, fp, tensor, ctx);
           }
-          if (op !== ReduceOp.AVG) return r;
-          if (!r) return void divideInto(dtype, tensor, this.size);
-          return r.then(() => divideInto(dtype, tensor, this.size));
+          if (op !== ReduceOp.AVG) return r; // a synchronous fast path stays synchronous
+          const finish = () => finishReduction(op, dtype, tensor, this.size);
+          if (r) return r.then(finish);
+          finish();
         });
       }
       return this.#collective(call, opts, async (comm) => {
-        if (op === ReduceOp.PREMUL_SUM) scaleInto(dtype, tensor, opts.factor ?? 1);
-        await runAllReduce(choice, comm, this.#hier, call, tensor);
-        if (op === ReduceOp.AVG) divideInto(dtype, tensor, this.size);
+        await runAllReduce(choice, comm, this.#hier, call, contribution(op, dtype, opts.factor, tensor));
+        finishReduction(op, dtype, tensor, this.size);
       });
     });
   }
@@ -536,25 +536,18 @@ export class ProcessGroup {
       const forced = this.#forced("reduce", opts.algorithm);
       const arena = forced ? null : this.#arena;
       const call = this.#call("reduce", OpKind.reduce, dtype, tensor.length, root, op);
+      // Other ranks' tensors are unchanged: they contribute a scaled copy for PREMUL_SUM.
+      const input = () =>
+        contribution(op, dtype, opts.factor, tensor, this.rank === root ? undefined : () => copyOf(tensor));
       if (arena) {
         return this.#onArena(call, opts, async (ctx, fp) => {
-          let input = tensor;
-          if (op === ReduceOp.PREMUL_SUM) {
-            if (this.rank !== root) input = copyOf(tensor);
-            scaleInto(dtype, input, opts.factor ?? 1);
-          }
-          await reduceShm(arena, call, fp, input, ctx);
-          if (op === ReduceOp.AVG && this.rank === root) divideInto(dtype, tensor, this.size);
+          await reduceShm(arena, call, fp, input(), ctx);
+          if (this.rank === root) finishReduction(op, dtype, tensor, this.size);
         });
       }
       return this.#collective(call, opts, async (comm) => {
-        let input = tensor;
-        if (op === ReduceOp.PREMUL_SUM) {
-          if (this.rank !== root) input = copyOf(tensor);
-          scaleInto(dtype, input, opts.factor ?? 1);
-        }
-        await runReduce(this.#choose("reduce", tensor.byteLength, forced), comm, call, input);
-        if (op === ReduceOp.AVG && this.rank === root) divideInto(dtype, tensor, this.size);
+        await runReduce(this.#choose("reduce", tensor.byteLength, forced), comm, call, input());
+        if (this.rank === root) finishReduction(op, dtype, tensor, this.size);
       });
     });
   }
@@ -711,22 +704,19 @@ export class ProcessGroup {
       return this.#onArena(call, opts, async (ctx, fp) => {
         // Read in place unless the output overlaps it (an in-place reduce-scatter writes its block
         // while the other ranks still read it).
-        let work = whole !== null && !overlaps(output, whole) ? whole : fill();
-        if (op === ReduceOp.PREMUL_SUM) {
-          scaleInto(dtype, work = work === whole ? fill() : work, opts.factor ?? 1);
-        }
-        await reduceScatterShm(arena, call, fp, output, work, ctx);
-        if (op === ReduceOp.AVG) divideInto(dtype, output, this.size);
+        const work = whole !== null && !overlaps(output, whole) ? whole : fill();
+        const mine = contribution(op, dtype, opts.factor, work, work === whole ? fill : undefined);
+        await reduceScatterShm(arena, call, fp, output, mine, ctx);
+        finishReduction(op, dtype, output, this.size);
       });
     }
     const choice = this.#choose("reduceScatter", this.size * output.byteLength, forced);
     return this.#collective(call, opts, async (comm) => {
       // A private copy when the input must be scaled, is a list, or overlaps the output.
       const own = whole === null || op === ReduceOp.PREMUL_SUM || overlaps(output, whole);
-      const src = own ? fill() : whole;
-      if (op === ReduceOp.PREMUL_SUM) scaleInto(dtype, src, opts.factor ?? 1);
+      const src = contribution(op, dtype, opts.factor, own ? fill() : whole);
       await runReduceScatter(choice, comm, call, output, src, own);
-      if (op === ReduceOp.AVG) divideInto(dtype, output, this.size);
+      finishReduction(op, dtype, output, this.size);
     });
   }
 
