@@ -1,6 +1,6 @@
 /**
  * @module
- * `deno run -A bench/calibrate.ts`: measures the cost-model constants of collectives/cost_model.ts
+ * `deno run -A bench/calibrate.ts`: measures the cost-model constants of collectives/plan/cost_model.ts
  * on this machine: alpha (us per message round) and beta (us per byte, both directions at once) over
  * tcp, shm and (when libucp is there) ucx from two ranks' ping-pong and exchanges, gamma (us per byte of the f32 SUM kernel) and
  * the memcpy rate. Short (about 10 s): run it on an otherwise quiet machine, then copy the printed

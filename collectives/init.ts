@@ -7,10 +7,10 @@
 import { type ChoirEnv, DEFAULT_TIMEOUT_MS, readEnv } from "../config.ts";
 import { createStore } from "../transports/store/mod.ts";
 import { openGroup } from "./open_group.ts";
-import { recorderCapacity } from "./flight_recorder.ts";
-import { startStatusServer, type StatusServer } from "./status_server.ts";
+import { recorderCapacity } from "./diagnostics/flight_recorder.ts";
+import { startStatusServer, type StatusServer } from "./diagnostics/status_server.ts";
 import type { ProcessGroup } from "./process_group.ts";
-import { type Algorithm, ALGORITHMS, FORCIBLE_OPS, isForcible } from "./plan.ts";
+import { type Algorithm, ALGORITHMS, FORCIBLE_OPS, isForcible } from "./plan/plan.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { isWorkerRank } from "../transports/worker/rank.ts";
 import { workerProcessGroup } from "./worker_group.ts";

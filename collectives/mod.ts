@@ -59,9 +59,15 @@ export {
   planGather,
   type PlanInput,
   type PlanOp,
-} from "./plan.ts";
+} from "./plan/plan.ts";
 export * from "./kernels/mod.ts";
-export { LATENCY_BUCKETS, Metrics, type MetricsOptions, type OpCounters, prometheusText } from "./metrics.ts";
+export {
+  LATENCY_BUCKETS,
+  Metrics,
+  type MetricsOptions,
+  type OpCounters,
+  prometheusText,
+} from "./diagnostics/metrics.ts";
 export {
   type EntryState,
   type FlightEntry,
@@ -69,7 +75,7 @@ export {
   type FlightRecorderOptions,
   type FlightRecorderSnapshot,
   type OpDescriptor,
-} from "./flight_recorder.ts";
+} from "./diagnostics/flight_recorder.ts";
 export {
   analyzeHang,
   type AnalyzeOptions,
@@ -78,10 +84,14 @@ export {
   type MismatchedRank,
   type RankStanding,
   type Stall,
-} from "./hang_report.ts";
-export { startStatusServer, type StatusServer, type StatusServerOptions } from "./status_server.ts";
-export { GPU_CHUNK_BYTES, type GpuOptions, IPC_MIN_BYTES } from "./gpu_options.ts";
-export { releaseIpcMappings, releaseStagingBuffers } from "./gpu_lazy.ts";
+} from "./diagnostics/hang_report.ts";
+export {
+  startStatusServer,
+  type StatusServer,
+  type StatusServerOptions,
+} from "./diagnostics/status_server.ts";
+export { GPU_CHUNK_BYTES, type GpuOptions, IPC_MIN_BYTES } from "./gpu/gpu_options.ts";
+export { releaseIpcMappings, releaseStagingBuffers } from "./gpu/gpu_lazy.ts";
 export type { ChoirEnv } from "../config.ts";
 export type { GpuTensor } from "../gpu/tensor.ts";
 export type { Store } from "../transports/store/store.ts";

@@ -9,7 +9,7 @@ import { joinBarrier, PrefixStore, type Store } from "../transports/store/mod.ts
 import { selectTransport } from "../transports/select.ts";
 import { groupIdOf } from "./groups.ts";
 import { ProcessGroup } from "./process_group.ts";
-import type { Algorithm } from "./plan.ts";
+import type { Algorithm } from "./plan/plan.ts";
 import type { SegmentSource } from "../transports/worker/transport.ts";
 import type { SegmentSpec } from "../transports/worker/segment.ts";
 

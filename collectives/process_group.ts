@@ -18,9 +18,9 @@ import {
 } from "../errors.ts";
 import type { Transport } from "../transports/transport.ts";
 import { setHeaderNames } from "../transports/frame.ts";
-import { allGatherRing } from "./allgather_ring.ts";
-import { type HierarchicalComms, hierarchicalComms } from "./allreduce_hierarchical.ts";
-import { barrierDissemination } from "./barrier_dissemination.ts";
+import { allGatherRing } from "./channels/allgather_ring.ts";
+import { type HierarchicalComms, hierarchicalComms } from "./channels/allreduce_hierarchical.ts";
+import { barrierDissemination } from "./channels/barrier_dissemination.ts";
 import { type Call, Comm, OpKind } from "./comm.ts";
 import {
   allocLike,
@@ -48,36 +48,36 @@ import {
   plan,
   planArena,
   type PlanOp,
-} from "./plan.ts";
-import { type Choice, runAllReduce, runBroadcast, runReduce, runReduceScatter } from "./dispatch.ts";
+} from "./plan/plan.ts";
+import { type Choice, runAllReduce, runBroadcast, runReduce, runReduceScatter } from "./channels/dispatch.ts";
 import { contribution, finishReduction } from "./reduce_steps.ts";
 import type { GpuTensor } from "../gpu/tensor.ts";
 import { isGpuTensorLike } from "../gpu_brand.ts";
-import type { GpuOptions } from "./gpu_options.ts";
-import { type GpuRouteModule, gpuRouteNow, waitGpuRoute } from "./gpu_lazy.ts";
-import type { HostGroup } from "./gpu_route.ts";
-import { Watchdog } from "./watchdog.ts";
-import { allReduceSymmetric } from "./allreduce_symmetric.ts";
+import type { GpuOptions } from "./gpu/gpu_options.ts";
+import { type GpuRouteModule, gpuRouteNow, waitGpuRoute } from "./gpu/gpu_lazy.ts";
+import type { HostGroup } from "./gpu/gpu_route.ts";
+import { Watchdog } from "./diagnostics/watchdog.ts";
+import { allReduceSymmetric } from "./arena/allreduce_symmetric.ts";
 import { allocSymmetric, type SymmetricAllocation } from "../transports/shm/symmetric.ts";
 import type { Store } from "../transports/store/store.ts";
-import { allReduceShmChunks, allReduceShmSmall, fitsSmallSlot } from "./allreduce_shm.ts";
-import { barrierShm } from "./barrier_shm.ts";
-import { broadcastShm, broadcastShmSmall, useArenaBroadcast } from "./broadcast_shm.ts";
-import { allGatherShm } from "./allgather_shm.ts";
-import { reduceScatterShm } from "./reducescatter_shm.ts";
-import { reduceShm } from "./reduce_shm.ts";
-import { Arena, type Fingerprint, SMALL_PAYLOAD, type WaitContext } from "./shm_arena.ts";
-import { OpMonitor } from "./op_monitor.ts";
-import type { Metrics } from "./metrics.ts";
-import { DEFAULT_FLIGHT_RECORDER_SIZE, type FlightRecorderSnapshot } from "./flight_recorder.ts";
+import { allReduceShmChunks, allReduceShmSmall, fitsSmallSlot } from "./arena/allreduce_shm.ts";
+import { barrierShm } from "./arena/barrier_shm.ts";
+import { broadcastShm, broadcastShmSmall, useArenaBroadcast } from "./arena/broadcast_shm.ts";
+import { allGatherShm } from "./arena/allgather_shm.ts";
+import { reduceScatterShm } from "./arena/reducescatter_shm.ts";
+import { reduceShm } from "./arena/reduce_shm.ts";
+import { Arena, type Fingerprint, SMALL_PAYLOAD, type WaitContext } from "./arena/shm_arena.ts";
+import { OpMonitor } from "./diagnostics/op_monitor.ts";
+import type { Metrics } from "./diagnostics/metrics.ts";
+import { DEFAULT_FLIGHT_RECORDER_SIZE, type FlightRecorderSnapshot } from "./diagnostics/flight_recorder.ts";
 import { Work } from "./work.ts";
-import { broadcastBinomial } from "./broadcast_binomial.ts";
-import { gatherLinear } from "./gather_linear.ts";
-import { gatherBinomial } from "./gather_binomial.ts";
-import { scatterLinear } from "./scatter_linear.ts";
-import { scatterBinomial } from "./scatter_binomial.ts";
-import { allToAllPairwise, type Blocks } from "./alltoall_pairwise.ts";
-import { planGather } from "./plan.ts";
+import { broadcastBinomial } from "./channels/broadcast_binomial.ts";
+import { gatherLinear } from "./channels/gather_linear.ts";
+import { gatherBinomial } from "./channels/gather_binomial.ts";
+import { scatterLinear } from "./channels/scatter_linear.ts";
+import { scatterBinomial } from "./channels/scatter_binomial.ts";
+import { allToAllPairwise, type Blocks } from "./channels/alltoall_pairwise.ts";
+import { planGather } from "./plan/plan.ts";
 import { packObject, unpackObject } from "./objects.ts";
 import { groupDigest, groupTag, splitMembers, splitTag } from "./groups.ts";
 

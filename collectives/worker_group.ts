@@ -9,7 +9,7 @@
 import { joinHub, type RankLink } from "../transports/worker/rank.ts";
 import { openGroup } from "./open_group.ts";
 import type { ProcessGroup } from "./process_group.ts";
-import type { Algorithm } from "./plan.ts";
+import type { Algorithm } from "./plan/plan.ts";
 
 /** Options of {@link workerProcessGroup}. */
 export interface WorkerGroupOptions {

@@ -2,7 +2,7 @@
  * @module
  * GpuTensor: a dense array in device memory (device, dtype, shape, byte length) with host copies,
  * `zeros`, views, `free`/`using`, and row-major `matmul` through cuBLAS. Collectives accept it
- * (`collectives/gpu_staged.ts`, `collectives/allreduce_gpu_ipc.ts`); kernels are in `kernels.ts`.
+ * (`collectives/gpu/gpu_staged.ts`, `collectives/gpu/allreduce_gpu_ipc.ts`); kernels are in `kernels.ts`.
  */
 
 import { ARRAY_TYPE, type CpuTensor, type DType, dtypeSize } from "../dtype.ts";

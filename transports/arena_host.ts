@@ -2,7 +2,7 @@
  * @module
  * The interface between a shared-memory transport and the collectives that use its memory directly:
  * a region of the segment plus doorbells, naps and liveness. What goes in the region is the
- * collectives' business (collectives/shm_arena.ts).
+ * collectives' business (collectives/arena/shm_arena.ts).
  */
 
 /** What the arena needs from the shared-memory transport that owns the segment. */

@@ -12,7 +12,7 @@ import {
   FlightRecorder,
   type OpDescriptor,
   recorderCapacity,
-} from "../../collectives/flight_recorder.ts";
+} from "../../collectives/diagnostics/flight_recorder.ts";
 
 const call = (seq: number, name = "allReduce", count = 1024): OpDescriptor => ({
   name,

@@ -6,9 +6,9 @@
  */
 
 import assert from "node:assert/strict";
-import type { FlightEntry } from "../../collectives/flight_recorder.ts";
-import { FlightRecorder } from "../../collectives/flight_recorder.ts";
-import { analyzeHang, formatRanks } from "../../collectives/hang_report.ts";
+import type { FlightEntry } from "../../collectives/diagnostics/flight_recorder.ts";
+import { FlightRecorder } from "../../collectives/diagnostics/flight_recorder.ts";
+import { analyzeHang, formatRanks } from "../../collectives/diagnostics/hang_report.ts";
 import {
   answerHangRequests,
   collectReport,
@@ -16,7 +16,7 @@ import {
   publishTail,
   reportHang,
   requestReport,
-} from "../../collectives/hang_protocol.ts";
+} from "../../collectives/diagnostics/hang_protocol.ts";
 import { MemoryStore } from "../../transports/store/memory_store.ts";
 import { PrefixStore } from "../../transports/store/prefix_store.ts";
 import { StoreError } from "../../errors.ts";

@@ -5,7 +5,7 @@
  */
 
 import assert from "node:assert/strict";
-import { LATENCY_BUCKETS, Metrics, prometheusText } from "../../collectives/metrics.ts";
+import { LATENCY_BUCKETS, Metrics, prometheusText } from "../../collectives/diagnostics/metrics.ts";
 
 const LABEL = String.raw`[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"`;
 const VALUE = String.raw`(?:[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|\+Inf|-Inf|NaN)`;

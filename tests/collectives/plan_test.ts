@@ -16,8 +16,8 @@ import {
   type PlanOp,
 } from "../../collectives/mod.ts";
 import { InvalidArgumentError } from "../../errors.ts";
-import { mediaOf } from "../../collectives/plan.ts";
-import { LINKS } from "../../collectives/cost_model.ts";
+import { mediaOf } from "../../collectives/plan/plan.ts";
+import { LINKS } from "../../collectives/plan/cost_model.ts";
 import { rng } from "./reference.ts";
 
 const KiB = 1 << 10;

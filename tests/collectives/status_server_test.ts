@@ -8,13 +8,13 @@
 import assert from "node:assert/strict";
 import { InvalidArgumentError, TransportError } from "../../errors.ts";
 import { readEnv } from "../../config.ts";
-import { FlightRecorder } from "../../collectives/flight_recorder.ts";
-import { Metrics } from "../../collectives/metrics.ts";
+import { FlightRecorder } from "../../collectives/diagnostics/flight_recorder.ts";
+import { Metrics } from "../../collectives/diagnostics/metrics.ts";
 import {
   PROMETHEUS_CONTENT_TYPE,
   startStatusServer,
   type StatusServer,
-} from "../../collectives/status_server.ts";
+} from "../../collectives/diagnostics/status_server.ts";
 
 const TOKEN = "status-token-0123456789abcdef";
 
