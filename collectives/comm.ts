@@ -7,7 +7,7 @@
 import type { FrameHeader } from "../transports/frame.ts";
 import type { Channel } from "../transports/transport.ts";
 import { InvalidArgumentError } from "../errors.ts";
-import { type CpuTensor, type DType, dtypeCode, type ReduceOp, reduceOpCode } from "../dtype.ts";
+import { type CpuTensor, type DType, dtypeCode, REDUCE_OPS, type ReduceOp, reduceOpCode } from "../dtype.ts";
 
 /** Collective kinds, the low byte of a frame's op code. */
 export const OpKind = {
@@ -214,4 +214,11 @@ export function segment(count: number, n: number, i: number): [number, number] {
   const extra = count % n;
   const start = i * base + Math.min(i, extra);
   return [start, base + (i < extra ? 1 : 0)];
+}
+
+const KIND_NAMES: Record<number, string> = Object.fromEntries(Object.entries(OpKind).map(([k, v]) => [v, k]));
+
+/** An op's name for messages from its kind code and reduce-op code (255: none): `allReduce/sum`. */
+export function opName(kind: number, reduceOp: number): string {
+  return `${KIND_NAMES[kind] ?? kind}${reduceOp === 255 ? "" : `/${REDUCE_OPS[reduceOp] ?? reduceOp}`}`;
 }

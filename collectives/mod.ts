@@ -24,15 +24,13 @@ export {
   type OpOptions,
   type P2POp,
   type P2POptions,
-  ProcessGroup,
-  type ProcessGroupOptions,
   type ReduceOptions,
   type RootObjectOptions,
   type RootOptions,
-  type SubgroupOpener,
   type SubgroupSpec,
   type SyncOptions,
-} from "./process_group.ts";
+} from "./options.ts";
+export { ProcessGroup, type ProcessGroupOptions, type SubgroupOpener } from "./process_group.ts";
 export { Work } from "./work.ts";
 export { type InitOptions, initProcessGroup } from "./init.ts";
 export { reportResult, workerData, type WorkerGroupOptions, workerProcessGroup } from "./worker_group.ts";

@@ -5,7 +5,7 @@
  * divides the result by the group's size after it. The reduction is the caller's (any algorithm).
  */
 
-import { type CpuTensor, type DType, ReduceOp } from "../dtype.ts";
+import { allocLike, bytesOf, type CpuTensor, type DType, ReduceOp } from "../dtype.ts";
 import { divideInto, scaleInto } from "./kernels/mod.ts";
 
 /**
@@ -29,4 +29,11 @@ export function contribution(
 /** The last step of a reduction by `op` over `size` ranks, on its `result`: AVG divides it by `size`. */
 export function finishReduction(op: ReduceOp, dtype: DType, result: CpuTensor, size: number): void {
   if (op === ReduceOp.AVG) divideInto(dtype, result, size);
+}
+
+/** A private copy of `t` (a contribution that must not change the caller's tensor). */
+export function copyOf<T extends CpuTensor>(t: T): T {
+  const c = allocLike(t, t.length);
+  bytesOf(c).set(bytesOf(t));
+  return c;
 }

@@ -14,7 +14,7 @@ import type { Call } from "../comm.ts";
 import { bytesOf, type CpuTensor, viewLike } from "../../dtype.ts";
 import { reduceInto } from "../kernels/mod.ts";
 import { chunkSlices } from "./arena_chunk.ts";
-import { type Arena, type Fingerprint, SMALL_PAYLOAD, W, type WaitContext } from "./shm_arena.ts";
+import { type Arena, type Fingerprint, W, type WaitContext } from "./shm_arena.ts";
 
 type PlainNumberArray = Float32Array | Float64Array | Int32Array | Uint32Array | Uint8Array | Int8Array;
 
@@ -22,11 +22,6 @@ type PlainNumberArray = Float32Array | Float64Array | Int32Array | Uint32Array |
 function isPlainNumberArray(buf: CpuTensor): buf is PlainNumberArray {
   return buf instanceof Float32Array || buf instanceof Float64Array || buf instanceof Int32Array ||
     buf instanceof Uint32Array || buf instanceof Uint8Array || buf instanceof Int8Array;
-}
-
-/** Whether `buf` fits the tiny path. */
-export function fitsSmallSlot(buf: CpuTensor): boolean {
-  return buf.byteLength <= SMALL_PAYLOAD;
 }
 
 /**

@@ -8,17 +8,7 @@
 
 import type { Call } from "../comm.ts";
 import { bytesOf, type CpuTensor, sliceView } from "../../dtype.ts";
-import { type Arena, type Fingerprint, SMALL_PAYLOAD, W, type WaitContext } from "./shm_arena.ts";
-
-/**
- * Whether a broadcast of `bytes` should use the arena's chunk buffers: every size above the call
- * slot. Measured against the channels (2026-11-27, medians): 2 ranks 32 KiB 6.3 vs 11.8 us, 512 KiB
- * 47 vs 121 us, 2 MiB 186-221 vs 523 us, 8 MiB about equal; 4 ranks 32 KiB 39 vs 87 us, 512 KiB 147
- * vs 315 us, 2 MiB 921 vs 1890 us.
- */
-export function useArenaBroadcast(_a: Arena, bytes: number): boolean {
-  return bytes > SMALL_PAYLOAD;
-}
+import { type Arena, type Fingerprint, W, type WaitContext } from "./shm_arena.ts";
 
 /**
  * Copies `buf` from `call.root` to every rank of the arena through the chunk buffers: the root copies

@@ -1,0 +1,221 @@
+/**
+ * @module
+ * The shared-arena backend: runs a group's collectives straight on the shared-memory segment when
+ * every rank is on this host (tiny ones in the call slots, large ones through the chunk pipeline,
+ * symmetric-memory tensors in place), and allocates that symmetric memory (`pg.alloc`). Its waits keep
+ * their own deadlines; ordering, the monitor and breaking on failure are the op queue's.
+ */
+
+import {
+  allocLike,
+  ARRAY_TYPE,
+  bytesOf,
+  type CpuTensor,
+  type DType,
+  dtypeCode,
+  DTYPES,
+  reduceOpCode,
+  sliceView,
+} from "../../dtype.ts";
+import type { Backend, OpRun } from "../backend.ts";
+import { type Call, opName } from "../comm.ts";
+import type { OpQueue } from "../op_queue.ts";
+import { contribution, copyOf, finishReduction } from "../reduce_steps.ts";
+import { overlaps } from "../validate.ts";
+import type { ArenaHost } from "../../transports/arena_host.ts";
+import {
+  allocSymmetric,
+  type SymmetricAllocation,
+  type SymmetricOptions,
+} from "../../transports/shm/symmetric.ts";
+import { allGatherShm } from "./allgather_shm.ts";
+import { allReduceShmChunks, allReduceShmSmall } from "./allreduce_shm.ts";
+import { allReduceSymmetric } from "./allreduce_symmetric.ts";
+import { barrierShm } from "./barrier_shm.ts";
+import { broadcastShm, broadcastShmSmall } from "./broadcast_shm.ts";
+import { reduceShm } from "./reduce_shm.ts";
+import { reduceScatterShm } from "./reducescatter_shm.ts";
+import { Arena, type Fingerprint, type WaitContext } from "./shm_arena.ts";
+
+/** The shared arena of one group (see the module doc). */
+export class ArenaBackend implements Backend {
+  readonly #arena: Arena;
+  readonly #queue: OpQueue;
+  // One context and fingerprint object per group, refilled per call: collectives run one at a time
+  // (later ones queue behind a running one), and tiny ones feel every allocation.
+  readonly #ctx: WaitContext;
+  readonly #fp: Fingerprint = { kind: 0, op: 0, dtype: 0, count: 0, root: -1 };
+  readonly #symmetric = new Map<ArrayBufferLike, SymmetricAllocation>();
+  #symmetricClosed = 0;
+
+  /** @param host the transport's arena region. @param chunkBytes the group's chunk size. @param queue the group's op queue. */
+  constructor(host: ArenaHost, chunkBytes: number, queue: OpQueue) {
+    this.#arena = new Arena(host, chunkBytes);
+    this.#queue = queue;
+    this.#ctx = {
+      op: "",
+      deadline: 0,
+      timeoutMs: 0,
+      globalRank: host.rank,
+      globalOf: Array.from({ length: host.size }, (_, r) => r),
+      describe: (fp) => ({
+        op: opName(fp.kind, fp.op),
+        dtype: DTYPES[fp.dtype] ?? fp.dtype,
+        count: fp.count,
+        root: fp.root,
+      }),
+    };
+  }
+
+  /** Bytes of each chunk buffer (the chunk size the arena actually runs with). */
+  get chunkBytes(): number {
+    return this.#arena.chunkBytes;
+  }
+
+  /** Whether `tensor` lives in this group's symmetric memory (then allReduce runs in place). */
+  isSymmetric(tensor: CpuTensor): boolean {
+    return this.#symmetric.has(tensor.buffer);
+  }
+
+  /** Makes a nap of every wait in flight throw `err` (the group's abort()). */
+  abort(err: Error): void {
+    this.#ctx.aborted = err;
+  }
+
+  /**
+   * Shows `call`'s fingerprint on the arena and waits for every rank's: a collective that runs over
+   * the channels on one host starts with it, so a rank running another one on the arena is a mismatch
+   * at the first step, not a wait until the timeout.
+   */
+  handshake(call: Call, timeoutMs: number): Promise<void> {
+    return this.#arena.handshake(this.#fingerprint(call), this.#context(call, timeoutMs));
+  }
+
+  allReduce(r: OpRun, tensor: CpuTensor): Promise<void> {
+    const { call, route } = r;
+    const op = call.op!;
+    return this.#run(r, (ctx, fp) => {
+      contribution(op, call.dtype, r.factor, tensor);
+      let p: Promise<void> | undefined;
+      if (route.algorithm === "shm_small") p = allReduceShmSmall(this.#arena, call, fp, tensor, ctx);
+      else if (route.algorithm === "shm_symmetric") {
+        p = allReduceSymmetric(this.#arena, call, fp, this.#symmetric.get(tensor.buffer)!, tensor, ctx);
+      } else p = allReduceShmChunks(this.#arena, call, fp, tensor, ctx);
+      const finish = () => finishReduction(op, call.dtype, tensor, this.#arena.size);
+      if (p) return p.then(finish);
+      finish(); // a synchronous fast path stays synchronous
+    });
+  }
+
+  broadcast(r: OpRun, tensor: CpuTensor): Promise<void> {
+    if (r.route.algorithm === "shm_small") {
+      return this.#run(r, (ctx, fp) => broadcastShmSmall(this.#arena, r.call, fp, tensor, ctx));
+    }
+    return this.#run(r, (ctx, fp) => broadcastShm(this.#arena, r.call, fp, tensor, ctx));
+  }
+
+  reduce(r: OpRun, tensor: CpuTensor): Promise<void> {
+    const { call } = r;
+    const op = call.op!;
+    const isRoot = this.#arena.rank === call.root;
+    return this.#run(r, async (ctx, fp) => {
+      // Other ranks' tensors are unchanged: they contribute a scaled copy for PREMUL_SUM.
+      const input = contribution(op, call.dtype, r.factor, tensor, isRoot ? undefined : () => copyOf(tensor));
+      await reduceShm(this.#arena, call, fp, input, ctx);
+      if (isRoot) finishReduction(op, call.dtype, tensor, this.#arena.size);
+    });
+  }
+
+  allGather(r: OpRun, output: CpuTensor, input: CpuTensor): Promise<void> {
+    return this.#run(r, (ctx, fp) => allGatherShm(this.#arena, fp, output, input, ctx));
+  }
+
+  allGatherList(r: OpRun, outputs: readonly CpuTensor[], input: CpuTensor): Promise<void> {
+    const len = input.length;
+    return this.#run(r, async (ctx, fp) => {
+      const all = allocLike(input, this.#arena.size * len);
+      await allGatherShm(this.#arena, fp, all, input, ctx);
+      outputs.forEach((t, p) => bytesOf(t).set(bytesOf(sliceView(all, p * len, len))));
+    });
+  }
+
+  reduceScatter(r: OpRun, output: CpuTensor, whole: CpuTensor | null, fill: () => CpuTensor): Promise<void> {
+    const { call } = r;
+    const op = call.op!;
+    // The input is only read: a copy is needed only to scale it, to join a list, or when the output
+    // overlaps it (an in-place reduce-scatter writes its block while the other ranks still read it).
+    return this.#run(r, async (ctx, fp) => {
+      const work = whole !== null && !overlaps(output, whole) ? whole : fill();
+      const mine = contribution(op, call.dtype, r.factor, work, work === whole ? fill : undefined);
+      await reduceScatterShm(this.#arena, call, fp, output, mine, ctx);
+      finishReduction(op, call.dtype, output, this.#arena.size);
+    });
+  }
+
+  barrier(r: OpRun): Promise<void> {
+    return this.#run(r, (ctx, fp) => barrierShm(this.#arena, fp, ctx));
+  }
+
+  /**
+   * A tensor of `length` elements of `dtype` in memory every rank of the host maps: from the
+   * transport (Worker ranks share one memory) or a new shm segment named through the store.
+   */
+  async alloc(
+    dtype: DType,
+    length: number,
+    transportAlloc: ((index: number, bytes: number) => Promise<SymmetricAllocation>) | undefined,
+    segment: Omit<SymmetricOptions, "index" | "bytes">,
+  ): Promise<CpuTensor> {
+    const ctor = ARRAY_TYPE[dtype];
+    const index = this.#symmetric.size + this.#symmetricClosed;
+    const bytes = Math.max(64, length * ctor.BYTES_PER_ELEMENT);
+    const sym = transportAlloc
+      ? await transportAlloc(index, bytes)
+      : await allocSymmetric({ ...segment, index, bytes });
+    this.#symmetric.set(sym.buffer, sym);
+    return new ctor(sym.buffer, sym.offsets[this.#arena.rank], length);
+  }
+
+  /** Unmaps the symmetric memory (destroy()). */
+  close(): void {
+    for (const sym of this.#symmetric.values()) sym.close();
+    this.#symmetricClosed += this.#symmetric.size;
+    this.#symmetric.clear();
+  }
+
+  /**
+   * Queues `body` on the group's order; it spins first and only then naps (without blocking the event
+   * loop), with the call's own deadline, so no timer is armed per call and a tiny collective whose
+   * peers are on time runs through without leaving this call.
+   */
+  #run(r: OpRun, body: (ctx: WaitContext, fp: Fingerprint) => Promise<void> | undefined): Promise<void> {
+    const q = this.#queue;
+    const { call } = r;
+    return q.order(r.after, () => {
+      q.check(call.name);
+      const ctx = this.#context(call, r.timeoutMs);
+      const fp = this.#fingerprint(call);
+      return q.untimed(call, () => body(ctx, fp));
+    });
+  }
+
+  /** The group's wait context, filled for `call`. */
+  #context(call: Call, timeoutMs: number): WaitContext {
+    const ctx = this.#ctx;
+    ctx.op = call.name;
+    ctx.deadline = 0; // set by the first wait that naps
+    ctx.timeoutMs = timeoutMs;
+    return ctx;
+  }
+
+  /** The group's fingerprint, filled for `call`. */
+  #fingerprint(call: Call): Fingerprint {
+    const fp = this.#fp;
+    fp.kind = call.kind;
+    fp.op = reduceOpCode(call.op);
+    fp.dtype = dtypeCode(call.dtype);
+    fp.count = call.count;
+    fp.root = call.root;
+    return fp;
+  }
+}

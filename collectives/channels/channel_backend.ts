@@ -1,0 +1,285 @@
+/**
+ * @module
+ * The channel backend: runs a group's collectives as message-passing algorithms over its transport's
+ * channels (any transport), with the algorithm the router chose, under the op queue's timeout. It also
+ * runs what only channels do: gather, scatter, all-to-all, point-to-point and the object collectives'
+ * byte rounds. The algorithms are one per file beside it; `dispatch.ts` maps a route to one.
+ */
+
+import { allocLike, bytesOf, type CpuTensor, ReduceOp, sliceView } from "../../dtype.ts";
+import type { Backend, OpRun, Queued } from "../backend.ts";
+import type { Call, Comm } from "../comm.ts";
+import type { OpQueue } from "../op_queue.ts";
+import { contribution, copyOf, finishReduction } from "../reduce_steps.ts";
+import type { Router } from "../route.ts";
+import { overlaps } from "../validate.ts";
+import { allGatherRing } from "./allgather_ring.ts";
+import type { HierarchicalComms } from "./allreduce_hierarchical.ts";
+import { allToAllPairwise, type Blocks } from "./alltoall_pairwise.ts";
+import { barrierDissemination } from "./barrier_dissemination.ts";
+import { broadcastBinomial } from "./broadcast_binomial.ts";
+import { runAllReduce, runBroadcast, runReduce, runReduceScatter } from "./dispatch.ts";
+import { gatherBinomial } from "./gather_binomial.ts";
+import { gatherLinear } from "./gather_linear.ts";
+import { scatterBinomial } from "./scatter_binomial.ts";
+import { scatterLinear } from "./scatter_linear.ts";
+
+/** A two-rank link of its own to one peer (see {@link ChannelBackend.p2p}). */
+export interface PairLink {
+  /** The pair's communication context. */
+  comm: Comm;
+  /** The peer's rank in it. */
+  peer: number;
+}
+
+/** What the channel backend asks of its group. */
+export interface ChannelHost {
+  /** This rank. */
+  readonly rank: number;
+  /** Ranks in the group. */
+  readonly size: number;
+  /** The group's op queue. */
+  readonly queue: OpQueue;
+  /** The group's router (the object forms route their byte rounds once the size is known). */
+  readonly router: Router;
+  /** Connects the group (first use); then {@link ChannelBackend.attach} has been called. */
+  connect(): Promise<void>;
+  /** The pair link to `peer`, opened on first use, or null where the group cannot open one. */
+  pairOf(peer: number): Promise<PairLink | null>;
+}
+
+/** The channels of one group (see the module doc). */
+export class ChannelBackend implements Backend {
+  readonly #g: ChannelHost;
+  #comm: Comm | null = null;
+  #hier: HierarchicalComms | null = null;
+  #handshake: ((call: Call, timeoutMs: number) => Promise<void>) | null = null;
+
+  /** @param g the group it runs for. */
+  constructor(g: ChannelHost) {
+    this.#g = g;
+  }
+
+  /**
+   * Gives the backend its connected channels; `handshake` (same-host groups) shows each call's
+   * fingerprint on the shared arena before it starts, so mixing the two backends is a mismatch at once.
+   */
+  attach(
+    comm: Comm,
+    hier: HierarchicalComms | null,
+    handshake: ((call: Call, timeoutMs: number) => Promise<void>) | null,
+  ): void {
+    this.#comm = comm;
+    this.#hier = hier;
+    this.#handshake = handshake;
+  }
+
+  /** The communication context, once connected. */
+  get comm(): Comm | null {
+    return this.#comm;
+  }
+
+  /** Queues `body` after the group's earlier collectives and runs it under the call's timeout. */
+  run(r: Queued, body: (comm: Comm) => Promise<void>): Promise<void> {
+    const hs = this.#handshake;
+    const checked = hs
+      ? async (comm: Comm) => {
+        await hs(r.call, r.timeoutMs);
+        return body(comm);
+      }
+      : body;
+    return this.#g.queue.order(r.after, () => this.#timed(r, checked));
+  }
+
+  /**
+   * Point-to-point calls run at once (not queued behind collectives), so send+recv pairs can overlap.
+   * Each pair of ranks talks over a two-rank group of its own, opened on first use (as torch's NCCL
+   * backend does): a receive left waiting must never take a collective's frame on a shared link.
+   */
+  p2p(r: Queued, peer: number, body: (comm: Comm, peer: number) => Promise<void>): Promise<void> {
+    return this.#timed(r, async (comm) => {
+      const pair = await this.#g.pairOf(peer);
+      return pair ? body(pair.comm, pair.peer) : body(comm, peer);
+    });
+  }
+
+  allReduce(r: OpRun, tensor: CpuTensor): Promise<void> {
+    const op = r.call.op!;
+    return this.run(r, async (comm) => {
+      await runAllReduce(r.route, comm, this.#hier, r.call, contribution(op, r.call.dtype, r.factor, tensor));
+      finishReduction(op, r.call.dtype, tensor, this.#g.size);
+    });
+  }
+
+  broadcast(r: OpRun, tensor: CpuTensor): Promise<void> {
+    return this.run(r, (comm) => runBroadcast(r.route, comm, r.call, tensor));
+  }
+
+  reduce(r: OpRun, tensor: CpuTensor): Promise<void> {
+    const { call } = r;
+    const op = call.op!;
+    const isRoot = this.#g.rank === call.root;
+    return this.run(r, async (comm) => {
+      // Other ranks' tensors are unchanged: they contribute a scaled copy for PREMUL_SUM.
+      const input = contribution(op, call.dtype, r.factor, tensor, isRoot ? undefined : () => copyOf(tensor));
+      await runReduce(r.route, comm, call, input);
+      if (isRoot) finishReduction(op, call.dtype, tensor, this.#g.size);
+    });
+  }
+
+  allGather(r: OpRun, output: CpuTensor, input: CpuTensor): Promise<void> {
+    const at = this.#g.rank * input.length;
+    return this.run(r, (comm) => {
+      if (
+        output.buffer !== input.buffer ||
+        output.byteOffset + at * input.BYTES_PER_ELEMENT !== input.byteOffset
+      ) {
+        bytesOf(sliceView(output, at, input.length)).set(bytesOf(input));
+      }
+      return allGatherRing(comm, r.call, output);
+    });
+  }
+
+  allGatherList(r: OpRun, outputs: readonly CpuTensor[], input: CpuTensor): Promise<void> {
+    const len = input.length;
+    return this.run(r, async (comm) => {
+      const all = allocLike(input, this.#g.size * len);
+      bytesOf(sliceView(all, this.#g.rank * len, len)).set(bytesOf(input));
+      await allGatherRing(comm, r.call, all);
+      outputs.forEach((t, p) => bytesOf(t).set(bytesOf(sliceView(all, p * len, len))));
+    });
+  }
+
+  reduceScatter(r: OpRun, output: CpuTensor, whole: CpuTensor | null, fill: () => CpuTensor): Promise<void> {
+    const op = r.call.op!;
+    return this.run(r, async (comm) => {
+      // A private copy when the input must be scaled, is a list, or overlaps the output.
+      const own = whole === null || op === ReduceOp.PREMUL_SUM || overlaps(output, whole);
+      const src = contribution(op, r.call.dtype, r.factor, own ? fill() : whole);
+      await runReduceScatter(r.route, comm, r.call, output, src, own);
+      finishReduction(op, r.call.dtype, output, this.#g.size);
+    });
+  }
+
+  barrier(r: OpRun): Promise<void> {
+    return this.run(r, (comm) => barrierDissemination(comm, r.call));
+  }
+
+  /** gather of every rank's `input` into the root's `blocks` (null elsewhere). */
+  gather(r: Queued, input: CpuTensor, blocks: readonly CpuTensor[] | null): Promise<void> {
+    const binomial = this.#g.router.gather(input.byteLength) === "binomial";
+    return this.run(
+      r,
+      (comm) =>
+        binomial ? gatherBinomial(comm, r.call, input, blocks) : gatherLinear(comm, r.call, input, blocks),
+    );
+  }
+
+  /** scatter of the root's `blocks` (null elsewhere) into every rank's `output`. */
+  scatter(r: Queued, output: CpuTensor, blocks: readonly CpuTensor[] | null): Promise<void> {
+    const binomial = this.#g.router.gather(output.byteLength) === "binomial";
+    return this.run(
+      r,
+      (comm) =>
+        binomial
+          ? scatterBinomial(comm, r.call, output, blocks)
+          : scatterLinear(comm, r.call, output, blocks),
+    );
+  }
+
+  /** all-to-all: block p of `input` (at `send`) to rank p, rank p's block into `output` (at `recv`). */
+  allToAll(r: Queued, output: CpuTensor, recv: Blocks, input: CpuTensor, send: Blocks): Promise<void> {
+    return this.run(r, (comm) => allToAllPairwise(comm, r.call, output, recv, input, send));
+  }
+
+  /** Every rank's `mine`, in rank order (the agreement round of newGroup and split). */
+  async exchange(r: Queued, mine: Float64Array): Promise<Float64Array> {
+    const all = new Float64Array(this.#g.size * mine.length);
+    all.set(mine, this.#g.rank * mine.length);
+    await this.run(r, (comm) => allGatherRing(comm, r.call, all));
+    return all;
+  }
+
+  // The object collectives' bytes: first their sizes (a small round), then the bytes, in one call.
+
+  /** The root's `packed` bytes on every rank (null except on the root). */
+  async broadcastBytes(r: Queued, packed: Uint8Array | null): Promise<Uint8Array> {
+    const { call } = r;
+    let data = packed ?? new Uint8Array(0);
+    await this.run(r, async (comm) => {
+      const len = new Float64Array([data.length]);
+      await broadcastBinomial(comm, { ...call, dtype: "f64", count: 1 }, len);
+      if (!packed) data = new Uint8Array(len[0]);
+      await runBroadcast(
+        this.#g.router.channels("broadcast", data.length),
+        comm,
+        { ...call, count: len[0] },
+        data,
+      );
+    });
+    return data;
+  }
+
+  /** Every rank's `packed` bytes, in rank order. */
+  async allGatherBytes(r: Queued, packed: Uint8Array): Promise<Uint8Array[]> {
+    const { call } = r;
+    const { rank, size } = this.#g;
+    const lens = new Float64Array(size);
+    let all = new Uint8Array(0);
+    let width = 0;
+    await this.run(r, async (comm) => {
+      lens[rank] = packed.length;
+      await allGatherRing(comm, { ...call, dtype: "f64", count: 1 }, lens);
+      // Equal blocks of the longest encoding: the ring allgather needs equal blocks.
+      width = lens.reduce((a, b) => Math.max(a, b), 0);
+      all = new Uint8Array(size * width);
+      all.set(packed, rank * width);
+      await allGatherRing(comm, { ...call, count: width }, all);
+    });
+    return Array.from(lens, (l, p) => all.subarray(p * width, p * width + l));
+  }
+
+  /** Every rank's `packed` bytes on the root, in rank order (null elsewhere). */
+  async gatherBytes(r: Queued, packed: Uint8Array): Promise<Uint8Array[] | null> {
+    const { call } = r;
+    const { rank, size } = this.#g;
+    const isRoot = rank === call.root;
+    const lens = new Float64Array(isRoot ? size : 0);
+    let blocks: Uint8Array[] | null = null;
+    await this.run(r, async (comm) => {
+      const lenCall: Call = { ...call, dtype: "f64", count: 1 };
+      const lenBlocks = isRoot ? Array.from({ length: size }, (_, p) => lens.subarray(p, p + 1)) : null;
+      const mine = new Float64Array([packed.length]);
+      if (this.#g.router.gather(8) === "binomial") await gatherBinomial(comm, lenCall, mine, lenBlocks);
+      else await gatherLinear(comm, lenCall, mine, lenBlocks);
+      blocks = isRoot ? Array.from(lens, (l) => new Uint8Array(l)) : null;
+      await gatherLinear(comm, call, packed, blocks);
+    });
+    return blocks;
+  }
+
+  /** The root's `packed[r]` on rank r (`packed` null except on the root). */
+  async scatterBytes(r: Queued, packed: readonly Uint8Array[] | null): Promise<Uint8Array> {
+    const { call } = r;
+    const len = new Float64Array(1);
+    let mine = new Uint8Array(0);
+    await this.run(r, async (comm) => {
+      const lenCall: Call = { ...call, dtype: "f64", count: 1 };
+      const lenBlocks = packed ? packed.map((b) => Float64Array.of(b.length)) : null;
+      if (this.#g.router.gather(8) === "binomial") await scatterBinomial(comm, lenCall, len, lenBlocks);
+      else await scatterLinear(comm, lenCall, len, lenBlocks);
+      mine = new Uint8Array(len[0]);
+      await scatterLinear(comm, call, mine, packed);
+    });
+    return mine;
+  }
+
+  /** Connects on first use, then runs `body` under the call's timeout and the monitor. */
+  async #timed(r: Queued, body: (comm: Comm) => Promise<void>): Promise<void> {
+    const q = this.#g.queue;
+    q.check(r.call.name);
+    if (!this.#comm) await this.#g.connect();
+    const comm = this.#comm!;
+    return await q.timed(r.call, r.timeoutMs, () => body(comm));
+  }
+}

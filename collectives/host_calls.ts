@@ -1,0 +1,415 @@
+/**
+ * @module
+ * A group's calls on host tensors, between the public face and the backends: each is checked
+ * (`validate.ts`), gets its call record (sequence number, fingerprint fields), is routed once
+ * (`route.ts`) and handed to the backend the route names. ProcessGroup issues these in its op queue;
+ * the GPU backend's staging calls them too, with `after`. Nothing here waits or sends by itself.
+ */
+
+import { allocLike, bytesOf, type CpuTensor, type DType, type ReduceOp, sliceView } from "../dtype.ts";
+import type { ArenaBackend } from "./arena/arena_backend.ts";
+import type { Backend, OpRun, Queued } from "./backend.ts";
+import type { ChannelBackend } from "./channels/channel_backend.ts";
+import { type Call, OpKind } from "./comm.ts";
+import { packObject, unpackObject } from "./objects.ts";
+import type { OpQueue } from "./op_queue.ts";
+import type {
+  AllToAllOptions,
+  BarrierOptions,
+  ObjectOptions,
+  OpOptions,
+  P2POptions,
+  ReduceOptions,
+  RootObjectOptions,
+  RootOptions,
+} from "./options.ts";
+import { copyOf } from "./reduce_steps.ts";
+import type { Route, Router } from "./route.ts";
+import { type ArgCheck, overlaps } from "./validate.ts";
+
+/** What the host calls use of their group. */
+export interface HostCallsOptions {
+  /** This rank. */
+  rank: number;
+  /** Ranks in the group. */
+  size: number;
+  /** The group's default timeout, ms. */
+  timeoutMs: number;
+  /** The group's argument checks. */
+  check: ArgCheck;
+  /** The group's router. */
+  router: Router;
+  /** The group's op queue (its destroyed check). */
+  queue: OpQueue;
+  /** The channel backend. */
+  channels: ChannelBackend;
+  /** The arena backend, once connected on one host (else null). */
+  arena: () => ArenaBackend | null;
+}
+
+/** The host-tensor calls of one group (see the module doc). */
+export class HostCalls {
+  /** This rank. */
+  readonly rank: number;
+  /** Ranks in the group. */
+  readonly size: number;
+  readonly #timeoutMs: number;
+  readonly #check: ArgCheck;
+  readonly #router: Router;
+  readonly #queue: OpQueue;
+  readonly #channels: ChannelBackend;
+  readonly #arenaOf: () => ArenaBackend | null;
+  #seq = 0;
+  readonly #sendSeq: number[];
+  readonly #recvSeq: number[];
+
+  /** @param o what the calls use of their group. */
+  constructor(o: HostCallsOptions) {
+    this.rank = o.rank;
+    this.size = o.size;
+    this.#timeoutMs = o.timeoutMs;
+    this.#check = o.check;
+    this.#router = o.router;
+    this.#queue = o.queue;
+    this.#channels = o.channels;
+    this.#arenaOf = o.arena;
+    this.#sendSeq = new Array(o.size).fill(0);
+    this.#recvSeq = new Array(o.size).fill(0);
+  }
+
+  get #arena(): ArenaBackend | null {
+    return this.#arenaOf();
+  }
+
+  /** Every rank's `mine`, in rank order: the agreement round of newGroup and split. */
+  exchange(name: string, kind: number, mine: Float64Array): Promise<Float64Array> {
+    return this.#channels.exchange(this.#queued(this.#call(name, kind, "f64", mine.length, -1), {}), mine);
+  }
+
+  /** The list form of reduceScatter: one working copy of the inputs, the same collective. */
+  reduceScatterList(output: CpuTensor, inputs: readonly CpuTensor[], opts: ReduceOptions): Promise<void> {
+    const name = "reduceScatterList";
+    const { dtype, op } = this.#check.reduction(name, output, opts);
+    this.#check.list(name, inputs, output, dtype, "inputs");
+    const len = output.length;
+    const fill = () => {
+      const work = allocLike(output, this.size * len);
+      inputs.forEach((t, p) => bytesOf(sliceView(work, p * len, len)).set(bytesOf(t)));
+      return work;
+    };
+    return this.#reduceScatterOn(name, output, null, fill, dtype, op, opts);
+  }
+
+  /** barrier. */
+  barrier(opts: BarrierOptions): Promise<void> {
+    const r = this.#run(
+      this.#call("barrier", OpKind.barrier, "u8", 0, -1),
+      this.#router.route("barrier", 0),
+      opts,
+    );
+    return this.#backend(r).barrier(r);
+  }
+
+  /** The list form of gather (the same collective). */
+  gatherList(outputs: readonly CpuTensor[] | null, input: CpuTensor, opts: RootOptions): Promise<void> {
+    const name = "gatherList";
+    const dtype = this.#check.dtype(name, input, opts.dtype);
+    const root = this.#check.root(name, opts.root);
+    if (this.rank === root) this.#check.list(name, outputs, input, dtype, "outputs");
+    const r = this.#queued(this.#call(name, OpKind.gather, dtype, input.length, root), opts);
+    return this.#channels.gather(r, input, this.rank === root ? outputs : null);
+  }
+
+  /** The list form of scatter (the same collective). */
+  scatterList(output: CpuTensor, inputs: readonly CpuTensor[] | null, opts: RootOptions): Promise<void> {
+    const name = "scatterList";
+    const dtype = this.#check.dtype(name, output, opts.dtype);
+    const root = this.#check.root(name, opts.root);
+    if (this.rank === root) this.#check.list(name, inputs, output, dtype, "inputs");
+    const r = this.#queued(this.#call(name, OpKind.scatter, dtype, output.length, root), opts);
+    return this.#channels.scatter(r, output, this.rank === root ? inputs : null);
+  }
+
+  /** The list form of allGather (the same collective, through one staging buffer). */
+  allGatherList(outputs: readonly CpuTensor[], input: CpuTensor, opts: OpOptions): Promise<void> {
+    const name = "allGatherList";
+    const dtype = this.#check.dtype(name, input, opts.dtype);
+    this.#check.list(name, outputs, input, dtype, "outputs");
+    // The same collective as allGather, so it takes the same route.
+    const call = this.#call(name, OpKind.allGather, dtype, input.length, -1);
+    const r = this.#run(call, this.#router.route("allGather", this.size * input.byteLength), opts);
+    return this.#backend(r).allGatherList(r, outputs, input);
+  }
+
+  /** broadcastObject: msgpackr bytes, their size first. */
+  async broadcastObject<T>(obj: T | null | undefined, opts: RootObjectOptions): Promise<T> {
+    const name = "broadcastObject";
+    const root = this.#check.root(name, opts.root);
+    const packed = this.rank === root ? packObject(obj, this.rank, name) : null;
+    const r = this.#queued(this.#call(name, OpKind.broadcastObject, "u8", -1, root), opts);
+    return unpackObject<T>(await this.#channels.broadcastBytes(r, packed), this.rank, name, root);
+  }
+
+  /** allGatherObject: msgpackr bytes, their sizes first. */
+  async allGatherObject<T>(obj: T, opts: ObjectOptions): Promise<T[]> {
+    const name = "allGatherObject";
+    const packed = packObject(obj, this.rank, name);
+    const r = this.#queued(this.#call(name, OpKind.allGatherObject, "u8", -1, -1), opts);
+    const all = await this.#channels.allGatherBytes(r, packed);
+    return all.map((b, p) => unpackObject<T>(b, this.rank, name, p));
+  }
+
+  /** gatherObject: msgpackr bytes, their sizes first. */
+  async gatherObject<T>(obj: T, opts: RootObjectOptions): Promise<T[] | null> {
+    const name = "gatherObject";
+    const root = this.#check.root(name, opts.root);
+    const packed = packObject(obj, this.rank, name);
+    const r = this.#queued(this.#call(name, OpKind.gatherObject, "u8", -1, root), opts);
+    const blocks = await this.#channels.gatherBytes(r, packed);
+    return blocks?.map((b, p) => unpackObject<T>(b, this.rank, name, p)) ?? null;
+  }
+
+  /** scatterObject: msgpackr bytes, their sizes first. */
+  async scatterObject<T>(objs: readonly T[] | null, opts: RootObjectOptions): Promise<T> {
+    const name = "scatterObject";
+    const root = this.#check.root(name, opts.root);
+    let packed: Uint8Array[] | null = null;
+    if (this.rank === root) {
+      if (!Array.isArray(objs) || objs.length !== this.size) {
+        throw this.#check.invalid(
+          name,
+          `the root needs a list of ${this.size} objects (one per rank), got ${
+            Array.isArray(objs) ? `${objs.length}` : String(objs)
+          }`,
+        );
+      }
+      packed = objs.map((o) => packObject(o, this.rank, name));
+    }
+    const r = this.#queued(this.#call(name, OpKind.scatterObject, "u8", -1, root), opts);
+    return unpackObject<T>(await this.#channels.scatterBytes(r, packed), this.rank, name, root);
+  }
+
+  /** allReduce of a host tensor. */
+  allReduce(tensor: CpuTensor, opts: ReduceOptions, after?: Promise<void>): Promise<void> {
+    const { dtype, op } = this.#check.reduction("allReduce", tensor, opts);
+    const route = this.#router.route("allReduce", tensor.byteLength, {
+      algorithm: opts.algorithm,
+      symmetric: this.#arena?.isSymmetric(tensor),
+    });
+    const r = this.#run(
+      this.#call("allReduce", OpKind.allReduce, dtype, tensor.length, -1, op),
+      route,
+      opts,
+      after,
+    );
+    return this.#backend(r).allReduce(r, tensor);
+  }
+
+  /** broadcast of a host tensor. */
+  broadcast(tensor: CpuTensor, opts: RootOptions, after?: Promise<void>): Promise<void> {
+    const dtype = this.#check.dtype("broadcast", tensor, opts.dtype);
+    const root = this.#check.root("broadcast", opts.root);
+    const route = this.#router.route("broadcast", tensor.byteLength, opts);
+    const r = this.#run(
+      this.#call("broadcast", OpKind.broadcast, dtype, tensor.length, root),
+      route,
+      opts,
+      after,
+    );
+    return this.#backend(r).broadcast(r, tensor);
+  }
+
+  /** reduce of a host tensor. */
+  reduce(tensor: CpuTensor, opts: ReduceOptions & RootOptions, after?: Promise<void>): Promise<void> {
+    const { dtype, op } = this.#check.reduction("reduce", tensor, opts);
+    const root = this.#check.root("reduce", opts.root);
+    const route = this.#router.route("reduce", tensor.byteLength, opts);
+    const r = this.#run(
+      this.#call("reduce", OpKind.reduce, dtype, tensor.length, root, op),
+      route,
+      opts,
+      after,
+    );
+    return this.#backend(r).reduce(r, tensor);
+  }
+
+  /** allGather of host tensors. */
+  allGather(output: CpuTensor, input: CpuTensor, opts: OpOptions, after?: Promise<void>): Promise<void> {
+    const dtype = this.#check.dtype("allGather", input, opts.dtype);
+    this.#check.sameType("allGather", output, input, dtype, this.size * input.length, "output");
+    const call = this.#call("allGather", OpKind.allGather, dtype, input.length, -1);
+    const r = this.#run(call, this.#router.route("allGather", output.byteLength), opts, after);
+    return this.#backend(r).allGather(r, output, input);
+  }
+
+  /** reduceScatter of host tensors (the input copied only where it must be). */
+  reduceScatter(
+    output: CpuTensor,
+    input: CpuTensor,
+    opts: ReduceOptions,
+    after?: Promise<void>,
+  ): Promise<void> {
+    const { dtype, op } = this.#check.reduction("reduceScatter", input, opts);
+    this.#check.sameType("reduceScatter", input, output, dtype, this.size * output.length, "input");
+    return this.#reduceScatterOn("reduceScatter", output, input, () => copyOf(input), dtype, op, opts, after);
+  }
+
+  /** The reduce-scatter both forms share: `whole` is the input when it is one tensor, `fill` copies it. */
+  #reduceScatterOn(
+    name: string,
+    output: CpuTensor,
+    whole: CpuTensor | null,
+    fill: () => CpuTensor,
+    dtype: DType,
+    op: ReduceOp,
+    opts: ReduceOptions,
+    after?: Promise<void>,
+  ): Promise<void> {
+    const call = this.#call(name, OpKind.reduceScatter, dtype, this.size * output.length, -1, op);
+    const r = this.#run(
+      call,
+      this.#router.route("reduceScatter", this.size * output.byteLength, opts),
+      opts,
+      after,
+    );
+    return this.#backend(r).reduceScatter(r, output, whole, fill);
+  }
+
+  /** gather into one tensor on the root. */
+  gather(
+    output: CpuTensor | null,
+    input: CpuTensor,
+    opts: RootOptions,
+    after?: Promise<void>,
+  ): Promise<void> {
+    const name = "gather";
+    const dtype = this.#check.dtype(name, input, opts.dtype);
+    const root = this.#check.root(name, opts.root);
+    let blocks: CpuTensor[] | null = null;
+    if (this.rank === root) {
+      if (!output) throw this.#check.invalid(name, "the root needs an output tensor");
+      this.#check.sameType(name, output, input, dtype, this.size * input.length, "output");
+      blocks = this.#check.blocksOf(output, input.length);
+    }
+    const r = this.#queued(this.#call(name, OpKind.gather, dtype, input.length, root), opts, after);
+    return this.#channels.gather(r, input, blocks);
+  }
+
+  /** scatter from one tensor on the root. */
+  scatter(
+    output: CpuTensor,
+    input: CpuTensor | null,
+    opts: RootOptions,
+    after?: Promise<void>,
+  ): Promise<void> {
+    const name = "scatter";
+    const dtype = this.#check.dtype(name, output, opts.dtype);
+    const root = this.#check.root(name, opts.root);
+    let blocks: CpuTensor[] | null = null;
+    if (this.rank === root) {
+      if (!input) throw this.#check.invalid(name, "the root needs an input tensor");
+      this.#check.sameType(name, input, output, dtype, this.size * output.length, "input");
+      blocks = this.#check.blocksOf(input, output.length);
+    }
+    const r = this.#queued(this.#call(name, OpKind.scatter, dtype, output.length, root), opts, after);
+    return this.#channels.scatter(r, output, blocks);
+  }
+
+  /** All-to-all, with or without splits. */
+  allToAll(
+    output: CpuTensor,
+    input: CpuTensor,
+    opts: AllToAllOptions,
+    after?: Promise<void>,
+  ): Promise<void> {
+    const name = "allToAll";
+    const c = this.#check;
+    const dtype = c.dtype(name, input, opts.dtype);
+    if (output.constructor !== input.constructor) {
+      throw c.invalid(name, "output and input have different element types");
+    }
+    const send = c.splits(name, input.length, opts.inputSplits, "inputSplits", "input");
+    const recv = c.splits(name, output.length, opts.outputSplits, "outputSplits", "output");
+    const me = this.rank;
+    if (send.lengths[me] !== recv.lengths[me]) {
+      throw c.invalid(
+        name,
+        `this rank sends itself ${send.lengths[me]} elements but expects ${recv.lengths[me]} from itself`,
+      );
+    }
+    if (overlaps(output, input)) throw c.invalid(name, "output and input overlap");
+    // Block sizes differ from pair to pair: each frame's byte count is what gets checked.
+    const r = this.#queued(this.#call(name, OpKind.allToAll, dtype, -1, -1), opts, after);
+    return this.#channels.allToAll(r, output, recv, input, send);
+  }
+
+  /** send to `dst`, at once (not queued behind collectives). */
+  send(tensor: CpuTensor, opts: P2POptions & { dst: number }): Promise<void> {
+    const dtype = this.#check.dtype("send", tensor, opts.dtype);
+    const dst = this.#check.peer("send", opts.dst, "dst");
+    const call = this.#call(
+      "send",
+      OpKind.p2p,
+      dtype,
+      tensor.length,
+      opts.tag ?? 0,
+      undefined,
+      this.#sendSeq[dst]++,
+    );
+    return this.#channels.p2p(
+      this.#queued(call, opts),
+      dst,
+      (comm, peer) => comm.send(peer, call, 0, tensor),
+    );
+  }
+
+  /** recv from `src`, at once. */
+  recv(tensor: CpuTensor, opts: P2POptions & { src: number }): Promise<void> {
+    const dtype = this.#check.dtype("recv", tensor, opts.dtype);
+    const src = this.#check.peer("recv", opts.src, "src");
+    const call = this.#call(
+      "recv",
+      OpKind.p2p,
+      dtype,
+      tensor.length,
+      opts.tag ?? 0,
+      undefined,
+      this.#recvSeq[src]++,
+    );
+    return this.#channels.p2p(
+      this.#queued(call, opts),
+      src,
+      (comm, peer) => comm.recv(peer, call, 0, tensor),
+    );
+  }
+
+  // ---- the call record, the backends
+
+  #call(
+    name: string,
+    kind: number,
+    dtype: DType,
+    count: number,
+    root: number,
+    op?: ReduceOp,
+    seq?: number,
+  ): Call {
+    this.#queue.checkAlive(name);
+    return { name, kind, dtype, count, root, op, seq: seq ?? this.#seq++ };
+  }
+
+  /** A call as its backend runs it. */
+  #run(call: Call, route: Route, opts: OpOptions & { factor?: number }, after?: Promise<void>): OpRun {
+    return { call, route, timeoutMs: opts.timeoutMs ?? this.#timeoutMs, after, factor: opts.factor };
+  }
+
+  /** A call of an op only the channels run (gather, scatter, all-to-all, p2p, objects). */
+  #queued(call: Call, opts: OpOptions, after?: Promise<void>): Queued {
+    return { call, timeoutMs: opts.timeoutMs ?? this.#timeoutMs, after };
+  }
+
+  /** The backend of a routed call. */
+  #backend(r: OpRun): Backend {
+    return r.route.backend === "arena" ? this.#arena! : this.#channels;
+  }
+}
