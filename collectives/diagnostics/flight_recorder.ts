@@ -4,14 +4,11 @@
  * state, timings), cheap enough to record every call. Reading it (tail, in-flight, snapshot) is for
  * hang reports (hang_report.ts) and the status endpoint; it never talks to other ranks itself.
  *
- * Integration (ProcessGroup):
- * - construct once per group: `new FlightRecorder({ capacity: env.flightRecorder, group })`, none
- *   when `CHOIR_FLIGHT_RECORDER` is 0 (see {@link recorderCapacity});
- * - when an operation starts running (first line of `#guard`'s and `#onArena`'s `run`, i.e. after
- *   the queue, not when it is queued): `const h = rec.begin(call, tensor.byteLength)`;
- * - optionally `rec.setAlgorithm(h, algo)` once the plan is known;
- * - when it settles: `rec.end(h)` on success, `rec.end(h, err)` on failure (also on the synchronous
- *   arena path that returns no promise). `end` returns the duration in seconds for `Metrics.record`.
+ * Integration (`op_monitor.ts`, driven by the op queue): one recorder per group, none when
+ * `CHOIR_FLIGHT_RECORDER` is 0 (see {@link recorderCapacity}); `begin` when an operation starts running
+ * (after its turn in the queue, not when it is queued), `end` when it settles, on success or failure
+ * (also on the synchronous arena path that returns no promise). `end` returns the duration in seconds
+ * for `Metrics.record`.
  */
 
 import { InvalidArgumentError } from "../../errors.ts";

@@ -11,14 +11,11 @@
  * op, set once per group), `hang/<round>/tail/<rank>` (JSON {@link PublishedTail}),
  * `hang/<round>/reporter` (the rank that prints).
  *
- * Integration (ProcessGroup; needs the group's store):
- * - after `connect()`: `this.#responder = answerHangRequests({ store, rank, tail: () => rec.tail() })`,
- *   and `this.#responder.stop()` in `destroy()`;
- * - where an operation's CollectiveTimeoutError is caught, before rethrowing it: in `#guard`'s
- *   catch, and in `#onArena`'s `r.catch(...)` (made async, then calling `#arenaFailed`):
- *   `const report = await reportHang({ store, rank, size, seq: call.seq, tail: rec.tail(), group })
- *   .catch(() => undefined); if (report?.reporter) console.error(report.text);`. Awaiting it delays
- *   the error by at most `waitMs`; a store failure only loses the report.
+ * Integration (`op_monitor.ts`; needs the group's store): the monitor starts the responder when the
+ * group is made and stops it on close; when the op queue reports a CollectiveTimeoutError
+ * (`OpMonitor.failed`), it runs {@link reportHang} before the error is rethrown and prints the report
+ * on the reporting rank. Awaiting it delays the error by at most `waitMs`; a store failure only loses
+ * the report.
  */
 
 import { StoreTimeoutError } from "../../errors.ts";

@@ -2,9 +2,10 @@
  * @module
  * What a ProcessGroup records about its operations: the flight recorder (the last N ops, for hang
  * reports and /status), the metrics (/metrics), the hang-report protocol on a timeout, and the first
- * failure shared through the store. ProcessGroup calls {@link OpMonitor.begin} and
- * {@link OpMonitor.end} around every op and {@link OpMonitor.failed} when one fails; the pieces live
- * in flight_recorder.ts, metrics.ts, hang_protocol.ts and failure_cause.ts.
+ * failure shared through the store. The group's op queue (`op_queue.ts`) calls {@link OpMonitor.begin}
+ * when an op starts running (after its turn, not when queued), {@link OpMonitor.end} when it settles
+ * and {@link OpMonitor.failed} when it fails; the pieces live in flight_recorder.ts, metrics.ts,
+ * hang_protocol.ts and failure_cause.ts.
  */
 
 import { type ChoirError, CollectiveTimeoutError } from "../../errors.ts";
