@@ -192,10 +192,12 @@ export class HostCalls {
   /** allReduce of a host tensor. */
   allReduce(tensor: CpuTensor, opts: ReduceOptions, after?: Promise<void>): Promise<void> {
     const { dtype, op } = this.#check.reduction("allReduce", tensor, opts);
-    const route = this.#router.route("allReduce", tensor.byteLength, {
-      algorithm: opts.algorithm,
-      symmetric: this.#arena?.isSymmetric(tensor),
-    });
+    const route = this.#router.route(
+      "allReduce",
+      tensor.byteLength,
+      opts.algorithm,
+      this.#arena?.isSymmetric(tensor),
+    );
     const r = this.#run(
       this.#call("allReduce", OpKind.allReduce, dtype, tensor.length, -1, op),
       route,
@@ -209,7 +211,7 @@ export class HostCalls {
   broadcast(tensor: CpuTensor, opts: RootOptions, after?: Promise<void>): Promise<void> {
     const dtype = this.#check.dtype("broadcast", tensor, opts.dtype);
     const root = this.#check.root("broadcast", opts.root);
-    const route = this.#router.route("broadcast", tensor.byteLength, opts);
+    const route = this.#router.route("broadcast", tensor.byteLength, opts.algorithm);
     const r = this.#run(
       this.#call("broadcast", OpKind.broadcast, dtype, tensor.length, root),
       route,
@@ -223,7 +225,7 @@ export class HostCalls {
   reduce(tensor: CpuTensor, opts: ReduceOptions & RootOptions, after?: Promise<void>): Promise<void> {
     const { dtype, op } = this.#check.reduction("reduce", tensor, opts);
     const root = this.#check.root("reduce", opts.root);
-    const route = this.#router.route("reduce", tensor.byteLength, opts);
+    const route = this.#router.route("reduce", tensor.byteLength, opts.algorithm);
     const r = this.#run(
       this.#call("reduce", OpKind.reduce, dtype, tensor.length, root, op),
       route,
@@ -268,7 +270,7 @@ export class HostCalls {
     const call = this.#call(name, OpKind.reduceScatter, dtype, this.size * output.length, -1, op);
     const r = this.#run(
       call,
-      this.#router.route("reduceScatter", this.size * output.byteLength, opts),
+      this.#router.route("reduceScatter", this.size * output.byteLength, opts.algorithm),
       opts,
       after,
     );

@@ -160,12 +160,14 @@ export class OpQueue {
     } catch (e) {
       const err = named(e, call, this.rank);
       if (!(err instanceof InvalidArgumentError)) {
-        // Stop using the links once the cause is shared (a rank that fails because this one closes
-        // its links then names the real cause).
+        // The byte streams are in an unknown state: stop using them at once. Closing tells every
+        // peer the cause in-band first (a rank whose link this closes then names the real cause,
+        // even once the store is gone); the store then refines this rank's own report.
+        this.#broken ??= err;
+        await this.breakLinks(err);
         const settled = await this.monitor.failed(call, err);
+        if (this.#broken === err) this.#broken = settled;
         this.monitor.end(h, call, settled);
-        this.#broken ??= settled;
-        await this.breakLinks(settled);
         throw settled;
       }
       this.monitor.end(h, call, err);
@@ -174,15 +176,20 @@ export class OpQueue {
   }
 
   /**
-   * Runs `body`, which keeps its own deadline (the shared arena's waits), under the monitor; it may
-   * complete synchronously. A failure other than a bad argument breaks the group: the other ranks'
+   * Runs `body(a, b)`, which keeps its own deadline (the shared arena's waits), under the monitor; it
+   * may complete synchronously (its arguments are passed through: no closure on the latency path). A failure other than a bad argument breaks the group: the other ranks'
    * arena counters are now out of step.
    */
-  untimed(call: Call, body: Body): Promise<void> | undefined {
+  untimed<A, B>(
+    call: Call,
+    body: (a: A, b: B) => Promise<void> | undefined,
+    a: A,
+    b: B,
+  ): Promise<void> | undefined {
     const h = this.monitor.begin(call, true);
     let r: Promise<void> | undefined;
     try {
-      r = body();
+      r = body(a, b);
     } catch (e) {
       this.monitor.end(h, call, e);
       this.#fail(e, call.name);

@@ -80,18 +80,22 @@ export class Router {
     };
   }
 
-  /** Where `op` on `bytes` runs (allGather: the output's bytes; reduceScatter: the input's). */
-  route(op: PlanOp, bytes: number, q?: RouteQuery): Route {
-    const forced = q?.algorithm !== undefined || this.#o.algorithm !== undefined
-      ? this.forced(op, q?.algorithm)
+  /**
+   * Where `op` on `bytes` runs (allGather: the output's bytes; reduceScatter: the input's), with the
+   * call's forced `algorithm`, for a tensor in `symmetric` memory or not. Positional arguments: this
+   * runs on every call, and a tiny same-host collective feels an allocation.
+   */
+  route(op: PlanOp, bytes: number, algorithm?: Algorithm, symmetric?: boolean): Route {
+    const forced = algorithm !== undefined || this.#o.algorithm !== undefined
+      ? this.forced(op, algorithm)
       : undefined;
-    return (forced === undefined ? this.#onArena(op, bytes, q?.symmetric) : null) ??
+    return (forced === undefined ? this.#onArena(op, bytes, symmetric) : null) ??
       this.channels(op, bytes, forced);
   }
 
   /** `route()`'s choice with its reasons, predicted times and every candidate's. */
   explain(op: PlanOp, bytes: number, q?: RouteQuery): Explanation {
-    const r = this.route(op, bytes, q);
+    const r = this.route(op, bytes, q?.algorithm, q?.symmetric);
     const input = this.#input(op, bytes, r.backend === "arena" ? undefined : this.forced(op, q?.algorithm));
     return r.backend === "arena" ? planArena(input, r.algorithm, r.chunkBytes) : this.#plan(input);
   }

@@ -29,4 +29,6 @@ export interface ArenaHost {
   yieldCore(): void;
   /** Whether `rank`'s process still runs. */
   alive(rank: number): boolean;
+  /** Why `rank` gave up, as it told this rank in-band before closing (see `abort_cause.ts`), or null. */
+  causeOf?(rank: number, op: string): Error | null;
 }

@@ -10,6 +10,8 @@ import { CollectiveMismatchError, type ErrorContext } from "../errors.ts";
 export const HEADER_BYTES = 40;
 
 const MAGIC = 0x43485231; // "CHR1"
+/** The magic of an abort frame: a failing rank's last frame, carrying its cause (`abort_cause.ts`). */
+const ABORT_MAGIC = 0x43485258; // "CHRX"
 
 /**
  * The fingerprint of one message of a collective. Sender and receiver compute it independently;
@@ -60,6 +62,23 @@ export function decodeHeader(view: DataView, offset = 0): FrameHeader | null {
     chunk: view.getUint32(offset + 28, true),
     bytes: view.getFloat64(offset + 32, true),
   };
+}
+
+/** An abort frame: a header with the abort magic and the cause's length, then the cause. */
+export function encodeAbortFrame(cause: Uint8Array): Uint8Array {
+  const frame = new Uint8Array(HEADER_BYTES + cause.byteLength);
+  const view = new DataView(frame.buffer);
+  view.setUint32(0, ABORT_MAGIC, true);
+  view.setFloat64(32, cause.byteLength, true);
+  frame.set(cause, HEADER_BYTES);
+  return frame;
+}
+
+/** The cause length of the abort frame whose header is at `offset`, or null for any other header. */
+export function abortCauseBytes(view: DataView, offset = 0): number | null {
+  if (view.getUint32(offset, true) !== ABORT_MAGIC) return null;
+  const n = view.getFloat64(offset + 32, true);
+  return Number.isInteger(n) && n >= 0 && n <= 65536 ? n : null;
 }
 
 /** Whether two headers describe the same message. */

@@ -195,7 +195,7 @@ export class ArenaBackend implements Backend {
       q.check(call.name);
       const ctx = this.#context(call, r.timeoutMs);
       const fp = this.#fingerprint(call);
-      return q.untimed(call, () => body(ctx, fp));
+      return q.untimed(call, body, ctx, fp);
     });
   }
 

@@ -314,11 +314,12 @@ export class Arena {
       if (now - lastCheck > 50) {
         lastCheck = now;
         if (!this.#host.alive(q)) {
-          throw new PeerLostError(`rank ${ctx.globalOf[q]} exited during ${ctx.op}`, {
-            rank: ctx.globalRank,
-            op: ctx.op,
-            peer: ctx.globalOf[q],
-          });
+          throw this.#host.causeOf?.(q, ctx.op) ??
+            new PeerLostError(`rank ${ctx.globalOf[q]} exited during ${ctx.op}`, {
+              rank: ctx.globalRank,
+              op: ctx.op,
+              peer: ctx.globalOf[q],
+            });
         }
       }
     }

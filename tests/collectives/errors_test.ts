@@ -40,6 +40,27 @@ for (const transport of ["tcp", "shm"]) {
     });
   }
 
+  for (
+    const [scenario, field] of [
+      ["mismatch-count", /count: expected 1[01], peer sent 1[01]/],
+      ["mismatch-op", /op: expected allReduce\/(sum|max), peer sent allReduce\/(max|sum)/],
+      ["mismatch-dtype", /dtype: expected (f32|i32), peer sent (i32|f32)/],
+      ["mismatch-root", /root: expected [01], peer sent [01]|op: expected (allReduce\/sum|broadcast)/],
+      ["mismatch-order", /op: expected (allReduce\/sum|broadcast), peer sent (broadcast|allReduce\/sum)/],
+    ] as const
+  ) {
+    Deno.test(`${transport}: ${scenario}, 3 ranks, rank 0 the odd one and exiting on its error (it serves the store): a mismatch on every rank`, async () => {
+      const res = results(
+        await runRanks({ script, worldSize: 3, args: [scenario, "odd0", "exit"], env, deadlineMs: 30_000 }),
+      );
+      res.forEach((r, rank) => {
+        assert.equal(r.name, "CollectiveMismatchError", `rank ${rank}: ${r.message}`);
+        assert.match(r.message, field, `rank ${rank}`);
+        assert.ok(r.ms < 4000 + 2000, `rank ${rank} took ${r.ms} ms`);
+      });
+    });
+  }
+
   Deno.test(`${transport}: a peer that exits: PeerLostError naming it, well before the timeout`, async () => {
     const outs = await runRanks({ script, worldSize: 2, args: ["peer-exits"], env, deadlineMs: 30_000 });
     const r0 = resultOf<ErrResult>(outs[0]);

@@ -1,8 +1,10 @@
 /**
  * @module
  * SIGKILL of a random rank of 4 during every collective, over tcp and shm: every survivor gets
- * PeerLostError naming the killed rank within 3 s, and no process hangs. `CHOIR_KILL_TRIALS` sets the
- * trials per op and transport (default 1 in CI; the issue's matrix is 20).
+ * PeerLostError naming the killed rank within 3 s, and no process hangs; first with the store outside
+ * the ranks (as the launcher runs it), then with rank 0 serving it (plain env://, the store dies with
+ * rank 0) and every rank's program exiting on its error, rank 0 among the victims.
+ * `CHOIR_KILL_TRIALS` sets the trials per op and transport (default 1 in CI; the issue's matrix is 20).
  */
 
 import { assertNamed, killTrial } from "../helpers/kill.ts";
@@ -20,15 +22,19 @@ const OPS = [
   "barrier",
 ];
 
-for (const transport of ["tcp", "shm"]) {
-  for (const op of OPS) {
-    Deno.test(`SIGKILL of a random rank of 4 during ${op} (${transport}), ${trials} trial(s): the survivors name it`, async () => {
-      for (let t = 0; t < trials; t++) {
-        const victim = Math.floor(Math.random() * 4);
-        const count = op === "allReduce" ? 65536 : 4096;
-        const results = await killTrial({ op, transport, count, worldSize: 4, victim });
-        assertNamed(results, victim, `${op} trial ${t}, victim ${victim}`);
-      }
-    });
+for (const storeOnRank0 of [false, true]) {
+  const where = storeOnRank0 ? "rank 0 serves the store" : "external store";
+  for (const transport of ["tcp", "shm"]) {
+    for (const op of OPS) {
+      Deno.test(`SIGKILL of a random rank of 4 during ${op} (${transport}, ${where}), ${trials} trial(s): the survivors name it`, async () => {
+        for (let t = 0; t < trials; t++) {
+          // With the store on rank 0, the first trial kills rank 0 itself.
+          const victim = storeOnRank0 && t === 0 ? 0 : Math.floor(Math.random() * 4);
+          const count = op === "allReduce" ? 65536 : 4096;
+          const results = await killTrial({ op, transport, count, worldSize: 4, victim, storeOnRank0 });
+          assertNamed(results, victim, `${op} trial ${t}, victim ${victim}`);
+        }
+      });
+    }
   }
 }

@@ -36,11 +36,27 @@ export interface KillTrial {
   victim: number;
   /** Extra environment of every rank (e.g. UCX_TLS), or per rank. */
   env?: Record<string, string> | ((rank: number) => Record<string, string>);
+  /**
+   * Rank 0 serves the store, as with plain env:// and no launcher: the store dies with rank 0, and
+   * every rank's program exits as soon as it has its error.
+   */
+  storeOnRank0?: boolean;
+}
+
+/** A TCP port nothing listens on right now. */
+function freePort(): number {
+  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (l.addr as Deno.NetAddr).port;
+  l.close();
+  return port;
 }
 
 /** Runs one trial; returns the survivors' results in rank order. */
 export async function killTrial(t: KillTrial): Promise<SurvivorResult[]> {
-  const server = await startStoreServer({ hostname: "127.0.0.1", port: 0, token: "kill-test" });
+  const server = t.storeOnRank0
+    ? null
+    : await startStoreServer({ hostname: "127.0.0.1", port: 0, token: "kill-test" });
+  const port = server?.port ?? freePort();
   const children = Array.from({ length: t.worldSize }, (_, rank) =>
     new Deno.Command(Deno.execPath(), {
       args: ["run", "--allow-all", script, String(t.count), t.op],
@@ -48,9 +64,9 @@ export async function killTrial(t: KillTrial): Promise<SurvivorResult[]> {
         RANK: String(rank),
         WORLD_SIZE: String(t.worldSize),
         MASTER_ADDR: "127.0.0.1",
-        MASTER_PORT: String(server.port),
+        MASTER_PORT: String(port),
         CHOIR_TOKEN: "kill-test",
-        CHOIR_STORE_EXTERNAL: "1",
+        ...(server ? { CHOIR_STORE_EXTERNAL: "1" } : {}),
         CHOIR_TRANSPORT: t.transport,
         NO_COLOR: "1",
         ...(typeof t.env === "function" ? t.env(rank) : t.env),
@@ -84,7 +100,7 @@ export async function killTrial(t: KillTrial): Promise<SurvivorResult[]> {
   } finally {
     clearTimeout(guard);
     for (const c of children) await c.stderr.cancel().catch(() => {});
-    await server.close();
+    await server?.close();
   }
 }
 

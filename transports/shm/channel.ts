@@ -5,7 +5,16 @@
  */
 
 import { ChoirError, CollectiveTimeoutError, PeerLostError, TransportError } from "../../errors.ts";
-import { checkHeader, decodeHeader, encodeHeader, type FrameHeader } from "../frame.ts";
+import { decodeCause, encodeCause } from "../abort_cause.ts";
+import {
+  abortCauseBytes,
+  checkHeader,
+  decodeHeader,
+  encodeAbortFrame,
+  encodeHeader,
+  type FrameHeader,
+  HEADER_BYTES,
+} from "../frame.ts";
 import type { Channel } from "../transport.ts";
 import type { Bells } from "./doorbell.ts";
 import type { RingReader, RingWriter } from "./ring.ts";
@@ -165,6 +174,40 @@ export class ShmChannel implements Channel {
   }
 
   /**
+   * Tells the peer why this rank gives up: an abort frame in the ring to it (when no frame is half
+   * written and it fits), which a receive of the peer's reads instead of a frame it expected. Then
+   * fails the channel with `reason`.
+   */
+  abort(reason: ChoirError): void {
+    if (!this.#failed && !this.#out.closed && (this.#sends.length === 0 || !this.#sends[0].started)) {
+      const frame = encodeAbortFrame(encodeCause(reason, this.#host.rank));
+      const header = frame.subarray(0, HEADER_BYTES);
+      const cause = frame.subarray(HEADER_BYTES);
+      const w = this.#out;
+      if (w.free() >= SLOT + padded(cause.byteLength)) {
+        w.write(0, header);
+        w.write(SLOT, cause);
+        w.publish(SLOT + padded(cause.byteLength));
+      }
+    }
+    this.fail(reason);
+  }
+
+  /**
+   * The cause the peer left in its ring to this rank (see {@link abort}), without taking it, or null:
+   * what a rank waiting for that peer elsewhere (the shared arena) reports instead of "it closed".
+   */
+  peerCause(op: string): ChoirError | null {
+    const r = this.#in;
+    if (r.available() < SLOT) return null;
+    const n = abortCauseBytes(this.#host.view, r.offset(0));
+    if (n === null || r.available() < SLOT + n) return null;
+    const bytes = new Uint8Array(n);
+    r.read(SLOT, bytes);
+    return decodeCause(bytes, this.#host.rank, op);
+  }
+
+  /**
    * Fails the channel for good: queued and later operations reject with `err`, and the peer is told
    * (its own waits on this channel then fail instead of timing out).
    */
@@ -304,6 +347,9 @@ export class ShmChannel implements Channel {
   /** Checks the header at `offset` against what the receive expects, before taking any payload. */
   #checkFrame(op: Op, offset: number): void {
     const ctx = { rank: this.#host.rank, peer: this.peer };
+    if (abortCauseBytes(this.#host.view, offset) !== null) {
+      throw this.peerCause("recv") ?? new PeerLostError(`rank ${this.peer} gave up`, { ...ctx, op: "recv" });
+    }
     const got = decodeHeader(this.#host.view, offset);
     if (got === null) {
       throw new TransportError(`rank ${this.peer} wrote bytes that are not a choir frame`, {

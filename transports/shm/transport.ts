@@ -196,6 +196,7 @@ export class ShmTransport implements Transport {
       sleep: (snap, ms) => bells.sleep(snap, ms),
       yieldCore: () => void lib.fn.sched_yield(),
       alive: (r) => r === this.rank || this.#peerGone(r) === null,
+      causeOf: (r, op) => this.#open.find((ch) => ch.peer === r)?.peerCause(op) ?? null,
     };
     return this.#arena;
   }
@@ -220,13 +221,15 @@ export class ShmTransport implements Transport {
     }
     this.#waiters.clear();
     for (const ch of this.#open) {
-      ch.fail(
-        reason instanceof ChoirError ? reason : new TransportError(`channel to rank ${ch.peer} was closed`, {
-          rank: this.rank,
-          peer: ch.peer,
-          op: "close",
-        }),
-      );
+      // A failure is told to the peer in its ring (ShmChannel.abort); a plain close only closes.
+      if (reason instanceof ChoirError) ch.abort(reason);
+      else {ch.fail(
+          new TransportError(`channel to rank ${ch.peer} was closed`, {
+            rank: this.rank,
+            peer: ch.peer,
+            op: "close",
+          }),
+        );}
     }
     Atomics.store(this.#words, this.#layout.state(this.rank) >> 2, STATE_CLOSED);
     for (let p = 0; p < this.size; p++) if (p !== this.rank) this.#bells.ring(p);
