@@ -82,6 +82,7 @@ Deno.test("scatter with a root outside the group: InvalidArgumentError on every 
 Deno.test("a gather a rank never joins: CollectiveTimeoutError within the timeout", async () => {
   const [r0] = await run("gather-timeout", "tcp");
   assert.equal(r0.name, "CollectiveTimeoutError", r0.message);
-  assert.match(r0.message, /gather #0 did not complete/);
+  // Its own timeout, or rank 1's (its recv times out too), told in-band when that one came first.
+  assert.match(r0.message, /gather #0 did not complete|timed out on rank 1/);
   assert.ok(r0.ms >= 4000 && r0.ms < 4000 + 3000, `took ${r0.ms} ms`);
 });
