@@ -1,7 +1,7 @@
 /**
  * @module
  * The elastic launcher on one host: node rendezvous rounds over a MemoryStore (MIN..MAX, last call,
- * --node-rank order, late joiners, refusal beyond MAX, join timeout), ElasticState commit/restore, and
+ * --node-rank order, late joiners, refusal beyond MAX while every member beats, join timeout), ElasticState commit/restore, and
  * real launcher processes: a failed worker restarted (`--max-restarts`) or reported with its root cause
  * and log tail, and a late node admitted while a fourth beyond MAX is refused.
  */
@@ -45,13 +45,15 @@ Deno.test("rendezvous: MAX nodes close the round at once; one more is refused, c
   for (const g of got) assert.deepEqual(g.world, got[0].world);
   assert.equal(got[0].world.nodes.length, 3);
   assert.deepEqual(got.map((g) => g.groupRank).sort(), [0, 1, 2]);
+  // The members' agents heartbeat (as their monitors do): every one is alive, so the round is full.
+  const beat = setInterval(() => [0, 1, 2].forEach((g) => store.add(`r0/hb/${g}`, 1)), 10);
   await assert.rejects(
     join(store, node(3)),
     (e: unknown) =>
       e instanceof RendezvousError &&
       /\[rendezvous\] run "t" is full: round 0 already has 3 node\(s\) and --nnodes allows at most 3; node n3 \(10\.0\.0\.3\) is refused/
         .test(e.message),
-  );
+  ).finally(() => clearInterval(beat));
   await store.close();
 });
 
