@@ -67,6 +67,11 @@ export interface ChoirEnv {
    */
   storeExternal?: boolean;
   /**
+   * `CHOIR_STORE_INSTANCE`: the instance id of the launcher's store when the workers started; ElasticState
+   * compares it with the store's, to tell "nothing committed" from "the store holding the commits is gone".
+   */
+  storeInstance?: string;
+  /**
    * `CHOIR_STATUS_PORT`: start the status endpoint (`/status`, `/metrics`) on this port plus the
    * local rank; 0 picks a free port per rank. Unset: no endpoint.
    */
@@ -144,6 +149,7 @@ export function readEnv(get: (name: string) => string | undefined = safeGet): Ch
     checksum: bool(get("CHOIR_CHECKSUM")),
     socketIfname: str(get("CHOIR_SOCKET_IFNAME")) ?? str(get("GLOO_SOCKET_IFNAME")),
     storeExternal: bool(get("CHOIR_STORE_EXTERNAL")),
+    storeInstance: str(get("CHOIR_STORE_INSTANCE")),
     statusPort: int(get("CHOIR_STATUS_PORT")),
     statusAddr: str(get("CHOIR_STATUS_ADDR")),
     flightRecorder: int(get("CHOIR_FLIGHT_RECORDER")),

@@ -19,7 +19,8 @@ options:
   --nnodes MIN:MAX | N      nodes the job runs with (default 1); one beyond MAX is refused
   --node-rank R             order of this node (GROUP_RANK); default: order of arrival
   --rdzv-endpoint HOST:PORT the store the nodes meet in (the node that can bind it serves it)
-  --rdzv-id ID              the run id, the same on every node (TORCHELASTIC_RUN_ID)
+  --rdzv-id ID              the run id, the same on every node (TORCHELASTIC_RUN_ID); default:
+                            a new one per launch, created by its first node in the store
   --rdzv-conf K=V,...       join_timeout=S (600), last_call_timeout=S (3), heartbeat_timeout=S (30)
   --standalone              one node, its own store on a free port (ignores --rdzv-endpoint)
   --max-restarts N          restart the workers after a failure up to N times (default 0)

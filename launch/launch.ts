@@ -2,17 +2,26 @@
  * @module
  * The launcher: {@link launch} runs this node's ranks of a job (standalone, or meeting other node
  * agents in a store) and {@link main} is its command line. Arguments are args.ts's, output lines
- * output.ts's; rounds, restarts and the workers themselves are the elastic agent's (elastic/).
+ * output.ts's; rounds, restarts and the workers themselves are the elastic agent's (elastic/), and what
+ * the agents agree on through the endpoint (store instance, default run id) elastic/endpoint.ts's.
  */
 
 import { type ChoirEnv, readEnv } from "../config.ts";
-import { InvalidArgumentError, RendezvousError } from "../errors.ts";
+import { AbortedError, InvalidArgumentError, RendezvousError } from "../errors.ts";
 import { sweepJobSegments } from "../transports/shm/sweep.ts";
 import { PrefixStore, startStoreServer, type StoreServer, TcpStore } from "../transports/store/mod.ts";
 import { generateToken } from "../transports/token.ts";
 import { parseLaunchArgs, USAGE } from "./args.ts";
-import type { OutputStream } from "./output.ts";
+import { type OutputStream, terminalWriters } from "./output.ts";
 import { type AgentResult, markExit, runAgent, waitForExits } from "./elastic/agent.ts";
+import {
+  claimDefaultRunId,
+  claimStoreInstance,
+  releaseDefaultRunId,
+  RunBeat,
+  verifyStoreInstance,
+} from "./elastic/endpoint.ts";
+import { roundKey } from "./elastic/rendezvous.ts";
 import { type Failure, failureSummary } from "./elastic/root_cause.ts";
 import type { RankExit } from "./elastic/local_workers.ts";
 
@@ -35,7 +44,11 @@ export interface LaunchOptions {
    * MASTER_PORT). The agent that can bind it serves it; the others connect. Absent: standalone.
    */
   rdzvEndpoint?: string;
-  /** `--rdzv-id`: the run id (TORCHELASTIC_RUN_ID, CHOIR_JOB_ID); default random standalone, else "none". */
+  /**
+   * `--rdzv-id`: the run id (TORCHELASTIC_RUN_ID, CHOIR_JOB_ID). Default: a random one per launch;
+   * across nodes the first agent of a launch creates it in the endpoint's store and the others read it
+   * there (docs/cluster.md, "The run id").
+   */
   rdzvId?: string;
   /** `--max-restarts`: how often a failed worker group is restarted (default 0). */
   maxRestarts?: number;
@@ -64,9 +77,13 @@ export interface LaunchOptions {
   denoFlags?: string[];
   /** After SIGTERM, how long ranks get to exit before SIGKILL, in ms (default 5000). */
   graceMs?: number;
-  /** Receives each line of each rank's output; default: written `[rank N] `-prefixed to ours. */
+  /**
+   * Receives each line of each rank's output (lines over 64 KiB cut and marked). Default: written
+   * `[rank N] `-prefixed to our stdout/stderr in the background; when nobody reads them, rank output
+   * beyond 4 MiB queued is dropped (and counted), never waited for.
+   */
   onOutput?: (rank: number, stream: OutputStream, line: string) => void;
-  /** Receives the launcher's own messages; default: written to stderr as `launch: ...`. */
+  /** Receives the launcher's own messages; default: queued for stderr as `launch: ...`. */
   log?: (message: string) => void;
   /** Forward SIGINT/SIGTERM received by this process to the ranks (the CLI does). */
   forwardSignals?: boolean;
@@ -121,25 +138,28 @@ export async function launch(opts: LaunchOptions): Promise<LaunchResult> {
       { op },
     );
   }
-  const log = opts.log ?? ((m: string) => console.error(`launch: ${m}`));
+  const log = opts.log ?? ((m: string) => void terminalWriters().stderr.write(`launch: ${m}\n`));
   const parent = opts.parentEnv ?? readEnv();
-  const runId = opts.rdzvId ?? opts.env?.CHOIR_JOB_ID ??
-    (standalone ? `j${generateToken().slice(0, 12)}` : "none");
+  const givenId = opts.rdzvId ?? opts.env?.CHOIR_JOB_ID;
   let token = opts.token ?? parent.token;
   if (token === undefined) {
     if (standalone) token = generateToken();
     else {
-      token = `rdzv:${runId}`;
+      token = `rdzv:${givenId ?? "default-run"}`;
       log(`no --token or CHOIR_TOKEN: using one derived from the run id (anyone who knows it can join)`);
     }
   }
+  const heartbeatTimeoutMs = opts.heartbeatTimeoutMs ?? 30_000;
+  const monitorMs = opts.monitorIntervalMs ?? 100;
   const conn = await connectStore(opts, token, standalone);
+  const where = `${conn.host}:${conn.port}`;
   const stop = new AbortController();
   let stopSignal: Deno.Signal = "SIGTERM";
   const onSignal = (sig: "SIGINT" | "SIGTERM") => () => {
     stopSignal = sig;
     stop.abort();
   };
+  const stopCode = () => 128 + (stopSignal === "SIGINT" ? 2 : 15);
   const onInt = onSignal("SIGINT");
   const onTerm = onSignal("SIGTERM");
   const onAbort = () => stop.abort();
@@ -148,9 +168,37 @@ export async function launch(opts: LaunchOptions): Promise<LaunchResult> {
     Deno.addSignalListener("SIGTERM", onTerm);
   }
   opts.signal?.addEventListener("abort", onAbort, { once: true });
-  const rdzv = new PrefixStore(`choir/${runId}/rdzv/`, conn.client);
+  const dropped = opts.onOutput === undefined ? terminalWriters().stdout.droppedLines : 0;
+  let runId = givenId ?? `j${generateToken().slice(0, 12)}`;
+  let beat: RunBeat | undefined;
+  let rdzv: PrefixStore | undefined;
   let result: AgentResult | undefined;
   try {
+    // The store's instance id: a store replaced under the job is then a StoreError, not a fresh start.
+    const instance = await claimStoreInstance(conn.client);
+    const checkStore = () => verifyStoreInstance(conn.client, instance, where, { op: "launch" });
+    if (givenId === undefined && !standalone) {
+      try {
+        runId = await claimDefaultRunId(conn.client, {
+          heartbeatTimeoutMs,
+          pollMs: Math.min(monitorMs, 50),
+          log,
+          signal: stop.signal,
+        });
+      } catch (err) {
+        if (!(err instanceof AbortedError)) throw err;
+        return {
+          code: stopCode(),
+          ranks: [],
+          masterPort: conn.port,
+          restarts: 0,
+          rounds: 0,
+        };
+      }
+      beat = new RunBeat(conn.client, runId, monitorMs);
+      log(`no --rdzv-id: run id ${runId} (shared through the endpoint ${where})`);
+    }
+    rdzv = new PrefixStore(`choir/${runId}/rdzv/`, conn.client);
     result = await runAgent({
       program: opts.program,
       args: opts.args ?? [],
@@ -167,10 +215,10 @@ export async function launch(opts: LaunchOptions): Promise<LaunchResult> {
       token,
       baseEnv: workerEnvBase(opts, parent),
       maxRestarts: opts.maxRestarts ?? 0,
-      monitorMs: opts.monitorIntervalMs ?? 100,
+      monitorMs,
       lastCallMs: opts.lastCallMs ?? (standalone ? 0 : 3000),
       joinTimeoutMs: opts.joinTimeoutMs ?? 600_000,
-      heartbeatTimeoutMs: opts.heartbeatTimeoutMs ?? 30_000,
+      heartbeatTimeoutMs,
       graceMs: opts.graceMs ?? 5000,
       logDir: opts.logDir,
       onOutput: opts.onOutput,
@@ -183,6 +231,8 @@ export async function launch(opts: LaunchOptions): Promise<LaunchResult> {
         const swept = await sweepJobSegments(runId);
         if (swept > 0) log(`removed ${swept} shared-memory segment(s) left behind by ranks that died`);
       },
+      checkStore,
+      storeInstance: instance,
     });
     if (result.failed !== undefined) log(`job failed: ${failureSummary(result.failed)}`);
     return {
@@ -199,12 +249,21 @@ export async function launch(opts: LaunchOptions): Promise<LaunchResult> {
       Deno.removeSignalListener("SIGINT", onInt);
       Deno.removeSignalListener("SIGTERM", onTerm);
     }
-    if (result?.world !== undefined && result.groupRank !== undefined && !standalone) {
+    beat?.stop();
+    if (rdzv !== undefined && result?.world !== undefined && result.groupRank !== undefined && !standalone) {
+      const world = result.world;
       // The node serving the store stays until every node has read the outcome.
       try {
-        await markExit(rdzv, result.world, result.groupRank);
-        if (conn.server !== undefined) await waitForExits(rdzv, result.world, 10_000);
+        await markExit(rdzv, world, result.groupRank);
+        if (conn.server !== undefined) await waitForExits(rdzv, world, 10_000);
+        // The last node out releases a default run id: the next launch on the endpoint gets a new one.
+        const exited = world.nodes.map((_, g) => roundKey(world.round, `exited/${g}`));
+        if (beat !== undefined && (await rdzv.check(exited))) await releaseDefaultRunId(conn.client, runId);
       } catch { /* the store is gone: nothing left to wait for */ }
+    }
+    if (opts.onOutput === undefined) {
+      const lost = terminalWriters().stdout.droppedLines - dropped;
+      if (lost > 0) log(`stdout was not being read: dropped ${lost} line(s) of rank output`);
     }
     await conn.client.close();
     await conn.server?.close();
@@ -223,7 +282,10 @@ interface StoreConn {
 /** Standalone: a store server here. Else the endpoint's, served by whichever agent can bind it. */
 async function connectStore(opts: LaunchOptions, token: string, standalone: boolean): Promise<StoreConn> {
   const op = "launch";
-  const timeoutMs = opts.joinTimeoutMs ?? 600_000;
+  const joinTimeoutMs = opts.joinTimeoutMs ?? 600_000;
+  // Every request but the first (which may wait for the serving agent to start) is bounded by the
+  // heartbeat timeout: a store host that vanishes is a StoreError within it, not a hang.
+  const timeoutMs = Math.max(opts.heartbeatTimeoutMs ?? 30_000, 5000);
   if (standalone) {
     const host = opts.masterAddr ?? "127.0.0.1";
     const server = await startStoreServer({ hostname: host, port: opts.masterPort ?? 0, token });
@@ -237,7 +299,7 @@ async function connectStore(opts: LaunchOptions, token: string, standalone: bool
   } catch {
     // Not this host's address, or another agent serves it already: be a client.
   }
-  const client = new TcpStore({ host, port, token, timeoutMs, connectTimeoutMs: timeoutMs });
+  const client = new TcpStore({ host, port, token, timeoutMs, connectTimeoutMs: joinTimeoutMs });
   let localAddr = host;
   if (server === undefined) {
     try {
@@ -276,7 +338,10 @@ function workerEnvBase(opts: LaunchOptions, parent: ChoirEnv): Record<string, st
   return { ...env, ...opts.env };
 }
 
-/** The CLI: parses `argv`, runs the job with signal forwarding, and returns the exit code. */
+/**
+ * The CLI: parses `argv`, runs the job with signal forwarding, and returns the exit code (after up to
+ * 2 s for queued output to be read).
+ */
 export async function main(argv: readonly string[]): Promise<number> {
   let parsed;
   try {
@@ -313,7 +378,14 @@ export async function main(argv: readonly string[]): Promise<number> {
     });
     return result.code;
   } catch (err) {
-    console.error(`launch: ${err instanceof Error ? err.message : String(err)}`);
+    terminalWriters().stderr.write(`launch: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;
+  } finally {
+    // What is queued goes out, unless nobody reads it: then the launcher exits without it.
+    const out = terminalWriters();
+    await Promise.all([out.stdout.flush(FLUSH_AT_EXIT_MS), out.stderr.flush(FLUSH_AT_EXIT_MS)]);
   }
 }
+
+/** How long the CLI waits at exit for queued output to be read. */
+const FLUSH_AT_EXIT_MS = 2000;

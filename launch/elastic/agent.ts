@@ -2,14 +2,17 @@
  * @module
  * The elastic agent of one node: rendezvous, start the local workers, watch them and the other nodes
  * (failures, late joiners, nodes that stop heartbeating), and on a failure stop, re-rendezvous and
- * restart up to `maxRestarts` times. Running the store and parsing the command line is ../launch.ts's job.
+ * restart up to `maxRestarts` times. Every window runs on a monotonic clock (liveness.ts); a store that
+ * was replaced under the job is a StoreError (endpoint.ts). Running the store and parsing the command
+ * line is ../launch.ts's job.
  */
 
 import { join } from "node:path";
 import type { Store } from "../../transports/store/mod.ts";
 import { AbortedError, StoreTimeoutError } from "../../errors.ts";
 import { splitLines } from "../output.ts";
-import { joinRound, type NodeInfo, roundKey, type World } from "./rendezvous.ts";
+import { joinRound, type NodeInfo, roundKey, waitingNodes, type World } from "./rendezvous.ts";
+import { type Clock, HeartbeatWatch, monotonicClock } from "./liveness.ts";
 import { RankLogs } from "./rank_logs.ts";
 import { LocalWorkers, type RankExit } from "./local_workers.ts";
 import { type Failure, failureSummary } from "./root_cause.ts";
@@ -68,6 +71,15 @@ export interface AgentOptions {
   stopSignal: () => Deno.Signal;
   /** Called after each round's workers have all exited (e.g. to sweep shared memory). */
   afterRound?: () => Promise<void>;
+  /**
+   * Called at every poll of the rendezvous and the monitor; what it throws (a StoreError: the store was
+   * replaced) stops the workers and ends the agent.
+   */
+  checkStore?: () => Promise<void>;
+  /** The store's instance id, given to workers as CHOIR_STORE_INSTANCE (ElasticState checks it). */
+  storeInstance?: string;
+  /** The clock of every window and heartbeat (default: monotonic). */
+  clock?: Clock;
 }
 
 /** How the agent ended. */
@@ -118,9 +130,12 @@ export async function runAgent(o: AgentOptions): Promise<AgentResult> {
         fromRound,
         lastCallMs: o.lastCallMs,
         joinTimeoutMs: o.joinTimeoutMs,
+        heartbeatTimeoutMs: o.heartbeatTimeoutMs,
         runId: o.runId,
         log: o.log,
         signal: o.signal,
+        clock: o.clock,
+        check: o.checkStore,
       });
     } catch (err) {
       if (err instanceof AbortedError) {
@@ -167,6 +182,7 @@ export async function runAgent(o: AgentOptions): Promise<AgentResult> {
       TORCHELASTIC_RUN_ID: o.runId,
       TORCHELASTIC_RESTART_COUNT: String(restarts),
       TORCHELASTIC_MAX_RESTARTS: String(o.maxRestarts),
+      ...(o.storeInstance === undefined ? {} : { CHOIR_STORE_INSTANCE: o.storeInstance }),
     });
     const group = new LocalWorkers({
       program: o.program,
@@ -240,7 +256,7 @@ async function monitor(
   const failureKey = key("failure");
   const doneKeys = Array.from({ length: n }, (_, g) => key(`done/${g}`));
   const leftKeys = Array.from({ length: n }, (_, g) => key(`left/${g}`));
-  const beats = new Map<number, { count: number; at: number }>();
+  const beats = new HeartbeatWatch(o.heartbeatTimeoutMs, o.clock ?? monotonicClock);
   let localDone = false;
   let wake: () => void = () => {};
 
@@ -279,28 +295,26 @@ async function monitor(
         } catch { /* store gone */ }
         return { kind: "stopped" };
       }
+      await o.checkStore?.();
       await o.store.add(key(`hb/${groupRank}`), 1);
       if (await o.store.check([failureKey])) {
         const failure = JSON.parse(dec.decode(await o.store.get(failureKey))) as Failure;
         return { kind: "failed", failure };
       }
       if (localDone && (await o.store.check(doneKeys))) return { kind: "succeeded" };
-      const waiting = await o.store.add(key("waiting"), 0);
+      const waiting = await waitingNodes(o.store, round);
       if (waiting > 0) return { kind: "membership", why: `${waiting} node(s) asked to join` };
-      const now = Date.now();
       for (let g = 0; g < n; g++) {
         if (g === groupRank) continue;
         if (await o.store.check([leftKeys[g]])) {
           return { kind: "membership", why: `node ${g} (${world.nodes[g].addr}) left` };
         }
         if (await o.store.check([doneKeys[g]])) continue;
-        const count = await o.store.add(key(`hb/${g}`), 0);
-        const seen = beats.get(g);
-        if (seen === undefined || seen.count !== count) beats.set(g, { count, at: now });
-        else if (now - seen.at > o.heartbeatTimeoutMs) {
+        const silent = beats.observe(g, await o.store.add(key(`hb/${g}`), 0));
+        if (silent !== undefined) {
           return {
             kind: "membership",
-            why: `node ${g} (${world.nodes[g].addr}) sent no heartbeat for ${now - seen.at} ms`,
+            why: `node ${g} (${world.nodes[g].addr}) sent no heartbeat for ${Math.round(silent)} ms`,
           };
         }
       }

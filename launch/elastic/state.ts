@@ -3,12 +3,15 @@
  * ElasticState (Horovod-style): the training state a restarted worker group resumes from. Memory dies
  * with the workers, so a commit goes to a Store: by default the launcher's store (it outlives every
  * restart, and every node reaches it), or a directory on disk (`dir`) for runs without the launcher.
- * Rank 0 writes (DDP keeps replicas equal); every rank restores the same commit.
+ * Rank 0 writes (DDP keeps replicas equal); every rank restores the same commit. Under the launcher,
+ * `restore()` tells "nothing was committed" (false) from "the store that held the commits is gone"
+ * (StoreError), by the store's instance id (elastic/endpoint.ts).
  */
 
 import { packObject, unpackObject } from "../../collectives/objects.ts";
 import { type ChoirEnv, readEnv } from "../../config.ts";
 import { InvalidArgumentError } from "../../errors.ts";
+import { verifyStoreInstance } from "./endpoint.ts";
 import { FileStore, PrefixStore, type Store, TcpStore } from "../../transports/store/mod.ts";
 
 /** A tensor ElasticState saves and restores in place. */
@@ -55,8 +58,8 @@ interface Snapshot {
 /**
  * The state a worker group resumes from after a restart. Without `store` or `dir` it lives in the
  * launcher's store (MASTER_ADDR:MASTER_PORT under `choir/RUN_ID/state/`): it survives worker restarts
- * and is lost when the node serving the store goes. `commit()` is cheap for small models; commit every
- * step or every few.
+ * and is lost when the node serving the store goes: `restore()` then throws a StoreError rather than
+ * start over unnoticed. `commit()` is cheap for small models; commit every step or every few.
  *
  * @example
  * ```ts ignore
@@ -76,6 +79,7 @@ export class ElasticState<V extends ElasticValues = ElasticValues> {
   readonly #store: Store;
   readonly #owned: Store[];
   readonly #key: string;
+  readonly #instance?: { store: Store; id: string; where: string };
   #serial = 0;
 
   private constructor(
@@ -84,6 +88,7 @@ export class ElasticState<V extends ElasticValues = ElasticValues> {
     owned: Store[],
     where: string,
     rank: number,
+    instance?: { store: Store; id: string; where: string },
   ) {
     this.tensors = opts.tensors;
     this.values = opts.values;
@@ -92,6 +97,7 @@ export class ElasticState<V extends ElasticValues = ElasticValues> {
     this.where = where;
     this.rank = rank;
     this.#key = opts.name ?? "state";
+    this.#instance = instance;
   }
 
   /** Opens the state's store; throws InvalidArgumentError when there is none to use. */
@@ -117,8 +123,12 @@ export class ElasticState<V extends ElasticValues = ElasticValues> {
     }
     const tcp = new TcpStore({ host: masterAddr, port: masterPort, token, timeoutMs, rank });
     const store = new PrefixStore(`choir/${jobId}/state/`, tcp);
+    const at = `${masterAddr}:${masterPort}`;
+    const instance = env.storeInstance === undefined
+      ? undefined
+      : { store: tcp, id: env.storeInstance, where: at };
     return Promise.resolve(
-      new ElasticState(opts, store, [tcp], `the launcher's store at ${masterAddr}:${masterPort}`, rank),
+      new ElasticState(opts, store, [tcp], `the launcher's store at ${at}`, rank, instance),
     );
   }
 
@@ -136,10 +146,18 @@ export class ElasticState<V extends ElasticValues = ElasticValues> {
   }
 
   /**
-   * Loads the last commit into the tensors (in place) and values; returns false, changing nothing, when
-   * there is none. Throws InvalidArgumentError when a committed tensor does not fit its counterpart.
+   * Loads the last commit into the tensors (in place) and values, and returns true. Returns false,
+   * changing nothing, when nothing was ever committed: under the launcher, only after checking that the
+   * store is the one the workers were started with (CHOIR_STORE_INSTANCE). Throws StoreError when the
+   * store is unreachable, or was replaced since (the node serving it restarted: the commits are lost),
+   * and InvalidArgumentError when a committed tensor does not fit its counterpart.
    */
   async restore(): Promise<boolean> {
+    const op = "ElasticState.restore";
+    if (this.#instance !== undefined) {
+      const { store, id, where } = this.#instance;
+      await verifyStoreInstance(store, id, where, { rank: this.rank, op });
+    }
     if (!(await this.#store.check([this.#key]))) return false;
     const snap = unpackObject<Snapshot>(
       await this.#store.get(this.#key),

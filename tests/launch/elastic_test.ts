@@ -1,7 +1,7 @@
 /**
  * @module
  * The elastic launcher on one host: node rendezvous rounds over a MemoryStore (MIN..MAX, last call,
- * --node-rank order, late joiners, refusal beyond MAX, join timeout), ElasticState commit/restore, and
+ * --node-rank order, late joiners, refusal beyond MAX while every member beats, join timeout), ElasticState commit/restore, and
  * real launcher processes: a failed worker restarted (`--max-restarts`) or reported with its root cause
  * and log tail, and a late node admitted while a fourth beyond MAX is refused.
  */
@@ -12,6 +12,7 @@ import { joinRound, type NodeInfo } from "../../launch/elastic/rendezvous.ts";
 import { ElasticState } from "../../launch/mod.ts";
 import { MemoryStore, TcpStore } from "../../transports/store/mod.ts";
 import { freePort } from "../helpers/ranks.ts";
+import { Agent } from "../helpers/launch_agent.ts";
 
 const here = (path: string) => new URL(`../../${path}`, import.meta.url).pathname;
 
@@ -44,13 +45,15 @@ Deno.test("rendezvous: MAX nodes close the round at once; one more is refused, c
   for (const g of got) assert.deepEqual(g.world, got[0].world);
   assert.equal(got[0].world.nodes.length, 3);
   assert.deepEqual(got.map((g) => g.groupRank).sort(), [0, 1, 2]);
+  // The members' agents heartbeat (as their monitors do): every one is alive, so the round is full.
+  const beat = setInterval(() => [0, 1, 2].forEach((g) => store.add(`r0/hb/${g}`, 1)), 10);
   await assert.rejects(
     join(store, node(3)),
     (e: unknown) =>
       e instanceof RendezvousError &&
       /\[rendezvous\] run "t" is full: round 0 already has 3 node\(s\) and --nnodes allows at most 3; node n3 \(10\.0\.0\.3\) is refused/
         .test(e.message),
-  );
+  ).finally(() => clearInterval(beat));
   await store.close();
 });
 
@@ -122,72 +125,6 @@ Deno.test("ElasticState: rank 0 commits, every rank restores in place; misfits a
     await Deno.remove(dir, { recursive: true });
   }
 });
-
-/** A launcher process whose output lines can be awaited. */
-class Agent {
-  readonly lines: string[] = [];
-  readonly done: Promise<number>;
-  #waiters: { re: RegExp; count: number; resolve: () => void }[] = [];
-  readonly #child: Deno.ChildProcess;
-
-  constructor(args: string[]) {
-    this.#child = new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", here("launch/mod.ts"), ...args],
-      env: { NO_COLOR: "1" },
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const timer = setTimeout(() => this.kill(), 60_000);
-    this.done = Promise.all([this.#read(this.#child.stdout), this.#read(this.#child.stderr)])
-      .then(() => this.#child.status)
-      .then((s) => {
-        clearTimeout(timer);
-        return s.code;
-      });
-  }
-
-  /** The launcher's pid. */
-  get pid(): number {
-    return this.#child.pid;
-  }
-
-  kill(): void {
-    try {
-      this.#child.kill("SIGKILL");
-    } catch { /* exited */ }
-  }
-
-  /** Resolves once `count` lines match `re` (rejects after `ms`). */
-  waitFor(re: RegExp, count = 1, ms = 30_000): Promise<void> {
-    if (this.lines.filter((l) => re.test(l)).length >= count) return Promise.resolve();
-    return new Promise((resolve, reject) => {
-      const t = setTimeout(
-        () => reject(new Error(`no ${count} line(s) matching ${re} in:\n${this.text}`)),
-        ms,
-      );
-      this.#waiters.push({ re, count, resolve: () => (clearTimeout(t), resolve()) });
-    });
-  }
-
-  get text(): string {
-    return this.lines.join("\n");
-  }
-
-  async #read(s: ReadableStream<Uint8Array>): Promise<void> {
-    let pending = "";
-    for await (const chunk of s.pipeThrough(new TextDecoderStream())) {
-      const parts = (pending + chunk).split("\n");
-      pending = parts.pop()!;
-      this.lines.push(...parts);
-      this.#waiters = this.#waiters.filter((w) => {
-        const ok = this.lines.filter((l) => w.re.test(l)).length >= w.count;
-        if (ok) w.resolve();
-        return !ok;
-      });
-    }
-    if (pending) this.lines.push(pending);
-  }
-}
 
 Deno.test("launch CLI: --max-restarts 1 restarts a failed group; without restarts the root cause is named with its log tail", async () => {
   const logDir = await Deno.makeTempDir();

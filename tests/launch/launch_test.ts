@@ -10,6 +10,8 @@ import { InvalidArgumentError } from "../../errors.ts";
 import { GLIBC_TUNABLES_DEFAULT, launch } from "../../launch/mod.ts";
 import { parseLaunchArgs } from "../../launch/args.ts";
 import { splitLines } from "../../launch/output.ts";
+import { TcpStore } from "../../transports/store/mod.ts";
+import { freePort } from "../helpers/ranks.ts";
 
 const here = (path: string) => new URL(`../../${path}`, import.meta.url).pathname;
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -68,6 +70,73 @@ Deno.test("splitLines: lines split across chunks, multi-byte characters, final l
   const calls: string[][] = [];
   await splitLines(stream, (lines) => calls.push(lines));
   assert.deepEqual(calls, [["a"], ["bc"], ["€"], ["tail"]]);
+});
+
+Deno.test("splitLines: a line longer than 64 KiB is cut there and marked; the next line is whole", async () => {
+  const enc = new TextEncoder();
+  const big = enc.encode("y".repeat(1 << 20)); // 1 MiB without a newline, in 16 chunks
+  const chunks = Array.from({ length: 16 }, (_, i) => big.subarray(i << 16, (i + 1) << 16));
+  const lines: string[] = [];
+  await splitLines(ReadableStream.from([...chunks, enc.encode("\nnext\n€ ok")]), (l) => lines.push(...l));
+  assert.equal(lines.length, 3, lines.map((l) => l.length).join(","));
+  assert.equal(
+    lines[0],
+    `${"y".repeat(65536)} [line cut at 65536 bytes]`,
+    `a line of ${lines[0].length} characters`,
+  );
+  assert.deepEqual(lines.slice(1), ["next", "€ ok"]);
+});
+
+Deno.test("launch CLI: a stdout nobody reads freezes neither the store nor the ranks; output is dropped, --log-dir keeps it", async () => {
+  const port = freePort();
+  const logDir = await Deno.makeTempDir();
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      here("launch/mod.ts"),
+      "--master-port",
+      String(port),
+      "--token",
+      "tk",
+      "--rdzv-id",
+      "flood",
+      "--log-dir",
+      logDir,
+      here("tests/fixtures/flood_stdout.ts"),
+      "8",
+    ],
+    stdout: "piped", // and never read until the launcher has exited
+    stderr: "piped",
+  }).spawn();
+  const timer = setTimeout(() => child.kill("SIGKILL"), 60_000);
+  const stderr = new Response(child.stderr).text();
+  const store = new TcpStore({ host: "127.0.0.1", port, token: "tk", timeoutMs: 15_000 });
+  try {
+    await store.wait(["flood/done"], 15_000); // the rank got through 9 MiB of output ...
+    const t0 = performance.now();
+    assert.equal(await store.add("probe", 1), 1); // ... and the store answers at once
+    assert.ok(performance.now() - t0 < 2000);
+    await store.set("flood/release", "1");
+    const status = await child.status;
+    assert.equal(status.code, 0, await stderr);
+    assert.match(await stderr, /launch: stdout was not being read: dropped \d+ line\(s\) of rank output/);
+    const log = await Deno.readTextFile(`${logDir}/flood/round_0/rank_0.log`);
+    const lines = log.split("\n");
+    assert.equal(lines[0], `${"H".repeat(65536)} [line cut at 65536 bytes]`);
+    assert.equal(lines.length, 1 + 8 * 1024 + 2); // the cut line, every 1 KiB line, "released", ""
+    assert.equal(lines.at(-2), "released");
+  } finally {
+    clearTimeout(timer);
+    await store.close();
+    try {
+      child.kill("SIGKILL");
+    } catch { /* exited */ }
+    await child.status;
+    await child.stdout.cancel();
+    await stderr;
+    await Deno.remove(logDir, { recursive: true });
+  }
 });
 
 Deno.test("launch CLI: 3 ranks get the rendezvous env, join through the launcher's store, output prefixed", async () => {
