@@ -284,16 +284,10 @@ export class HostCalls {
     opts: RootOptions,
     after?: Promise<void>,
   ): Promise<void> {
-    const name = "gather";
-    const dtype = this.#check.dtype(name, input, opts.dtype);
-    const root = this.#check.root(name, opts.root);
-    let blocks: CpuTensor[] | null = null;
-    if (this.rank === root) {
-      if (!output) throw this.#check.invalid(name, "the root needs an output tensor");
-      this.#check.sameType(name, output, input, dtype, this.size * input.length, "output");
-      blocks = this.#check.blocksOf(output, input.length);
-    }
-    const r = this.#queued(this.#call(name, OpKind.gather, dtype, input.length, root), opts, after);
+    const dtype = this.#check.dtype("gather", input, opts.dtype);
+    const root = this.#check.root("gather", opts.root);
+    const blocks = this.#rootBlocks("gather", root, output, input, dtype, "output");
+    const r = this.#queued(this.#call("gather", OpKind.gather, dtype, input.length, root), opts, after);
     return this.#channels.gather(r, input, blocks);
   }
 
@@ -304,17 +298,29 @@ export class HostCalls {
     opts: RootOptions,
     after?: Promise<void>,
   ): Promise<void> {
-    const name = "scatter";
-    const dtype = this.#check.dtype(name, output, opts.dtype);
-    const root = this.#check.root(name, opts.root);
-    let blocks: CpuTensor[] | null = null;
-    if (this.rank === root) {
-      if (!input) throw this.#check.invalid(name, "the root needs an input tensor");
-      this.#check.sameType(name, input, output, dtype, this.size * output.length, "input");
-      blocks = this.#check.blocksOf(input, output.length);
-    }
-    const r = this.#queued(this.#call(name, OpKind.scatter, dtype, output.length, root), opts, after);
+    const dtype = this.#check.dtype("scatter", output, opts.dtype);
+    const root = this.#check.root("scatter", opts.root);
+    const blocks = this.#rootBlocks("scatter", root, input, output, dtype, "input");
+    const r = this.#queued(this.#call("scatter", OpKind.scatter, dtype, output.length, root), opts, after);
     return this.#channels.scatter(r, output, blocks);
+  }
+
+  /**
+   * The root's one tensor (`whole`: gather's output, scatter's input) checked and cut into a block per
+   * rank of `mine`'s length; null on the other ranks, where it is ignored.
+   */
+  #rootBlocks(
+    name: string,
+    root: number,
+    whole: CpuTensor | null,
+    mine: CpuTensor,
+    dtype: DType,
+    which: string,
+  ): CpuTensor[] | null {
+    if (this.rank !== root) return null;
+    if (!whole) throw this.#check.invalid(name, `the root needs an ${which} tensor`);
+    this.#check.sameType(name, whole, mine, dtype, this.size * mine.length, which);
+    return this.#check.blocksOf(whole, mine.length);
   }
 
   /** All-to-all, with or without splits. */
@@ -347,41 +353,29 @@ export class HostCalls {
 
   /** send to `dst`, at once (not queued behind collectives). */
   send(tensor: CpuTensor, opts: P2POptions & { dst: number }): Promise<void> {
-    const dtype = this.#check.dtype("send", tensor, opts.dtype);
-    const dst = this.#check.peer("send", opts.dst, "dst");
-    const call = this.#call(
-      "send",
-      OpKind.p2p,
-      dtype,
-      tensor.length,
-      opts.tag ?? 0,
-      undefined,
-      this.#sendSeq[dst]++,
-    );
-    return this.#channels.p2p(
-      this.#queued(call, opts),
-      dst,
-      (comm, peer) => comm.send(peer, call, 0, tensor),
-    );
+    return this.#p2p("send", tensor, opts, opts.dst, this.#sendSeq);
   }
 
   /** recv from `src`, at once. */
   recv(tensor: CpuTensor, opts: P2POptions & { src: number }): Promise<void> {
-    const dtype = this.#check.dtype("recv", tensor, opts.dtype);
-    const src = this.#check.peer("recv", opts.src, "src");
-    const call = this.#call(
-      "recv",
-      OpKind.p2p,
-      dtype,
-      tensor.length,
-      opts.tag ?? 0,
-      undefined,
-      this.#recvSeq[src]++,
-    );
+    return this.#p2p("recv", tensor, opts, opts.src, this.#recvSeq);
+  }
+
+  /** A send or receive with `peer`, numbered per peer and direction (`seqs`), run on its pair link. */
+  #p2p(
+    name: "send" | "recv",
+    tensor: CpuTensor,
+    opts: P2POptions,
+    peer: number,
+    seqs: number[],
+  ): Promise<void> {
+    const dtype = this.#check.dtype(name, tensor, opts.dtype);
+    const p = this.#check.peer(name, peer, name === "send" ? "dst" : "src");
+    const call = this.#call(name, OpKind.p2p, dtype, tensor.length, opts.tag ?? 0, undefined, seqs[p]++);
     return this.#channels.p2p(
       this.#queued(call, opts),
-      src,
-      (comm, peer) => comm.recv(peer, call, 0, tensor),
+      p,
+      (comm, q) => name === "send" ? comm.send(q, call, 0, tensor) : comm.recv(q, call, 0, tensor),
     );
   }
 

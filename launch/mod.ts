@@ -31,14 +31,9 @@
  * ```
  */
 
-export {
-  GLIBC_TUNABLES_DEFAULT,
-  launch,
-  type LaunchOptions,
-  type LaunchResult,
-  main,
-  parseEndpoint,
-} from "./launch.ts";
+export type { ChoirEnv } from "../config.ts";
+export type { SchedulerKind } from "../schedulers.ts";
+export type { Store } from "../transports/store/mod.ts";
 export {
   ElasticState,
   type ElasticStateOptions,
@@ -48,9 +43,14 @@ export {
 export type { Failure } from "./elastic/root_cause.ts";
 export type { RankExit } from "./elastic/local_workers.ts";
 export type { OutputStream } from "./output.ts";
-export type { Store } from "../transports/store/mod.ts";
-export type { ChoirEnv } from "../config.ts";
-export type { SchedulerKind } from "../schedulers.ts";
+export {
+  GLIBC_TUNABLES_DEFAULT,
+  launch,
+  type LaunchOptions,
+  type LaunchResult,
+  main,
+  parseEndpoint,
+} from "./launch.ts";
 
 import { main } from "./launch.ts";
 

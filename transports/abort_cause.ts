@@ -19,8 +19,8 @@ import {
 /** The largest encoded cause a receiver accepts (a longer one is cut: messages are for people). */
 export const MAX_CAUSE_BYTES = 4096;
 
-/** What travels. */
-interface CauseRecord {
+/** What travels (and what a failing rank records in the store, `failure_cause.ts`). */
+export interface CauseRecord {
   /** Error class name. */
   kind: string;
   /** The rank that sends it (failed). */
@@ -53,8 +53,8 @@ export function isGoodbye(bytes: Uint8Array): boolean {
   }
 }
 
-/** `err`, as rank `from` sends it to its peers. */
-export function encodeCause(err: Error, from: number): Uint8Array {
+/** The record of `err` as rank `from` saw it. */
+export function causeRecord(err: Error, from: number): CauseRecord {
   const c = err instanceof ChoirError ? err : undefined;
   const rec: CauseRecord = {
     kind: err.name,
@@ -67,6 +67,12 @@ export function encodeCause(err: Error, from: number): Uint8Array {
     rec.expected = { ...err.expected };
     rec.received = { ...err.received };
   }
+  return rec;
+}
+
+/** `err`, as rank `from` sends it to its peers. */
+export function encodeCause(err: Error, from: number): Uint8Array {
+  const rec = causeRecord(err, from);
   const bytes = new TextEncoder().encode(JSON.stringify(rec));
   return bytes.byteLength <= MAX_CAUSE_BYTES
     ? bytes

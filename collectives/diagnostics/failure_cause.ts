@@ -9,6 +9,7 @@
 
 import { type ChoirError, CollectiveMismatchError, PeerLostError, TransportError } from "../../errors.ts";
 import type { Store } from "../../transports/store/store.ts";
+import { type CauseRecord, causeRecord } from "../../transports/abort_cause.ts";
 
 /** How long a live suspect has to record its own failure before it is taken for the culprit. */
 const WAIT_MS = 400;
@@ -16,21 +17,8 @@ const WAIT_MS = 400;
 const STORE_MS = 1000;
 const POLL_MS = 20;
 
-/** What a failing rank records under `failure/<rank>`. */
-interface FailureRecord {
-  /** Error class name. */
-  kind: string;
-  /** The rank it blamed, if any. */
-  culprit?: number;
-  /** The op it was running. */
-  op?: string;
-  /** Its message. */
-  message: string;
-  /** For a mismatch: the fingerprint it expected and the one its peer sent. */
-  expected?: Record<string, number | string>;
-  /** See {@link FailureRecord.expected}. */
-  received?: Record<string, number | string>;
-}
+/** What a failing rank records under `failure/<rank>`: the record it also sends its peers in-band. */
+type FailureRecord = CauseRecord;
 
 const key = (r: number) => `failure/${r}`;
 
@@ -45,11 +33,7 @@ export async function settleCause(
   err: ChoirError,
 ): Promise<ChoirError> {
   if (!store) return err;
-  const mine: FailureRecord = { kind: err.name, culprit: err.peer, op: err.op, message: err.message };
-  if (err instanceof CollectiveMismatchError) {
-    mine.expected = { ...err.expected };
-    mine.received = { ...err.received };
-  }
+  const mine = causeRecord(err, rank);
   try {
     await bounded(store.set(key(rank), JSON.stringify(mine)));
     if (err.peer === undefined || !(err instanceof PeerLostError || err instanceof TransportError)) {

@@ -17,16 +17,19 @@ interface ErrResult {
 const script = "tests/fixtures/error_worker.ts";
 const results = (outs: RankOutput[]) => outs.map((o) => resultOf<ErrResult>(o));
 
+/** Each mismatch scenario of error_worker.ts and the field its error must name. */
+const MISMATCHES = [
+  ["mismatch-count", /count: expected 1[01], peer sent 1[01]/],
+  ["mismatch-op", /op: expected allReduce\/(sum|max), peer sent allReduce\/(max|sum)/],
+  ["mismatch-dtype", /dtype: expected (f32|i32), peer sent (i32|f32)/],
+  ["mismatch-root", /root: expected [01], peer sent [01]|op: expected (allReduce\/sum|broadcast)/],
+  ["mismatch-order", /op: expected (allReduce\/sum|broadcast), peer sent (broadcast|allReduce\/sum)/],
+] as const;
+
 for (const transport of ["tcp", "shm"]) {
   const env = { CHOIR_TRANSPORT: transport };
   for (
-    const [scenario, field] of [
-      ["mismatch-count", /count: expected 1[01], peer sent 1[01]/],
-      ["mismatch-op", /op: expected allReduce\/(sum|max), peer sent allReduce\/(max|sum)/],
-      ["mismatch-dtype", /dtype: expected (f32|i32), peer sent (i32|f32)/],
-      ["mismatch-root", /root: expected [01], peer sent [01]|op: expected (allReduce\/sum|broadcast)/],
-      ["mismatch-order", /op: expected (allReduce\/sum|broadcast), peer sent (broadcast|allReduce\/sum)/],
-    ] as const
+    const [scenario, field] of MISMATCHES
   ) {
     Deno.test(`${transport}: ${scenario}: CollectiveMismatchError on both ranks, naming the field`, async () => {
       const res = results(
@@ -41,13 +44,7 @@ for (const transport of ["tcp", "shm"]) {
   }
 
   for (
-    const [scenario, field] of [
-      ["mismatch-count", /count: expected 1[01], peer sent 1[01]/],
-      ["mismatch-op", /op: expected allReduce\/(sum|max), peer sent allReduce\/(max|sum)/],
-      ["mismatch-dtype", /dtype: expected (f32|i32), peer sent (i32|f32)/],
-      ["mismatch-root", /root: expected [01], peer sent [01]|op: expected (allReduce\/sum|broadcast)/],
-      ["mismatch-order", /op: expected (allReduce\/sum|broadcast), peer sent (broadcast|allReduce\/sum)/],
-    ] as const
+    const [scenario, field] of MISMATCHES
   ) {
     Deno.test(`${transport}: ${scenario}, 3 ranks, rank 0 the odd one and exiting on its error (it serves the store): a mismatch on every rank`, async () => {
       const res = results(

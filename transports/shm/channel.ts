@@ -6,15 +6,8 @@
 
 import { ChoirError, CollectiveTimeoutError, PeerLostError, TransportError } from "../../errors.ts";
 import { decodeCause, encodeCause } from "../abort_cause.ts";
-import {
-  abortCauseBytes,
-  checkHeader,
-  decodeHeader,
-  encodeAbortFrame,
-  encodeHeader,
-  type FrameHeader,
-  HEADER_BYTES,
-} from "../frame.ts";
+import { checkHeader, decodeHeader, encodeHeader, type FrameHeader, HEADER_BYTES } from "../frame.ts";
+import { abortCauseBytes, encodeAbortFrame } from "../frame.ts";
 import type { Channel } from "../transport.ts";
 import type { Bells } from "./doorbell.ts";
 import type { RingReader, RingWriter } from "./ring.ts";
