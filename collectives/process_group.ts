@@ -114,7 +114,9 @@ export interface ProcessGroupOptions {
  * one at a time in the order they were called. Every operation returns a promise, or with
  * `{ async: true }` a {@link Work}. Tensors are typed arrays or GpuTensors (`gpu/`): a GPU allReduce runs
  * through CUDA IPC between ranks of one host, everything else is staged through pinned host memory
- * (`gpu_route.ts`).
+ * (`gpu_route.ts`). After a failed collective (which breaks the group) its destination is undefined, while
+ * what it only reads (an out-of-place input, the root's tensor of broadcast) and tensors not passed to it
+ * are untouched (README, "When a collective fails").
  */
 export class ProcessGroup {
   /** This process's rank in the group. */
@@ -726,7 +728,10 @@ export class ProcessGroup {
    * Allocates a tensor of `length` elements of `dtype` in shared memory that every rank of this host
    * maps (symmetric memory). A collective call: every rank must call it, in the same order, with the
    * same arguments. Collectives on such tensors (at the same offset on every rank) need no copy in or
-   * out: allReduce then reduces in place in one pass. Needs every rank on one host (shm transport).
+   * out: allReduce then reduces in place in one pass. Ranks that pass different allocations, views at
+   * different offsets, or an ordinary array against such a tensor get a CollectiveMismatchError on
+   * every rank before any rank writes into another's array. Needs every rank on one host (shm or
+   * Worker transport).
    */
   async alloc(dtype: DType, length: number): Promise<CpuTensor> {
     const arena = this.#arena;

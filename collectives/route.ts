@@ -35,7 +35,10 @@ export interface Route {
 export interface RouteQuery {
   /** The algorithm the call forces (checked against the op's). */
   algorithm?: Algorithm;
-  /** The tensor lives in symmetric memory (`pg.alloc`): same-host allReduce runs in place. */
+  /**
+   * The tensor lies inside this rank's array of a symmetric allocation (`pg.alloc`): a large same-host
+   * allReduce runs in place (ranks that disagree on it fail at the arena's fingerprint check).
+   */
   symmetric?: boolean;
 }
 

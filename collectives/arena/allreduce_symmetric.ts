@@ -42,7 +42,8 @@ function kernelsOf(memory: WebAssembly.Memory): KernelTable {
 
 /**
  * Reduces `buf` (this rank's view into its array of `sym`) across the host group; every rank must
- * pass a view at the same offset in its own array, with the same length.
+ * pass a view at the same offset in its own array, with the same length. `fp` carries the allocation
+ * and the offset, so ranks that disagree fail at the first handshake, before any rank writes.
  */
 export async function allReduceSymmetric(
   a: Arena,

@@ -44,7 +44,7 @@ export class ArenaBackend implements Backend {
   // One context and fingerprint object per group, refilled per call: collectives run one at a time
   // (later ones queue behind a running one), and tiny ones feel every allocation.
   readonly #ctx: WaitContext;
-  readonly #fp: Fingerprint = { kind: 0, op: 0, dtype: 0, count: 0, root: -1 };
+  readonly #fp: Fingerprint = { kind: 0, op: 0, dtype: 0, count: 0, root: -1, alloc: -1, offset: 0 };
   readonly #symmetric = new Map<ArrayBufferLike, SymmetricAllocation>();
   #symmetricClosed = 0;
 
@@ -58,12 +58,21 @@ export class ArenaBackend implements Backend {
       timeoutMs: 0,
       globalRank: host.rank,
       globalOf: Array.from({ length: host.size }, (_, r) => r),
-      describe: (fp) => ({
-        op: opName(fp.kind, fp.op),
-        dtype: DTYPES[fp.dtype] ?? fp.dtype,
-        count: fp.count,
-        root: fp.root,
-      }),
+      describe: (fp, other) => {
+        const d: Record<string, number | string> = {
+          op: opName(fp.kind, fp.op),
+          dtype: DTYPES[fp.dtype] ?? fp.dtype,
+          count: fp.count,
+          root: fp.root,
+        };
+        // Where an allReduce runs in place on symmetric memory on either side: which memory, where.
+        if (fp.alloc >= 0 || other.alloc >= 0) {
+          d.memory = fp.alloc >= 0 ? "symmetric" : "ordinary array";
+          d.allocation = fp.alloc >= 0 ? fp.alloc : "none";
+          d.offset = fp.alloc >= 0 ? fp.offset : "none";
+        }
+        return d;
+      },
     };
   }
 
@@ -72,9 +81,16 @@ export class ArenaBackend implements Backend {
     return this.#arena.chunkBytes;
   }
 
-  /** Whether `tensor` lives in this group's symmetric memory (then allReduce runs in place). */
+  /**
+   * Whether `tensor` lies inside this rank's own array of one of this group's symmetric allocations
+   * (then a large allReduce runs in place on it). A view of the same memory that reaches outside this
+   * rank's array (into a peer's, say) is ordinary memory: it is copied through the arena.
+   */
   isSymmetric(tensor: CpuTensor): boolean {
-    return this.#symmetric.has(tensor.buffer);
+    const sym = this.#symmetric.get(tensor.buffer);
+    if (sym === undefined) return false;
+    const start = sym.offsets[this.#arena.rank];
+    return tensor.byteOffset >= start && tensor.byteOffset + tensor.byteLength <= start + sym.bytes;
   }
 
   /** Makes a nap of every wait in flight throw `err` (the group's abort()). */
@@ -99,7 +115,12 @@ export class ArenaBackend implements Backend {
       let p: Promise<void> | undefined;
       if (route.algorithm === "shm_small") p = allReduceShmSmall(this.#arena, call, fp, tensor, ctx);
       else if (route.algorithm === "shm_symmetric") {
-        p = allReduceSymmetric(this.#arena, call, fp, this.#symmetric.get(tensor.buffer)!, tensor, ctx);
+        // Every rank must run on the same allocation at the same offset (and an ordinary array on one
+        // rank against symmetric memory on another is no allReduce either): the fingerprint says which.
+        const sym = this.#symmetric.get(tensor.buffer)!;
+        fp.alloc = sym.index;
+        fp.offset = tensor.byteOffset - sym.offsets[this.#arena.rank];
+        p = allReduceSymmetric(this.#arena, call, fp, sym, tensor, ctx);
       } else p = allReduceShmChunks(this.#arena, call, fp, tensor, ctx);
       const finish = () => finishReduction(op, call.dtype, tensor, this.#arena.size);
       if (p) return p.then(finish);
@@ -216,6 +237,8 @@ export class ArenaBackend implements Backend {
     fp.dtype = dtypeCode(call.dtype);
     fp.count = call.count;
     fp.root = call.root;
+    fp.alloc = -1; // ordinary memory unless allReduce finds a symmetric tensor
+    fp.offset = 0;
     return fp;
   }
 }

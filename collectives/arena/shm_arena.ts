@@ -25,13 +25,14 @@ export const W = {
 const LINE = 64;
 const WORDS = LINE / 4;
 /**
- * Bytes of a call slot (two per rank, by call parity): a 16-byte fingerprint, then a payload of up to
- * 4 KiB + 48 bytes, which travels in one handoff (no chunk pipeline and its waits). Measured with 2
+ * Bytes of a call slot (two per rank, by call parity): a 24-byte fingerprint, then a payload of up to
+ * 4 KiB + 40 bytes, which travels in one handoff (no chunk pipeline and its waits). Measured with 2
  * ranks against the chunk path (2026-11-27): allreduce 128 B 4.3 -> 1.5 us, 2 KiB 5.2 -> 3.6 us;
  * broadcast 128 B 5.9 -> 1.1 us; allgather 2 KiB 3.3 -> 2.1 us.
  */
 const SLOT = 4160;
-const FP_BYTES = 16;
+/** kind u16, op u8, dtype u8, root i32, count f64, alloc i32, offset u32 (8-byte aligned payload after). */
+const FP_BYTES = 24;
 /** The largest payload that travels inside the call slot. */
 export const SMALL_PAYLOAD = SLOT - FP_BYTES;
 
@@ -47,6 +48,13 @@ export interface Fingerprint {
   count: number;
   /** Root, or -1. */
   root: number;
+  /**
+   * The symmetric allocation (`pg.alloc`) an allReduce runs in place on, by its number (the same on
+   * every rank), or -1 for ordinary memory (copied through the arena).
+   */
+  alloc: number;
+  /** Byte offset of the tensor in this rank's array of {@link alloc} (0 for ordinary memory). */
+  offset: number;
 }
 const SPINS = 40;
 const YIELDS = 20;
@@ -81,8 +89,11 @@ export interface WaitContext {
   globalRank: number;
   /** Global rank of each arena rank, for messages. */
   globalOf: readonly number[];
-  /** Names a fingerprint's fields for a mismatch message. */
-  describe(fp: Fingerprint): Record<string, number | string>;
+  /**
+   * Names a fingerprint's fields for a mismatch message; `other` is the fingerprint it is compared
+   * with (fields that only one kind of call has appear when either side has them).
+   */
+  describe(fp: Fingerprint, other: Fingerprint): Record<string, number | string>;
   /** Set by the group's `abort()`: a wait that naps throws it. */
   aborted?: Error | null;
 }
@@ -139,7 +150,8 @@ export class Arena {
   /**
    * Starts an arena collective: writes this rank's fingerprint (and `tiny`, a payload of at most
    * {@link SMALL_PAYLOAD} bytes) into its call slot, publishes it, waits for every peer's, and
-   * checks that all agree, so a mismatched collective fails on every rank at its first step.
+   * checks that all agree, so a mismatched collective fails on every rank at its first step (having
+   * written nothing but this rank's call slot).
    * Slots alternate by call parity: a rank can be at most one call ahead of any peer.
    * Returns the call's parity.
    */
@@ -153,6 +165,8 @@ export class Arena {
     v.setUint8(3, fp.dtype);
     v.setInt32(4, fp.root, true);
     v.setFloat64(8, fp.count, true);
+    v.setInt32(16, fp.alloc, true);
+    v.setUint32(20, fp.offset, true);
     if (tiny) {
       // Element by element into a cached view: no allocation on the latency path; a bulk copy for
       // the longer ones.
@@ -184,16 +198,19 @@ export class Arena {
     const pv = this.#fp[q * 2 + p];
     if (
       pv.getUint16(0, true) !== fp.kind || pv.getUint8(2) !== fp.op || pv.getUint8(3) !== fp.dtype ||
-      pv.getInt32(4, true) !== fp.root || pv.getFloat64(8, true) !== fp.count
+      pv.getInt32(4, true) !== fp.root || pv.getFloat64(8, true) !== fp.count ||
+      pv.getInt32(16, true) !== fp.alloc || pv.getUint32(20, true) !== fp.offset
     ) {
-      const got = {
+      const got: Fingerprint = {
         kind: pv.getUint16(0, true),
         op: pv.getUint8(2),
         dtype: pv.getUint8(3),
         root: pv.getInt32(4, true),
         count: pv.getFloat64(8, true),
+        alloc: pv.getInt32(16, true),
+        offset: pv.getUint32(20, true),
       };
-      throw new CollectiveMismatchError(ctx.describe(fp), ctx.describe(got), {
+      throw new CollectiveMismatchError(ctx.describe(fp, got), ctx.describe(got, fp), {
         rank: ctx.globalRank,
         op: ctx.op,
         peer: ctx.globalOf[q],

@@ -34,6 +34,10 @@ export interface KillTrial {
   worldSize: number;
   /** The rank that gets SIGKILL. */
   victim: number;
+  /** The rank program (default tests/fixtures/kill_worker.ts). */
+  script?: URL;
+  /** Its arguments (default: the count and the op, as kill_worker.ts takes them). */
+  args?: string[];
   /** Extra environment of every rank (e.g. UCX_TLS), or per rank. */
   env?: Record<string, string> | ((rank: number) => Record<string, string>);
   /**
@@ -51,15 +55,15 @@ function freePort(): number {
   return port;
 }
 
-/** Runs one trial; returns the survivors' results in rank order. */
-export async function killTrial(t: KillTrial): Promise<SurvivorResult[]> {
+/** Runs one trial; returns the survivors' results (each rank's `RESULT` line) in rank order. */
+export async function killTrial<T extends SurvivorResult = SurvivorResult>(t: KillTrial): Promise<T[]> {
   const server = t.storeOnRank0
     ? null
     : await startStoreServer({ hostname: "127.0.0.1", port: 0, token: "kill-test" });
   const port = server?.port ?? freePort();
   const children = Array.from({ length: t.worldSize }, (_, rank) =>
     new Deno.Command(Deno.execPath(), {
-      args: ["run", "--allow-all", script, String(t.count), t.op],
+      args: ["run", "--allow-all", t.script?.pathname ?? script, ...(t.args ?? [String(t.count), t.op])],
       env: {
         RANK: String(rank),
         WORLD_SIZE: String(t.worldSize),
@@ -95,7 +99,7 @@ export async function killTrial(t: KillTrial): Promise<SurvivorResult[]> {
       const text = dec.decode(o.stdout);
       const line = text.split("\n").find((l) => l.startsWith("RESULT "));
       assert.ok(line, `no result:\n${text}\n${dec.decode(o.stderr)}`);
-      return JSON.parse(line.slice(7)) as SurvivorResult;
+      return JSON.parse(line.slice(7)) as T;
     });
   } finally {
     clearTimeout(guard);
