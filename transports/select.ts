@@ -108,6 +108,7 @@ export async function selectTransport(o: SelectOptions): Promise<Selected> {
       store: new PrefixStore("ucx/", o.store),
       token: o.token,
       timeoutMs: o.timeoutMs,
+      group: o.group,
       hostIdOverride: o.hostIdOverride,
     });
     return { transport, hostOf };

@@ -22,12 +22,24 @@ const INLINE_BYTES = 8192 - HEADER_BYTES;
 const REGISTER_BYTES = 1 << 20;
 
 const KIND_PAYLOAD = 1n << 47n;
-const SEQ_MASK = (1n << 47n) - 1n;
+/** The hello of {@link UcxChannel.handshake}: a tag no frame uses. */
+const KIND_HELLO = 1n << 46n;
+const SEQ_MASK = (1n << 46n) - 1n;
 
 /** The tag of frame `seq` from `sender`: sender in the top 16 bits, a payload bit, then the number. */
 function frameTag(sender: number, seq: number, payload: boolean): bigint {
   return (BigInt(sender) << 48n) | (payload ? KIND_PAYLOAD : 0n) | (BigInt(seq) & SEQ_MASK);
 }
+
+/** The tag of the hello from `sender`. */
+function helloTag(sender: number): bigint {
+  return (BigInt(sender) << 48n) | KIND_HELLO;
+}
+
+/** "CHUX": the first word of a hello. */
+const HELLO_MAGIC = 0x43485558;
+/** A hello: magic, group id, group size, sender rank, receiver rank (u32 each, little-endian). */
+const HELLO_BYTES = 20;
 
 /** What a channel needs from its transport. */
 export interface UcxChannelHost {
@@ -69,6 +81,61 @@ export class UcxChannel implements Channel {
     if (this.#failed) return;
     this.#failed = e;
     this.#host.engine.abandon(e, this.peer);
+  }
+
+  /**
+   * Exchanges a hello with the peer over the endpoint just created: resolves once this rank's hello
+   * has left and the peer's has arrived, naming the same group, size and ranks. UCX creates an
+   * endpoint locally, so without this a rank would count a peer as connected before the peer has even
+   * read this rank's address. Rejects with TransportError when the hello differs or does not arrive
+   * within `timeoutMs` (the channel is failed then).
+   */
+  async handshake(group: number, size: number, timeoutMs: number): Promise<void> {
+    if (this.#failed) throw this.#failed;
+    const ctx = this.#ctx("ucx.connect");
+    const mine = new Uint8Array(HELLO_BYTES);
+    const v = new DataView(mine.buffer);
+    for (const [i, x] of [HELLO_MAGIC, group >>> 0, size, this.#rank, this.peer].entries()) {
+      v.setUint32(4 * i, x, true);
+    }
+    const theirs = new Uint8Array(HELLO_BYTES);
+    const exchange = Promise.all([
+      this.#post(mine, helloTag(this.#rank), false),
+      this.#receive(theirs, helloTag(this.peer), false),
+    ]);
+    exchange.catch(() => {});
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() =>
+        reject(
+          new TransportError(
+            `rank ${this.peer} did not open its UCX endpoint to this rank within ${timeoutMs} ms (no hello)`,
+            ctx,
+          ),
+        ), timeoutMs);
+    });
+    let length: number;
+    try {
+      [, length] = await Promise.race([exchange, late]);
+    } catch (e) {
+      throw this.#failWith(e);
+    } finally {
+      clearTimeout(timer);
+    }
+    const t = new DataView(theirs.buffer);
+    const [magic, theirGroup, theirSize, from, to] = [0, 1, 2, 3, 4].map((i) => t.getUint32(4 * i, true));
+    let differs: string | null = null;
+    if (length !== HELLO_BYTES || magic !== HELLO_MAGIC) {
+      differs = `rank ${this.peer} sent ${length} bytes that are not a choir hello`;
+    } else if (theirGroup !== group >>> 0) {
+      differs = `rank ${this.peer} is in group ${theirGroup}, this rank in ${group >>> 0}`;
+    } else if (theirSize !== size) {
+      differs = `rank ${this.peer} has a group of ${theirSize} ranks, this rank ${size}`;
+    } else if (from !== this.peer || to !== this.#rank) {
+      differs =
+        `the hello expected from rank ${this.peer} to rank ${this.#rank} came from rank ${from} to rank ${to}`;
+    }
+    if (differs) throw this.#failWith(new TransportError(differs, ctx));
   }
 
   /** Sends one frame; completes in call order. */

@@ -2,7 +2,8 @@
  * @module
  * The progress engine of one UCX worker: it drives `ucp_worker_progress` while requests are pending,
  * polls briefly, then sleeps on the worker's event fd (armed, with a timeout) so an idle rank frees its
- * core. Request bookkeeping lives here; what a completion means is the caller's callback.
+ * core; with nothing pending, one shared timer keeps idle workers answering their peers. Request
+ * bookkeeping lives here; what a completion means is the caller's callback.
  */
 
 import { UCS_ERR_BUSY, UCS_INPROGRESS, UCS_OK } from "./status.ts";
@@ -34,6 +35,11 @@ export interface UcxEngineOptions {
   sleepMs: number;
   /** How often `onCheck` runs while requests are pending, ms. */
   checkMs: number;
+  /**
+   * While no request is pending, progress the worker this often (ms) from one timer shared by every
+   * engine of the process, which does not keep the process alive. Unset: an idle worker is left alone.
+   */
+  idleMs?: number;
 }
 
 /** After this long without a real wait, let timers and I/O run (microtask turns alone starve them). */
@@ -41,8 +47,15 @@ const MACROTASK_MS = 20;
 const POLLIN = 1;
 const macrotask = () => new Promise<void>((r) => setTimeout(r, 0));
 
-/** Drives one worker's pending requests to completion. */
+/**
+ * Drives one worker's pending requests to completion, and (with `idleMs`) keeps an idle worker
+ * progressed so that it answers its peers.
+ */
 export class UcxEngine {
+  /** Engines with `idleMs` whose loop is not running: the shared timer progresses their workers. */
+  static readonly #idle = new Set<UcxEngine>();
+  static #idleTimer: ReturnType<typeof setInterval> | undefined;
+
   readonly #w: UcxWorker;
   readonly #opts: UcxEngineOptions;
   readonly #pending = new Set<Pending>();
@@ -63,6 +76,38 @@ export class UcxEngine {
     this.#yieldCpu = yieldCpu;
     this.#opts = opts;
     this.#pollfd[0] = w.efd;
+    this.#setIdle(true);
+  }
+
+  /**
+   * Issue 19: a worker with nothing pending was never progressed, yet its peers may need it to be.
+   * UCX answers connection requests, wire-up messages, flushes and closes of remote endpoints, and
+   * sends the rest of a message whose send already completed, only inside ucp_worker_progress. A rank
+   * busy in another group (or in a newer group's connect) left an older group's worker silent, and a
+   * peer closing its endpoints to it waited out the close bound (2 s, with its JS thread blocked).
+   */
+  #setIdle(on: boolean): void {
+    const every = this.#opts.idleMs;
+    if (!every) return;
+    const idle = UcxEngine.#idle;
+    if (on && !this.#stopped) idle.add(this);
+    else idle.delete(this);
+    if (idle.size > 0 && UcxEngine.#idleTimer === undefined) {
+      const timer = setInterval(() => UcxEngine.#tick(), every);
+      Deno.unrefTimer(timer as unknown as number);
+      UcxEngine.#idleTimer = timer;
+    } else if (idle.size === 0 && UcxEngine.#idleTimer !== undefined) {
+      clearInterval(UcxEngine.#idleTimer);
+      UcxEngine.#idleTimer = undefined;
+    }
+  }
+
+  /** One turn of the shared idle timer: progress every idle worker until it has nothing to do. */
+  static #tick(): void {
+    for (const e of UcxEngine.#idle) {
+      for (let i = 0; i < 64 && e.#w.progress() !== 0; i++);
+      if (e.#abandoned.size) e.#reap();
+    }
   }
 
   /** Number of requests in flight. */
@@ -76,6 +121,7 @@ export class UcxEngine {
     if (this.#sleeping) this.#w.signal();
     if (!this.#running && !this.#stopped) {
       this.#running = true;
+      this.#setIdle(false);
       this.#done = this.#run();
     }
   }
@@ -101,6 +147,7 @@ export class UcxEngine {
   /** Stops the loop, waiting for an in-flight event-fd sleep to return. */
   async stop(): Promise<void> {
     this.#stopped = true;
+    this.#setIdle(false);
     if (this.#sleeping) this.#w.signal();
     await this.#done;
   }
@@ -216,7 +263,7 @@ export class UcxEngine {
       if (this.#pending.size && !this.#stopped) {
         this.#running = true;
         this.#done = this.#run();
-      }
+      } else this.#setIdle(true);
     }
   }
 }

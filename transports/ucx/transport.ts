@@ -46,8 +46,10 @@ export interface UcxTransportOptions {
   store: Store;
   /** The job token (UCX has no handshake of its own; the store already requires the token). */
   token: string;
-  /** How long to wait for a peer's address, ms. */
+  /** How long to wait for a peer's address and for its hello, ms. */
   timeoutMs: number;
+  /** Group id, carried in the hello every endpoint starts with (default 0, the world). */
+  group?: number;
   /** CHOIR_HOST_ID override: peers with the same id are watched by pid. */
   hostIdOverride?: string;
   /** Microseconds of plain polling, once nothing moves, before yielding the CPU (default 10). */
@@ -60,6 +62,8 @@ export interface UcxTransportOptions {
 
 const SLEEP_MS = 50;
 const CHECK_MS = 100;
+/** How often a worker with nothing pending is progressed (for its peers' connects and closes), ms. */
+const IDLE_MS = 10;
 
 /**
  * A {@link Transport} over UCX's UCP tag API (InfiniBand/RoCE verbs where present, else TCP, shared
@@ -95,6 +99,7 @@ export class UcxTransport implements Transport {
       yieldUs: opts.yieldUs ?? 100,
       sleepMs: SLEEP_MS,
       checkMs: CHECK_MS,
+      idleMs: IDLE_MS,
     });
     this.#cache = new RegistrationCache(worker, opts.cacheEntries ?? 16);
     worker.onPeerError = (peer, status) =>
@@ -135,7 +140,8 @@ export class UcxTransport implements Transport {
       await opts.store.set(`addr/${opts.rank}`, worker.address());
       await opts.store.set(`who/${opts.rank}`, `${Deno.pid}\n${host}`);
     } catch (e) {
-      worker.destroy();
+      // close() also stops the engine, so that its idle timer never touches the destroyed worker.
+      await t.close(e instanceof Error ? e : undefined);
       throw e;
     }
     return t;
@@ -155,12 +161,23 @@ export class UcxTransport implements Transport {
     const local = host === this.#myHost && Number(pid) > 0;
     // A same-host peer is watched by pid (UCX 1.13's shared-memory transports cannot report failures,
     // and asking for reporting would exclude them); a peer elsewhere is watched by UCX itself.
-    if (local) this.#watches.set(peer, new ProcessWatch(shmLibc(), Number(pid)));
-    this.#worker.connect(peer, address, !local);
+    // (A retry after a failed hello reuses the endpoint and the watch.)
+    if (local && !this.#watches.has(peer)) this.#watches.set(peer, new ProcessWatch(shmLibc(), Number(pid)));
+    if (!this.#worker.connected(peer)) this.#worker.connect(peer, address, !local);
     const parts = { worker: this.#worker, engine: this.#engine, cache: this.#cache };
     const ch = new UcxChannel(parts, this.rank, peer);
     this.#open.set(peer, ch);
     if (this.#dead.has(peer)) ch.fail(new PeerLostError(`rank ${peer} is gone`, { rank: this.rank, peer }));
+    // Issue 19: ucp_ep_create is local, and so the channel used to be ready as soon as this rank had
+    // made its endpoint. A group whose ranks then had nothing to say to one another (a newGroup used
+    // by some members only, or destroyed at once) let a fast rank destroy its worker, and with it the
+    // TCP listener its address names, before a slower peer had read that address: the peer's
+    // ucp_ep_create was refused ("Destination is unreachable"); the fast rank's close meanwhile waited
+    // out its 2 s bound flushing to a peer that never connected, with the JS thread (and, on rank 0,
+    // the job's store) blocked, which made the peers slower still; and the failure spread to the
+    // parent group as "Endpoint timeout". The hello makes opening a channel two-sided, as the TCP
+    // transport's handshake is: a channel is ready only once the peer's endpoint to this rank exists.
+    await ch.handshake(this.#opts.group ?? 0, this.size, this.#opts.timeoutMs);
     return ch;
   }
 
@@ -198,7 +215,7 @@ export class UcxTransport implements Transport {
     await this.#engine.stop();
     // Buffers of requests UCX never finished stay referenced until the worker (and its use of them) is gone.
     const kept = this.#engine.drain(err, 1000);
-    this.#worker.destroy(this.#dead, 2000, () => this.#cache.clear());
+    await this.#worker.destroy(this.#dead, 2000, () => this.#cache.clear());
     kept.length = 0;
     for (const w of this.#watches.values()) w.close();
     this.#watches.clear();

@@ -225,9 +225,15 @@ export class UcxWorker {
    * eager send over TCP may still sit in UCX's queue); those to `dead` peers are closed by force,
    * since flushing to a dead peer could wait forever. The whole close is bounded to `boundMs`.
    * `beforeCleanup` runs between the worker's destruction and the context's (unmap memory there: no
-   * request can use a registration any more, and the context is still alive).
+   * request can use a registration any more, and the context is still alive). While closes are under
+   * way it yields to the event loop between polls, so that the rest of the process (other groups,
+   * the job's store when this rank serves it) goes on meanwhile.
    */
-  destroy(dead: ReadonlySet<number> = new Set(), boundMs = 2000, beforeCleanup: () => void = () => {}): void {
+  async destroy(
+    dead: ReadonlySet<number> = new Set(),
+    boundMs = 2000,
+    beforeCleanup: () => void = () => {},
+  ): Promise<void> {
     if (this.#destroyed) return;
     this.#destroyed = true;
     const { ucp } = this.lib;
@@ -244,13 +250,15 @@ export class UcxWorker {
     this.#eps.clear();
     const until = performance.now() + boundMs;
     while (closing.length && performance.now() < until) {
-      ucp.ucp_worker_progress(this.handle);
+      for (let i = 0; i < 64 && ucp.ucp_worker_progress(this.handle) !== 0; i++);
       for (let i = closing.length - 1; i >= 0; i--) {
         if (ucp.ucp_request_check_status(closing[i]) !== 1) {
           ucp.ucp_request_free(closing[i]);
           closing.splice(i, 1);
         }
       }
+      // Issue 19: this loop used to hold the JS thread for up to the whole bound.
+      if (closing.length) await new Promise<void>((r) => setTimeout(r, 0));
     }
     // Freeing an unfinished request is allowed: UCX releases it when (if) it completes.
     for (const r of closing) ucp.ucp_request_free(r);
