@@ -50,7 +50,9 @@ const LOOPBACK = /^(127\.|localhost$|::1$|\[::1\]$)/;
 
 /**
  * Joins the job: rendezvous, connect every rank to every other, and return the world group.
- * Throws `RendezvousError` naming the ranks that never arrived when the timeout passes.
+ * Throws `RendezvousError` naming the ranks that never arrived when the timeout passes, or the rank
+ * that two processes joined as (on every process of the job; a duplicate that turns up after the job
+ * started breaks the world group with that error within about a second).
  *
  * @example
  * ```ts
@@ -105,6 +107,7 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessG
       ranks: Array.from({ length: worldSize }, (_, r) => r),
       rank,
       timeoutMs,
+      watchDuplicates: true,
       onDestroy: async () => {
         await status?.close();
         await rdzv.close();

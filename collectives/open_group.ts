@@ -2,13 +2,23 @@
  * @module
  * Opens one group of a job: its members meet under the group's own store prefix, build a fresh
  * transport (new connections, a new shm segment) and get a connected ProcessGroup that can open
- * subgroups the same way. Creating the job's store is left to `initProcessGroup()`.
+ * subgroups the same way. The world group also watches for a rank two processes claimed, and breaks
+ * with that verdict on every rank. Creating the job's store is left to `initProcessGroup()`.
  */
 
-import { joinBarrier, PrefixStore, type Store } from "../transports/store/mod.ts";
+import { RendezvousError } from "../errors.ts";
+import { hostName } from "../transports/host_id.ts";
+import {
+  type DuplicateWatch,
+  joinBarrier,
+  PrefixStore,
+  type Store,
+  watchDuplicateRanks,
+} from "../transports/store/mod.ts";
 import { selectTransport } from "../transports/select.ts";
 import { groupIdOf } from "./groups.ts";
 import { ProcessGroup } from "./process_group.ts";
+import { settleCause } from "./diagnostics/failure_cause.ts";
 import type { Algorithm } from "./plan/plan.ts";
 import type { SegmentSource } from "../transports/worker/transport.ts";
 import type { SegmentSpec } from "../transports/worker/segment.ts";
@@ -59,19 +69,80 @@ export interface OpenGroupOptions {
   timeoutMs: number;
   /** Called once when the group is destroyed (the world group closes the job's store here). */
   onDestroy?: () => Promise<void>;
+  /**
+   * Watch, for the group's whole life, for a rank that a second process claims (the world group of
+   * processes started outside spawnWorkers): the group then breaks with that RendezvousError.
+   */
+  watchDuplicates?: boolean;
 }
 
 /**
  * Opens the group `o.tag` over `o.ranks`: every member must call it with the same tag and ranks.
- * Throws RendezvousError naming the members that never arrived within the timeout.
+ * Throws RendezvousError naming the members that never arrived within the timeout, or the rank two
+ * processes claimed.
  */
 export async function openGroup(o: OpenGroupOptions): Promise<ProcessGroup> {
+  const { rank, timeoutMs } = o;
+  const store = new PrefixStore(`${o.tag}/`, o.job.store);
+  const join = new PrefixStore("join/", store);
+  // Everyone arrives first, so a missing member (or a rank claimed twice) is named here rather than by
+  // a later store wait.
+  await joinBarrier(join, rank, o.ranks.length, timeoutMs, undefined, { host: hostName() });
+  if (!o.watchDuplicates) return await build(o, store, o.onDestroy);
+  // A process claiming a rank from now on (even after the job started) stops every rank.
+  const watch = watchDuplicateRanks(join, { rank });
+  let verdict: RendezvousError | null = null;
+  const onDestroy = async () => {
+    watch.stop();
+    // Rank 0 may serve the store: keep it a moment for the ranks still reading the verdict.
+    if (rank === 0 && (verdict ?? (await watch.now().catch(() => null)))) {
+      await new Promise((r) => setTimeout(r, Math.min(2000, timeoutMs / 2)));
+    }
+    await o.onDestroy?.();
+  };
+  let pg: ProcessGroup;
+  try {
+    pg = await untilDuplicate(build(o, store, onDestroy, () => verdict), watch, o.ranks.length);
+  } catch (e) {
+    watch.stop();
+    // A setup that failed because of a duplicate (a peer that gave up on it) reports the duplicate.
+    if (!(e instanceof RendezvousError)) throw (await watch.now().catch(() => null)) ?? e;
+    throw e;
+  }
+  void watch.found.then(async (err) => {
+    verdict = err; // from now on every failing call of this group reports it
+    // Every rank learns it (each polls about once a second) before any breaks its links.
+    await watch.seen(o.ranks.length, Math.min(3000, timeoutMs));
+    // Recorded too, for the ranks that never read it themselves (failure_cause.ts follows it).
+    await settleCause(store, rank, err);
+    await pg.abort(err).catch(() => {}); // closing links that are gone already
+  });
+  return pg;
+}
+
+/** The group built, or the duplicate rank found first (the group is then aborted once built). */
+async function untilDuplicate(
+  building: Promise<ProcessGroup>,
+  watch: DuplicateWatch,
+  size: number,
+): Promise<ProcessGroup> {
+  const r = await Promise.race([building.then((pg) => ({ pg })), watch.found.then((dup) => ({ dup }))]);
+  if ("pg" in r) return r.pg;
+  building.then((pg) => pg.abort(r.dup)).catch(() => {});
+  await watch.seen(size, 1); // counted as having read it; no need to wait for the others
+  throw r.dup;
+}
+
+/** Builds the group's transport and ProcessGroup and connects it. */
+async function build(
+  o: OpenGroupOptions,
+  store: Store,
+  onDestroy: (() => Promise<void>) | undefined,
+  verdict?: () => RendezvousError | null,
+): Promise<ProcessGroup> {
   const { job, rank, timeoutMs } = o;
   const size = o.ranks.length;
-  const store = new PrefixStore(`${o.tag}/`, job.store);
   const group = groupIdOf(o.tag);
-  // Everyone arrives first, so a missing member is named here rather than by a later store wait.
-  await joinBarrier(new PrefixStore("join/", store), rank, size, timeoutMs);
   const { transport, hostOf } = await selectTransport({
     kind: job.transport,
     rank,
@@ -100,7 +171,8 @@ export async function openGroup(o: OpenGroupOptions): Promise<ProcessGroup> {
     deterministic: job.deterministic,
     globalRanks: o.ranks,
     tag: o.tag,
-    onDestroy: o.onDestroy,
+    onDestroy,
+    verdict,
     subgroups: (spec) => openGroup({ job, ...spec }),
   });
   try {

@@ -8,7 +8,7 @@
  * opening their transports is left to the opener `initProcessGroup()` installs.
  */
 
-import { AbortedError, InvalidArgumentError } from "../errors.ts";
+import { AbortedError, type ChoirError, InvalidArgumentError } from "../errors.ts";
 import type { Transport } from "../transports/transport.ts";
 import type { Store } from "../transports/store/store.ts";
 import { setHeaderNames } from "../transports/frame.ts";
@@ -82,6 +82,12 @@ export interface ProcessGroupOptions {
   flightRecorder?: number;
   /** Called once by {@link ProcessGroup.destroy} after the transport is closed (e.g. to close the store). */
   onDestroy?: () => Promise<void>;
+  /**
+   * The job's verdict once it is known, else null: an error about the whole job (e.g. the
+   * RendezvousError of a rank two processes claimed) that every call failing from then on reports
+   * instead of what it saw (a peer's links closing because that peer learned it first).
+   */
+  verdict?: () => ChoirError | null;
   /** Global rank of each rank of this group (default: the group is the world, rank i is rank i). */
   globalRanks?: readonly number[];
   /** This group's unique name in the job (default `pg0`, the world); subgroup names derive from it. */
@@ -170,6 +176,7 @@ export class ProcessGroup {
       group: opts.group ?? 0,
       capacity: opts.flightRecorder ?? DEFAULT_FLIGHT_RECORDER_SIZE,
       store: opts.store,
+      verdict: opts.verdict,
     });
     this.#check = new ArgCheck(this.rank, this.size);
     this.#router = new Router({
@@ -758,10 +765,13 @@ export class ProcessGroup {
    * Gives up at once, like torch's `abort()`: every operation in flight rejects with AbortedError
    * (within a nap of the shared arena, a few milliseconds), links are closed, later calls throw. The
    * other ranks see this rank's links close (PeerLostError) or time out in the arena. Then call
-   * `destroy()` to release the rest.
+   * `destroy()` to release the rest. A ChoirError as `reason` is what the operations reject with
+   * instead (e.g. the RendezvousError of a rank that two processes claimed).
    */
-  async abort(reason = "the group was aborted"): Promise<void> {
-    const err = new AbortedError(reason, { rank: this.rank, op: "abort" });
+  async abort(reason: string | ChoirError = "the group was aborted"): Promise<void> {
+    const err = typeof reason === "string"
+      ? new AbortedError(reason, { rank: this.rank, op: "abort" })
+      : reason;
     this.#queue.breakWith(err);
     this.#arena?.abort(err);
     await this.#subgroups.abort(reason);

@@ -5,7 +5,7 @@
  * children, so that abort() and destroy() reach them, and destroys one that opens too late.
  */
 
-import { GroupDestroyedError } from "../errors.ts";
+import { type ChoirError, GroupDestroyedError } from "../errors.ts";
 import { OpKind } from "./comm.ts";
 import { groupDigest, groupTag, splitMembers, splitTag } from "./groups.ts";
 import type { NewGroupOptions, SubgroupSpec } from "./options.ts";
@@ -14,7 +14,7 @@ import type { ArgCheck } from "./validate.ts";
 /** What a subgroup must offer its parent. */
 export interface Child {
   /** Gives up at once. */
-  abort(reason?: string): Promise<void>;
+  abort(reason?: string | ChoirError): Promise<void>;
   /** Closes it. */
   destroy(): Promise<void>;
 }
@@ -115,7 +115,7 @@ export class Subgroups<G extends Child, L> {
   }
 
   /** Aborts every child. */
-  async abort(reason: string): Promise<void> {
+  async abort(reason: string | ChoirError): Promise<void> {
     await Promise.all([...this.#children].map((g) => g.abort(reason).catch(() => {})));
   }
 

@@ -30,6 +30,16 @@ export function hostId(override?: string): string {
   return `${name}/${boot}`;
 }
 
+/** This host's name, found as {@link hostId} finds it; "" when the permissions do not allow it. */
+export function hostName(): string {
+  try {
+    if (Deno.permissions.querySync({ name: "sys", kind: "hostname" }).state === "granted") {
+      return Deno.hostname();
+    }
+  } catch { /* refused anyway */ }
+  return viaLibc("name");
+}
+
 /** The prefix of a host id made up for want of permissions. */
 export const UNKNOWN = "unknown/";
 

@@ -4,10 +4,18 @@
  * links close and close their own links as they give up, so other ranks see *those* ranks go away and
  * would blame them. Every failing rank records whom it blames in the job's store; a rank whose suspect
  * recorded a failure of its own (so it is alive) follows that rank's blame instead, hop by hop, until
- * it reaches a rank that recorded nothing: the one that died.
+ * it reaches a rank that recorded nothing: the one that died. A rank on the way that recorded a
+ * RendezvousError stopped because the job itself is wrong (a rank two processes claimed): that verdict
+ * is the one to report.
  */
 
-import { type ChoirError, CollectiveMismatchError, PeerLostError, TransportError } from "../../errors.ts";
+import {
+  type ChoirError,
+  CollectiveMismatchError,
+  PeerLostError,
+  RendezvousError,
+  TransportError,
+} from "../../errors.ts";
 import type { Store } from "../../transports/store/store.ts";
 import { type CauseRecord, causeRecord } from "../../transports/abort_cause.ts";
 
@@ -25,7 +33,7 @@ const key = (r: number) => `failure/${r}`;
 /**
  * Records `err` for this rank and returns the error it should report: `err` itself, or, when the
  * rank it blames is alive and failing too (it only closed its links), a PeerLostError naming the rank
- * at the end of the blame chain.
+ * at the end of the blame chain, or the RendezvousError a rank on the chain stopped with.
  */
 export async function settleCause(
   store: Store | undefined,
@@ -52,6 +60,15 @@ export async function settleCause(
           rank,
           op: err.op,
           peer: suspect,
+          cause: err,
+        });
+      }
+      if (theirs?.kind === "RendezvousError") {
+        // The job's membership is wrong: every rank reports that, not the links it broke.
+        return new RendezvousError(theirs.message.replace(/^\[[^\]]*\] /, ""), {
+          rank,
+          op: err.op,
+          peer: theirs.culprit === rank ? undefined : theirs.culprit,
           cause: err,
         });
       }

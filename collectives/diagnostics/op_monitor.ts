@@ -37,6 +37,8 @@ export interface OpMonitorOptions {
   store?: Store;
   /** Where the hang report goes (default: stderr). */
   print?: (text: string) => void;
+  /** The job's verdict once known (see `ProcessGroupOptions.verdict`): a failure then reports it. */
+  verdict?: () => ChoirError | null;
 }
 
 /** A group's recorder, metrics and failure reporting. */
@@ -77,11 +79,14 @@ export class OpMonitor {
 
   /**
    * Called once when an op fails for good (before the group closes its transport): shares the first
-   * failure through the store and returns the error to report (see failure_cause.ts); on a timeout,
-   * also runs the hang report, which the lowest waiting rank prints.
+   * failure through the store and returns the error to report (see failure_cause.ts), or the job's
+   * verdict when one is known; on a timeout, also runs the hang report, which the lowest waiting rank
+   * prints.
    */
   async failed(call: Call, err: ChoirError): Promise<ChoirError> {
     const { store, rank, size, group } = this.#o;
+    const verdict = this.#o.verdict?.();
+    if (verdict) return await settleCause(store, rank, verdict);
     if (err instanceof CollectiveTimeoutError && store && this.#rec && size > 1) {
       // Bounded: a rank cut off from the store (its link is down) must still report its timeout.
       const report = await within(

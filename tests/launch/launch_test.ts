@@ -244,7 +244,7 @@ Deno.test("launch: /dev/shm entries a rank left behind are removed when the job 
   const left = lines.filter((l) => l.startsWith("LEFT ")).map((l) => l.slice(5));
   assert.equal(left.length, 2, lines.join("\n"));
   for (const path of left) {
-    assert.match(path, /^\/dev\/shm\/choir-j[0-9a-f]{12}-leftover-r[01]$/);
+    assert.match(path, /^\/dev\/shm\/choir-j[0-9a-f]{16}\.leftover-r[01]$/);
     await assert.rejects(Deno.stat(path), Deno.errors.NotFound, `${path} is still there`);
   }
   assert.ok(logs.some((m) => m.includes("removed 2 shared-memory segment(s)")), logs.join("\n"));

@@ -15,6 +15,7 @@ import {
 import type { FrameHeader } from "../../transports/frame.ts";
 import { ShmTransport, type ShmTransportOptions } from "../../transports/shm/transport.ts";
 import { MemoryStore } from "../../transports/store/mod.ts";
+import { jobTag } from "../../transports/shm/segment.ts";
 
 const fixture = new URL("../fixtures/shm_rank.ts", import.meta.url).pathname;
 const hdr = (chunk: number, bytes: number): FrameHeader => ({
@@ -31,8 +32,9 @@ const fill = (n: number, seed: number) => Uint8Array.from({ length: n }, (_, i) 
 const newJob = () => "t" + crypto.randomUUID().slice(0, 8);
 
 /** Names in /dev/shm that belong to `jobId`. */
-function leftovers(jobId: string): string[] {
-  return [...Deno.readDirSync("/dev/shm")].map((e) => e.name).filter((n) => n.startsWith(`choir-${jobId}-`));
+async function leftovers(jobId: string): Promise<string[]> {
+  const prefix = `choir-${await jobTag(jobId)}`;
+  return [...Deno.readDirSync("/dev/shm")].map((e) => e.name).filter((n) => n.startsWith(prefix));
 }
 
 /** Two ranks in this process, sharing a MemoryStore. */
@@ -64,7 +66,7 @@ Deno.test("shm: frames many times larger than the ring, both ways at once, in or
     assert.deepEqual(got[i][1], fill(n, i), `a -> b, frame ${i}`);
     assert.deepEqual(got[i][0], fill(n, i + 100), `b -> a, frame ${i}`);
   });
-  assert.deepEqual(leftovers(jobId), [], "unlinked once both attached");
+  assert.deepEqual(await leftovers(jobId), [], "unlinked once both attached");
   await a.close();
   await b.close();
   await store.close();
@@ -77,9 +79,9 @@ Deno.test("shm: the segment is mode 0600 while it has a name, and unlinked once 
   const a = await ShmTransport.create({ ...base, rank: 0 });
   const st = Deno.statSync(`/dev/shm${a.segmentName}`);
   assert.equal((st.mode ?? 0) & 0o777, 0o600);
-  assert.deepEqual(leftovers(jobId), [a.segmentName.slice(1)]);
+  assert.deepEqual(await leftovers(jobId), [a.segmentName.slice(1)]);
   const b = await ShmTransport.create({ ...base, rank: 1 });
-  assert.deepEqual(leftovers(jobId), []);
+  assert.deepEqual(await leftovers(jobId), []);
   await a.close();
   await b.close();
   await store.close();
@@ -95,9 +97,9 @@ Deno.test("shm: a rank with another token is refused with AuthError; closing rem
   );
   // The refused rank never arrived: rank 0 gets a typed error at its timeout, not a hang.
   await assert.rejects(a.channel(1), (e: unknown) => e instanceof TransportError && e.peer === 1);
-  assert.equal(leftovers(jobId).length, 1);
+  assert.equal((await leftovers(jobId)).length, 1);
   await a.close();
-  assert.deepEqual(leftovers(jobId), []);
+  assert.deepEqual(await leftovers(jobId), []);
   await store.close();
 });
 
@@ -208,7 +210,7 @@ Deno.test("shm: create/close cycles between two processes leave nothing in /dev/
       assert.deepEqual(r.failures, []);
       assert.equal(r.checks, 3);
     }
-    assert.deepEqual(leftovers(jobId), []);
+    assert.deepEqual(await leftovers(jobId), []);
   } finally {
     await Deno.remove(dir, { recursive: true }).catch(() => {});
   }
@@ -245,7 +247,7 @@ for (const victim of [0, 1]) {
       assert.equal(r.peer, victim);
       // Found by the liveness check, not the 20 s timeout (the bound leaves room for a loaded machine).
       assert.ok(elapsed < 10_000, `survivor took ${elapsed.toFixed(0)} ms`);
-      assert.deepEqual(leftovers(jobId), []);
+      assert.deepEqual(await leftovers(jobId), []);
     } finally {
       clearTimeout(timer);
       await Deno.remove(dir, { recursive: true }).catch(() => {});
@@ -260,3 +262,76 @@ Deno.test("shm: without --allow-ffi, create throws PermissionError naming the fl
   assert.equal(r.name, "PermissionError");
   assert.match(String(r.message), /--allow-ffi/);
 });
+
+/** Whether this machine lets an unprivileged process start a new user and PID namespace. */
+const pidNamespaces = (() => {
+  try {
+    const args = ["-Urpf", "--kill-child", "--mount-proc", "true"];
+    return new Deno.Command("unshare", { args, stdout: "null", stderr: "null" }).outputSync().success;
+  } catch {
+    return false;
+  }
+})();
+if (!pidNamespaces) {
+  console.log("shm_test: PID namespace cases ignored: `unshare -Urpf` is not available here");
+}
+
+for (const victim of [0, 1]) {
+  Deno.test({
+    name: `shm: rank 1 in its own PID namespace; rank ${victim} SIGKILLed: the other gets PeerLostError`,
+    ignore: !pidNamespaces,
+    fn: async () => {
+      const jobId = newJob();
+      const dir = await Deno.makeTempDir({ prefix: "choir-shm-" });
+      const args = (r: number) => ["stream", dir, String(r), "2", jobId, String(victim)];
+      // Rank 1 runs as pid 1 of a new PID namespace (its pid means nothing to rank 0, and rank 0's
+      // pid does not exist for it); unshare --kill-child takes it down when unshare is killed.
+      const kids = [
+        runFixture(args(0)),
+        new Deno.Command("unshare", {
+          args: [
+            "-Urpf",
+            "--kill-child",
+            "--mount-proc",
+            Deno.execPath(),
+            "run",
+            "--allow-all",
+            fixture,
+            ...args(1),
+          ],
+          stdout: "piped",
+          stderr: "piped",
+          stdin: "null",
+        }).spawn(),
+      ];
+      const timer = setTimeout(() => kids.forEach((k) => k.kill("SIGKILL")), 60_000);
+      try {
+        const v = kids[victim];
+        const survivorOut = kids[1 - victim].output();
+        const reader = v.stdout.getReader();
+        let seen = "";
+        while (!seen.includes("READY")) {
+          const { value, done } = await reader.read();
+          if (done) throw new Error(`victim ended before streaming: ${seen}`);
+          seen += new TextDecoder().decode(value);
+        }
+        const t0 = performance.now();
+        v.kill("SIGKILL");
+        const o = await survivorOut;
+        const elapsed = performance.now() - t0;
+        reader.releaseLock();
+        await v.stdout.cancel();
+        await v.stderr.cancel();
+        await v.status;
+        const r = resultLine(o.stdout, o.stderr);
+        assert.equal(r.name, "PeerLostError", String(r.message));
+        assert.equal(r.peer, victim);
+        assert.ok(elapsed < 10_000, `survivor took ${elapsed.toFixed(0)} ms`);
+        assert.deepEqual(await leftovers(jobId), []);
+      } finally {
+        clearTimeout(timer);
+        await Deno.remove(dir, { recursive: true }).catch(() => {});
+      }
+    },
+  });
+}

@@ -1,15 +1,18 @@
 /**
  * @module
  * How the ranks of a group come to share one segment: rank 0 creates it under a fresh random name and
- * publishes the name in the store; the others open it and check the token; the last to arrive unlinks it.
+ * publishes the name in the store; the others open it and check the token; each takes its rank's owner
+ * slot (a second process claiming a rank is refused here); the last to arrive unlinks the name. Before
+ * the first segment of a process, the segments no process holds any more are swept (sweep.ts).
  */
 
-import { AuthError, TransportError } from "../../errors.ts";
+import { AuthError, RendezvousError, TransportError } from "../../errors.ts";
 import type { Store } from "../store/store.ts";
 import { constantTimeEqual } from "../token.ts";
 import { DIGEST_BYTES, Layout, LAYOUT_VERSION, SEGMENT_MAGIC, STATE_ALIVE } from "./layout.ts";
 import type { Libc } from "./libc.ts";
 import { jobTag, Segment } from "./segment.ts";
+import { sweepAtStartup } from "./sweep.ts";
 
 /** What attaching needs to know. */
 export interface AttachOptions {
@@ -55,6 +58,7 @@ const enc = new TextEncoder();
 
 /** Attaches this rank to its group's segment (creating it on rank 0) and counts its arrival. */
 export async function attach(lib: Libc, o: AttachOptions): Promise<Attached> {
+  sweepAtStartup(lib);
   const att = o.rank === 0 ? await create(lib, o) : await open(lib, o);
   try {
     arrive(att, o.rank, Deno.pid);
@@ -74,8 +78,9 @@ async function create(lib: Libc, o: AttachOptions): Promise<Attached> {
   const layout = new Layout(o.size, o.ringBytes, o.arenaBytes);
   const nonce = hex(crypto.getRandomValues(new Uint8Array(16)));
   const id = hex(await sha256(`name\0${o.token}\0${o.group}\0${nonce}`)).slice(0, 16);
-  const name = `/choir-${jobTag(o.jobId)}${id}-g${o.group}`;
-  const segment = Segment.create(lib, name, layout.totalBytes, { rank: o.rank });
+  const name = `/choir-${await jobTag(o.jobId)}g${o.group}-${id}`;
+  // Rank 0's owner slot is taken as the segment is made: a sweep never takes it for abandoned.
+  const segment = Segment.create(lib, name, layout.totalBytes, { rank: o.rank }, 0);
   try {
     const dv = new DataView(segment.buffer);
     dv.setUint32(layout.magic, SEGMENT_MAGIC, true);
@@ -94,7 +99,17 @@ async function create(lib: Libc, o: AttachOptions): Promise<Attached> {
       nonce,
       version: LAYOUT_VERSION,
     };
-    await o.store.set(segmentKey(o.group), JSON.stringify(info));
+    // Only one rank 0 may publish: a second process started as rank 0 finds the record taken.
+    const record = JSON.stringify(info);
+    const held = new TextDecoder().decode(await o.store.compareSet(segmentKey(o.group), "", record));
+    if (held !== record) {
+      throw new RendezvousError(
+        `rank 0 joined twice: another process published group ${o.group}'s shared segment (${
+          parse(held)?.name ?? "?"
+        }) before this one (pid ${Deno.pid})`,
+        { rank: 0, op: "shm.attach" },
+      );
+    }
   } catch (e) {
     segment.unlink();
     segment.unmap();
@@ -135,6 +150,18 @@ async function open(lib: Libc, o: AttachOptions): Promise<Attached> {
     if (!constantTimeEqual(theirs, await authDigest(o.token, info.nonce))) {
       throw new AuthError(`the shared segment of group ${o.group} belongs to a job with another token`, ctx);
     }
+    // The slot is held until this process ends: a second process with this rank is refused here,
+    // before it could write into rings that have a single producer.
+    if (!segment.hold(o.rank)) {
+      const pid = Atomics.load(new Int32Array(segment.buffer), layout.pid(o.rank) >> 2);
+      throw new RendezvousError(
+        `rank ${o.rank} joined twice: pid ${
+          pid || "?"
+        } (in its PID namespace) already holds rank ${o.rank}'s ` +
+          `place in the shared segment ${info.name}; this process is pid ${Deno.pid}`,
+        ctx,
+      );
+    }
   } catch (e) {
     segment.unmap();
     throw e;
@@ -142,7 +169,10 @@ async function open(lib: Libc, o: AttachOptions): Promise<Attached> {
   return { segment, layout };
 }
 
-/** Registers this rank (pid, then state) and unlinks the name if it is the last to arrive. */
+/**
+ * Registers this rank (pid, then state; its owner slot is already held) and unlinks the name if it is
+ * the last to arrive.
+ */
 function arrive(att: Attached, rank: number, pid: number): void {
   const { segment, layout } = att;
   const words = new Int32Array(segment.buffer);

@@ -6,8 +6,11 @@
 
 /** Magic number at offset 0 of every segment ("CHSM"). */
 export const SEGMENT_MAGIC = 0x4348534d;
-/** Bumped whenever the layout below changes; ranks of different versions refuse each other. */
-export const LAYOUT_VERSION = 1;
+/**
+ * Bumped whenever the layout below or the protocol around it changes; ranks of different versions
+ * refuse each other. 2: liveness by owner slots (owner_lock.ts) instead of pids.
+ */
+export const LAYOUT_VERSION = 2;
 /** Bytes of the token digest stored in the header. */
 export const DIGEST_BYTES = 32;
 /** Rank state: attached and running. */
@@ -112,7 +115,7 @@ export class Layout {
   state(rank: number): number {
     return this.bell(rank) + LINE;
   }
-  /** The process id of `rank`. */
+  /** The process id of `rank` in its own PID namespace (for messages only: liveness is its owner slot). */
   pid(rank: number): number {
     return this.bell(rank) + LINE + 4;
   }

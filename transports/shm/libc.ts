@@ -1,6 +1,6 @@
 /**
  * @module
- * The libc calls the shared-memory transport needs (shm_open, mmap, futex, pidfd, ...) through Deno FFI,
+ * The libc calls the shared-memory transport needs (shm_open, mmap, futex, fcntl locks, ...) through Deno FFI,
  * loaded once, with errno turned into messages. What the calls are for is left to the other shm files.
  */
 
@@ -16,6 +16,13 @@ const SYMBOLS = {
   mmap: { parameters: ["pointer", "usize", "i32", "i32", "i32", "i64"], result: "pointer" },
   munmap: { parameters: ["pointer", "usize"], result: "i32" },
   close: { parameters: ["i32"], result: "i32" },
+  // fcntl(2) is variadic; its third argument here is always a pointer (a struct flock), passed as the
+  // first variadic integer register, which is where glibc reads it from.
+  fcntl: { parameters: ["i32", "i32", "buffer"], result: "i32" },
+  // Listing /dev/shm for the start-up sweep without --allow-read.
+  opendir: { parameters: ["buffer"], result: "pointer" },
+  readdir: { parameters: ["pointer"], result: "pointer" },
+  closedir: { parameters: ["pointer"], result: "i32" },
   // For the host id without --allow-sys and --allow-all (Deno guards /proc behind --allow-all).
   open: { parameters: ["buffer", "i32"], result: "i32" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
@@ -74,6 +81,10 @@ export const FUTEX_WAKE = 1;
 export const ENOENT = 2;
 /** `ESRCH`. */
 export const ESRCH = 3;
+/** `EAGAIN`. */
+export const EAGAIN = 11;
+/** `EACCES`. */
+export const EACCES = 13;
 
 const SYS_FUTEX: Record<string, bigint> = { x86_64: 202n, aarch64: 98n };
 

@@ -1,7 +1,8 @@
 /**
  * @module
  * A named POSIX shared-memory segment (/dev/shm) mapped MAP_SHARED: create (exclusive, mode 0600,
- * space reserved up front), open, unlink, unmap. What goes inside it is left to layout.ts and its users.
+ * space reserved up front, its creator's owner slot taken at once), open, owner slots (owner_lock.ts),
+ * unlink, unmap; and how segment names carry their job. What goes inside is left to layout.ts and its users.
  */
 
 import {
@@ -19,17 +20,29 @@ import {
   PROT_RW,
 } from "./libc.ts";
 import { TransportError } from "../../errors.ts";
+import { lockSlot, slotHeld } from "./owner_lock.ts";
 
 const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
 const SEEK_END = 2;
 
 /**
- * The part of a segment name that identifies the job (`<id>-`, or empty without a job id): every
- * segment of a job is named `/choir-<id>-...`, which is what the launcher sweeps after the job.
+ * The part of a segment name that identifies the job: `j` and the first 16 hex digits of the SHA-256 of
+ * the whole job id, then `.` (which no tag contains, so one job's names never start with another's tag),
+ * or `n.` without a job id. Every segment is named `/choir-<tag><kind>...`, which is what the launcher
+ * sweeps after the job, by exact tag.
  */
-export function jobTag(jobId: string | undefined): string {
-  return jobId ? jobId.replace(/[^A-Za-z0-9_.-]/g, "_").slice(0, 32) + "-" : "";
+export async function jobTag(jobId: string | undefined): Promise<string> {
+  if (!jobId) return "n.";
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(jobId)));
+  return "j" + Array.from(digest.subarray(0, 8), (b) => b.toString(16).padStart(2, "0")).join("") + ".";
 }
+
+/**
+ * Names of segments made under the owner-slot protocol (a group's: `g<group>-<id>`, a symmetric
+ * allocation's: `s<index>-r<rank>-<id>`): only these may be judged abandoned by a sweep, since only
+ * their users hold slots. Names of other versions or programs never match.
+ */
+export const OWNED_NAME: RegExp = /^choir-(?:j[0-9a-f]{16}|n)\.(?:g\d+|s\d+-r\d+)-[0-9a-f]{16}$/;
 
 /** Who is asking, for error messages. */
 export interface SegmentContext {
@@ -37,7 +50,11 @@ export interface SegmentContext {
   rank: number;
 }
 
-/** One mapped segment. The mapping outlives the name: unlink as soon as every rank has it open. */
+/**
+ * One mapped segment. The mapping outlives the name: unlink as soon as every rank has it open. The
+ * descriptor stays open (holding this process's owner slot, if it took one) until {@link closeFd} or
+ * {@link unmap}.
+ */
 export class Segment {
   /** The shm name (`/choir-...`). */
   readonly name: string;
@@ -50,6 +67,7 @@ export class Segment {
   readonly #lib: Libc;
   readonly #ctx: SegmentContext;
   readonly #placed: boolean;
+  #fd: number;
   #linked = true;
   #mapped = true;
 
@@ -60,8 +78,10 @@ export class Segment {
     base: Deno.PointerObject,
     ctx: SegmentContext,
     placed: boolean,
+    fd: number,
   ) {
     this.#lib = lib;
+    this.#fd = fd;
     this.name = name;
     this.bytes = bytes;
     this.base = base;
@@ -72,20 +92,25 @@ export class Segment {
 
   /**
    * Creates `name` (which must not exist) with `bytes` of zeroed memory and maps it (at `at`, over
-   * memory this process owns, when given). The space is reserved now, so a full /dev/shm fails here
-   * with ENOSPC instead of SIGBUS on first touch later.
+   * memory this process owns, when given). Owner slot `slot` is taken before the segment has any size,
+   * so a sweep never takes a segment being made for abandoned. The space is reserved now, so a full
+   * /dev/shm fails here with ENOSPC instead of SIGBUS on first touch later.
    */
   static create(
     lib: Libc,
     name: string,
     bytes: number,
     ctx: SegmentContext,
+    slot: number,
     at?: Deno.PointerObject,
   ): Segment {
     const cname = cString(name);
     const fd = lib.fn.shm_open(cname, O_RDWR | O_CREAT | O_EXCL, 0o600);
     if (fd < 0) throw callError(lib, "shm_open", errno(lib), ctx, name);
     try {
+      if (!lockSlot(lib, fd, slot, ctx)) {
+        throw new TransportError(`slot ${slot} of the new segment ${name} is held`, { ...ctx, op: "shm" });
+      }
       if (lib.fn.ftruncate(fd, BigInt(bytes)) !== 0) {
         throw callError(lib, "ftruncate", errno(lib), ctx, `${name}, ${bytes}`);
       }
@@ -93,12 +118,11 @@ export class Segment {
       if (rc !== 0) {
         throw callError(lib, "posix_fallocate", rc, ctx, `${name}, ${bytes}`, " (is /dev/shm big enough?)");
       }
-      return new Segment(lib, name, bytes, map(lib, fd, bytes, name, ctx, at), ctx, at !== undefined);
+      return new Segment(lib, name, bytes, map(lib, fd, bytes, name, ctx, at), ctx, at !== undefined, fd);
     } catch (e) {
       lib.fn.shm_unlink(cname);
-      throw e;
-    } finally {
       lib.fn.close(fd);
+      throw e;
     }
   }
 
@@ -127,10 +151,31 @@ export class Segment {
           op: "shm",
         });
       }
-      return new Segment(lib, name, bytes, map(lib, fd, bytes, name, ctx, at), ctx, at !== undefined);
-    } finally {
+      return new Segment(lib, name, bytes, map(lib, fd, bytes, name, ctx, at), ctx, at !== undefined, fd);
+    } catch (e) {
       lib.fn.close(fd);
+      throw e;
     }
+  }
+
+  /**
+   * Takes owner slot `slot` for this process (held until the descriptor closes, however the process
+   * ends); false when another process holds it.
+   */
+  hold(slot: number): boolean {
+    return this.#fd >= 0 && lockSlot(this.#lib, this.#fd, slot, this.#ctx);
+  }
+
+  /** Whether another process holds owner slot `slot`; false once this process closed its descriptor. */
+  held(slot: number): boolean {
+    return this.#fd >= 0 && slotHeld(this.#lib, this.#fd, slot, this.#ctx);
+  }
+
+  /** Closes the descriptor, giving up this process's owner slot (the mapping stays). Idempotent. */
+  closeFd(): void {
+    if (this.#fd < 0) return;
+    this.#lib.fn.close(this.#fd);
+    this.#fd = -1;
   }
 
   /** Whether this process has not yet unlinked the name (another process may have). */
@@ -149,12 +194,13 @@ export class Segment {
   }
 
   /**
-   * Lets go of the shared memory. The address range is first replaced by private zero pages, so a
+   * Lets go of the shared memory (and closes the descriptor). The address range is first replaced by private zero pages, so a
    * view that is still used by mistake reads zeros (and its waits time out) instead of crashing the
    * process; the range itself is unmapped once the garbage collector has dropped {@link buffer}
    * (unless the segment was placed over memory someone else owns, which keeps the zero pages).
    */
   unmap(): void {
+    this.closeFd();
     if (!this.#mapped) return;
     this.#mapped = false;
     const lib = this.#lib;

@@ -4,14 +4,16 @@
  * every peer's, so collectives can read and write all ranks' arrays in place. The n mappings are
  * placed side by side inside one fixed-size `WebAssembly.Memory` (mmap MAP_FIXED over its pages),
  * so WebAssembly kernels can reduce them where they are. Names travel through the store; each
- * segment's name is unlinked once every rank has mapped it. What is computed on the memory is left
- * to the collectives.
+ * segment's name is unlinked once every rank has mapped it, and until then its creator holds its owner
+ * slot, so a segment whose creator was killed meanwhile is swept by the next process (sweep.ts). What
+ * is computed on the memory is left to the collectives.
  */
 
 import { TransportError } from "../../errors.ts";
 import type { Store } from "../store/store.ts";
 import { libc } from "./libc.ts";
 import { jobTag, Segment } from "./segment.ts";
+import { sweepAtStartup } from "./sweep.ts";
 
 /** A WebAssembly page. */
 const WASM_PAGE = 64 * 1024;
@@ -76,8 +78,9 @@ export async function allocSymmetric(o: SymmetricOptions): Promise<SymmetricAllo
   const at = (q: number) => Deno.UnsafePointer.offset(base, q * stride)!;
   const rand = Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, "0"))
     .join("");
-  const name = `/choir-${jobTag(o.jobId)}sym-${rand}-a${o.index}-r${o.rank}`;
-  const mine = Segment.create(lib, name, stride, ctx, at(o.rank));
+  const name = `/choir-${await jobTag(o.jobId)}s${o.index}-r${o.rank}-${rand}`;
+  sweepAtStartup(lib);
+  const mine = Segment.create(lib, name, stride, ctx, 0, at(o.rank));
   const segments: Segment[] = [];
   try {
     await o.store.set(`sym/${o.index}/name/${o.rank}`, mine.name);
@@ -86,15 +89,19 @@ export async function allocSymmetric(o: SymmetricOptions): Promise<SymmetricAllo
       if (q === o.rank) segments.push(mine);
       else {
         const name = dec.decode(await o.store.get(`sym/${o.index}/name/${q}`));
-        segments.push(Segment.open(lib, name, stride, ctx, at(q)));
+        const s = Segment.open(lib, name, stride, ctx, at(q));
+        s.closeFd(); // the mapping is what counts; the owner's slot is the owner's
+        segments.push(s);
       }
     }
     // Everyone has mapped everyone's: the names can go, the mappings stay.
     await o.store.set(`sym/${o.index}/mapped/${o.rank}`, "1");
     await o.store.wait(Array.from({ length: o.size }, (_, q) => `sym/${o.index}/mapped/${q}`));
     mine.unlink();
+    mine.closeFd();
   } catch (e) {
     mine.unlink();
+    mine.closeFd();
     for (const s of segments) s.unmap();
     if (!segments.includes(mine)) mine.unmap();
     throw e instanceof Error ? e : new TransportError(String(e), { rank: o.rank, op: "alloc" });

@@ -21,7 +21,6 @@ import {
   STATE_CLOSED,
 } from "./layout.ts";
 import { type Libc, libc } from "./libc.ts";
-import { ProcessWatch } from "./liveness.ts";
 import { RingReader, RingWriter } from "./ring.ts";
 import type { Segment } from "./segment.ts";
 import { channelOnce } from "../channel_once.ts";
@@ -90,7 +89,6 @@ export class ShmTransport implements Transport {
   readonly #timeoutMs: number;
   readonly #channels = new Map<number, Promise<ShmChannel>>();
   readonly #open: ShmChannel[] = [];
-  readonly #watches = new Map<number, ProcessWatch>();
   readonly #waiters = new Set<Waiter>();
   #arena: ArenaHost | null = null;
   readonly #onUnload = () => {
@@ -130,7 +128,8 @@ export class ShmTransport implements Transport {
   /**
    * Attaches to the group's segment: rank 0 creates it and publishes its name in the store, the others
    * open it. Throws LibraryUnavailableError without FFI permission or libc, AuthError for a rank of
-   * another job, TransportError when the segment cannot be made or found.
+   * another job, RendezvousError for a second process claiming a rank already attached, TransportError
+   * when the segment cannot be made or found.
    */
   static async create(opts: ShmTransportOptions): Promise<ShmTransport> {
     const { rank, size } = opts;
@@ -234,8 +233,6 @@ export class ShmTransport implements Transport {
     Atomics.store(this.#words, this.#layout.state(this.rank) >> 2, STATE_CLOSED);
     for (let p = 0; p < this.size; p++) if (p !== this.rank) this.#bells.ring(p);
     await this.#engine.stop();
-    for (const w of this.#watches.values()) w.close();
-    this.#watches.clear();
     globalThis.removeEventListener("unload", this.#onUnload);
     try {
       this.#segment.unlink();
@@ -248,7 +245,6 @@ export class ShmTransport implements Transport {
     await this.#whenAttached(peer);
     if (this.#closed) throw this.#closed;
     const l = this.#layout;
-    this.#peerGone(peer); // opens the pidfd now, while the peer is surely the process that registered
     const ch = new ShmChannel(
       this.#host,
       peer,
@@ -295,16 +291,18 @@ export class ShmTransport implements Transport {
     });
   }
 
+  /**
+   * Why `peer` can no longer take part, or null. A peer that attached holds its owner slot until its
+   * process ends, however it ends and in whatever PID namespace it runs (owner_lock.ts), so no pid
+   * is needed to tell; the pid is only named in the message.
+   */
   #peerGone(peer: number): string | null {
     if (this.#closed) return `rank ${this.rank} closed its own transport`;
     const state = Atomics.load(this.#words, this.#layout.state(peer) >> 2);
     if (state === STATE_CLOSED) return `rank ${peer} closed its transport`;
     if (state === 0) return null; // not attached yet: nothing to watch
-    let w = this.#watches.get(peer);
-    if (!w) {
-      w = new ProcessWatch(this.#lib, Atomics.load(this.#words, this.#layout.pid(peer) >> 2));
-      this.#watches.set(peer, w);
-    }
-    return w.alive() ? null : `rank ${peer} exited (pid ${w.pid})`;
+    if (this.#segment.held(peer)) return null;
+    const pid = Atomics.load(this.#words, this.#layout.pid(peer) >> 2);
+    return `rank ${peer} exited (pid ${pid} in its PID namespace)`;
   }
 }

@@ -51,7 +51,8 @@ const encoder = new TextEncoder();
 
 /**
  * A {@link Store} kept in the directory `path` (created if absent), for processes on one host.
- * Values are files named after their keys; readers never see a half-written value.
+ * Values are files named after their keys; readers never see a half-written value. What it creates is
+ * this user's only (directory 0700, files 0600): values may name shared segments.
  */
 export class FileStore implements Store {
   /** The directory holding the keys. */
@@ -75,7 +76,7 @@ export class FileStore implements Store {
     const ctx = { rank: this.rank, op: "FileStore" };
     checkTimeout(this.timeoutMs, ctx);
     try {
-      Deno.mkdirSync(path, { recursive: true });
+      Deno.mkdirSync(path, { recursive: true, mode: 0o700 }); // this user's only, like its files
     } catch (err) {
       if (isPermissionDenied(err)) {
         throw filePermissionError(`create the store directory ${path}`, path, err, ctx);
@@ -259,7 +260,7 @@ export class FileStore implements Store {
   async #write(file: string, bytes: Uint8Array, ctx: Ctx): Promise<void> {
     const tmp = join(this.path, `.tmp-${crypto.randomUUID()}`);
     try {
-      await Deno.writeFile(tmp, bytes);
+      await Deno.writeFile(tmp, bytes, { mode: 0o600 });
       await Deno.rename(tmp, file);
     } catch (err) {
       await Deno.remove(tmp).catch(() => {});
@@ -279,7 +280,7 @@ export class FileStore implements Store {
     const deadline = Date.now() + this.timeoutMs;
     for (let delay = 1;; delay = Math.min(delay * 2, this.#pollMs)) {
       try {
-        (await Deno.open(lock, { write: true, createNew: true })).close();
+        (await Deno.open(lock, { write: true, createNew: true, mode: 0o600 })).close();
         break;
       } catch (err) {
         if (!(err instanceof Deno.errors.AlreadyExists)) throw fsError("lock", lock, err, ctx);

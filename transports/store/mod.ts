@@ -1,7 +1,8 @@
 /**
  * @module
  * The store folder's public face: the Store interface, its implementations (memory, file, prefix,
- * TCP client and Hono server) and rendezvous (init methods, createStore, joinBarrier).
+ * TCP client and Hono server) and rendezvous (init methods, createStore, joinBarrier, the watch for a
+ * rank two processes claimed).
  */
 
 export type { Store } from "./store.ts";
@@ -11,5 +12,18 @@ export { PrefixStore } from "./prefix_store.ts";
 export { TcpStore, type TcpStoreOptions } from "./tcp_store.ts";
 export { startStoreServer, type StoreServer, type StoreServerOptions } from "./tcp_server.ts";
 export { type InitMethod, parseInitMethod } from "./init_method.ts";
-export { createStore, type CreateStoreOptions, joinBarrier, type Rendezvous } from "./rendezvous.ts";
+export {
+  createStore,
+  type CreateStoreOptions,
+  joinBarrier,
+  type JoinOptions,
+  type Rendezvous,
+} from "./rendezvous.ts";
+export {
+  type Claimant,
+  type DuplicateRecord,
+  type DuplicateWatch,
+  type DuplicateWatchOptions,
+  watchDuplicateRanks,
+} from "./rank_claims.ts";
 export { DEFAULT_STORE_TIMEOUT_MS } from "./store_util.ts";

@@ -1,7 +1,8 @@
 /**
  * @module
  * Rendezvous: turns an init method and the rank's env into a connected Store (rank 0 starting the
- * TCP server when nobody else runs one), and `joinBarrier`, which names the ranks that never came.
+ * TCP server when nobody else runs one), and `joinBarrier`, which names the ranks that never came and
+ * the rank two processes claimed (rank_claims.ts).
  */
 
 import { type ChoirEnv, DEFAULT_TIMEOUT_MS } from "../../config.ts";
@@ -9,6 +10,7 @@ import { AuthError, PermissionError, RendezvousError, StoreTimeoutError } from "
 import { FileStore } from "./file_store.ts";
 import { PrefixStore } from "./prefix_store.ts";
 import { parseInitMethod } from "./init_method.ts";
+import { claimant, claimRank, duplicateRank } from "./rank_claims.ts";
 import type { Store } from "./store.ts";
 import { startStoreServer, type StoreServer } from "./tcp_server.ts";
 import { TcpStore } from "./tcp_store.ts";
@@ -107,14 +109,19 @@ export async function createStore(
       server = await startStoreServer({ hostname: host, port, token, rank });
     } catch (err) {
       if (err instanceof PermissionError) throw err;
-      throw new RendezvousError(
-        `rank 0 could not start the store server on ${host}:${port}: ${errText(err)}`,
-        {
-          rank,
-          op,
-          cause: err,
-        },
-      );
+      // This job's store may serve the port already: another process started as rank 0 took it. Join
+      // as a client then, and the join barrier names both processes (this one finds rank 0 claimed).
+      const taken = err instanceof Error && err.cause instanceof Deno.errors.AddrInUse;
+      if (!taken || !(await servesThisJob(host, port, token, rank, Math.min(timeoutMs, 2000)))) {
+        throw new RendezvousError(
+          `rank 0 could not start the store server on ${host}:${port}: ${errText(err)}`,
+          {
+            rank,
+            op,
+            cause: err,
+          },
+        );
+      }
     }
   }
   const client = new TcpStore({ host, port, token, timeoutMs, rank });
@@ -134,10 +141,22 @@ export async function createStore(
   return { store, rank, worldSize, close };
 }
 
+/** Options of {@link joinBarrier}. */
+export interface JoinOptions {
+  /** This process's host name, named when its rank is claimed twice (default: none). */
+  host?: string;
+  /** How often a waiting rank looks for a duplicate rank, in ms (default 500). */
+  pollMs?: number;
+}
+
 /**
  * Waits until all `worldSize` ranks have called it with the same `tag`. On timeout, throws
  * RendezvousError naming the ranks that never arrived ("ranks 2, 3 of 4 never arrived within 5000 ms").
- * Each barrier needs its own `tag`: arrivals are kept in the store, so a reused tag passes at once.
+ * Each process claims its rank: when two processes join as one rank, the second to claim it and every
+ * rank still waiting throw RendezvousError naming the rank and both processes ("rank 1 joined twice:
+ * pid 311 on a and pid 312 on a ..."); ranks already past the barrier learn it through
+ * `watchDuplicateRanks` on the same store. Each barrier needs its own `tag`: arrivals are kept in the
+ * store, so a reused tag passes at once (for the process that claimed the rank).
  */
 export async function joinBarrier(
   store: Store,
@@ -145,25 +164,41 @@ export async function joinBarrier(
   worldSize: number,
   timeoutMs: number,
   tag = "choir/join",
+  opts: JoinOptions = {},
 ): Promise<void> {
   const op = "joinBarrier";
   checkRankAndSize("joinBarrier", rank, worldSize, op);
+  const ctx = { rank, op };
   const keys = Array.from({ length: worldSize }, (_, r) => `${tag}/${r}`);
-  await store.set(keys[rank], "1");
-  try {
-    await store.wait(keys, timeoutMs);
-  } catch (err) {
-    if (!(err instanceof StoreTimeoutError)) throw err;
-    const missing: number[] = [];
-    for (let r = 0; r < worldSize; r++) if (!(await store.check([keys[r]]))) missing.push(r);
-    if (missing.length === 0) return;
-    const who = missing.length === 1 ? `rank ${missing[0]}` : `ranks ${missing.join(", ")}`;
-    throw new RendezvousError(`${who} of ${worldSize} never arrived within ${timeoutMs} ms`, {
-      rank,
-      op,
-      cause: err,
-    });
+  const twice = await claimRank(store, tag, keys[rank], rank, claimant(opts.host), ctx);
+  if (twice) throw twice;
+  // Wait in slices, looking for a duplicate between them: a rank claimed twice often means another rank
+  // was never started, and the barrier would otherwise only end at the timeout.
+  const deadline = performance.now() + timeoutMs;
+  const slice = Math.max(1, opts.pollMs ?? 500);
+  while (true) {
+    const left = Math.max(1, Math.ceil(deadline - performance.now()));
+    try {
+      await store.wait(keys, Math.min(slice, left));
+      break;
+    } catch (err) {
+      if (!(err instanceof StoreTimeoutError)) throw err;
+      const dup = await duplicateRank(store, tag, ctx);
+      if (dup) throw dup;
+      if (left > slice) continue;
+      const missing: number[] = [];
+      for (let r = 0; r < worldSize; r++) if (!(await store.check([keys[r]]))) missing.push(r);
+      if (missing.length === 0) break;
+      const who = missing.length === 1 ? `rank ${missing[0]}` : `ranks ${missing.join(", ")}`;
+      throw new RendezvousError(`${who} of ${worldSize} never arrived within ${timeoutMs} ms`, {
+        rank,
+        op,
+        cause: err,
+      });
+    }
   }
+  const dup = await duplicateRank(store, tag, ctx);
+  if (dup) throw dup;
 }
 
 function checkRankAndSize(
@@ -183,6 +218,25 @@ function checkRankAndSize(
     throw new RendezvousError(`rank must be an integer in [0, ${worldSize}), got ${rank}`, { rank, op });
   }
   return { rank, worldSize };
+}
+
+/** Whether a store holding `token` answers at host:port within `timeoutMs`. */
+async function servesThisJob(
+  host: string,
+  port: number,
+  token: string,
+  rank: number,
+  timeoutMs: number,
+): Promise<boolean> {
+  const probe = new TcpStore({ host, port, token, timeoutMs, rank });
+  try {
+    await probe.check([]);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await probe.close();
+  }
 }
 
 function errText(err: unknown): string {
