@@ -1,6 +1,7 @@
 /**
  * @module
- * SIGKILL of a random rank of 4 during every collective, over tcp and shm: every survivor gets
+ * SIGKILL of a random rank of 4 during every collective, over tcp, shm and ucx (UCX_TLS=tcp, where libucp
+ * loads): every survivor gets
  * PeerLostError naming the killed rank within 3 s, and no process hangs; first with the store outside
  * the ranks (as the launcher runs it), then with rank 0 serving it (plain env://, the store dies with
  * rank 0) and every rank's program exiting on its error, rank 0 among the victims.
@@ -8,6 +9,10 @@
  */
 
 import { assertNamed, killTrial } from "../helpers/kill.ts";
+import { ucxAvailability } from "../../transports/ucx/lib.ts";
+
+const ucx = ucxAvailability();
+if (!ucx.ok) console.log(`kill matrix over ucx: skipped, ${ucx.reason}`);
 
 const trials = Math.max(1, Number(Deno.env.get("CHOIR_KILL_TRIALS") ?? 1));
 const OPS = [
@@ -24,14 +29,18 @@ const OPS = [
 
 for (const storeOnRank0 of [false, true]) {
   const where = storeOnRank0 ? "rank 0 serves the store" : "external store";
-  for (const transport of ["tcp", "shm"]) {
+  for (const transport of ["tcp", "shm", "ucx"]) {
     for (const op of OPS) {
-      Deno.test(`SIGKILL of a random rank of 4 during ${op} (${transport}, ${where}), ${trials} trial(s): the survivors name it`, async () => {
+      const ignore = transport === "ucx" && !ucx.ok;
+      const name =
+        `SIGKILL of a random rank of 4 during ${op} (${transport}, ${where}), ${trials} trial(s): the survivors name it`;
+      Deno.test({ name, ignore }, async () => {
         for (let t = 0; t < trials; t++) {
           // With the store on rank 0, the first trial kills rank 0 itself.
           const victim = storeOnRank0 && t === 0 ? 0 : Math.floor(Math.random() * 4);
           const count = op === "allReduce" ? 65536 : 4096;
-          const results = await killTrial({ op, transport, count, worldSize: 4, victim, storeOnRank0 });
+          const env = transport === "ucx" ? { UCX_TLS: "tcp" } : undefined;
+          const results = await killTrial({ op, transport, count, worldSize: 4, victim, storeOnRank0, env });
           assertNamed(results, victim, `${op} trial ${t}, victim ${victim}`);
         }
       });

@@ -5,8 +5,10 @@
  * can use rendezvous straight into the caller's buffer. Progress and waiting are the engine's.
  */
 
-import { ChoirError, TransportError } from "../../errors.ts";
+import { ChoirError, CollectiveMismatchError, PeerLostError, TransportError } from "../../errors.ts";
+import { decodeCause, encodeCause, MAX_CAUSE_BYTES } from "../abort_cause.ts";
 import { checkHeader, decodeHeader, encodeHeader, type FrameHeader, HEADER_BYTES } from "../frame.ts";
+import { abortCauseBytes, encodeAbortFrame } from "../frame.ts";
 import type { Channel } from "../transport.ts";
 import type { Pending, UcxEngine } from "./engine.ts";
 import type { RegistrationCache } from "./memreg.ts";
@@ -18,13 +20,17 @@ import type { UcxWorker } from "./worker.ts";
  * the header that is 8 KiB, which UCX 1.13 still sends eagerly over shared memory and TCP.
  */
 const INLINE_BYTES = 8192 - HEADER_BYTES;
+/** How long a rank whose send failed looks for the cause its peer sent, ms. */
+const CAUSE_WAIT_MS = 150;
 /** Payloads from this size on use a registered buffer from the cache. */
 const REGISTER_BYTES = 1 << 20;
 
 const KIND_PAYLOAD = 1n << 47n;
 /** The hello of {@link UcxChannel.handshake}: a tag no frame uses. */
 const KIND_HELLO = 1n << 46n;
-const SEQ_MASK = (1n << 46n) - 1n;
+/** An abort frame (see {@link UcxChannel.abort}): a tag no frame or hello uses, from any sender. */
+const KIND_ABORT = 1n << 45n;
+const SEQ_MASK = (1n << 45n) - 1n;
 
 /** The tag of frame `seq` from `sender`: sender in the top 16 bits, a payload bit, then the number. */
 function frameTag(sender: number, seq: number, payload: boolean): bigint {
@@ -62,6 +68,8 @@ export class UcxChannel implements Channel {
   #sendTail: Promise<void> = Promise.resolve();
   #recvTail: Promise<void> = Promise.resolve();
   #failed: ChoirError | null = null;
+  /** The peer's endpoint failed (the channel fails with this unless the peer's own cause arrives). */
+  #lost: ChoirError | null = null;
   readonly #stages: Uint8Array[] = [];
 
   /** A channel from `rank` to `peer`; the endpoint must exist in the host's worker. */
@@ -74,6 +82,27 @@ export class UcxChannel implements Channel {
   /** The error this channel failed with, if any. */
   get failed(): ChoirError | null {
     return this.#failed;
+  }
+
+  /**
+   * Tells the peer why this rank gives up: an abort frame sent as the next frame (the tag the peer's
+   * next receive from this rank matches), waited for within `ms`. A peer waiting on this link then
+   * reports the root cause instead of a failed endpoint. Then fails the channel with `reason`.
+   */
+  async abort(reason: ChoirError, ms: number): Promise<void> {
+    // A peer that sent a frame this rank did not expect is alive and must hear why too.
+    if (!this.#failed || this.#failed instanceof CollectiveMismatchError) {
+      const sent = this.#post(
+        encodeAbortFrame(encodeCause(reason, this.#rank)),
+        (BigInt(this.#rank) << 48n) | KIND_ABORT,
+        false,
+      )
+        .catch(() => {});
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([sent, new Promise<void>((r) => timer = setTimeout(r, ms))]);
+      clearTimeout(timer);
+    }
+    this.fail(reason);
   }
 
   /** Fails the channel: pending and later operations reject with `e`. */
@@ -166,6 +195,8 @@ export class UcxChannel implements Channel {
     } catch (e) {
       own = Promise.reject(e);
     }
+    // A send that fails because the peer went away: the peer may have said why first (see abort).
+    own = own.catch((e) => this.#sendFailed(e));
     // `own` may fail before the earlier sends finish; it is awaited through `done`, not unhandled.
     own.catch(() => {});
     const done = this.#sendTail.then(() => own);
@@ -199,9 +230,15 @@ export class UcxChannel implements Channel {
       throw this.#failWith(e);
     }
     try {
-      const got = stage.byteLength >= HEADER_BYTES && headLength >= HEADER_BYTES
-        ? decodeHeader(new DataView(stage.buffer, 0, HEADER_BYTES))
-        : null;
+      const view = new DataView(stage.buffer, 0, HEADER_BYTES);
+      const cause = headLength >= HEADER_BYTES ? abortCauseBytes(view) : null;
+      if (cause !== null) {
+        // The peer gave up and said why (see abort): that is this receive's error.
+        const bytes = stage.subarray(HEADER_BYTES, Math.min(headLength, HEADER_BYTES + cause));
+        throw decodeCause(bytes, this.#rank, "recv") ??
+          new PeerLostError(`rank ${this.peer} gave up`, this.#ctx("recv"));
+      }
+      const got = stage.byteLength >= HEADER_BYTES && headLength >= HEADER_BYTES ? decodeHeader(view) : null;
       if (got === null) {
         throw new TransportError(
           `rank ${this.peer} sent bytes that are not a choir frame`,
@@ -243,6 +280,25 @@ export class UcxChannel implements Channel {
         throw this.#failWith(e);
       }
     }
+  }
+
+  /**
+   * The error of a send that failed: the peer's own cause when it sent one (see abort: the transport's
+   * listener then fails this channel with it within {@link CAUSE_WAIT_MS}), else `e`.
+   */
+  async #sendFailed(e: unknown): Promise<never> {
+    if (!this.#failed || this.#failed === e) await new Promise((r) => setTimeout(r, CAUSE_WAIT_MS));
+    throw this.#failWith(this.#failed ?? this.#lost ?? e);
+  }
+
+  /**
+   * Fails the channel with `e` (its endpoint failed: the peer went away) after {@link CAUSE_WAIT_MS},
+   * unless the peer's own cause (see abort) has failed it first.
+   */
+  failUnlessTold(e: ChoirError): void {
+    if (this.#failed) return;
+    this.#lost = e;
+    setTimeout(() => this.fail(e), CAUSE_WAIT_MS);
   }
 
   /** Starts a send; resolves when UCX is done with `buf`. */
@@ -303,7 +359,7 @@ export class UcxChannel implements Channel {
 
   /** The error for a request that ended with `status`: the channel's failure when it has one. */
   #statusError(op: string, status: number): ChoirError {
-    return this.#failed ?? ucxError(this.#host.worker.lib, `UCX ${op}`, status, this.#ctx(op));
+    return this.#failed ?? this.#lost ?? ucxError(this.#host.worker.lib, `UCX ${op}`, status, this.#ctx(op));
   }
 
   /** Marks the channel failed with `e` (or its earlier failure) and returns that error. */
@@ -317,4 +373,31 @@ export class UcxChannel implements Channel {
   #ctx(op: string) {
     return { rank: this.#rank, peer: this.peer, op };
   }
+}
+
+/**
+ * Listens, for the worker's whole life, for the abort frame any peer sends before it gives up (see
+ * {@link UcxChannel.abort}), and hands its cause to `onCause`. Checked on every turn of the engine,
+ * which it does not keep busy.
+ */
+export function listenForCauses(host: UcxChannelHost, rank: number, onCause: (e: ChoirError) => void): void {
+  const { worker, engine } = host;
+  const buf = new Uint8Array(HEADER_BYTES + MAX_CAUSE_BYTES);
+  const r = worker.recv(buf, KIND_ABORT, null, KIND_ABORT);
+  if (r.kind !== "request") return;
+  engine.watch({
+    request: r.request,
+    info: new Uint8Array(worker.layout.tagRecvInfo.size),
+    keep: buf,
+    peer: -1,
+    complete: (status, length) => {
+      if (status !== UCS_OK || length < HEADER_BYTES) return;
+      const n = abortCauseBytes(new DataView(buf.buffer, 0, HEADER_BYTES));
+      const cause = n === null
+        ? null
+        : decodeCause(buf.subarray(HEADER_BYTES, Math.min(length, HEADER_BYTES + n)), rank, "recv");
+      if (cause) onCause(cause);
+    },
+    abandon: () => {},
+  });
 }

@@ -61,6 +61,7 @@ export class UcxEngine {
   readonly #pending = new Set<Pending>();
   /** Requests whose caller was already failed; held until UCX completes them (or close frees them). */
   readonly #abandoned = new Set<Pending>();
+  readonly #background = new Set<Pending>();
   readonly #pollfd = new Int32Array(2);
   readonly #yieldCpu: () => void;
   /** Runs every `checkMs` while requests are pending (peer liveness). */
@@ -107,7 +108,17 @@ export class UcxEngine {
     for (const e of UcxEngine.#idle) {
       for (let i = 0; i < 64 && e.#w.progress() !== 0; i++);
       if (e.#abandoned.size) e.#reap();
+      if (e.#background.size) e.#poll(undefined, e.#background);
     }
+  }
+
+  /**
+   * Keeps `p` (a receive that may wait for the group's whole life: the in-band abort listener) checked
+   * on every turn of the loop and of the idle timer, without counting as work: the loop still sleeps
+   * and stops as if it were not there. `p.complete` runs when it completes; {@link drain} frees it.
+   */
+  watch(p: Pending): void {
+    this.#background.add(p);
   }
 
   /** Number of requests in flight. */
@@ -158,6 +169,11 @@ export class UcxEngine {
    * buffers of the requests that never finished: hold them until the worker is destroyed.
    */
   drain(e: Error, boundMs: number): Uint8Array[] {
+    for (const p of this.#background) {
+      this.#abandoned.add(p);
+      this.#w.lib.ucp.ucp_request_cancel(this.#w.handle, p.request);
+    }
+    this.#background.clear();
     this.abandon(e);
     const until = performance.now() + boundMs;
     while (this.#abandoned.size && performance.now() < until) {
@@ -187,17 +203,17 @@ export class UcxEngine {
   }
 
   /** Checks every pending request (of `peer` only, if given) once; returns whether any completed. */
-  #poll(peer?: number): boolean {
+  #poll(peer?: number, set: Set<Pending> = this.#pending): boolean {
     const { ucp } = this.#w.lib;
     let moved = false;
-    for (const p of this.#pending) {
+    for (const p of set) {
       if (peer !== undefined && p.peer !== peer) continue;
       const st = p.info !== null
         ? ucp.ucp_tag_recv_request_test(p.request, p.info)
         : ucp.ucp_request_check_status(p.request);
       if (st === UCS_INPROGRESS) continue;
       moved = true;
-      this.#pending.delete(p);
+      set.delete(p);
       const length = p.info !== null && st === UCS_OK
         ? Number(
           new DataView(p.info.buffer, p.info.byteOffset).getBigUint64(
@@ -225,6 +241,7 @@ export class UcxEngine {
         for (let i = 0; i < 64 && this.#w.progress() !== 0; i++) events++;
         const moved = this.#poll();
         if (this.#abandoned.size) this.#reap();
+        if (this.#background.size) this.#poll(undefined, this.#background);
         if (!this.#pending.size) return;
         const now = performance.now();
         if (moved || events) idleSince = now;

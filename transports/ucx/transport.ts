@@ -11,7 +11,7 @@ import { libc as shmLibc } from "../shm/libc.ts";
 import { ProcessWatch } from "../shm/liveness.ts";
 import type { Store } from "../store/store.ts";
 import type { Channel, Transport } from "../transport.ts";
-import { UcxChannel } from "./channel.ts";
+import { listenForCauses, UcxChannel } from "./channel.ts";
 import { UcxEngine } from "./engine.ts";
 import { RegistrationCache } from "./memreg.ts";
 import { statusString } from "./status.ts";
@@ -106,8 +106,16 @@ export class UcxTransport implements Transport {
       this.#peerLost(
         peer,
         `UCX reported the endpoint to rank ${peer} failed: ${statusString(worker.lib, status)}`,
+        true,
       );
     this.#engine.onCheck = () => this.#checkPeers();
+    // A peer that gives up tells this rank why (UcxChannel.abort): the group breaks with that cause,
+    // even while no operation waits on that peer.
+    listenForCauses(
+      { worker, engine: this.#engine, cache: this.#cache },
+      opts.rank,
+      (cause) => void this.close(cause),
+    );
     live.add(this);
   }
 
@@ -182,10 +190,13 @@ export class UcxTransport implements Transport {
   }
 
   /** Fails the channel to `peer` (and its pending receives) with PeerLostError. */
-  #peerLost(peer: number, why: string): void {
+  #peerLost(peer: number, why: string, mayHaveSaid = false): void {
     if (this.#dead.has(peer) || this.#closed) return;
     this.#dead.add(peer);
-    this.#open.get(peer)?.fail(new PeerLostError(why, { rank: this.rank, peer, op: "ucx" }));
+    const err = new PeerLostError(why, { rank: this.rank, peer, op: "ucx" });
+    // A peer whose endpoint failed may have closed on purpose, after telling this rank why.
+    if (mayHaveSaid) this.#open.get(peer)?.failUnlessTold(err);
+    else this.#open.get(peer)?.fail(err);
   }
 
   /**
@@ -211,6 +222,10 @@ export class UcxTransport implements Transport {
       ? reason
       : new TransportError(reason ? reason.message : "transport closed", { rank: this.rank, op: "close" });
     this.#closed = err;
+    // A failure is told to every peer first, in-band (UcxChannel.abort); a plain close only closes.
+    if (reason instanceof ChoirError) {
+      await Promise.all([...this.#open.values()].map((ch) => ch.abort(err, 250)));
+    }
     for (const ch of this.#open.values()) ch.fail(err);
     await this.#engine.stop();
     // Buffers of requests UCX never finished stay referenced until the worker (and its use of them) is gone.

@@ -188,7 +188,7 @@ export class UcxWorker {
   }
 
   /** Posts a tag receive into `buf` for exactly `tag`; always returns a request (or an error). */
-  recv(buf: Uint8Array, tag: bigint, memh: Deno.PointerValue = null): StatusPtr {
+  recv(buf: Uint8Array, tag: bigint, memh: Deno.PointerValue = null, mask = 0xFFFFFFFFFFFFFFFFn): StatusPtr {
     const rp = this.layout.requestParam;
     const v = this.#recvParam.view;
     v.setUint32(rp.opAttrMask, OP_ATTR.RECV_INFO | OP_ATTR.NO_IMM_CMPL | (memh ? OP_ATTR.MEMH : 0), true);
@@ -199,7 +199,7 @@ export class UcxWorker {
         buf,
         BigInt(buf.byteLength),
         tag,
-        0xFFFFFFFFFFFFFFFFn,
+        mask,
         this.#recvParam.bytes,
       ),
     );
