@@ -158,6 +158,7 @@ export class WorkerTransport implements Transport {
       sleep: (snap, ms) => bells.sleep(snap, ms),
       yieldCore: this.#yieldCore,
       alive: (r) => r === this.rank || this.#peerGone(r) === null,
+      causeOf: (r, op) => this.#open.find((ch) => ch.peer === r)?.peerCause(op) ?? null,
     };
     return this.#arena;
   }
@@ -190,13 +191,17 @@ export class WorkerTransport implements Transport {
     if (this.#closed) return;
     this.#closed = reason ?? new TransportError("transport closed", { rank: this.rank, op: "close" });
     for (const ch of this.#open) {
-      ch.fail(
-        reason instanceof ChoirError ? reason : new TransportError(`channel to rank ${ch.peer} was closed`, {
-          rank: this.rank,
-          peer: ch.peer,
-          op: "close",
-        }),
-      );
+      // A failure is told to the peer in its ring (ShmChannel.abort), as over shm between processes.
+      if (reason instanceof ChoirError) ch.abort(reason);
+      else {
+        ch.fail(
+          new TransportError(`channel to rank ${ch.peer} was closed`, {
+            rank: this.rank,
+            peer: ch.peer,
+            op: "close",
+          }),
+        );
+      }
     }
     this.#markClosed();
     await this.#engine.stop();
