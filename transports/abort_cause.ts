@@ -37,22 +37,6 @@ export interface CauseRecord {
   received?: Record<string, number | string>;
 }
 
-const GOODBYE = "Goodbye";
-
-/** What rank `from` sends its peers when it closes its group normally (not a failure). */
-export function encodeGoodbye(from: number): Uint8Array {
-  return new TextEncoder().encode(JSON.stringify({ kind: GOODBYE, from, message: "closed" }));
-}
-
-/** Whether `bytes` are a goodbye rather than a cause. */
-export function isGoodbye(bytes: Uint8Array): boolean {
-  try {
-    return (JSON.parse(new TextDecoder().decode(bytes)) as { kind?: string }).kind === GOODBYE;
-  } catch {
-    return false;
-  }
-}
-
 /** The record of `err` as rank `from` saw it. */
 export function causeRecord(err: Error, from: number): CauseRecord {
   const c = err instanceof ChoirError ? err : undefined;

@@ -8,7 +8,7 @@ import { ChoirError, TransportError } from "../../errors.ts";
 import { isPermissionDenied, netFlag, netPermissionError } from "../permission.ts";
 import type { Store } from "../store/store.ts";
 import { acceptHello, sendHello } from "./handshake.ts";
-import { TcpChannel, type TcpChannelEvents } from "./channel.ts";
+import { TcpChannel } from "./channel.ts";
 import type { Channel, Transport } from "../transport.ts";
 import { channelOnce } from "../channel_once.ts";
 
@@ -36,8 +36,6 @@ export interface TcpTransportOptions {
 
 /** How long a freshly accepted connection may take to finish its handshake. */
 const HANDSHAKE_MS = 10_000;
-/** How long a peer whose stream ended without a goodbye has before this transport gives up on it, ms. */
-const SUSPECT_GRACE_MS = 1000;
 
 interface Waiter {
   resolve: (c: TcpChannel) => void;
@@ -61,20 +59,6 @@ export class TcpTransport implements Transport {
   readonly #pendingConns = new Set<Deno.Conn>();
   #closed: Error | null = null;
   readonly #acceptLoop: Promise<void>;
-  /**
-   * A peer failed while its link was idle: its cause breaks this transport at once (told to every
-   * other peer in-band); an end of stream without a goodbye does so after {@link SUSPECT_GRACE_MS},
-   * so that a collective still running with the other ranks (the peer finished its part and exited
-   * without closing) can complete first.
-   */
-  readonly #events: TcpChannelEvents = {
-    onPeerFailure: (err, suspectOnly) => {
-      if (this.#closed) return;
-      if (!suspectOnly) return void this.close(err);
-      const timer = setTimeout(() => void this.close(err), SUSPECT_GRACE_MS);
-      Deno.unrefTimer(timer);
-    },
-  };
 
   private constructor(opts: TcpTransportOptions, listener: Deno.TcpListener) {
     this.#opts = opts;
@@ -163,7 +147,7 @@ export class TcpTransport implements Transport {
       conn.close();
       throw this.#closed;
     }
-    const ch = new TcpChannel(conn, this.rank, peer, this.#opts.checksum, this.#events);
+    const ch = new TcpChannel(conn, this.rank, peer, this.#opts.checksum);
     this.#open.add(ch);
     return ch;
   }
@@ -231,7 +215,7 @@ export class TcpTransport implements Transport {
       } catch { /* closed */ }
       return;
     }
-    const ch = new TcpChannel(conn, this.rank, from, this.#opts.checksum, this.#events);
+    const ch = new TcpChannel(conn, this.rank, from, this.#opts.checksum);
     this.#open.add(ch);
     this.#accepted.set(from, ch);
     const w = this.#waiters.get(from);
@@ -258,7 +242,7 @@ export class TcpTransport implements Transport {
     }
     // A failure is told to every peer first, in-band (TcpChannel.abort); a plain close says goodbye.
     await Promise.all(
-      [...this.#open].map((ch) => reason instanceof ChoirError ? ch.abort(reason) : ch.goodbye()),
+      [...this.#open].map((ch) => reason instanceof ChoirError ? ch.abort(reason) : ch.close()),
     );
     await this.#acceptLoop;
   }
