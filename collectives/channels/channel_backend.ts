@@ -33,7 +33,7 @@ export interface PairLink {
 }
 
 /** What the channel backend asks of its group. */
-export interface ChannelHost {
+export interface ChannelGroup {
   /** This rank. */
   readonly rank: number;
   /** Ranks in the group. */
@@ -50,13 +50,13 @@ export interface ChannelHost {
 
 /** The channels of one group (see the module doc). */
 export class ChannelBackend implements Backend {
-  readonly #g: ChannelHost;
+  readonly #g: ChannelGroup;
   #comm: Comm | null = null;
   #hier: HierarchicalComms | null = null;
   #handshake: ((call: Call, timeoutMs: number) => Promise<void>) | null = null;
 
   /** @param g the group it runs for. */
-  constructor(g: ChannelHost) {
+  constructor(g: ChannelGroup) {
     this.#g = g;
   }
 

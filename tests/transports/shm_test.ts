@@ -223,31 +223,7 @@ for (const victim of [0, 1]) {
     const kids = [0, 1].map((r) => runFixture(["stream", dir, String(r), "2", jobId, String(victim)]));
     const timer = setTimeout(() => kids.forEach((k) => k.kill("SIGKILL")), 60_000);
     try {
-      const v = kids[victim];
-      const survivor = kids[1 - victim];
-      const survivorOut = survivor.output();
-      // Wait for the victim to say it is streaming, then kill it.
-      const reader = v.stdout.getReader();
-      let seen = "";
-      while (!seen.includes("READY")) {
-        const { value, done } = await reader.read();
-        if (done) throw new Error(`victim ended before streaming: ${seen}`);
-        seen += new TextDecoder().decode(value);
-      }
-      const t0 = performance.now();
-      v.kill("SIGKILL");
-      const o = await survivorOut;
-      const elapsed = performance.now() - t0;
-      reader.releaseLock();
-      await v.stdout.cancel();
-      await v.stderr.cancel();
-      await v.status;
-      const r = resultLine(o.stdout, o.stderr);
-      assert.equal(r.name, "PeerLostError", String(r.message));
-      assert.equal(r.peer, victim);
-      // Found by the liveness check, not the 20 s timeout (the bound leaves room for a loaded machine).
-      assert.ok(elapsed < 10_000, `survivor took ${elapsed.toFixed(0)} ms`);
-      assert.deepEqual(await leftovers(jobId), []);
+      await killAndCheck(kids, victim, jobId);
     } finally {
       clearTimeout(timer);
       await Deno.remove(dir, { recursive: true }).catch(() => {});
@@ -306,32 +282,41 @@ for (const victim of [0, 1]) {
       ];
       const timer = setTimeout(() => kids.forEach((k) => k.kill("SIGKILL")), 60_000);
       try {
-        const v = kids[victim];
-        const survivorOut = kids[1 - victim].output();
-        const reader = v.stdout.getReader();
-        let seen = "";
-        while (!seen.includes("READY")) {
-          const { value, done } = await reader.read();
-          if (done) throw new Error(`victim ended before streaming: ${seen}`);
-          seen += new TextDecoder().decode(value);
-        }
-        const t0 = performance.now();
-        v.kill("SIGKILL");
-        const o = await survivorOut;
-        const elapsed = performance.now() - t0;
-        reader.releaseLock();
-        await v.stdout.cancel();
-        await v.stderr.cancel();
-        await v.status;
-        const r = resultLine(o.stdout, o.stderr);
-        assert.equal(r.name, "PeerLostError", String(r.message));
-        assert.equal(r.peer, victim);
-        assert.ok(elapsed < 10_000, `survivor took ${elapsed.toFixed(0)} ms`);
-        assert.deepEqual(await leftovers(jobId), []);
+        await killAndCheck(kids, victim, jobId);
       } finally {
         clearTimeout(timer);
         await Deno.remove(dir, { recursive: true }).catch(() => {});
       }
     },
   });
+}
+
+/**
+ * Kills `kids[victim]` once it says it is streaming, then checks that the survivor got PeerLostError
+ * naming it from the liveness check (not the 20 s timeout; the bound leaves room for a loaded machine)
+ * and that no segment of the job is left.
+ */
+async function killAndCheck(kids: Deno.ChildProcess[], victim: number, jobId: string): Promise<void> {
+  const v = kids[victim];
+  const survivorOut = kids[1 - victim].output();
+  const reader = v.stdout.getReader();
+  let seen = "";
+  while (!seen.includes("READY")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`victim ended before streaming: ${seen}`);
+    seen += new TextDecoder().decode(value);
+  }
+  const t0 = performance.now();
+  v.kill("SIGKILL");
+  const o = await survivorOut;
+  const elapsed = performance.now() - t0;
+  reader.releaseLock();
+  await v.stdout.cancel();
+  await v.stderr.cancel();
+  await v.status;
+  const r = resultLine(o.stdout, o.stderr);
+  assert.equal(r.name, "PeerLostError", String(r.message));
+  assert.equal(r.peer, victim);
+  assert.ok(elapsed < 10_000, `survivor took ${elapsed.toFixed(0)} ms`);
+  assert.deepEqual(await leftovers(jobId), []);
 }
