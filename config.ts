@@ -83,6 +83,10 @@ export interface ChoirEnv {
    * recording off).
    */
   flightRecorder?: number;
+  /** `CHOIR_HEARTBEAT_MS`: milliseconds between heartbeat frames (default 1000; 0 turns it off). */
+  heartbeatMs?: number;
+  /** `CHOIR_HEARTBEAT_TIMEOUT`: milliseconds of silence after which a rank is lost (default 10000). */
+  heartbeatTimeoutMs?: number;
   /** `GLIBC_TUNABLES`, read so the launcher keeps a user's value instead of setting its own. */
   glibcTunables?: string;
   /**
@@ -153,6 +157,8 @@ export function readEnv(get: (name: string) => string | undefined = safeGet): Ch
     statusPort: int(get("CHOIR_STATUS_PORT")),
     statusAddr: str(get("CHOIR_STATUS_ADDR")),
     flightRecorder: int(get("CHOIR_FLIGHT_RECORDER")),
+    heartbeatMs: int(get("CHOIR_HEARTBEAT_MS")),
+    heartbeatTimeoutMs: int(get("CHOIR_HEARTBEAT_TIMEOUT")),
     glibcTunables: str(get("GLIBC_TUNABLES")),
     algorithm: str(get("CHOIR_ALGO")),
     deterministic: bool(get("CHOIR_DETERMINISTIC")),

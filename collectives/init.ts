@@ -6,14 +6,17 @@
 
 import { type ChoirEnv, DEFAULT_TIMEOUT_MS, readEnv } from "../config.ts";
 import { createStore } from "../transports/store/mod.ts";
+import type { Store } from "../transports/store/store.ts";
 import { openGroup } from "./open_group.ts";
 import { recorderCapacity } from "./diagnostics/flight_recorder.ts";
 import { startStatusServer, type StatusServer } from "./diagnostics/status_server.ts";
 import type { ProcessGroup } from "./process_group.ts";
 import { type Algorithm, ALGORITHMS, FORCIBLE_OPS, isForcible } from "./plan/plan.ts";
-import { InvalidArgumentError } from "../errors.ts";
+import { type ChoirError, InvalidArgumentError, PeerLostError } from "../errors.ts";
 import { isWorkerRank } from "../transports/worker/rank.ts";
 import { workerProcessGroup } from "./worker_group.ts";
+import { type Heartbeat, HEARTBEAT_DEFAULTS, startHeartbeat } from "../transports/heartbeat/heartbeat.ts";
+import { PrefixStore } from "../transports/store/prefix_store.ts";
 
 /** Options of {@link initProcessGroup}; anything left out comes from the environment (env://). */
 export interface InitOptions {
@@ -42,6 +45,15 @@ export interface InitOptions {
   algorithm?: Algorithm | "auto";
   /** Deterministic reductions (see `ProcessGroupOptions.deterministic`). Default: `CHOIR_DETERMINISTIC`. */
   deterministic?: boolean;
+  /**
+   * Liveness between collectives (`transports/heartbeat/`): each rank's own thread exchanges a frame
+   * with its ring neighbours every `intervalMs`; a rank that exits without destroy() or is killed is
+   * reported lost within about half a second, one silent for `timeoutMs` (its host vanished) after
+   * that long, and the group breaks with a PeerLostError naming it on every rank, even between
+   * collectives. `false` turns it off. Default: on, `CHOIR_HEARTBEAT_MS` (0 turns it off, default
+   * 1000) and `CHOIR_HEARTBEAT_TIMEOUT` (default 10000).
+   */
+  heartbeat?: false | { intervalMs?: number; timeoutMs?: number };
   /** Environment to read instead of the process's (for tests and embedders). */
   env?: ChoirEnv;
 }
@@ -86,8 +98,38 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessG
   });
   const { rank, worldSize, store } = rdzv;
   let status: StatusServer | undefined;
+  let heartbeat: Heartbeat | undefined;
   try {
     const addr = await listenAddress(env);
+    // Started first so its thread comes up while the group forms; a loss it reports before the
+    // group exists breaks the group as soon as there is one.
+    const world: { pg?: ProcessGroup } = {};
+    let early: ChoirError | undefined;
+    // What the heartbeat brought: breaking the group with it must not send it round again.
+    const heard = new WeakSet<Error>();
+    heartbeat = startWorldHeartbeat(opts, env, {
+      rank,
+      size: worldSize,
+      token,
+      store,
+      bind: addr.bind,
+      advertise: addr.advertise,
+      onNews: (err) => {
+        heard.add(err);
+        if (!world.pg) early ??= err;
+        else if (!world.pg.failure) void world.pg.abort(err).catch(() => {});
+      },
+    });
+    // The world group's first own failure goes round the ring (the heartbeat's `tell`), unless it is
+    // a lost peer: the heartbeat finds that one itself, and a rank that saw only a neighbour's links
+    // close may blame the messenger; passing that on would spread the wrong name.
+    let toldOnce = false;
+    const onBreak = async (cause: ChoirError) => {
+      const first = world.pg?.failure ?? cause;
+      if (toldOnce || heard.has(first) || heard.has(cause) || first instanceof PeerLostError) return;
+      toldOnce = true;
+      await heartbeat?.tell(first);
+    };
     const pg = await openGroup({
       job: {
         store,
@@ -108,11 +150,15 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessG
       rank,
       timeoutMs,
       watchDuplicates: true,
+      onBreak,
       onDestroy: async () => {
+        await heartbeat?.stop();
         await status?.close();
         await rdzv.close();
       },
     });
+    world.pg = pg;
+    if (early) void pg.abort(early).catch(() => {});
     if (env.statusPort !== undefined) {
       // One endpoint per rank; ranks of one host take consecutive ports from CHOIR_STATUS_PORT.
       status = await startStatusServer({
@@ -126,12 +172,27 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessG
     }
     return pg;
   } catch (e) {
+    await heartbeat?.stop();
     // Rank 0 may host the store server: keep it up a moment so the other ranks reach their own
     // verdict (e.g. "rank 2 never arrived") instead of a vanished server.
     if (rank === 0) await new Promise((r) => setTimeout(r, Math.min(2000, timeoutMs / 2)));
     await rdzv.close();
     throw e;
   }
+}
+
+/** The world group's heartbeat, unless turned off (option or `CHOIR_HEARTBEAT_MS=0`) or alone. */
+function startWorldHeartbeat(
+  opts: InitOptions,
+  env: ChoirEnv,
+  o: Omit<Parameters<typeof startHeartbeat>[0], "intervalMs" | "timeoutMs" | "store"> & { store: Store },
+): Heartbeat | undefined {
+  const intervalMs = (opts.heartbeat === false ? 0 : opts.heartbeat?.intervalMs) ?? env.heartbeatMs ??
+    HEARTBEAT_DEFAULTS.intervalMs;
+  if (intervalMs <= 0 || o.size < 2) return undefined;
+  const timeoutMs = (opts.heartbeat ? opts.heartbeat.timeoutMs : undefined) ?? env.heartbeatTimeoutMs ??
+    HEARTBEAT_DEFAULTS.timeoutMs;
+  return startHeartbeat({ ...o, store: new PrefixStore("heartbeat/", o.store), intervalMs, timeoutMs });
 }
 
 /** The forced algorithm, checked before any rank joins (a typo must not cost a rendezvous). */

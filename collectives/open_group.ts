@@ -6,7 +6,7 @@
  * with that verdict on every rank. Creating the job's store is left to `initProcessGroup()`.
  */
 
-import { RendezvousError } from "../errors.ts";
+import { type ChoirError, RendezvousError } from "../errors.ts";
 import { hostName } from "../transports/host_id.ts";
 import {
   type DuplicateWatch,
@@ -69,6 +69,8 @@ export interface OpenGroupOptions {
   timeoutMs: number;
   /** Called once when the group is destroyed (the world group closes the job's store here). */
   onDestroy?: () => Promise<void>;
+  /** Called when the group breaks, before its links close (the world group tells its heartbeat). */
+  onBreak?: (cause: ChoirError) => Promise<void>;
   /**
    * Watch, for the group's whole life, for a rank that a second process claims (the world group of
    * processes started outside spawnWorkers): the group then breaks with that RendezvousError.
@@ -172,6 +174,7 @@ async function build(
     globalRanks: o.ranks,
     tag: o.tag,
     onDestroy,
+    onBreak: o.onBreak,
     verdict,
     subgroups: (spec) => openGroup({ job, ...spec }),
   });

@@ -83,6 +83,11 @@ export interface ProcessGroupOptions {
   /** Called once by {@link ProcessGroup.destroy} after the transport is closed (e.g. to close the store). */
   onDestroy?: () => Promise<void>;
   /**
+   * Called when the group breaks (a failed collective or {@link ProcessGroup.abort}), before its links
+   * close: the world group sends the cause round its heartbeat ring.
+   */
+  onBreak?: (cause: ChoirError) => Promise<void>;
+  /**
    * The job's verdict once it is known, else null: an error about the whole job (e.g. the
    * RendezvousError of a rank two processes claimed) that every call failing from then on reports
    * instead of what it saw (a peer's links closing because that peer learned it first).
@@ -188,7 +193,10 @@ export class ProcessGroup {
       algorithm: opts.algorithm,
       deterministic: opts.deterministic,
     });
-    this.#queue = new OpQueue(this.rank, this.#monitor, (cause) => transport.close(cause));
+    this.#queue = new OpQueue(this.rank, this.#monitor, async (cause) => {
+      await opts.onBreak?.(cause).catch(() => {});
+      await transport.close(cause);
+    });
     this.#channels = new ChannelBackend({
       rank: this.rank,
       size: this.size,
@@ -242,6 +250,14 @@ export class ProcessGroup {
       inFlight: this.#monitor.inFlight(),
       flightRecorder: this.#monitor.snapshot(),
     };
+  }
+
+  /**
+   * The error that broke this group, or null while it is sound: a failed collective, `abort()`, or a
+   * rank the heartbeat found lost between collectives. Every later call rejects with it.
+   */
+  get failure(): ChoirError | null {
+    return this.#queue.broken;
   }
 
   /** The global rank of each rank of this group, in group-rank order. */
@@ -774,6 +790,7 @@ export class ProcessGroup {
       : reason;
     this.#queue.breakWith(err);
     this.#arena?.abort(err);
+    await this.#opts.onBreak?.(err).catch(() => {});
     await this.#subgroups.abort(reason);
     await this.#transport.close(err);
   }

@@ -14,6 +14,7 @@ import {
   CollectiveTimeoutError,
   DataCorruptionError,
   PeerLostError,
+  RendezvousError,
 } from "../errors.ts";
 
 /** The largest encoded cause a receiver accepts (a longer one is cut: messages are for people). */
@@ -99,6 +100,13 @@ export function decodeCause(bytes: Uint8Array, rank: number, op: string): ChoirE
       return new AbortedError(`${said}`, { rank, op, peer: from });
     case "DataCorruptionError":
       return new DataCorruptionError(`${said}`, { rank, op, peer: rec.culprit ?? from });
+    case "RendezvousError":
+      // About the whole job (a rank two processes claimed): every rank reports it as it was found.
+      return new RendezvousError(rec.message.replace(/^\[[^\]]*\] /, ""), {
+        rank,
+        op: rec.op,
+        peer: rec.culprit,
+      });
   }
   if (rec.culprit !== undefined && rec.culprit !== rank && rec.kind === "PeerLostError") {
     return new PeerLostError(`rank ${rec.culprit} was lost; ${said}`, { rank, op, peer: rec.culprit });

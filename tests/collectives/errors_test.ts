@@ -46,17 +46,9 @@ for (const transport of ["tcp", "shm"]) {
   for (
     const [scenario, field] of MISMATCHES
   ) {
-    // Over tcp, an order mismatch among 3 ranks leaves two ranks each waiting on the other in different
-    // collectives, on links the failing rank does not use: only idle-link detection (not built, see
-    // docs/failures.md) turns that into a mismatch before the timeout.
-    const ignore = transport === "tcp" && scenario === "mismatch-order";
-    if (ignore) {
-      console.log(`tcp ${scenario} on 3 ranks: skipped, needs idle-link detection (docs/failures.md)`);
-    }
     Deno.test({
       name:
         `${transport}: ${scenario}, 3 ranks, rank 0 the odd one and exiting on its error (it serves the store): a mismatch on every rank`,
-      ignore,
     }, async () => {
       const res = results(
         await runRanks({ script, worldSize: 3, args: [scenario, "odd0", "exit"], env, deadlineMs: 30_000 }),

@@ -45,6 +45,11 @@ export interface KillTrial {
    * every rank's program exits as soon as it has its error.
    */
   storeOnRank0?: boolean;
+  /**
+   * What the victim gets (default SIGKILL). SIGSTOP freezes it as a vanished host would look: no
+   * FIN, no RST, just silence; it gets SIGKILL once the survivors have reported.
+   */
+  signal?: "SIGKILL" | "SIGSTOP";
 }
 
 /** A TCP port nothing listens on right now. */
@@ -89,10 +94,11 @@ export async function killTrial<T extends SurvivorResult = SurvivorResult>(t: Ki
       if (done) break;
       seen += value;
     }
-    children[t.victim].kill("SIGKILL");
+    children[t.victim].kill(t.signal ?? "SIGKILL");
     reader.releaseLock();
-    await children[t.victim].stdout.cancel().catch(() => {});
     const outs = await Promise.all(children.filter((_, r) => r !== t.victim).map((c) => c.output()));
+    if (t.signal === "SIGSTOP") children[t.victim].kill("SIGKILL");
+    await children[t.victim].stdout.cancel().catch(() => {});
     await children[t.victim].status;
     const dec = new TextDecoder();
     return outs.map((o) => {

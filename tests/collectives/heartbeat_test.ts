@@ -1,0 +1,73 @@
+/**
+ * @module
+ * Liveness between collectives (transports/heartbeat/): ranks that run no collective still learn, from
+ * their heartbeat threads, that a rank was killed (within the half-second grace) or froze as a vanished
+ * host does (SIGSTOP: no FIN, no RST; within the heartbeat timeout), over tcp and shm, whichever rank
+ * it is, rank 0 serving the store included. Their group breaks with a PeerLostError naming that rank,
+ * and the next call rejects with it at once.
+ */
+
+import assert from "node:assert/strict";
+import { killTrial, type SurvivorResult } from "../helpers/kill.ts";
+
+const script = new URL("../fixtures/idle_watch.ts", import.meta.url);
+
+interface IdleResult extends SurvivorResult {
+  /** What the next allReduce did: "same" (rejected with the group's failure at once). */
+  next: string;
+}
+
+function assertIdleNamed(results: readonly IdleResult[], victim: number, within: number, what: string): void {
+  for (const r of results) {
+    assert.equal(r.name, "PeerLostError", `${what}: ${r.message}`);
+    assert.equal(r.peer, victim, `${what}: ${r.message}`);
+    assert.match(r.message, new RegExp(`rank ${victim}`), what);
+    assert.ok(r.ms < within, `${what}: took ${r.ms} ms`);
+    assert.equal(r.next, "same", `${what}: the next call did not reject with the group's failure`);
+  }
+}
+
+for (
+  const [transport, worldSize, victim, storeOnRank0] of [
+    ["tcp", 4, 2, false],
+    ["tcp", 3, 0, true],
+    ["shm", 4, 1, true],
+    ["tcp", 2, 1, true],
+  ] as const
+) {
+  const name = `idle ranks, SIGKILL of rank ${victim} of ${worldSize} (${transport}${
+    storeOnRank0 ? ", store on rank 0" : ""
+  })`;
+  Deno.test(`${name}: every survivor's group breaks naming it within 3 s`, async () => {
+    const results = await killTrial<IdleResult>({
+      op: "idle",
+      transport,
+      count: 0,
+      worldSize,
+      victim,
+      script,
+      args: [],
+      storeOnRank0,
+    });
+    assertIdleNamed(results, victim, 3000, name);
+  });
+}
+
+for (const [transport, worldSize, victim] of [["tcp", 4, 1], ["shm", 3, 2]] as const) {
+  const name = `idle ranks, rank ${victim} of ${worldSize} frozen like a vanished host (${transport})`;
+  Deno.test(`${name}: every survivor's group breaks naming it after the heartbeat timeout`, async () => {
+    const results = await killTrial<IdleResult>({
+      op: "idle",
+      transport,
+      count: 0,
+      worldSize,
+      victim,
+      script,
+      args: [],
+      signal: "SIGSTOP",
+      env: { CHOIR_HEARTBEAT_TIMEOUT: "2000" },
+    });
+    // 2 s of silence, a tick of 1 s to notice it, the news round the ring, and a slow machine.
+    assertIdleNamed(results, victim, 6000, name);
+  });
+}
