@@ -51,8 +51,9 @@ export interface DistributedDataParallelOptions {
   /** `beforeForward()` broadcasts the model's buffers from the authoritative rank (default true). */
   broadcastBuffers?: boolean;
   /**
-   * With ranks joined (see {@link DistributedDataParallel.join}), divide by the world size instead of
-   * the number of ranks still training (default false).
+   * With ranks joined (see {@link DistributedDataParallel.join}), divide the gradient sums by the
+   * world size (default true, as torch's `join(divide_by_initial_world_size=True)`); false divides by
+   * the number of ranks still training.
    */
   divideByInitialWorldSize?: boolean;
   /**
@@ -154,7 +155,7 @@ export class DistributedDataParallel<M extends Model | GpuModel = Model> {
       staticGraph: opts.staticGraph ?? false,
       gradientAsBucketView: opts.gradientAsBucketView ?? false,
       broadcastBuffers: opts.broadcastBuffers ?? true,
-      divideByInitialWorldSize: opts.divideByInitialWorldSize ?? false,
+      divideByInitialWorldSize: opts.divideByInitialWorldSize ?? true,
       sharedBuckets: opts.sharedBuckets ?? true,
       timeoutMs: opts.timeoutMs,
       timeline: opts.timeline,
@@ -333,8 +334,9 @@ export class DistributedDataParallel<M extends Model | GpuModel = Model> {
    * Call when this rank has no more batches (every rank calls it once after its loop): until every
    * rank has joined, answers the synchronized steps of the others with zero gradients, so they do
    * not hang. Then every rank copies parameters and buffers from the lowest of the ranks that trained
-   * longest. Result: at each step, gradients are averaged over the ranks still training (over the
-   * world size with `divideByInitialWorldSize`), and all ranks end with the same model.
+   * longest. Result: at each step, the gradient sums are divided by the world size, as torch's default
+   * (by the ranks still training with `divideByInitialWorldSize: false`), and all ranks end with the
+   * same model.
    */
   async join(): Promise<void> {
     await this.ready;

@@ -72,11 +72,15 @@ Deno.test("DDP noSync: k micro-steps then one synchronized step = one big-batch 
   for (const o of outs) assert.equal(o.commInsideNoSync, 0);
 });
 
-Deno.test("DDP join: uneven batches (one rank with none) do not hang; averages over the ranks still training", async () => {
+Deno.test("DDP join: uneven batches (one rank with none) do not hang; sums divided by the world size, as torch's", async () => {
   const outs = await run(3, { mode: "join", steps: 5, capBytes: 300, buffers: true });
   checkEquivalent(outs);
   for (const o of outs) assert.equal(o.count, 5); // rank 0's buffer: it trained longest
   checkEquivalent(await run(3, { mode: "join", steps: 2, capBytes: 300 })); // rank 2 has no batch at all
+});
+
+Deno.test("DDP join with divideByInitialWorldSize false: averages over the ranks still training", async () => {
+  checkEquivalent(await run(3, { mode: "join", steps: 4, capBytes: 300, activeAverage: true }));
 });
 
 Deno.test("DDP join with PowerSGD and findUnusedParameters over tcp: no hang, every rank ends equal", async () => {
