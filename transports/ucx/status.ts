@@ -18,6 +18,7 @@ export const UCS_ERR_BUSY = -15;
 const PEER_GONE = new Set([
   -3, // IO_ERROR
   -6, // UNREACHABLE
+  -17, // SHMEM_SEGMENT: over sysv/posix, a send to a peer whose process died and took its segment along
   -24, // NOT_CONNECTED
   -25, // CONNECTION_RESET
   -80, // ENDPOINT_TIMEOUT
