@@ -9,6 +9,7 @@
 
 import assert from "node:assert/strict";
 import { killTrial, type SurvivorResult } from "../helpers/kill.ts";
+import { resultOf, runRanks } from "../helpers/ranks.ts";
 
 const script = new URL("../fixtures/idle_watch.ts", import.meta.url);
 
@@ -71,3 +72,18 @@ for (const [transport, worldSize, victim] of [["tcp", 4, 1], ["shm", 3, 2]] as c
     assertIdleNamed(results, victim, 6000, name);
   });
 }
+
+Deno.test("a rank whose JavaScript thread is busy past the heartbeat timeout is not taken for lost (tcp, 3 ranks)", async () => {
+  const outs = await runRanks({
+    script: "tests/fixtures/busy_rank.ts",
+    worldSize: 3,
+    args: ["4000"],
+    env: { CHOIR_TRANSPORT: "tcp", CHOIR_HEARTBEAT_TIMEOUT: "1500" },
+    deadlineMs: 60_000,
+  });
+  for (const o of outs) {
+    const r = resultOf<{ failure: string | null; sum: number }>(o);
+    assert.equal(r.failure, null);
+    assert.equal(r.sum, 3);
+  }
+});
