@@ -6,7 +6,7 @@
  * token itself. What it serves comes from callbacks; it knows nothing of groups.
  *
  * It lives in collectives/ because it is the ProcessGroup's introspection face, not a way of moving
- * bytes between ranks (transports/); it imports only downwards (the token check of the store).
+ * bytes between ranks (transports/); it imports only downwards (the bearer check and the token helpers).
  *
  * Integration (ProcessGroup or initProcessGroup, once per process, after the world group exists):
  * when `env.statusPort !== undefined`, `startStatusServer({ hostname: env.statusAddr, port:

@@ -11,6 +11,8 @@ import assert from "node:assert/strict";
 import { AuthError, InvalidArgumentError, RendezvousError, StoreError } from "../../errors.ts";
 import { createStore, FileStore, startStoreServer, TcpStore } from "../../transports/store/mod.ts";
 import { TcpTransport } from "../../transports/tcp/transport.ts";
+import { ShmTransport } from "../../transports/shm/transport.ts";
+import { UcxTransport } from "../../transports/ucx/transport.ts";
 import { MemoryStore } from "../../transports/store/mod.ts";
 import { freePort, type RankOutput, runRanks } from "../helpers/ranks.ts";
 import { containsBytes, impostor, recordingProxy, replay } from "../helpers/wire.ts";
@@ -265,12 +267,12 @@ Deno.test("file:// ranks over TCP connect with the directory's token (two real r
   }
 });
 
-Deno.test("the empty token is refused everywhere: TCP transport, store client and server, createStore", async () => {
+Deno.test("the empty token is refused everywhere: TCP, shm and UCX transports, store client and server, createStore", async () => {
   const store = new MemoryStore();
-  await assert.rejects(
-    TcpTransport.create({ rank: 0, size: 2, store, token: "", timeoutMs: 1000 }),
-    InvalidArgumentError,
-  );
+  const o = { rank: 0, size: 2, store, token: "", timeoutMs: 1000 };
+  await assert.rejects(TcpTransport.create(o), InvalidArgumentError);
+  await assert.rejects(ShmTransport.create(o), InvalidArgumentError);
+  await assert.rejects(UcxTransport.create(o), InvalidArgumentError);
   assert.throws(() => new TcpStore({ host: "127.0.0.1", port: 1, token: "" }), InvalidArgumentError);
   await assert.rejects(startStoreServer({ port: 0, token: "" }), InvalidArgumentError);
   await assert.rejects(
