@@ -59,6 +59,11 @@ interface Call {
 
 /** Extra time a long-poll gives the server to answer 408 before the client aborts on its own. */
 const LONG_POLL_SLACK_MS = 2_000;
+/**
+ * A real server answers a hello at once; one connected but silent this long is not one (an impostor
+ * holding the port, or a hung server), ms.
+ */
+const HELLO_TIMEOUT_MS = 30_000;
 const OCTETS = { "content-type": "application/octet-stream" };
 const RETRY_MIN_MS = 10;
 const RETRY_MAX_MS = 250;
@@ -245,7 +250,8 @@ export class TcpStore implements Store {
     if (this.#session !== undefined) return this.#session;
     const opening = (async () => {
       const hello = startHello(this.#token);
-      const res = await this.#fetch(ctx, undefined, HELLO_PATH, "POST", OCTETS, hello.body, this.timeoutMs);
+      const limitMs = Math.min(this.timeoutMs, HELLO_TIMEOUT_MS);
+      const res = await this.#fetch(ctx, undefined, HELLO_PATH, "POST", OCTETS, hello.body, limitMs);
       return await hello.open(res.status, res.body, this.url.slice(7), ctx);
     })();
     this.#session = opening;
