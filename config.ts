@@ -31,8 +31,16 @@ export interface ChoirEnv {
   masterAddr?: string;
   /** `MASTER_PORT`: port of the store server. */
   masterPort?: number;
-  /** `CHOIR_TOKEN`: the job's secret; required by the store server and transport handshakes. */
+  /**
+   * `CHOIR_TOKEN`: the job's secret, which the store and every transport handshake prove without sending.
+   * Without it, the scheduler's token (derived from its job) fills in.
+   */
   token?: string;
+  /**
+   * Set when `token` was derived from a public job identifier (no CHOIR_TOKEN): what it came from. Such
+   * a token is refused for any store not on loopback.
+   */
+  tokenOrigin?: string;
   /** `CHOIR_TIMEOUT`: default timeout of collectives and rendezvous, in milliseconds. */
   timeoutMs?: number;
   /** `CHOIR_TRANSPORT`: force a transport (`tcp`, `shm` or `ucx`; UCX reads its own UCX_* settings). */
@@ -144,6 +152,7 @@ export function readEnv(get: (name: string) => string | undefined = safeGet): Ch
     masterAddr: str(get("MASTER_ADDR")) ?? sched?.masterAddr,
     masterPort: int(get("MASTER_PORT")) ?? sched?.masterPort,
     token: str(get("CHOIR_TOKEN")) ?? sched?.token,
+    tokenOrigin: str(get("CHOIR_TOKEN")) === undefined ? sched?.tokenOrigin : undefined,
     timeoutMs: int(get("CHOIR_TIMEOUT")),
     transport: str(get("CHOIR_TRANSPORT")),
     hostId: str(get("CHOIR_HOST_ID")),

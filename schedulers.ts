@@ -26,8 +26,13 @@ export interface SchedulerEnv {
   masterPort?: number;
   /** A job id (names shared-memory segments). */
   jobId?: string;
-  /** A job token derived from the scheduler's job (not a secret: set CHOIR_TOKEN for one). */
+  /** A job token derived from the scheduler's job (not a secret unless `tokenOrigin` is absent). */
   token?: string;
+  /**
+   * What `token` was derived from when that is public (a job id anyone can list): such a token is refused
+   * off loopback. Absent when it came from a per-job secret (Open MPI's random transport key).
+   */
+  tokenOrigin?: string;
 }
 
 /** Ports derived from job ids fall in [PORT_BASE, PORT_BASE + PORT_SPAN). */
@@ -71,6 +76,7 @@ export function detectScheduler(get: (name: string) => string | undefined): Sche
       masterPort: portFrom(`slurm-${job}-${step}`),
       jobId: `slurm-${job}-${step}`,
       token: `slurm-${job}-${step}`,
+      tokenOrigin: "the SLURM job id (SLURM_JOB_ID, listed by squeue)",
     };
   }
   const ompiRank = int(get("OMPI_COMM_WORLD_RANK"));
@@ -80,6 +86,7 @@ export function detectScheduler(get: (name: string) => string | undefined): Sche
     // On one node rank 0 is local; across nodes mpirun's own host (where rank 0 runs by default).
     const multi = (int(get("OMPI_MCA_orte_num_nodes")) ?? 1) > 1;
     const hnp = get("OMPI_MCA_orte_hnp_uri")?.match(/tcp:\/\/([0-9.]+):/)?.[1];
+    const key = get("OMPI_MCA_orte_precondition_transports") || undefined;
     return {
       kind: "openmpi",
       rank: ompiRank,
@@ -89,8 +96,9 @@ export function detectScheduler(get: (name: string) => string | undefined): Sche
       masterAddr: multi && hnp ? hnp : "127.0.0.1",
       masterPort: portFrom(`ompi-${job}`),
       jobId: `ompi-${job}`,
-      // mpirun gives each job a random key; the same on every rank.
-      token: `ompi-${get("OMPI_MCA_orte_precondition_transports") ?? job}`,
+      // mpirun gives each job a random key, the same on every rank, in the ranks' environment only.
+      token: `ompi-${key ?? job}`,
+      tokenOrigin: key === undefined ? "the Open MPI job id (OMPI_MCA_ess_base_jobid)" : undefined,
     };
   }
   const pmiRank = int(get("PMI_RANK"));
@@ -107,6 +115,7 @@ export function detectScheduler(get: (name: string) => string | undefined): Sche
       masterPort: portFrom(`pmi-${job}`),
       jobId: `pmi-${job}`,
       token: `pmi-${job}`,
+      tokenOrigin: "the PMI job name (PMI_KVSNAME)",
     };
   }
   const index = int(get("JOB_COMPLETION_INDEX"));
@@ -125,6 +134,7 @@ export function detectScheduler(get: (name: string) => string | undefined): Sche
       masterPort: DEFAULT_MASTER_PORT,
       jobId: `k8s-${job}`,
       token: `k8s-${job}`,
+      tokenOrigin: "the Kubernetes Job's name",
     };
   }
   return undefined;

@@ -26,7 +26,10 @@ export interface InitOptions {
   rank?: number;
   /** Number of ranks (default: `WORLD_SIZE`). */
   worldSize?: number;
-  /** The job token (default: `CHOIR_TOKEN`). */
+  /**
+   * The job token (default: `CHOIR_TOKEN`; for `file://` without one, the random token the job keeps in
+   * its store directory). An empty one is refused.
+   */
   token?: string;
   /** Default timeout of rendezvous and every collective, in ms (default: `CHOIR_TIMEOUT` or 5 min). */
   timeoutMs?: number;
@@ -87,16 +90,15 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessG
   }
   const env = opts.env ?? readEnv();
   const timeoutMs = opts.timeoutMs ?? env.timeoutMs ?? DEFAULT_TIMEOUT_MS;
-  const token = opts.token ?? env.token ?? "";
   const algorithm = forcedAlgorithm(opts.algorithm ?? env.algorithm);
   const rdzv = await createStore(opts.initMethod ?? "env://", {
     rank: opts.rank,
     worldSize: opts.worldSize,
-    token,
+    token: opts.token,
     timeoutMs,
     env,
   });
-  const { rank, worldSize, store } = rdzv;
+  const { rank, worldSize, store, token } = rdzv;
   let status: StatusServer | undefined;
   let heartbeat: Heartbeat | undefined;
   try {

@@ -25,10 +25,14 @@ options:
   --standalone              one node, its own store on a free port (ignores --rdzv-endpoint)
   --max-restarts N          restart the workers after a failure up to N times (default 0)
   --monitor-interval S      how often workers and nodes are checked, in seconds (default 0.1)
-  --log-dir DIR             also write rank N's output to DIR/RUN_ID/round_R/rank_N.log
+  --log-dir DIR             also write rank N's output to DIR/run-HASH/round_R/rank_N.log
+                            (HASH: of the run id; files 0600)
   --master-addr ADDR        standalone: address of the store server (default 127.0.0.1)
   --master-port PORT        standalone: port of the store server (default: a free port)
-  --token TOKEN             the job's secret (default: CHOIR_TOKEN, else random standalone)
+  --token-file FILE         read the job's secret from FILE (default: CHOIR_TOKEN, else random
+                            standalone; across nodes every node needs the same one)
+  --token TOKEN             the job's secret on the command line (visible to other users in ps:
+                            prefer CHOIR_TOKEN or --token-file)
   --grace-ms MS             after SIGTERM, how long ranks get before SIGKILL (default 5000)
   -h, --help                print this help`;
 
@@ -66,6 +70,8 @@ export interface LaunchArgs {
   masterPort?: number;
   /** `--token`. */
   token?: string;
+  /** `--token-file`. */
+  tokenFile?: string;
   /** `--grace-ms`. */
   graceMs?: number;
   /** `--help` was given. */
@@ -89,6 +95,7 @@ const VALUE_OPTIONS = [
   "master-addr",
   "master-port",
   "token",
+  "token-file",
   "grace-ms",
 ] as const;
 
@@ -122,6 +129,7 @@ export function parseLaunchArgs(argv: readonly string[]): LaunchArgs {
         "master-addr": { type: "string" },
         "master-port": { type: "string" },
         token: { type: "string" },
+        "token-file": { type: "string" },
         "grace-ms": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
@@ -144,6 +152,10 @@ export function parseLaunchArgs(argv: readonly string[]): LaunchArgs {
   if (!help && rest.length === 0) throw new InvalidArgumentError("no PROGRAM given", { op });
   const token = values.token as string | undefined;
   if (token === "") throw new InvalidArgumentError("--token must not be empty", { op });
+  const tokenFile = values["token-file"] as string | undefined;
+  if (tokenFile !== undefined && token !== undefined) {
+    throw new InvalidArgumentError("give --token or --token-file, not both", { op });
+  }
   const nodes = parseNnodes(values.nnodes as string | undefined);
   const conf = parseRdzvConf(values["rdzv-conf"] as string | undefined);
   const monitor = values["monitor-interval"] as string | undefined;
@@ -168,6 +180,7 @@ export function parseLaunchArgs(argv: readonly string[]): LaunchArgs {
     masterAddr: values["master-addr"] as string | undefined,
     masterPort: int("master-port", 0, 65535),
     token,
+    tokenFile,
     graceMs: int("grace-ms", 0, 3_600_000),
     help,
     program: rest[0],

@@ -7,10 +7,17 @@
  */
 
 import { type ChoirEnv, readEnv } from "../config.ts";
-import { AbortedError, InvalidArgumentError, RendezvousError } from "../errors.ts";
+import {
+  AbortedError,
+  AuthError,
+  InvalidArgumentError,
+  PermissionError,
+  RendezvousError,
+} from "../errors.ts";
 import { sweepJobSegments } from "../transports/shm/sweep.ts";
 import { PrefixStore, startStoreServer, type StoreServer, TcpStore } from "../transports/store/mod.ts";
 import { generateToken } from "../transports/token.ts";
+import { isLoopbackHost } from "../transports/public_token.ts";
 import { parseLaunchArgs, USAGE } from "./args.ts";
 import { type OutputStream, terminalWriters } from "./output.ts";
 import { type AgentResult, markExit, runAgent, waitForExits } from "./elastic/agent.ts";
@@ -54,7 +61,7 @@ export interface LaunchOptions {
   maxRestarts?: number;
   /** `--monitor-interval`: how often the agent checks workers and nodes, in ms (default 100). */
   monitorIntervalMs?: number;
-  /** `--log-dir`: also write each rank's output to `DIR/RUN_ID/round_R/rank_N.log`. */
+  /** `--log-dir`: also write each rank's output to `DIR/run-HASH/round_R/rank_N.log` (HASH: of the run id; 0600). */
   logDir?: string;
   /** Once MIN nodes joined, how long to wait for more before starting, in ms (default 3000; standalone 0). */
   lastCallMs?: number;
@@ -67,8 +74,10 @@ export interface LaunchOptions {
   /** Standalone: port of the store server; 0 or absent picks a free one. */
   masterPort?: number;
   /**
-   * The job's secret (CHOIR_TOKEN); default: CHOIR_TOKEN of this process, else 32 random bytes
-   * (standalone) or one derived from the run id (every node must agree).
+   * The job's secret (CHOIR_TOKEN), handed to the workers through their environment (never a command
+   * line). Default: CHOIR_TOKEN of this process; else standalone 32 random bytes; across nodes, where every
+   * node must hold the same one, a token derived from the run id only when the endpoint is on loopback
+   * (one host: it keeps launches apart but is no secret), otherwise an InvalidArgumentError.
    */
   token?: string;
   /** Extra environment variables for every rank. */
@@ -141,13 +150,12 @@ export async function launch(opts: LaunchOptions): Promise<LaunchResult> {
   const log = opts.log ?? ((m: string) => void terminalWriters().stderr.write(`launch: ${m}\n`));
   const parent = opts.parentEnv ?? readEnv();
   const givenId = opts.rdzvId ?? opts.env?.CHOIR_JOB_ID;
-  let token = opts.token ?? parent.token;
+  // A token derived from a scheduler's public job id (the launcher under srun) is no secret: not used.
+  let token = opts.token ?? (parent.tokenOrigin === undefined ? parent.token : undefined);
+  if (token === "") throw new InvalidArgumentError("the job token must not be empty", { op });
   if (token === undefined) {
     if (standalone) token = generateToken();
-    else {
-      token = `rdzv:${givenId ?? "default-run"}`;
-      log(`no --token or CHOIR_TOKEN: using one derived from the run id (anyone who knows it can join)`);
-    }
+    else token = derivedToken(opts.rdzvEndpoint!, givenId, log);
   }
   const heartbeatTimeoutMs = opts.heartbeatTimeoutMs ?? 30_000;
   const monitorMs = opts.monitorIntervalMs ?? 100;
@@ -279,7 +287,33 @@ interface StoreConn {
   localAddr: string;
 }
 
-/** Standalone: a store server here. Else the endpoint's, served by whichever agent can bind it. */
+/**
+ * Across nodes without a token: the nodes cannot agree on a secret they were not given, so one is derived
+ * from the run id, which keeps launches apart but anyone who can read the run id can join. Allowed only
+ * when the endpoint is on loopback (every node on this host); otherwise an InvalidArgumentError saying how
+ * to pass one.
+ */
+function derivedToken(endpoint: string, runId: string | undefined, log: (m: string) => void): string {
+  const { host } = parseEndpoint(endpoint);
+  if (!isLoopbackHost(host)) {
+    throw new InvalidArgumentError(
+      `--rdzv-endpoint ${endpoint} is not on loopback, and the nodes share no secret: set CHOIR_TOKEN to the ` +
+        "same secret on every node (e.g. `export CHOIR_TOKEN=$(openssl rand -hex 32)` in the batch script " +
+        "before srun), or pass --token-file FILE; see docs/security.md",
+      { op: "launch" },
+    );
+  }
+  log(
+    `no CHOIR_TOKEN: using a token derived from the run id (no secret; the endpoint ${endpoint} is on loopback)`,
+  );
+  return `rdzv:${runId ?? "default-run"}`;
+}
+
+/**
+ * Standalone: a store server here. Else the endpoint's, served by whichever agent can bind it; an agent
+ * that cannot (the endpoint is another host's, or another agent of this job on this host serves it)
+ * joins it, only once the server has proven it holds the job token.
+ */
 async function connectStore(opts: LaunchOptions, token: string, standalone: boolean): Promise<StoreConn> {
   const op = "launch";
   const joinTimeoutMs = opts.joinTimeoutMs ?? 600_000;
@@ -296,8 +330,15 @@ async function connectStore(opts: LaunchOptions, token: string, standalone: bool
   let server: StoreServer | undefined;
   try {
     server = await startStoreServer({ hostname: host, port, token });
-  } catch {
-    // Not this host's address, or another agent serves it already: be a client.
+  } catch (err) {
+    // Not this host's address, or the port is taken (by another agent of this job, which will prove
+    // it holds the token, or by something that cannot and is refused below): be a client. Anything
+    // else is an error.
+    const cause = err instanceof Error ? err.cause : undefined;
+    const taken = cause instanceof Deno.errors.AddrInUse;
+    if (err instanceof PermissionError || (!taken && !(cause instanceof Deno.errors.AddrNotAvailable))) {
+      throw err;
+    }
   }
   const client = new TcpStore({ host, port, token, timeoutMs, connectTimeoutMs: joinTimeoutMs });
   let localAddr = host;
@@ -309,6 +350,7 @@ async function connectStore(opts: LaunchOptions, token: string, standalone: bool
       c.close();
     } catch (err) {
       await client.close();
+      if (err instanceof AuthError || err instanceof PermissionError) throw err;
       throw new RendezvousError(
         `cannot reach the rendezvous store at ${host}:${port}: ${err instanceof Error ? err.message : err}`,
         { op, cause: err },
@@ -355,6 +397,13 @@ export async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   try {
+    let token = parsed.token;
+    if (token !== undefined) {
+      terminalWriters().stderr.write(
+        "launch: --token is visible to every user of this host (ps): prefer CHOIR_TOKEN or --token-file\n",
+      );
+    }
+    if (parsed.tokenFile !== undefined) token = await readTokenFile(parsed.tokenFile);
     const result = await launch({
       program: parsed.program!,
       args: parsed.args,
@@ -372,7 +421,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       heartbeatTimeoutMs: parsed.heartbeatTimeoutMs,
       masterAddr: parsed.masterAddr,
       masterPort: parsed.masterPort,
-      token: parsed.token,
+      token,
       graceMs: parsed.graceMs,
       forwardSignals: true,
     });
@@ -385,6 +434,22 @@ export async function main(argv: readonly string[]): Promise<number> {
     const out = terminalWriters();
     await Promise.all([out.stdout.flush(FLUSH_AT_EXIT_MS), out.stderr.flush(FLUSH_AT_EXIT_MS)]);
   }
+}
+
+/** The token in `path` (surrounding whitespace dropped); InvalidArgumentError when unreadable or empty. */
+async function readTokenFile(path: string): Promise<string> {
+  let text: string;
+  try {
+    text = await Deno.readTextFile(path);
+  } catch (err) {
+    throw new InvalidArgumentError(`cannot read --token-file ${path}: ${(err as Error).message}`, {
+      op: "launch",
+      cause: err,
+    });
+  }
+  const token = text.trim();
+  if (token === "") throw new InvalidArgumentError(`--token-file ${path} is empty`, { op: "launch" });
+  return token;
 }
 
 /** How long the CLI waits at exit for queued output to be read. */

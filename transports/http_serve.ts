@@ -1,21 +1,29 @@
 /**
  * @module
- * What choir's two HTTP servers (the store server and the status endpoint) share: a Hono middleware
- * that admits only requests carrying the job token (`Authorization: Bearer <token>`, compared in
- * constant time), and listening with a typed error when the address cannot be bound.
+ * What choir's two HTTP servers (the store server and the status endpoint) share: listening with a
+ * typed error when the address cannot be bound, refusing an empty token, and a Hono middleware that
+ * admits only requests carrying one of some bearer credentials (the status endpoint's; the store signs
+ * its requests instead, tcp_sessions.ts).
  */
 
 import type { Hono, MiddlewareHandler } from "hono";
 import { type ChoirError, type ErrorContext, InvalidArgumentError } from "../errors.ts";
-import { tokenMatches } from "./store/tcp_protocol.ts";
 import { isPermissionDenied, netFlag, netPermissionError } from "./permission.ts";
+import { constantTimeEqual } from "./token.ts";
 
-/** Refuses (401) every request without the job token. */
-export function requireToken(token: string): MiddlewareHandler {
+const encoder = new TextEncoder();
+
+/**
+ * Refuses (401) every request whose `Authorization` is not `Bearer <one of credentials>`; each
+ * credential is compared in constant time, and all of them every time.
+ */
+export function requireBearer(credentials: Promise<string[]>): MiddlewareHandler {
+  const expected = credentials.then((list) => list.map((c) => encoder.encode(`Bearer ${c}`)));
   return async (c, next) => {
-    if (!tokenMatches(c.req.header("authorization"), token)) {
-      return c.text("missing or wrong job token", 401, { "www-authenticate": "Bearer" });
-    }
+    const got = encoder.encode(c.req.header("authorization") ?? "");
+    let ok = false;
+    for (const e of await expected) ok = constantTimeEqual(got, e) || ok;
+    if (!ok) return c.text("missing or wrong credential", 401, { "www-authenticate": "Bearer" });
     await next();
   };
 }

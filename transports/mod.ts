@@ -24,7 +24,7 @@ export { spawnWorkers, type SpawnWorkersOptions, WorkerGroup } from "./worker/sp
 export type { ArenaHost } from "./arena_host.ts";
 export type { SymmetricAllocation } from "./shm/symmetric.ts";
 export { type Route, RoutedTransport } from "./routed.ts";
-export { constantTimeEqual, generateToken } from "./token.ts";
+export { constantTimeEqual, generateToken, statusToken } from "./token.ts";
 export * from "./store/mod.ts";
 export type { ChoirEnv } from "../config.ts";
 export type { SchedulerKind } from "../schedulers.ts";

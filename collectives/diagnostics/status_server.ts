@@ -1,11 +1,12 @@
 /**
  * @module
  * The status endpoint of a rank: a Hono app on `Deno.serve` with `GET /status` (JSON) and
- * `GET /metrics` (Prometheus text), every request behind the job token (`Authorization: Bearer`,
- * compared in constant time). What it serves comes from callbacks; it knows nothing of groups.
+ * `GET /metrics` (Prometheus text), every request behind a bearer credential: the read-only status
+ * token derived from the job token (`statusToken()`, what a Prometheus scraper should hold), or the job
+ * token itself. What it serves comes from callbacks; it knows nothing of groups.
  *
  * It lives in collectives/ because it is the ProcessGroup's introspection face, not a way of moving
- * bytes between ranks (transports/); it imports only downwards (the token check of the store).
+ * bytes between ranks (transports/); it imports only downwards (the bearer check and the token helpers).
  *
  * Integration (ProcessGroup or initProcessGroup, once per process, after the world group exists):
  * when `env.statusPort !== undefined`, `startStatusServer({ hostname: env.statusAddr, port:
@@ -16,7 +17,8 @@
 
 import { Hono } from "hono";
 import { TransportError } from "../../errors.ts";
-import { requireToken, serveApp } from "../../transports/http_serve.ts";
+import { requireBearer, serveApp } from "../../transports/http_serve.ts";
+import { statusToken } from "../../transports/token.ts";
 
 /** Content type of the Prometheus text exposition format. */
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -27,7 +29,10 @@ export interface StatusServerOptions {
   hostname?: string;
   /** Port to listen on; 0 (the default) picks a free one. */
   port?: number;
-  /** The job's secret; every request must carry `Authorization: Bearer <token>`. */
+  /**
+   * The job's secret; every request must carry `Authorization: Bearer <credential>`, where the
+   * credential is `statusToken(token)` (read-only, for scrapers) or the token itself.
+   */
   token: string;
   /** The body of `GET /status`, serialised as JSON (bigints as strings). */
   status: () => object | Promise<object>;
@@ -66,7 +71,7 @@ export function startStatusServer(opts: StatusServerOptions): Promise<StatusServ
 
 function statusApp(opts: StatusServerOptions): Hono {
   const app = new Hono();
-  app.use("*", requireToken(opts.token));
+  app.use("*", requireBearer(statusToken(opts.token).then((status) => [status, opts.token])));
   app.get("/status", async (c) => {
     const body = JSON.stringify(await opts.status(), (_k, v) => typeof v === "bigint" ? String(v) : v);
     return c.body(body, 200, { "content-type": "application/json; charset=utf-8" });

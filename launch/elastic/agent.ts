@@ -7,13 +7,12 @@
  * line is ../launch.ts's job.
  */
 
-import { join } from "node:path";
 import type { Store } from "../../transports/store/mod.ts";
 import { AbortedError, StoreTimeoutError } from "../../errors.ts";
 import { splitLines } from "../output.ts";
 import { joinRound, type NodeInfo, roundKey, waitingNodes, type World } from "./rendezvous.ts";
 import { type Clock, HeartbeatWatch, monotonicClock } from "./liveness.ts";
-import { RankLogs } from "./rank_logs.ts";
+import { RankLogs, roundLogDir } from "./rank_logs.ts";
 import { LocalWorkers, type RankExit } from "./local_workers.ts";
 import { type Failure, failureSummary } from "./root_cause.ts";
 
@@ -159,10 +158,9 @@ export async function runAgent(o: AgentOptions): Promise<AgentResult> {
           `${groupRank} (${mine}), restart ${restarts} of ${o.maxRestarts}`,
       );
     }
-    const logs = new RankLogs(
-      o.logDir === undefined ? undefined : join(o.logDir, o.runId, `round_${round}`),
-      o.onOutput,
-    );
+    const logDir = o.logDir === undefined ? undefined : await roundLogDir(o.logDir, o.runId, round);
+    if (logDir !== undefined) o.log(`rank logs of run ${o.runId}, round ${round}: ${logDir}`);
+    const logs = new RankLogs(logDir, o.onOutput);
     const envOf = (local: number): Record<string, string> => ({
       ...o.baseEnv,
       RANK: String(offset + local),

@@ -1,17 +1,27 @@
 /**
  * @module
- * Where worker output goes: to a callback or our terminal with `[rank N] ` prefixes, to a file per rank
- * under `--log-dir` (`DIR/RUN_ID/round_R/rank_N.log`), and into a short in-memory tail per rank that the
- * root-cause summary quotes. Splitting streams into lines is ../output.ts's job.
+ * Where worker output goes: to a callback or our terminal with `[rank N] ` prefixes, to a private file
+ * per rank under `--log-dir` (`DIR/run-<hash of the run id>/round_R/rank_N.log`, directories 0700, files
+ * 0600), and into a short in-memory tail per rank that the root-cause summary quotes. Splitting streams
+ * into lines is ../output.ts's job.
  */
 
 import { join } from "node:path";
+import { hashedId } from "../../transports/token.ts";
 import { type OutputStream, writePrefixed } from "../output.ts";
 
 /** Lines of each rank kept for the root-cause summary. */
 export const TAIL_LINES = 20;
 
 const enc = new TextEncoder();
+
+/**
+ * The folder of round `round`'s logs of run `runId` under `logDir`. The run id may be a scheduler's job id
+ * that a public token was derived from, so the path shows only a hash of it.
+ */
+export async function roundLogDir(logDir: string, runId: string, round: number): Promise<string> {
+  return join(logDir, `run-${(await hashedId(runId)).slice(1, -1)}`, `round_${round}`);
+}
 
 /** The output sinks of one round on one node. */
 export class RankLogs {
@@ -20,14 +30,14 @@ export class RankLogs {
   readonly #dir?: string;
   readonly #onOutput?: (rank: number, stream: OutputStream, line: string) => void;
 
-  /** Opens nothing yet: files are created on a rank's first line (`dir` undefined: no files). */
+  /** Makes `dir` (0700); files are created on a rank's first line (`dir` undefined: no files). */
   constructor(
     dir: string | undefined,
     onOutput?: (rank: number, stream: OutputStream, line: string) => void,
   ) {
     this.#dir = dir;
     this.#onOutput = onOutput;
-    if (dir !== undefined) Deno.mkdirSync(dir, { recursive: true });
+    if (dir !== undefined) Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
 
   /** The log file of `rank`, when logging to files. */
@@ -43,7 +53,7 @@ export class RankLogs {
     if (path !== undefined) {
       let f = this.#files.get(rank);
       if (f === undefined) {
-        f = Deno.openSync(path, { append: true, create: true });
+        f = Deno.openSync(path, { append: true, create: true, mode: 0o600 });
         this.#files.set(rank, f);
       }
       const bytes = enc.encode(lines.map((l) => (stream === "stderr" ? `[stderr] ${l}` : l) + "\n").join(""));

@@ -1,8 +1,8 @@
 /**
  * @module
- * Tests of the status endpoint: /status and /metrics with the job token, 401 without it or with a
- * wrong one, errors of the callbacks, binding, CHOIR_STATUS_* settings, and 1,000 random-byte payloads
- * over raw TCP after which the server still answers.
+ * Tests of the status endpoint: /status and /metrics with the job token or the read-only status token,
+ * 401 without them or with a wrong one, errors of the callbacks, binding, CHOIR_STATUS_* settings, and
+ * 1,000 random-byte payloads over raw TCP after which the server still answers.
  */
 
 import assert from "node:assert/strict";
@@ -15,6 +15,7 @@ import {
   startStatusServer,
   type StatusServer,
 } from "../../collectives/diagnostics/status_server.ts";
+import { statusToken } from "../../transports/mod.ts";
 
 const TOKEN = "status-token-0123456789abcdef";
 
@@ -92,6 +93,22 @@ Deno.test("status server: no token, a wrong token or a malformed header is refus
         assert.equal(r.status, 401, `${path} with ${JSON.stringify(auth)}`);
         assert.doesNotMatch(r.body, /rank/);
       }
+    }
+  });
+});
+
+Deno.test("status server: the read-only status token opens /status and /metrics; it is not the job token and does not reveal it", async () => {
+  const readOnly = await statusToken(TOKEN);
+  assert.match(readOnly, /^[0-9a-f]{64}$/);
+  assert.notEqual(readOnly, TOKEN);
+  assert.equal(await statusToken(TOKEN), readOnly); // the same on every rank of the job
+  assert.notEqual(await statusToken(TOKEN + "x"), readOnly);
+  await assert.rejects(statusToken(""), InvalidArgumentError);
+  await withServer(async (_server, url) => {
+    for (const path of ["/status", "/metrics"]) {
+      assert.equal((await get(`${url}${path}`, `Bearer ${readOnly}`)).status, 200, path);
+      assert.equal((await get(`${url}${path}`, `Bearer ${TOKEN}`)).status, 200, path);
+      assert.equal((await get(`${url}${path}`, `Bearer ${await statusToken("another-job")}`)).status, 401);
     }
   });
 });

@@ -104,7 +104,7 @@ export async function killTrial<T extends SurvivorResult = SurvivorResult>(t: Ki
     return outs.map((o) => {
       const text = dec.decode(o.stdout);
       const line = text.split("\n").find((l) => l.startsWith("RESULT "));
-      assert.ok(line, `no result:\n${text}\n${dec.decode(o.stderr)}`);
+      assert.ok(line, `no result (exit ${o.code}, signal ${o.signal}):\n${text}\n${dec.decode(o.stderr)}`);
       return JSON.parse(line.slice(7)) as T;
     });
   } finally {

@@ -8,6 +8,7 @@
 
 import assert from "node:assert/strict";
 import { makeNetnsBed, type NetnsBed, probeNetns } from "../helpers/netns_bed.ts";
+import { roundLogDir } from "../../launch/elastic/rank_logs.ts";
 
 const root = new URL("../../", import.meta.url).pathname;
 const STEPS = 160;
@@ -148,9 +149,12 @@ Deno.test({
           );
           assert.deepEqual({ w: r.w, b: r.b }, reference);
           // --log-dir: a file per rank and round on the node that ran it.
-          const log = await Deno.readTextFile(`${logDir}/killed/round_0/rank_3.log`);
+          const log = await Deno.readTextFile(`${await roundLogDir(logDir, "killed", 0)}/rank_3.log`);
           assert.match(log, /rank 3: pid \d+/);
-          assert.match(await Deno.readTextFile(`${logDir}/killed/round_1/rank_0.log`), /RESULT /);
+          assert.match(
+            await Deno.readTextFile(`${await roundLogDir(logDir, "killed", 1)}/rank_0.log`),
+            /RESULT /,
+          );
         },
       );
     } finally {

@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { RendezvousError } from "../../errors.ts";
 import { joinRound, type NodeInfo } from "../../launch/elastic/rendezvous.ts";
 import { ElasticState } from "../../launch/mod.ts";
+import { roundLogDir } from "../../launch/elastic/rank_logs.ts";
 import { MemoryStore, TcpStore } from "../../transports/store/mod.ts";
 import { freePort } from "../helpers/ranks.ts";
 import { Agent } from "../helpers/launch_agent.ts";
@@ -161,9 +162,9 @@ Deno.test("launch CLI: --max-restarts 1 restarts a failed group; without restart
     );
     assert.match(
       bad.text,
-      /last 2 line\(s\) of rank 1 \(full log: .*failjob\/round_0\/rank_1\.log\):\n\s+\| about to fail\n\s+\| the reason is on stderr/,
+      /last 2 line\(s\) of rank 1 \(full log: .*\/run-[0-9a-f]{16}\/round_0\/rank_1\.log\):\n\s+\| about to fail\n\s+\| the reason is on stderr/,
     );
-    const log = await Deno.readTextFile(`${logDir}/failjob/round_0/rank_1.log`);
+    const log = await Deno.readTextFile(`${await roundLogDir(logDir, "failjob", 0)}/rank_1.log`);
     assert.equal(log, "about to fail\n[stderr] the reason is on stderr\n");
   } finally {
     await Deno.remove(logDir, { recursive: true });

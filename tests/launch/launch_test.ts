@@ -10,6 +10,7 @@ import { InvalidArgumentError } from "../../errors.ts";
 import { GLIBC_TUNABLES_DEFAULT, launch } from "../../launch/mod.ts";
 import { parseLaunchArgs } from "../../launch/args.ts";
 import { splitLines } from "../../launch/output.ts";
+import { roundLogDir } from "../../launch/elastic/rank_logs.ts";
 import { TcpStore } from "../../transports/store/mod.ts";
 import { freePort } from "../helpers/ranks.ts";
 
@@ -121,7 +122,7 @@ Deno.test("launch CLI: a stdout nobody reads freezes neither the store nor the r
     const status = await child.status;
     assert.equal(status.code, 0, await stderr);
     assert.match(await stderr, /launch: stdout was not being read: dropped \d+ line\(s\) of rank output/);
-    const log = await Deno.readTextFile(`${logDir}/flood/round_0/rank_0.log`);
+    const log = await Deno.readTextFile(`${await roundLogDir(logDir, "flood", 0)}/rank_0.log`);
     const lines = log.split("\n");
     assert.equal(lines[0], `${"H".repeat(65536)} [line cut at 65536 bytes]`);
     assert.equal(lines.length, 1 + 8 * 1024 + 2); // the cut line, every 1 KiB line, "released", ""

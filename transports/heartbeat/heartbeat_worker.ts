@@ -191,7 +191,8 @@ async function acceptAll(listener: Deno.TcpListener): Promise<void> {
 async function dial(peer: number, hostname: string, p: number): Promise<void> {
   try {
     const conn = await Deno.connect({ hostname, port: p });
-    await sendHello(conn, { group: HEARTBEAT_GROUP, from: init.rank, to: peer, size: init.size }, init.token);
+    const info = { group: HEARTBEAT_GROUP, from: init.rank, to: peer, size: init.size };
+    await sendHello(conn, info, init.token, `${hostname}:${p}`);
     adopt(peer, conn);
   } catch {
     // Not reachable at all (it may have finished and left already): the collectives themselves find

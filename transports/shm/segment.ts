@@ -21,6 +21,7 @@ import {
 } from "./libc.ts";
 import { TransportError } from "../../errors.ts";
 import { lockSlot, slotHeld } from "./owner_lock.ts";
+import { hashedId } from "../token.ts";
 
 const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
 const SEEK_END = 2;
@@ -31,10 +32,8 @@ const SEEK_END = 2;
  * or `n.` without a job id. Every segment is named `/choir-<tag><kind>...`, which is what the launcher
  * sweeps after the job, by exact tag.
  */
-export async function jobTag(jobId: string | undefined): Promise<string> {
-  if (!jobId) return "n.";
-  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(jobId)));
-  return "j" + Array.from(digest.subarray(0, 8), (b) => b.toString(16).padStart(2, "0")).join("") + ".";
+export function jobTag(jobId: string | undefined): Promise<string> {
+  return hashedId(jobId);
 }
 
 /**

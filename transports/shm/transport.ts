@@ -24,6 +24,7 @@ import { type Libc, libc } from "./libc.ts";
 import { RingReader, RingWriter } from "./ring.ts";
 import type { Segment } from "./segment.ts";
 import { channelOnce } from "../channel_once.ts";
+import { checkToken } from "../token.ts";
 
 /** Options of {@link ShmTransport.create}. */
 export interface ShmTransportOptions {
@@ -134,6 +135,7 @@ export class ShmTransport implements Transport {
   static async create(opts: ShmTransportOptions): Promise<ShmTransport> {
     const { rank, size } = opts;
     const ctx = { rank, op: "shm.create" };
+    checkToken(opts.token, ctx);
     if (!Number.isInteger(size) || size < 1 || !Number.isInteger(rank) || rank < 0 || rank >= size) {
       throw new InvalidArgumentError(`rank ${rank} is not in a group of ${size}`, ctx);
     }

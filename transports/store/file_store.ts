@@ -7,6 +7,7 @@
 import { dirname, join } from "node:path";
 import { PermissionError, StoreError } from "../../errors.ts";
 import { isPermissionDenied } from "../permission.ts";
+import { checkPrivateDir } from "./private_dir.ts";
 import type { Store } from "./store.ts";
 import {
   bytesEqual,
@@ -52,7 +53,8 @@ const encoder = new TextEncoder();
 /**
  * A {@link Store} kept in the directory `path` (created if absent), for processes on one host.
  * Values are files named after their keys; readers never see a half-written value. What it creates is
- * this user's only (directory 0700, files 0600): values may name shared segments.
+ * this user's only (directory 0700, files 0600): values may name shared segments. A directory that
+ * another user owns, or that others may write in, is refused (StoreError naming it).
  */
 export class FileStore implements Store {
   /** The directory holding the keys. */
@@ -63,10 +65,11 @@ export class FileStore implements Store {
   readonly rank?: number;
   readonly #worldSize?: number;
   readonly #pollMs: number;
+  readonly #uid: number | null;
   #closing = new AbortController();
   #closed = false;
 
-  /** Opens (creating if needed) the store directory `path`. */
+  /** Opens (creating if needed, 0700) the store directory `path`; refuses one that is not this user's alone. */
   constructor(path: string, opts: FileStoreOptions = {}) {
     this.path = path;
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_STORE_TIMEOUT_MS;
@@ -86,6 +89,12 @@ export class FileStore implements Store {
         cause: err,
       });
     }
+    this.#uid = checkPrivateDir(path, ctx);
+  }
+
+  /** The uid owning the directory, this user's (null where files have no owners). */
+  get ownerUid(): number | null {
+    return this.#uid;
   }
 
   /** Sets `key` to `value`. */

@@ -8,6 +8,8 @@
 import { type ChoirEnv, DEFAULT_TIMEOUT_MS } from "../../config.ts";
 import { AuthError, PermissionError, RendezvousError, StoreTimeoutError } from "../../errors.ts";
 import { FileStore } from "./file_store.ts";
+import { fileJobToken } from "./file_token.ts";
+import { refusePublicToken } from "../public_token.ts";
 import { PrefixStore } from "./prefix_store.ts";
 import { parseInitMethod } from "./init_method.ts";
 import { claimant, claimRank, duplicateRank } from "./rank_claims.ts";
@@ -21,7 +23,11 @@ export interface CreateStoreOptions {
   rank?: number;
   /** Number of ranks (default `env.worldSize`, i.e. WORLD_SIZE). */
   worldSize?: number;
-  /** The job's secret for the TCP store (default `env.token`, i.e. CHOIR_TOKEN). */
+  /**
+   * The job's secret (default `env.token`, i.e. CHOIR_TOKEN). `file://` without one uses the random token
+   * the job keeps in its store directory; a token derived from a scheduler's public job id
+   * (`env.tokenOrigin`) is refused for a store that is not on loopback.
+   */
   token?: string;
   /** Timeout of store calls and of reaching the server, in ms (default `env.timeoutMs`, else 300000). */
   timeoutMs?: number;
@@ -37,6 +43,8 @@ export interface Rendezvous {
   readonly rank: number;
   /** Number of ranks in the job. */
   readonly worldSize: number;
+  /** The job token, which the transports' handshakes prove (for `file://`: the directory's). */
+  readonly token: string;
   /** Closes the store client, and the server if this rank started one. */
   close(): Promise<void>;
 }
@@ -46,11 +54,13 @@ export interface Rendezvous {
  * - `env://`: the TCP store at MASTER_ADDR:MASTER_PORT. Rank 0 starts the server there unless
  *   CHOIR_STORE_EXTERNAL is set (the launcher runs it). Keys go under CHOIR_STORE_PREFIX when set.
  * - `tcp://HOST:PORT`: the TCP store at HOST:PORT; rank 0 always starts the server.
- * - `file:///PATH`: a FileStore in directory PATH (removed when every rank has closed it).
+ * - `file:///PATH`: a FileStore in directory PATH (made 0700, removed when every rank has closed it; a
+ *   directory of another user or writable by others is a StoreError); the job token is kept there.
  *
  * TCP stores are contacted once before returning (retrying until the timeout, since rank 0 may start
- * late). Throws RendezvousError for a malformed URL, a missing rank/world size/address/token, or an
- * unreachable server; AuthError when the server refuses the token.
+ * late). Throws RendezvousError for a malformed URL, a missing rank/world size/address/token, a public
+ * token off loopback, or an unreachable server; AuthError when the server cannot prove it holds the
+ * token (another job's store, or an impostor on the port: nothing secret is sent to it) or refuses ours.
  */
 export async function createStore(
   initMethod: string | undefined,
@@ -69,8 +79,18 @@ export async function createStore(
   const timeoutMs = opts.timeoutMs ?? env.timeoutMs ?? DEFAULT_TIMEOUT_MS;
 
   if (method.kind === "file") {
-    const store = new FileStore(method.path, { rank, worldSize, timeoutMs });
-    return { store, rank, worldSize, close: () => store.close() };
+    // Made and checked first without counting this rank among those whose close removes it: a rank
+    // refused here must not take part in the cleanup.
+    const dir = new FileStore(method.path, { rank, timeoutMs });
+    // A public token guards nothing: the directory's random one does better.
+    const given = opts.token ?? (env.tokenOrigin === undefined ? env.token : undefined);
+    try {
+      const token = await fileJobToken(dir.path, dir.ownerUid, given || undefined, { rank, op });
+      const store = new FileStore(method.path, { rank, worldSize, timeoutMs });
+      return { store, rank, worldSize, token, close: () => store.close() };
+    } finally {
+      await dir.close();
+    }
   }
 
   let host: string;
@@ -102,6 +122,7 @@ export async function createStore(
       op,
     });
   }
+  if (opts.token === undefined) refusePublicToken(env.tokenOrigin, host, port, { rank, op });
 
   let server: StoreServer | undefined;
   if (serve) {
@@ -109,10 +130,8 @@ export async function createStore(
       server = await startStoreServer({ hostname: host, port, token, rank });
     } catch (err) {
       if (err instanceof PermissionError) throw err;
-      // This job's store may serve the port already: another process started as rank 0 took it. Join
-      // as a client then, and the join barrier names both processes (this one finds rank 0 claimed).
       const taken = err instanceof Error && err.cause instanceof Deno.errors.AddrInUse;
-      if (!taken || !(await servesThisJob(host, port, token, rank, Math.min(timeoutMs, 2000)))) {
+      if (!taken) {
         throw new RendezvousError(
           `rank 0 could not start the store server on ${host}:${port}: ${errText(err)}`,
           {
@@ -122,6 +141,10 @@ export async function createStore(
           },
         );
       }
+      // The port is taken. Only a server that proves it holds this job's token is joined (another
+      // process started as rank 0 of this job: the join barrier then names both); anything else there
+      // is refused, having learnt nothing.
+      await checkTakenPort(host, port, token, rank, Math.min(timeoutMs, 2000), err);
     }
   }
   const client = new TcpStore({ host, port, token, timeoutMs, rank });
@@ -138,7 +161,7 @@ export async function createStore(
     if (err instanceof AuthError || err instanceof PermissionError) throw err;
     throw new RendezvousError(`rank ${rank} found no store: ${errText(err)}`, { rank, op, cause: err });
   }
-  return { store, rank, worldSize, close };
+  return { store, rank, worldSize, token, close };
 }
 
 /** Options of {@link joinBarrier}. */
@@ -220,20 +243,34 @@ function checkRankAndSize(
   return { rank, worldSize };
 }
 
-/** Whether a store holding `token` answers at host:port within `timeoutMs`. */
-async function servesThisJob(
+/**
+ * Returns when the server on host:port (which this rank 0 could not bind) proves it holds `token`;
+ * throws AuthError naming the address when it cannot, RendezvousError when it does not answer.
+ */
+async function checkTakenPort(
   host: string,
   port: number,
   token: string,
   rank: number,
   timeoutMs: number,
-): Promise<boolean> {
+  bindError: unknown,
+): Promise<void> {
+  const op = "createStore";
   const probe = new TcpStore({ host, port, token, timeoutMs, rank });
   try {
     await probe.check([]);
-    return true;
-  } catch {
-    return false;
+  } catch (err) {
+    if (err instanceof AuthError) {
+      throw new AuthError(
+        `rank 0 cannot serve the store on ${host}:${port}: the port is taken by something that cannot ` +
+          `prove it holds the job token (another job's store, or an impostor; nothing secret was sent to it)`,
+        { rank, op, cause: err },
+      );
+    }
+    throw new RendezvousError(
+      `rank 0 could not start the store server on ${host}:${port}: ${errText(bindError)}`,
+      { rank, op, cause: bindError },
+    );
   } finally {
     await probe.close();
   }

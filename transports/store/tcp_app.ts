@@ -1,26 +1,64 @@
 /**
  * @module
- * The Hono application of the store server: token middleware and one route per Store operation over
- * a MemoryStore, with `get`/`wait` long-polling server-side. Serving it is tcp_server.ts's job.
+ * The Hono application of the store server: the session hello, the middleware that admits only signed
+ * requests and signs their answers (tcp_sessions.ts), and one route per Store operation over a
+ * MemoryStore, with `get`/`wait` long-polling server-side. Serving it is tcp_server.ts's job.
  *
  * Long-polls do not watch `request.signal` (Deno.serve's legacy abort semantics print a warning): a
  * poll abandoned by its client lasts until its own timeout or the server's close, whichever is first.
  */
 
-import { type Context, Hono } from "hono";
+import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { InvalidArgumentError, StoreError, StoreTimeoutError } from "../../errors.ts";
 import type { MemoryStore } from "./memory_store.ts";
-import { API, unframeCompareSet } from "./tcp_protocol.ts";
-import { requireToken } from "../http_serve.ts";
+import { API, AUTH_SCHEME, HELLO_PATH, MAC_HEADER, parseAuth, unframeCompareSet } from "./tcp_protocol.ts";
+import { SessionTable } from "./tcp_sessions.ts";
 
 const OCTETS = { "content-type": "application/octet-stream" };
 
-/** Builds the routes of the store server over `mem`; every request must carry `token`. */
+/** Builds the routes of the store server over `mem`; every request must be signed in a session of `token`. */
 export function storeApp(mem: MemoryStore, token: string): Hono {
-  const app = new Hono().basePath(API);
+  const app = new Hono();
+  // Unknown paths and unauthenticated requests get one and the same answer.
+  app.notFound(unauthorized);
+  app.onError((err, c) => {
+    const text = err instanceof Error ? err.message : String(err);
+    if (err instanceof InvalidArgumentError) return c.text(text, 400);
+    if (mem.closed) return c.text(text, 503);
+    if (err instanceof StoreError) return c.text(text, 409);
+    return c.text(text, 500);
+  });
+  app.use("*", sessions(new SessionTable(token)));
+  routes(app.basePath(API), mem);
+  return app;
+}
 
-  app.use("*", requireToken(token));
+/** The one answer to anything unauthenticated or unknown. */
+function unauthorized(c: Context): Response {
+  return c.text("unauthorized", 401, { "www-authenticate": AUTH_SCHEME });
+}
 
+/** Answers hellos; admits signed requests only, and signs what they are answered. */
+function sessions(table: SessionTable): MiddlewareHandler {
+  return async (c, next) => {
+    const url = new URL(c.req.url);
+    if (c.req.method === "POST" && url.pathname === HELLO_PATH) {
+      const answer = await table.hello(new Uint8Array(await c.req.arrayBuffer()));
+      return answer === undefined ? unauthorized(c) : c.body(answer, 200, OCTETS);
+    }
+    const auth = parseAuth(c.req.header("authorization"));
+    if (auth === undefined) return unauthorized(c);
+    const body = new Uint8Array(await c.req.arrayBuffer());
+    const session = await table.admit(auth, c.req.method, url.pathname + url.search, body);
+    if (session === undefined) return unauthorized(c);
+    await next();
+    const answer = new Uint8Array(await c.res.clone().arrayBuffer());
+    c.res.headers.set(MAC_HEADER, await table.sign(session, auth.counter, c.res.status, answer));
+  };
+}
+
+/** One route per Store operation (registered on the root app's router). */
+function routes(app: Hono, mem: MemoryStore): void {
   app.put("/kv/:key", async (c) => {
     await mem.set(c.req.param("key"), new Uint8Array(await c.req.arrayBuffer()));
     return c.body(null, 204);
@@ -69,16 +107,6 @@ export function storeApp(mem: MemoryStore, token: string): Hono {
   app.post("/check", async (c) => c.json(await mem.check(await keysBody(c))));
 
   app.get("/num-keys", async (c) => c.json(await mem.numKeys()));
-
-  app.onError((err, c) => {
-    const text = err instanceof Error ? err.message : String(err);
-    if (err instanceof InvalidArgumentError) return c.text(text, 400);
-    if (mem.closed) return c.text(text, 503);
-    if (err instanceof StoreError) return c.text(text, 409);
-    return c.text(text, 500);
-  });
-
-  return app;
 }
 
 function timeoutParam(c: Context): number {

@@ -1,13 +1,15 @@
 /**
  * @module
- * The HTTP wire contract between TcpStore and the store server: routes, the compare-set body framing
- * and the token check. Both sides import it so they cannot drift apart. Not part of the public API.
+ * The HTTP wire contract between TcpStore and the store server: routes, the compare-set body framing,
+ * and the session proof and request signatures. Both sides import it so they cannot drift apart. Not
+ * part of the public API.
  */
 
-import { constantTimeEqual } from "../token.ts";
+import { hmac, hmacKey, toHex } from "../proof.ts";
 
 /**
- * Routes, all under `/v1` and all requiring `Authorization: Bearer <token>`:
+ * Routes, all under `/v1`:
+ * - `POST   /v1/hello`              body = nonce_c (32 B)                → 200 nonce_s (32 B) + server proof (32 B)
  * - `PUT    /v1/kv/:key`            body = value                      → 204
  * - `GET    /v1/kv/:key?timeout=ms` long-polls until set              → 200 value | 408 {missing}
  * - `DELETE /v1/kv/:key`                                              → 200 boolean (existed)
@@ -16,8 +18,16 @@ import { constantTimeEqual } from "../token.ts";
  * - `POST   /v1/wait?timeout=ms`    body = {"keys": [...]}            → 204 | 408 {missing}
  * - `POST   /v1/check`              body = {"keys": [...]}            → 200 boolean
  * - `GET    /v1/num-keys`                                             → 200 number
- * 503 means the server is shutting down; 400 a malformed request; 401 a missing or wrong token;
- * 409 an operation the data refuses (add on a value that is not a counter).
+ *
+ * Sessions: the server proves the token over the client's fresh nonce (`hello`); the client checks that
+ * before it sends anything derived from the token. Both then hold the session key
+ * `HMAC(token, "choir/store/session", nonce_c, nonce_s)`, and every other request carries
+ * `Authorization: Choir <hex nonce_s>.<counter>.<hex HMAC(key, request)>` over the counter, method, path
+ * with query and body; the counter is used once per session, so a recorded request cannot be replayed.
+ * Each answer carries `x-choir-mac: <hex HMAC(key, counter, status, body)>`.
+ * 503 means the server is shutting down; 400 a malformed request; 401 anything unauthenticated, unknown
+ * paths included (one answer for all); 409 an operation the data refuses (add on a value that is not a
+ * counter).
  */
 export const API = "/v1";
 
@@ -45,9 +55,69 @@ export function unframeCompareSet(
   return { expected: body.subarray(4, 4 + n), desired: body.subarray(4 + n) };
 }
 
-const encoder = new TextEncoder();
+/** The path of the session hello (the one route open without a session). */
+export const HELLO_PATH = `${API}/hello`;
+/** The scheme of the `Authorization` header of signed requests. */
+export const AUTH_SCHEME = "Choir";
+/** The header carrying the signature of an answer. */
+export const MAC_HEADER = "x-choir-mac";
 
-/** Whether a request's Authorization header is `Bearer <token>`, compared in constant time. */
-export function tokenMatches(header: string | undefined, token: string): boolean {
-  return constantTimeEqual(encoder.encode(header ?? ""), encoder.encode(`Bearer ${token}`));
+const SERVER_LABEL = "choir/store/server";
+const KEY_LABEL = "choir/store/session";
+const REQUEST_LABEL = "choir/store/request";
+const RESPONSE_LABEL = "choir/store/response";
+
+/** The server's proof that it holds `token`, over both nonces of a hello. */
+export function serverProof(token: string, nonceC: Uint8Array, nonceS: Uint8Array): Promise<Uint8Array> {
+  return hmac(token, SERVER_LABEL, nonceC, nonceS);
+}
+
+/** The session key both sides derive after a hello. */
+export async function sessionKey(token: string, nonceC: Uint8Array, nonceS: Uint8Array): Promise<CryptoKey> {
+  return await hmacKey(await hmac(token, KEY_LABEL, nonceC, nonceS));
+}
+
+/** The signature of request number `counter` of session `sid`. */
+export function requestMac(
+  key: CryptoKey,
+  sid: string,
+  counter: number,
+  method: string,
+  pathAndQuery: string,
+  body: Uint8Array,
+): Promise<Uint8Array> {
+  return hmac(key, REQUEST_LABEL, sid, String(counter), method, pathAndQuery, body);
+}
+
+/** The signature of the answer to request number `counter`. */
+export function responseMac(
+  key: CryptoKey,
+  counter: number,
+  status: number,
+  body: Uint8Array,
+): Promise<Uint8Array> {
+  return hmac(key, RESPONSE_LABEL, String(counter), String(status), body);
+}
+
+/** The `Authorization` header of a signed request. */
+export function authHeader(sid: string, counter: number, mac: Uint8Array): string {
+  return `${AUTH_SCHEME} ${sid}.${counter}.${toHex(mac)}`;
+}
+
+/** The parts of a signed request's `Authorization` header; undefined when malformed. */
+export interface SignedAuth {
+  /** The session id (hex of the server's nonce). */
+  sid: string;
+  /** The request's number within the session. */
+  counter: number;
+  /** The request's signature (hex). */
+  mac: string;
+}
+
+/** Parses an `Authorization` header made by {@link authHeader}. */
+export function parseAuth(header: string | undefined): SignedAuth | undefined {
+  const m = header?.match(/^Choir ([0-9a-f]{64})\.([1-9][0-9]{0,15})\.([0-9a-f]{64})$/);
+  if (!m) return undefined;
+  const counter = Number(m[2]);
+  return Number.isSafeInteger(counter) ? { sid: m[1], counter, mac: m[3] } : undefined;
 }

@@ -15,7 +15,10 @@ export interface StoreServerOptions {
   hostname?: string;
   /** Port to listen on; 0 (the default) picks a free one. */
   port?: number;
-  /** The job's secret; every request must carry `Authorization: Bearer <token>`. */
+  /**
+   * The job's secret. The server proves it holds it to every client (session hello) and admits only
+   * requests signed in such a session; it never travels (tcp_protocol.ts).
+   */
   token: string;
   /** The rank running the server, named in its errors. */
   rank?: number;

@@ -2,12 +2,15 @@
  * @module
  * TcpStore: the Store client of the Hono store server, over fetch with one keep-alive HTTP client.
  * `get`/`wait` long-poll on the server; the first contact retries refused connections until its timeout.
+ * Every request is signed in a session whose server proved it holds the token (tcp_session.ts).
  */
 
 import { AuthError, StoreError } from "../../errors.ts";
 import { isPermissionDenied, netPermissionError } from "../permission.ts";
+import { checkToken } from "../token.ts";
 import type { Store } from "./store.ts";
-import { frameCompareSet, keyPath } from "./tcp_protocol.ts";
+import { frameCompareSet, HELLO_PATH, keyPath, MAC_HEADER } from "./tcp_protocol.ts";
+import { type ClientSession, startHello } from "./tcp_session.ts";
 import {
   checkAmount,
   checkKey,
@@ -26,7 +29,10 @@ export interface TcpStoreOptions {
   host: string;
   /** Port of the store server. */
   port: number;
-  /** The job's secret, sent as `Authorization: Bearer <token>`. */
+  /**
+   * The job's secret. It is never sent: the server proves it holds it first, then every request is
+   * signed with a key derived from it. An empty one is an InvalidArgumentError.
+   */
   token: string;
   /** Default timeout of `get`/`wait`, and the timeout of every other request, in ms (default 300000). */
   timeoutMs?: number;
@@ -53,6 +59,12 @@ interface Call {
 
 /** Extra time a long-poll gives the server to answer 408 before the client aborts on its own. */
 const LONG_POLL_SLACK_MS = 2_000;
+/**
+ * A real server answers a hello at once; one connected but silent this long is not one (an impostor
+ * holding the port, or a hung server), ms.
+ */
+const HELLO_TIMEOUT_MS = 30_000;
+const OCTETS = { "content-type": "application/octet-stream" };
 const RETRY_MIN_MS = 10;
 const RETRY_MAX_MS = 250;
 
@@ -64,7 +76,8 @@ export class TcpStore implements Store {
   readonly timeoutMs: number;
   /** The rank named in errors, if any. */
   readonly rank?: number;
-  readonly #auth: string;
+  readonly #token: string;
+  #session: Promise<ClientSession> | undefined;
   readonly #connectTimeoutMs: number;
   readonly #client: Deno.HttpClient;
   readonly #closing = new AbortController();
@@ -78,9 +91,10 @@ export class TcpStore implements Store {
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_STORE_TIMEOUT_MS;
     this.#connectTimeoutMs = opts.connectTimeoutMs ?? this.timeoutMs;
     checkTimeout(this.timeoutMs, { rank: this.rank, op: "TcpStore" });
+    checkToken(opts.token, { rank: this.rank, op: "TcpStore" });
     const host = opts.host.includes(":") && !opts.host.startsWith("[") ? `[${opts.host}]` : opts.host;
     this.url = `http://${host}:${opts.port}`;
-    this.#auth = `Bearer ${opts.token}`;
+    this.#token = opts.token;
     this.#client = Deno.createHttpClient({});
   }
 
@@ -194,7 +208,11 @@ export class TcpStore implements Store {
     }
   }
 
-  /** One HTTP exchange with its own deadline; a failed connection surfaces as ConnectFailure. */
+  /**
+   * One request in this client's session (opening one first when there is none) with its own deadline;
+   * a failed connection surfaces as ConnectFailure. A server that no longer knows the session (it was
+   * restarted, or dropped it) gets one fresh session before the request is refused.
+   */
   async #attempt(ctx: Ctx, call: Call, waitDeadline: number | undefined): Promise<Uint8Array> {
     let path = call.path;
     let limitMs = this.timeoutMs;
@@ -203,21 +221,70 @@ export class TcpStore implements Store {
       path += `?timeout=${left}`;
       limitMs = left + LONG_POLL_SLACK_MS;
     }
+    const signed = new URL(this.url + path);
+    const body = call.body === undefined ? new Uint8Array(0) : toBytes(call.body);
+    for (let renewed = false;; renewed = true) {
+      const pending = this.#sessionFor(ctx);
+      const session = await pending;
+      const { counter, header } = await session.sign(call.method, signed.pathname + signed.search, body);
+      const headers = { authorization: header, "content-type": "application/octet-stream" };
+      const res = await this.#fetch(ctx, call, path, call.method, headers, body, limitMs);
+      if (res.status === 401) {
+        if (this.#session === pending) this.#session = undefined;
+        if (!renewed) continue;
+        throw new AuthError(`the store server at ${this.url} refuses the requests of a fresh session`, ctx);
+      }
+      if (!(await session.verify(counter, res.status, res.body, res.mac))) {
+        throw new AuthError(
+          `an answer from the store server at ${this.url} is not signed by its session (changed on the way?)`,
+          ctx,
+        );
+      }
+      if (res.status >= 200 && res.status < 300) return res.body;
+      throw this.#statusError(ctx, res.status, res.body, call);
+    }
+  }
+
+  /** This client's session, opening one (one hello at a time) when there is none. */
+  #sessionFor(ctx: Ctx): Promise<ClientSession> {
+    if (this.#session !== undefined) return this.#session;
+    const opening = (async () => {
+      const hello = startHello(this.#token);
+      const limitMs = Math.min(this.timeoutMs, HELLO_TIMEOUT_MS);
+      const res = await this.#fetch(ctx, undefined, HELLO_PATH, "POST", OCTETS, hello.body, limitMs);
+      return await hello.open(res.status, res.body, this.url.slice(7), ctx);
+    })();
+    this.#session = opening;
+    opening.catch(() => {
+      if (this.#session === opening) this.#session = undefined;
+    });
+    return opening;
+  }
+
+  /** One HTTP exchange bounded by `limitMs`; errors below HTTP are typed (ConnectFailure, StoreError). */
+  async #fetch(
+    ctx: Ctx,
+    call: Call | undefined,
+    path: string,
+    method: string,
+    headers: Record<string, string>,
+    body: Uint8Array<ArrayBuffer>,
+    limitMs: number,
+  ): Promise<{ status: number; body: Uint8Array; mac: string | null }> {
     const timer = new AbortController();
     const handle = isUnbounded(limitMs) ? undefined : setTimeout(() => timer.abort(), limitMs);
     const signal = AbortSignal.any([timer.signal, this.#closing.signal]);
     try {
       const res = await fetch(this.url + path, {
-        method: call.method,
-        headers: { authorization: this.#auth, "content-type": "application/octet-stream" },
-        body: call.body,
+        method,
+        headers,
+        body: method === "GET" || method === "DELETE" ? undefined : body,
         signal,
         client: this.#client,
       });
-      const body = new Uint8Array(await res.arrayBuffer());
+      const answer = new Uint8Array(await res.arrayBuffer());
       this.#contacted = true;
-      if (res.ok) return body;
-      throw this.#statusError(ctx, res.status, body, call);
+      return { status: res.status, body: answer, mac: res.headers.get(MAC_HEADER) };
     } catch (err) {
       if (this.#closing.signal.aborted) throw closedError(ctx);
       if (isPermissionDenied(err)) {
@@ -229,7 +296,7 @@ export class TcpStore implements Store {
         );
       }
       if (timer.signal.aborted) {
-        if (call.keys !== undefined) throw waitTimeout(call.keys, call.waitMs!, ctx);
+        if (call?.keys !== undefined) throw waitTimeout(call.keys, call.waitMs!, ctx);
         throw new StoreError(`no answer from the store server at ${this.url} within ${limitMs} ms`, ctx);
       }
       if (err instanceof TypeError) throw new ConnectFailure(err);
@@ -241,9 +308,6 @@ export class TcpStore implements Store {
 
   #statusError(ctx: Ctx, status: number, body: Uint8Array, call: Call): Error {
     const text = new TextDecoder().decode(body);
-    if (status === 401) {
-      return new AuthError(`the store server at ${this.url} refused the job token (HTTP 401)`, ctx);
-    }
     if (status === 408 && call.waitMs !== undefined) {
       let missing = call.keys ?? [];
       try {

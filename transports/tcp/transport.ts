@@ -1,7 +1,8 @@
 /**
  * @module
  * The TCP transport: a listener per rank, addresses exchanged through the store, one connection per
- * pair of ranks (the higher rank connects to the lower), each checked by the token handshake.
+ * pair of ranks (the higher rank connects to the lower), each opened by the mutual proof of the job token
+ * (handshake.ts).
  */
 
 import { ChoirError, TransportError } from "../../errors.ts";
@@ -11,6 +12,7 @@ import { acceptHello, sendHello } from "./handshake.ts";
 import { TcpChannel } from "./channel.ts";
 import type { Channel, Transport } from "../transport.ts";
 import { channelOnce } from "../channel_once.ts";
+import { checkToken } from "../token.ts";
 
 /** Options of {@link TcpTransport.create}. */
 export interface TcpTransportOptions {
@@ -20,7 +22,7 @@ export interface TcpTransportOptions {
   size: number;
   /** Store used to publish and look up listener addresses (prefix it per group). */
   store: Store;
-  /** The job token every connection must present. */
+  /** The job token every connection must prove (never sent); an empty one is an InvalidArgumentError. */
   token: string;
   /** Group id carried in the handshake. */
   group?: number;
@@ -70,6 +72,7 @@ export class TcpTransport implements Transport {
 
   /** Starts listening and publishes this rank's address in the store. */
   static async create(opts: TcpTransportOptions): Promise<TcpTransport> {
+    checkToken(opts.token, { rank: opts.rank, op: "TcpTransport.create" });
     const hostname = opts.hostname ?? "127.0.0.1";
     let listener: Deno.TcpListener;
     try {
@@ -131,6 +134,7 @@ export class TcpTransport implements Transport {
           conn,
           { group: this.#opts.group ?? 0, from: this.rank, to: peer, size: this.size },
           this.#opts.token,
+          addr,
         ),
         this.#opts.timeoutMs,
         () => new TransportError(`handshake with rank ${peer} at ${addr} did not complete`, ctx),

@@ -1,11 +1,22 @@
 /**
  * @module
- * One framed link to a peer over UCP tag matching. Frame k to a peer uses tags (sender, k): the header
- * (with the payload when small) is one message, a large payload a second one received in place, so UCX
- * can use rendezvous straight into the caller's buffer. Progress and waiting are the engine's.
+ * One framed link to a peer over UCP tag matching, opened by a hello in which both ranks prove they hold
+ * the job token and each gives the other the secret id to send to it under. Frame k to a peer uses tags
+ * (id, k) (tags.ts): the header (with the payload when small) is one message, a large payload a second
+ * one received in place, so UCX can use rendezvous straight into the caller's buffer. Progress and
+ * waiting are the engine's.
  */
 
-import { ChoirError, CollectiveMismatchError, PeerLostError, TransportError } from "../../errors.ts";
+import {
+  AuthError,
+  ChoirError,
+  CollectiveMismatchError,
+  PeerLostError,
+  TransportError,
+} from "../../errors.ts";
+import { hmac, nonce, PROOF_BYTES } from "../proof.ts";
+import { checkToken, constantTimeEqual } from "../token.ts";
+import { ABORT_MASK, abortTag, frameTag, helloTag, senderId } from "./tags.ts";
 import { decodeCause, encodeCause, MAX_CAUSE_BYTES } from "../abort_cause.ts";
 import { checkHeader, decodeHeader, encodeHeader, type FrameHeader, HEADER_BYTES } from "../frame.ts";
 import { abortCauseBytes, encodeAbortFrame } from "../frame.ts";
@@ -25,27 +36,16 @@ const CAUSE_WAIT_MS = 150;
 /** Payloads from this size on use a registered buffer from the cache. */
 const REGISTER_BYTES = 1 << 20;
 
-const KIND_PAYLOAD = 1n << 47n;
-/** The hello of {@link UcxChannel.handshake}: a tag no frame uses. */
-const KIND_HELLO = 1n << 46n;
-/** An abort frame (see {@link UcxChannel.abort}): a tag no frame or hello uses, from any sender. */
-const KIND_ABORT = 1n << 45n;
-const SEQ_MASK = (1n << 45n) - 1n;
-
-/** The tag of frame `seq` from `sender`: sender in the top 16 bits, a payload bit, then the number. */
-function frameTag(sender: number, seq: number, payload: boolean): bigint {
-  return (BigInt(sender) << 48n) | (payload ? KIND_PAYLOAD : 0n) | (BigInt(seq) & SEQ_MASK);
-}
-
-/** The tag of the hello from `sender`. */
-function helloTag(sender: number): bigint {
-  return (BigInt(sender) << 48n) | KIND_HELLO;
-}
-
 /** "CHUX": the first word of a hello. */
 const HELLO_MAGIC = 0x43485558;
-/** A hello: magic, group id, group size, sender rank, receiver rank (u32 each, little-endian). */
-const HELLO_BYTES = 20;
+/**
+ * A hello: magic, group id, group size, sender rank, receiver rank, and the id the receiver is to send
+ * to the sender under (u32 each, little-endian), then the sender's nonce.
+ */
+const HELLO_FIXED = 24;
+const HELLO_BYTES = HELLO_FIXED + PROOF_BYTES;
+/** The label of a hello's proof: HMAC(token, label, the hello received, the hello sent). */
+const PROOF_LABEL = "choir/ucx/hello";
 
 /** What a channel needs from its transport. */
 export interface UcxChannelHost {
@@ -67,6 +67,10 @@ export class UcxChannel implements Channel {
   #recvSeq = 0;
   #sendTail: Promise<void> = Promise.resolve();
   #recvTail: Promise<void> = Promise.resolve();
+  /** The id the peer gave this rank to send under (known after the hello). */
+  #sendId: number | null = null;
+  /** The id this rank gave the peer to send under. */
+  #recvId = 0;
   #failed: ChoirError | null = null;
   /** The peer's endpoint failed (the channel fails with this unless the peer's own cause arrives). */
   #lost: ChoirError | null = null;
@@ -90,11 +94,12 @@ export class UcxChannel implements Channel {
    * reports the root cause instead of a failed endpoint. Then fails the channel with `reason`.
    */
   async abort(reason: ChoirError, ms: number): Promise<void> {
-    // A peer that sent a frame this rank did not expect is alive and must hear why too.
-    if (!this.#failed || this.#failed instanceof CollectiveMismatchError) {
+    // A peer that sent a frame this rank did not expect is alive and must hear why too. A peer whose
+    // hello has not completed knows no id to accept it under.
+    if (this.#sendId !== null && (!this.#failed || this.#failed instanceof CollectiveMismatchError)) {
       const sent = this.#post(
         encodeAbortFrame(encodeCause(reason, this.#rank)),
-        (BigInt(this.#rank) << 48n) | KIND_ABORT,
+        abortTag(this.#sendId),
         false,
       )
         .catch(() => {});
@@ -113,25 +118,55 @@ export class UcxChannel implements Channel {
   }
 
   /**
-   * Exchanges a hello with the peer over the endpoint just created: resolves once this rank's hello
-   * has left and the peer's has arrived, naming the same group, size and ranks. UCX creates an
-   * endpoint locally, so without this a rank would count a peer as connected before the peer has even
-   * read this rank's address. Rejects with TransportError when the hello differs or does not arrive
-   * within `timeoutMs` (the channel is failed then).
+   * Exchanges a hello with the peer over the endpoint just created, then a proof of the job token over
+   * both hellos (each side's nonce fresh, so a recorded proof is worthless), before any frame. UCX creates
+   * an endpoint locally, so without this a rank would count a peer as connected before the peer has even
+   * read this rank's address. `myId` is the id this rank gives the peer to send under. Rejects with
+   * AuthError when the peer cannot prove the token, TransportError when the hello differs or does not
+   * arrive within `timeoutMs` (the channel is failed then).
    */
-  async handshake(group: number, size: number, timeoutMs: number): Promise<void> {
+  async handshake(
+    group: number,
+    size: number,
+    token: string,
+    myId: number,
+    timeoutMs: number,
+  ): Promise<void> {
     if (this.#failed) throw this.#failed;
     const ctx = this.#ctx("ucx.connect");
+    checkToken(token, ctx);
     const mine = new Uint8Array(HELLO_BYTES);
     const v = new DataView(mine.buffer);
-    for (const [i, x] of [HELLO_MAGIC, group >>> 0, size, this.#rank, this.peer].entries()) {
-      v.setUint32(4 * i, x, true);
+    for (const [i, x] of [HELLO_MAGIC, group >>> 0, size, this.#rank, this.peer, myId].entries()) {
+      v.setUint32(4 * i, x >>> 0, true);
     }
+    mine.set(nonce(), HELLO_FIXED);
     const theirs = new Uint8Array(HELLO_BYTES);
-    const exchange = Promise.all([
-      this.#post(mine, helloTag(this.#rank), false),
-      this.#receive(theirs, helloTag(this.peer), false),
-    ]);
+    const theirProof = new Uint8Array(PROOF_BYTES);
+    const proofIn = this.#receive(theirProof, helloTag(this.peer, 1), false);
+    proofIn.catch(() => {});
+    const exchange = (async () => {
+      const [, length] = await Promise.all([
+        this.#post(mine, helloTag(this.#rank, 0), false),
+        this.#receive(theirs, helloTag(this.peer, 0), false),
+      ]);
+      const differs = this.#helloDiffers(theirs, length, group, size);
+      if (differs) throw new TransportError(differs, ctx);
+      const [, n] = await Promise.all([
+        hmac(token, PROOF_LABEL, theirs, mine).then((proof) =>
+          this.#post(proof, helloTag(this.#rank, 1), false)
+        ),
+        proofIn,
+      ]);
+      const expected = await hmac(token, PROOF_LABEL, mine, theirs);
+      if (n !== PROOF_BYTES || !constantTimeEqual(theirProof, expected)) {
+        throw new AuthError(
+          `rank ${this.peer} cannot prove it holds the job token (another job's rank?)`,
+          ctx,
+        );
+      }
+      return new DataView(theirs.buffer).getUint32(20, true);
+    })();
     exchange.catch(() => {});
     let timer: ReturnType<typeof setTimeout> | undefined;
     const late = new Promise<never>((_, reject) => {
@@ -143,28 +178,31 @@ export class UcxChannel implements Channel {
           ),
         ), timeoutMs);
     });
-    let length: number;
     try {
-      [, length] = await Promise.race([exchange, late]);
+      this.#sendId = await Promise.race([exchange, late]);
+      this.#recvId = myId;
     } catch (e) {
       throw this.#failWith(e);
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /** What is wrong with the hello received (`length` bytes), or null. */
+  #helloDiffers(theirs: Uint8Array, length: number, group: number, size: number): string | null {
     const t = new DataView(theirs.buffer);
     const [magic, theirGroup, theirSize, from, to] = [0, 1, 2, 3, 4].map((i) => t.getUint32(4 * i, true));
-    let differs: string | null = null;
     if (length !== HELLO_BYTES || magic !== HELLO_MAGIC) {
-      differs = `rank ${this.peer} sent ${length} bytes that are not a choir hello`;
-    } else if (theirGroup !== group >>> 0) {
-      differs = `rank ${this.peer} is in group ${theirGroup}, this rank in ${group >>> 0}`;
-    } else if (theirSize !== size) {
-      differs = `rank ${this.peer} has a group of ${theirSize} ranks, this rank ${size}`;
-    } else if (from !== this.peer || to !== this.#rank) {
-      differs =
-        `the hello expected from rank ${this.peer} to rank ${this.#rank} came from rank ${from} to rank ${to}`;
+      return `rank ${this.peer} sent ${length} bytes that are not a choir hello`;
     }
-    if (differs) throw this.#failWith(new TransportError(differs, ctx));
+    if (theirGroup !== group >>> 0) {
+      return `rank ${this.peer} is in group ${theirGroup}, this rank in ${group >>> 0}`;
+    }
+    if (theirSize !== size) return `rank ${this.peer} has a group of ${theirSize} ranks, this rank ${size}`;
+    if (from !== this.peer || to !== this.#rank) {
+      return `the hello expected from rank ${this.peer} to rank ${this.#rank} came from rank ${from} to rank ${to}`;
+    }
+    return null;
   }
 
   /** Sends one frame; completes in call order. */
@@ -183,13 +221,13 @@ export class UcxChannel implements Channel {
         const msg = new Uint8Array(HEADER_BYTES + n);
         encodeHeader(header, new DataView(msg.buffer));
         msg.set(payload, HEADER_BYTES);
-        own = this.#post(msg, frameTag(this.#rank, seq, false), false);
+        own = this.#post(msg, frameTag(this.#sendId!, seq, false), false);
       } else {
         const head = new Uint8Array(HEADER_BYTES);
         encodeHeader(header, new DataView(head.buffer));
         own = Promise.all([
-          this.#post(head, frameTag(this.#rank, seq, false), false),
-          this.#post(payload, frameTag(this.#rank, seq, true), n >= REGISTER_BYTES),
+          this.#post(head, frameTag(this.#sendId!, seq, false), false),
+          this.#post(payload, frameTag(this.#sendId!, seq, true), n >= REGISTER_BYTES),
         ]).then(() => {});
       }
     } catch (e) {
@@ -217,11 +255,11 @@ export class UcxChannel implements Channel {
   async #recvFrame(seq: number, expected: FrameHeader, into: Uint8Array): Promise<void> {
     const stage = this.#stages.pop() ?? new Uint8Array(HEADER_BYTES + INLINE_BYTES);
     const inline = expected.bytes <= INLINE_BYTES;
-    const head = this.#receive(stage, frameTag(this.peer, seq, false), false);
+    const head = this.#receive(stage, frameTag(this.#recvId, seq, false), false);
     // Post the payload's receive at once, so a rendezvous can land in `into` without waiting for us.
     const body = inline
       ? null
-      : this.#receive(into, frameTag(this.peer, seq, true), into.byteLength >= REGISTER_BYTES);
+      : this.#receive(into, frameTag(this.#recvId, seq, true), into.byteLength >= REGISTER_BYTES);
     body?.catch(() => {});
     let headLength: number;
     try {
@@ -377,21 +415,32 @@ export class UcxChannel implements Channel {
 
 /**
  * Listens, for the worker's whole life, for the abort frame any peer sends before it gives up (see
- * {@link UcxChannel.abort}), and hands its cause to `onCause`. Checked on every turn of the engine,
- * which it does not keep busy.
+ * {@link UcxChannel.abort}), and hands its cause to `onCause`; an abort under an id no peer was given
+ * (a stranger's) is dropped. Checked on every turn of the engine, which it does not keep busy.
  */
-export function listenForCauses(host: UcxChannelHost, rank: number, onCause: (e: ChoirError) => void): void {
+export function listenForCauses(
+  host: UcxChannelHost,
+  rank: number,
+  onCause: (e: ChoirError) => void,
+  isPeerId: (id: number) => boolean,
+): void {
   const { worker, engine } = host;
   const buf = new Uint8Array(HEADER_BYTES + MAX_CAUSE_BYTES);
-  const r = worker.recv(buf, KIND_ABORT, null, KIND_ABORT);
+  const r = worker.recv(buf, ABORT_MASK, null, ABORT_MASK);
   if (r.kind !== "request") return;
+  const info = new Uint8Array(worker.layout.tagRecvInfo.size);
   engine.watch({
     request: r.request,
-    info: new Uint8Array(worker.layout.tagRecvInfo.size),
+    info,
     keep: buf,
     peer: -1,
     complete: (status, length) => {
-      if (status !== UCS_OK || length < HEADER_BYTES) return;
+      if (status !== UCS_OK) return;
+      const tag = new DataView(info.buffer).getBigUint64(worker.layout.tagRecvInfo.senderTag, true);
+      if (!isPeerId(senderId(tag)) || length < HEADER_BYTES) {
+        listenForCauses(host, rank, onCause, isPeerId);
+        return;
+      }
       const n = abortCauseBytes(new DataView(buf.buffer, 0, HEADER_BYTES));
       const cause = n === null
         ? null

@@ -18,6 +18,7 @@ import { statusString } from "./status.ts";
 import { UcxWorker } from "./worker.ts";
 import { endpointInfo, lanesOf, tagProtocolsOf } from "./devices.ts";
 import { channelOnce } from "../channel_once.ts";
+import { checkToken } from "../token.ts";
 
 /** What UCX chose for the endpoint to one peer. */
 export interface UcxPeerWires {
@@ -44,9 +45,12 @@ export interface UcxTransportOptions {
   size: number;
   /** Store where ranks publish their worker addresses (prefix it per group). */
   store: Store;
-  /** The job token (UCX has no handshake of its own; the store already requires the token). */
+  /**
+   * The job token, proven (never sent) by both ranks in the hello that opens each channel, before any
+   * frame is accepted. An empty one is an InvalidArgumentError.
+   */
   token: string;
-  /** How long to wait for a peer's address and for its hello, ms. */
+  /** How long to wait for a peer's address and for its hello and proof, ms. */
   timeoutMs: number;
   /** Group id, carried in the hello every endpoint starts with (default 0, the world). */
   group?: number;
@@ -84,6 +88,9 @@ export class UcxTransport implements Transport {
   readonly #open = new Map<number, UcxChannel>();
   readonly #watches = new Map<number, ProcessWatch>();
   readonly #dead = new Set<number>();
+  /** The id each peer was given to send to this rank under (tags.ts), and the peer of each id. */
+  readonly #idOf = new Map<number, number>();
+  readonly #peerOf = new Map<number, number>();
   readonly #myHost: string;
   #closed: Error | null = null;
 
@@ -115,6 +122,7 @@ export class UcxTransport implements Transport {
       { worker, engine: this.#engine, cache: this.#cache },
       opts.rank,
       (cause) => void this.close(cause),
+      (id) => this.#peerOf.has(id),
     );
     live.add(this);
   }
@@ -141,6 +149,7 @@ export class UcxTransport implements Transport {
    * LibraryUnavailableError without libucp (naming the package) or for an unverified UCX version.
    */
   static async create(opts: UcxTransportOptions): Promise<UcxTransport> {
+    checkToken(opts.token, { rank: opts.rank, op: "UcxTransport.create" });
     const worker = UcxWorker.open(opts.rank, opts.size - 1);
     const host = hostId(opts.hostIdOverride);
     const t = new UcxTransport(opts, worker, host);
@@ -185,8 +194,22 @@ export class UcxTransport implements Transport {
     // the job's store) blocked, which made the peers slower still; and the failure spread to the
     // parent group as "Endpoint timeout". The hello makes opening a channel two-sided, as the TCP
     // transport's handshake is: a channel is ready only once the peer's endpoint to this rank exists.
-    await ch.handshake(this.#opts.group ?? 0, this.size, this.#opts.timeoutMs);
+    // It also proves the token both ways, and gives each rank the secret id it sends to the other under.
+    const myId = this.#idFor(peer);
+    await ch.handshake(this.#opts.group ?? 0, this.size, this.#opts.token, myId, this.#opts.timeoutMs);
     return ch;
+  }
+
+  /** The id `peer` sends to this rank under: random, nonzero, and no other peer's. */
+  #idFor(peer: number): number {
+    let id = this.#idOf.get(peer);
+    while (id === undefined) {
+      const pick = crypto.getRandomValues(new Uint32Array(1))[0];
+      if (pick !== 0 && !this.#peerOf.has(pick)) id = pick;
+    }
+    this.#idOf.set(peer, id);
+    this.#peerOf.set(id, peer);
+    return id;
   }
 
   /** Fails the channel to `peer` (and its pending receives) with PeerLostError. */
