@@ -2,13 +2,15 @@
  * @module
  * What choir's two HTTP servers (the store server and the status endpoint) share: a Hono middleware
  * that admits only requests carrying the job token (`Authorization: Bearer <token>`, compared in
- * constant time), and listening with a typed error when the address cannot be bound.
+ * constant time), and listening with a typed error when the address cannot be bound, on the bounded
+ * server of http/server.ts (capped connections, heads, bodies and idle time).
  */
 
 import type { Hono, MiddlewareHandler } from "hono";
 import { type ChoirError, type ErrorContext, InvalidArgumentError } from "../errors.ts";
 import { tokenMatches } from "./store/tcp_protocol.ts";
 import { isPermissionDenied, netFlag, netPermissionError } from "./permission.ts";
+import { BoundedHttpServer, type HttpLimits } from "./http/server.ts";
 
 /** Refuses (401) every request without the job token. */
 export function requireToken(token: string): MiddlewareHandler {
@@ -26,6 +28,8 @@ export interface Served {
   readonly hostname: string;
   /** The port it listens on (the one picked when 0 was asked for). */
   readonly port: number;
+  /** Connections open now. */
+  readonly connections: number;
   /** Stops it (idempotent); runs `onClose` first. */
   close(): Promise<void>;
 }
@@ -44,6 +48,8 @@ export interface ServeOptions {
   bindError: new (message: string, ctx: ErrorContext) => ChoirError;
   /** Runs before the server shuts down (e.g. releasing long-polls). */
   onClose?: () => Promise<void>;
+  /** Its bounds, every one set (see `resolveLimits`). */
+  limits: Required<HttpLimits>;
 }
 
 /** Serves `app` (built by `build` once the token is checked). */
@@ -54,9 +60,9 @@ export function serveApp(o: ServeOptions, build: () => Hono): Promise<Served> {
     );
   }
   const hostname = o.hostname ?? "127.0.0.1";
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  let listener: Deno.TcpListener;
   try {
-    server = Deno.serve({ hostname, port: o.port ?? 0, onListen: () => {} }, build().fetch);
+    listener = Deno.listen({ hostname, port: o.port ?? 0 });
   } catch (err) {
     if (isPermissionDenied(err)) {
       return Promise.reject(
@@ -73,14 +79,18 @@ export function serveApp(o: ServeOptions, build: () => Hono): Promise<Served> {
       new o.bindError(`cannot listen on ${hostname}:${o.port ?? 0}: ${why}`, { ...o.ctx, cause: err }),
     );
   }
+  const server = new BoundedHttpServer(listener, build().fetch, o.limits);
   let closing: Promise<void> | undefined;
   return Promise.resolve({
-    hostname: server.addr.hostname,
-    port: server.addr.port,
+    hostname: server.hostname,
+    port: server.port,
+    get connections() {
+      return server.connections;
+    },
     close: () =>
       closing ??= (async () => {
         await o.onClose?.();
-        await server.shutdown();
+        await server.close();
       })(),
   });
 }

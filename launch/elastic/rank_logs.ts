@@ -27,7 +27,8 @@ export class RankLogs {
   ) {
     this.#dir = dir;
     this.#onOutput = onOutput;
-    if (dir !== undefined) Deno.mkdirSync(dir, { recursive: true });
+    // A rank's output may hold what the job reads and prints: its logs are its user's alone.
+    if (dir !== undefined) Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
 
   /** The log file of `rank`, when logging to files. */
@@ -43,7 +44,7 @@ export class RankLogs {
     if (path !== undefined) {
       let f = this.#files.get(rank);
       if (f === undefined) {
-        f = Deno.openSync(path, { append: true, create: true });
+        f = Deno.openSync(path, { append: true, create: true, mode: 0o600 });
         this.#files.set(rank, f);
       }
       const bytes = enc.encode(lines.map((l) => (stream === "stderr" ? `[stderr] ${l}` : l) + "\n").join(""));

@@ -3,8 +3,9 @@
  * The Hono application of the store server: token middleware and one route per Store operation over
  * a MemoryStore, with `get`/`wait` long-polling server-side. Serving it is tcp_server.ts's job.
  *
- * Long-polls do not watch `request.signal` (Deno.serve's legacy abort semantics print a warning): a
- * poll abandoned by its client lasts until its own timeout or the server's close, whichever is first.
+ * A long-poll waits at most the server's `maxWaitMs` (a longer or infinite `timeout=` is clamped; the
+ * client asks again), and leaves as soon as its client hangs up (`request.signal`, aborted by the
+ * bounded server's connection).
  */
 
 import { type Context, Hono } from "hono";
@@ -15,8 +16,11 @@ import { requireToken } from "../http_serve.ts";
 
 const OCTETS = { "content-type": "application/octet-stream" };
 
-/** Builds the routes of the store server over `mem`; every request must carry `token`. */
-export function storeApp(mem: MemoryStore, token: string): Hono {
+/**
+ * Builds the routes of the store server over `mem`; every request must carry `token`. Long-polls wait
+ * at most `maxWaitMs`.
+ */
+export function storeApp(mem: MemoryStore, token: string, maxWaitMs: number): Hono {
   const app = new Hono().basePath(API);
 
   app.use("*", requireToken(token));
@@ -29,7 +33,7 @@ export function storeApp(mem: MemoryStore, token: string): Hono {
   app.get("/kv/:key", async (c) => {
     const key = c.req.param("key");
     try {
-      const value = await mem.get(key, timeoutParam(c));
+      const value = await mem.get(key, timeoutParam(c, maxWaitMs), c.req.raw.signal);
       return c.body(value, 200, OCTETS);
     } catch (err) {
       if (err instanceof StoreTimeoutError) return c.json({ missing: [key] }, 408);
@@ -56,7 +60,7 @@ export function storeApp(mem: MemoryStore, token: string): Hono {
   app.post("/wait", async (c) => {
     const keys = await keysBody(c);
     try {
-      await mem.wait(keys, timeoutParam(c));
+      await mem.wait(keys, timeoutParam(c, maxWaitMs), c.req.raw.signal);
       return c.body(null, 204);
     } catch (err) {
       if (!(err instanceof StoreTimeoutError)) throw err;
@@ -81,13 +85,14 @@ export function storeApp(mem: MemoryStore, token: string): Hono {
   return app;
 }
 
-function timeoutParam(c: Context): number {
+/** The `timeout=` of a long-poll, clamped to `max` (so no waiter outlives it). */
+function timeoutParam(c: Context, max: number): number {
   const raw = c.req.query("timeout");
   const ms = Number(raw);
   if (raw === undefined || raw === "" || !(ms >= 0)) {
     throw new InvalidArgumentError(`bad timeout ${JSON.stringify(raw)}`, { op: "store server" });
   }
-  return ms;
+  return Math.min(ms, max);
 }
 
 async function keysBody(c: Context): Promise<string[]> {
