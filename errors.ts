@@ -47,6 +47,26 @@ export class ChoirError extends Error {
 /** An argument was invalid: wrong dtype, length, root, rank, or a buffer that is too small. */
 export class InvalidArgumentError extends ChoirError {}
 
+/** Why a {@link PayloadRefusedError} refused an object. */
+export type PayloadRefusal = "size" | "depth" | "cycle" | "type" | "malformed" | "unencodable";
+
+/**
+ * An object was refused before it was sent or decoded: its encoding is larger than the size cap
+ * (`size`), it nests deeper than the limit (`depth`), it refers to itself (`cycle`), it holds a type
+ * choir does not carry between ranks, such as a RegExp or an Error (`type`), its bytes are not what
+ * choir's encoder writes (`malformed`), or it could not be encoded at all (`unencodable`). Nothing of
+ * the size a peer announced was allocated. The rank whose object it was is `peer` (or this rank).
+ */
+export class PayloadRefusedError extends InvalidArgumentError {
+  /** Which rule refused it. */
+  readonly reason: PayloadRefusal;
+  /** Builds the error for `reason`. */
+  constructor(message: string, reason: PayloadRefusal, ctx: ErrorContext = {}) {
+    super(message, ctx);
+    this.reason = reason;
+  }
+}
+
 /** An operation did not complete within its timeout. */
 export class CollectiveTimeoutError extends ChoirError {
   /** The timeout that expired, in milliseconds. */

@@ -20,6 +20,9 @@ import {
   spoil,
 } from "./values.ts";
 
+/** The object ops send up to 1 GiB (sizes go up to 1G): above the default 64 MiB cap of an object. */
+const OBJECTS = { maxObjectBytes: 2 ** 31 };
+
 /** One row's buffers and calls on one rank. */
 export interface Prepared {
   /** One call of the op: the unit the timed loop repeats. */
@@ -374,22 +377,22 @@ function callsOfObject(pg: ProcessGroup, c: Case): Calls {
   let verify: (seed: number) => number;
   switch (c.op) {
     case "broadcast_object":
-      run = async () => (last = await pg.broadcastObject(payload, { root }));
+      run = async () => (last = await pg.broadcastObject(payload, { root, ...OBJECTS }));
       arm = (seed) => (payload = isRoot ? bytes(count, root, 0, seed) : null);
       verify = (seed) => wrongValue(last, count, root, 0, seed);
       break;
     case "allgather_object":
-      run = async () => (last = await pg.allGatherObject(payload));
+      run = async () => (last = await pg.allGatherObject(payload, OBJECTS));
       arm = (seed) => (payload = bytes(chunk, r, r * chunk, seed));
       verify = (seed) => wrongEvery(last, seed);
       break;
     case "gather_object":
-      run = async () => (last = await pg.gatherObject(payload, { root }));
+      run = async () => (last = await pg.gatherObject(payload, { root, ...OBJECTS }));
       arm = (seed) => (payload = bytes(chunk, r, r * chunk, seed));
       verify = (seed) => (isRoot ? wrongEvery(last, seed) : last === null ? 0 : 1);
       break;
     case "scatter_object":
-      run = async () => (last = await pg.scatterObject(payloads, { root }));
+      run = async () => (last = await pg.scatterObject(payloads, { root, ...OBJECTS }));
       arm = (
         seed,
       ) => (payloads = isRoot ? Array.from({ length: n }, (_, p) => bytes(chunk, p, p * chunk, seed)) : null);

@@ -11,7 +11,15 @@ import type { ArenaBackend } from "./arena/arena_backend.ts";
 import type { Backend, OpRun, Queued } from "./backend.ts";
 import type { ChannelBackend } from "./channels/channel_backend.ts";
 import { type Call, OpKind } from "./comm.ts";
-import { packObject, unpackObject } from "./objects.ts";
+import {
+  type ObjectLimits,
+  type Outgoing,
+  outgoing,
+  refusalError,
+  Refused,
+  unpackObject,
+} from "./objects.ts";
+import { DEFAULT_MAX_OBJECT_BYTES } from "../transports/limits.ts";
 import type { OpQueue } from "./op_queue.ts";
 import type {
   AllToAllOptions,
@@ -141,39 +149,51 @@ export class HostCalls {
     return this.#backend(r).allGatherList(r, outputs, input);
   }
 
-  /** broadcastObject: msgpackr bytes, their size first. */
+  // The object collectives: msgpackr bytes, their sizes first. An object its own rank refuses (too
+  // large, too deep, cyclic, a RegExp...) is told to every rank in the size round, so the call fails
+  // alike everywhere and the group goes on; a size over this rank's cap is refused before allocating.
+
+  /** broadcastObject. */
   async broadcastObject<T>(obj: T | null | undefined, opts: RootObjectOptions): Promise<T> {
     const name = "broadcastObject";
     const root = this.#check.root(name, opts.root);
-    const packed = this.rank === root ? packObject(obj, this.rank, name) : null;
+    const limits = this.#objectLimits(name, opts);
+    const mine = this.rank === root ? outgoing(obj, this.rank, name, limits) : null;
     const r = this.#queued(this.#call(name, OpKind.broadcastObject, "u8", -1, root), opts);
-    return unpackObject<T>(await this.#channels.broadcastBytes(r, packed), this.rank, name, root);
+    const got = await this.#channels.broadcastBytes(r, mine, limits.maxBytes);
+    if (got instanceof Refused) throw refusalError(got, this.rank, name, mine ?? undefined);
+    return unpackObject<T>(got, this.rank, name, root, limits);
   }
 
-  /** allGatherObject: msgpackr bytes, their sizes first. */
+  /** allGatherObject. */
   async allGatherObject<T>(obj: T, opts: ObjectOptions): Promise<T[]> {
     const name = "allGatherObject";
-    const packed = packObject(obj, this.rank, name);
+    const limits = this.#objectLimits(name, opts);
+    const mine = outgoing(obj, this.rank, name, limits);
     const r = this.#queued(this.#call(name, OpKind.allGatherObject, "u8", -1, -1), opts);
-    const all = await this.#channels.allGatherBytes(r, packed);
-    return all.map((b, p) => unpackObject<T>(b, this.rank, name, p));
+    const all = await this.#channels.allGatherBytes(r, mine, limits.maxBytes);
+    if (all instanceof Refused) throw refusalError(all, this.rank, name, mine);
+    return all.map((b, p) => unpackObject<T>(b, this.rank, name, p, limits));
   }
 
-  /** gatherObject: msgpackr bytes, their sizes first. */
+  /** gatherObject. */
   async gatherObject<T>(obj: T, opts: RootObjectOptions): Promise<T[] | null> {
     const name = "gatherObject";
     const root = this.#check.root(name, opts.root);
-    const packed = packObject(obj, this.rank, name);
+    const limits = this.#objectLimits(name, opts);
+    const mine = outgoing(obj, this.rank, name, limits);
     const r = this.#queued(this.#call(name, OpKind.gatherObject, "u8", -1, root), opts);
-    const blocks = await this.#channels.gatherBytes(r, packed);
-    return blocks?.map((b, p) => unpackObject<T>(b, this.rank, name, p)) ?? null;
+    const blocks = await this.#channels.gatherBytes(r, mine, limits.maxBytes);
+    if (blocks instanceof Refused) throw refusalError(blocks, this.rank, name, mine);
+    return blocks?.map((b, p) => unpackObject<T>(b, this.rank, name, p, limits)) ?? null;
   }
 
-  /** scatterObject: msgpackr bytes, their sizes first. */
+  /** scatterObject. */
   async scatterObject<T>(objs: readonly T[] | null, opts: RootObjectOptions): Promise<T> {
     const name = "scatterObject";
     const root = this.#check.root(name, opts.root);
-    let packed: Uint8Array[] | null = null;
+    const limits = this.#objectLimits(name, opts);
+    let packed: Outgoing[] | null = null;
     if (this.rank === root) {
       if (!Array.isArray(objs) || objs.length !== this.size) {
         throw this.#check.invalid(
@@ -183,10 +203,21 @@ export class HostCalls {
           }`,
         );
       }
-      packed = objs.map((o) => packObject(o, this.rank, name));
+      packed = objs.map((o) => outgoing(o, this.rank, name, limits));
     }
     const r = this.#queued(this.#call(name, OpKind.scatterObject, "u8", -1, root), opts);
-    return unpackObject<T>(await this.#channels.scatterBytes(r, packed), this.rank, name, root);
+    const got = await this.#channels.scatterBytes(r, packed, limits.maxBytes);
+    if (got instanceof Refused) throw refusalError(got, this.rank, name, packed?.find((o) => o.refusal));
+    return unpackObject<T>(got, this.rank, name, root, limits);
+  }
+
+  /** The size cap of an object call (`maxObjectBytes`, checked). */
+  #objectLimits(name: string, opts: ObjectOptions): ObjectLimits & { maxBytes: number } {
+    const maxBytes = opts.maxObjectBytes ?? DEFAULT_MAX_OBJECT_BYTES;
+    if (typeof maxBytes !== "number" || !(maxBytes > 0)) {
+      throw this.#check.invalid(name, `maxObjectBytes must be a positive number, got ${String(maxBytes)}`);
+    }
+    return { maxBytes };
   }
 
   /** allReduce of a host tensor. */

@@ -93,5 +93,6 @@ export { releaseIpcMappings, releaseStagingBuffers } from "./gpu/gpu_lazy.ts";
 export type { ChoirEnv } from "../config.ts";
 export type { GpuTensor } from "../gpu/tensor.ts";
 export type { Store } from "../transports/store/store.ts";
+export type { HttpLimits } from "../transports/http/server.ts";
 export type { SchedulerKind } from "../schedulers.ts";
 export type { DevicePtr } from "../gpu/cuda.ts";

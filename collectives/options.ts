@@ -40,7 +40,14 @@ export interface SyncOptions {
 export type BarrierOptions = Omit<OpOptions, "dtype">;
 
 /** Options of the object collectives (`broadcastObject`, `allGatherObject`, ...). */
-export type ObjectOptions = Omit<OpOptions, "dtype">;
+export interface ObjectOptions extends Omit<OpOptions, "dtype"> {
+  /**
+   * Largest encoded object this rank sends or accepts, in bytes (default 64 MiB). A sender over it
+   * refuses its object and every rank of the call throws PayloadRefusedError; a peer's object over it
+   * is refused before anything of its size is allocated. Give every rank the same value.
+   */
+  maxObjectBytes?: number;
+}
 
 /** Options of the rooted object collectives. */
 export interface RootObjectOptions extends ObjectOptions {

@@ -646,8 +646,12 @@ export class ProcessGroup {
   }
 
   // ---- object collectives -------------------------------------------------------------------
-  // Values travel as msgpackr bytes: first their sizes (a small collective), then the bytes. Each is
-  // one collective in the group's order, and every value returned is a decoded copy.
+  // Values travel as msgpackr bytes: first their sizes (a small collective), then the bytes, each block
+  // exactly its size. Each is one collective in the group's order, and every value returned is a
+  // decoded copy. Bounded: an object over `maxObjectBytes` (default 64 MiB), nested over 100 levels,
+  // cyclic, or holding a RegExp or an Error is refused with PayloadRefusedError on every rank of the
+  // call (its sender tells the others in the size round) and the group goes on; a peer's size over
+  // this rank's cap is refused before anything is allocated (docs/security.md).
 
   /** With `{ async: true }`: returns the call's {@link Work} at once (the next form says what it does). */
   broadcastObject<T>(obj: T | null | undefined, opts: RootObjectOptions & AsyncOptions): Work<T>;
@@ -655,7 +659,8 @@ export class ProcessGroup {
    * Sends `obj` from `root` to every rank and returns it there, like torch's
    * `broadcast_object_list`; `obj` is ignored on other ranks (pass null). Every rank, the root
    * included, gets a decoded copy. Values are msgpackr-encoded with `moreTypes` (typed arrays, Maps,
-   * Sets, Dates and BigInts keep their types).
+   * Sets, Dates and BigInts keep their types); RegExp and Error objects and cycles are refused, like
+   * objects over `maxObjectBytes`, with PayloadRefusedError on every rank.
    */
   broadcastObject<T>(obj: T | null | undefined, opts?: RootObjectOptions & SyncOptions): Promise<T>;
   broadcastObject<T>(obj: T | null | undefined, opts: RootObjectOptions = {}): Promise<T> | Work<T> {

@@ -4,12 +4,15 @@
  * --port 8000`: replica r listens on 8000 + r; port 0 picks free ports). Each replica counts its
  * requests and their latencies in a histogram; every second the replicas allReduce those counters,
  * so `GET /stats` on any replica answers for the whole service (`/stats?fresh=1` waits for the next
- * rounds first, so it includes every request any replica served before it). `POST /shutdown` on any replica
- * stops them all at the next round (the stop flag travels in the same allReduce).
+ * rounds first, so it includes every request any replica served before it). `POST /shutdown` on any replica,
+ * with the job token (`Authorization: Bearer $CHOIR_TOKEN`; the launcher takes it from CHOIR_TOKEN or
+ * `--token`), stops them all at the next round (the stop flag travels in the same allReduce); without it
+ * the answer is 401 and nothing stops.
  */
 
 import { Hono } from "hono";
-import { initProcessGroup } from "../mod.ts";
+import { initProcessGroup, readEnv } from "../mod.ts";
+import { constantTimeEqual } from "../transports/mod.ts";
 
 const args = Deno.args;
 const flag = (name: string, fallback: number) => {
@@ -62,7 +65,14 @@ app.get("/stats", async (c) => {
   }
   return c.json(stats());
 });
+// Stopping the service is for whoever runs the job: it takes the job token, compared in constant time.
+const token = readEnv().token;
+const encoder = new TextEncoder();
 app.post("/shutdown", (c) => {
+  const given = encoder.encode(c.req.header("authorization") ?? "");
+  if (!token || !constantTimeEqual(given, encoder.encode(`Bearer ${token}`))) {
+    return c.text("POST /shutdown needs the job token (Authorization: Bearer <token>)\n", 401);
+  }
   local[STOP] = 1;
   return c.json({ stopping: true, replica: pg.rank });
 });

@@ -94,6 +94,7 @@ Deno.test("examples/kmeans.ts: the same file on 3 Worker ranks and on 2 launcher
 });
 
 Deno.test("examples/hono_stats.ts: 2 replicas combine their counters; /stats on either answers for both", async () => {
+  const token = "hono-stats-" + crypto.randomUUID();
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -110,7 +111,7 @@ Deno.test("examples/hono_stats.ts: 2 replicas combine their counters; /stats on 
     cwd: ROOT,
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", CHOIR_TOKEN: token },
   }).spawn();
   const killer = setTimeout(() => child.kill("SIGKILL"), 60_000);
   let text = "";
@@ -147,8 +148,18 @@ Deno.test("examples/hono_stats.ts: 2 replicas combine their counters; /stats on 
     // Replica 1 serves the same service-wide numbers.
     const other = await (await fetch(`${urls[1]}/stats`)).json() as Stats;
     assert.equal(other.requests, 26);
-    // One shutdown request stops both replicas at the next round.
-    await (await fetch(`${urls[1]}/shutdown`, { method: "POST" })).json();
+    // Shutdown takes the job token: without it (or with another) the answer is 401 and nothing stops.
+    for (const headers of [{}, { authorization: "Bearer not-the-token" }] as Record<string, string>[]) {
+      const refused = await fetch(`${urls[1]}/shutdown`, { method: "POST", headers });
+      await refused.body?.cancel();
+      assert.equal(refused.status, 401);
+    }
+    const alive = await fetch(`${urls[0]}/`);
+    await alive.text();
+    assert.equal(alive.status, 200);
+    // One shutdown request with the token stops both replicas at the next round.
+    const bearer = { authorization: `Bearer ${token}` };
+    await (await fetch(`${urls[1]}/shutdown`, { method: "POST", headers: bearer })).json();
     const status = await child.status;
     await reading;
     assert.equal(status.code, 0, await errText);

@@ -1,7 +1,8 @@
 /**
  * @module
  * What choir's two HTTP servers (the store server and the status endpoint) share: listening with a
- * typed error when the address cannot be bound, refusing an empty token, and a Hono middleware that
+ * typed error when the address cannot be bound, on the bounded server of http/server.ts (capped
+ * connections, heads, bodies and idle time), refusing an empty token, and a Hono middleware that
  * admits only requests carrying one of some bearer credentials (the status endpoint's; the store signs
  * its requests instead, tcp_sessions.ts).
  */
@@ -10,6 +11,7 @@ import type { Hono, MiddlewareHandler } from "hono";
 import { type ChoirError, type ErrorContext, InvalidArgumentError } from "../errors.ts";
 import { isPermissionDenied, netFlag, netPermissionError } from "./permission.ts";
 import { constantTimeEqual } from "./token.ts";
+import { BoundedHttpServer, type HttpLimits } from "./http/server.ts";
 
 const encoder = new TextEncoder();
 
@@ -34,6 +36,8 @@ export interface Served {
   readonly hostname: string;
   /** The port it listens on (the one picked when 0 was asked for). */
   readonly port: number;
+  /** Connections open now. */
+  readonly connections: number;
   /** Stops it (idempotent); runs `onClose` first. */
   close(): Promise<void>;
 }
@@ -52,6 +56,8 @@ export interface ServeOptions {
   bindError: new (message: string, ctx: ErrorContext) => ChoirError;
   /** Runs before the server shuts down (e.g. releasing long-polls). */
   onClose?: () => Promise<void>;
+  /** Its bounds, every one set (see `resolveLimits`). */
+  limits: Required<HttpLimits>;
 }
 
 /** Serves `app` (built by `build` once the token is checked). */
@@ -62,9 +68,9 @@ export function serveApp(o: ServeOptions, build: () => Hono): Promise<Served> {
     );
   }
   const hostname = o.hostname ?? "127.0.0.1";
-  let server: Deno.HttpServer<Deno.NetAddr>;
+  let listener: Deno.TcpListener;
   try {
-    server = Deno.serve({ hostname, port: o.port ?? 0, onListen: () => {} }, build().fetch);
+    listener = Deno.listen({ hostname, port: o.port ?? 0 });
   } catch (err) {
     if (isPermissionDenied(err)) {
       return Promise.reject(
@@ -81,14 +87,18 @@ export function serveApp(o: ServeOptions, build: () => Hono): Promise<Served> {
       new o.bindError(`cannot listen on ${hostname}:${o.port ?? 0}: ${why}`, { ...o.ctx, cause: err }),
     );
   }
+  const server = new BoundedHttpServer(listener, build().fetch, o.limits);
   let closing: Promise<void> | undefined;
   return Promise.resolve({
-    hostname: server.addr.hostname,
-    port: server.addr.port,
+    hostname: server.hostname,
+    port: server.port,
+    get connections() {
+      return server.connections;
+    },
     close: () =>
       closing ??= (async () => {
         await o.onClose?.();
-        await server.shutdown();
+        await server.close();
       })(),
   });
 }

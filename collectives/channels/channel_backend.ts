@@ -23,6 +23,7 @@ import { gatherBinomial } from "./gather_binomial.ts";
 import { gatherLinear } from "./gather_linear.ts";
 import { scatterBinomial } from "./scatter_binomial.ts";
 import { scatterLinear } from "./scatter_linear.ts";
+import { type Outgoing, Refused, sizeRefusal } from "../objects.ts";
 
 /** A two-rank link of its own to one peer (see {@link ChannelBackend.p2p}). */
 export interface PairLink {
@@ -46,6 +47,11 @@ export interface ChannelGroup {
   connect(): Promise<void>;
   /** The pair link to `peer`, opened on first use, or null where the group cannot open one. */
   pairOf(peer: number): Promise<PairLink | null>;
+}
+
+/** What a rank announces in an object call's size round: its size, or its refusal code negated. */
+function sizeOrRefusal(o: Outgoing): number {
+  return o.refusal ? -o.refusal : o.bytes.length;
 }
 
 /** The channels of one group (see the module doc). */
@@ -200,16 +206,22 @@ export class ChannelBackend implements Backend {
     return all;
   }
 
-  // The object collectives' bytes: first their sizes (a small round), then the bytes, in one call.
+  // The object collectives' bytes: first their sizes (a small round), then exactly-sized blocks, in
+  // one call. A rank that refused its own object sends a negative code instead of its size: every rank
+  // that needs it learns so in the size round, and the call ends alike everywhere (`Refused`) with the
+  // group intact. A size over this rank's cap is refused before allocating; that breaks the call.
 
-  /** The root's `packed` bytes on every rank (null except on the root). */
-  async broadcastBytes(r: Queued, packed: Uint8Array | null): Promise<Uint8Array> {
+  /** The root's bytes on every rank (`mine` null except on the root). */
+  async broadcastBytes(r: Queued, mine: Outgoing | null, cap: number): Promise<Uint8Array | Refused> {
     const { call } = r;
-    let data = packed ?? new Uint8Array(0);
+    const root = call.root;
+    let out: Uint8Array | Refused = mine?.bytes ?? new Uint8Array(0);
     await this.run(r, async (comm) => {
-      const len = new Float64Array([data.length]);
+      const len = new Float64Array([mine ? sizeOrRefusal(mine) : 0]);
       await broadcastBinomial(comm, { ...call, dtype: "f64", count: 1 }, len);
-      if (!packed) data = new Uint8Array(len[0]);
+      if (len[0] < 0) return void (out = new Refused(root, -len[0]));
+      if (!mine) out = new Uint8Array(this.#admit(len[0], cap, root, call));
+      const data = out as Uint8Array;
       await runBroadcast(
         this.#g.router.channels("broadcast", data.length),
         comm,
@@ -217,30 +229,35 @@ export class ChannelBackend implements Backend {
         data,
       );
     });
-    return data;
+    return out;
   }
 
-  /** Every rank's `packed` bytes, in rank order. */
-  async allGatherBytes(r: Queued, packed: Uint8Array): Promise<Uint8Array[]> {
+  /** Every rank's bytes, in rank order, each exactly its size (no padding to the largest). */
+  async allGatherBytes(r: Queued, mine: Outgoing, cap: number): Promise<Uint8Array[] | Refused> {
     const { call } = r;
     const { rank, size } = this.#g;
-    const lens = new Float64Array(size);
-    let all = new Uint8Array(0);
-    let width = 0;
+    let out: Uint8Array[] | Refused = [];
     await this.run(r, async (comm) => {
-      lens[rank] = packed.length;
+      const lens = new Float64Array(size);
+      lens[rank] = sizeOrRefusal(mine);
       await allGatherRing(comm, { ...call, dtype: "f64", count: 1 }, lens);
-      // Equal blocks of the longest encoding: the ring allgather needs equal blocks.
-      width = lens.reduce((a, b) => Math.max(a, b), 0);
-      all = new Uint8Array(size * width);
-      all.set(packed, rank * width);
-      await allGatherRing(comm, { ...call, count: width }, all);
+      const refused = lens.findIndex((l) => l < 0);
+      if (refused >= 0) return void (out = new Refused(refused, -lens[refused]));
+      const lengths = Array.from(lens, (l, p) => p === rank ? l : this.#admit(l, cap, p, call));
+      const starts: number[] = [];
+      let total = 0;
+      for (const l of lengths) starts.push(total), total += l;
+      const all = new Uint8Array(total);
+      // Each rank sends its own block to every other: blocks of any size, each received in place.
+      const send = { starts: new Array(size).fill(0), lengths: new Array(size).fill(mine.bytes.length) };
+      await allToAllPairwise(comm, call, all, { starts, lengths }, mine.bytes, send);
+      out = lengths.map((l, p) => all.subarray(starts[p], starts[p] + l));
     });
-    return Array.from(lens, (l, p) => all.subarray(p * width, p * width + l));
+    return out;
   }
 
-  /** Every rank's `packed` bytes on the root, in rank order (null elsewhere). */
-  async gatherBytes(r: Queued, packed: Uint8Array): Promise<Uint8Array[] | null> {
+  /** Every rank's bytes on the root, in rank order (null elsewhere). */
+  async gatherBytes(r: Queued, mine: Outgoing, cap: number): Promise<Uint8Array[] | null | Refused> {
     const { call } = r;
     const { rank, size } = this.#g;
     const isRoot = rank === call.root;
@@ -249,29 +266,54 @@ export class ChannelBackend implements Backend {
     await this.run(r, async (comm) => {
       const lenCall: Call = { ...call, dtype: "f64", count: 1 };
       const lenBlocks = isRoot ? Array.from({ length: size }, (_, p) => lens.subarray(p, p + 1)) : null;
-      const mine = new Float64Array([packed.length]);
-      if (this.#g.router.gather(8) === "binomial") await gatherBinomial(comm, lenCall, mine, lenBlocks);
-      else await gatherLinear(comm, lenCall, mine, lenBlocks);
-      blocks = isRoot ? Array.from(lens, (l) => new Uint8Array(l)) : null;
-      await gatherLinear(comm, call, packed, blocks);
+      const own = new Float64Array([sizeOrRefusal(mine)]);
+      if (this.#g.router.gather(8) === "binomial") await gatherBinomial(comm, lenCall, own, lenBlocks);
+      else await gatherLinear(comm, lenCall, own, lenBlocks);
+      // Only the root and the refusing rank know of a refusal: it sends nothing, the root takes nothing.
+      blocks = isRoot
+        ? Array.from(
+          lens,
+          (l, p) => new Uint8Array(l < 0 ? 0 : p === rank ? l : this.#admit(l, cap, p, call)),
+        )
+        : null;
+      await gatherLinear(comm, call, mine.bytes, blocks);
     });
-    return blocks;
+    if (mine.refusal) return new Refused(rank, mine.refusal);
+    const refused = lens.findIndex((l) => l < 0);
+    return refused >= 0 ? new Refused(refused, -lens[refused]) : blocks;
   }
 
   /** The root's `packed[r]` on rank r (`packed` null except on the root). */
-  async scatterBytes(r: Queued, packed: readonly Uint8Array[] | null): Promise<Uint8Array> {
+  async scatterBytes(
+    r: Queued,
+    packed: readonly Outgoing[] | null,
+    cap: number,
+  ): Promise<Uint8Array | Refused> {
     const { call } = r;
+    const root = call.root;
     const len = new Float64Array(1);
-    let mine = new Uint8Array(0);
+    let out: Uint8Array | Refused = new Uint8Array(0);
     await this.run(r, async (comm) => {
       const lenCall: Call = { ...call, dtype: "f64", count: 1 };
-      const lenBlocks = packed ? packed.map((b) => Float64Array.of(b.length)) : null;
+      // One refused object fails the whole call: every rank gets the refusal instead of a size.
+      const refusal = packed?.find((o) => o.refusal)?.refusal ?? 0;
+      const lenBlocks = packed
+        ? packed.map((o) => Float64Array.of(refusal ? -refusal : o.bytes.length))
+        : null;
       if (this.#g.router.gather(8) === "binomial") await scatterBinomial(comm, lenCall, len, lenBlocks);
       else await scatterLinear(comm, lenCall, len, lenBlocks);
-      mine = new Uint8Array(len[0]);
-      await scatterLinear(comm, call, mine, packed);
+      if (len[0] < 0) return void (out = new Refused(root, -len[0]));
+      const mine = new Uint8Array(packed ? len[0] : this.#admit(len[0], cap, root, call));
+      await scatterLinear(comm, call, mine, packed?.map((o) => o.bytes) ?? null);
+      out = mine;
     });
-    return mine;
+    return out;
+  }
+
+  /** `bytes` announced by `peer`, or a PayloadRefusedError when over this rank's cap (before allocating). */
+  #admit(bytes: number, cap: number, peer: number, call: Call): number {
+    if (bytes > cap) throw sizeRefusal(bytes, cap, { rank: this.#g.rank, op: call.name, peer });
+    return bytes;
   }
 
   /** Connects on first use, then runs `body` under the call's timeout and the monitor. */

@@ -19,6 +19,8 @@ import { Hono } from "hono";
 import { TransportError } from "../../errors.ts";
 import { requireBearer, serveApp } from "../../transports/http_serve.ts";
 import { statusToken } from "../../transports/token.ts";
+import { type HttpLimits, resolveLimits } from "../../transports/http/server.ts";
+import { STATUS_MAX_BODY_BYTES, STATUS_MAX_CONNECTIONS } from "../../transports/limits.ts";
 
 /** Content type of the Prometheus text exposition format. */
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
@@ -40,6 +42,8 @@ export interface StatusServerOptions {
   metrics: () => string | Promise<string>;
   /** The rank running it, named in its errors. */
   rank?: number;
+  /** Bounds of the server (docs/security.md): default 256 connections, 64 KiB bodies. */
+  limits?: HttpLimits;
 }
 
 /** A running status server. */
@@ -56,17 +60,25 @@ export interface StatusServer {
  * Starts a status server. Throws InvalidArgumentError for an empty token and TransportError when
  * the address cannot be bound (e.g. the port is taken).
  */
-export function startStatusServer(opts: StatusServerOptions): Promise<StatusServer> {
-  return serveApp(
+export async function startStatusServer(opts: StatusServerOptions): Promise<StatusServer> {
+  const op = "startStatusServer";
+  const limits = resolveLimits(
+    { maxConnections: STATUS_MAX_CONNECTIONS, maxBodyBytes: STATUS_MAX_BODY_BYTES },
+    opts.limits,
+    op,
+  );
+  const served = await serveApp(
     {
       hostname: opts.hostname,
       port: opts.port,
       token: opts.token,
-      ctx: { rank: opts.rank, op: "startStatusServer" },
+      ctx: { rank: opts.rank, op },
       bindError: TransportError,
+      limits,
     },
     () => statusApp(opts),
   );
+  return { hostname: served.hostname, port: served.port, close: () => served.close() };
 }
 
 function statusApp(opts: StatusServerOptions): Hono {

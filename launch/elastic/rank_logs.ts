@@ -37,6 +37,7 @@ export class RankLogs {
   ) {
     this.#dir = dir;
     this.#onOutput = onOutput;
+    // A rank's output may hold what the job reads and prints: its logs are its user's alone.
     if (dir !== undefined) Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
   }
 

@@ -49,6 +49,12 @@ export interface ElasticStateOptions<V extends ElasticValues> {
   timeoutMs?: number;
 }
 
+/**
+ * A commit holds the model's tensors, so it is not capped like an object collective's message (the
+ * store server caps bodies at 1 GiB); depth and types are still checked.
+ */
+const SNAPSHOT_LIMITS = { maxBytes: Infinity };
+
 interface Snapshot {
   serial: number;
   values: ElasticValues;
@@ -142,7 +148,7 @@ export class ElasticState<V extends ElasticValues = ElasticValues> {
     this.#serial++;
     if (this.rank !== 0) return;
     const snap: Snapshot = { serial: this.#serial, values: { ...this.values }, tensors: this.tensors };
-    await this.#store.set(this.#key, packObject(snap, this.rank, "ElasticState.commit"));
+    await this.#store.set(this.#key, packObject(snap, this.rank, "ElasticState.commit", SNAPSHOT_LIMITS));
   }
 
   /**
@@ -164,6 +170,7 @@ export class ElasticState<V extends ElasticValues = ElasticValues> {
       this.rank,
       "ElasticState.restore",
       0,
+      SNAPSHOT_LIMITS,
     );
     for (const [name, t] of Object.entries(this.tensors)) {
       const saved = snap.tensors[name];

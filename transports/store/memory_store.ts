@@ -51,6 +51,11 @@ export class MemoryStore implements Store {
     return this.#closed;
   }
 
+  /** How many `get`/`wait` calls are parked waiting for keys. */
+  get waiting(): number {
+    return this.#waiters.size;
+  }
+
   /** Creates an empty store. */
   constructor(opts: MemoryStoreOptions = {}) {
     this.timeoutMs = opts.timeoutMs ?? DEFAULT_STORE_TIMEOUT_MS;

@@ -4,8 +4,9 @@
  * requests and signs their answers (tcp_sessions.ts), and one route per Store operation over a
  * MemoryStore, with `get`/`wait` long-polling server-side. Serving it is tcp_server.ts's job.
  *
- * Long-polls do not watch `request.signal` (Deno.serve's legacy abort semantics print a warning): a
- * poll abandoned by its client lasts until its own timeout or the server's close, whichever is first.
+ * A long-poll waits at most the server's `maxWaitMs` (a longer or infinite `timeout=` is clamped; the
+ * client asks again), and leaves as soon as its client hangs up (`request.signal`, aborted by the
+ * bounded server's connection).
  */
 
 import { type Context, Hono, type MiddlewareHandler } from "hono";
@@ -16,8 +17,11 @@ import { SessionTable } from "./tcp_sessions.ts";
 
 const OCTETS = { "content-type": "application/octet-stream" };
 
-/** Builds the routes of the store server over `mem`; every request must be signed in a session of `token`. */
-export function storeApp(mem: MemoryStore, token: string): Hono {
+/**
+ * Builds the routes of the store server over `mem`; every request must be signed in a session of
+ * `token`. Long-polls wait at most `maxWaitMs`.
+ */
+export function storeApp(mem: MemoryStore, token: string, maxWaitMs: number): Hono {
   const app = new Hono();
   // Unknown paths and unauthenticated requests get one and the same answer.
   app.notFound(unauthorized);
@@ -29,7 +33,7 @@ export function storeApp(mem: MemoryStore, token: string): Hono {
     return c.text(text, 500);
   });
   app.use("*", sessions(new SessionTable(token)));
-  routes(app.basePath(API), mem);
+  routes(app.basePath(API), mem, maxWaitMs);
   return app;
 }
 
@@ -58,7 +62,7 @@ function sessions(table: SessionTable): MiddlewareHandler {
 }
 
 /** One route per Store operation (registered on the root app's router). */
-function routes(app: Hono, mem: MemoryStore): void {
+function routes(app: Hono, mem: MemoryStore, maxWaitMs: number): void {
   app.put("/kv/:key", async (c) => {
     await mem.set(c.req.param("key"), new Uint8Array(await c.req.arrayBuffer()));
     return c.body(null, 204);
@@ -67,7 +71,7 @@ function routes(app: Hono, mem: MemoryStore): void {
   app.get("/kv/:key", async (c) => {
     const key = c.req.param("key");
     try {
-      const value = await mem.get(key, timeoutParam(c));
+      const value = await mem.get(key, timeoutParam(c, maxWaitMs), c.req.raw.signal);
       return c.body(value, 200, OCTETS);
     } catch (err) {
       if (err instanceof StoreTimeoutError) return c.json({ missing: [key] }, 408);
@@ -94,7 +98,7 @@ function routes(app: Hono, mem: MemoryStore): void {
   app.post("/wait", async (c) => {
     const keys = await keysBody(c);
     try {
-      await mem.wait(keys, timeoutParam(c));
+      await mem.wait(keys, timeoutParam(c, maxWaitMs), c.req.raw.signal);
       return c.body(null, 204);
     } catch (err) {
       if (!(err instanceof StoreTimeoutError)) throw err;
@@ -109,13 +113,14 @@ function routes(app: Hono, mem: MemoryStore): void {
   app.get("/num-keys", async (c) => c.json(await mem.numKeys()));
 }
 
-function timeoutParam(c: Context): number {
+/** The `timeout=` of a long-poll, clamped to `max` (so no waiter outlives it). */
+function timeoutParam(c: Context, max: number): number {
   const raw = c.req.query("timeout");
   const ms = Number(raw);
   if (raw === undefined || raw === "" || !(ms >= 0)) {
     throw new InvalidArgumentError(`bad timeout ${JSON.stringify(raw)}`, { op: "store server" });
   }
-  return ms;
+  return Math.min(ms, max);
 }
 
 async function keysBody(c: Context): Promise<string[]> {

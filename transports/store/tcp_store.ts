@@ -5,7 +5,7 @@
  * Every request is signed in a session whose server proved it holds the token (tcp_session.ts).
  */
 
-import { AuthError, StoreError } from "../../errors.ts";
+import { AuthError, StoreError, StoreTimeoutError } from "../../errors.ts";
 import { isPermissionDenied, netPermissionError } from "../permission.ts";
 import { checkToken } from "../token.ts";
 import type { Store } from "./store.ts";
@@ -65,6 +65,8 @@ const LONG_POLL_SLACK_MS = 2_000;
  */
 const HELLO_TIMEOUT_MS = 30_000;
 const OCTETS = { "content-type": "application/octet-stream" };
+/** Longest wait one long-poll asks for; servers clamp theirs (10 min by default), so ask again past it. */
+const LONG_POLL_MAX_MS = 300_000;
 const RETRY_MIN_MS = 10;
 const RETRY_MAX_MS = 250;
 
@@ -194,6 +196,8 @@ export class TcpStore implements Store {
       try {
         return await this.#attempt(ctx, call, waitDeadline);
       } catch (err) {
+        // A long-poll ends at the server's longest wait: poll again until our own deadline.
+        if (err instanceof StoreTimeoutError && this.#pollsAgain(call, waitDeadline)) continue;
         if (!(err instanceof ConnectFailure)) throw err;
         const tried = Date.now() - start;
         if (this.#contacted || !err.connecting || tried >= this.#connectTimeoutMs) {
@@ -208,6 +212,12 @@ export class TcpStore implements Store {
     }
   }
 
+  /** Whether a long-poll that timed out on the server still has time of its own left. */
+  #pollsAgain(call: Call, waitDeadline: number | undefined): boolean {
+    if (waitDeadline === undefined || this.#closed) return false;
+    return isUnbounded(call.waitMs!) || waitDeadline - Date.now() > 5;
+  }
+
   /**
    * One request in this client's session (opening one first when there is none) with its own deadline;
    * a failed connection surfaces as ConnectFailure. A server that no longer knows the session (it was
@@ -217,9 +227,10 @@ export class TcpStore implements Store {
     let path = call.path;
     let limitMs = this.timeoutMs;
     if (waitDeadline !== undefined) {
-      const left = isUnbounded(call.waitMs!) ? call.waitMs! : Math.max(0, waitDeadline - Date.now());
-      path += `?timeout=${left}`;
-      limitMs = left + LONG_POLL_SLACK_MS;
+      const left = isUnbounded(call.waitMs!) ? Infinity : Math.max(0, waitDeadline - Date.now());
+      const ask = Math.min(left, LONG_POLL_MAX_MS);
+      path += `?timeout=${ask}`;
+      limitMs = ask + LONG_POLL_SLACK_MS;
     }
     const signed = new URL(this.url + path);
     const body = call.body === undefined ? new Uint8Array(0) : toBytes(call.body);
@@ -317,6 +328,12 @@ export class TcpStore implements Store {
         // Keep the keys we asked for.
       }
       return waitTimeout(missing, call.waitMs, ctx);
+    }
+    if (status === 413) {
+      return new StoreError(
+        `the store server at ${this.url} refused a body over its size limit (HTTP 413): ${text}`,
+        ctx,
+      );
     }
     const what = status === 503 ? "is shutting down" : `answered HTTP ${status}`;
     return new StoreError(`the store server at ${this.url} ${what}: ${text}`, ctx);

@@ -2,10 +2,12 @@
  * @module
  * The TCP transport: a listener per rank, addresses exchanged through the store, one connection per
  * pair of ranks (the higher rank connects to the lower), each opened by the mutual proof of the job token
- * (handshake.ts).
+ * (handshake.ts). The listener is bounded: a connection that does not finish its handshake within a
+ * second is dropped, at most max(64, size) wait at once, and an accept error (EMFILE) pauses the accept
+ * loop, never ends it.
  */
 
-import { ChoirError, TransportError } from "../../errors.ts";
+import { AuthError, ChoirError, TransportError } from "../../errors.ts";
 import { isPermissionDenied, netFlag, netPermissionError } from "../permission.ts";
 import type { Store } from "../store/store.ts";
 import { acceptHello, sendHello } from "./handshake.ts";
@@ -13,6 +15,8 @@ import { TcpChannel } from "./channel.ts";
 import type { Channel, Transport } from "../transport.ts";
 import { channelOnce } from "../channel_once.ts";
 import { checkToken } from "../token.ts";
+import { acceptLoop, isFdExhaustion } from "../accept_loop.ts";
+import { HANDSHAKE_IDLE_MS, MIN_PENDING_HANDSHAKES } from "../limits.ts";
 
 /** Options of {@link TcpTransport.create}. */
 export interface TcpTransportOptions {
@@ -36,8 +40,9 @@ export interface TcpTransportOptions {
   checksum?: boolean;
 }
 
-/** How long a freshly accepted connection may take to finish its handshake. */
-const HANDSHAKE_MS = 10_000;
+/** Pauses between dials refused before the handshake's verdict (the peer dropped the connection). */
+const REDIAL_MIN_MS = 10;
+const REDIAL_MAX_MS = 500;
 
 interface Waiter {
   resolve: (c: TcpChannel) => void;
@@ -59,6 +64,10 @@ export class TcpTransport implements Transport {
   readonly #waiters = new Map<number, Waiter>();
   readonly #open = new Set<TcpChannel>();
   readonly #pendingConns = new Set<Deno.Conn>();
+  /** Accepted connections whose handshake is running, oldest first. */
+  readonly #handshaking = new Set<Deno.TcpConn>();
+  readonly #maxHandshakes: number;
+  readonly #stopAccepting = new AbortController();
   #closed: Error | null = null;
   readonly #acceptLoop: Promise<void>;
 
@@ -67,7 +76,13 @@ export class TcpTransport implements Transport {
     this.rank = opts.rank;
     this.size = opts.size;
     this.#listener = listener;
-    this.#acceptLoop = this.#acceptAll();
+    this.#maxHandshakes = Math.max(MIN_PENDING_HANDSHAKES, opts.size);
+    this.#acceptLoop = acceptLoop(listener, {
+      onConn: (conn) => this.#admit(conn),
+      // Out of descriptors: a connection still silent is the one to give up.
+      onPressure: (err) => isFdExhaustion(err) && this.#dropOldestHandshake(),
+      closed: () => this.#closed !== null,
+    }, this.#stopAccepting.signal);
   }
 
   /** Starts listening and publishes this rank's address in the store. */
@@ -109,9 +124,24 @@ export class TcpTransport implements Transport {
   }
 
   async #dial(peer: number): Promise<TcpChannel> {
+    const addr = new TextDecoder().decode(await this.#opts.store.get(`addr/${peer}`));
+    const deadline = Date.now() + this.#opts.timeoutMs;
+    // A peer whose listener is flooded may drop our connection before its verdict (it cannot tell us
+    // from the flood yet): dial again until the deadline. A verdict, or a refused connect, is final.
+    for (let pause = REDIAL_MIN_MS;; pause = Math.min(pause * 2, REDIAL_MAX_MS)) {
+      try {
+        return await this.#dialOnce(peer, addr, deadline);
+      } catch (e) {
+        if (!(e instanceof DroppedBeforeVerdict)) throw e;
+        if (this.#closed) throw this.#closed;
+        if (Date.now() + pause >= deadline) throw e.cause;
+        await new Promise((r) => setTimeout(r, pause));
+      }
+    }
+  }
+
+  async #dialOnce(peer: number, addr: string, deadline: number): Promise<TcpChannel> {
     const ctx = { rank: this.rank, peer, op: "connect" };
-    const addrBytes = await this.#opts.store.get(`addr/${peer}`);
-    const addr = new TextDecoder().decode(addrBytes);
     const colon = addr.lastIndexOf(":");
     const hostname = addr.slice(0, colon);
     const port = Number(addr.slice(colon + 1));
@@ -128,15 +158,16 @@ export class TcpTransport implements Transport {
       });
     }
     this.#pendingConns.add(conn);
+    const watched = watchReplies(conn);
     try {
       await withTimeout(
         sendHello(
-          conn,
+          watched.conn,
           { group: this.#opts.group ?? 0, from: this.rank, to: peer, size: this.size },
           this.#opts.token,
           addr,
         ),
-        this.#opts.timeoutMs,
+        Math.max(0, deadline - Date.now()),
         () => new TransportError(`handshake with rank ${peer} at ${addr} did not complete`, ctx),
       );
     } catch (e) {
@@ -144,6 +175,8 @@ export class TcpTransport implements Transport {
       try {
         conn.close();
       } catch { /* closed */ }
+      const timedOut = e instanceof TransportError && Date.now() >= deadline;
+      if (!watched.answered() && !(e instanceof AuthError) && !timedOut) throw new DroppedBeforeVerdict(e);
       throw e;
     }
     this.#pendingConns.delete(conn);
@@ -182,20 +215,25 @@ export class TcpTransport implements Transport {
     });
   }
 
-  async #acceptAll(): Promise<void> {
-    while (true) {
-      let conn: Deno.TcpConn;
-      try {
-        conn = await this.#listener.accept();
-      } catch {
-        return; // listener closed
-      }
-      this.#handshake(conn);
-    }
+  /** Starts the handshake of an accepted connection, making room first when too many are waiting. */
+  #admit(conn: Deno.TcpConn): void {
+    if (this.#handshaking.size >= this.#maxHandshakes) this.#dropOldestHandshake();
+    this.#handshake(conn);
+  }
+
+  /** Closes the longest-waiting handshake; false when none is waiting. */
+  #dropOldestHandshake(): boolean {
+    const oldest = this.#handshaking.values().next();
+    if (oldest.done) return false;
+    this.#handshaking.delete(oldest.value);
+    try {
+      oldest.value.close();
+    } catch { /* closed */ }
+    return true;
   }
 
   async #handshake(conn: Deno.TcpConn): Promise<void> {
-    this.#pendingConns.add(conn);
+    this.#handshaking.add(conn);
     let from: number | null = null;
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
@@ -205,13 +243,13 @@ export class TcpTransport implements Transport {
           { group: this.#opts.group ?? 0, rank: this.rank, size: this.size },
           this.#opts.token,
         ),
-        new Promise<null>((r) => timer = setTimeout(() => r(null), HANDSHAKE_MS)),
+        new Promise<null>((r) => timer = setTimeout(() => r(null), HANDSHAKE_IDLE_MS)),
       ]);
     } catch {
       from = null;
     } finally {
       clearTimeout(timer);
-      this.#pendingConns.delete(conn);
+      this.#handshaking.delete(conn);
     }
     if (from === null || this.#closed || this.#accepted.has(from)) {
       try {
@@ -234,12 +272,13 @@ export class TcpTransport implements Transport {
     if (this.#closed) return;
     this.#closed = reason ??
       new TransportError("transport closed", { rank: this.rank, op: "close" });
+    this.#stopAccepting.abort();
     try {
       this.#listener.close();
     } catch { /* closed */ }
     for (const [, w] of this.#waiters) w.reject(this.#closed);
     this.#waiters.clear();
-    for (const c of this.#pendingConns) {
+    for (const c of [...this.#pendingConns, ...this.#handshaking]) {
       try {
         c.close();
       } catch { /* closed */ }
@@ -258,4 +297,33 @@ function withTimeout<T>(p: Promise<T>, ms: number, err: () => Error): Promise<T>
     p,
     new Promise<T>((_, reject) => timer = setTimeout(() => reject(err()), ms)),
   ]).finally(() => clearTimeout(timer));
+}
+
+/** A dial the peer closed or reset before answering the hello: worth another try. */
+class DroppedBeforeVerdict extends Error {
+  constructor(override readonly cause: unknown) {
+    super("the peer dropped the connection before its verdict");
+  }
+}
+
+/**
+ * `conn` as the handshake sees it, noting whether the peer sent anything: a peer that answered gave a
+ * verdict, one that did not may only have been shedding a flood.
+ */
+function watchReplies(conn: Deno.TcpConn): { conn: Deno.TcpConn; answered: () => boolean } {
+  let answered = false;
+  const watched = new Proxy(conn, {
+    get(target, key) {
+      if (key === "read") {
+        return async (buf: Uint8Array) => {
+          const n = await target.read(buf);
+          if (n !== null && n > 0) answered = true;
+          return n;
+        };
+      }
+      const value = Reflect.get(target, key, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  return { conn: watched, answered: () => answered };
 }
