@@ -649,8 +649,8 @@ export class ProcessGroup {
   // Values travel as msgpackr bytes: first their sizes (a small collective), then the bytes, each block
   // exactly its size. Each is one collective in the group's order, and every value returned is a
   // decoded copy. Bounded: an object over `maxObjectBytes` (default 64 MiB), nested over 100 levels,
-  // cyclic, or holding a RegExp or an Error is refused with PayloadRefusedError on every rank of the
-  // call (its sender tells the others in the size round) and the group goes on; a peer's size over
+  // cyclic, or holding a RegExp or an Error is refused with PayloadRefusedError on its sender and every
+  // rank that would receive it (told in the size round) and the group goes on; a peer's size over
   // this rank's cap is refused before anything is allocated (docs/security.md).
 
   /** With `{ async: true }`: returns the call's {@link Work} at once (the next form says what it does). */
