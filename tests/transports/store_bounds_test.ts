@@ -6,6 +6,7 @@
  * away are dropped; `timeout=Infinity` is clamped, and TcpStore waits across the clamp.
  */
 
+import { type ClientSession, startHello } from "../../transports/store/tcp_session.ts";
 import assert from "node:assert/strict";
 import { StoreError } from "../../errors.ts";
 import { startStoreServer, type StoreServer, TcpStore } from "../../transports/store/mod.ts";
@@ -204,23 +205,46 @@ Deno.test("store server: connections are capped, idle ones go first", async () =
   }
 });
 
+/** A store session with the server at `port`, opened as TcpStore opens one. */
+async function openSession(port: number): Promise<ClientSession> {
+  const hello = startHello(TOKEN);
+  // `connection: close`: the hello leaves no pooled connection behind for the counts below.
+  const res = await fetch(`http://127.0.0.1:${port}/v1/hello`, {
+    method: "POST",
+    body: hello.body,
+    headers: { connection: "close" },
+  });
+  return await hello.open(res.status, new Uint8Array(await res.arrayBuffer()), `127.0.0.1:${port}`, {});
+}
+
 Deno.test("store server: long-polls whose client went away are dropped; timeout=Infinity is clamped", async () => {
   const server: StoreServer = await startStoreServer({ port: 0, token: TOKEN, maxWaitMs: 400 });
   const conns: Deno.TcpConn[] = [];
   try {
-    const get =
-      `GET /v1/kv/never?timeout=Infinity HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${TOKEN}\r\n\r\n`;
+    // Each raw request is signed in a session of the server it goes to (a counter is used once).
+    const signedGet = async (port: number) => {
+      const session = await openSession(port);
+      return async () => {
+        const path = "/v1/kv/never?timeout=Infinity";
+        const { header } = await session.sign("GET", path, new Uint8Array(0));
+        return `GET ${path} HTTP/1.1\r\nhost: x\r\nauthorization: ${header}\r\n\r\n`;
+      };
+    };
     // Infinity is clamped to the server's longest wait: 408 after it, not never.
     const t0 = Date.now();
-    assert.match(await rawStatus(server.port, get, 5000), /^HTTP\/1\.1 408 /);
+    assert.match(
+      await rawStatus(server.port, await (await signedGet(server.port))(), 5000),
+      /^HTTP\/1\.1 408 /,
+    );
     assert.ok(Date.now() - t0 < 3000, `answered after ${Date.now() - t0} ms`);
     await server.close();
     // Waiters of clients that hung up leave at once.
     const server2 = await startStoreServer({ port: 0, token: TOKEN });
     try {
+      const get = await signedGet(server2.port);
       for (let i = 0; i < 50; i++) {
         const c = await Deno.connect({ hostname: "127.0.0.1", port: server2.port });
-        await c.write(enc.encode(get));
+        await c.write(enc.encode(await get()));
         conns.push(c);
       }
       await until(() => server2.stats().waiters === 50, 3000, "50 waiters");

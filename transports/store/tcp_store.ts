@@ -245,6 +245,9 @@ export class TcpStore implements Store {
         if (!renewed) continue;
         throw new AuthError(`the store server at ${this.url} refuses the requests of a fresh session`, ctx);
       }
+      // A body over the server's cap is refused (413) by its HTTP layer before any session sees the
+      // request, so that answer is unsigned; believing it costs nothing (it only makes this call fail).
+      if (res.status === 413) throw this.#statusError(ctx, res.status, res.body, call);
       if (!(await session.verify(counter, res.status, res.body, res.mac))) {
         throw new AuthError(
           `an answer from the store server at ${this.url} is not signed by its session (changed on the way?)`,
