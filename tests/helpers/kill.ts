@@ -103,7 +103,10 @@ export async function killTrial<T extends SurvivorResult = SurvivorResult>(t: Ki
     const dec = new TextDecoder();
     return outs.map((o) => {
       const text = dec.decode(o.stdout);
-      const line = text.split("\n").find((l) => l.startsWith("RESULT "));
+      // UCX prints its own warnings on stdout, and one may share a line with RESULT.
+      const line = text.split("\n").map((l) => l.slice(Math.max(0, l.indexOf("RESULT {")))).find((l) =>
+        l.startsWith("RESULT ")
+      );
       assert.ok(line, `no result (exit ${o.code}, signal ${o.signal}):\n${text}\n${dec.decode(o.stderr)}`);
       return JSON.parse(line.slice(7)) as T;
     });
