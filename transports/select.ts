@@ -9,6 +9,7 @@ import { hostId, UNKNOWN } from "./host_id.ts";
 import { RoutedTransport } from "./routed.ts";
 import { ShmTransport } from "./shm/transport.ts";
 import { PrefixStore, type Store } from "./store/mod.ts";
+import { allGatherStrings } from "./store/all_gather.ts";
 import { TcpTransport } from "./tcp/transport.ts";
 import type { Transport } from "./transport.ts";
 import { UcxTransport } from "./ucx/transport.ts";
@@ -47,21 +48,15 @@ export interface SelectOptions {
   segmentSpec?: Omit<SegmentSpec, "size">;
 }
 
-/** The host id of every rank, in rank order, exchanged through the store. */
-async function exchangeHostIds(
+/** The host id of every rank, in rank order, exchanged through the store (a few requests per rank). */
+function exchangeHostIds(
   store: Store,
   rank: number,
   size: number,
   mine: string,
+  timeoutMs: number,
 ): Promise<string[]> {
-  await store.set(`host/${rank}`, mine);
-  const dec = new TextDecoder();
-  return await Promise.all(
-    Array.from(
-      { length: size },
-      async (_, r) => r === rank ? mine : dec.decode(await store.get(`host/${r}`)),
-    ),
-  );
+  return allGatherStrings(store, rank, size, "host", mine, timeoutMs);
 }
 
 /** A group's transport, and the host of every rank (index into the distinct host ids). */
@@ -96,7 +91,7 @@ export async function selectTransport(o: SelectOptions): Promise<Selected> {
     });
   const hosts = o.size === 1
     ? [""]
-    : await exchangeHostIds(o.store, o.rank, o.size, hostId(o.hostIdOverride));
+    : await exchangeHostIds(o.store, o.rank, o.size, hostId(o.hostIdOverride), o.timeoutMs);
   const distinct = [...new Set(hosts)];
   const hostOf = hosts.map((h) => distinct.indexOf(h));
   if (kind === "tcp" || o.size === 1) return { transport: await tcp(), hostOf };

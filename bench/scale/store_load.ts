@@ -19,6 +19,7 @@ import { neighbours } from "./neighbours.ts";
 /** What this script uses of a choir `transports/mod.ts`, old or new. */
 interface StoreLike {
   set(key: string, value: string): Promise<void>;
+  check(keys: string[]): Promise<boolean>;
   get(key: string): Promise<Uint8Array>;
   multiGet?(keys: string[], timeoutMs?: number): Promise<Uint8Array[]>;
   close(): Promise<void>;
@@ -41,6 +42,8 @@ export interface LoadResult {
   label: string;
   n: number;
   variant: string;
+  /** Time for every client to make its first contact with the server, before the phases, ms. */
+  connectMs: number;
   /** Time until the last rank finished each phase, from the start, ms (cumulative). */
   phasesMs: Record<string, number>;
   totalMs: number;
@@ -84,6 +87,10 @@ export async function storeLoad(
     (_, rank) =>
       counted(new api.TcpStore({ host: "127.0.0.1", port: server.port, token, rank, timeoutMs }), count),
   );
+  // Every client contacts the server first, as createStore does (and torch's TCPStore constructor).
+  const c0 = performance.now();
+  await Promise.all(stores.map((s) => s.check([])));
+  const connectMs = Math.round(performance.now() - c0);
   const ends = PHASES.map(() => 0);
   const t0 = performance.now();
   const mark = (i: number) => ends[i] = Math.max(ends[i], performance.now() - t0);
@@ -117,6 +124,7 @@ export async function storeLoad(
     label,
     n,
     variant,
+    connectMs,
     phasesMs,
     totalMs: Math.round(totalMs),
     requests: count.n,
@@ -129,15 +137,19 @@ export async function storeLoad(
 /** The result as one table row. */
 export function loadLine(r: LoadResult): string {
   const ph = PHASES.map((p) => String(r.phasesMs[p]).padStart(8)).join(" ");
-  return `${r.label.padEnd(10)} ${String(r.n).padStart(6)} ${r.variant.padEnd(10)} ${ph} ${
-    String(r.totalMs).padStart(8)
-  } ${String(r.requests).padStart(9)} ${String(r.peakConnections).padStart(7)}`;
+  return `${r.label.padEnd(10)} ${String(r.n).padStart(6)} ${r.variant.padEnd(10)} ${
+    String(r.connectMs).padStart(10)
+  } ${ph} ${String(r.totalMs).padStart(8)} ${String(r.requests).padStart(9)} ${
+    String(r.peakConnections).padStart(7)
+  }`;
 }
 
 /** The table's header. */
 export const LOAD_HEADER = `${"label".padEnd(10)} ${"ranks".padStart(6)} ${"variant".padEnd(10)} ${
-  PHASES.map((p) => `${p}_ms`.padStart(8)).join(" ")
-} ${"total_ms".padStart(8)} ${"requests".padStart(9)} ${"peak_cx".padStart(7)}`;
+  "connect_ms".padStart(10)
+} ${PHASES.map((p) => `${p}_ms`.padStart(8)).join(" ")} ${"total_ms".padStart(8)} ${"requests".padStart(9)} ${
+  "peak_cx".padStart(7)
+}`;
 
 if (import.meta.main) {
   const { values } = parseArgs({
@@ -157,7 +169,10 @@ if (import.meta.main) {
   const api = (await import(url)) as ChoirStoreApi;
   const label = values.label ?? (values.choir ? values.choir : "this tree");
   const rows: LoadResult[] = [];
-  console.log("# phase columns: ms until the last rank finished that phase, from the start (cumulative)");
+  console.log(
+    "# connect_ms: every client's first contact, untimed in total_ms; phase columns: ms until the last rank " +
+      "finished that phase, from the start (cumulative)",
+  );
   console.log(LOAD_HEADER);
   for (const n of values.n.split(",").map(Number)) {
     const r = await storeLoad(api, n, variant, label);

@@ -65,7 +65,9 @@ def main():
     server = TCPStore('127.0.0.1', 0, None, True, timeout, wait_for_workers=False)
     sampler = Sampler(server.port)
     sampler.start()
+    c0 = time.perf_counter()
     clients = [TCPStore('127.0.0.1', server.port, None, False, timeout) for _ in range(n)]
+    connect_ms = round((time.perf_counter() - c0) * 1000)
     requests = [0] * n
     ends = [0.0] * len(PHASES)
     lock = threading.Lock()
@@ -113,13 +115,13 @@ def main():
         raise SystemExit('\n'.join(errors[:10]))
     # Two ranks per barrier also set the done key.
     res = {
-        'label': 'torch-1.13', 'n': n, 'variant': a.variant,
+        'label': 'torch-1.13', 'n': n, 'variant': a.variant, 'connectMs': connect_ms,
         'phasesMs': {p: round(ends[i] * 1000) for i, p in enumerate(PHASES)},
         'totalMs': round(total * 1000), 'requests': sum(requests) + 2, 'peakConnections': sampler.peak,
         'multiGet': False,
     }
     ph = ' '.join(f'{res["phasesMs"][p]:>8}' for p in PHASES)
-    print(f'{res["label"]:<10} {n:>6} {a.variant:<10} {ph} {res["totalMs"]:>8} {res["requests"]:>9} '
+    print(f'{res["label"]:<10} {n:>6} {a.variant:<10} {connect_ms:>10} {ph} {res["totalMs"]:>8} {res["requests"]:>9} '
           f'{res["peakConnections"]:>7}')
     if a.out:
         with open(a.out, 'a') as f:

@@ -10,14 +10,40 @@
 import { type Context, Hono } from "hono";
 import { InvalidArgumentError, StoreError, StoreTimeoutError } from "../../errors.ts";
 import type { MemoryStore } from "./memory_store.ts";
-import { API, unframeCompareSet } from "./tcp_protocol.ts";
+import { API, frameValues, type StoreStats, unframeCompareSet } from "./tcp_protocol.ts";
 import { requireToken } from "../http_serve.ts";
 
 const OCTETS = { "content-type": "application/octet-stream" };
 
-/** Builds the routes of the store server over `mem`; every request must carry `token`. */
-export function storeApp(mem: MemoryStore, token: string): Hono {
+/** Fresh counters for {@link storeApp}. */
+export function newStoreStats(): StoreStats {
+  return { requests: 0, byRoute: {}, inFlight: 0, peakInFlight: 0, connections: 0, keys: 0 };
+}
+
+/**
+ * Builds the routes of the store server over `mem`; every request must carry `token`. Every request is
+ * counted into `stats` (`keys` is filled in by the `/stats` route).
+ */
+export function storeApp(mem: MemoryStore, token: string, stats: StoreStats = newStoreStats()): Hono {
   const app = new Hono().basePath(API);
+  const seen = new Set<string>();
+
+  app.use("*", async (c, next) => {
+    const route = routeName(c.req.method, c.req.path);
+    stats.requests++;
+    stats.byRoute[route] = (stats.byRoute[route] ?? 0) + 1;
+    const peer = (c.env as { remoteAddr?: Deno.NetAddr } | undefined)?.remoteAddr;
+    if (peer) {
+      seen.add(`${peer.hostname}:${peer.port}`);
+      stats.connections = seen.size;
+    }
+    stats.peakInFlight = Math.max(stats.peakInFlight, ++stats.inFlight);
+    try {
+      await next();
+    } finally {
+      stats.inFlight--;
+    }
+  });
 
   app.use("*", requireToken(token));
 
@@ -70,6 +96,24 @@ export function storeApp(mem: MemoryStore, token: string): Hono {
 
   app.get("/num-keys", async (c) => c.json(await mem.numKeys()));
 
+  app.post("/mget", async (c) => {
+    const keys = await keysBody(c);
+    try {
+      return c.body(frameValues(await mem.multiGet(keys, timeoutParam(c))), 200, OCTETS);
+    } catch (err) {
+      if (!(err instanceof StoreTimeoutError)) throw err;
+      return c.json({ missing: keys.filter((k, i) => keys.indexOf(k) === i && !mem.has(k)) }, 408);
+    }
+  });
+
+  // A server-side watch never keeps the server alive on its own (it is listening anyway).
+  app.post("/watch", async (c) => {
+    const keys = await keysBody(c);
+    return c.json({ set: await mem.watch(keys, timeoutParam(c), { background: true }) });
+  });
+
+  app.get("/stats", async (c) => c.json({ ...stats, keys: await mem.numKeys() }));
+
   app.onError((err, c) => {
     const text = err instanceof Error ? err.message : String(err);
     if (err instanceof InvalidArgumentError) return c.text(text, 400);
@@ -79,6 +123,12 @@ export function storeApp(mem: MemoryStore, token: string): Hono {
   });
 
   return app;
+}
+
+/** The route of a request for the counters: `kv.get`, `add`, `mget`, ... */
+function routeName(method: string, path: string): string {
+  const head = path.slice(API.length + 1).split("/")[0] || "?";
+  return head === "kv" ? `kv.${method.toLowerCase()}` : head;
 }
 
 function timeoutParam(c: Context): number {

@@ -16,6 +16,9 @@ import { constantTimeEqual } from "../token.ts";
  * - `POST   /v1/wait?timeout=ms`    body = {"keys": [...]}            → 204 | 408 {missing}
  * - `POST   /v1/check`              body = {"keys": [...]}            → 200 boolean
  * - `GET    /v1/num-keys`                                             → 200 number
+ * - `POST   /v1/mget?timeout=ms`    body = {"keys": [...]}            → 200 framed values | 408 {missing}
+ * - `POST   /v1/watch?timeout=ms`   body = {"keys": [...]}            → 200 {"set": [...]} ([] at timeout)
+ * - `GET    /v1/stats`                                                → 200 {@link StoreStats}
  * 503 means the server is shutting down; 400 a malformed request; 401 a missing or wrong token;
  * 409 an operation the data refuses (add on a value that is not a counter).
  */
@@ -43,6 +46,50 @@ export function unframeCompareSet(
   const n = new DataView(body.buffer, body.byteOffset, body.byteLength).getUint32(0);
   if (4 + n > body.length) return undefined;
   return { expected: body.subarray(4, 4 + n), desired: body.subarray(4 + n) };
+}
+
+/** Frames values for `mget`: per value a 4-byte big-endian length, then its bytes. */
+export function frameValues(values: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(values.reduce((n, v) => n + 4 + v.length, 0));
+  const view = new DataView(out.buffer);
+  let off = 0;
+  for (const v of values) {
+    view.setUint32(off, v.length);
+    out.set(v, off + 4);
+    off += 4 + v.length;
+  }
+  return out;
+}
+
+/** Splits a body made by {@link frameValues} into `count` values; undefined if it is malformed. */
+export function unframeValues(body: Uint8Array, count: number): Uint8Array[] | undefined {
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  const out: Uint8Array[] = [];
+  let off = 0;
+  while (out.length < count) {
+    if (off + 4 > body.length) return undefined;
+    const n = view.getUint32(off);
+    if (off + 4 + n > body.length) return undefined;
+    out.push(body.slice(off + 4, off + 4 + n));
+    off += 4 + n;
+  }
+  return off === body.length ? out : undefined;
+}
+
+/** What the store server counts (`GET /v1/stats`, `StoreServer.stats()`). */
+export interface StoreStats {
+  /** Requests answered since the server started, every route. */
+  requests: number;
+  /** Requests by route name (`kv.get`, `add`, `mget`, `watch`, ...). */
+  byRoute: Record<string, number>;
+  /** Requests being served now (long-polls included). */
+  inFlight: number;
+  /** The most requests served at once. */
+  peakInFlight: number;
+  /** Distinct client connections (remote address and port) seen since the start. */
+  connections: number;
+  /** Keys held. */
+  keys: number;
 }
 
 const encoder = new TextEncoder();

@@ -1,13 +1,16 @@
 /**
  * @module
  * Starts and stops the TCP store server: `Deno.serve` running the Hono store app over a MemoryStore.
- * Rank 0 or the launcher runs it; the routes live in tcp_app.ts and the client in tcp_store.ts.
+ * Rank 0 or the launcher runs it, by default on a Worker thread of its own (server_thread.ts), so that a
+ * rank busy computing, or spinning in a shared-memory wait, never delays the other ranks' store calls.
+ * The routes live in tcp_app.ts and the client in tcp_store.ts.
  */
 
-import { StoreError } from "../../errors.ts";
+import { InvalidArgumentError, PermissionError, StoreError } from "../../errors.ts";
 import { serveApp } from "../http_serve.ts";
 import { MemoryStore } from "./memory_store.ts";
-import { storeApp } from "./tcp_app.ts";
+import { newStoreStats, storeApp } from "./tcp_app.ts";
+import type { StoreStats } from "./tcp_protocol.ts";
 
 /** Options of {@link startStoreServer}. */
 export interface StoreServerOptions {
@@ -19,6 +22,11 @@ export interface StoreServerOptions {
   token: string;
   /** The rank running the server, named in its errors. */
   rank?: number;
+  /**
+   * Where the server runs: `worker` (default), a Worker thread of its own, so that nothing this thread
+   * does (a long computation, a synchronous wait) delays the store; or `main`, this thread's event loop.
+   */
+  thread?: "worker" | "main";
 }
 
 /** A running store server. */
@@ -27,17 +35,25 @@ export interface StoreServer {
   readonly hostname: string;
   /** The port it listens on (the chosen one when 0 was asked). */
   readonly port: number;
+  /** What it has served so far: requests (in all and by route), requests at once, connections, keys. */
+  stats(): Promise<StoreStats>;
   /** Fails pending long-polls (503), stops accepting requests and closes every connection. */
   close(): Promise<void>;
 }
 
 /**
  * Starts a store server. Throws StoreError when the address cannot be bound (e.g. the port is
- * taken) and InvalidArgumentError for an empty token.
+ * taken; its cause is then Deno.errors.AddrInUse) and InvalidArgumentError for an empty token.
  */
 export function startStoreServer(opts: StoreServerOptions): Promise<StoreServer> {
+  return opts.thread === "main" ? serveHere(opts) : serveOnWorker(opts);
+}
+
+/** Serves on this thread's event loop (what the Worker thread itself runs). */
+export async function serveHere(opts: StoreServerOptions): Promise<StoreServer> {
   const mem = new MemoryStore({ rank: opts.rank });
-  return serveApp(
+  const stats = newStoreStats();
+  const served = await serveApp(
     {
       hostname: opts.hostname,
       port: opts.port,
@@ -46,6 +62,124 @@ export function startStoreServer(opts: StoreServerOptions): Promise<StoreServer>
       bindError: StoreError,
       onClose: () => mem.close(),
     },
-    () => storeApp(mem, opts.token),
+    () => storeApp(mem, opts.token, stats),
   );
+  return {
+    hostname: served.hostname,
+    port: served.port,
+    stats: async () => ({ ...stats, byRoute: { ...stats.byRoute }, keys: await mem.numKeys() }),
+    close: () => served.close(),
+  };
+}
+
+/** A message from the server thread. */
+export type ThreadReply =
+  | { kind: "started"; hostname: string; port: number }
+  | { kind: "failed"; error: ThreadError }
+  | { kind: "stats"; id: number; stats: StoreStats }
+  | { kind: "closed" };
+
+/** A message to the server thread. */
+export type ThreadRequest =
+  | { kind: "start"; opts: StoreServerOptions }
+  | { kind: "stats"; id: number }
+  | { kind: "close" };
+
+/** An error of the server thread as it crosses to this one. */
+export interface ThreadError {
+  /** Class name. */
+  name: string;
+  /** Full message. */
+  message: string;
+  /** For a PermissionError: the flag that grants it. */
+  permission?: string;
+  /** The address was taken. */
+  addrInUse?: boolean;
+}
+
+/** How long the server thread may take to start listening (it loads the Hono app first). */
+const START_MS = 30_000;
+
+async function serveOnWorker(opts: StoreServerOptions): Promise<StoreServer> {
+  const ctx = { rank: opts.rank, op: "startStoreServer" };
+  if (typeof opts.token !== "string" || opts.token.length === 0) {
+    throw new InvalidArgumentError("startStoreServer needs a non-empty token", ctx);
+  }
+  const worker = new Worker(new URL("./server_thread.ts", import.meta.url), { type: "module" });
+  const stats = new Map<number, (s: StoreStats) => void>();
+  let nextId = 0;
+  let onClosed: (() => void) | undefined;
+  const started = new Promise<{ hostname: string; port: number }>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new StoreError(`the store server thread did not start within ${START_MS} ms`, ctx)),
+      START_MS,
+    );
+    worker.onerror = (e) => {
+      e.preventDefault();
+      clearTimeout(timer);
+      reject(new StoreError(`the store server thread failed: ${e.message}`, ctx));
+    };
+    worker.onmessage = (e: MessageEvent<ThreadReply>) => {
+      const m = e.data;
+      if (m.kind === "started") {
+        clearTimeout(timer);
+        resolve(m);
+      } else if (m.kind === "failed") {
+        clearTimeout(timer);
+        reject(rebuild(m.error));
+      } else if (m.kind === "stats") {
+        stats.get(m.id)?.(m.stats);
+        stats.delete(m.id);
+      } else onClosed?.();
+    };
+  });
+  worker.postMessage({ kind: "start", opts } satisfies ThreadRequest);
+  let addr: { hostname: string; port: number };
+  try {
+    addr = await started;
+  } catch (err) {
+    worker.terminate();
+    throw err;
+  }
+  let closing: Promise<void> | undefined;
+  return {
+    hostname: addr.hostname,
+    port: addr.port,
+    stats: () => {
+      if (closing) return Promise.reject(new StoreError("the store server is closed", ctx));
+      const id = nextId++;
+      return new Promise<StoreStats>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          stats.delete(id);
+          reject(new StoreError("the store server thread did not answer within 5000 ms", ctx));
+        }, 5_000);
+        stats.set(id, (s) => {
+          clearTimeout(timer);
+          resolve(s);
+        });
+        worker.postMessage({ kind: "stats", id } satisfies ThreadRequest);
+      });
+    },
+    close: () =>
+      closing ??= new Promise<void>((resolve) => {
+        // A thread that does not answer within a moment is stopped anyway.
+        const timer = setTimeout(() => onClosed?.(), 5_000);
+        onClosed = () => {
+          clearTimeout(timer);
+          worker.terminate();
+          resolve();
+        };
+        worker.postMessage({ kind: "close" } satisfies ThreadRequest);
+      }),
+  };
+}
+
+/** The server thread's error, as the class this thread's callers expect. */
+function rebuild(w: ThreadError): Error {
+  let e: Error;
+  if (w.name === "PermissionError") e = new PermissionError("", w.permission ?? "--allow-net");
+  else if (w.name === "InvalidArgumentError") e = new InvalidArgumentError("");
+  else e = new StoreError("", w.addrInUse ? { cause: new Deno.errors.AddrInUse(w.message) } : {});
+  e.message = w.message;
+  return e;
 }

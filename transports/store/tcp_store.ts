@@ -6,8 +6,9 @@
 
 import { AuthError, StoreError } from "../../errors.ts";
 import { isPermissionDenied, netPermissionError } from "../permission.ts";
-import type { Store } from "./store.ts";
-import { frameCompareSet, keyPath } from "./tcp_protocol.ts";
+import type { Store, WatchOptions } from "./store.ts";
+import { API, frameCompareSet, keyPath, unframeValues } from "./tcp_protocol.ts";
+import { rawExchange } from "./raw_http.ts";
 import {
   checkAmount,
   checkKey,
@@ -69,6 +70,11 @@ export class TcpStore implements Store {
   readonly #client: Deno.HttpClient;
   readonly #closing = new AbortController();
   readonly #inflight = new Set<Promise<unknown>>();
+  /** Connections of background watches: idle ones kept for the next, busy ones closed by close(). */
+  readonly #rawIdle: Deno.Conn[] = [];
+  readonly #rawBusy = new Set<Deno.Conn>();
+  readonly #host: string;
+  readonly #port: number;
   #contacted = false;
   #closed = false;
 
@@ -80,6 +86,8 @@ export class TcpStore implements Store {
     checkTimeout(this.timeoutMs, { rank: this.rank, op: "TcpStore" });
     const host = opts.host.includes(":") && !opts.host.startsWith("[") ? `[${opts.host}]` : opts.host;
     this.url = `http://${host}:${opts.port}`;
+    this.#host = opts.host;
+    this.#port = opts.port;
     this.#auth = `Bearer ${opts.token}`;
     this.#client = Deno.createHttpClient({});
   }
@@ -126,6 +134,52 @@ export class TcpStore implements Store {
     await this.#call(ctx, { method: "POST", path: "/v1/wait", body, waitMs: timeoutMs, keys });
   }
 
+  /** Returns the values of `keys` in one long-poll; StoreTimeoutError names the keys still missing. */
+  async multiGet(keys: string[], timeoutMs: number = this.timeoutMs): Promise<Uint8Array[]> {
+    const ctx = this.#ctx("store.multiGet");
+    for (const key of keys) checkKey(key, ctx);
+    checkTimeout(timeoutMs, ctx);
+    if (keys.length === 0) return [];
+    const body = JSON.stringify({ keys });
+    const framed = await this.#call(ctx, {
+      method: "POST",
+      path: `${API}/mget`,
+      body,
+      waitMs: timeoutMs,
+      keys,
+    });
+    const values = unframeValues(framed, keys.length);
+    if (values === undefined) {
+      throw new StoreError(`the store server at ${this.url} sent a garbled mget`, ctx);
+    }
+    return values;
+  }
+
+  /**
+   * Returns which of `keys` are set once at least one is, or `[]` after `timeoutMs`, in one long-poll. A
+   * `background` watch runs on a connection of its own that does not keep the process alive.
+   */
+  async watch(
+    keys: string[],
+    timeoutMs: number = this.timeoutMs,
+    opts: WatchOptions = {},
+  ): Promise<string[]> {
+    const ctx = this.#ctx("store.watch");
+    for (const key of keys) checkKey(key, ctx);
+    checkTimeout(timeoutMs, ctx);
+    if (keys.length === 0) return [];
+    const body = JSON.stringify({ keys });
+    const call: Call = { method: "POST", path: `${API}/watch`, body, waitMs: timeoutMs };
+    const answer = opts.background || opts.signal
+      ? await this.#rawCall(ctx, call, opts)
+      : await this.#call(ctx, call);
+    const set = (JSON.parse(new TextDecoder().decode(answer)) as { set?: unknown }).set;
+    if (!Array.isArray(set)) {
+      throw new StoreError(`the store server at ${this.url} sent a garbled watch`, ctx);
+    }
+    return set.map(String);
+  }
+
   /** Returns whether every key in `keys` is set. */
   async check(keys: string[]): Promise<boolean> {
     const ctx = this.#ctx("store.check");
@@ -153,6 +207,8 @@ export class TcpStore implements Store {
     if (this.#closed) return;
     this.#closed = true;
     this.#closing.abort();
+    for (const c of [...this.#rawIdle, ...this.#rawBusy]) closeQuietly(c);
+    this.#rawIdle.length = 0;
     await Promise.allSettled([...this.#inflight]);
     this.#client.close();
   }
@@ -209,7 +265,7 @@ export class TcpStore implements Store {
     try {
       const res = await fetch(this.url + path, {
         method: call.method,
-        headers: { authorization: this.#auth, "content-type": "application/octet-stream" },
+        headers: this.#headers(),
         body: call.body,
         signal,
         client: this.#client,
@@ -239,6 +295,90 @@ export class TcpStore implements Store {
     }
   }
 
+  /** The headers of every request: the one place a request is authenticated. */
+  #headers(): Record<string, string> {
+    return { authorization: this.#auth, "content-type": "application/octet-stream" };
+  }
+
+  /**
+   * A long-poll on a plain connection of its own (raw_http.ts), unref'd when `background`, so that it
+   * never keeps the process alive; `signal` abandons it (the connection is closed).
+   */
+  #rawCall(ctx: Ctx, call: Call, opts: WatchOptions): Promise<Uint8Array> {
+    const p = this.#rawSend(ctx, call, opts);
+    this.#inflight.add(p);
+    const forget = () => this.#inflight.delete(p);
+    p.then(forget, forget);
+    return p;
+  }
+
+  async #rawSend(ctx: Ctx, call: Call, opts: WatchOptions): Promise<Uint8Array> {
+    const waitMs = call.waitMs ?? this.timeoutMs;
+    const limitMs = waitMs + LONG_POLL_SLACK_MS;
+    let conn = this.#rawIdle.pop();
+    try {
+      conn ??= await Deno.connect({ hostname: this.#host, port: this.#port });
+    } catch (err) {
+      if (isPermissionDenied(err)) {
+        throw netPermissionError(
+          `cannot reach the store at ${this.url}`,
+          `--allow-net=${this.url.slice(7)}`,
+          err,
+          ctx,
+        );
+      }
+      throw new StoreError(`cannot reach the store server at ${this.url}: ${errText(err)}`, {
+        ...ctx,
+        cause: err,
+      });
+    }
+    if (this.#closed) {
+      closeQuietly(conn);
+      throw closedError(ctx);
+    }
+    this.#rawBusy.add(conn);
+    if (opts.background) conn.unref();
+    let timedOut = false;
+    const onAbort = () => closeQuietly(conn);
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    const timer = isUnbounded(limitMs) ? undefined : setTimeout(() => {
+      timedOut = true;
+      closeQuietly(conn);
+    }, limitMs);
+    if (timer !== undefined && opts.background) Deno.unrefTimer(timer);
+    const path = `${call.path}?timeout=${waitMs}`;
+    try {
+      const headers = this.#headers();
+      const body = typeof call.body === "string" ? new TextEncoder().encode(call.body) : call.body;
+      const res = await rawExchange(conn, {
+        method: call.method,
+        path,
+        host: this.url.slice(7),
+        headers,
+        body,
+      });
+      this.#rawBusy.delete(conn);
+      conn.ref();
+      if (res.close || this.#closed) closeQuietly(conn);
+      else this.#rawIdle.push(conn);
+      if (res.status >= 200 && res.status < 300) return res.body;
+      throw this.#statusError(ctx, res.status, res.body, call);
+    } catch (err) {
+      this.#rawBusy.delete(conn);
+      closeQuietly(conn);
+      if (this.#closed) throw closedError(ctx);
+      if (opts.signal?.aborted) throw new StoreError("the watch was abandoned", ctx);
+      if (timedOut) {
+        throw new StoreError(`no answer from the store server at ${this.url} within ${limitMs} ms`, ctx);
+      }
+      if (err instanceof StoreError) throw err;
+      throw new StoreError(`lost the store server at ${this.url}: ${errText(err)}`, { ...ctx, cause: err });
+    } finally {
+      if (timer !== undefined) clearTimeout(timer);
+      opts.signal?.removeEventListener("abort", onAbort);
+    }
+  }
+
   #statusError(ctx: Ctx, status: number, body: Uint8Array, call: Call): Error {
     const text = new TextDecoder().decode(body);
     if (status === 401) {
@@ -257,6 +397,16 @@ export class TcpStore implements Store {
     const what = status === 503 ? "is shutting down" : `answered HTTP ${status}`;
     return new StoreError(`the store server at ${this.url} ${what}: ${text}`, ctx);
   }
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch { /* closed already */ }
+}
+
+function errText(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
 
 /** A fetch that failed below HTTP (refused, reset, unreachable host); retried on first contact only. */
