@@ -6,7 +6,7 @@
 
 import { type ChoirEnv, DEFAULT_TIMEOUT_MS, readEnv } from "../config.ts";
 import { createStore } from "../transports/store/mod.ts";
-import { openGroup } from "./open_group.ts";
+import { connectsLazily, openGroup } from "./open_group.ts";
 import { recorderCapacity } from "./diagnostics/flight_recorder.ts";
 import { startStatusServer, type StatusServer } from "./diagnostics/status_server.ts";
 import type { ProcessGroup } from "./process_group.ts";
@@ -42,6 +42,11 @@ export interface InitOptions {
   algorithm?: Algorithm | "auto";
   /** Deterministic reductions (see `ProcessGroupOptions.deterministic`). Default: `CHOIR_DETERMINISTIC`. */
   deterministic?: boolean;
+  /**
+   * When groups open their links (see `ProcessGroupOptions.connect`): `eager`, `lazy`, or `auto` (eager
+   * up to 16 ranks, lazy above). Default: `CHOIR_CONNECT`, else `auto`.
+   */
+  connect?: "eager" | "lazy" | "auto";
   /** Environment to read instead of the process's (for tests and embedders). */
   env?: ChoirEnv;
 }
@@ -77,6 +82,7 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessG
   const timeoutMs = opts.timeoutMs ?? env.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const token = opts.token ?? env.token ?? "";
   const algorithm = forcedAlgorithm(opts.algorithm ?? env.algorithm);
+  connectsLazily(opts.connect ?? env.connect, 1); // a typo must not cost a rendezvous either
   const rdzv = await createStore(opts.initMethod ?? "env://", {
     rank: opts.rank,
     worldSize: opts.worldSize,
@@ -102,6 +108,7 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessG
         checksum: env.checksum,
         algorithm,
         deterministic: opts.deterministic ?? env.deterministic ?? false,
+        connect: opts.connect ?? env.connect,
       },
       tag: "pg0",
       ranks: Array.from({ length: worldSize }, (_, r) => r),

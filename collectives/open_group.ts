@@ -6,7 +6,7 @@
  * with that verdict on every rank. Creating the job's store is left to `initProcessGroup()`.
  */
 
-import { RendezvousError } from "../errors.ts";
+import { InvalidArgumentError, RendezvousError } from "../errors.ts";
 import { hostName } from "../transports/host_id.ts";
 import {
   type DuplicateWatch,
@@ -53,6 +53,23 @@ export interface JobContext {
   readonly segments?: SegmentSource;
   /** Worker ranks: ring and arena sizes of the world group's memory. */
   readonly worldSpec?: Omit<SegmentSpec, "size">;
+  /** When groups open their links: `eager`, `lazy`, or `auto` (default: eager up to 16 ranks). */
+  readonly connect?: string;
+}
+
+/** Groups up to this size connect every pair up front under `auto`; larger ones connect on first use. */
+export const EAGER_CONNECT_MAX = 16;
+
+/** Whether a group of `size` ranks opens its links lazily under the job's `connect` setting. */
+export function connectsLazily(connect: string | undefined, size: number): boolean {
+  if (connect === "lazy") return true;
+  if (connect === "eager") return false;
+  if (connect !== undefined && connect !== "auto") {
+    throw new InvalidArgumentError(`CHOIR_CONNECT must be eager, lazy or auto, not "${connect}"`, {
+      op: "initProcessGroup",
+    });
+  }
+  return size > EAGER_CONNECT_MAX;
 }
 
 /** Options of {@link openGroup}. */
@@ -143,6 +160,7 @@ async function build(
   const { job, rank, timeoutMs } = o;
   const size = o.ranks.length;
   const group = groupIdOf(o.tag);
+  const lazy = connectsLazily(job.connect, size);
   const { transport, hostOf } = await selectTransport({
     kind: job.transport,
     rank,
@@ -158,6 +176,7 @@ async function build(
     advertise: job.advertise,
     segments: job.segments,
     segmentSpec: o.tag === "pg0" ? job.worldSpec : undefined,
+    lazy,
   });
   const pg = new ProcessGroup(transport, {
     timeoutMs,
@@ -174,6 +193,7 @@ async function build(
     onDestroy,
     verdict,
     subgroups: (spec) => openGroup({ job, ...spec }),
+    connect: lazy ? "lazy" : "eager",
   });
   try {
     await pg.connect();

@@ -46,6 +46,8 @@ export interface SelectOptions {
   segments?: SegmentSource;
   /** Worker ranks: ring and arena sizes of the group's memory (default as for shm). */
   segmentSpec?: Omit<SegmentSpec, "size">;
+  /** The group opens its links lazily: either rank of a TCP pair may dial, on first use. */
+  lazy?: boolean;
 }
 
 /** The host id of every rank, in rank order, exchanged through the store (a few requests per rank). */
@@ -88,6 +90,7 @@ export async function selectTransport(o: SelectOptions): Promise<Selected> {
       group: o.group,
       hostname: o.bind,
       advertise: o.advertise,
+      eitherDials: o.lazy,
     });
   const hosts = o.size === 1
     ? [""]

@@ -12,8 +12,11 @@ const VERSION = 1;
 const HELLO_FIXED = 24;
 const MAX_TOKEN_BYTES = 4096;
 
-/** Outcome codes the acceptor answers with. */
-const OK = 0, BAD_TOKEN = 1, BAD_PEER = 2;
+/**
+ * Outcome codes the acceptor answers with. CROSSED: both ranks dialed each other at once, and the
+ * acceptor keeps its own dial (the higher rank's), so the connector waits for that one instead.
+ */
+const OK = 0, BAD_TOKEN = 1, BAD_PEER = 2, CROSSED = 3;
 
 /** Who is connecting to whom, within which group. */
 export interface HelloInfo {
@@ -42,8 +45,11 @@ async function writeAll(conn: Deno.Conn, buf: Uint8Array): Promise<void> {
   while (off < buf.byteLength) off += await conn.write(buf.subarray(off));
 }
 
-/** Connector side: sends the hello and waits for the verdict. Throws AuthError when refused. */
-export async function sendHello(conn: Deno.Conn, info: HelloInfo, token: string): Promise<void> {
+/**
+ * Connector side: sends the hello and waits for the verdict: `ok`, or `crossed` when the peer is dialing
+ * this rank at the same time and keeps its own connection. Throws AuthError when refused.
+ */
+export async function sendHello(conn: Deno.Conn, info: HelloInfo, token: string): Promise<"ok" | "crossed"> {
   const tok = new TextEncoder().encode(token);
   const msg = new Uint8Array(HELLO_FIXED + tok.byteLength);
   const v = new DataView(msg.buffer);
@@ -64,6 +70,7 @@ export async function sendHello(conn: Deno.Conn, info: HelloInfo, token: string)
   if (reply[0] === BAD_TOKEN) {
     throw new AuthError(`rank ${info.to} refused the connection: wrong job token`, ctx);
   }
+  if (reply[0] === CROSSED) return "crossed";
   if (reply[0] !== OK) {
     throw new TransportError(
       `rank ${info.to} refused the connection: group, rank or world size differ ` +
@@ -71,16 +78,20 @@ export async function sendHello(conn: Deno.Conn, info: HelloInfo, token: string)
       ctx,
     );
   }
+  return "ok";
 }
 
 /**
  * Acceptor side: reads and checks a hello. Returns the connecting rank, or null (after answering
- * and closing) when the peer is a stranger, lacks the token, or names the wrong group or ranks.
+ * and closing) when the peer is a stranger, lacks the token, or names the wrong group or ranks. A
+ * well-formed hello is then put to `admit` (synchronously, before the answer is written): false
+ * answers CROSSED (the acceptor keeps a dial of its own) and returns null.
  */
 export async function acceptHello(
   conn: Deno.Conn,
   expect: { group: number; rank: number; size: number },
   token: string,
+  admit: (from: number) => boolean = () => true,
 ): Promise<number | null> {
   const head = new Uint8Array(HELLO_FIXED);
   if (!(await readExact(conn, head))) return null;
@@ -97,6 +108,7 @@ export async function acceptHello(
     v.getUint32(8, true) !== expect.group || v.getUint32(16, true) !== expect.rank ||
     v.getUint32(20, true) !== expect.size || from >= expect.size || from === expect.rank
   ) verdict = BAD_PEER;
+  else if (!admit(from)) verdict = CROSSED;
   await writeAll(conn, new Uint8Array([verdict]));
   return verdict === OK ? from : null;
 }
