@@ -91,6 +91,11 @@ export interface OpenGroupOptions {
    * processes started outside spawnWorkers): the group then breaks with that RendezvousError.
    */
   watchDuplicates?: boolean;
+  /**
+   * Told when each step of forming the group ends (`joined`: the join barrier; `transport`: host ids
+   * exchanged and the transport listening; `connected`: the group ready). For the scale benchmark.
+   */
+  onPhase?: (phase: "joined" | "transport" | "connected") => void;
 }
 
 /**
@@ -105,6 +110,7 @@ export async function openGroup(o: OpenGroupOptions): Promise<ProcessGroup> {
   // Everyone arrives first, so a missing member (or a rank claimed twice) is named here rather than by
   // a later store wait.
   await joinBarrier(join, rank, o.ranks.length, timeoutMs, undefined, { host: hostName() });
+  o.onPhase?.("joined");
   if (!o.watchDuplicates) return await build(o, store, o.onDestroy);
   // A process claiming a rank from now on (even after the job started) stops every rank.
   const watch = watchDuplicateRanks(join, { rank });
@@ -178,6 +184,7 @@ async function build(
     segmentSpec: o.tag === "pg0" ? job.worldSpec : undefined,
     lazy,
   });
+  o.onPhase?.("transport");
   const pg = new ProcessGroup(transport, {
     timeoutMs,
     hostOf,
@@ -201,5 +208,6 @@ async function build(
     await transport.close();
     throw e;
   }
+  o.onPhase?.("connected");
   return pg;
 }

@@ -152,8 +152,8 @@ export class ProcessGroup {
   readonly #globalOf: readonly number[];
   readonly #subgroups: Subgroups<ProcessGroup, PairLink>;
   readonly #monitor: OpMonitor;
-  /** The channels of a lazy group (empty for an eager one), to count the links it holds. */
-  #lazy: LazyChannel[] = [];
+  /** The channels of a lazy group made so far, by peer (empty for an eager one). */
+  #lazy = new Map<number, LazyChannel>();
 
   /** Wraps a connected transport. Most users call `initProcessGroup()` instead. */
   constructor(transport: Transport, opts: ProcessGroupOptions) {
@@ -263,7 +263,7 @@ export class ProcessGroup {
   get connections(): number {
     const held = this.#transport.connections?.();
     if (held !== undefined) return held;
-    if (this.#opts.connect === "lazy") return this.#lazy.filter((c) => c.opened).length;
+    if (this.#opts.connect === "lazy") return [...this.#lazy.values()].filter((c) => c.opened).length;
     return this.#channels.comm ? this.size - 1 : 0;
   }
 
@@ -315,15 +315,15 @@ export class ProcessGroup {
    */
   async connect(): Promise<void> {
     const t = this.#transport;
-    let channels: (Channel | null)[];
+    let channels: (Channel | null)[] | ((peer: number) => Channel | null);
     if (this.#opts.connect === "lazy") {
-      this.#lazy = [];
-      channels = Array.from({ length: this.size }, (_, p) => {
-        if (p === this.rank) return null;
-        const ch = new LazyChannel(p, () => t.channel(p));
-        this.#lazy.push(ch);
+      const made = this.#lazy = new Map();
+      channels = (p) => {
+        if (p === this.rank || p < 0 || p >= this.size) return null;
+        let ch = made.get(p);
+        if (!ch) made.set(p, ch = new LazyChannel(p, () => t.channel(p)));
         return ch;
-      });
+      };
     } else {
       channels = await Promise.all(
         Array.from({ length: this.size }, (_, p) => p === this.rank ? null : t.channel(p)),

@@ -95,8 +95,9 @@ export async function selectTransport(o: SelectOptions): Promise<Selected> {
   const hosts = o.size === 1
     ? [""]
     : await exchangeHostIds(o.store, o.rank, o.size, hostId(o.hostIdOverride), o.timeoutMs);
-  const distinct = [...new Set(hosts)];
-  const hostOf = hosts.map((h) => distinct.indexOf(h));
+  const index = new Map<string, number>();
+  for (const h of hosts) if (!index.has(h)) index.set(h, index.size);
+  const hostOf = hosts.map((h) => index.get(h)!);
   if (kind === "tcp" || o.size === 1) return { transport: await tcp(), hostOf };
   if (kind === "ucx") {
     // UCX picks its own wires per peer (shared memory, CMA, TCP, verbs) as UCX_TLS allows.

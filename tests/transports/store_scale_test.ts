@@ -217,3 +217,43 @@ Deno.test("allGatherStrings: every rank gets every value in rank order, as one r
   assert.ok(counted.n <= 3 * n + 2, `${counted.n} store calls`);
   await mem.close();
 });
+
+Deno.test("store server on its own thread: a rank 0 that blocks its event loop does not delay others' calls", async () => {
+  const server = await startStoreServer({ port: 0, token: TOKEN });
+  try {
+    const script = `
+      import { TcpStore } from "${new URL("../../transports/store/mod.ts", import.meta.url).href}";
+      const s = new TcpStore({ host: "127.0.0.1", port: ${server.port}, token: "${TOKEN}", timeoutMs: 20000 });
+      await s.check([]);
+      console.log("ready");
+      await s.get("blocked/now");
+      const t0 = performance.now();
+      for (let i = 0; i < 20; i++) await s.add("n", 1);
+      console.log("took " + Math.round(performance.now() - t0));
+      await s.set("child/done", "1");
+      await s.close();
+    `;
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["eval", "--ext=ts", script],
+      stdout: "piped",
+      stderr: "inherit",
+      signal: AbortSignal.timeout(30_000),
+    }).spawn();
+    const lines = child.stdout.pipeThrough(new TextDecoderStream()).getReader();
+    let out = "";
+    while (!out.includes("ready")) out += (await lines.read()).value ?? "";
+    const store = new TcpStore({ host: "127.0.0.1", port: server.port, token: TOKEN, timeoutMs: 20_000 });
+    await store.set("blocked/now", "1");
+    // This thread computes for 2 s without yielding, as a rank in a long kernel or a spin-wait would.
+    const until = performance.now() + 2000;
+    while (performance.now() < until) { /* busy */ }
+    await store.multiGet(["child/done"], 20_000);
+    for (let r = await lines.read(); !r.done; r = await lines.read()) out += r.value;
+    await child.status;
+    const took = Number(/took (\d+)/.exec(out)?.[1]);
+    assert.ok(took < 1500, `20 store calls took ${took} ms while the serving thread was busy`);
+    await store.close();
+  } finally {
+    await server.close();
+  }
+});

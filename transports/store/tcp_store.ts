@@ -1,7 +1,9 @@
 /**
  * @module
- * TcpStore: the Store client of the Hono store server, over fetch with one keep-alive HTTP client.
- * `get`/`wait` long-poll on the server; the first contact retries refused connections until its timeout.
+ * TcpStore: the Store client of the Hono store server: HTTP/1.1 over its own keep-alive connections
+ * (raw_http.ts; about half the cost per request of `fetch`, and a background watch's connection can be
+ * unref'd). `get`/`wait`/`multiGet`/`watch` long-poll on the server, each holding one connection while
+ * it waits; the first contact retries refused connections until its timeout.
  */
 
 import { AuthError, StoreError } from "../../errors.ts";
@@ -50,12 +52,16 @@ interface Call {
   waitMs?: number;
   /** For long-polls: the keys waited for, named if the client-side deadline passes. */
   keys?: string[];
+  /** False for requests that must not be sent twice (add, compare-set). */
+  idempotent?: boolean;
 }
 
 /** Extra time a long-poll gives the server to answer 408 before the client aborts on its own. */
 const LONG_POLL_SLACK_MS = 2_000;
 const RETRY_MIN_MS = 10;
 const RETRY_MAX_MS = 250;
+/** Idle connections older than this are closed rather than reused (servers drop idle ones). */
+const IDLE_MS = 10_000;
 
 /** A {@link Store} client of a server started by `startStoreServer`. */
 export class TcpStore implements Store {
@@ -67,12 +73,11 @@ export class TcpStore implements Store {
   readonly rank?: number;
   readonly #auth: string;
   readonly #connectTimeoutMs: number;
-  readonly #client: Deno.HttpClient;
   readonly #closing = new AbortController();
   readonly #inflight = new Set<Promise<unknown>>();
-  /** Connections of background watches: idle ones kept for the next, busy ones closed by close(). */
-  readonly #rawIdle: Deno.Conn[] = [];
-  readonly #rawBusy = new Set<Deno.Conn>();
+  /** Keep-alive connections: idle ones (with when they went idle) for the next request; busy ones. */
+  readonly #idle: { conn: Deno.Conn; since: number }[] = [];
+  readonly #busy = new Set<Deno.Conn>();
   readonly #host: string;
   readonly #port: number;
   #contacted = false;
@@ -89,7 +94,6 @@ export class TcpStore implements Store {
     this.#host = opts.host;
     this.#port = opts.port;
     this.#auth = `Bearer ${opts.token}`;
-    this.#client = Deno.createHttpClient({});
   }
 
   /** Sets `key` to `value`. */
@@ -110,7 +114,7 @@ export class TcpStore implements Store {
     const ctx = this.#ctx("store.add", key);
     checkAmount(amount, ctx);
     const path = `${keyPath("add", key)}?amount=${amount}`;
-    const body = await this.#call(ctx, { method: "POST", path });
+    const body = await this.#call(ctx, { method: "POST", path, idempotent: false });
     return Number(new TextDecoder().decode(body));
   }
 
@@ -122,7 +126,7 @@ export class TcpStore implements Store {
   ): Promise<Uint8Array> {
     const ctx = this.#ctx("store.compareSet", key);
     const body = frameCompareSet(toBytes(expected), toBytes(desired));
-    return await this.#call(ctx, { method: "POST", path: keyPath("cas", key), body });
+    return await this.#call(ctx, { method: "POST", path: keyPath("cas", key), body, idempotent: false });
   }
 
   /** Waits until every key is set (one long-poll); StoreTimeoutError names the keys still missing. */
@@ -170,9 +174,7 @@ export class TcpStore implements Store {
     if (keys.length === 0) return [];
     const body = JSON.stringify({ keys });
     const call: Call = { method: "POST", path: `${API}/watch`, body, waitMs: timeoutMs };
-    const answer = opts.background || opts.signal
-      ? await this.#rawCall(ctx, call, opts)
-      : await this.#call(ctx, call);
+    const answer = await this.#call(ctx, call, opts);
     const set = (JSON.parse(new TextDecoder().decode(answer)) as { set?: unknown }).set;
     if (!Array.isArray(set)) {
       throw new StoreError(`the store server at ${this.url} sent a garbled watch`, ctx);
@@ -207,10 +209,9 @@ export class TcpStore implements Store {
     if (this.#closed) return;
     this.#closed = true;
     this.#closing.abort();
-    for (const c of [...this.#rawIdle, ...this.#rawBusy]) closeQuietly(c);
-    this.#rawIdle.length = 0;
+    for (const c of [...this.#idle.map((i) => i.conn), ...this.#busy]) closeQuietly(c);
+    this.#idle.length = 0;
     await Promise.allSettled([...this.#inflight]);
-    this.#client.close();
   }
 
   #ctx(op: string, key?: string): Ctx {
@@ -221,20 +222,20 @@ export class TcpStore implements Store {
   }
 
   /** Runs one request, tracked so that `close()` can wait for it; resolves to the response body. */
-  #call(ctx: Ctx, call: Call): Promise<Uint8Array> {
-    const p = this.#send(ctx, call);
+  #call(ctx: Ctx, call: Call, opts: WatchOptions = {}): Promise<Uint8Array> {
+    const p = this.#send(ctx, call, opts);
     this.#inflight.add(p);
     const forget = () => this.#inflight.delete(p);
     p.then(forget, forget);
     return p;
   }
 
-  async #send(ctx: Ctx, call: Call): Promise<Uint8Array> {
+  async #send(ctx: Ctx, call: Call, opts: WatchOptions): Promise<Uint8Array> {
     const start = Date.now();
     const waitDeadline = call.waitMs === undefined ? undefined : start + call.waitMs;
     for (let delay = RETRY_MIN_MS;; delay = Math.min(delay * 2, RETRY_MAX_MS)) {
       try {
-        return await this.#attempt(ctx, call, waitDeadline);
+        return await this.#attempt(ctx, call, waitDeadline, opts);
       } catch (err) {
         if (!(err instanceof ConnectFailure)) throw err;
         const tried = Date.now() - start;
@@ -250,133 +251,111 @@ export class TcpStore implements Store {
     }
   }
 
-  /** One HTTP exchange with its own deadline; a failed connection surfaces as ConnectFailure. */
-  async #attempt(ctx: Ctx, call: Call, waitDeadline: number | undefined): Promise<Uint8Array> {
+  /** An idle keep-alive connection young enough to reuse, else null (older ones are closed). */
+  #takeIdle(): Deno.Conn | null {
+    const now = Date.now();
+    for (let idle = this.#idle.pop(); idle; idle = this.#idle.pop()) {
+      if (now - idle.since < IDLE_MS) return idle.conn;
+      closeQuietly(idle.conn);
+    }
+    return null;
+  }
+
+  /**
+   * One HTTP exchange with its own deadline, on an idle connection or a new one; a failed connection
+   * surfaces as ConnectFailure. A `background` request's connection and timer are unref'd, so that it
+   * never keeps the process alive; `signal` abandons it (its connection is closed).
+   */
+  async #attempt(
+    ctx: Ctx,
+    call: Call,
+    waitDeadline: number | undefined,
+    opts: WatchOptions,
+    fresh = false,
+  ): Promise<Uint8Array> {
     let path = call.path;
     let limitMs = this.timeoutMs;
     if (waitDeadline !== undefined) {
       const left = isUnbounded(call.waitMs!) ? call.waitMs! : Math.max(0, waitDeadline - Date.now());
-      path += `?timeout=${left}`;
+      path += `${path.includes("?") ? "&" : "?"}timeout=${left}`;
       limitMs = left + LONG_POLL_SLACK_MS;
     }
-    const timer = new AbortController();
-    const handle = isUnbounded(limitMs) ? undefined : setTimeout(() => timer.abort(), limitMs);
-    const signal = AbortSignal.any([timer.signal, this.#closing.signal]);
-    try {
-      const res = await fetch(this.url + path, {
-        method: call.method,
-        headers: this.#headers(),
-        body: call.body,
-        signal,
-        client: this.#client,
-      });
-      const body = new Uint8Array(await res.arrayBuffer());
-      this.#contacted = true;
-      if (res.ok) return body;
-      throw this.#statusError(ctx, res.status, body, call);
-    } catch (err) {
-      if (this.#closing.signal.aborted) throw closedError(ctx);
-      if (isPermissionDenied(err)) {
-        throw netPermissionError(
-          `cannot reach the store at ${this.url}`,
-          `--allow-net=${this.url.slice(7)}`,
-          err,
-          ctx,
-        );
+    let conn = fresh ? null : this.#takeIdle();
+    const reused = conn !== null;
+    if (conn === null) {
+      try {
+        conn = await Deno.connect({ hostname: this.#host, port: this.#port });
+      } catch (err) {
+        if (this.#closed) throw closedError(ctx);
+        if (isPermissionDenied(err)) {
+          throw netPermissionError(
+            `cannot reach the store at ${this.url}`,
+            `--allow-net=${this.url.slice(7)}`,
+            err,
+            ctx,
+          );
+        }
+        throw new ConnectFailure(err, true);
       }
-      if (timer.signal.aborted) {
-        if (call.keys !== undefined) throw waitTimeout(call.keys, call.waitMs!, ctx);
-        throw new StoreError(`no answer from the store server at ${this.url} within ${limitMs} ms`, ctx);
-      }
-      if (err instanceof TypeError) throw new ConnectFailure(err);
-      throw err;
-    } finally {
-      if (handle !== undefined) clearTimeout(handle);
-    }
-  }
-
-  /** The headers of every request: the one place a request is authenticated. */
-  #headers(): Record<string, string> {
-    return { authorization: this.#auth, "content-type": "application/octet-stream" };
-  }
-
-  /**
-   * A long-poll on a plain connection of its own (raw_http.ts), unref'd when `background`, so that it
-   * never keeps the process alive; `signal` abandons it (the connection is closed).
-   */
-  #rawCall(ctx: Ctx, call: Call, opts: WatchOptions): Promise<Uint8Array> {
-    const p = this.#rawSend(ctx, call, opts);
-    this.#inflight.add(p);
-    const forget = () => this.#inflight.delete(p);
-    p.then(forget, forget);
-    return p;
-  }
-
-  async #rawSend(ctx: Ctx, call: Call, opts: WatchOptions): Promise<Uint8Array> {
-    const waitMs = call.waitMs ?? this.timeoutMs;
-    const limitMs = waitMs + LONG_POLL_SLACK_MS;
-    let conn = this.#rawIdle.pop();
-    try {
-      conn ??= await Deno.connect({ hostname: this.#host, port: this.#port });
-    } catch (err) {
-      if (isPermissionDenied(err)) {
-        throw netPermissionError(
-          `cannot reach the store at ${this.url}`,
-          `--allow-net=${this.url.slice(7)}`,
-          err,
-          ctx,
-        );
-      }
-      throw new StoreError(`cannot reach the store server at ${this.url}: ${errText(err)}`, {
-        ...ctx,
-        cause: err,
-      });
+      (conn as Deno.TcpConn).setNoDelay?.(true);
     }
     if (this.#closed) {
       closeQuietly(conn);
       throw closedError(ctx);
     }
-    this.#rawBusy.add(conn);
-    if (opts.background) conn.unref();
+    const c = conn;
+    this.#busy.add(c);
+    if (opts.background) c.unref();
     let timedOut = false;
-    const onAbort = () => closeQuietly(conn);
+    const onAbort = () => closeQuietly(c);
     opts.signal?.addEventListener("abort", onAbort, { once: true });
     const timer = isUnbounded(limitMs) ? undefined : setTimeout(() => {
       timedOut = true;
-      closeQuietly(conn);
+      closeQuietly(c);
     }, limitMs);
     if (timer !== undefined && opts.background) Deno.unrefTimer(timer);
-    const path = `${call.path}?timeout=${waitMs}`;
+    const body = typeof call.body === "string" ? new TextEncoder().encode(call.body) : call.body;
+    let answered = false;
     try {
-      const headers = this.#headers();
-      const body = typeof call.body === "string" ? new TextEncoder().encode(call.body) : call.body;
-      const res = await rawExchange(conn, {
+      const res = await rawExchange(c, {
         method: call.method,
         path,
         host: this.url.slice(7),
-        headers,
+        headers: this.#headers(call.method, path, body),
         body,
       });
-      this.#rawBusy.delete(conn);
-      conn.ref();
-      if (res.close || this.#closed) closeQuietly(conn);
-      else this.#rawIdle.push(conn);
+      answered = true;
+      this.#contacted = true;
+      this.#busy.delete(c);
+      if (opts.background) c.ref();
+      if (res.close || this.#closed) closeQuietly(c);
+      else this.#idle.push({ conn: c, since: Date.now() });
       if (res.status >= 200 && res.status < 300) return res.body;
       throw this.#statusError(ctx, res.status, res.body, call);
     } catch (err) {
-      this.#rawBusy.delete(conn);
-      closeQuietly(conn);
+      if (answered) throw err;
+      this.#busy.delete(c);
+      closeQuietly(c);
       if (this.#closed) throw closedError(ctx);
       if (opts.signal?.aborted) throw new StoreError("the watch was abandoned", ctx);
       if (timedOut) {
+        if (call.keys !== undefined) throw waitTimeout(call.keys, call.waitMs!, ctx);
         throw new StoreError(`no answer from the store server at ${this.url} within ${limitMs} ms`, ctx);
       }
-      if (err instanceof StoreError) throw err;
-      throw new StoreError(`lost the store server at ${this.url}: ${errText(err)}`, { ...ctx, cause: err });
+      // A kept connection the server had closed meanwhile: once more on a new one, if that is safe.
+      if (reused && call.idempotent !== false) {
+        return await this.#attempt(ctx, call, waitDeadline, opts, true);
+      }
+      throw new ConnectFailure(err, false);
     } finally {
       if (timer !== undefined) clearTimeout(timer);
       opts.signal?.removeEventListener("abort", onAbort);
     }
+  }
+
+  /** The headers of every request: the one place a request is authenticated. */
+  #headers(_method: string, _path: string, _body: Uint8Array | undefined): Record<string, string> {
+    return { authorization: this.#auth, "content-type": "application/octet-stream" };
   }
 
   #statusError(ctx: Ctx, status: number, body: Uint8Array, call: Call): Error {
@@ -405,17 +384,13 @@ function closeQuietly(conn: Deno.Conn): void {
   } catch { /* closed already */ }
 }
 
-function errText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
-
-/** A fetch that failed below HTTP (refused, reset, unreachable host); retried on first contact only. */
+/** A request that failed below HTTP (refused, reset, unreachable host); retried on first contact only. */
 class ConnectFailure extends Error {
   /** Whether it failed while connecting, so that the request surely was not sent. */
   readonly connecting: boolean;
-  constructor(err: TypeError) {
-    const cause = err.cause instanceof Error ? err.cause.message : String(err.cause ?? "");
-    super(cause.includes("Connection refused") ? "connection refused" : cause || err.message, { cause: err });
-    this.connecting = /\(Connect\)|connect error|Connection refused/i.test(cause);
+  constructor(err: unknown, connecting: boolean) {
+    const refused = err instanceof Deno.errors.ConnectionRefused;
+    super(refused ? "connection refused" : err instanceof Error ? err.message : String(err), { cause: err });
+    this.connecting = connecting;
   }
 }

@@ -72,6 +72,10 @@ export class TcpTransport implements Transport {
   /** Peers this rank is dialing now, and peers its own dial has linked. */
   readonly #dialing = new Set<number>();
   readonly #linked = new Set<number>();
+  /** Peers' published addresses, looked up once; lookups waiting for the next batch. */
+  readonly #addresses = new Map<number, Promise<string>>();
+  readonly #lookups = new Map<number, PromiseWithResolvers<string>>();
+  #prefetched = false;
   readonly #waiters = new Map<number, Waiter>();
   readonly #open = new Set<TcpChannel>();
   readonly #pendingConns = new Set<Deno.Conn>();
@@ -168,6 +172,45 @@ export class TcpTransport implements Transport {
     return accepted ? { promise: accepted, cancel: () => {} } : this.#awaitDial(peer);
   }
 
+  /**
+   * The address `peer` published. Lookups asked for in the same turn of the event loop go to the store
+   * as one multiGet: an eager group's N-1 dials cost one request (and one connection), not N-1.
+   */
+  #addressOf(peer: number): Promise<string> {
+    const cached = this.#addresses.get(peer);
+    if (cached) return cached;
+    const wanted = Promise.withResolvers<string>();
+    this.#addresses.set(peer, wanted.promise);
+    wanted.promise.catch(() => this.#addresses.delete(peer)); // a later dial asks again
+    if (this.#lookups.size === 0) queueMicrotask(() => this.#lookUp());
+    this.#lookups.set(peer, wanted);
+    return wanted.promise;
+  }
+
+  async #lookUp(): Promise<void> {
+    // The first lookup also fetches the peers an algorithm is likely to reach next (ring and tree
+    // neighbours, recursive-doubling partners): O(log N) addresses in the same request.
+    if (!this.#prefetched) {
+      this.#prefetched = true;
+      for (const p of likelyPeers(this.rank, this.size)) {
+        if (this.#addresses.has(p)) continue;
+        const w = Promise.withResolvers<string>();
+        this.#addresses.set(p, w.promise);
+        w.promise.catch(() => this.#addresses.delete(p));
+        this.#lookups.set(p, w);
+      }
+    }
+    const batch = [...this.#lookups];
+    this.#lookups.clear();
+    try {
+      const values = await this.#opts.store.multiGet(batch.map(([p]) => `addr/${p}`), this.#opts.timeoutMs);
+      const dec = new TextDecoder();
+      batch.forEach(([, w], i) => w.resolve(dec.decode(values[i])));
+    } catch (err) {
+      for (const [, w] of batch) w.reject(err);
+    }
+  }
+
   /** Dials `peer`: its channel, or "crossed" when the peer keeps its own dial to this rank. */
   async #dial(peer: number): Promise<TcpChannel | "crossed"> {
     this.#dialing.add(peer);
@@ -180,8 +223,7 @@ export class TcpTransport implements Transport {
 
   async #dialOnce(peer: number): Promise<TcpChannel | "crossed"> {
     const ctx = { rank: this.rank, peer, op: "connect" };
-    const addrBytes = await this.#opts.store.get(`addr/${peer}`);
-    const addr = new TextDecoder().decode(addrBytes);
+    const addr = await this.#addressOf(peer);
     const colon = addr.lastIndexOf(":");
     const hostname = addr.slice(0, colon);
     const port = Number(addr.slice(colon + 1));
@@ -361,6 +403,24 @@ export class TcpTransport implements Transport {
     );
     await this.#acceptLoop;
   }
+}
+
+/**
+ * Peers a collective is likely to link `rank` to, besides the one asked for: ring neighbours, the
+ * ranks at distance 2^k either way (recursive doubling, binomial and dissemination partners) and the
+ * binary-tree parent and children. At most about 3 log2(size) + 5.
+ */
+function likelyPeers(rank: number, size: number): number[] {
+  const out = new Set<number>();
+  for (let d = 1; d < size; d *= 2) {
+    out.add((rank + d) % size);
+    out.add((rank - d + size) % size);
+    if ((rank ^ d) < size) out.add(rank ^ d);
+  }
+  if (rank > 0) out.add((rank - 1) >> 1);
+  for (const c of [2 * rank + 1, 2 * rank + 2]) if (c < size) out.add(c);
+  out.delete(rank);
+  return [...out];
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, err: () => Error): Promise<T> {
