@@ -7,11 +7,12 @@
  * host ids, listens, connects (lazily above 16 ranks) and runs one allReduce. Prints per N the time until
  * the last rank finished each phase, the store's requests and the peak connections it held (from `ss`),
  * the TCP links the ranks hold, and resident memory per rank; `--out` appends JSON lines, `--plot` draws
- * time, requests and connections against N (SVG; `--from` adds rows of earlier runs).
+ * time, requests and connections against N (SVG; `--from` adds rows of earlier runs). `--choir DIR` runs
+ * another checkout of choir instead (its store server and its public `initProcessGroup()`: the "before").
  */
 
 import { parseArgs } from "node:util";
-import { startStoreServer } from "../../transports/store/mod.ts";
+import { startStoreServer, type StoreServer } from "../../transports/store/mod.ts";
 import { sampleConnections } from "./conn_sampler.ts";
 import type { HostResult } from "./rank_host.ts";
 import { scalePlotSvg } from "./scale_plot.ts";
@@ -21,6 +22,8 @@ export const PHASES = ["store", "joined", "transport", "connected", "first_op"] 
 
 /** One harness run. */
 export interface ScaleRow {
+  /** The checkout measured (`--choir`), or "this tree". */
+  label?: string;
   n: number;
   procs: number;
   connect: string;
@@ -57,10 +60,16 @@ async function readLines(stream: ReadableStream<Uint8Array>, onLine: (l: string)
 /** Runs the start-up of `n` simulated ranks once. */
 export async function runScale(
   n: number,
-  o: { procs: number; connect: string; perHost: number; timeoutMs: number; cpuProf?: string },
+  o: { procs: number; connect: string; perHost: number; timeoutMs: number; cpuProf?: string; choir?: string },
 ): Promise<ScaleRow> {
   const token = crypto.randomUUID();
-  const server = await startStoreServer({ token, port: 0 });
+  const start = o.choir
+    ? ((await import(new URL("transports/mod.ts", `file://${o.choir.replace(/\/?$/, "/")}`).href)) as {
+      startStoreServer: typeof startStoreServer;
+    }).startStoreServer
+    : startStoreServer;
+  // An older server has no stats(): its request count reads -1.
+  const server = (await start({ token, port: 0 })) as Omit<StoreServer, "stats"> & Partial<StoreServer>;
   const sampler = sampleConnections(server.port);
   const procs = Math.max(1, Math.min(o.procs, n));
   const launch0 = performance.now();
@@ -81,6 +90,7 @@ export async function runScale(
         `--per-host=${o.perHost}`,
         `--connect=${o.connect}`,
         `--timeout=${o.timeoutMs}`,
+        ...(o.choir ? [`--choir=${o.choir}`] : []),
       ],
       stdin: "piped",
       stdout: "piped",
@@ -112,10 +122,15 @@ export async function runScale(
     const failed = results.find((r) => r.error);
     if (failed) throw new Error(`a rank failed: ${failed.error}`);
     const ranks = results.flatMap((r) => r.ranks);
-    const stats = await server.stats();
+    const stats = server.stats ? await server.stats() : { requests: -1, byRoute: {} };
     const phasesMs: Record<string, number> = {};
-    for (const ph of PHASES) phasesMs[ph] = Math.round(Math.max(...ranks.map((r) => r.t[ph])) - t0);
+    for (const ph of PHASES) {
+      if (ranks.every((r) => r.t[ph] !== undefined)) {
+        phasesMs[ph] = Math.round(Math.max(...ranks.map((r) => r.t[ph])) - t0);
+      }
+    }
     row = {
+      label: o.choir ?? "this tree",
       n,
       procs,
       connect: o.connect,
@@ -125,7 +140,7 @@ export async function runScale(
       requests: stats.requests,
       byRoute: stats.byRoute,
       peakStoreConnections: -1,
-      links: ranks.reduce((a, r) => a + r.connections, 0) / 2,
+      links: ranks.some((r) => r.connections < 0) ? -1 : ranks.reduce((a, r) => a + r.connections, 0) / 2,
       rssMiBPerRank: Math.round((results.reduce((a, r) => a + r.rss, 0) / n / 2 ** 20) * 10) / 10,
     };
   } finally {
@@ -164,7 +179,7 @@ export function scaleLine(r: ScaleRow): string {
     String(r.procs).padStart(5),
     r.connect.padEnd(7),
     String(r.launchMs).padStart(9),
-    ...PHASES.map((p) => String(r.phasesMs[p]).padStart(13)),
+    ...PHASES.map((p) => String(r.phasesMs[p] ?? "-").padStart(13)),
     String(r.requests).padStart(9),
     (r.requests / r.n).toFixed(1).padStart(8),
     String(r.peakStoreConnections).padStart(8),
@@ -187,6 +202,7 @@ export async function scaleMain(argv: string[]): Promise<number> {
       plot: { type: "string" },
       from: { type: "string" },
       "cpu-prof": { type: "string" },
+      choir: { type: "string" },
     },
   });
   const sizes = (values.scale ?? "64,256").split(",").map(Number);
@@ -200,6 +216,7 @@ export async function scaleMain(argv: string[]): Promise<number> {
     perHost: Number(values["per-host"]),
     timeoutMs: Number(values.timeout),
     cpuProf: values["cpu-prof"],
+    choir: values.choir,
   };
   console.log(
     "# phase columns: ms from the start signal until the last rank finished it (cumulative): store = first " +

@@ -8,6 +8,8 @@
  *
  * Simulated hosts: ranks are grouped `--per-host` to a host id, so hierarchical plans see several hosts.
  * The transport is TCP throughout (shared memory among simulated ranks would measure something else).
+ * With `--choir DIR` the ranks join through DIR's public `initProcessGroup()` instead (any version of
+ * choir, e.g. the one before this harness existed); then only `connected` and `first_op` are timed.
  */
 
 import { parseArgs } from "node:util";
@@ -50,11 +52,39 @@ function lines(): AsyncIterator<string> {
   })();
 }
 
+/** What the ranks use of another choir's `mod.ts` (`--choir`). */
+interface PublicApi {
+  initProcessGroup(o: Record<string, unknown>): Promise<ProcessGroup>;
+}
+
 async function runRank(
   rank: number,
   o: { n: number; port: number; token: string; perHost: number; connect: string; timeoutMs: number },
+  api?: PublicApi,
 ): Promise<{ times: RankTimes; pg: ProcessGroup }> {
   const t: Record<string, number> = {};
+  if (api) {
+    const pg = await api.initProcessGroup({
+      rank,
+      worldSize: o.n,
+      token: o.token,
+      timeoutMs: o.timeoutMs,
+      transport: "tcp",
+      connect: o.connect,
+      env: {
+        masterAddr: "127.0.0.1",
+        masterPort: o.port,
+        storeExternal: true,
+        hostId: `sim-host-${Math.floor(rank / o.perHost)}`,
+      },
+    });
+    t.connected = now();
+    const x = new Float32Array(8).fill(1);
+    await pg.allReduce(x);
+    if (x[0] !== o.n) throw new Error(`rank ${rank}: allReduce gave ${x[0]}, not ${o.n}`);
+    t.first_op = now();
+    return { times: { rank, t, connections: (pg as { connections?: number }).connections ?? -1 }, pg };
+  }
   const rdzv = await createStore("env://", {
     rank,
     worldSize: o.n,
@@ -99,6 +129,7 @@ if (import.meta.main) {
       "per-host": { type: "string", default: "8" },
       connect: { type: "string", default: "auto" },
       timeout: { type: "string", default: "120000" },
+      choir: { type: "string" },
     },
   });
   const first = Number(values.first);
@@ -111,13 +142,16 @@ if (import.meta.main) {
     connect: values.connect,
     timeoutMs: Number(values.timeout),
   };
+  const api = values.choir
+    ? (await import(new URL("mod.ts", `file://${values.choir.replace(/\/?$/, "/")}`).href)) as PublicApi
+    : undefined;
   const input = lines();
   console.log("READY");
   while ((await input.next()).value !== "GO") { /* wait for the start */ }
   const result: HostResult = { ranks: [], rss: 0 };
   let pgs: ProcessGroup[] = [];
   try {
-    const done = await Promise.all(Array.from({ length: count }, (_, i) => runRank(first + i, o)));
+    const done = await Promise.all(Array.from({ length: count }, (_, i) => runRank(first + i, o, api)));
     result.ranks = done.map((d) => d.times);
     pgs = done.map((d) => d.pg);
   } catch (err) {

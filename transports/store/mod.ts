@@ -10,7 +10,13 @@ export { MemoryStore, type MemoryStoreOptions } from "./memory_store.ts";
 export { FileStore, type FileStoreOptions } from "./file_store.ts";
 export { PrefixStore } from "./prefix_store.ts";
 export { TcpStore, type TcpStoreOptions } from "./tcp_store.ts";
-export { startStoreServer, type StoreServer, type StoreServerOptions } from "./tcp_server.ts";
+export {
+  startStoreServer,
+  STORE_THREAD_MIN_RANKS,
+  type StoreServer,
+  type StoreServerOptions,
+  storeThreadFor,
+} from "./tcp_server.ts";
 export type { StoreStats } from "./tcp_protocol.ts";
 export type { WatchOptions } from "./store.ts";
 export { type InitMethod, parseInitMethod } from "./init_method.ts";

@@ -12,7 +12,7 @@ import { PrefixStore } from "./prefix_store.ts";
 import { parseInitMethod } from "./init_method.ts";
 import { claimant, claimRank, duplicateKey, duplicateRank } from "./rank_claims.ts";
 import type { Store } from "./store.ts";
-import { startStoreServer, type StoreServer } from "./tcp_server.ts";
+import { startStoreServer, type StoreServer, storeThreadFor } from "./tcp_server.ts";
 import { TcpStore } from "./tcp_store.ts";
 
 /** Options of {@link createStore}; each falls back to the matching field of `env`. */
@@ -106,7 +106,13 @@ export async function createStore(
   let server: StoreServer | undefined;
   if (serve) {
     try {
-      server = await startStoreServer({ hostname: host, port, token, rank });
+      server = await startStoreServer({
+        hostname: host,
+        port,
+        token,
+        rank,
+        thread: storeThreadFor(worldSize),
+      });
     } catch (err) {
       if (err instanceof PermissionError) throw err;
       // This job's store may serve the port already: another process started as rank 0 took it. Join

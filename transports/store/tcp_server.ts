@@ -1,9 +1,11 @@
 /**
  * @module
  * Starts and stops the TCP store server: `Deno.serve` running the Hono store app over a MemoryStore.
- * Rank 0 or the launcher runs it, by default on a Worker thread of its own (server_thread.ts), so that a
- * rank busy computing, or spinning in a shared-memory wait, never delays the other ranks' store calls.
- * The routes live in tcp_app.ts and the client in tcp_store.ts.
+ * Rank 0 or the launcher runs it, for jobs of more than {@link STORE_THREAD_MIN_RANKS} ranks on a Worker
+ * thread of its own (server_thread.ts), so that a rank busy computing, or spinning in a shared-memory
+ * wait, never delays the other ranks' store calls; a small job keeps it on its event loop (a Worker
+ * takes 50-200 ms to start, which a 2-rank job would wait for). The routes live in tcp_app.ts and the
+ * client in tcp_store.ts.
  */
 
 import { InvalidArgumentError, PermissionError, StoreError } from "../../errors.ts";
@@ -25,8 +27,17 @@ export interface StoreServerOptions {
   /**
    * Where the server runs: `worker` (default), a Worker thread of its own, so that nothing this thread
    * does (a long computation, a synchronous wait) delays the store; or `main`, this thread's event loop.
+   * {@link storeThreadFor} picks by the job's size.
    */
   thread?: "worker" | "main";
+}
+
+/** Jobs of more ranks than this serve the store from a Worker thread (see {@link storeThreadFor}). */
+export const STORE_THREAD_MIN_RANKS = 16;
+
+/** Where a job of `worldSize` ranks (or up to it) serves its store: `worker` above 16 ranks, else `main`. */
+export function storeThreadFor(worldSize: number): "worker" | "main" {
+  return worldSize > STORE_THREAD_MIN_RANKS ? "worker" : "main";
 }
 
 /** A running store server. */
