@@ -175,7 +175,7 @@ export class FileStore implements Store {
 
   /**
    * Returns the keys of `keys` that are set once at least one is, polling, or `[]` after `timeoutMs`.
-   * A background watch's timers do not keep the process alive.
+   * A background watch polls at most once a second and its timers do not keep the process alive.
    */
   async watch(
     keys: string[],
@@ -188,7 +188,9 @@ export class FileStore implements Store {
     const files = await Promise.all(keys.map((k) => this.#file(k)));
     const deadline = Date.now() + timeoutMs;
     const signal = opts.signal ? AbortSignal.any([opts.signal, this.#closing.signal]) : this.#closing.signal;
-    for (let delay = 1;; delay = Math.min(delay * 2, this.#pollMs)) {
+    // A background watch may wait for the job's whole life: it looks about once a second, not 100 times.
+    const most = opts.background ? Math.max(this.#pollMs, 1000) : this.#pollMs;
+    for (let delay = 1;; delay = Math.min(delay * 2, most)) {
       const set: string[] = [];
       for (let i = 0; i < keys.length; i++) if (await this.#exists(files[i], ctx)) set.push(keys[i]);
       if (set.length > 0 || keys.length === 0) return set;
