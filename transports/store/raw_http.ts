@@ -1,8 +1,8 @@
 /**
  * @module
- * One HTTP/1.1 exchange over a plain `Deno.Conn`, for the store client's background watches: unlike
- * `fetch`, the connection can be unref'd, so a watch waiting in the background never keeps the process
- * alive. Just what the store server (Deno.serve) answers: a status line, headers, and a body framed by
+ * HTTP/1.1 exchanges over a plain keep-alive `Deno.Conn`, the store client's wire: cheaper than `fetch`,
+ * and the connection can be unref'd, so a watch waiting in the background never keeps the process alive.
+ * Just what the store server (Deno.serve) answers: a status line, headers, and a body framed by
  * content-length or chunked. What the request carries (auth) is the caller's. Not part of the public API.
  */
 
@@ -34,32 +34,80 @@ const enc = new TextEncoder();
 const dec = new TextDecoder();
 const MAX_HEAD = 64 * 1024;
 
-/** Sends `req` on `conn` and reads the whole response; throws on a closed or garbled stream. */
-export async function rawExchange(conn: Deno.Conn, req: RawRequest): Promise<RawResponse> {
-  const body = req.body ?? new Uint8Array(0);
-  let head = `${req.method} ${req.path} HTTP/1.1\r\nhost: ${req.host}\r\ncontent-length: ${body.length}\r\n`;
-  for (const [k, v] of Object.entries(req.headers)) head += `${k}: ${v}\r\n`;
-  const headBytes = enc.encode(head + "\r\n");
-  const out = new Uint8Array(headBytes.length + body.length);
-  out.set(headBytes);
-  out.set(body, headBytes.length);
-  for (let off = 0; off < out.length;) off += await conn.write(out.subarray(off));
-  return await readResponse(new Reader(conn));
+/**
+ * A keep-alive connection. While idle it keeps one read pending (unref'd, so it never keeps the process
+ * alive) that notices when the server closes it, as HTTP clients do, so that a dead one is not picked for
+ * a request. The pending read becomes the first read of the next response.
+ */
+export class KeptConn {
+  /** The connection. */
+  readonly conn: Deno.Conn;
+  /** When it went idle (ms since the epoch). */
+  since = 0;
+  #chunk = new Uint8Array(16 * 1024);
+  #pending: Promise<number | null> | null = null;
+  #dead = false;
+  #busy = true;
+
+  /** Wraps a fresh connection. */
+  constructor(conn: Deno.Conn) {
+    this.conn = conn;
+  }
+
+  /** Whether the server closed it (or sent something unasked) while it was idle. */
+  get dead(): boolean {
+    return this.#dead;
+  }
+
+  /** Marks it idle: unref'd, with a read pending that tells when the server closes it. */
+  idle(): void {
+    this.since = Date.now();
+    this.#busy = false;
+    this.conn.unref();
+    const p = this.conn.read(this.#chunk).catch(() => null);
+    this.#pending = p;
+    p.then((n) => {
+      // Whatever comes while idle (the end, or bytes nobody asked for) leaves it unusable.
+      if (!this.#busy && (n === null || n > 0)) this.#dead = true;
+    });
+  }
+
+  /** Sends `req` and reads the whole response; throws on a closed or garbled stream. */
+  async exchange(req: RawRequest): Promise<RawResponse> {
+    this.#busy = true;
+    const body = req.body ?? new Uint8Array(0);
+    let head =
+      `${req.method} ${req.path} HTTP/1.1\r\nhost: ${req.host}\r\ncontent-length: ${body.length}\r\n`;
+    for (const [k, v] of Object.entries(req.headers)) head += `${k}: ${v}\r\n`;
+    const headBytes = enc.encode(head + "\r\n");
+    const out = new Uint8Array(headBytes.length + body.length);
+    out.set(headBytes);
+    out.set(body, headBytes.length);
+    for (let off = 0; off < out.length;) off += await this.conn.write(out.subarray(off));
+    return await readResponse(new Reader(this));
+  }
+
+  /** Reads into the internal chunk: the read started while idle first, if any. Null at the end. */
+  async read(): Promise<Uint8Array | null> {
+    const pending = this.#pending;
+    this.#pending = null;
+    const n = pending ? await pending : await this.conn.read(this.#chunk);
+    return n === null ? null : this.#chunk.subarray(0, n);
+  }
 }
 
-/** Buffered reads from a connection. */
+/** Buffered reads from a kept connection. */
 class Reader {
   #buf = new Uint8Array(0);
-  constructor(readonly conn: Deno.Conn) {}
+  constructor(readonly kept: KeptConn) {}
 
   /** Reads more bytes onto the buffer; throws at the end of the stream. */
   async #more(): Promise<void> {
-    const chunk = new Uint8Array(16 * 1024);
-    const n = await this.conn.read(chunk);
-    if (n === null) throw new Error("the store server closed the connection");
-    const next = new Uint8Array(this.#buf.length + n);
+    const chunk = await this.kept.read();
+    if (chunk === null) throw new Error("the store server closed the connection");
+    const next = new Uint8Array(this.#buf.length + chunk.length);
     next.set(this.#buf);
-    next.set(chunk.subarray(0, n), this.#buf.length);
+    next.set(chunk, this.#buf.length);
     this.#buf = next;
   }
 

@@ -43,6 +43,9 @@ export function storeApp(mem: MemoryStore, token: string, stats: StoreStats = ne
     } finally {
       stats.inFlight--;
     }
+    // A server shutting down tells each client to drop the connection it answered on, so that no client
+    // sends its next request (perhaps one that cannot be sent twice) on a connection about to close.
+    if (mem.closed) c.res.headers.set("connection", "close");
   });
 
   app.use("*", requireToken(token));

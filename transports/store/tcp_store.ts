@@ -10,7 +10,7 @@ import { AuthError, StoreError } from "../../errors.ts";
 import { isPermissionDenied, netPermissionError } from "../permission.ts";
 import type { Store, WatchOptions } from "./store.ts";
 import { API, frameCompareSet, keyPath, unframeValues } from "./tcp_protocol.ts";
-import { rawExchange } from "./raw_http.ts";
+import { KeptConn } from "./raw_http.ts";
 import {
   checkAmount,
   checkKey,
@@ -52,8 +52,6 @@ interface Call {
   waitMs?: number;
   /** For long-polls: the keys waited for, named if the client-side deadline passes. */
   keys?: string[];
-  /** False for requests that must not be sent twice (add, compare-set). */
-  idempotent?: boolean;
 }
 
 /** Extra time a long-poll gives the server to answer 408 before the client aborts on its own. */
@@ -62,6 +60,8 @@ const RETRY_MIN_MS = 10;
 const RETRY_MAX_MS = 250;
 /** Idle connections older than this are closed rather than reused (servers drop idle ones). */
 const IDLE_MS = 10_000;
+/** Idle connections kept for reuse; a burst of concurrent requests closes the rest when done. */
+const IDLE_KEPT = 2;
 
 /** A {@link Store} client of a server started by `startStoreServer`. */
 export class TcpStore implements Store {
@@ -75,9 +75,9 @@ export class TcpStore implements Store {
   readonly #connectTimeoutMs: number;
   readonly #closing = new AbortController();
   readonly #inflight = new Set<Promise<unknown>>();
-  /** Keep-alive connections: idle ones (with when they went idle) for the next request; busy ones. */
-  readonly #idle: { conn: Deno.Conn; since: number }[] = [];
-  readonly #busy = new Set<Deno.Conn>();
+  /** Keep-alive connections: idle ones for the next request (most recent last); busy ones. */
+  readonly #idle: KeptConn[] = [];
+  readonly #busy = new Set<KeptConn>();
   readonly #host: string;
   readonly #port: number;
   #contacted = false;
@@ -114,7 +114,7 @@ export class TcpStore implements Store {
     const ctx = this.#ctx("store.add", key);
     checkAmount(amount, ctx);
     const path = `${keyPath("add", key)}?amount=${amount}`;
-    const body = await this.#call(ctx, { method: "POST", path, idempotent: false });
+    const body = await this.#call(ctx, { method: "POST", path });
     return Number(new TextDecoder().decode(body));
   }
 
@@ -126,7 +126,7 @@ export class TcpStore implements Store {
   ): Promise<Uint8Array> {
     const ctx = this.#ctx("store.compareSet", key);
     const body = frameCompareSet(toBytes(expected), toBytes(desired));
-    return await this.#call(ctx, { method: "POST", path: keyPath("cas", key), body, idempotent: false });
+    return await this.#call(ctx, { method: "POST", path: keyPath("cas", key), body });
   }
 
   /** Waits until every key is set (one long-poll); StoreTimeoutError names the keys still missing. */
@@ -209,7 +209,7 @@ export class TcpStore implements Store {
     if (this.#closed) return;
     this.#closed = true;
     this.#closing.abort();
-    for (const c of [...this.#idle.map((i) => i.conn), ...this.#busy]) closeQuietly(c);
+    for (const c of [...this.#idle, ...this.#busy]) closeQuietly(c.conn);
     this.#idle.length = 0;
     await Promise.allSettled([...this.#inflight]);
   }
@@ -251,11 +251,11 @@ export class TcpStore implements Store {
     }
   }
 
-  /** An idle keep-alive connection young enough to reuse, else null (older ones are closed). */
-  #takeIdle(): Deno.Conn | null {
+  /** An idle keep-alive connection still open and young enough to reuse, else null (the others are closed). */
+  #takeIdle(): KeptConn | null {
     const now = Date.now();
     for (let idle = this.#idle.pop(); idle; idle = this.#idle.pop()) {
-      if (now - idle.since < IDLE_MS) return idle.conn;
+      if (!idle.dead && now - idle.since < IDLE_MS) return idle;
       closeQuietly(idle.conn);
     }
     return null;
@@ -280,11 +280,13 @@ export class TcpStore implements Store {
       path += `${path.includes("?") ? "&" : "?"}timeout=${left}`;
       limitMs = left + LONG_POLL_SLACK_MS;
     }
-    let conn = fresh ? null : this.#takeIdle();
-    const reused = conn !== null;
-    if (conn === null) {
+    let kept = fresh ? null : this.#takeIdle();
+    const reused = kept !== null;
+    if (kept === null) {
       try {
-        conn = await Deno.connect({ hostname: this.#host, port: this.#port });
+        const conn = await Deno.connect({ hostname: this.#host, port: this.#port });
+        conn.setNoDelay(true);
+        kept = new KeptConn(conn);
       } catch (err) {
         if (this.#closed) throw closedError(ctx);
         if (isPermissionDenied(err)) {
@@ -297,15 +299,16 @@ export class TcpStore implements Store {
         }
         throw new ConnectFailure(err, true);
       }
-      (conn as Deno.TcpConn).setNoDelay?.(true);
     }
+    const k = kept;
+    const c = k.conn;
     if (this.#closed) {
-      closeQuietly(conn);
+      closeQuietly(c);
       throw closedError(ctx);
     }
-    const c = conn;
-    this.#busy.add(c);
+    this.#busy.add(k);
     if (opts.background) c.unref();
+    else c.ref();
     let timedOut = false;
     const onAbort = () => closeQuietly(c);
     opts.signal?.addEventListener("abort", onAbort, { once: true });
@@ -317,7 +320,7 @@ export class TcpStore implements Store {
     const body = typeof call.body === "string" ? new TextEncoder().encode(call.body) : call.body;
     let answered = false;
     try {
-      const res = await rawExchange(c, {
+      const res = await k.exchange({
         method: call.method,
         path,
         host: this.url.slice(7),
@@ -326,15 +329,19 @@ export class TcpStore implements Store {
       });
       answered = true;
       this.#contacted = true;
-      this.#busy.delete(c);
-      if (opts.background) c.ref();
-      if (res.close || this.#closed) closeQuietly(c);
-      else this.#idle.push({ conn: c, since: Date.now() });
+      this.#busy.delete(k);
+      // A server that answers 503 is shutting down: every connection to it goes.
+      if (res.status === 503) { for (const idle of this.#idle.splice(0)) closeQuietly(idle.conn); }
+      if (res.close || res.status === 503 || this.#closed || this.#idle.length >= IDLE_KEPT) closeQuietly(c);
+      else {
+        k.idle();
+        this.#idle.push(k);
+      }
       if (res.status >= 200 && res.status < 300) return res.body;
       throw this.#statusError(ctx, res.status, res.body, call);
     } catch (err) {
       if (answered) throw err;
-      this.#busy.delete(c);
+      this.#busy.delete(k);
       closeQuietly(c);
       if (this.#closed) throw closedError(ctx);
       if (opts.signal?.aborted) throw new StoreError("the watch was abandoned", ctx);
@@ -342,10 +349,11 @@ export class TcpStore implements Store {
         if (call.keys !== undefined) throw waitTimeout(call.keys, call.waitMs!, ctx);
         throw new StoreError(`no answer from the store server at ${this.url} within ${limitMs} ms`, ctx);
       }
-      // A kept connection the server had closed meanwhile: once more on a new one, if that is safe.
-      if (reused && call.idempotent !== false) {
-        return await this.#attempt(ctx, call, waitDeadline, opts, true);
-      }
+      // A kept connection closed without a word: the server dropped it idle, or read this request while
+      // shutting down (Deno.serve finishes the requests it has started, so one that got no answer was not
+      // run), or died (then a new connection is refused). Once more on a new connection is safe for
+      // every request, add and compare-set included.
+      if (reused) return await this.#attempt(ctx, call, waitDeadline, opts, true);
       throw new ConnectFailure(err, false);
     } finally {
       if (timer !== undefined) clearTimeout(timer);
