@@ -104,6 +104,11 @@ export interface ChoirEnv {
   algorithm?: string;
   /** `CHOIR_DETERMINISTIC` (`1`/`true`): reductions fold in rank order, bitwise reproducible. */
   deterministic?: boolean;
+  /**
+   * `CHOIR_CONNECT`: when a group opens its links: `eager` (every peer, at creation), `lazy` (each peer
+   * on first use) or `auto` (eager up to 16 ranks, lazy above; the default).
+   */
+  connect?: string;
   /** `CHOIR_CUDA_PATH`: the CUDA driver library to open instead of `libcuda.so.1` (a path or a name). */
   cudaPath?: string;
   /** `CHOIR_CUBLAS_PATH`: the cuBLAS library to open first (a path to `libcublas.so.*`, or its folder). */
@@ -171,6 +176,7 @@ export function readEnv(get: (name: string) => string | undefined = safeGet): Ch
     glibcTunables: str(get("GLIBC_TUNABLES")),
     algorithm: str(get("CHOIR_ALGO")),
     deterministic: bool(get("CHOIR_DETERMINISTIC")),
+    connect: str(get("CHOIR_CONNECT")),
     cudaPath: str(get("CHOIR_CUDA_PATH")),
     cublasPath: str(get("CHOIR_CUBLAS_PATH")),
     cudaHome: str(get("CUDA_HOME")) ?? str(get("CUDA_PATH")),

@@ -52,6 +52,9 @@ where
   --limits             only measure this machine's limits (memcpy on one and two cores, shared-memory
                        and TCP round trips, TCP bandwidth; needs a C compiler) and print them
   --python PATH        Python for --compare (default: /usr/bin/python3 or python3, whichever imports them)
+  --scale N,N,...      instead: start-up of N simulated ranks through the real store and connection logic
+                       (phases, store requests and connections, links, memory; docs/scale.md), with
+                       --procs P (default 4), --connect eager|lazy|auto, --out FILE.jsonl, --plot FILE.svg
 output
   --format FMT         nccl (default), osu or json (JSON lines on stdout)
   --json FILE          also write one JSON object per row to FILE

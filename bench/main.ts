@@ -57,6 +57,11 @@ function medianRound(rows: readonly BenchRow[]): BenchRow {
 const LOCAL = new Set(["localhost", "127.0.0.1", "::1"]);
 
 async function main(argv: string[]): Promise<number> {
+  if (argv.some((a) => a === "--scale" || a.startsWith("--scale="))) {
+    // A program of its own (bench/scale/), loaded only when asked for.
+    const { scaleMain } = await import("./scale/harness.ts");
+    return await scaleMain(argv);
+  }
   let o: BenchOptions;
   try {
     o = parseCli(argv);

@@ -57,21 +57,25 @@ export class Comm {
   readonly group: number;
   /** Bytes per pipelined chunk for large messages. */
   readonly chunkBytes: number;
-  readonly #channels: readonly (Channel | null)[];
+  readonly #channelOf: (peer: number) => Channel | null;
   #scratch: ArrayBuffer[] = [];
 
-  /** Builds a context over `channels` (indexed by peer rank; null for self). */
+  /**
+   * Builds a context over `channels`: indexed by peer rank (null for self), or a function giving the
+   * channel of a peer when first asked (a lazy group makes its channels as its algorithms reach them, so
+   * a rank of a large group holds no object per peer it never talks to).
+   */
   constructor(
     rank: number,
     size: number,
     group: number,
-    channels: readonly (Channel | null)[],
+    channels: readonly (Channel | null)[] | ((peer: number) => Channel | null),
     chunkBytes: number,
   ) {
     this.rank = rank;
     this.size = size;
     this.group = group;
-    this.#channels = channels;
+    this.#channelOf = typeof channels === "function" ? channels : (p) => channels[p] ?? null;
     this.chunkBytes = chunkBytes;
   }
 
@@ -83,7 +87,8 @@ export class Comm {
   sub(ranks: readonly number[], group: number): Comm {
     const me = ranks.indexOf(this.rank);
     if (me < 0) throw new InvalidArgumentError(`rank ${this.rank} is not in ${ranks}`, { rank: this.rank });
-    return new Comm(me, ranks.length, group, ranks.map((r) => this.#channels[r] ?? null), this.chunkBytes);
+    const of = this.#channelOf;
+    return new Comm(me, ranks.length, group, (p) => p < ranks.length ? of(ranks[p]) : null, this.chunkBytes);
   }
 
   #header(call: Call, chunk: number, bytes: number): FrameHeader {
@@ -100,7 +105,7 @@ export class Comm {
   }
 
   #ch(peer: number): Channel {
-    const c = this.#channels[peer];
+    const c = this.#channelOf(peer);
     if (!c) throw new InvalidArgumentError(`no channel to rank ${peer}`, { rank: this.rank });
     return c;
   }

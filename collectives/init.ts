@@ -7,7 +7,7 @@
 import { type ChoirEnv, DEFAULT_TIMEOUT_MS, readEnv } from "../config.ts";
 import { createStore } from "../transports/store/mod.ts";
 import type { Store } from "../transports/store/store.ts";
-import { openGroup } from "./open_group.ts";
+import { connectsLazily, openGroup } from "./open_group.ts";
 import { recorderCapacity } from "./diagnostics/flight_recorder.ts";
 import { startStatusServer, type StatusServer } from "./diagnostics/status_server.ts";
 import type { ProcessGroup } from "./process_group.ts";
@@ -57,6 +57,11 @@ export interface InitOptions {
    * 1000) and `CHOIR_HEARTBEAT_TIMEOUT` (default 10000).
    */
   heartbeat?: false | { intervalMs?: number; timeoutMs?: number };
+  /**
+   * When groups open their links (see `ProcessGroupOptions.connect`): `eager`, `lazy`, or `auto` (eager
+   * up to 16 ranks, lazy above). Default: `CHOIR_CONNECT`, else `auto`.
+   */
+  connect?: "eager" | "lazy" | "auto";
   /** Environment to read instead of the process's (for tests and embedders). */
   env?: ChoirEnv;
 }
@@ -91,6 +96,7 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessG
   const env = opts.env ?? readEnv();
   const timeoutMs = opts.timeoutMs ?? env.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const algorithm = forcedAlgorithm(opts.algorithm ?? env.algorithm);
+  connectsLazily(opts.connect ?? env.connect, 1); // a typo must not cost a rendezvous either
   const rdzv = await createStore(opts.initMethod ?? "env://", {
     rank: opts.rank,
     worldSize: opts.worldSize,
@@ -146,6 +152,7 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessG
         checksum: env.checksum,
         algorithm,
         deterministic: opts.deterministic ?? env.deterministic ?? false,
+        connect: opts.connect ?? env.connect,
       },
       tag: "pg0",
       ranks: Array.from({ length: worldSize }, (_, r) => r),

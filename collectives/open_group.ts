@@ -6,7 +6,7 @@
  * with that verdict on every rank. Creating the job's store is left to `initProcessGroup()`.
  */
 
-import { type ChoirError, RendezvousError } from "../errors.ts";
+import { type ChoirError, InvalidArgumentError, RendezvousError } from "../errors.ts";
 import { hostName } from "../transports/host_id.ts";
 import {
   type DuplicateWatch,
@@ -53,6 +53,23 @@ export interface JobContext {
   readonly segments?: SegmentSource;
   /** Worker ranks: ring and arena sizes of the world group's memory. */
   readonly worldSpec?: Omit<SegmentSpec, "size">;
+  /** When groups open their links: `eager`, `lazy`, or `auto` (default: eager up to 16 ranks). */
+  readonly connect?: string;
+}
+
+/** Groups up to this size connect every pair up front under `auto`; larger ones connect on first use. */
+export const EAGER_CONNECT_MAX = 16;
+
+/** Whether a group of `size` ranks opens its links lazily under the job's `connect` setting. */
+export function connectsLazily(connect: string | undefined, size: number): boolean {
+  if (connect === "lazy") return true;
+  if (connect === "eager") return false;
+  if (connect !== undefined && connect !== "auto") {
+    throw new InvalidArgumentError(`CHOIR_CONNECT must be eager, lazy or auto, not "${connect}"`, {
+      op: "initProcessGroup",
+    });
+  }
+  return size > EAGER_CONNECT_MAX;
 }
 
 /** Options of {@link openGroup}. */
@@ -76,6 +93,11 @@ export interface OpenGroupOptions {
    * processes started outside spawnWorkers): the group then breaks with that RendezvousError.
    */
   watchDuplicates?: boolean;
+  /**
+   * Told when each step of forming the group ends (`joined`: the join barrier; `transport`: host ids
+   * exchanged and the transport listening; `connected`: the group ready). For the scale benchmark.
+   */
+  onPhase?: (phase: "joined" | "transport" | "connected") => void;
 }
 
 /**
@@ -90,6 +112,7 @@ export async function openGroup(o: OpenGroupOptions): Promise<ProcessGroup> {
   // Everyone arrives first, so a missing member (or a rank claimed twice) is named here rather than by
   // a later store wait.
   await joinBarrier(join, rank, o.ranks.length, timeoutMs, undefined, { host: hostName() });
+  o.onPhase?.("joined");
   if (!o.watchDuplicates) return await build(o, store, o.onDestroy);
   // A process claiming a rank from now on (even after the job started) stops every rank.
   const watch = watchDuplicateRanks(join, { rank });
@@ -145,6 +168,7 @@ async function build(
   const { job, rank, timeoutMs } = o;
   const size = o.ranks.length;
   const group = groupIdOf(o.tag);
+  const lazy = connectsLazily(job.connect, size);
   const { transport, hostOf } = await selectTransport({
     kind: job.transport,
     rank,
@@ -160,7 +184,9 @@ async function build(
     advertise: job.advertise,
     segments: job.segments,
     segmentSpec: o.tag === "pg0" ? job.worldSpec : undefined,
+    lazy,
   });
+  o.onPhase?.("transport");
   const pg = new ProcessGroup(transport, {
     timeoutMs,
     hostOf,
@@ -177,6 +203,7 @@ async function build(
     onBreak: o.onBreak,
     verdict,
     subgroups: (spec) => openGroup({ job, ...spec }),
+    connect: lazy ? "lazy" : "eager",
   });
   try {
     await pg.connect();
@@ -184,5 +211,6 @@ async function build(
     await transport.close();
     throw e;
   }
+  o.onPhase?.("connected");
   return pg;
 }

@@ -140,6 +140,10 @@ export interface GroupStatus {
   inFlight: unknown[];
   /** The flight recorder, or null when it is off. */
   flightRecorder: FlightRecorderSnapshot | null;
+  /** Links this rank holds to the group's peers now (see `ProcessGroup.connections`). */
+  connections: number;
+  /** Whether the group opened every link up front (`eager`) or opens each on first use (`lazy`). */
+  connectMode: "eager" | "lazy";
 }
 
 /** What a subgroup opener is asked to open. */

@@ -9,7 +9,8 @@
  */
 
 import { AbortedError, type ChoirError, InvalidArgumentError } from "../errors.ts";
-import type { Transport } from "../transports/transport.ts";
+import type { Channel, Transport } from "../transports/transport.ts";
+import { LazyChannel } from "../transports/lazy_channel.ts";
 import type { Store } from "../transports/store/store.ts";
 import { setHeaderNames } from "../transports/frame.ts";
 import { type CpuTensor, type DType, DTYPES } from "../dtype.ts";
@@ -116,6 +117,13 @@ export interface ProcessGroupOptions {
    * already folds in rank order.
    */
   deterministic?: boolean;
+  /**
+   * When the group opens its links: `eager` (default) opens one to every peer in {@link ProcessGroup.connect},
+   * so the first collective pays nothing; `lazy` opens each on first use, so the group connects only to
+   * the peers its algorithms use (ring and tree neighbours, hierarchical leaders, point-to-point peers).
+   * `initProcessGroup()` chooses eager up to 16 ranks and lazy above (`CHOIR_CONNECT`).
+   */
+  connect?: "eager" | "lazy";
 }
 
 /**
@@ -149,6 +157,8 @@ export class ProcessGroup {
   readonly #globalOf: readonly number[];
   readonly #subgroups: Subgroups<ProcessGroup, PairLink>;
   readonly #monitor: OpMonitor;
+  /** The channels of a lazy group made so far, by peer (empty for an eager one). */
+  #lazy = new Map<number, LazyChannel>();
 
   /** Wraps a connected transport. Most users call `initProcessGroup()` instead. */
   constructor(transport: Transport, opts: ProcessGroupOptions) {
@@ -249,6 +259,8 @@ export class ProcessGroup {
       backend: this.backend,
       inFlight: this.#monitor.inFlight(),
       flightRecorder: this.#monitor.snapshot(),
+      connections: this.connections,
+      connectMode: this.#opts.connect ?? "eager",
     };
   }
 
@@ -258,6 +270,17 @@ export class ProcessGroup {
    */
   get failure(): ChoirError | null {
     return this.#queue.broken;
+  }
+
+  /**
+   * The links this rank holds to peers of the group now: the transport's connections where it counts
+   * them (TCP sockets), else the peers whose channel is open. A lazy group starts with none.
+   */
+  get connections(): number {
+    const held = this.#transport.connections?.();
+    if (held !== undefined) return held;
+    if (this.#opts.connect === "lazy") return [...this.#lazy.values()].filter((c) => c.opened).length;
+    return this.#channels.comm ? this.size - 1 : 0;
   }
 
   /** The global rank of each rank of this group, in group-rank order. */
@@ -302,11 +325,26 @@ export class ProcessGroup {
     return this.#transport.name;
   }
 
-  /** Opens the channel to every peer, so that the first collective does not pay for connecting. */
+  /**
+   * Makes the group ready: an eager group opens the channel to every peer, so that the first collective
+   * does not pay for connecting; a lazy one only prepares channels that open on first use.
+   */
   async connect(): Promise<void> {
-    const channels = await Promise.all(
-      Array.from({ length: this.size }, (_, p) => p === this.rank ? null : this.#transport.channel(p)),
-    );
+    const t = this.#transport;
+    let channels: (Channel | null)[] | ((peer: number) => Channel | null);
+    if (this.#opts.connect === "lazy") {
+      const made = this.#lazy = new Map();
+      channels = (p) => {
+        if (p === this.rank || p < 0 || p >= this.size) return null;
+        let ch = made.get(p);
+        if (!ch) made.set(p, ch = new LazyChannel(p, () => t.channel(p)));
+        return ch;
+      };
+    } else {
+      channels = await Promise.all(
+        Array.from({ length: this.size }, (_, p) => p === this.rank ? null : t.channel(p)),
+      );
+    }
     const chunkBytes = this.#opts.chunkBytes ?? 1 << 20;
     const comm = new Comm(this.rank, this.size, this.#opts.group ?? 0, channels, chunkBytes);
     const hier = this.#opts.hostOf ? hierarchicalComms(comm, this.#opts.hostOf) : null;
@@ -749,7 +787,7 @@ export class ProcessGroup {
     if (!Number.isInteger(bytes) || bytes < 0) {
       throw this.#check.invalid("explain", `bytes must be a non-negative integer, got ${bytes}`);
     }
-    return this.#router.explain(op, bytes, opts);
+    return { ...this.#router.explain(op, bytes, opts), connections: this.connections };
   }
 
   /**

@@ -15,7 +15,13 @@ import {
   RendezvousError,
 } from "../errors.ts";
 import { sweepJobSegments } from "../transports/shm/sweep.ts";
-import { PrefixStore, startStoreServer, type StoreServer, TcpStore } from "../transports/store/mod.ts";
+import {
+  PrefixStore,
+  startStoreServer,
+  type StoreServer,
+  storeThreadFor,
+  TcpStore,
+} from "../transports/store/mod.ts";
 import { generateToken } from "../transports/token.ts";
 import { isLoopbackHost } from "../transports/public_token.ts";
 import { parseLaunchArgs, USAGE } from "./args.ts";
@@ -322,14 +328,16 @@ async function connectStore(opts: LaunchOptions, token: string, standalone: bool
   const timeoutMs = Math.max(opts.heartbeatTimeoutMs ?? 30_000, 5000);
   if (standalone) {
     const host = opts.masterAddr ?? "127.0.0.1";
-    const server = await startStoreServer({ hostname: host, port: opts.masterPort ?? 0, token });
+    const thread = storeThreadFor(opts.nprocPerNode);
+    const server = await startStoreServer({ hostname: host, port: opts.masterPort ?? 0, token, thread });
     const client = new TcpStore({ host, port: server.port, token, timeoutMs });
     return { client, server, host, port: server.port, localAddr: host };
   }
   const { host, port } = parseEndpoint(opts.rdzvEndpoint!);
   let server: StoreServer | undefined;
   try {
-    server = await startStoreServer({ hostname: host, port, token });
+    const thread = storeThreadFor(opts.nprocPerNode * (opts.maxNodes ?? opts.minNodes ?? 1));
+    server = await startStoreServer({ hostname: host, port, token, thread });
   } catch (err) {
     // Not this host's address, or the port is taken (by another agent of this job, which will prove
     // it holds the token, or by something that cannot and is refused below): be a client. Anything

@@ -38,6 +38,8 @@ export interface Served {
   readonly port: number;
   /** Connections open now. */
   readonly connections: number;
+  /** Connections accepted since it started. */
+  readonly accepted: number;
   /** Stops it (idempotent); runs `onClose` first. */
   close(): Promise<void>;
 }
@@ -94,6 +96,9 @@ export function serveApp(o: ServeOptions, build: () => Hono): Promise<Served> {
     port: server.port,
     get connections() {
       return server.connections;
+    },
+    get accepted() {
+      return server.accepted;
     },
     close: () =>
       closing ??= (async () => {

@@ -49,6 +49,11 @@ export class RoutedTransport implements Transport {
     throw new TransportError(`no route to rank ${peer}`, { rank: this.rank, op: "channel" });
   }
 
+  /** Connections of the inner transports that count them (TCP's sockets; shared memory has none). */
+  connections(): number {
+    return this.#routes.reduce((n, r) => n + (r.transport.connections?.() ?? 0), 0);
+  }
+
   /** Closes every inner transport. */
   async close(reason?: Error): Promise<void> {
     await Promise.all(this.#routes.map((r) => r.transport.close(reason)));

@@ -9,6 +9,7 @@ import { hostId, UNKNOWN } from "./host_id.ts";
 import { RoutedTransport } from "./routed.ts";
 import { ShmTransport } from "./shm/transport.ts";
 import { PrefixStore, type Store } from "./store/mod.ts";
+import { allGatherStrings } from "./store/all_gather.ts";
 import { TcpTransport } from "./tcp/transport.ts";
 import type { Transport } from "./transport.ts";
 import { UcxTransport } from "./ucx/transport.ts";
@@ -45,23 +46,19 @@ export interface SelectOptions {
   segments?: SegmentSource;
   /** Worker ranks: ring and arena sizes of the group's memory (default as for shm). */
   segmentSpec?: Omit<SegmentSpec, "size">;
+  /** The group opens its links lazily: either rank of a TCP pair may dial, on first use. */
+  lazy?: boolean;
 }
 
-/** The host id of every rank, in rank order, exchanged through the store. */
-async function exchangeHostIds(
+/** The host id of every rank, in rank order, exchanged through the store (a few requests per rank). */
+function exchangeHostIds(
   store: Store,
   rank: number,
   size: number,
   mine: string,
+  timeoutMs: number,
 ): Promise<string[]> {
-  await store.set(`host/${rank}`, mine);
-  const dec = new TextDecoder();
-  return await Promise.all(
-    Array.from(
-      { length: size },
-      async (_, r) => r === rank ? mine : dec.decode(await store.get(`host/${r}`)),
-    ),
-  );
+  return allGatherStrings(store, rank, size, "host", mine, timeoutMs);
 }
 
 /** A group's transport, and the host of every rank (index into the distinct host ids). */
@@ -93,12 +90,14 @@ export async function selectTransport(o: SelectOptions): Promise<Selected> {
       group: o.group,
       hostname: o.bind,
       advertise: o.advertise,
+      eitherDials: o.lazy,
     });
   const hosts = o.size === 1
     ? [""]
-    : await exchangeHostIds(o.store, o.rank, o.size, hostId(o.hostIdOverride));
-  const distinct = [...new Set(hosts)];
-  const hostOf = hosts.map((h) => distinct.indexOf(h));
+    : await exchangeHostIds(o.store, o.rank, o.size, hostId(o.hostIdOverride), o.timeoutMs);
+  const index = new Map<string, number>();
+  for (const h of hosts) if (!index.has(h)) index.set(h, index.size);
+  const hostOf = hosts.map((h) => index.get(h)!);
   if (kind === "tcp" || o.size === 1) return { transport: await tcp(), hostOf };
   if (kind === "ucx") {
     // UCX picks its own wires per peer (shared memory, CMA, TCP, verbs) as UCX_TLS allows.

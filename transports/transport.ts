@@ -48,6 +48,8 @@ export interface Transport {
    * memory for the group); absent, the group maps shm segments. A collective call, in order.
    */
   symmetric?(index: number, bytes: number): Promise<SymmetricAllocation>;
+  /** Connections this rank holds now, where the transport has them (TCP: one socket per linked peer). */
+  connections?(): number;
   /** Closes every channel; pending sends and receives reject with `PeerLostError`/`TransportError`. */
   close(reason?: Error): Promise<void>;
 }

@@ -32,7 +32,11 @@ export interface HierarchicalComms {
  */
 export function hierarchicalComms(comm: Comm, hostOf: readonly number[]): HierarchicalComms | null {
   const byHost = new Map<number, number[]>();
-  hostOf.forEach((h, r) => byHost.set(h, [...(byHost.get(h) ?? []), r]));
+  hostOf.forEach((h, r) => {
+    const rs = byHost.get(h);
+    if (rs) rs.push(r);
+    else byHost.set(h, [r]);
+  });
   const hosts = [...byHost.values()];
   if (hosts.length < 2 || hosts.some((rs) => rs.length !== hosts[0].length)) return null;
   const mine = hosts.find((rs) => rs.includes(comm.rank))!;

@@ -14,6 +14,7 @@ import {
   CollectiveMismatchError,
   PeerLostError,
   RendezvousError,
+  StoreTimeoutError,
   TransportError,
 } from "../../errors.ts";
 import type { Store } from "../../transports/store/store.ts";
@@ -23,7 +24,6 @@ import { type CauseRecord, causeRecord } from "../../transports/abort_cause.ts";
 const WAIT_MS = 400;
 /** How long a failing rank spends on each store call at most (the store may have died with its host). */
 const STORE_MS = 1000;
-const POLL_MS = 20;
 
 /** What a failing rank records under `failure/<rank>`: the record it also sends its peers in-band. */
 type FailureRecord = CauseRecord;
@@ -88,19 +88,14 @@ export async function settleCause(
   }
 }
 
-/** The failure `r` recorded, waiting up to {@link WAIT_MS} for it; undefined if none came. */
+/** The failure `r` recorded, waiting up to {@link WAIT_MS} for it (one long-poll); undefined if none came. */
 async function recordOf(store: Store, r: number): Promise<FailureRecord | undefined> {
-  const until = performance.now() + WAIT_MS;
-  while (true) {
-    if (await bounded(store.check([key(r)]))) {
-      try {
-        return JSON.parse(new TextDecoder().decode(await bounded(store.get(key(r))))) as FailureRecord;
-      } catch {
-        return undefined;
-      }
-    }
-    if (performance.now() > until) return undefined;
-    await new Promise((res) => setTimeout(res, POLL_MS));
+  try {
+    const [value] = await bounded(store.multiGet([key(r)], WAIT_MS));
+    return JSON.parse(new TextDecoder().decode(value)) as FailureRecord;
+  } catch (err) {
+    if (err instanceof StoreTimeoutError || err instanceof SyntaxError) return undefined;
+    throw err;
   }
 }
 

@@ -3,9 +3,8 @@
  * The store protocol of hang reports: a rank whose collective timed out opens a report round, every
  * rank publishes its flight-recorder tail under it, and the lowest rank that is collecting gathers
  * what arrived within a wait and prints the report (hang_report.ts builds it). Idle ranks answer
- * through a slow poller, so a rank that skipped a collective still shows where it is. (A poll with
- * an unref'd timer, rather than a long-poll on the store, because the Store interface cannot abort a
- * wait and a pending one would keep the process alive.)
+ * through the process's one background watch of the store (`onKeySet`, key_watcher.ts), so a rank that
+ * skipped a collective still shows where it is, and an idle group sends the store nothing.
  *
  * Keys, under the group's store prefix: `hang/request` (the round: the seq of the first timed-out
  * op, set once per group), `hang/<round>/tail/<rank>` (JSON {@link PublishedTail}),
@@ -20,6 +19,7 @@
 
 import { StoreTimeoutError } from "../../errors.ts";
 import type { Store } from "../../transports/store/store.ts";
+import { onKeySet } from "../../transports/store/key_watcher.ts";
 import type { FlightEntry } from "./flight_recorder.ts";
 import { analyzeHang, type HangReport } from "./hang_report.ts";
 
@@ -101,10 +101,14 @@ export async function collectReport(
   } catch (err) {
     if (!(err instanceof StoreTimeoutError)) throw err;
   }
-  const present = await Promise.all(keys.map((k) => store.check([k])));
-  const published = await Promise.all(
-    keys.map(async (k, r) => present[r] ? parseTail(await store.get(k), r) : undefined),
-  );
+  // Two requests, whatever the group's size: which tails are there, then all of them.
+  const there = await store.watch(keys, 0);
+  const values = await store.multiGet(there, 0);
+  const byKey = new Map(there.map((k, i) => [k, values[i]]));
+  const published = keys.map((k, r) => {
+    const v = byKey.get(k);
+    return v === undefined ? undefined : parseTail(v, r);
+  });
   const report = analyzeHang(published.map((p) => p?.entries), opts);
   const lowest = published.find((p) => p?.collecting)?.rank;
   let reporter = false;
@@ -128,8 +132,8 @@ export interface ReportHangOptions extends CollectOptions {
   /** This rank's flight-recorder tail. */
   tail: readonly FlightEntry[];
   /**
-   * How long to wait for the other ranks' tails, in ms (default 3000: above the idle poller's
-   * default interval, so idle ranks make it).
+   * How long to wait for the other ranks' tails, in ms (default 3000: time for idle ranks' watches to
+   * wake and answer, however busy their event loops are).
    */
   waitMs?: number;
 }
@@ -159,44 +163,34 @@ export interface AnswerOptions {
   rank: number;
   /** Returns this rank's current flight-recorder tail. */
   tail: () => readonly FlightEntry[];
-  /** How often to look for a request, in ms (default 1000). */
+  /**
+   * Unused: the store tells the process's background watch when a round opens, so nothing polls. Kept
+   * so that existing callers compile.
+   */
   intervalMs?: number;
-  /** Called with a store error that ended the polling (default: ignored). */
+  /** Called with a store error that ended the watch (default: ignored). */
   onError?: (err: unknown) => void;
 }
 
-/** A running {@link answerHangRequests} poller. */
+/** A running {@link answerHangRequests} responder. */
 export interface HangResponder {
-  /** Stops polling; a check in flight finishes but publishes nothing. Idempotent. */
+  /** Stops listening; an answer under way finishes but publishes nothing. Idempotent. */
   stop(): void;
-  /** Resolves once the poller has answered a round (for tests), with the round. */
+  /** Resolves once the responder has answered a round (for tests), with the round. */
   readonly answered: Promise<number>;
 }
 
-/** Default interval of {@link answerHangRequests}, in ms. */
-const DEFAULT_ANSWER_INTERVAL_MS = 1_000;
-
 /**
- * Polls the store every `intervalMs` for an open report round and, when one appears, publishes this
- * rank's tail once (as an answering rank) and stops. The timer is unref'd, so it never keeps the
- * process alive; a store error stops the polling.
+ * Waits, through the process's shared background watch of the store (no polling; it never keeps the
+ * process alive), for a report round to open and then publishes this rank's tail once (as an answering
+ * rank). A store error ends it.
  */
 export function answerHangRequests(opts: AnswerOptions): HangResponder {
-  const interval = opts.intervalMs ?? DEFAULT_ANSWER_INTERVAL_MS;
   let stopped = false;
-  let timer: ReturnType<typeof setTimeout> | undefined;
   let resolveAnswered: (round: number) => void = () => {};
   const answered = new Promise<number>((resolve) => resolveAnswered = resolve);
-  const schedule = () => {
-    if (stopped) return;
-    const t = setTimeout(poll, interval);
-    Deno.unrefTimer(t);
-    timer = t;
-  };
-  const poll = async () => {
-    timer = undefined;
+  const answer = async () => {
     try {
-      if (stopped || !(await opts.store.check([REQUEST_KEY]))) return schedule();
       if (stopped) return;
       const round = Number(decoder.decode(await opts.store.get(REQUEST_KEY)));
       if (stopped || !Number.isSafeInteger(round)) return;
@@ -208,13 +202,17 @@ export function answerHangRequests(opts: AnswerOptions): HangResponder {
       opts.onError?.(err);
     }
   };
-  schedule();
+  const fail = (err: unknown) => {
+    if (stopped) return;
+    stopped = true;
+    opts.onError?.(err);
+  };
+  const sub = onKeySet(opts.store, REQUEST_KEY, () => void answer(), fail);
   return {
     answered,
     stop() {
       stopped = true;
-      if (timer !== undefined) clearTimeout(timer);
-      timer = undefined;
+      sub.stop();
     },
   };
 }

@@ -139,6 +139,11 @@ export interface Explanation {
   reason: string;
   /** Every algorithm that could run here, fastest predicted first. */
   candidates: Candidate[];
+  /**
+   * Links this rank holds to the group's peers when asked (`ProcessGroup.explain` fills it in; a lazy
+   * group opens the ones an algorithm needs on its first run).
+   */
+  connections?: number;
 }
 
 /** The shape of a group from its size and the host of each rank. */

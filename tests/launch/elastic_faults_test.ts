@@ -252,7 +252,9 @@ Deno.test("launch CLI: two launches without --rdzv-id on one endpoint get their 
 });
 
 Deno.test("launch CLI: a store replaced under running agents is a StoreError on every agent, not a silent restart", async () => {
-  let server = await startStoreServer({ hostname: "127.0.0.1", port: 0, token: "tk" });
+  // On this thread: the replacement must take the port at once (a Worker thread starts in 50-200 ms,
+  // during which the agents' calls would be refused: a lost store, not a replaced one).
+  let server = await startStoreServer({ hostname: "127.0.0.1", port: 0, token: "tk", thread: "main" });
   const port = server.port;
   const args = [
     "--nnodes",
@@ -279,7 +281,7 @@ Deno.test("launch CLI: a store replaced under running agents is a StoreError on 
   try {
     await Promise.all(agents.map((x) => x.waitFor(/round 0: 2 node\(s\)/)));
     await server.close(); // the store goes, and an empty one takes its place at once
-    server = await startStoreServer({ hostname: "127.0.0.1", port, token: "tk" });
+    server = await startStoreServer({ hostname: "127.0.0.1", port, token: "tk", thread: "main" });
     const codes = await Promise.all(agents.map((x) => x.exitWithin(15_000)));
     assert.deepEqual(codes, [1, 1], agents.map((x) => x.text).join("\n--\n"));
     for (const x of agents) {

@@ -89,9 +89,9 @@ async function rawStatus(port: number, head: string, timeoutMs = 3000): Promise<
 }
 
 /** Resolves when `cond` holds, or throws after `ms`. */
-async function until(cond: () => boolean, ms: number, what: string): Promise<void> {
+async function until(cond: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
   const end = Date.now() + ms;
-  while (!cond()) {
+  while (!(await cond())) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 20));
   }
@@ -113,10 +113,11 @@ Deno.test("store server with 32 connections at most: a slowloris of 200 does not
   const server = await startStoreServer({ port: 0, token: TOKEN, limits: { maxConnections: 32 } });
   const slow = await Slowloris.open(server.port, 200);
   try {
-    await until(() => server.stats().connections <= 32, 2000, "the cap");
+    await until(async () => (await server.stats()).connections <= 32, 2000, "the cap");
     const worst = await slowestCall(server.port, 8);
     assert.ok(worst < 1000, `slowest call took ${worst.toFixed(0)} ms`);
-    assert.ok(server.stats().connections <= 32, `${server.stats().connections} connections`);
+    const { connections } = await server.stats();
+    assert.ok(connections <= 32, `${connections} connections`);
   } finally {
     slow.close();
     await server.close();
@@ -196,7 +197,7 @@ Deno.test("store server: connections are capped, idle ones go first", async () =
   const idle: Deno.TcpConn[] = [];
   try {
     for (let i = 0; i < 40; i++) idle.push(await Deno.connect({ hostname: "127.0.0.1", port: server.port }));
-    await until(() => server.stats().connections <= 16, 2000, "the cap");
+    await until(async () => (await server.stats()).connections <= 16, 2000, "the cap");
     const worst = await slowestCall(server.port, 3);
     assert.ok(worst < 1000, `slowest call took ${worst.toFixed(0)} ms`);
   } finally {
@@ -247,10 +248,10 @@ Deno.test("store server: long-polls whose client went away are dropped; timeout=
         await c.write(enc.encode(await get()));
         conns.push(c);
       }
-      await until(() => server2.stats().waiters === 50, 3000, "50 waiters");
+      await until(async () => (await server2.stats()).waiters === 50, 3000, "50 waiters");
       for (const c of conns.splice(0)) c.close();
-      await until(() => server2.stats().waiters === 0, 1000, "the waiters to leave");
-      await until(() => server2.stats().connections === 0, 1000, "the connections to close");
+      await until(async () => (await server2.stats()).waiters === 0, 1000, "the waiters to leave");
+      await until(async () => (await server2.stats()).connections === 0, 1000, "the connections to close");
     } finally {
       await server2.close();
     }

@@ -245,9 +245,9 @@ Deno.test("TcpStore: close aborts a pending long-poll; server close ends its lon
 
     const other = tcpClient(server);
     await other.check([]); // First contact made: from now on a refused connection fails at once.
-    const parked = other.get("never", 60_000);
+    const parked = assert.rejects(other.get("never", 60_000), StoreError);
     await server.close();
-    await assert.rejects(parked, StoreError);
+    await parked;
     await other.close();
   });
 });

@@ -2,8 +2,9 @@
  * @module
  * One HTTP/1.1 connection of choir's servers: reads a request head (bounded in size and time), its body
  * (bounded in size, refused with 413 before it is read), hands a `Request` to the handler, writes the
- * `Response`, and repeats while the client keeps the connection. While the handler runs, a read on the
- * socket notices a client that hangs up and aborts `request.signal`, so a long-poll leaves with it.
+ * `Response`, and repeats while the client keeps the connection (and the handler did not answer
+ * `Connection: close`). While the handler runs, a read on the socket notices a client that hangs up and
+ * aborts `request.signal`, so a long-poll leaves with it.
  * Deadlines are enforced by the server's sweep through {@link HttpConnection.expired}.
  */
 
@@ -123,7 +124,8 @@ export class HttpConnection {
         } catch {
           response = refusal(500, "internal error");
         }
-        const keepAlive = head.keepAlive && !closing() && !this.#eof;
+        // The application may end the connection too (`Connection: close`, e.g. a server shutting down).
+        const keepAlive = head.keepAlive && !closing() && !this.#eof && !asksClose(response);
         await this.#respond(response, head.method === "HEAD", keepAlive);
         if (!keepAlive) return;
         this.#enter("idle");
@@ -285,6 +287,11 @@ export class HttpConnection {
     bigger.set(this.#buf.subarray(0, this.#len));
     this.#buf = bigger;
   }
+}
+
+/** Whether the handler's response says the connection should end after it. */
+function asksClose(response: Response): boolean {
+  return /(^|,)\s*close\s*(,|$)/i.test(response.headers.get("connection") ?? "");
 }
 
 /** The index just past the CRLF CRLF that ends a head in `buf[0, len)`, or -1 (scan from `from`). */

@@ -7,7 +7,10 @@
 
 const encoder = new TextEncoder();
 
-/** Framing headers the handler does not get to set: the connection owns them. */
+/**
+ * Framing headers the handler does not get to set: the connection owns them (it reads a handler's
+ * `Connection: close` as a wish to end the connection, and writes its own).
+ */
 const FRAMING = new Set(["content-length", "transfer-encoding", "connection", "keep-alive"]);
 
 const REASONS: Record<number, string> = {

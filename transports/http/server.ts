@@ -71,6 +71,7 @@ export class BoundedHttpServer {
   readonly #sweep: ReturnType<typeof setInterval>;
   readonly #accepting: Promise<void>;
   #closing = false;
+  #accepted = 0;
 
   /** Starts serving `handler` on `listener` (the server closes the listener when it closes). */
   constructor(listener: Deno.TcpListener, handler: HttpHandler, limits: Required<HttpLimits>) {
@@ -103,6 +104,11 @@ export class BoundedHttpServer {
     return this.#conns.size;
   }
 
+  /** Connections accepted (admitted, not refused at once) since it started. */
+  get accepted(): number {
+    return this.#accepted;
+  }
+
   /**
    * Stops accepting, closes connections with no request in progress, lets the running requests
    * finish (a long-poll should be failed by the application first) and closes what is left. Idempotent.
@@ -133,6 +139,7 @@ export class BoundedHttpServer {
       conn.setNoDelay(true);
     } catch { /* already reset */ }
     const c = new HttpConnection(conn, this.#handler, this.#limits, this.#base);
+    this.#accepted++;
     this.#conns.add(c);
     const serving = c.serve(() => this.#closing).finally(() => {
       this.#conns.delete(c);

@@ -8,7 +8,7 @@ import { dirname, join } from "node:path";
 import { PermissionError, StoreError } from "../../errors.ts";
 import { isPermissionDenied } from "../permission.ts";
 import { checkPrivateDir } from "./private_dir.ts";
-import type { Store } from "./store.ts";
+import type { Store, WatchOptions } from "./store.ts";
 import {
   bytesEqual,
   checkAmount,
@@ -161,6 +161,51 @@ export class FileStore implements Store {
         throw waitTimeout([...files.keys()], timeoutMs, ctx);
       }
       await this.#pause(delay, deadline, timeoutMs, ctx);
+    }
+  }
+
+  /** Returns the values of `keys` once all are set (polling); StoreTimeoutError names the missing ones. */
+  async multiGet(keys: string[], timeoutMs: number = this.timeoutMs): Promise<Uint8Array[]> {
+    const ctx = this.#ctx("store.multiGet");
+    for (const key of keys) checkKey(key, ctx);
+    checkTimeout(timeoutMs, ctx);
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      await this.wait(keys, isUnbounded(timeoutMs) ? timeoutMs : Math.max(0, deadline - Date.now()));
+      const values: Uint8Array[] = [];
+      for (const key of keys) {
+        const value = await this.#read(await this.#file(key), ctx);
+        if (value === undefined) break; // deleted in between: wait again
+        values.push(value);
+      }
+      if (values.length === keys.length) return values;
+    }
+  }
+
+  /**
+   * Returns the keys of `keys` that are set once at least one is, polling, or `[]` after `timeoutMs`.
+   * A background watch polls at most once a second and its timers do not keep the process alive.
+   */
+  async watch(
+    keys: string[],
+    timeoutMs: number = this.timeoutMs,
+    opts: WatchOptions = {},
+  ): Promise<string[]> {
+    const ctx = this.#ctx("store.watch");
+    for (const key of keys) checkKey(key, ctx);
+    checkTimeout(timeoutMs, ctx);
+    const files = await Promise.all(keys.map((k) => this.#file(k)));
+    const deadline = Date.now() + timeoutMs;
+    const signal = opts.signal ? AbortSignal.any([opts.signal, this.#closing.signal]) : this.#closing.signal;
+    // A background watch may wait for the job's whole life: it looks about once a second, not 100 times.
+    const most = opts.background ? Math.max(this.#pollMs, 1000) : this.#pollMs;
+    for (let delay = 1;; delay = Math.min(delay * 2, most)) {
+      const set: string[] = [];
+      for (let i = 0; i < keys.length; i++) if (await this.#exists(files[i], ctx)) set.push(keys[i]);
+      if (set.length > 0 || keys.length === 0) return set;
+      if (!isUnbounded(timeoutMs) && Date.now() >= deadline) return [];
+      const left = isUnbounded(timeoutMs) ? delay : Math.max(0, Math.min(delay, deadline - Date.now()));
+      await sleep(left, signal, ctx, opts.background);
     }
   }
 

@@ -4,7 +4,7 @@
  * Ranks that run as tasks of one process share one instance; it also backs the TCP store server.
  */
 
-import type { Store } from "./store.ts";
+import type { Store, WatchOptions } from "./store.ts";
 import {
   bytesEqual,
   checkAmount,
@@ -18,6 +18,7 @@ import {
   toBytes,
   waitTimeout,
 } from "./store_util.ts";
+import { StoreTimeoutError } from "../../errors.ts";
 
 /** Options of a {@link MemoryStore}. */
 export interface MemoryStoreOptions {
@@ -27,15 +28,22 @@ export interface MemoryStoreOptions {
   rank?: number;
 }
 
+/**
+ * A parked `get`, `wait`, `multiGet` or `watch`: indexed under each key it still misses, so that a set
+ * touches only the waiters of its key (a barrier of N ranks costs O(N), not a scan of every waiter).
+ */
 interface Waiter {
-  keys: readonly string[];
+  /** The keys not yet set; `any` waiters wake on the first of them. */
+  missing: Set<string>;
+  any: boolean;
   wake(): void;
   fail(err: unknown): void;
 }
 
 /**
- * An in-process {@link Store}. `get` and `wait` park on a promise that the `set`, `add` or
- * `compareSet` creating the last missing key resolves; no polling and no timer but the timeout.
+ * An in-process {@link Store}. `get`, `wait`, `multiGet` and `watch` park on a promise that the `set`,
+ * `add` or `compareSet` creating the last missing key (for `watch`, any of them) resolves; no polling and
+ * no timer but the timeout.
  */
 export class MemoryStore implements Store {
   /** Default timeout of `get` and `wait`, in ms. */
@@ -43,8 +51,15 @@ export class MemoryStore implements Store {
   /** The rank named in errors, if any. */
   readonly rank?: number;
   #data = new Map<string, Uint8Array<ArrayBuffer>>();
+  /** Parked waiters by a key they miss. */
+  #waiting = new Map<string, Set<Waiter>>();
   #waiters = new Set<Waiter>();
   #closed = false;
+
+  /** The number of `get`, `wait`, `multiGet` and `watch` calls parked now. */
+  get parked(): number {
+    return this.#waiters.size;
+  }
 
   /** Whether `close()` was called. */
   get closed(): boolean {
@@ -90,7 +105,7 @@ export class MemoryStore implements Store {
       const value = this.#data.get(key);
       if (value !== undefined) return value.slice();
       const left = Math.max(0, deadline - Date.now());
-      await this.#park([key], left, timeoutMs, "store.get", signal);
+      await this.#park([key], false, left, timeoutMs, "store.get", signal);
     }
   }
 
@@ -137,8 +152,59 @@ export class MemoryStore implements Store {
     this.#open(op);
     for (const key of keys) checkKey(key, { rank: this.rank, op });
     checkTimeout(timeoutMs, { rank: this.rank, op });
-    if (this.#has(keys)) return;
-    await this.#park(keys, timeoutMs, timeoutMs, op, signal);
+    const deadline = Date.now() + timeoutMs;
+    while (!this.#has(keys)) {
+      await this.#park(keys, false, Math.max(0, deadline - Date.now()), timeoutMs, op, signal);
+    }
+  }
+
+  /**
+   * Returns copies of the values of `keys`, in order, once all are set; throws StoreTimeoutError naming
+   * the missing ones after `timeoutMs` (default: the store's). `signal` abandons the wait.
+   */
+  async multiGet(
+    keys: string[],
+    timeoutMs: number = this.timeoutMs,
+    signal?: AbortSignal,
+  ): Promise<Uint8Array<ArrayBuffer>[]> {
+    await this.wait(keys, timeoutMs, signal);
+    for (;;) {
+      const values = keys.map((k) => this.#data.get(k));
+      if (values.every((v) => v !== undefined)) return values.map((v) => v!.slice());
+      await this.wait(keys, timeoutMs, signal); // a key deleted in between: wait again
+    }
+  }
+
+  /**
+   * Returns the keys of `keys` that are set once at least one is (at once when some are), or `[]`
+   * after `timeoutMs` (default: the store's). A background watch's timer does not keep the process alive.
+   */
+  async watch(
+    keys: string[],
+    timeoutMs: number = this.timeoutMs,
+    opts: WatchOptions = {},
+  ): Promise<string[]> {
+    const op = "store.watch";
+    this.#open(op);
+    for (const key of keys) checkKey(key, { rank: this.rank, op });
+    checkTimeout(timeoutMs, { rank: this.rank, op });
+    const present = () => keys.filter((k) => this.#data.has(k));
+    const deadline = Date.now() + timeoutMs;
+    while (keys.length > 0 && present().length === 0) {
+      const left = Math.max(0, deadline - Date.now());
+      try {
+        await this.#park(keys, true, left, timeoutMs, op, opts.signal, opts.background);
+      } catch (err) {
+        if (err instanceof StoreTimeoutError) return [];
+        throw err;
+      }
+    }
+    return present();
+  }
+
+  /** Whether `key` is set (synchronous; for the server's error answers). */
+  has(key: string): boolean {
+    return this.#data.has(key);
   }
 
   /** Returns whether every key in `keys` is set. */
@@ -191,19 +257,30 @@ export class MemoryStore implements Store {
   }
 
   #put(key: string, value: Uint8Array<ArrayBuffer>): void {
+    const fresh = !this.#data.has(key);
     this.#data.set(key, value);
-    for (const w of [...this.#waiters]) {
-      if (w.keys.includes(key) && this.#has(w.keys)) w.wake();
+    if (!fresh) return; // waiters only wait for keys to appear
+    const parked = this.#waiting.get(key);
+    if (parked === undefined) return;
+    this.#waiting.delete(key);
+    for (const w of parked) {
+      w.missing.delete(key);
+      if (w.any || w.missing.size === 0) w.wake();
     }
   }
 
-  /** Parks until `keys` are all present, `leftMs` passes, `signal` aborts or the store closes. */
+  /**
+   * Parks until `keys` are all present (`any`: one of them), `leftMs` passes, `signal` aborts or the
+   * store closes. A key deleted after the waiter parked counts as present: callers check again on wake.
+   */
   #park(
     keys: readonly string[],
+    any: boolean,
     leftMs: number,
     timeoutMs: number,
     op: string,
     signal?: AbortSignal,
+    unref = false,
   ): Promise<void> {
     const ctx = { rank: this.rank, op };
     if (signal?.aborted) return Promise.reject(closedError(ctx));
@@ -211,6 +288,11 @@ export class MemoryStore implements Store {
       let timer: ReturnType<typeof setTimeout> | undefined;
       const done = () => {
         this.#waiters.delete(waiter);
+        for (const k of waiter.missing) {
+          const set = this.#waiting.get(k);
+          set?.delete(waiter);
+          if (set?.size === 0) this.#waiting.delete(k);
+        }
         if (timer !== undefined) clearTimeout(timer);
         signal?.removeEventListener("abort", onAbort);
       };
@@ -219,7 +301,8 @@ export class MemoryStore implements Store {
         reject(closedError(ctx));
       };
       const waiter: Waiter = {
-        keys,
+        missing: new Set(keys.filter((k) => !this.#data.has(k))),
+        any,
         wake: () => {
           done();
           resolve();
@@ -234,9 +317,15 @@ export class MemoryStore implements Store {
           done();
           reject(waitTimeout(keys.filter((k) => !this.#data.has(k)), timeoutMs, ctx));
         }, leftMs);
+        if (unref) Deno.unrefTimer(timer);
       }
       signal?.addEventListener("abort", onAbort, { once: true });
       this.#waiters.add(waiter);
+      for (const k of waiter.missing) {
+        let set = this.#waiting.get(k);
+        if (set === undefined) this.#waiting.set(k, set = new Set());
+        set.add(waiter);
+      }
     });
   }
 }

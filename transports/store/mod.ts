@@ -12,11 +12,15 @@ export { PrefixStore } from "./prefix_store.ts";
 export { TcpStore, type TcpStoreOptions } from "./tcp_store.ts";
 export {
   startStoreServer,
+  STORE_THREAD_MIN_RANKS,
   type StoreServer,
   type StoreServerOptions,
   type StoreServerStats,
+  storeThreadFor,
 } from "./tcp_server.ts";
 export type { HttpLimits } from "../http/server.ts";
+export type { StoreStats } from "./tcp_protocol.ts";
+export type { WatchOptions } from "./store.ts";
 export { type InitMethod, parseInitMethod } from "./init_method.ts";
 export {
   createStore,

@@ -4,7 +4,7 @@
  * subsystems sharing one store cannot collide. It owns nothing; closing it leaves the inner store open.
  */
 
-import type { Store } from "./store.ts";
+import type { Store, WatchOptions } from "./store.ts";
 import { checkKey, closedError } from "./store_util.ts";
 
 /**
@@ -61,6 +61,19 @@ export class PrefixStore implements Store {
     return await this.inner.wait(keys.map((k) => this.#key(k)), timeoutMs);
   }
 
+  /** The values of every `prefix/key`, in one call of the inner store. */
+  async multiGet(keys: string[], timeoutMs?: number): Promise<Uint8Array[]> {
+    this.#open("store.multiGet");
+    return await this.inner.multiGet(keys.map((k) => this.#key(k)), timeoutMs);
+  }
+
+  /** Which of the keys are set once one is (the answer names them without the prefix). */
+  async watch(keys: string[], timeoutMs?: number, opts?: WatchOptions): Promise<string[]> {
+    this.#open("store.watch");
+    const set = new Set(await this.inner.watch(keys.map((k) => this.#key(k)), timeoutMs, opts));
+    return keys.filter((k) => set.has(this.#key(k)));
+  }
+
   /** Whether every `prefix/key` is set. */
   async check(keys: string[]): Promise<boolean> {
     this.#open("store.check");
@@ -83,6 +96,11 @@ export class PrefixStore implements Store {
   close(): Promise<void> {
     this.#closed = true;
     return Promise.resolve();
+  }
+
+  /** The name `key` has in the inner store. */
+  innerKey(key: string): string {
+    return this.#key(key);
   }
 
   #key(key: string): string {

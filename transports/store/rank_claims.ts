@@ -6,13 +6,14 @@
  * job, innocent ranks included, reads the same verdict: at its claim, while it waits at the barrier,
  * or later through {@link watchDuplicateRanks}. What a process does with the verdict is the caller's.
  *
- * Keys, under the barrier's store and tag: `<tag>/<rank>` (the claim, JSON {@link Claimant}),
- * `<tag>/duplicate` (the first conflict found, JSON {@link DuplicateRecord}) and `<tag>/seen/<rank>`
- * (rank has read it).
+ * Keys, under the barrier's store and tag: `<tag>/<rank>` (the claim, JSON {@link Claimant} and a nonce),
+ * `<tag>/duplicate` (the first conflict found, JSON {@link DuplicateRecord}), `<tag>/seen/count` (ranks
+ * that have read it) and `<tag>/seen/all` (set by the last of them).
  */
 
 import { RendezvousError } from "../../errors.ts";
 import type { Store } from "./store.ts";
+import { onKeySet } from "./key_watcher.ts";
 
 /** A process that claimed a rank. */
 export interface Claimant {
@@ -44,13 +45,21 @@ export function claimant(host = ""): Claimant {
 }
 
 /** The key under which the first conflict of the barrier `tag` is published. */
-function duplicateKey(tag: string): string {
+export function duplicateKey(tag: string): string {
   return `${tag}/duplicate`;
 }
 
+/** What {@link claimRank} found. */
+export interface ClaimOutcome {
+  /** The error to throw when another process holds the rank, else null. */
+  twice: RendezvousError | null;
+  /** This process held the claim already (an earlier call with the same tag). */
+  again: boolean;
+}
+
 /**
- * Claims `key` (a rank's arrival key) for `me`. Returns null when this process holds it (now or from an
- * earlier call), else publishes the conflict and returns the RendezvousError to throw.
+ * Claims `key` (a rank's arrival key) for `me`. `twice` is null when this process holds it (now, or
+ * from an earlier call: `again`), else the conflict is published and `twice` is the error to throw.
  */
 export async function claimRank(
   store: Store,
@@ -59,16 +68,17 @@ export async function claimRank(
   rank: number,
   me: Claimant,
   ctx: { rank: number; op: string },
-): Promise<RendezvousError | null> {
-  const mine = JSON.stringify(me);
+): Promise<ClaimOutcome> {
+  // A fresh nonce tells this call's claim from the same process's earlier one.
+  const mine = JSON.stringify({ ...me, nonce: crypto.randomUUID() });
   const held = dec.decode(await store.compareSet(key, "", mine));
-  if (held === mine) return null;
+  if (held === mine) return { twice: null, again: false };
   const first = parseClaimant(held);
-  if (first?.id === me.id) return null; // this process, asking again
+  if (first?.id === me.id) return { twice: null, again: true }; // this process, asking again
   const record: DuplicateRecord = { rank, first: first ?? { host: "", pid: 0, id: "" }, second: me };
   // The first conflict is the one every process reports.
   const stored = await store.compareSet(duplicateKey(tag), "", JSON.stringify(record));
-  return duplicateError(parseRecord(stored) ?? record, ctx);
+  return { twice: duplicateError(parseRecord(stored) ?? record, ctx), again: false };
 }
 
 /** The conflict published under barrier `tag`, as the error `ctx`'s process throws; null if none. */
@@ -89,7 +99,10 @@ export interface DuplicateWatchOptions {
   rank: number;
   /** The barrier's tag (default `choir/join`, as joinBarrier's). */
   tag?: string;
-  /** How often to look, in ms (default 1000). */
+  /**
+   * Unused: the store tells the process's one background watch (key_watcher.ts) when the verdict is
+   * published, so nothing polls. Kept so that existing callers compile.
+   */
   intervalMs?: number;
 }
 
@@ -110,41 +123,31 @@ export interface DuplicateWatch {
 }
 
 /**
- * Looks for a published duplicate rank now and then every `intervalMs` for as long as the job runs,
- * so that a process claiming a rank after the job started stops every rank, not only itself. The
- * timer is unref'd (it never keeps the process alive); a store error ends the watch quietly (the store
- * is gone with the job).
+ * Watches for a published duplicate rank for as long as the job runs, so that a process claiming a
+ * rank after the job started stops every rank, not only itself. The watch is the process's shared
+ * background watch of the store (key_watcher.ts): no polling, and it never keeps the process alive;
+ * a store error ends it quietly (the store is gone with the job).
  */
 export function watchDuplicateRanks(store: Store, opts: DuplicateWatchOptions): DuplicateWatch {
   const tag = opts.tag ?? "choir/join";
-  const interval = opts.intervalMs ?? 1000;
   let stopped = false;
-  let timer: ReturnType<typeof setTimeout> | undefined;
   let resolve!: (e: RendezvousError) => void;
   const found = new Promise<RendezvousError>((r) => resolve = r);
   const now = () => duplicateRank(store, tag, { rank: opts.rank, op: "joinBarrier" });
-  const look = async () => {
-    timer = undefined;
+  const sub = onKeySet(store, duplicateKey(tag), async () => {
     try {
       const err = await now();
-      if (stopped) return;
-      if (err) {
+      if (err && !stopped) {
         stopped = true;
         resolve(err);
-        return;
       }
-    } catch {
-      stopped = true;
-      return;
-    }
-    timer = setTimeout(look, interval);
-    Deno.unrefTimer(timer);
-  };
-  void look();
+    } catch { /* the store is gone with the job */ }
+  });
   const seen = async (size: number, waitMs: number) => {
     try {
-      await store.set(`${tag}/seen/${opts.rank}`, "1");
-      await store.wait(Array.from({ length: size }, (_, r) => `${tag}/seen/${r}`), waitMs);
+      // A counter and one key: every rank waits on one key, however many ranks there are.
+      if ((await store.add(`${tag}/seen/count`, 1)) >= size) await store.set(`${tag}/seen/all`, "1");
+      await store.wait([`${tag}/seen/all`], waitMs);
     } catch { /* a rank that never reads it (gone, or failed before it could) */ }
   };
   return {
@@ -153,8 +156,7 @@ export function watchDuplicateRanks(store: Store, opts: DuplicateWatchOptions): 
     seen,
     stop() {
       stopped = true;
-      if (timer !== undefined) clearTimeout(timer);
-      timer = undefined;
+      sub.stop();
     },
   };
 }

@@ -12,9 +12,9 @@ import { fileJobToken } from "./file_token.ts";
 import { refusePublicToken } from "../public_token.ts";
 import { PrefixStore } from "./prefix_store.ts";
 import { parseInitMethod } from "./init_method.ts";
-import { claimant, claimRank, duplicateRank } from "./rank_claims.ts";
+import { claimant, claimRank, duplicateKey, duplicateRank } from "./rank_claims.ts";
 import type { Store } from "./store.ts";
-import { startStoreServer, type StoreServer } from "./tcp_server.ts";
+import { startStoreServer, type StoreServer, storeThreadFor } from "./tcp_server.ts";
 import { TcpStore } from "./tcp_store.ts";
 
 /** Options of {@link createStore}; each falls back to the matching field of `env`. */
@@ -127,7 +127,13 @@ export async function createStore(
   let server: StoreServer | undefined;
   if (serve) {
     try {
-      server = await startStoreServer({ hostname: host, port, token, rank });
+      server = await startStoreServer({
+        hostname: host,
+        port,
+        token,
+        rank,
+        thread: storeThreadFor(worldSize),
+      });
     } catch (err) {
       if (err instanceof PermissionError) throw err;
       const taken = err instanceof Error && err.cause instanceof Deno.errors.AddrInUse;
@@ -168,7 +174,10 @@ export async function createStore(
 export interface JoinOptions {
   /** This process's host name, named when its rank is claimed twice (default: none). */
   host?: string;
-  /** How often a waiting rank looks for a duplicate rank, in ms (default 500). */
+  /**
+   * Unused: the barrier's one wait also wakes when a rank is claimed twice, so there is nothing to poll.
+   * Kept so that existing callers compile.
+   */
   pollMs?: number;
 }
 
@@ -180,6 +189,10 @@ export interface JoinOptions {
  * pid 311 on a and pid 312 on a ..."); ranks already past the barrier learn it through
  * `watchDuplicateRanks` on the same store. Each barrier needs its own `tag`: arrivals are kept in the
  * store, so a reused tag passes at once (for the process that claimed the rank).
+ *
+ * Three store requests per rank, whatever the world size: the claim (a compare-set of `<tag>/<rank>`),
+ * one `add` to the counter `<tag>/arrived` (the rank that completes it sets `<tag>/done`) and one watch
+ * of `<tag>/done` and `<tag>/duplicate`. Only a timeout looks at every rank's claim (one request).
  */
 export async function joinBarrier(
   store: Store,
@@ -192,36 +205,28 @@ export async function joinBarrier(
   const op = "joinBarrier";
   checkRankAndSize("joinBarrier", rank, worldSize, op);
   const ctx = { rank, op };
-  const keys = Array.from({ length: worldSize }, (_, r) => `${tag}/${r}`);
-  const twice = await claimRank(store, tag, keys[rank], rank, claimant(opts.host), ctx);
-  if (twice) throw twice;
-  // Wait in slices, looking for a duplicate between them: a rank claimed twice often means another rank
-  // was never started, and the barrier would otherwise only end at the timeout.
-  const deadline = performance.now() + timeoutMs;
-  const slice = Math.max(1, opts.pollMs ?? 500);
-  while (true) {
-    const left = Math.max(1, Math.ceil(deadline - performance.now()));
-    try {
-      await store.wait(keys, Math.min(slice, left));
-      break;
-    } catch (err) {
-      if (!(err instanceof StoreTimeoutError)) throw err;
-      const dup = await duplicateRank(store, tag, ctx);
-      if (dup) throw dup;
-      if (left > slice) continue;
-      const missing: number[] = [];
-      for (let r = 0; r < worldSize; r++) if (!(await store.check([keys[r]]))) missing.push(r);
-      if (missing.length === 0) break;
-      const who = missing.length === 1 ? `rank ${missing[0]}` : `ranks ${missing.join(", ")}`;
-      throw new RendezvousError(`${who} of ${worldSize} never arrived within ${timeoutMs} ms`, {
-        rank,
-        op,
-        cause: err,
-      });
-    }
+  const claim = await claimRank(store, tag, `${tag}/${rank}`, rank, claimant(opts.host), ctx);
+  if (claim.twice) throw claim.twice;
+  const done = `${tag}/done`;
+  // A process asking again (same tag) has been counted already.
+  if (!claim.again && (await store.add(`${tag}/arrived`, 1)) >= worldSize) await store.set(done, "1");
+  const dupKey = duplicateKey(tag);
+  const set = await store.watch([done, dupKey], timeoutMs);
+  if (set.includes(dupKey)) {
+    const dup = await duplicateRank(store, tag, ctx);
+    if (dup) throw dup;
   }
-  const dup = await duplicateRank(store, tag, ctx);
-  if (dup) throw dup;
+  if (set.includes(done)) return;
+  const keys = Array.from({ length: worldSize }, (_, r) => `${tag}/${r}`);
+  const present = new Set(await store.watch(keys, 0));
+  const missing = keys.flatMap((k, r) => present.has(k) ? [] : [r]);
+  if (missing.length === 0) return; // the last rank is setting `done` right now
+  const who = missing.length === 1 ? `rank ${missing[0]}` : `ranks ${missing.join(", ")}`;
+  throw new RendezvousError(`${who} of ${worldSize} never arrived within ${timeoutMs} ms`, {
+    rank,
+    op,
+    cause: new StoreTimeoutError(`timed out after ${timeoutMs} ms waiting for "${done}"`, ctx),
+  });
 }
 
 function checkRankAndSize(

@@ -4,6 +4,17 @@
  * (addresses, host ids, counters). Implementations: in-memory, file, TCP (Hono server), prefix.
  */
 
+/** Options of {@link Store.watch}. */
+export interface WatchOptions {
+  /**
+   * A watch in the background (a process-wide watcher) that must not keep the process alive while it
+   * waits: the program may end with it pending. Default false.
+   */
+  background?: boolean;
+  /** Abandons the watch: it rejects with a StoreError. */
+  signal?: AbortSignal;
+}
+
 /** A key-value store shared by the ranks of a job, like torch.distributed's `Store`. */
 export interface Store {
   /** Sets `key` to `value`, replacing any previous value. */
@@ -23,6 +34,17 @@ export interface Store {
   ): Promise<Uint8Array>;
   /** Waits until every key in `keys` is set, or throws `StoreTimeoutError` after `timeoutMs`. */
   wait(keys: string[], timeoutMs?: number): Promise<void>;
+  /**
+   * Returns the values of `keys`, in order, in one round trip: waits up to `timeoutMs` (default: the
+   * store's timeout) until every key is set, else throws `StoreTimeoutError` naming the missing ones.
+   */
+  multiGet(keys: string[], timeoutMs?: number): Promise<Uint8Array[]>;
+  /**
+   * Returns which of `keys` are set, in their order, as soon as at least one is: at once when some are
+   * set already (so `timeoutMs` 0 asks which keys exist), else when the first is set, or `[]` when
+   * `timeoutMs` (default: the store's timeout) passes first. One round trip, whatever the keys.
+   */
+  watch(keys: string[], timeoutMs?: number, opts?: WatchOptions): Promise<string[]>;
   /** Returns whether every key in `keys` is set, without waiting. */
   check(keys: string[]): Promise<boolean>;
   /** Deletes `key`; returns whether it existed. */

@@ -96,9 +96,15 @@ export function waitTimeout(
 
 /**
  * Resolves after `ms`, or rejects with a StoreError("store closed") as soon as `signal` aborts.
- * The timer is always cleared, so no timer outlives a closed store.
+ * The timer is always cleared, so no timer outlives a closed store; `unref`: it does not keep the
+ * process alive.
  */
-export function sleep(ms: number, signal: AbortSignal, ctx: { rank?: number; op: string }): Promise<void> {
+export function sleep(
+  ms: number,
+  signal: AbortSignal,
+  ctx: { rank?: number; op: string },
+  unref = false,
+): Promise<void> {
   if (signal.aborted) return Promise.reject(closedError(ctx));
   return new Promise((resolve, reject) => {
     const onAbort = () => {
@@ -109,6 +115,7 @@ export function sleep(ms: number, signal: AbortSignal, ctx: { rank?: number; op:
       signal.removeEventListener("abort", onAbort);
       resolve();
     }, ms);
+    if (unref) Deno.unrefTimer(timer);
     signal.addEventListener("abort", onAbort, { once: true });
   });
 }

@@ -18,6 +18,12 @@ import { hmac, hmacKey, toHex } from "../proof.ts";
  * - `POST   /v1/wait?timeout=ms`    body = {"keys": [...]}            → 204 | 408 {missing}
  * - `POST   /v1/check`              body = {"keys": [...]}            → 200 boolean
  * - `GET    /v1/num-keys`                                             → 200 number
+ * - `POST   /v1/mget?timeout=ms`    body = {"keys": [...]}            → 200 framed values | 408 {missing}
+ * - `POST   /v1/watch?timeout=ms`   body = {"keys": [...]}            → 200 {"set": [...]} ([] at timeout)
+ * - `GET    /v1/stats`                                                → 200 {@link StoreStats}
+ *
+ * A long-poll (`kv` get, `wait`, `mget`, `watch`) waits at most the server's `maxWaitMs`: a longer
+ * `timeout=` is clamped to it, and the client asks again until its own deadline.
  *
  * Sessions: the server proves the token over the client's fresh nonce (`hello`); the client checks that
  * before it sends anything derived from the token. Both then hold the session key
@@ -25,9 +31,9 @@ import { hmac, hmacKey, toHex } from "../proof.ts";
  * `Authorization: Choir <hex nonce_s>.<counter>.<hex HMAC(key, request)>` over the counter, method, path
  * with query and body; the counter is used once per session, so a recorded request cannot be replayed.
  * Each answer carries `x-choir-mac: <hex HMAC(key, counter, status, body)>`.
- * 503 means the server is shutting down; 400 a malformed request; 401 anything unauthenticated, unknown
- * paths included (one answer for all); 409 an operation the data refuses (add on a value that is not a
- * counter).
+ * 503 means the server is shutting down (its answers then carry `Connection: close`); 400 a malformed
+ * request; 401 anything unauthenticated, unknown paths included (one answer for all); 409 an operation
+ * the data refuses (add on a value that is not a counter).
  */
 export const API = "/v1";
 
@@ -61,6 +67,54 @@ export const HELLO_PATH = `${API}/hello`;
 export const AUTH_SCHEME = "Choir";
 /** The header carrying the signature of an answer. */
 export const MAC_HEADER = "x-choir-mac";
+
+/** Frames values for `mget`: per value a 4-byte big-endian length, then its bytes. */
+export function frameValues(values: readonly Uint8Array[]): Uint8Array<ArrayBuffer> {
+  const out = new Uint8Array(values.reduce((n, v) => n + 4 + v.length, 0));
+  const view = new DataView(out.buffer);
+  let off = 0;
+  for (const v of values) {
+    view.setUint32(off, v.length);
+    out.set(v, off + 4);
+    off += 4 + v.length;
+  }
+  return out;
+}
+
+/** Splits a body made by {@link frameValues} into `count` values; undefined if it is malformed. */
+export function unframeValues(body: Uint8Array, count: number): Uint8Array[] | undefined {
+  const view = new DataView(body.buffer, body.byteOffset, body.byteLength);
+  const out: Uint8Array[] = [];
+  let off = 0;
+  while (out.length < count) {
+    if (off + 4 > body.length) return undefined;
+    const n = view.getUint32(off);
+    if (off + 4 + n > body.length) return undefined;
+    out.push(body.slice(off + 4, off + 4 + n));
+    off += 4 + n;
+  }
+  return off === body.length ? out : undefined;
+}
+
+/** What the store server counts and holds (`GET /v1/stats`, `StoreServer.stats()`). */
+export interface StoreStats {
+  /** Requests answered since the server started, every route (refused ones included). */
+  requests: number;
+  /** Requests by route name (`kv.get`, `add`, `mget`, `watch`, `hello`, ...). */
+  byRoute: Record<string, number>;
+  /** Requests being served now (long-polls included). */
+  inFlight: number;
+  /** The most requests served at once. */
+  peakInFlight: number;
+  /** Connections open now. */
+  connections: number;
+  /** Connections accepted since the start. */
+  connectionsSeen: number;
+  /** Long-polls (`get`, `wait`, `mget`, `watch`) waiting for keys now. */
+  waiters: number;
+  /** Keys held. */
+  keys: number;
+}
 
 const SERVER_LABEL = "choir/store/server";
 const KEY_LABEL = "choir/store/session";

@@ -8,7 +8,8 @@
  * connector -> acceptor   hello: magic, version 2, 0, group, from, to, size (u32/u16 LE), nonce_c (32)
  * acceptor  -> connector  nonce_a (32), HMAC(token, "choir/tcp/acceptor", hello, nonce_a)
  * connector -> acceptor   HMAC(token, "choir/tcp/connector", hello, nonce_a)    (after checking the above)
- * acceptor  -> connector  verdict: 0 ok, 1 bad proof, 2 wrong group/ranks/size
+ * acceptor  -> connector  verdict: 0 ok, 1 bad proof, 2 wrong group/ranks/size, 3 crossed (both ranks
+ *                         dialed at once; the acceptor keeps its own dial, and the connector waits for it)
  * ```
  * Each proof covers the other side's fresh nonce, so a recorded one is worthless later; the labels
  * differ, so one side's proof cannot be reflected back as the other's.
@@ -26,8 +27,12 @@ const HELLO_BYTES = HELLO_FIXED + PROOF_BYTES;
 const ACCEPTOR = "choir/tcp/acceptor";
 const CONNECTOR = "choir/tcp/connector";
 
-/** Outcome codes the acceptor answers with. */
-const OK = 0, BAD_PROOF = 1, BAD_PEER = 2;
+/**
+ * Outcome codes the acceptor answers with, once the proofs are checked. CROSSED: both ranks dialed each
+ * other at once, and the acceptor keeps its own dial (the higher rank's), so the connector waits for
+ * that one instead.
+ */
+const OK = 0, BAD_PROOF = 1, BAD_PEER = 2, CROSSED = 3;
 
 /** Who is connecting to whom, within which group. */
 export interface HelloInfo {
@@ -57,7 +62,8 @@ async function writeAll(conn: Deno.Conn, buf: Uint8Array): Promise<void> {
 }
 
 /**
- * Connector side: sends the hello, checks the acceptor's proof, proves itself and waits for the verdict.
+ * Connector side: sends the hello, checks the acceptor's proof, proves itself and waits for the verdict:
+ * `ok`, or `crossed` when the peer is dialing this rank at the same time and keeps its own connection.
  * Throws AuthError (naming `addr`) when the acceptor cannot prove it holds the token or refuses ours,
  * before anything derived from the token was sent in the first case.
  */
@@ -66,7 +72,7 @@ export async function sendHello(
   info: HelloInfo,
   token: string,
   addr: string,
-): Promise<void> {
+): Promise<"ok" | "crossed"> {
   const ctx = { rank: info.from, peer: info.to, op: "connect" };
   checkToken(token, ctx);
   const hello = new Uint8Array(HELLO_BYTES);
@@ -100,6 +106,7 @@ export async function sendHello(
   if (reply[0] === BAD_PROOF) {
     throw new AuthError(`rank ${info.to} at ${addr} refused the connection: our proof of the job token`, ctx);
   }
+  if (reply[0] === CROSSED) return "crossed";
   if (reply[0] !== OK) {
     throw new TransportError(
       `rank ${info.to} at ${addr} refused the connection: group, rank or world size differ ` +
@@ -107,17 +114,21 @@ export async function sendHello(
       ctx,
     );
   }
+  return "ok";
 }
 
 /**
  * Acceptor side: reads a hello, proves the token over the connector's nonce, and checks the connector's
  * proof over its own. Returns the connecting rank, or null (after answering and closing) when the peer
- * is a stranger, cannot prove the token, or names the wrong group or ranks.
+ * is a stranger, cannot prove the token, or names the wrong group or ranks. A hello whose proofs and
+ * fields pass is then put to `admit` (synchronously, before the answer is written): false answers
+ * CROSSED (the acceptor keeps a dial of its own) and returns null.
  */
 export async function acceptHello(
   conn: Deno.Conn,
   expect: { group: number; rank: number; size: number },
   token: string,
+  admit: (from: number) => boolean = () => true,
 ): Promise<number | null> {
   checkToken(token, { rank: expect.rank, op: "accept" });
   const hello = new Uint8Array(HELLO_BYTES);
@@ -142,6 +153,7 @@ export async function acceptHello(
     v.getUint32(8, true) !== expect.group || v.getUint32(16, true) !== expect.rank ||
     v.getUint32(20, true) !== expect.size || from >= expect.size || from === expect.rank
   ) verdict = BAD_PEER;
+  else if (!admit(from)) verdict = CROSSED;
   await writeAll(conn, new Uint8Array([verdict]));
   return verdict === OK ? from : null;
 }

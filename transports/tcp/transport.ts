@@ -1,13 +1,15 @@
 /**
  * @module
  * The TCP transport: a listener per rank, addresses exchanged through the store, one connection per
- * pair of ranks (the higher rank connects to the lower), each opened by the mutual proof of the job token
- * (handshake.ts). The listener is bounded: a connection that does not finish its handshake within a
- * second is dropped, at most max(64, size) wait at once, and an accept error (EMFILE) pauses the accept
- * loop, never ends it.
+ * pair of ranks, each opened by the mutual proof of the job token (handshake.ts). Eager groups (every
+ * pair connected up front) let the higher rank dial; lazy ones let whichever rank needs the link first
+ * dial, and when both dial at once the higher rank's connection is kept (the lower one is told CROSSED
+ * and takes the other). The listener is bounded: a connection that does not finish its handshake within
+ * a second is dropped, at most max(64, size) wait at once, and an accept error (EMFILE) pauses the
+ * accept loop, never ends it.
  */
 
-import { AuthError, ChoirError, TransportError } from "../../errors.ts";
+import { AuthError, ChoirError, PeerLostError, TransportError } from "../../errors.ts";
 import { isPermissionDenied, netFlag, netPermissionError } from "../permission.ts";
 import type { Store } from "../store/store.ts";
 import { acceptHello, sendHello } from "./handshake.ts";
@@ -38,6 +40,12 @@ export interface TcpTransportOptions {
   advertise?: string;
   /** Follow every payload with its CRC32C and check it on receipt (`CHOIR_CHECKSUM=1`). */
   checksum?: boolean;
+  /**
+   * Either rank of a pair may dial, on first use (lazy groups: a rank sending to a peer that has not
+   * asked for the link yet must not wait for it). Default false: the higher rank dials and the lower
+   * waits, which costs one connection attempt per pair when every pair connects up front.
+   */
+  eitherDials?: boolean;
 }
 
 /** Pauses between dials refused before the handshake's verdict (the peer dropped the connection). */
@@ -47,6 +55,12 @@ const REDIAL_MAX_MS = 500;
 interface Waiter {
   resolve: (c: TcpChannel) => void;
   reject: (e: Error) => void;
+}
+
+/** A wait for a peer's dial, which the waiting rank may give up without an error. */
+interface DialWait {
+  promise: Promise<TcpChannel>;
+  cancel(): void;
 }
 
 /** A {@link Transport} over TCP sockets. Create with {@link TcpTransport.create}. */
@@ -60,7 +74,15 @@ export class TcpTransport implements Transport {
   readonly #opts: TcpTransportOptions;
   readonly #listener: Deno.TcpListener;
   readonly #channels = new Map<number, Promise<TcpChannel>>();
-  readonly #accepted = new Map<number, TcpChannel>();
+  /** Links peers opened to this rank, by peer; pending while the handshake's answer is on its way. */
+  readonly #accepted = new Map<number, Promise<TcpChannel>>();
+  /** Peers this rank is dialing now, and peers its own dial has linked. */
+  readonly #dialing = new Set<number>();
+  readonly #linked = new Set<number>();
+  /** Peers' published addresses, looked up once; lookups waiting for the next batch. */
+  readonly #addresses = new Map<number, Promise<string>>();
+  readonly #lookups = new Map<number, PromiseWithResolvers<string>>();
+  #prefetched = false;
   readonly #waiters = new Map<number, Waiter>();
   readonly #open = new Set<TcpChannel>();
   readonly #pendingConns = new Set<Deno.Conn>();
@@ -117,30 +139,120 @@ export class TcpTransport implements Transport {
     return (this.#listener.addr as Deno.NetAddr).port;
   }
 
-  /** The channel to `peer`; the first call connects (higher rank dials) or awaits the peer's dial. */
-  channel(peer: number): Promise<Channel> {
-    const owner = { rank: this.rank, size: this.size, closed: this.#closed, channels: this.#channels };
-    return channelOnce(owner, peer, (p) => p < this.rank ? this.#dial(p) : this.#awaitDial(p));
+  /** Connections this rank holds now (open links to peers, whoever dialed). */
+  connections(): number {
+    return this.#open.size;
   }
 
-  async #dial(peer: number): Promise<TcpChannel> {
-    const addr = new TextDecoder().decode(await this.#opts.store.get(`addr/${peer}`));
-    const deadline = Date.now() + this.#opts.timeoutMs;
-    // A peer whose listener is flooded may drop our connection before its verdict (it cannot tell us
-    // from the flood yet): dial again until the deadline. A verdict, or a refused connect, is final.
-    for (let pause = REDIAL_MIN_MS;; pause = Math.min(pause * 2, REDIAL_MAX_MS)) {
-      try {
-        return await this.#dialOnce(peer, addr, deadline);
-      } catch (e) {
-        if (!(e instanceof DroppedBeforeVerdict)) throw e;
-        if (this.#closed) throw this.#closed;
-        if (Date.now() + pause >= deadline) throw e.cause;
-        await new Promise((r) => setTimeout(r, pause));
+  /**
+   * The channel to `peer`; the first call connects: the link the peer opened already, else a dial
+   * (the higher rank's, or with `eitherDials` this rank's), else a wait for the peer's dial.
+   */
+  channel(peer: number): Promise<Channel> {
+    const owner = { rank: this.rank, size: this.size, closed: this.#closed, channels: this.#channels };
+    return channelOnce(owner, peer, (p) => this.#link(p));
+  }
+
+  async #link(peer: number): Promise<TcpChannel> {
+    const accepted = this.#accepted.get(peer);
+    if (accepted) return await accepted;
+    if (peer < this.rank) {
+      const dialed = await this.#dial(peer);
+      return dialed === "crossed" ? await this.#crossed(peer).promise : dialed;
+    }
+    const incoming = this.#crossed(peer);
+    if (!this.#opts.eitherDials) return await incoming.promise;
+    // This rank is the lower one: dial, but if the peer dials too, its connection wins.
+    const dialing = this.#dial(peer);
+    const first = await Promise.race([
+      dialing.then((dialed) => ({ dialed }), (failed: unknown) => ({ failed })),
+      incoming.promise.then((accepted) => ({ accepted })),
+    ]);
+    if ("accepted" in first) {
+      // Our dial is answered CROSSED; should it be taken anyway, it is one link too many.
+      dialing.then((d) => d === "crossed" || d.close(), () => {});
+      return first.accepted;
+    }
+    if ("failed" in first) {
+      incoming.cancel();
+      throw first.failed;
+    }
+    if (first.dialed !== "crossed") {
+      incoming.cancel();
+      return first.dialed;
+    }
+    return await incoming.promise;
+  }
+
+  /** The link the peer opens to this rank: accepted already, or awaited (a DialWait). */
+  #crossed(peer: number): DialWait {
+    const accepted = this.#accepted.get(peer);
+    return accepted ? { promise: accepted, cancel: () => {} } : this.#awaitDial(peer);
+  }
+
+  /**
+   * The address `peer` published. Lookups asked for in the same turn of the event loop go to the store
+   * as one multiGet: an eager group's N-1 dials cost one request (and one connection), not N-1.
+   */
+  #addressOf(peer: number): Promise<string> {
+    const cached = this.#addresses.get(peer);
+    if (cached) return cached;
+    const wanted = Promise.withResolvers<string>();
+    this.#addresses.set(peer, wanted.promise);
+    wanted.promise.catch(() => this.#addresses.delete(peer)); // a later dial asks again
+    if (this.#lookups.size === 0) queueMicrotask(() => this.#lookUp());
+    this.#lookups.set(peer, wanted);
+    return wanted.promise;
+  }
+
+  async #lookUp(): Promise<void> {
+    // The first lookup also fetches the peers an algorithm is likely to reach next (ring and tree
+    // neighbours, recursive-doubling partners): O(log N) addresses in the same request.
+    if (!this.#prefetched) {
+      this.#prefetched = true;
+      for (const p of likelyPeers(this.rank, this.size)) {
+        if (this.#addresses.has(p)) continue;
+        const w = Promise.withResolvers<string>();
+        this.#addresses.set(p, w.promise);
+        w.promise.catch(() => this.#addresses.delete(p));
+        this.#lookups.set(p, w);
       }
+    }
+    const batch = [...this.#lookups];
+    this.#lookups.clear();
+    try {
+      const values = await this.#opts.store.multiGet(batch.map(([p]) => `addr/${p}`), this.#opts.timeoutMs);
+      const dec = new TextDecoder();
+      batch.forEach(([, w], i) => w.resolve(dec.decode(values[i])));
+    } catch (err) {
+      for (const [, w] of batch) w.reject(err);
     }
   }
 
-  async #dialOnce(peer: number, addr: string, deadline: number): Promise<TcpChannel> {
+  /** Dials `peer`: its channel, or "crossed" when the peer keeps its own dial to this rank. */
+  async #dial(peer: number): Promise<TcpChannel | "crossed"> {
+    this.#dialing.add(peer);
+    try {
+      const addr = await this.#addressOf(peer);
+      const deadline = Date.now() + this.#opts.timeoutMs;
+      // A peer whose listener is flooded may drop our connection before its verdict (it cannot tell us
+      // from the flood yet): dial again until the deadline. A verdict, or a refused connect, is final.
+      for (let pause = REDIAL_MIN_MS;; pause = Math.min(pause * 2, REDIAL_MAX_MS)) {
+        try {
+          return await this.#dialOnce(peer, addr, deadline);
+        } catch (e) {
+          if (!(e instanceof DroppedBeforeVerdict)) throw e;
+          if (this.#closed) throw this.#closed;
+          if (Date.now() + pause >= deadline) throw e.cause;
+          await new Promise((r) => setTimeout(r, pause));
+        }
+      }
+    } finally {
+      this.#dialing.delete(peer);
+    }
+  }
+
+  async #dialOnce(peer: number, addr: string, deadline: number): Promise<TcpChannel | "crossed"> {
     const ctx = { rank: this.rank, peer, op: "connect" };
     const colon = addr.lastIndexOf(":");
     const hostname = addr.slice(0, colon);
@@ -152,15 +264,18 @@ export class TcpTransport implements Transport {
       if (isPermissionDenied(e)) {
         throw netPermissionError(`cannot connect to rank ${peer}`, netFlag(hostname), e, ctx);
       }
-      throw new TransportError(`cannot connect to rank ${peer} at ${addr}: ${(e as Error).message}`, {
+      // It published this address once it listened: a refused connection means it is gone.
+      const Kind = e instanceof Deno.errors.ConnectionRefused ? PeerLostError : TransportError;
+      throw new Kind(`cannot connect to rank ${peer} at ${addr}: ${(e as Error).message}`, {
         ...ctx,
         cause: e,
       });
     }
     this.#pendingConns.add(conn);
     const watched = watchReplies(conn);
+    let verdict: "ok" | "crossed";
     try {
-      await withTimeout(
+      verdict = await withTimeout(
         sendHello(
           watched.conn,
           { group: this.#opts.group ?? 0, from: this.rank, to: peer, size: this.size },
@@ -180,19 +295,20 @@ export class TcpTransport implements Transport {
       throw e;
     }
     this.#pendingConns.delete(conn);
-    if (this.#closed) {
+    if (this.#closed || verdict === "crossed") {
       conn.close();
-      throw this.#closed;
+      if (this.#closed) throw this.#closed;
+      return "crossed";
     }
     const ch = new TcpChannel(conn, this.rank, peer, this.#opts.checksum);
     this.#open.add(ch);
+    this.#linked.add(peer);
     return ch;
   }
 
-  #awaitDial(peer: number): Promise<TcpChannel> {
-    const ready = this.#accepted.get(peer);
-    if (ready) return Promise.resolve(ready);
-    return new Promise<TcpChannel>((resolve, reject) => {
+  #awaitDial(peer: number): DialWait {
+    let cancel = () => {};
+    const promise = new Promise<TcpChannel>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.#waiters.delete(peer);
         reject(
@@ -202,7 +318,7 @@ export class TcpTransport implements Transport {
           ),
         );
       }, this.#opts.timeoutMs);
-      this.#waiters.set(peer, {
+      const w: Waiter = {
         resolve: (c) => {
           clearTimeout(timer);
           resolve(c);
@@ -211,8 +327,25 @@ export class TcpTransport implements Transport {
           clearTimeout(timer);
           reject(e);
         },
-      });
+      };
+      this.#waiters.set(peer, w);
+      cancel = () => {
+        clearTimeout(timer);
+        if (this.#waiters.get(peer) === w) this.#waiters.delete(peer);
+      };
     });
+    promise.catch(() => {}); // a cancelled wait, or one whose loser nobody awaits
+    return { promise, cancel };
+  }
+
+  /**
+   * Whether to take a peer's dial (decided before the handshake answers, so that no dial of this rank
+   * starts in between): not when a link to it exists or is being admitted, nor when this rank, the
+   * higher, is dialing it too (then the peer is told CROSSED and takes this rank's connection).
+   */
+  #takes(from: number): boolean {
+    if (this.#closed || this.#accepted.has(from) || this.#linked.has(from)) return false;
+    return !(from < this.rank && this.#dialing.has(from));
   }
 
   /** Starts the handshake of an accepted connection, making room first when too many are waiting. */
@@ -236,12 +369,22 @@ export class TcpTransport implements Transport {
     this.#handshaking.add(conn);
     let from: number | null = null;
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let admitted: { peer: number; ready: PromiseWithResolvers<TcpChannel> } | undefined;
+    const admit = (peer: number) => {
+      if (!this.#takes(peer)) return false;
+      const ready = Promise.withResolvers<TcpChannel>();
+      ready.promise.catch(() => {}); // awaited only if this rank asks for the link
+      this.#accepted.set(peer, ready.promise);
+      admitted = { peer, ready };
+      return true;
+    };
     try {
       from = await Promise.race([
         acceptHello(
           conn,
           { group: this.#opts.group ?? 0, rank: this.rank, size: this.size },
           this.#opts.token,
+          admit,
         ),
         new Promise<null>((r) => timer = setTimeout(() => r(null), HANDSHAKE_IDLE_MS)),
       ]);
@@ -251,15 +394,26 @@ export class TcpTransport implements Transport {
       clearTimeout(timer);
       this.#handshaking.delete(conn);
     }
-    if (from === null || this.#closed || this.#accepted.has(from)) {
+    if (from === null || this.#closed || admitted?.peer !== from) {
       try {
         conn.close();
       } catch { /* closed */ }
+      if (admitted) {
+        this.#accepted.delete(admitted.peer);
+        admitted.ready.reject(
+          this.#closed ??
+            new TransportError(`the handshake with rank ${admitted.peer} failed`, {
+              rank: this.rank,
+              peer: admitted.peer,
+              op: "accept",
+            }),
+        );
+      }
       return;
     }
     const ch = new TcpChannel(conn, this.rank, from, this.#opts.checksum);
     this.#open.add(ch);
-    this.#accepted.set(from, ch);
+    admitted.ready.resolve(ch);
     const w = this.#waiters.get(from);
     if (w) {
       this.#waiters.delete(from);
@@ -289,6 +443,24 @@ export class TcpTransport implements Transport {
     );
     await this.#acceptLoop;
   }
+}
+
+/**
+ * Peers a collective is likely to link `rank` to, besides the one asked for: ring neighbours, the
+ * ranks at distance 2^k either way (recursive doubling, binomial and dissemination partners) and the
+ * binary-tree parent and children. At most about 3 log2(size) + 5.
+ */
+function likelyPeers(rank: number, size: number): number[] {
+  const out = new Set<number>();
+  for (let d = 1; d < size; d *= 2) {
+    out.add((rank + d) % size);
+    out.add((rank - d + size) % size);
+    if ((rank ^ d) < size) out.add(rank ^ d);
+  }
+  if (rank > 0) out.add((rank - 1) >> 1);
+  for (const c of [2 * rank + 1, 2 * rank + 2]) if (c < size) out.add(c);
+  out.delete(rank);
+  return [...out];
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number, err: () => Error): Promise<T> {

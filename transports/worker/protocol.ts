@@ -58,7 +58,17 @@ export type RequestBody =
 export type Request = RequestBody & { id: number };
 
 /** The Store methods forwarded to the hub's store. */
-export type StoreMethod = "set" | "get" | "add" | "compareSet" | "wait" | "check" | "deleteKey" | "numKeys";
+export type StoreMethod =
+  | "set"
+  | "get"
+  | "add"
+  | "compareSet"
+  | "wait"
+  | "multiGet"
+  | "watch"
+  | "check"
+  | "deleteKey"
+  | "numKeys";
 
 /** A reply on the private port. */
 export type Reply = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: WireError };

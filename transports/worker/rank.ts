@@ -130,6 +130,12 @@ function portStore(link: RankLink): Store {
       await call("compareSet", key, expected, desired) as Uint8Array,
     wait: async (keys, timeoutMs) =>
       void await call("wait", keys, ...(timeoutMs === undefined ? [] : [timeoutMs])),
+    multiGet: async (keys, timeoutMs) =>
+      await call("multiGet", keys, ...(timeoutMs === undefined ? [] : [timeoutMs])) as Uint8Array[],
+    // An AbortSignal cannot cross the port: only `background` goes (the hub's watch then leaves the
+    // hub free to exit).
+    watch: async (keys, timeoutMs, opts) =>
+      await call("watch", keys, timeoutMs, { background: opts?.background === true }) as string[],
     check: async (keys) => await call("check", keys) as boolean,
     deleteKey: async (key) => await call("deleteKey", key) as boolean,
     numKeys: async () => await call("numKeys") as number,
