@@ -283,6 +283,78 @@ Deno.test("TcpStore: get and wait with no timeout outlive the server's long-poll
   }
 });
 
+for (const thread of ["main", "worker"] as const) {
+  Deno.test(`store server on the ${thread} thread: mget, watch and stats are signed, clamped and dropped with their client; stats count both ways`, async () => {
+    const server = await startStoreServer({
+      port: 0,
+      token: TOKEN,
+      maxWaitMs: 300,
+      thread,
+      limits: { maxBodyBytes: 1 << 20 },
+    });
+    const a = new TcpStore({ host: "127.0.0.1", port: server.port, token: TOKEN, timeoutMs: 10_000 });
+    const conns: Deno.TcpConn[] = [];
+    try {
+      // The new routes without a session: the one 401 of everything unauthenticated.
+      for (
+        const [method, path] of [["POST", "/v1/mget?timeout=0"], ["POST", "/v1/watch?timeout=0"], [
+          "GET",
+          "/v1/stats",
+        ]]
+      ) {
+        const head = `${method} ${path} HTTP/1.1\r\nhost: x\r\nauthorization: Bearer ${TOKEN}\r\n` +
+          `content-length: 0\r\n\r\n`;
+        assert.match(await rawStatus(server.port, head), /^HTTP\/1\.1 401 /, `${method} ${path}`);
+      }
+      // Through the client, past the server's 300 ms clamp: multiGet and watch wait for their own deadline.
+      const got = a.multiGet(["m/late", "m/early"], Infinity);
+      const watched = a.watch(["m/late"], 5_000);
+      await a.set("m/early", "1");
+      await new Promise((r) => setTimeout(r, 900));
+      await a.set("m/late", "2");
+      assert.deepEqual((await got).map((v) => new TextDecoder().decode(v)), ["2", "1"]);
+      assert.deepEqual(await watched, ["m/late"]);
+      const t0 = Date.now();
+      assert.deepEqual(await a.watch(["m/never"], 800), []);
+      assert.ok(Date.now() - t0 >= 750, `the watch gave up after ${Date.now() - t0} ms`);
+      // The bounded server's body cap holds for the new routes too (an unsigned 413, a StoreError).
+      const many = Array.from({ length: 40_000 }, (_, i) => `m/a-rather-long-key-name-${i}`);
+      await assert.rejects(
+        a.multiGet(many, 0),
+        (e: unknown) => e instanceof StoreError && /413/.test(String(e)),
+      );
+      // A raw, signed watch whose client hangs up leaves the server's waiters at once.
+      const session = await openSession(server.port);
+      for (let i = 0; i < 5; i++) {
+        const body = new TextEncoder().encode(JSON.stringify({ keys: [`m/none${i}`] }));
+        const path = "/v1/watch?timeout=Infinity";
+        const { header } = await session.sign("POST", path, body);
+        const c = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
+        await c.write(enc.encode(
+          `POST ${path} HTTP/1.1\r\nhost: x\r\nauthorization: ${header}\r\ncontent-length: ${body.length}\r\n\r\n`,
+        ));
+        await c.write(body);
+        conns.push(c);
+      }
+      await until(async () => (await server.stats()).waiters === 5, 3000, "5 waiters");
+      const stats = await server.stats();
+      assert.ok(stats.connections >= 6, `${stats.connections} connections open`);
+      assert.ok(stats.connectionsSeen >= stats.connections, JSON.stringify(stats));
+      assert.ok(
+        (stats.byRoute.mget ?? 0) >= 3 && (stats.byRoute.watch ?? 0) >= 7,
+        JSON.stringify(stats.byRoute),
+      );
+      assert.ok(stats.requests > 0 && stats.inFlight >= 5 && stats.keys === 2, JSON.stringify(stats));
+      for (const c of conns.splice(0)) c.close();
+      await until(async () => (await server.stats()).waiters === 0, 1000, "the waiters to leave");
+    } finally {
+      for (const c of conns) c.close();
+      await a.close();
+      await server.close();
+    }
+  });
+}
+
 Deno.test("status server: a body is refused (413) and the endpoint still answers", async () => {
   const server = await startStatusServer({
     port: 0,
