@@ -43,7 +43,8 @@ export interface StoreServerOptions {
   /**
    * Where the server runs: `worker` (default), a Worker thread of its own, so that nothing this thread
    * does (a long computation, a synchronous wait) delays the store; or `main`, this thread's event loop.
-   * {@link storeThreadFor} picks by the job's size.
+   * {@link storeThreadFor} picks by the job's size. Without read permission for the thread's module
+   * (a local checkout run with narrow permissions) it runs on this thread.
    */
   thread?: "worker" | "main";
 }
@@ -96,7 +97,17 @@ export async function startStoreServer(opts: StoreServerOptions): Promise<StoreS
     throw new InvalidArgumentError(`maxWaitMs must be a positive number of ms, got ${maxWaitMs}`, ctx);
   }
   const resolved = { ...opts, limits, maxWaitMs };
-  return await (opts.thread === "main" ? serveHere(resolved) : serveOnWorker(resolved));
+  return await (opts.thread === "main" || !threadLoadable() ? serveHere(resolved) : serveOnWorker(resolved));
+}
+
+/**
+ * Whether a Worker may load the server's module: from a local checkout that needs read access to it.
+ * Without it (a program run with narrow permissions) the server runs on this thread instead of failing.
+ */
+function threadLoadable(): boolean {
+  const url = new URL("./server_thread.ts", import.meta.url);
+  return url.protocol !== "file:" ||
+    Deno.permissions.querySync({ name: "read", path: url }).state === "granted";
 }
 
 /** Serves on this thread's event loop (what the Worker thread itself runs). */
