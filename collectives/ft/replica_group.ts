@@ -15,7 +15,13 @@ import {
   PeerLostError,
   RendezvousError,
 } from "../../errors.ts";
-import { type Heartbeat, HEARTBEAT_DEFAULTS, startHeartbeat } from "../../transports/heartbeat/heartbeat.ts";
+import {
+  type Heartbeat,
+  HEARTBEAT_DEFAULTS,
+  type HeartbeatThread,
+  spawnHeartbeatThread,
+  startHeartbeat,
+} from "../../transports/heartbeat/heartbeat.ts";
 import { createStore, PrefixStore, type Rendezvous, type Store } from "../../transports/store/mod.ts";
 import { parseInitMethod } from "../../transports/store/init_method.ts";
 import { StoreTimeoutError } from "../../errors.ts";
@@ -129,6 +135,8 @@ interface Current {
 }
 
 const dec = new TextDecoder();
+/** Grace of a quorum's heartbeat for a link closed without goodbye (the world group's is 0.5 s). */
+const FT_GRACE_MS = 200;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
@@ -166,6 +174,8 @@ export class ReplicaGroup {
   readonly #heartbeat: { intervalMs: number; timeoutMs: number } | null;
   readonly #log: (message: string) => void;
   #current: Current | null = null;
+  /** The next quorum's heartbeat thread, spawned ahead: spawning blocks for about 0.1 s. */
+  #spare: HeartbeatThread | undefined;
   #finishedAt: number | null = null;
   #closed = false;
 
@@ -265,6 +275,7 @@ export class ReplicaGroup {
         log,
       );
       const store = job.store;
+      group.#spareAhead();
       if (await store.check([DONE])) {
         group.#finishedAt = Number(dec.decode(await store.get(DONE)));
         return group;
@@ -328,6 +339,8 @@ export class ReplicaGroup {
       lost: cur.broken,
       timeoutMs: this.#o.timeoutMs,
     });
+    // The next quorum's heartbeat thread, spawned now that this quorum has committed (not while re-forming).
+    if (verdict !== "abort") this.#spareAhead();
     // Every member voted on this step, so all are past the one before last: its keys can go.
     if (verdict !== "abort" && pg.rank === 0 && step >= 2) {
       void forgetVote(this.#store, rec.id, step - 2).catch(() => {});
@@ -366,6 +379,8 @@ export class ReplicaGroup {
     this.#closed = true;
     if (this.#current) await this.#leave(this.#current);
     this.#current = null;
+    await this.#spare?.discard();
+    this.#spare = undefined;
     await this.#rdzv.close();
   }
 
@@ -506,6 +521,8 @@ export class ReplicaGroup {
     const rank = rec.members.indexOf(this.replicaId);
     const size = rec.members.length;
     if (this.#heartbeat && size > 1) {
+      const thread = this.#spare;
+      this.#spare = undefined;
       cur.heartbeat = startHeartbeat({
         rank,
         size,
@@ -514,8 +531,10 @@ export class ReplicaGroup {
         bind: this.#job.bind!,
         advertise: this.#job.advertise,
         ...this.#heartbeat,
+        // A member that ends without a goodbye is lost: nothing it sent is needed after that.
+        graceMs: FT_GRACE_MS,
         onNews: (err) => this.#onNews(cur, err),
-      });
+      }, thread);
     }
     const opening = openGroup({
       job: this.#job,
@@ -541,6 +560,14 @@ export class ReplicaGroup {
     }
     cur.pg = r;
     if (cur.news) void r.abort(cur.news).catch(() => {});
+  }
+
+  /** Spawns the next quorum's heartbeat thread in the background, unless one waits already. */
+  #spareAhead(): void {
+    if (this.#spare || !this.#heartbeat || this.#closed) return;
+    setTimeout(() => {
+      if (!this.#spare && !this.#closed) this.#spare = spawnHeartbeatThread();
+    }, 0);
   }
 
   /** What the quorum's heartbeat reports: a member lost (or another's cause); the group breaks with it. */
