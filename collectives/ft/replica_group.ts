@@ -81,7 +81,10 @@ export interface ReplicaGroupOptions {
   heartbeat?: false | { intervalMs?: number; timeoutMs?: number };
   /** Environment to read instead of the process's. */
   env?: ChoirEnv;
-  /** Receives the group's messages (re-forming, admissions); default: none. */
+  /**
+   * Receives the group's messages (re-forming, admissions); default: none, but the warning that replica
+   * 0 serves the store (its death then ends the job) goes to `console.warn`.
+   */
   log?: (message: string) => void;
 }
 
@@ -229,7 +232,7 @@ export class ReplicaGroup {
     const servesStore = replicaId === 0 &&
       (method.kind === "tcp" || (method.kind === "env" && env.storeExternal !== true));
     if (servesStore) {
-      log(
+      (opts.log ?? console.warn)(
         "replica 0 serves the job's store here: if it dies, the others cannot go on. Run under " +
           "`deno task launch --restart-failed N` (the launcher serves the store) to survive any loss",
       );
@@ -241,6 +244,7 @@ export class ReplicaGroup {
       timeoutMs,
       env,
     });
+    let group: ReplicaGroup | undefined;
     try {
       const addr = await listenAddress(env);
       const job: JobContext = {
@@ -261,7 +265,7 @@ export class ReplicaGroup {
       const hbTimeout = (opts.heartbeat ? opts.heartbeat.timeoutMs : undefined) ?? env.heartbeatTimeoutMs ??
         HEARTBEAT_DEFAULTS.timeoutMs;
       const heartbeat = hbMs > 0 ? { intervalMs: hbMs, timeoutMs: hbTimeout } : null;
-      const group = new ReplicaGroup(
+      group = new ReplicaGroup(
         replicaId,
         rdzv,
         job,
@@ -288,7 +292,9 @@ export class ReplicaGroup {
       await group.#settleInto({ step: -1, synced: false }, target);
       return group;
     } catch (e) {
-      await rdzv.close();
+      // Closing the group closes the store connection too.
+      if (group) await group.close().catch(() => {});
+      else await rdzv.close();
       throw e;
     }
   }
