@@ -109,7 +109,7 @@ export async function registerJoiner(store: Store, me: number): Promise<number> 
   return slot;
 }
 
-/** The newcomers registered after slot `from`: slot and replica id each. */
+/** The newcomers registered after slot `from`: slot and replica id each (-1: a record that never came). */
 export async function pendingJoiners(
   store: Store,
   from: number,
@@ -117,20 +117,34 @@ export async function pendingJoiners(
   const count = await store.add(JOINERS, 0);
   const out: { slot: number; replica: number }[] = [];
   for (let slot = from + 1; slot <= count; slot++) {
-    // Registered as count, then written: the write follows at once.
-    out.push({ slot, replica: parse<{ replica: number }>(await store.get(joinerKey(slot))).replica });
+    out.push({ slot, replica: await joinerOf(store, slot) });
   }
   return out;
 }
 
+/** How long a newcomer's record may lag behind its slot (counted first, then written). */
+const RECORD_LAG_MS = 2000;
+
+/** The replica id of newcomer slot `slot`, or -1 when its record never came (it died in between). */
+async function joinerOf(store: Store, slot: number): Promise<number> {
+  try {
+    await store.wait([joinerKey(slot)], RECORD_LAG_MS);
+  } catch (e) {
+    if (e instanceof StoreTimeoutError) return -1;
+    throw e;
+  }
+  return parse<{ replica: number }>(await store.get(joinerKey(slot))).replica;
+}
+
 /**
  * Tells the newcomers of slots `(prev.joinedTo, rec.joinedTo]` where they stand: the quorum that admitted
- * them, or -1 (refused: their replica id is held by a live member). Idempotent: every member does it.
+ * them, or -1 (refused: their replica id is held by a live member, or their record came too late).
+ * Idempotent: every member does it.
  */
 export async function admitJoiners(store: Store, prevJoinedTo: number, rec: QuorumRecord): Promise<void> {
   for (let slot = prevJoinedTo + 1; slot <= rec.joinedTo; slot++) {
-    const { replica } = parse<{ replica: number }>(await store.get(joinerKey(slot)));
-    const admitted = rec.newcomers.includes(replica) && rec.members.includes(replica);
+    const replica = await joinerOf(store, slot);
+    const admitted = replica >= 0 && rec.newcomers.includes(replica) && rec.members.includes(replica);
     await store.compareSet(admitKey(slot), "", String(admitted ? rec.id : -1));
   }
 }
@@ -145,7 +159,7 @@ export function nextRecord(
   const holders = [...here].filter(([, a]) => a.synced);
   const step = holders.reduce((s, [, a]) => Math.max(s, a.step), -1);
   const newcomers = new Set([...here].filter(([, a]) => !a.synced || a.step < step).map(([r]) => r));
-  for (const j of joiners) if (!here.has(j.replica)) newcomers.add(j.replica);
+  for (const j of joiners) if (j.replica >= 0 && !here.has(j.replica)) newcomers.add(j.replica);
   const members = [...new Set([...here.keys(), ...newcomers])].sort((a, b) => a - b);
   const source = members.find((r) => !newcomers.has(r));
   if (source === undefined) {

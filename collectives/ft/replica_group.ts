@@ -440,7 +440,7 @@ export class ReplicaGroup {
       if (await store.check([recordKey(next)])) return await readRecord(store, next);
       const here = await announcements(store, next, prev);
       const joiners = await pendingJoiners(store, cur.rec.joinedTo);
-      const restarted = new Set(joiners.map((j) => j.replica));
+      const restarted = new Set(joiners.map((j) => j.replica).filter((r) => r >= 0));
       const late = performance.now() - start >= this.#o.settleTimeoutMs;
       const missing = prev.filter((r) => !here.has(r) && !cur.lost.has(r) && !restarted.has(r) && !late);
       if (missing.length === 0) {
@@ -510,7 +510,8 @@ export class ReplicaGroup {
     const id = Number(dec.decode(await store.get(admitKey(slot))));
     if (id < 0) {
       throw new RendezvousError(
-        `replica id ${this.replicaId} is held by a live member of the job: a newcomer needs an id of its own`,
+        `replica ${this.replicaId} was refused: its id is held by a live member of the job (a newcomer needs ` +
+          `an id of its own), or its registration came more than 2 s late`,
         { rank: this.replicaId, op },
       );
     }
@@ -553,19 +554,53 @@ export class ReplicaGroup {
     const gaveUp = new Promise<"timeout">((r) =>
       timer = setTimeout(() => r("timeout"), this.#o.formTimeoutMs)
     );
-    const r = await Promise.race([opening, broken.then(() => "lost" as const), gaveUp]).finally(() =>
-      clearTimeout(timer)
+    const formed = { done: false };
+    const restarted = this.#restartedMember(rec, formed);
+    const r = await Promise.race([opening, broken.then(() => "lost" as const), gaveUp, restarted]).finally(
+      () => {
+        formed.done = true;
+        clearTimeout(timer);
+      },
     );
     if (typeof r === "string") {
       // The open may still finish later; whatever it brings is dropped then.
       opening.then((pg) => pg.abort("quorum abandoned").then(() => pg.destroy())).catch(() => {});
       const why = r === "lost"
         ? cur.news?.message ?? "a member was lost"
-        : `not formed within ${this.#o.formTimeoutMs} ms`;
+        : r === "timeout"
+        ? `not formed within ${this.#o.formTimeoutMs} ms`
+        : r;
       throw new RendezvousError(`quorum ${rec.id}: ${why}`, { rank: this.replicaId, op: "ReplicaGroup" });
     }
     cur.pg = r;
     if (cur.news) void r.abort(cur.news).catch(() => {});
+  }
+
+  /**
+   * While quorum `rec` forms: resolves when a member registers anew as a newcomer (it died and was
+   * restarted, so the group can never form), looking every 200 ms until `formed.done`.
+   */
+  async #restartedMember(rec: QuorumRecord, formed: { done: boolean }): Promise<string> {
+    let seen = rec.joinedTo;
+    try {
+      while (!formed.done) {
+        await sleep(200);
+        if (formed.done) break;
+        const count = await this.#store.add(JOINERS, 0);
+        for (; seen < count && !formed.done; seen++) {
+          const key = joinerKey(seen + 1);
+          // Counted, not yet written: look again next time (a get would hold a request open).
+          if (!(await this.#store.check([key]))) break;
+          const replica = (JSON.parse(dec.decode(await this.#store.get(key))) as { replica: number }).replica;
+          if (replica !== this.replicaId && rec.members.includes(replica)) {
+            return `replica ${replica} was restarted while the group formed`;
+          }
+        }
+      }
+    } catch {
+      // The store failed: forming fails by itself then.
+    }
+    return await new Promise<string>(() => {}); // formed: never resolves
   }
 
   /** Spawns the next quorum's heartbeat thread in the background, unless one waits already. */
