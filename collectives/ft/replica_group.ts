@@ -135,6 +135,9 @@ interface Current {
   breakNow: () => void;
   /** The first error the heartbeat reported (breaks the group once it is open). */
   news?: ChoirError;
+  /** Newcomer registrations counted last (group rank 0 only), and whether a count is on its way. */
+  joiners: number;
+  counting: boolean;
 }
 
 const dec = new TextDecoder();
@@ -335,13 +338,18 @@ export class ReplicaGroup {
       throw new RendezvousError("vote() outside a quorum", { rank: this.replicaId, op: "ReplicaGroup.vote" });
     }
     const { rec, pg } = cur;
+    // Group rank 0 looks for newcomers off the critical path; what it saw last step goes with its vote.
+    if (pg.rank === 0 && !cur.counting) {
+      cur.counting = true;
+      this.#store.add(JOINERS, 0).then((n) => cur.joiners = n, () => {}).finally(() => cur.counting = false);
+    }
     const verdict = await commitVote({
       store: this.#store,
       quorum: rec.id,
       size: rec.members.length,
       step,
       ok: ok && pg.failure === null,
-      joinedTo: rec.joinedTo,
+      grow: cur.joiners > rec.joinedTo,
       lost: cur.broken,
       timeoutMs: this.#o.timeoutMs,
     });
@@ -523,7 +531,15 @@ export class ReplicaGroup {
     await admitJoiners(this.#store, prevJoinedTo, rec);
     let breakNow: () => void = () => {};
     const broken = new Promise<void>((r) => breakNow = r);
-    const cur: Current = { rec, pg: null, lost: new Set(), broken, breakNow };
+    const cur: Current = {
+      rec,
+      pg: null,
+      lost: new Set(),
+      broken,
+      breakNow,
+      joiners: rec.joinedTo,
+      counting: false,
+    };
     this.#current = cur;
     const rank = rec.members.indexOf(this.replicaId);
     const size = rec.members.length;
