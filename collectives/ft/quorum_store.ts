@@ -165,6 +165,8 @@ export function nextRecord(
   if (source === undefined) {
     return `no live replica holds the training state (members ${members.join(", ")} are all newcomers)`;
   }
+  // Before the first commit the founders' initial states may differ: they all take the source's.
+  if (step === 0) { for (const r of members) if (r !== source) newcomers.add(r); }
   return { id, members, newcomers: [...newcomers].sort((a, b) => a - b), source, step, joinedTo };
 }
 

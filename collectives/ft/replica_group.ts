@@ -183,6 +183,7 @@ export class ReplicaGroup {
   /** The next quorum's heartbeat thread, spawned ahead: spawning blocks for about 0.1 s. */
   #spare: HeartbeatThread | undefined;
   #finishedAt: number | null = null;
+  #founder = false;
   #closed = false;
 
   private constructor(
@@ -292,7 +293,9 @@ export class ReplicaGroup {
         first = await formFirst(store, replicaId, initial, timeoutMs);
       }
       const target = first?.members.includes(replicaId) ? first : null;
-      await group.#settleInto({ step: -1, synced: false }, target);
+      group.#founder = target !== null;
+      // A founder holds the initial state (step 0), should quorum 0 fail to form; a newcomer holds nothing.
+      await group.#settleInto(target ? { step: 0, synced: true } : { step: -1, synced: false }, target);
       return group;
     } catch (e) {
       // Closing the group closes the store connection too.
@@ -319,6 +322,11 @@ export class ReplicaGroup {
       isNewcomer: rec.newcomers.includes(this.replicaId),
       pg,
     };
+  }
+
+  /** Whether this replica founded the job (quorum 0): it starts with a training state of its own. */
+  get founder(): boolean {
+    return this.#founder;
   }
 
   /** The last step of the job, once a member finished it (`finish()`); null while it runs. */

@@ -133,7 +133,7 @@ export class FtManager<M extends Model = Model> {
     this.model = opts.model;
     this.group = group;
     this.#opts = opts;
-    this.#synced = group.quorum?.id === 0;
+    this.#synced = group.founder;
     if (group.finishedAt !== null) this.#finish(group.finishedAt);
   }
 

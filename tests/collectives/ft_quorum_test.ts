@@ -77,6 +77,14 @@ Deno.test("next quorum: survivors and newcomers, the lowest holder sends the sta
     step: 12,
     joinedTo: 3,
   });
+  // Before the first commit every member but the source takes the source's initial state.
+  const first = nextRecord(
+    1,
+    new Map([[0, { step: 0, synced: true }], [2, { step: 0, synced: true }]]),
+    [],
+    0,
+  );
+  assert.deepEqual(first, { id: 1, members: [0, 2], newcomers: [2], source: 0, step: 0, joinedTo: 0 });
   const none = nextRecord(5, new Map([[2, { step: 0, synced: false }]]), [{ slot: 4, replica: 7 }], 4);
   assert.match(none as string, /no live replica holds the training state/);
 });
