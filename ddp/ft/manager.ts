@@ -200,12 +200,15 @@ export class FtManager<M extends Model = Model> {
           this.#finish(this.group.finishedAt ?? this.#step);
           continue;
         }
-        if (q.isNewcomer) this.#synced = false;
+        // A newcomer holds nothing until served; a founder's initial state stays valid before the first commit.
+        if (q.isNewcomer && !(this.group.founder && this.#step === 0)) this.#synced = false;
       }
       let ok = true;
       let failure: ChoirError | null = null;
       let plan: { epoch: number; from: number; indices: number[] } | null = null;
       const quorum = this.group.quorum!;
+      // The step every member votes on: this replica's own count once it holds the state.
+      const voting = () => this.#synced ? this.#step : quorum.step;
       try {
         if (this.#setup) await this.#enterQuorum(quorum);
         plan = this.#plan(quorum);
@@ -214,13 +217,13 @@ export class FtManager<M extends Model = Model> {
         await fn({ ddp, pg: quorum.pg, quorum, step: this.#step, epoch: plan.epoch, indices: plan.indices });
       } catch (e) {
         if (!retryable(e)) {
-          await this.group.vote(this.#step, false).catch(() => {});
+          await this.group.vote(voting(), false).catch(() => {});
           throw e;
         }
         ok = false;
         failure = e;
       }
-      const d = await this.group.vote(this.#step, ok);
+      const d = await this.group.vote(voting(), ok);
       if (d.reconfigure) this.#reform = true;
       if (d.commit && plan) {
         this.#opts.optimizer.step(this.model.parameters());
