@@ -9,7 +9,9 @@
  * [--layers 3]`, or `deno task launch --nproc-per-node 2 bench/ddp_mlp.ts --ddp [--async]
  * [--bucket-cap-mb 25] [--view] [--timeline trace.json]`. `--view` sets `gradientAsBucketView`. `--async` runs `backwardAsync` (products on the FFI thread pool, so the
  * buckets' allreduces run during backward); `--timeline` writes rank 0's steps as a Chrome trace and
- * draws the last step as text.
+ * draws the last step as text. `--ft` runs the same steps through FtManager (fault tolerance: DDP over
+ * the quorum's group, the commit vote per step, the optimizer step on commit) instead of plain DDP, so
+ * `--ddp` against `--ft` is the bookkeeping's overhead (bench/ft_overhead.sh).
  */
 
 import { readEnv } from "../config.ts";
@@ -24,7 +26,7 @@ import {
   softmaxCrossEntropy,
 } from "../ddp/nn/mod.ts";
 import type { Layer } from "../ddp/nn/mod.ts";
-import { DistributedDataParallel, Timeline } from "../ddp/mod.ts";
+import { DistributedDataParallel, FtManager, Timeline } from "../ddp/mod.ts";
 
 function flag(name: string, fallback: number): number {
   const i = Deno.args.indexOf(`--${name}`);
@@ -46,15 +48,15 @@ const iters = flag("iters", 10);
 const warmup = flag("warmup", 2);
 const hidden = flag("hidden", 2048);
 const depth = flag("layers", 3);
-const useDdp = Deno.args.includes("--ddp");
+const useFt = Deno.args.includes("--ft");
+const useDdp = Deno.args.includes("--ddp") && !useFt;
 const useAsync = Deno.args.includes("--async");
 const traceAt = Deno.args.indexOf("--timeline");
 const tracePath = traceAt >= 0 ? Deno.args[traceAt + 1] : null;
 const INPUT = 784, CLASSES = 10;
 
 const env = readEnv();
-const pg = useDdp || env.worldSize !== undefined ? await initProcessGroup() : null;
-const rank = pg?.rank ?? 0;
+const pg = !useFt && (useDdp || env.worldSize !== undefined) ? await initProcessGroup() : null;
 
 const layers: Layer[] = [];
 let prev = INPUT;
@@ -73,6 +75,11 @@ const ddp = useDdp && pg
   ? await DistributedDataParallel.create(model, pg, { timeline, bucketCapMb, gradientAsBucketView })
   : null;
 const opt = new AdamW({ lr: 1e-4 });
+const ft = useFt
+  ? await FtManager.create({ model, optimizer: opt, ddp: { timeline, bucketCapMb, gradientAsBucketView } })
+  : null;
+const rank = pg?.rank ?? ft?.group.replicaId ?? 0;
+const size = pg?.size ?? ft?.quorum?.size ?? 1;
 
 const x = new Float32Array(batch * INPUT).map((_, i) => Math.sin(i + rank));
 const y = Int32Array.from({ length: batch }, (_, i) => (i * 7 + rank) % CLASSES);
@@ -83,6 +90,26 @@ for (let it = 0; it < warmup + iters; it++) {
   if (it === warmup) timeline.clear();
   const t = performance.now();
   lastStep = timeline.now();
+  if (ft) {
+    // The same phases inside an all-or-nothing step; the optimizer steps on commit.
+    await ft.runStep(async ({ ddp }) => {
+      const { grad } = await timeline.span(
+        "compute",
+        "forward",
+        () => softmaxCrossEntropy(model.forward(x, batch), y, batch, CLASSES),
+        "f",
+      );
+      await timeline.span(
+        "compute",
+        "backward",
+        () => useAsync ? model.backwardAsync(grad) : model.backward(grad),
+        "B",
+      );
+      await timeline.span("compute", "finishBackward (wait)", () => ddp.finishBackward(), "w");
+    });
+    if (it >= warmup) times.push(performance.now() - t);
+    continue;
+  }
   model.zeroGrad();
   const { grad } = await timeline.span(
     "compute",
@@ -109,8 +136,12 @@ if (rank === 0) {
       `(expected ${
         mlpParameterCount(INPUT, hidden, depth, CLASSES)
       }), gemm ${gemmBackend()}, batch ${batch}, ` +
-      `ranks ${pg?.size ?? 1}, ${
-        ddp ? `DDP${gradientAsBucketView ? " (gradients as bucket views)" : ""}` : "no communication"
+      `ranks ${size}, ${
+        ft
+          ? `FtManager${gradientAsBucketView ? " (gradients as bucket views)" : ""}`
+          : ddp
+          ? `DDP${gradientAsBucketView ? " (gradients as bucket views)" : ""}`
+          : "no communication"
       }, ${useAsync ? "backwardAsync" : "backward"}`,
   );
   console.log(
@@ -126,3 +157,4 @@ if (rank === 0 && tracePath) {
   console.log(`Chrome trace of ${iters} steps: ${tracePath}`);
 }
 await pg?.destroy();
+await ft?.close();

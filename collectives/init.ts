@@ -205,7 +205,7 @@ function startWorldHeartbeat(
 }
 
 /** The forced algorithm, checked before any rank joins (a typo must not cost a rendezvous). */
-function forcedAlgorithm(name: string | undefined): Algorithm | undefined {
+export function forcedAlgorithm(name: string | undefined): Algorithm | undefined {
   if (name === undefined || name === "auto") return undefined;
   if (!isForcible(name)) {
     const names = [...new Set(FORCIBLE_OPS.flatMap((op) => ALGORITHMS[op]))];
@@ -221,7 +221,7 @@ function forcedAlgorithm(name: string | undefined): Algorithm | undefined {
  * Where to listen: `CHOIR_BIND_ADDR`, else `CHOIR_SOCKET_IFNAME`'s address, else loopback for a
  * single-host job, otherwise the interface that reaches the master. Never every interface (0.0.0.0).
  */
-async function listenAddress(env: ChoirEnv): Promise<{ bind: string; advertise?: string }> {
+export async function listenAddress(env: ChoirEnv): Promise<{ bind: string; advertise?: string }> {
   if (env.bindAddr) return { bind: env.bindAddr };
   if (env.socketIfname) return { bind: interfaceAddress(env.socketIfname) };
   const master = env.masterAddr;

@@ -1,7 +1,8 @@
 /**
  * @module
  * Collectives: the {@link ProcessGroup} with its collective, object, point-to-point and subgroup
- * operations, {@link Work} handles, `initProcessGroup()`, data types and reduce ops, and the reduce kernels.
+ * operations, {@link Work} handles, `initProcessGroup()`, the fault-tolerant {@link ReplicaGroup}, data
+ * types and reduce ops, and the reduce kernels.
  *
  * @example
  * ```ts
@@ -33,6 +34,8 @@ export {
 export { ProcessGroup, type ProcessGroupOptions, type SubgroupOpener } from "./process_group.ts";
 export { Work } from "./work.ts";
 export { type InitOptions, initProcessGroup } from "./init.ts";
+export { type Decision, type Quorum, ReplicaGroup, type ReplicaGroupOptions } from "./ft/replica_group.ts";
+export type { Announcement } from "./ft/quorum_store.ts";
 export { reportResult, workerData, type WorkerGroupOptions, workerProcessGroup } from "./worker_group.ts";
 export { spawnWorkers, type SpawnWorkersOptions, WorkerGroup } from "../transports/worker/spawn.ts";
 export { isWorkerRank } from "../transports/worker/rank.ts";

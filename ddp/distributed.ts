@@ -62,6 +62,12 @@ export interface DistributedDataParallelOptions {
    * reduces in place in one pass instead of copying through the arena (default true).
    */
   sharedBuckets?: boolean;
+  /**
+   * At construction, check that every rank has the same parameters and broadcast parameters and
+   * buffers from rank 0 (default true, as torch's `init_sync`). false skips both: the caller has made
+   * the replicas equal already (the fault-tolerant manager does, from a live peer).
+   */
+  initSync?: boolean;
   /** Timeout of every wait of DDP's collectives, in ms (default: the group's). */
   timeoutMs?: number;
   /**
@@ -157,6 +163,7 @@ export class DistributedDataParallel<M extends Model | GpuModel = Model> {
       broadcastBuffers: opts.broadcastBuffers ?? true,
       divideByInitialWorldSize: opts.divideByInitialWorldSize ?? true,
       sharedBuckets: opts.sharedBuckets ?? true,
+      initSync: opts.initSync ?? true,
       timeoutMs: opts.timeoutMs,
       timeline: opts.timeline,
     };
@@ -376,6 +383,8 @@ export class DistributedDataParallel<M extends Model | GpuModel = Model> {
     if (this.#reducer.active) return;
     this.stats.lastStepBytes = 0;
     this.#control = this.#controlRound(true, buffers);
+    // Awaited by finishBackward; a step abandoned before it (its group broke) must not leave it unhandled.
+    this.#control.catch(() => {});
     const pre = this.#opts.staticGraph && this.stats.steps > 0 ? this.#staticUnused : [];
     this.#reducer.begin(this.#runner(), false, pre);
   }
@@ -438,6 +447,14 @@ export class DistributedDataParallel<M extends Model | GpuModel = Model> {
   }
 
   async #syncStates(): Promise<void> {
+    if (this.#opts.initSync) await this.#checkAndBroadcast();
+    const viewsOfUserMemory = this.#opts.gradientAsBucketView && !this.model.setGrad;
+    if (this.#opts.sharedBuckets && !viewsOfUserMemory && !this.#memory.gpu && this.#pg.canAlloc) {
+      await this.#shareBuckets();
+    }
+  }
+
+  async #checkAndBroadcast(): Promise<void> {
     const sig = (p: AnyParameter | AnyBuffer, kind: string) =>
       `${kind} ${p.name} ${p.data.length} ${
         isGpuTensor(p.data) ? p.data.dtype : "dtype" in p ? p.dtype ?? "" : ""
@@ -461,10 +478,6 @@ export class DistributedDataParallel<M extends Model | GpuModel = Model> {
       }
     }
     await this.#broadcastAll([...this.#parameters(), ...this.#buffers()], 0);
-    const viewsOfUserMemory = this.#opts.gradientAsBucketView && !this.model.setGrad;
-    if (this.#opts.sharedBuckets && !viewsOfUserMemory && !this.#memory.gpu && this.#pg.canAlloc) {
-      await this.#shareBuckets();
-    }
   }
 
   /** Moves the bucket buffers into symmetric memory: one `pg.alloc` per gradient type (collective). */

@@ -3,7 +3,9 @@
  * Data-parallel training on top of the collectives: {@link DistributedDataParallel} (gradient
  * buckets averaged while backward runs, noSync accumulation, join for uneven data, unused
  * parameters, communication hooks: allreduce, fp16/bf16 compression, PowerSGD, and wrappers to stack
- * them), {@link DistributedSampler}, and the {@link Model} interface DDP works with. The launcher lives
+ * them), {@link DistributedSampler}, fault-tolerant training ({@link FtManager}: survivors of a lost
+ * replica go on in place, replacements get the state from a live peer), and the {@link Model} interface
+ * DDP works with. The launcher lives
  * in `@choir/choir/launch` (launch/); this entry still re-exports `launch()` and its types so that
  * programs importing them from here keep working — new code imports them from `@choir/choir/launch`.
  *
@@ -64,6 +66,16 @@ export {
   type DistributedDataParallelOptions,
 } from "./distributed.ts";
 export { DistributedSampler, type DistributedSamplerOptions } from "./sampler.ts";
+export { FtManager, type FtManagerOptions, type StepContext, type StepReport } from "./ft/manager.ts";
+export { shareState, type StatefulOptimizer, type TrainingState } from "./ft/state_transfer.ts";
+export type { OptimizerState } from "./nn/optim.ts";
+export type {
+  Announcement,
+  Decision,
+  Quorum,
+  ReplicaGroup,
+  ReplicaGroupOptions,
+} from "../collectives/mod.ts";
 export { type ChromeTraceEvent, Timeline, type TimelineSpan } from "./timeline.ts";
 export type { GradDType } from "./buckets.ts";
 export type { CommHook, GradBucket, HookGroup, HookReduceOp } from "./hooks/types.ts";

@@ -2,7 +2,8 @@
  * @module
  * `DistributedSampler`: splits the indices of a dataset among the ranks, shuffled with a seed and an
  * epoch so that every rank computes the same permutation, padded by wrapping around (or with the tail
- * dropped) so that every rank gets the same number. Loading the samples is left to the caller.
+ * dropped) so that every rank gets the same number. `reshard()` splits what is left of an epoch over a
+ * new membership (fault-tolerant training). Loading the samples is left to the caller.
  */
 
 import { InvalidArgumentError } from "../errors.ts";
@@ -42,21 +43,18 @@ export interface DistributedSamplerOptions {
 export class DistributedSampler implements Iterable<number> {
   /** Number of samples in the dataset. */
   readonly datasetLength: number;
-  /** Number of ranks. */
-  readonly numReplicas: number;
-  /** This rank. */
-  readonly rank: number;
   /** Whether indices are shuffled. */
   readonly shuffle: boolean;
   /** The seed. */
   readonly seed: number;
   /** Whether the uneven tail is dropped. */
   readonly dropLast: boolean;
-  /** Number of indices this rank gets per epoch. */
-  readonly length: number;
-  /** Number of indices all ranks get together per epoch (`length * numReplicas`). */
-  readonly totalSize: number;
+  #numReplicas: number;
+  #rank: number;
+  #consumed = 0;
   #epoch = 0;
+  /** The epoch whose order is cached, and that order. */
+  #cached: { epoch: number; order: readonly number[] } | null = null;
 
   /** A sampler over `datasetLength` samples; see {@link DistributedSamplerOptions}. */
   constructor(datasetLength: number, opts: DistributedSamplerOptions) {
@@ -64,22 +62,42 @@ export class DistributedSampler implements Iterable<number> {
     if (!Number.isInteger(datasetLength) || datasetLength < 0) {
       throw new InvalidArgumentError(`datasetLength must be a non-negative integer, got ${datasetLength}`);
     }
-    if (!Number.isInteger(numReplicas) || numReplicas < 1) {
-      throw new InvalidArgumentError(`numReplicas must be a positive integer, got ${numReplicas}`);
-    }
-    if (!Number.isInteger(rank) || rank < 0 || rank >= numReplicas) {
-      throw new InvalidArgumentError(`rank must be in [0, ${numReplicas}), got ${rank}`);
-    }
+    checkShare(numReplicas, rank);
     this.datasetLength = datasetLength;
-    this.numReplicas = numReplicas;
-    this.rank = rank;
+    this.#numReplicas = numReplicas;
+    this.#rank = rank;
     this.shuffle = opts.shuffle ?? true;
     this.seed = opts.seed ?? 0;
     this.dropLast = opts.dropLast ?? false;
-    this.length = this.dropLast
-      ? Math.floor(datasetLength / numReplicas)
-      : Math.ceil(datasetLength / numReplicas);
-    this.totalSize = this.length * numReplicas;
+  }
+
+  /** Number of ranks sharing the dataset (changed by {@link reshard}). */
+  get numReplicas(): number {
+    return this.#numReplicas;
+  }
+
+  /** This rank's share (changed by {@link reshard}). */
+  get rank(): number {
+    return this.#rank;
+  }
+
+  /**
+   * Positions of the epoch's order used before the current sharding began: 0 after `setEpoch`, the
+   * `consumed` of the last {@link reshard}.
+   */
+  get consumed(): number {
+    return this.#consumed;
+  }
+
+  /** Number of indices this rank gets in what is left of the epoch (all of it unless resharded). */
+  get length(): number {
+    const left = this.datasetLength - this.#consumed;
+    return this.dropLast ? Math.floor(left / this.#numReplicas) : Math.ceil(left / this.#numReplicas);
+  }
+
+  /** Number of indices all ranks get together (`length * numReplicas`). */
+  get totalSize(): number {
+    return this.length * this.#numReplicas;
   }
 
   /** The current epoch. */
@@ -87,30 +105,68 @@ export class DistributedSampler implements Iterable<number> {
     return this.#epoch;
   }
 
-  /** Sets the epoch, which changes the shuffle; call it at the start of every epoch on every rank. */
+  /**
+   * Sets the epoch, which changes the shuffle, and starts it from its beginning (`consumed` 0); call it
+   * at the start of every epoch on every rank.
+   */
   setEpoch(epoch: number): void {
     this.#epoch = epoch;
+    this.#consumed = 0;
   }
 
-  /** This rank's indices for the current epoch, in order. */
+  /**
+   * Splits the rest of the current epoch over a new membership: positions `consumed`,
+   * `consumed + 1`, ... of the epoch's order (fixed by seed and epoch) are shared out as usual, rank
+   * `rank` of `numReplicas` getting positions `consumed + rank`, `consumed + rank + numReplicas`, ...
+   * (padded or dropped at the end as configured). So when every rank has used `b` indices per step,
+   * the ranks together have used exactly positions `[consumed, consumed + b * numReplicas)`, and a
+   * reshard at `consumed + b * numReplicas * steps` continues where they stopped: no sample of the
+   * epoch is skipped or used twice. `reshard(n, r, 0)` is the plain sharding of the whole epoch.
+   */
+  reshard(numReplicas: number, rank: number, consumed = 0): void {
+    checkShare(numReplicas, rank);
+    if (!Number.isInteger(consumed) || consumed < 0 || consumed > this.datasetLength) {
+      throw new InvalidArgumentError(
+        `consumed must be an integer in [0, ${this.datasetLength}], got ${consumed}`,
+      );
+    }
+    this.#numReplicas = numReplicas;
+    this.#rank = rank;
+    this.#consumed = consumed;
+  }
+
+  /** This rank's indices for the current epoch (from `consumed` on), in order. */
   indices(): number[] {
+    const order = this.#order();
+    const from = this.#consumed, left = this.datasetLength - from, total = this.totalSize;
+    const mine: number[] = [];
+    // Past the end, padding wraps round to the first positions of what was left.
+    for (let i = this.#rank; i < total; i += this.#numReplicas) mine.push(order[from + (i % left)]);
+    return mine;
+  }
+
+  /** The epoch's order of the whole dataset (cached: resharding asks for it again). */
+  #order(): readonly number[] {
+    if (this.#cached?.epoch === this.#epoch) return this.#cached.order;
     const order = this.shuffle
       ? permutation(this.datasetLength, this.seed, this.#epoch)
       : Array.from({ length: this.datasetLength }, (_, i) => i);
-    if (this.dropLast) order.length = this.totalSize;
-    else {
-      for (let i = 0; order.length < this.totalSize && this.datasetLength > 0; i++) {
-        order.push(order[i % this.datasetLength]);
-      }
-    }
-    const mine: number[] = [];
-    for (let i = this.rank; i < this.totalSize; i += this.numReplicas) mine.push(order[i]);
-    return mine;
+    this.#cached = { epoch: this.#epoch, order };
+    return order;
   }
 
   /** Iterates over {@link DistributedSampler.indices}. */
   [Symbol.iterator](): Iterator<number> {
     return this.indices()[Symbol.iterator]();
+  }
+}
+
+function checkShare(numReplicas: number, rank: number): void {
+  if (!Number.isInteger(numReplicas) || numReplicas < 1) {
+    throw new InvalidArgumentError(`numReplicas must be a positive integer, got ${numReplicas}`);
+  }
+  if (!Number.isInteger(rank) || rank < 0 || rank >= numReplicas) {
+    throw new InvalidArgumentError(`rank must be in [0, ${numReplicas}), got ${rank}`);
   }
 }
 

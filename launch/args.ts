@@ -24,6 +24,8 @@ options:
   --rdzv-conf K=V,...       join_timeout=S (600), last_call_timeout=S (3), heartbeat_timeout=S (30)
   --standalone              one node, its own store on a free port (ignores --rdzv-endpoint)
   --max-restarts N          restart the workers after a failure up to N times (default 0)
+  --restart-failed N        restart only a failed worker (same env), up to N times on this node,
+                            while the others go on: for FtManager programs (docs/fault_tolerance.md)
   --monitor-interval S      how often workers and nodes are checked, in seconds (default 0.1)
   --log-dir DIR             also write rank N's output to DIR/run-HASH/round_R/rank_N.log
                             (HASH: of the run id; files 0600)
@@ -54,6 +56,8 @@ export interface LaunchArgs {
   standalone: boolean;
   /** `--max-restarts`. */
   maxRestarts?: number;
+  /** `--restart-failed`. */
+  restartFailed?: number;
   /** `--monitor-interval`, in ms. */
   monitorIntervalMs?: number;
   /** `--log-dir`. */
@@ -90,6 +94,7 @@ const VALUE_OPTIONS = [
   "rdzv-id",
   "rdzv-conf",
   "max-restarts",
+  "restart-failed",
   "monitor-interval",
   "log-dir",
   "master-addr",
@@ -124,6 +129,7 @@ export function parseLaunchArgs(argv: readonly string[]): LaunchArgs {
         "rdzv-conf": { type: "string" },
         standalone: { type: "boolean" },
         "max-restarts": { type: "string" },
+        "restart-failed": { type: "string" },
         "monitor-interval": { type: "string" },
         "log-dir": { type: "string" },
         "master-addr": { type: "string" },
@@ -172,6 +178,7 @@ export function parseLaunchArgs(argv: readonly string[]): LaunchArgs {
     rdzvId: values["rdzv-id"] as string | undefined,
     standalone: values.standalone === true,
     maxRestarts: int("max-restarts", 0, 1_000_000),
+    restartFailed: int("restart-failed", 0, 1_000_000),
     monitorIntervalMs: monitorS === undefined ? undefined : Math.round(monitorS * 1000),
     logDir: values["log-dir"] as string | undefined,
     joinTimeoutMs: conf.join_timeout,

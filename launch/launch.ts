@@ -65,6 +65,12 @@ export interface LaunchOptions {
   rdzvId?: string;
   /** `--max-restarts`: how often a failed worker group is restarted (default 0). */
   maxRestarts?: number;
+  /**
+   * `--restart-failed`: how many times this node restarts a failed worker on its own, with the same env,
+   * while the other workers and the store go on (default 0). For fault-tolerant programs (`FtManager`),
+   * whose survivors continue and admit the replacement at a step boundary.
+   */
+  restartFailed?: number;
   /** `--monitor-interval`: how often the agent checks workers and nodes, in ms (default 100). */
   monitorIntervalMs?: number;
   /** `--log-dir`: also write each rank's output to `DIR/run-HASH/round_R/rank_N.log` (HASH: of the run id; 0600). */
@@ -122,6 +128,8 @@ export interface LaunchResult {
   restarts: number;
   /** Rendezvous rounds run (1 + restarts + membership changes). */
   rounds: number;
+  /** Failed workers restarted on their own (`restartFailed`). */
+  workerRestarts: number;
 }
 
 /** Non-temporal copies for large memcpy (see design.md); set for ranks unless already set. */
@@ -207,6 +215,7 @@ export async function launch(opts: LaunchOptions): Promise<LaunchResult> {
           masterPort: conn.port,
           restarts: 0,
           rounds: 0,
+          workerRestarts: 0,
         };
       }
       beat = new RunBeat(conn.client, runId, monitorMs);
@@ -229,6 +238,7 @@ export async function launch(opts: LaunchOptions): Promise<LaunchResult> {
       token,
       baseEnv: workerEnvBase(opts, parent),
       maxRestarts: opts.maxRestarts ?? 0,
+      restartFailed: opts.restartFailed ?? 0,
       monitorMs,
       lastCallMs: opts.lastCallMs ?? (standalone ? 0 : 3000),
       joinTimeoutMs: opts.joinTimeoutMs ?? 600_000,
@@ -256,6 +266,7 @@ export async function launch(opts: LaunchOptions): Promise<LaunchResult> {
       masterPort: conn.port,
       restarts: result.restarts,
       rounds: result.rounds,
+      workerRestarts: result.workerRestarts,
     };
   } finally {
     opts.signal?.removeEventListener("abort", onAbort);
@@ -422,6 +433,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       rdzvEndpoint: parsed.standalone ? undefined : parsed.rdzvEndpoint,
       rdzvId: parsed.rdzvId,
       maxRestarts: parsed.maxRestarts,
+      restartFailed: parsed.restartFailed,
       monitorIntervalMs: parsed.monitorIntervalMs,
       logDir: parsed.logDir,
       lastCallMs: parsed.lastCallMs,

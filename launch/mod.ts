@@ -3,7 +3,8 @@
  * `choir launch` (torchrun-like): the node agent and its CLI. Standalone it serves the store and runs N
  * ranks; across nodes the agents meet in a store (`--rdzv-endpoint`), agree on MIN..MAX nodes, give
  * each worker torchrun's env (RANK, LOCAL_RANK, GROUP_RANK, WORLD_SIZE, ..., TORCHELASTIC_RESTART_COUNT),
- * tee output to `[rank N] ` lines and `--log-dir` files, and restart failed groups (`--max-restarts`).
+ * tee output to `[rank N] ` lines and `--log-dir` files, and restart failed groups (`--max-restarts`), or
+ * only the failed worker for fault-tolerant programs (`--restart-failed`, see `FtManager`).
  * Workers resume from an {@link ElasticState}; `initProcessGroup` also runs under SLURM, mpirun, PMI and
  * Kubernetes Indexed Jobs with no launcher (config.ts reads their env). Entry `@choir/choir/launch`,
  * which is also the command line: `deno run -A jsr:@choir/choir/launch --nproc-per-node 2 train.ts`

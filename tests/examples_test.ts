@@ -2,7 +2,8 @@
  * @module
  * The examples, run the way their headers say: README's first program under the launcher, the
  * k-means job on Worker ranks and on launcher processes (against a serial reference), and the Hono
- * service's replicas combining their counters, and the elastic example under the launcher.
+ * service's replicas combining their counters, the elastic example under the launcher, and the
+ * fault-tolerant one losing a replica.
  */
 
 import assert from "node:assert/strict";
@@ -199,4 +200,33 @@ Deno.test("examples/elastic_linear.ts under the launcher: trains, commits each s
   assert.equal(r.resumedFrom, null);
   [1, -2, 0.5, 3].forEach((w, k) => assert.ok(Math.abs(r.w[k] - w) < 0.01, `w[${k}] = ${r.w[k]}`));
   assert.ok(Math.abs(r.b - 0.25) < 0.01);
+});
+
+Deno.test("examples/ft_mlp.ts under launch --restart-failed: replica 1 dies, the others go on, its replacement joins", async () => {
+  const out = await run([
+    "run",
+    "--allow-all",
+    "launch/mod.ts",
+    "--nproc-per-node",
+    "4",
+    "--restart-failed",
+    "1",
+    "examples/ft_mlp.ts",
+    "--steps",
+    "80",
+    "--crash-at",
+    "20",
+  ]);
+  assert.equal(out.code, 0, out.stderr);
+  assert.match(out.stderr, /rank 1 was killed by SIGKILL \(exit code 137\); restarting only it/);
+  assert.match(out.stdout, /\[rank 1\] replica 1 waits to be admitted/);
+  const line = out.stdout.split("\n").find((l) => l.startsWith("[rank 0] RESULT "));
+  assert.ok(line, out.stdout);
+  const r = JSON.parse(line.slice("[rank 0] RESULT ".length)) as {
+    steps: number;
+    accuracy: number;
+    members: number[];
+  };
+  assert.equal(r.steps, 80);
+  assert.ok(r.accuracy > 0.8, `accuracy ${r.accuracy}`);
 });

@@ -26,7 +26,7 @@ export { Linear, type LinearOptions } from "./linear.ts";
 export { GELU, ReLU } from "./activations.ts";
 export { Sequential } from "./sequential.ts";
 export { argmax, type LossResult, softmaxCrossEntropy } from "./loss.ts";
-export { AdamW, type AdamWOptions, SGD, type SGDOptions, zeroGrad } from "./optim.ts";
+export { AdamW, type AdamWOptions, type OptimizerState, SGD, type SGDOptions, zeroGrad } from "./optim.ts";
 export { seededRandom } from "./rng.ts";
 export {
   argmaxGpu,

@@ -1,7 +1,9 @@
 /**
  * @module
  * Optimizers that update parameters in place from their gradients, with torch's semantics:
- * {@link SGD} (momentum, L2 weight decay) and {@link AdamW} (decoupled weight decay).
+ * {@link SGD} (momentum, L2 weight decay) and {@link AdamW} (decoupled weight decay). Each can hand
+ * out its state and load it back ({@link OptimizerState}), so a replica joining a fault-tolerant job
+ * gets it from a live peer.
  */
 
 import { InvalidArgumentError } from "../../errors.ts";
@@ -17,6 +19,40 @@ function floats(p: Parameter, op: string): { data: Floats; grad: Floats } {
     });
   }
   return { data, grad };
+}
+
+/**
+ * An optimizer's state, keyed by parameter name (torch's `state_dict()` in spirit): its tensors (e.g.
+ * `"0.weight.momentum_buffer"`) and numbers (the learning rate, step counts).
+ */
+export interface OptimizerState {
+  /** Per-parameter tensors, named `<parameter name>.<what>`. */
+  tensors: Record<string, Float32Array | Float64Array>;
+  /** Numbers: `lr`, and per-parameter counters named `<parameter name>.<what>`. */
+  values: Record<string, number>;
+}
+
+function byName(params: readonly Parameter[]): Map<string, Parameter> {
+  return new Map(params.map((p) => [p.name, p]));
+}
+
+function stateTensor<T extends Float32Array | Float64Array>(
+  s: OptimizerState,
+  key: string,
+  kind: new (n: number) => T,
+  length: number,
+  op: string,
+): T {
+  const t = s.tensors[key];
+  if (!(t instanceof kind) || t.length !== length) {
+    throw new InvalidArgumentError(
+      `${op}: state tensor ${key} must be a ${kind.name} of ${length} elements, got ${
+        t === undefined ? "nothing" : `${t.constructor.name}(${t.length})`
+      }`,
+      { op },
+    );
+  }
+  return t;
 }
 
 /** Options of {@link SGD}. */
@@ -68,6 +104,32 @@ export class SGD {
         data[i] -= lr * b[i];
       }
     }
+  }
+
+  /** The momentum buffers of `params` (views, not copies; none before the first step) and `lr`. */
+  stateDict(params: readonly Parameter[]): OptimizerState {
+    const tensors: Record<string, Float64Array> = {};
+    for (const p of params) {
+      const b = this.#buf.get(p);
+      if (b) tensors[`${p.name}.momentum_buffer`] = b;
+    }
+    return { tensors, values: { lr: this.lr } };
+  }
+
+  /** Replaces the state with a copy of `state` (from {@link stateDict}, maybe another process's). */
+  loadStateDict(params: readonly Parameter[], state: OptimizerState): void {
+    const op = "SGD.loadStateDict";
+    const named = byName(params);
+    this.#buf.clear();
+    for (const key of Object.keys(state.tensors)) {
+      const name = key.slice(0, -".momentum_buffer".length);
+      const p = named.get(name);
+      if (!key.endsWith(".momentum_buffer") || !p) {
+        throw new InvalidArgumentError(`${op}: ${key} belongs to no parameter`, { op });
+      }
+      this.#buf.set(p, stateTensor(state, key, Float64Array, p.data.length, op).slice());
+    }
+    if (state.values.lr !== undefined) this.lr = state.values.lr;
   }
 }
 
@@ -128,6 +190,45 @@ export class AdamW {
         lr * wd,
       );
     }
+  }
+
+  /**
+   * The moments of `params` (`<name>.exp_avg`, `<name>.exp_avg_sq`: views, not copies), their step
+   * counts (`<name>.step`) and `lr`; none before the first step.
+   */
+  stateDict(params: readonly Parameter[]): OptimizerState {
+    const tensors: Record<string, Float32Array> = {};
+    const values: Record<string, number> = { lr: this.lr };
+    for (const p of params) {
+      const s = this.#state.get(p);
+      if (!s) continue;
+      tensors[`${p.name}.exp_avg`] = s.m;
+      tensors[`${p.name}.exp_avg_sq`] = s.v;
+      values[`${p.name}.step`] = s.t;
+    }
+    return { tensors, values };
+  }
+
+  /** Replaces the state with a copy of `state` (from {@link stateDict}, maybe another process's). */
+  loadStateDict(params: readonly Parameter[], state: OptimizerState): void {
+    const op = "AdamW.loadStateDict";
+    this.#state.clear();
+    for (const p of params) {
+      const t = state.values[`${p.name}.step`];
+      if (t === undefined) continue;
+      const n = p.data.length;
+      this.#state.set(p, {
+        m: stateTensor(state, `${p.name}.exp_avg`, Float32Array, n, op).slice(),
+        v: stateTensor(state, `${p.name}.exp_avg_sq`, Float32Array, n, op).slice(),
+        t,
+      });
+    }
+    const known = new Set(params.flatMap((p) => [`${p.name}.exp_avg`, `${p.name}.exp_avg_sq`]));
+    const stray = Object.keys(state.tensors).find((k) => !known.has(k));
+    if (stray !== undefined) {
+      throw new InvalidArgumentError(`${op}: ${stray} belongs to no parameter`, { op });
+    }
+    if (state.values.lr !== undefined) this.lr = state.values.lr;
   }
 }
 

@@ -48,6 +48,8 @@ export interface AgentOptions {
   baseEnv: Record<string, string>;
   /** Failure restarts allowed. */
   maxRestarts: number;
+  /** Failed workers restarted alone, the others going on (`--restart-failed`; default 0). */
+  restartFailed?: number;
   /** Period of the monitor loop, in ms. */
   monitorMs: number;
   /** Rendezvous: last-call window, in ms. */
@@ -93,6 +95,8 @@ export interface AgentResult {
   restarts: number;
   /** Rendezvous rounds run (restarts plus membership changes plus one). */
   rounds: number;
+  /** Failed workers restarted alone (`restartFailed`), over all rounds. */
+  workerRestarts: number;
   /** The last world. */
   world?: World;
   /** This node's GROUP_RANK in the last world. */
@@ -117,6 +121,7 @@ export async function runAgent(o: AgentOptions): Promise<AgentResult> {
   };
   let restarts = 0;
   let rounds = 0;
+  let workerRestarts = 0;
   let fromRound: number | undefined;
   for (;;) {
     let joined;
@@ -138,7 +143,7 @@ export async function runAgent(o: AgentOptions): Promise<AgentResult> {
       });
     } catch (err) {
       if (err instanceof AbortedError) {
-        return { code: exitCodeOf(o.stopSignal()), ranks: [], restarts, rounds };
+        return { code: exitCodeOf(o.stopSignal()), ranks: [], restarts, rounds, workerRestarts };
       }
       throw err;
     }
@@ -146,7 +151,15 @@ export async function runAgent(o: AgentOptions): Promise<AgentResult> {
     rounds++;
     const round = world.round;
     if (o.signal.aborted) {
-      return { code: exitCodeOf(o.stopSignal()), ranks: [], restarts, rounds, world, groupRank };
+      return {
+        code: exitCodeOf(o.stopSignal()),
+        ranks: [],
+        restarts,
+        rounds,
+        workerRestarts,
+        world,
+        groupRank,
+      };
     }
     const offset = world.nodes.slice(0, groupRank).reduce((s, n) => s + n.nproc, 0);
     const worldSize = world.nodes.reduce((s, n) => s + n.nproc, 0);
@@ -192,6 +205,7 @@ export async function runAgent(o: AgentOptions): Promise<AgentResult> {
       onLines: (rank, stream, lines) => logs.lines(rank, stream, lines),
       log: o.log,
       splitLines,
+      restartFailed: o.restartFailed,
     });
     let outcome: Outcome | undefined;
     let error: unknown;
@@ -202,14 +216,23 @@ export async function runAgent(o: AgentOptions): Promise<AgentResult> {
     }
     group.stop(o.signal.aborted ? o.stopSignal() : "SIGTERM");
     const result = await group.done;
+    workerRestarts += result.restarted;
     logs.close();
     await o.afterRound?.();
     if (outcome === undefined) throw error;
     switch (outcome.kind) {
       case "succeeded":
-        return { code: 0, ranks: result.ranks, restarts, rounds, world, groupRank };
+        return { code: 0, ranks: result.ranks, restarts, rounds, workerRestarts, world, groupRank };
       case "stopped":
-        return { code: exitCodeOf(o.stopSignal()), ranks: result.ranks, restarts, rounds, world, groupRank };
+        return {
+          code: exitCodeOf(o.stopSignal()),
+          ranks: result.ranks,
+          restarts,
+          rounds,
+          workerRestarts,
+          world,
+          groupRank,
+        };
       case "membership":
         o.log(`${outcome.why}; starting a new round (not counted as a restart)`);
         fromRound = round + 1;
@@ -228,6 +251,7 @@ export async function runAgent(o: AgentOptions): Promise<AgentResult> {
           failed: outcome.failure,
           restarts,
           rounds,
+          workerRestarts,
           world,
           groupRank,
         };

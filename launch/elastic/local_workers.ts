@@ -2,7 +2,7 @@
  * @module
  * {@link LocalWorkers}: one node's worker processes for one round: spawns them with their env, streams
  * their output, and when one fails (or `stop()` is called) stops the others: SIGTERM, then SIGKILL after a
- * grace period.
+ * grace period. With `restartFailed` a failed worker is restarted alone instead, while the others go on.
  * Deciding what to do next (restart, give up) is the agent's job.
  */
 
@@ -39,6 +39,11 @@ export interface LocalWorkersSpec {
   log: (message: string) => void;
   /** Reads a stream to its end, calling back with complete lines (output.ts's splitLines). */
   splitLines: (stream: ReadableStream<Uint8Array>, onLines: (lines: string[]) => void) => Promise<void>;
+  /**
+   * Failed workers this node restarts on their own, with the same env, while the others go on
+   * (`--restart-failed`; default 0: a failure stops them all). For fault-tolerant jobs (FtManager).
+   */
+  restartFailed?: number;
 }
 
 /** The outcome of a round on this node. */
@@ -49,6 +54,8 @@ export interface GroupResult {
   failed?: RankExit;
   /** The signal `stop()` sent, if the group was stopped from outside. */
   stoppedBy?: Deno.Signal;
+  /** Failed workers restarted on their own (`restartFailed`). */
+  restarted: number;
 }
 
 const SCRIPT = /\.(ts|mts|tsx|js|mjs|jsx)$/;
@@ -66,6 +73,7 @@ export class LocalWorkers {
   #stoppedBy?: Deno.Signal;
   #killTimer?: ReturnType<typeof setTimeout>;
   #onFailure!: (exit: RankExit) => void;
+  #restarted = 0;
 
   /** Starts every worker; throws InvalidArgumentError (after stopping those started) when one cannot start. */
   constructor(spec: LocalWorkersSpec) {
@@ -93,7 +101,7 @@ export class LocalWorkers {
     }
     this.done = Promise.all(exits).then((ranks) => {
       if (this.#killTimer !== undefined) clearTimeout(this.#killTimer);
-      return { ranks, failed: this.#failed, stoppedBy: this.#stoppedBy };
+      return { ranks, failed: this.#failed, stoppedBy: this.#stoppedBy, restarted: this.#restarted };
     });
   }
 
@@ -129,13 +137,38 @@ export class LocalWorkers {
     }, this.#spec.graceMs);
   }
 
-  async #watch(local: number, rank: number, child: Deno.ChildProcess): Promise<RankExit> {
+  async #watch(local: number, rank: number, first: Deno.ChildProcess): Promise<RankExit> {
     const spec = this.#spec;
-    const pipes = Promise.all([
-      spec.splitLines(child.stdout, (lines) => spec.onLines(rank, "stdout", lines)),
-      spec.splitLines(child.stderr, (lines) => spec.onLines(rank, "stderr", lines)),
-    ]);
-    const status = await child.status;
+    let child = first;
+    const drains: Promise<unknown>[] = [];
+    let status: Deno.CommandStatus;
+    for (;;) {
+      drains.push(Promise.all([
+        spec.splitLines(child.stdout, (lines) => spec.onLines(rank, "stdout", lines)),
+        spec.splitLines(child.stderr, (lines) => spec.onLines(rank, "stderr", lines)),
+      ]));
+      status = await child.status;
+      const max = spec.restartFailed ?? 0;
+      if (
+        status.success || this.#stoppedBy !== undefined || this.#failed !== undefined ||
+        this.#restarted >= max
+      ) {
+        break;
+      }
+      // Restart only this worker, same env; its peers go on and admit it at a step boundary.
+      this.#restarted++;
+      const why = describeExit({ code: status.code, signal: status.signal });
+      spec.log(`rank ${rank} ${why}; restarting only it (restart ${this.#restarted} of ${max})`);
+      try {
+        child = spawn(spec, spec.envOf(local));
+      } catch (err) {
+        spec.log(`cannot restart rank ${rank}: ${err instanceof Error ? err.message : String(err)}`);
+        break;
+      }
+      this.#children[local] = child;
+      if (this.#stoppedBy !== undefined) child.kill(this.#stoppedBy); // stop() came in between
+    }
+    const pipes = Promise.all(drains);
     this.#running.delete(local);
     if (this.#running.size === 0 && this.#killTimer !== undefined) clearTimeout(this.#killTimer);
     const exit: RankExit = { rank, code: status.code, signal: status.signal };

@@ -1,7 +1,8 @@
 /**
  * @module
  * Tests of DistributedSampler: the ranks' shares are disjoint and cover every index once per epoch,
- * padding and dropLast sizes, a different order per epoch, the same on every rank for a seed.
+ * padding and dropLast sizes, a different order per epoch, the same on every rank for a seed, and
+ * resharding the rest of an epoch over a new membership without skipping or repeating a sample.
  */
 
 import assert from "node:assert/strict";
@@ -55,4 +56,40 @@ Deno.test("DistributedSampler: invalid arguments throw InvalidArgumentError", ()
   assert.throws(() => new DistributedSampler(10, { numReplicas: 2, rank: 2 }), InvalidArgumentError);
   assert.throws(() => new DistributedSampler(-1, { numReplicas: 2, rank: 0 }), InvalidArgumentError);
   assert.throws(() => new DistributedSampler(10, { numReplicas: 0, rank: 0 }), InvalidArgumentError);
+});
+
+Deno.test("DistributedSampler.reshard: the rest of the epoch over a new membership, nothing skipped or repeated", () => {
+  const len = 100, batch = 3;
+  const whole = new DistributedSampler(len, { numReplicas: 1, rank: 0, seed: 5 });
+  whole.setEpoch(2);
+  const order = whole.indices();
+  // 4 ranks take 2 steps of 3 each (24 positions), then 3 ranks go on from position 24.
+  const used: number[] = [];
+  for (let r = 0; r < 4; r++) {
+    const s = new DistributedSampler(len, { numReplicas: 4, rank: r, seed: 5 });
+    s.setEpoch(2);
+    used.push(...s.indices().slice(0, 2 * batch));
+  }
+  const rest: number[][] = [];
+  for (let r = 0; r < 3; r++) {
+    const s = new DistributedSampler(len, { numReplicas: 4, rank: 0, seed: 5 });
+    s.setEpoch(2);
+    s.reshard(3, r, 24);
+    assert.deepEqual([s.numReplicas, s.rank, s.consumed, s.length], [3, r, 24, 26]);
+    rest.push(s.indices());
+  }
+  assert.deepEqual(new Set(used), new Set(order.slice(0, 24)));
+  // Positions 24 + r, 24 + r + 3, ...: each step of `batch` per rank uses the next 9 positions.
+  assert.deepEqual(rest.map((x) => x.slice(0, batch)).flat().sort(), order.slice(24, 33).sort());
+  const all = rest.flat();
+  assert.equal(all.length, 78); // 76 left, padded to 3 x 26 with the first two of them
+  assert.deepEqual(new Set(all), new Set(order.slice(24)));
+  assert.deepEqual(new Set([...used, ...all]), new Set(order)); // the whole epoch, padding aside
+  // setEpoch starts the next epoch from its beginning, keeping the membership.
+  const s = new DistributedSampler(len, { numReplicas: 4, rank: 1, seed: 5 });
+  s.reshard(3, 2, 50);
+  s.setEpoch(3);
+  assert.deepEqual([s.numReplicas, s.rank, s.consumed, s.length], [3, 2, 0, 34]);
+  assert.throws(() => s.reshard(3, 3, 0), InvalidArgumentError);
+  assert.throws(() => s.reshard(3, 0, 101), InvalidArgumentError);
 });

@@ -55,6 +55,7 @@ Deno.test("parseLaunchArgs: launcher options before PROGRAM, the rest untouched"
   assert.throws(() => parseLaunchArgs(["--nproc-per-node", "0", "p.ts"]), /nproc-per-node/);
   assert.throws(() => parseLaunchArgs(["--master-port", "x", "p.ts"]), /master-port/);
   assert.throws(() => parseLaunchArgs(["--nproc-per-node", "2"]), /no PROGRAM/);
+  assert.equal(parseLaunchArgs(["--restart-failed", "3", "p.ts"]).restartFailed, 3);
 });
 
 Deno.test("splitLines: lines split across chunks, multi-byte characters, final line without newline", async () => {
@@ -249,4 +250,34 @@ Deno.test("launch: /dev/shm entries a rank left behind are removed when the job 
     await assert.rejects(Deno.stat(path), Deno.errors.NotFound, `${path} is still there`);
   }
   assert.ok(logs.some((m) => m.includes("removed 2 shared-memory segment(s)")), logs.join("\n"));
+});
+
+Deno.test("launch({ restartFailed }): only the failed worker is restarted, with the same env; the others go on", async () => {
+  const dir = await Deno.makeTempDir();
+  const lines: string[] = [];
+  const logs: string[] = [];
+  try {
+    const result = await launch({
+      program: here("tests/fixtures/fail_once.ts"),
+      args: [dir],
+      nprocPerNode: 3,
+      restartFailed: 2,
+      onOutput: (rank, _stream, line) => lines.push(`${rank} ${line}`),
+      log: (m) => logs.push(m),
+    });
+    assert.equal(result.code, 0, [...logs, ...lines].join("\n"));
+    assert.equal(result.workerRestarts, 1);
+    assert.equal(result.restarts, 0);
+    const starts = (r: number) => lines.filter((l) => l.startsWith(`${r} start`));
+    assert.equal(starts(0).length, 1, lines.join("\n"));
+    assert.equal(starts(2).length, 1, lines.join("\n"));
+    assert.equal(starts(1).length, 2, lines.join("\n"));
+    assert.equal(new Set(starts(1).map((l) => l.split(" ")[2])).size, 1, "the same env twice");
+    assert.ok(
+      logs.some((m) => /rank 1 exited with code 3; restarting only it \(restart 1 of 2\)/.test(m)),
+      logs.join("\n"),
+    );
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

@@ -62,19 +62,48 @@ export interface Heartbeat {
 }
 
 /**
- * Starts this rank's heartbeat thread and, in the background, publishes its address and dials the
- * next rank in the ring. Returns at once: start-up does not wait for it. Undefined when the thread's
- * module may not be read (a local checkout run without read permission for it).
+ * A heartbeat thread spawned ahead of need, waiting for {@link startHeartbeat} to give it its ring.
+ * Creating a thread blocks the caller for about 0.1 s; a program that re-forms its groups while
+ * training (fault tolerance) spawns the next one while it has time to spare.
  */
-export function startHeartbeat(o: HeartbeatOptions): Heartbeat | undefined {
-  const url = new URL("./heartbeat_worker.ts", import.meta.url);
+export interface HeartbeatThread {
+  /** The thread. */
+  readonly worker: Worker;
+  /** Ends it unused. */
+  discard(): Promise<void>;
+}
+
+const WORKER_URL = new URL("./heartbeat_worker.ts", import.meta.url);
+
+/** Whether a thread may load the heartbeat's module (from a local checkout it needs read access). */
+function mayLoad(): boolean {
+  return WORKER_URL.protocol !== "file:" ||
+    Deno.permissions.querySync({ name: "read", path: WORKER_URL }).state === "granted";
+}
+
+/** Spawns a heartbeat thread that waits for its ring; undefined when its module may not be read. */
+export function spawnHeartbeatThread(): HeartbeatThread | undefined {
+  if (!mayLoad()) return undefined;
+  const worker = new Worker(WORKER_URL, { workerData: null });
+  worker.unref();
+  return {
+    worker,
+    async discard() {
+      await worker.terminate();
+    },
+  };
+}
+
+/**
+ * Starts this rank's heartbeat thread (or hands `thread`, spawned earlier, its ring) and, in the
+ * background, publishes its address and dials the next rank in the ring. Returns at once: start-up
+ * does not wait for it. Undefined when the thread's module may not be read (a local checkout run
+ * without read permission for it).
+ */
+export function startHeartbeat(o: HeartbeatOptions, thread?: HeartbeatThread): Heartbeat | undefined {
   // A thread loads its module itself: from a local checkout that needs read access to it. Without it
   // (a narrowly permitted program) the job runs without heartbeat rather than failing.
-  if (
-    url.protocol === "file:" && Deno.permissions.querySync({ name: "read", path: url }).state !== "granted"
-  ) {
-    return undefined;
-  }
+  if (!thread && !mayLoad()) return undefined;
   const init: HeartbeatInit = {
     rank: o.rank,
     size: o.size,
@@ -84,8 +113,9 @@ export function startHeartbeat(o: HeartbeatOptions): Heartbeat | undefined {
     timeoutMs: o.timeoutMs ?? HEARTBEAT_DEFAULTS.timeoutMs,
     graceMs: o.graceMs ?? HEARTBEAT_DEFAULTS.graceMs,
   };
-  const worker = new Worker(url, { workerData: init });
+  const worker = thread?.worker ?? new Worker(WORKER_URL, { workerData: init });
   worker.unref(); // a program that ends without destroy() must still end
+  if (thread) worker.postMessage({ type: "init", init } satisfies ToHeartbeat);
   let stopped = false;
   let stoppedAck: () => void = () => {};
   const acked = new Promise<void>((r) => stoppedAck = r);

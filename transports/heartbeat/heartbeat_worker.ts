@@ -23,7 +23,8 @@ import {
   type ToHeartbeat,
 } from "./protocol.ts";
 
-const init = workerData as HeartbeatInit;
+// Given at spawn, or later by an `init` message (a thread spawned ahead of need, see `spawnHeartbeatThread`).
+let init = workerData as HeartbeatInit;
 const port = parentPort!;
 
 /** One link to a neighbour: the time a frame last came, and whether it said goodbye. */
@@ -250,4 +251,11 @@ function main(): void {
   tell({ type: "ready", port: (listener.addr as Deno.NetAddr).port });
 }
 
-main();
+if (init) main();
+else {
+  port.once("message", (m: ToHeartbeat) => {
+    if (m.type !== "init") return port.close();
+    init = m.init;
+    main();
+  });
+}

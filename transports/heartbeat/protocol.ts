@@ -50,6 +50,7 @@ export interface HeartbeatInit {
 
 /** Training thread to heartbeat thread. */
 export type ToHeartbeat =
+  | { type: "init"; init: HeartbeatInit }
   | { type: "dial"; peer: number; hostname: string; port: number }
   | { type: "cause"; bytes: Uint8Array }
   | { type: "stop" };

@@ -203,6 +203,33 @@ Deno.test("AdamW follows torch's update (first step moves each weight by about l
   assert.equal(frozen.data[0], 1);
 });
 
+Deno.test("SGD and AdamW: stateDict and loadStateDict carry the state to another optimizer exactly", () => {
+  for (const make of [() => new SGD({ lr: 0.1, momentum: 0.9 }), () => new AdamW({ lr: 0.01 })]) {
+    const two =
+      () => [{ ...param([1, -1, 2], [0.3, -4, 1]), name: "w" }, { ...param([0.5], [2]), name: "b" }];
+    const a = two(), b = two();
+    const optA = make(), optB = make();
+    optA.step(a);
+    optB.step(b);
+    const state = optA.stateDict(a);
+    assert.ok(Object.keys(state.tensors).length > 0);
+    const fresh = make();
+    fresh.loadStateDict(b, structuredClone(state)); // as if sent from another process
+    optA.step(a);
+    fresh.step(b);
+    assert.deepEqual([...b[0].data, ...b[1].data], [...a[0].data, ...a[1].data]);
+    assert.deepEqual(make().stateDict(a).tensors, {}); // nothing before the first step
+    assert.throws(
+      () =>
+        make().loadStateDict(b, {
+          tensors: { "nope.exp_avg": new Float32Array(1) },
+          values: { "nope.step": 1 },
+        }),
+      /belongs to no parameter/,
+    );
+  }
+});
+
 for (const blas of [true, false]) {
   Deno.test(`Sequential.backwardAsync = backward (${blas ? "OpenBLAS if present" : "JS kernel"}): same gradients and hook order`, async () => {
     setGemmBlasEnabled(blas);
