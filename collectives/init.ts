@@ -15,7 +15,13 @@ import { type Algorithm, ALGORITHMS, FORCIBLE_OPS, isForcible } from "./plan/pla
 import { type ChoirError, InvalidArgumentError, PeerLostError } from "../errors.ts";
 import { isWorkerRank } from "../transports/worker/rank.ts";
 import { workerProcessGroup } from "./worker_group.ts";
-import { type Heartbeat, HEARTBEAT_DEFAULTS, startHeartbeat } from "../transports/heartbeat/heartbeat.ts";
+import {
+  type Heartbeat,
+  HEARTBEAT_DEFAULTS,
+  type HeartbeatThread,
+  spawnHeartbeatThread,
+  startHeartbeat,
+} from "../transports/heartbeat/heartbeat.ts";
 import { PrefixStore } from "../transports/store/prefix_store.ts";
 
 /** Options of {@link initProcessGroup}; anything left out comes from the environment (env://). */
@@ -97,13 +103,24 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessG
   const timeoutMs = opts.timeoutMs ?? env.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const algorithm = forcedAlgorithm(opts.algorithm ?? env.algorithm);
   connectsLazily(opts.connect ?? env.connect, 1); // a typo must not cost a rendezvous either
-  const rdzv = await createStore(opts.initMethod ?? "env://", {
-    rank: opts.rank,
-    worldSize: opts.worldSize,
-    token: opts.token,
-    timeoutMs,
-    env,
-  });
+  // The heartbeat's thread is spawned before the rendezvous: creating it costs this thread 40-100 ms
+  // here, which then overlaps waiting for the other ranks instead of following it.
+  const thread = heartbeatMs(opts, env) > 0 && (opts.worldSize ?? env.worldSize ?? 2) > 1
+    ? spawnHeartbeatThread()
+    : undefined;
+  let rdzv: Awaited<ReturnType<typeof createStore>>;
+  try {
+    rdzv = await createStore(opts.initMethod ?? "env://", {
+      rank: opts.rank,
+      worldSize: opts.worldSize,
+      token: opts.token,
+      timeoutMs,
+      env,
+    });
+  } catch (e) {
+    await thread?.discard();
+    throw e;
+  }
   const { rank, worldSize, store, token } = rdzv;
   let status: StatusServer | undefined;
   let heartbeat: Heartbeat | undefined;
@@ -115,7 +132,7 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessG
     let early: ChoirError | undefined;
     // What the heartbeat brought: breaking the group with it must not send it round again.
     const heard = new WeakSet<Error>();
-    heartbeat = startWorldHeartbeat(opts, env, {
+    heartbeat = startWorldHeartbeat(opts, env, thread, {
       rank,
       size: worldSize,
       token,
@@ -181,7 +198,8 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessG
     }
     return pg;
   } catch (e) {
-    await heartbeat?.stop();
+    if (heartbeat) await heartbeat.stop();
+    else await thread?.discard();
     // Rank 0 may host the store server: keep it up a moment so the other ranks reach their own
     // verdict (e.g. "rank 2 never arrived") instead of a vanished server.
     if (rank === 0) await new Promise((r) => setTimeout(r, Math.min(2000, timeoutMs / 2)));
@@ -194,14 +212,26 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessG
 function startWorldHeartbeat(
   opts: InitOptions,
   env: ChoirEnv,
+  thread: HeartbeatThread | undefined,
   o: Omit<Parameters<typeof startHeartbeat>[0], "intervalMs" | "timeoutMs" | "store"> & { store: Store },
 ): Heartbeat | undefined {
-  const intervalMs = (opts.heartbeat === false ? 0 : opts.heartbeat?.intervalMs) ?? env.heartbeatMs ??
-    HEARTBEAT_DEFAULTS.intervalMs;
-  if (intervalMs <= 0 || o.size < 2) return undefined;
+  const intervalMs = heartbeatMs(opts, env);
+  if (intervalMs <= 0 || o.size < 2) {
+    void thread?.discard();
+    return undefined;
+  }
   const timeoutMs = (opts.heartbeat ? opts.heartbeat.timeoutMs : undefined) ?? env.heartbeatTimeoutMs ??
     HEARTBEAT_DEFAULTS.timeoutMs;
-  return startHeartbeat({ ...o, store: new PrefixStore("heartbeat/", o.store), intervalMs, timeoutMs });
+  return startHeartbeat(
+    { ...o, store: new PrefixStore("heartbeat/", o.store), intervalMs, timeoutMs },
+    thread,
+  );
+}
+
+/** Milliseconds between heartbeat frames; 0 when the heartbeat is off. */
+function heartbeatMs(opts: InitOptions, env: ChoirEnv): number {
+  return (opts.heartbeat === false ? 0 : opts.heartbeat?.intervalMs) ?? env.heartbeatMs ??
+    HEARTBEAT_DEFAULTS.intervalMs;
 }
 
 /** The forced algorithm, checked before any rank joins (a typo must not cost a rendezvous). */

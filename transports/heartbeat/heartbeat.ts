@@ -14,7 +14,7 @@
  * 8 bytes per interval, and the addresses go through the store once, in the background.
  */
 
-import { Worker } from "node:worker_threads";
+import { SHARE_ENV, Worker } from "node:worker_threads";
 import { type ChoirError, PeerLostError } from "../../errors.ts";
 import { decodeCause, encodeCause, MAX_CAUSE_BYTES } from "../abort_cause.ts";
 import type { Store } from "../store/store.ts";
@@ -84,7 +84,7 @@ function mayLoad(): boolean {
 /** Spawns a heartbeat thread that waits for its ring; undefined when its module may not be read. */
 export function spawnHeartbeatThread(): HeartbeatThread | undefined {
   if (!mayLoad()) return undefined;
-  const worker = new Worker(WORKER_URL, { workerData: null });
+  const worker = new Worker(WORKER_URL, { workerData: null, env: SHARE_ENV });
   worker.unref();
   return {
     worker,
@@ -113,7 +113,7 @@ export function startHeartbeat(o: HeartbeatOptions, thread?: HeartbeatThread): H
     timeoutMs: o.timeoutMs ?? HEARTBEAT_DEFAULTS.timeoutMs,
     graceMs: o.graceMs ?? HEARTBEAT_DEFAULTS.graceMs,
   };
-  const worker = thread?.worker ?? new Worker(WORKER_URL, { workerData: init });
+  const worker = thread?.worker ?? new Worker(WORKER_URL, { workerData: init, env: SHARE_ENV });
   worker.unref(); // a program that ends without destroy() must still end
   if (thread) worker.postMessage({ type: "init", init } satisfies ToHeartbeat);
   let stopped = false;
