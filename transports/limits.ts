@@ -6,7 +6,10 @@
  * lists them. Nothing here is read per message: limits are checked at accept, handshake and request entry.
  */
 
-/** A connection accepted by a rank's TCP listener must finish its handshake within this many ms. */
+/** How long an accepted connection whose hello has begun may take to finish the handshake (ms). */
+export const HANDSHAKE_MAX_MS = 10_000;
+
+/** A connection accepted by a rank's TCP listener that sends nothing for this many ms is dropped. */
 export const HANDSHAKE_IDLE_MS = 1_000;
 
 /**
@@ -21,8 +24,11 @@ export const ACCEPT_BACKOFF_MIN_MS = 5;
 /** Longest pause of an accept loop between retries, in ms. */
 export const ACCEPT_BACKOFF_MAX_MS = 1_000;
 
-/** Connections the store server keeps open at once (default of `limits.maxConnections`). */
-export const STORE_MAX_CONNECTIONS = 8_192;
+/**
+ * Connections the store server keeps open at once (default of `limits.maxConnections`): a rank keeps
+ * about two, so 4,096 ranks need over 8,192; past the process's descriptor limit the accept loop backs off.
+ */
+export const STORE_MAX_CONNECTIONS = 32_768;
 
 /** Largest request body the store server takes (a value, a compare-set, a key list): 1 GiB. */
 export const STORE_MAX_BODY_BYTES = 1 << 30;

@@ -18,7 +18,7 @@ import type { Channel, Transport } from "../transport.ts";
 import { channelOnce } from "../channel_once.ts";
 import { checkToken } from "../token.ts";
 import { acceptLoop, isFdExhaustion } from "../accept_loop.ts";
-import { HANDSHAKE_IDLE_MS, MIN_PENDING_HANDSHAKES } from "../limits.ts";
+import { HANDSHAKE_IDLE_MS, HANDSHAKE_MAX_MS, MIN_PENDING_HANDSHAKES } from "../limits.ts";
 
 /** Options of {@link TcpTransport.create}. */
 export interface TcpTransportOptions {
@@ -378,15 +378,32 @@ export class TcpTransport implements Transport {
       admitted = { peer, ready };
       return true;
     };
+    // A connection that sends nothing for a second is dropped; one whose hello is under way (a busy
+    // peer: hundreds of ranks in one process at start-up) gets the transport's handshake time.
+    let heard = false;
+    const watched = {
+      read: (b: Uint8Array) =>
+        conn.read(b).then((n) => {
+          if (n) heard = true;
+          return n;
+        }),
+      write: (b: Uint8Array) => conn.write(b),
+      close: () => conn.close(),
+    } as unknown as Deno.Conn;
     try {
       from = await Promise.race([
         acceptHello(
-          conn,
+          watched,
           { group: this.#opts.group ?? 0, rank: this.rank, size: this.size },
           this.#opts.token,
           admit,
         ),
-        new Promise<null>((r) => timer = setTimeout(() => r(null), HANDSHAKE_IDLE_MS)),
+        new Promise<null>((r) => {
+          timer = setTimeout(() => {
+            if (!heard) return r(null);
+            timer = setTimeout(() => r(null), HANDSHAKE_MAX_MS);
+          }, HANDSHAKE_IDLE_MS);
+        }),
       ]);
     } catch {
       from = null;
