@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The steady-state overhead of fault tolerance (FtManager: DDP over the quorum's group, one commit vote
 # through the launcher's store per step, the optimizer step on commit) against plain DDP, on the
-# ~10M-parameter MLP of bench/ddp_mlp.ts, N local ranks (default 2). Each round runs plain DDP, then the
-# same steps under FtManager, one after the other (interleaved, so drift hits both alike); prints each
+# ~10M-parameter MLP of bench/ddp_mlp.ts, N local ranks (default 2). Each round runs plain DDP and the
+# same steps under FtManager, one after the other, the order alternating between rounds; prints each
 # run's median step, then the medians over rounds and the overhead. No failure is injected.
 # Usage: [EXTRA="--async --view"] bench/ft_overhead.sh [ROUNDS=5] [NPROC=2] [ITERS=10]
 set -u
@@ -12,7 +12,10 @@ out=${OUT_DIR:-/tmp/choir-ft}
 mkdir -p "$out"
 extra=${EXTRA:-}
 for r in $(seq "$rounds"); do
-  for mode in ddp ft; do
+  # The order alternates between rounds, so that whatever drifts within a round hits both alike.
+  modes=(ddp ft)
+  ((r % 2 == 0)) && modes=(ft ddp)
+  for mode in "${modes[@]}"; do
     # shellcheck disable=SC2086
     NO_COLOR=1 timeout 600 deno run -A launch/mod.ts --nproc-per-node "$nproc" bench/ddp_mlp.ts \
       --iters "$iters" "--$mode" $extra 2>&1 | sed 's/^\[rank 0\] //' | tee "$out/$mode.$r.txt" | grep -v '^\[rank'
@@ -30,4 +33,12 @@ for mode in ("ddp", "ft"):
     med[mode] = statistics.median(ms) if ms else float("nan")
     print(f"{mode:4s} step median over {len(ms)} rounds: {med[mode]:.1f} ms  ({', '.join(f'{x:.1f}' for x in ms)})")
 print(f"fault-tolerance overhead over plain DDP: {100 * (med['ft'] / med['ddp'] - 1):+.2f}%")
+# Each round's own ratio (its two runs ran minutes apart at most): the median and the spread.
+pairs = []
+for r in range(1, rounds + 1):
+    got = [re.search(r"step: median ([0-9.]+) ms", open(f"{out}/{m}.{r}.txt").read()) for m in ("ddp", "ft")]
+    if all(got): pairs.append(float(got[1].group(1)) / float(got[0].group(1)) - 1)
+if pairs:
+    print(f"per-round overhead: median {100 * statistics.median(pairs):+.2f}% "
+          f"[{100 * min(pairs):+.2f}% .. {100 * max(pairs):+.2f}%] over {len(pairs)} rounds")
 PY
