@@ -8,7 +8,7 @@
  */
 
 import assert from "node:assert/strict";
-import { killTrial, type SurvivorResult } from "../helpers/kill.ts";
+import { type KillTrial, killTrial, type SurvivorResult } from "../helpers/kill.ts";
 import { resultOf, runRanks } from "../helpers/ranks.ts";
 
 const script = new URL("../fixtures/idle_watch.ts", import.meta.url);
@@ -16,6 +16,11 @@ const script = new URL("../fixtures/idle_watch.ts", import.meta.url);
 interface IdleResult extends SurvivorResult {
   /** What the next allReduce did: "same" (rejected with the group's failure at once). */
   next: string;
+}
+
+/** One job of idle ranks (idle_watch.ts) with a victim: the survivors' results. */
+function idleTrial(t: Omit<KillTrial, "op" | "count" | "script" | "args">): Promise<IdleResult[]> {
+  return killTrial<IdleResult>({ ...t, op: "idle", count: 0, script, args: [] });
 }
 
 function assertIdleNamed(results: readonly IdleResult[], victim: number, within: number, what: string): void {
@@ -40,31 +45,17 @@ for (
     storeOnRank0 ? ", store on rank 0" : ""
   })`;
   Deno.test(`${name}: every survivor's group breaks naming it within 3 s`, async () => {
-    const results = await killTrial<IdleResult>({
-      op: "idle",
-      transport,
-      count: 0,
-      worldSize,
-      victim,
-      script,
-      args: [],
-      storeOnRank0,
-    });
-    assertIdleNamed(results, victim, 3000, name);
+    assertIdleNamed(await idleTrial({ transport, worldSize, victim, storeOnRank0 }), victim, 3000, name);
   });
 }
 
 for (const [transport, worldSize, victim] of [["tcp", 4, 1], ["shm", 3, 2]] as const) {
   const name = `idle ranks, rank ${victim} of ${worldSize} frozen like a vanished host (${transport})`;
   Deno.test(`${name}: every survivor's group breaks naming it after the heartbeat timeout`, async () => {
-    const results = await killTrial<IdleResult>({
-      op: "idle",
+    const results = await idleTrial({
       transport,
-      count: 0,
       worldSize,
       victim,
-      script,
-      args: [],
       signal: "SIGSTOP",
       env: { CHOIR_HEARTBEAT_TIMEOUT: "2000" },
     });

@@ -12,6 +12,7 @@
 
 import { parentPort, workerData } from "node:worker_threads";
 import { MAX_CAUSE_BYTES } from "../abort_cause.ts";
+import { readExact, writeAll } from "../conn_io.ts";
 import { acceptHello, sendHello } from "../tcp/handshake.ts";
 import {
   FRAME_BYTES,
@@ -72,8 +73,7 @@ function send(link: Link, f: Uint8Array): Promise<void> {
   return link.writing = link.writing.then(async () => {
     if (link.closed) return;
     try {
-      let off = 0;
-      while (off < f.byteLength) off += await link.conn.write(f.subarray(off));
+      await writeAll(link.conn, f);
     } catch {
       closed(link);
     }
@@ -102,16 +102,6 @@ function closed(link: Link): void {
   // The grace lets a training thread finish reading what the peer sent before it exited (a program
   // that ends without destroy() says no goodbye) before its group breaks.
   setTimeout(() => declareLost(link.peer, LostWhy.Closed, init.rank), init.graceMs);
-}
-
-async function readExact(conn: Deno.Conn, buf: Uint8Array): Promise<boolean> {
-  let off = 0;
-  while (off < buf.byteLength) {
-    const n = await conn.read(buf.subarray(off));
-    if (n === null) return false;
-    off += n;
-  }
-  return true;
 }
 
 async function readLoop(link: Link): Promise<void> {

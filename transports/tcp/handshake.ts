@@ -15,6 +15,7 @@
  * differ, so one side's proof cannot be reflected back as the other's.
  */
 
+import { readExact, writeAll } from "../conn_io.ts";
 import { AuthError, TransportError } from "../../errors.ts";
 import { hmac, nonce, PROOF_BYTES } from "../proof.ts";
 import { checkToken, constantTimeEqual } from "../token.ts";
@@ -44,21 +45,6 @@ export interface HelloInfo {
   to: number;
   /** World size the connector believes in. */
   size: number;
-}
-
-async function readExact(conn: Deno.Conn, buf: Uint8Array): Promise<boolean> {
-  let off = 0;
-  while (off < buf.byteLength) {
-    const n = await conn.read(buf.subarray(off));
-    if (n === null) return false;
-    off += n;
-  }
-  return true;
-}
-
-async function writeAll(conn: Deno.Conn, buf: Uint8Array): Promise<void> {
-  let off = 0;
-  while (off < buf.byteLength) off += await conn.write(buf.subarray(off));
 }
 
 /**
