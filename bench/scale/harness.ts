@@ -11,37 +11,17 @@
  * another checkout of choir instead (its store server and its public `initProcessGroup()`: the "before").
  */
 
+import type { ScaleRow } from "./scale_row.ts";
 import { parseArgs } from "node:util";
 import { startStoreServer, type StoreServer } from "../../transports/store/mod.ts";
 import { sampleConnections } from "./conn_sampler.ts";
 import type { HostResult } from "./rank_host.ts";
 import { scalePlotSvg } from "./scale_plot.ts";
 
+export type { ScaleRow };
+
 /** The phases, in order, as rank_host.ts names them. */
 export const PHASES = ["store", "joined", "transport", "connected", "first_op"] as const;
-
-/** One harness run. */
-export interface ScaleRow {
-  /** The checkout measured (`--choir`), or "this tree". */
-  label?: string;
-  n: number;
-  procs: number;
-  connect: string;
-  /** Process start to every process loaded, ms (Deno start and module loading; not in totalMs). */
-  launchMs: number;
-  /** From the start signal until the last rank finished each phase, ms (cumulative). */
-  phasesMs: Record<string, number>;
-  totalMs: number;
-  /** Store requests, in all and by route. */
-  requests: number;
-  byRoute: Record<string, number>;
-  /** The most connections the store server held at once. */
-  peakStoreConnections: number;
-  /** TCP links between ranks after the first collective (each counted once). */
-  links: number;
-  /** Resident memory of the rank processes over the ranks, MiB per rank (runtime included). */
-  rssMiBPerRank: number;
-}
 
 const ROOT = new URL(".", import.meta.url);
 

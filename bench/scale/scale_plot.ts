@@ -6,7 +6,7 @@
  */
 
 import { escapeXml } from "../plot.ts";
-import type { ScaleRow } from "./harness.ts";
+import type { ScaleRow } from "./scale_row.ts";
 
 const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"];
 const W = 420, H = 280, M = { left: 64, right: 150, top: 30, bottom: 44 };
