@@ -12,6 +12,7 @@ import { type ChoirError, type ErrorContext, InvalidArgumentError } from "../err
 import { isPermissionDenied, netFlag, netPermissionError } from "./permission.ts";
 import { constantTimeEqual } from "./token.ts";
 import { BoundedHttpServer, type HttpLimits } from "./http/server.ts";
+import type { RawHttpApp } from "./http/raw.ts";
 
 const encoder = new TextEncoder();
 
@@ -62,8 +63,8 @@ export interface ServeOptions {
   limits: Required<HttpLimits>;
 }
 
-/** Serves `app` (built by `build` once the token is checked). */
-export function serveApp(o: ServeOptions, build: () => Hono): Promise<Served> {
+/** Serves `app` (built by `build` once the token is checked): a Hono app, or a lean {@link RawHttpApp}. */
+export function serveApp(o: ServeOptions, build: () => Hono | RawHttpApp): Promise<Served> {
   if (typeof o.token !== "string" || o.token.length === 0) {
     return Promise.reject(
       new InvalidArgumentError(`${o.ctx.op ?? "the server"} needs a non-empty token`, o.ctx),
@@ -89,7 +90,8 @@ export function serveApp(o: ServeOptions, build: () => Hono): Promise<Served> {
       new o.bindError(`cannot listen on ${hostname}:${o.port ?? 0}: ${why}`, { ...o.ctx, cause: err }),
     );
   }
-  const server = new BoundedHttpServer(listener, build().fetch, o.limits);
+  const app = build();
+  const server = new BoundedHttpServer(listener, "raw" in app ? app : app.fetch, o.limits);
   let closing: Promise<void> | undefined;
   return Promise.resolve({
     hostname: server.hostname,

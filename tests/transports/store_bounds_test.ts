@@ -227,7 +227,7 @@ Deno.test("store server: long-polls whose client went away are dropped; timeout=
       const session = await openSession(port);
       return async () => {
         const path = "/v1/kv/never?timeout=Infinity";
-        const { header } = await session.sign("GET", path, new Uint8Array(0));
+        const { header } = session.sign("GET", path, new Uint8Array(0));
         return `GET ${path} HTTP/1.1\r\nhost: x\r\nauthorization: ${header}\r\n\r\n`;
       };
     };
@@ -328,7 +328,7 @@ for (const thread of ["main", "worker"] as const) {
       for (let i = 0; i < 5; i++) {
         const body = new TextEncoder().encode(JSON.stringify({ keys: [`m/none${i}`] }));
         const path = "/v1/watch?timeout=Infinity";
-        const { header } = await session.sign("POST", path, body);
+        const { header } = session.sign("POST", path, body);
         const c = await Deno.connect({ hostname: "127.0.0.1", port: server.port });
         await c.write(enc.encode(
           `POST ${path} HTTP/1.1\r\nhost: x\r\nauthorization: ${header}\r\ncontent-length: ${body.length}\r\n\r\n`,

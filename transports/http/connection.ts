@@ -1,15 +1,16 @@
 /**
  * @module
  * One HTTP/1.1 connection of choir's servers: reads a request head (bounded in size and time), its body
- * (bounded in size, refused with 413 before it is read), hands a `Request` to the handler, writes the
- * `Response`, and repeats while the client keeps the connection (and the handler did not answer
+ * (bounded in size, refused with 413 before it is read), hands a `Request` to the handler (or the head
+ * and body bytes to a {@link RawHttpApp}), writes the answer, and repeats while the client keeps the connection (and the handler did not answer
  * `Connection: close`). While the handler runs, a read on the socket notices a client that hangs up and
  * aborts `request.signal`, so a long-poll leaves with it.
  * Deadlines are enforced by the server's sweep through {@link HttpConnection.expired}.
  */
 
 import { type BadHead, isBadHead, parseHead, type RequestHead } from "./head.ts";
-import { CONTINUE, refusal, responseBytes } from "./response.ts";
+import type { RawHttpApp, RawHttpResponse } from "./raw.ts";
+import { CONTINUE, rawResponseBytes, refusal, responseBytes } from "./response.ts";
 
 /** The limits one connection enforces (all required; see HttpLimits for their meaning). */
 export interface ConnectionLimits {
@@ -45,7 +46,7 @@ const ONE_WRITE = 64 << 10;
 /** One accepted connection; `serve()` runs it to its end. */
 export class HttpConnection {
   readonly #conn: Deno.TcpConn;
-  readonly #handler: HttpHandler;
+  readonly #handler: HttpHandler | RawHttpApp;
   readonly #limits: ConnectionLimits;
   readonly #base: string;
   #phase: Phase = "head";
@@ -58,7 +59,12 @@ export class HttpConnection {
   readonly #hangup = new AbortController();
 
   /** @param base the URL prefix requests get, e.g. `http://127.0.0.1:29500`. */
-  constructor(conn: Deno.TcpConn, handler: HttpHandler, limits: ConnectionLimits, base: string) {
+  constructor(
+    conn: Deno.TcpConn,
+    handler: HttpHandler | RawHttpApp,
+    limits: ConnectionLimits,
+    base: string,
+  ) {
     this.#conn = conn;
     this.#handler = handler;
     this.#limits = limits;
@@ -115,6 +121,14 @@ export class HttpConnection {
         const body = head.contentLength > 0 ? await this.#readBody(head.contentLength) : null;
         if (body === undefined) return; // the client left mid-body
         this.#enter("handler");
+        if (typeof this.#handler !== "function") {
+          const answer = await this.#raw(this.#handler, head, body);
+          const keepAlive = head.keepAlive && !closing() && !this.#eof && !answer.close;
+          await this.#send(rawResponseBytes(answer, head.method === "HEAD", keepAlive));
+          if (!keepAlive) return;
+          this.#enter("idle");
+          continue;
+        }
         const request = this.#request(head, body);
         if (request === null) return await this.#refuse(400, "malformed request");
         this.#watchForHangup();
@@ -140,6 +154,26 @@ export class HttpConnection {
   #enter(phase: Phase): void {
     this.#phase = phase;
     this.#since = performance.now();
+  }
+
+  /** The raw app's answer to one request (500 when it throws). */
+  async #raw(
+    app: RawHttpApp,
+    head: RequestHead,
+    body: Uint8Array<ArrayBuffer> | null,
+  ): Promise<RawHttpResponse> {
+    this.#watchForHangup();
+    try {
+      return await app.raw({
+        method: head.method,
+        target: head.target,
+        headers: head.headers,
+        body: body ?? new Uint8Array(0),
+        signal: this.#hangup.signal,
+      });
+    } catch {
+      return { status: 500, body: new TextEncoder().encode("internal error\n") };
+    }
   }
 
   #request(head: RequestHead, body: Uint8Array<ArrayBuffer> | null): Request | null {
@@ -226,8 +260,12 @@ export class HttpConnection {
   }
 
   async #respond(res: Response, headRequest: boolean, keepAlive: boolean): Promise<void> {
+    await this.#send(await responseBytes(res, headRequest, keepAlive));
+  }
+
+  /** Writes a response's head and body (one write when small). */
+  async #send({ head, body }: { head: Uint8Array; body: Uint8Array }): Promise<void> {
     this.#enter("write");
-    const { head, body } = await responseBytes(res, headRequest, keepAlive);
     if (body.length <= ONE_WRITE) {
       const all = new Uint8Array(head.length + body.length);
       all.set(head);

@@ -5,6 +5,8 @@
  * of choir's servers are small or already in memory, so bodies are read whole, never streamed.
  */
 
+import type { RawHttpResponse } from "./raw.ts";
+
 const encoder = new TextEncoder();
 
 /**
@@ -41,6 +43,21 @@ export async function responseBytes(
   let head = `HTTP/1.1 ${res.status} ${REASONS[res.status] ?? (res.statusText || "Status")}\r\n`;
   for (const [name, value] of res.headers) {
     if (!FRAMING.has(name)) head += `${name}: ${value}\r\n`;
+  }
+  head += `content-length: ${body.length}\r\n${keepAlive ? "" : "connection: close\r\n"}\r\n`;
+  return { head: encoder.encode(head), body: headRequest ? new Uint8Array(0) : body };
+}
+
+/** The head and body of a {@link RawHttpResponse}, as {@link responseBytes} frames a `Response`. */
+export function rawResponseBytes(
+  res: RawHttpResponse,
+  headRequest: boolean,
+  keepAlive: boolean,
+): { head: Uint8Array; body: Uint8Array } {
+  const body = res.body ?? new Uint8Array(0);
+  let head = `HTTP/1.1 ${res.status} ${REASONS[res.status] ?? "Status"}\r\n`;
+  for (const name in res.headers) {
+    if (!FRAMING.has(name)) head += `${name}: ${res.headers[name]}\r\n`;
   }
   head += `content-length: ${body.length}\r\n${keepAlive ? "" : "connection: close\r\n"}\r\n`;
   return { head: encoder.encode(head), body: headRequest ? new Uint8Array(0) : body };

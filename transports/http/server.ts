@@ -16,6 +16,7 @@ import {
   HTTP_MAX_HEAD_BYTES,
 } from "../limits.ts";
 import { HttpConnection, type HttpHandler } from "./connection.ts";
+import type { RawHttpApp } from "./raw.ts";
 
 /** The bounds of an HTTP server; unset fields take the server's defaults (docs/security.md). */
 export interface HttpLimits {
@@ -61,7 +62,7 @@ const SWEEP_MS = 250;
 /** A running bounded HTTP server over a listener it owns. */
 export class BoundedHttpServer {
   readonly #listener: Deno.TcpListener;
-  readonly #handler: HttpHandler;
+  readonly #handler: HttpHandler | RawHttpApp;
   readonly #limits: Required<HttpLimits>;
   readonly #base: string;
   /** Open connections, in the order they were accepted (so the first evictable one is the oldest). */
@@ -74,7 +75,11 @@ export class BoundedHttpServer {
   #accepted = 0;
 
   /** Starts serving `handler` on `listener` (the server closes the listener when it closes). */
-  constructor(listener: Deno.TcpListener, handler: HttpHandler, limits: Required<HttpLimits>) {
+  constructor(
+    listener: Deno.TcpListener,
+    handler: HttpHandler | RawHttpApp,
+    limits: Required<HttpLimits>,
+  ) {
     this.#listener = listener;
     this.#handler = handler;
     this.#limits = limits;

@@ -1,17 +1,19 @@
 /**
  * @module
- * The Hono application of the store server: the session hello, the middleware that admits only signed
- * requests and signs their answers (tcp_sessions.ts), and one route per Store operation over a
- * MemoryStore, with `get`/`wait`/`mget`/`watch` long-polling server-side, plus the counters of every
- * request (`/stats`). Serving it is tcp_server.ts's job.
+ * The store server's application: the session hello, admission of signed requests only with signed
+ * answers (tcp_sessions.ts), and one route per Store operation over a MemoryStore, with
+ * `get`/`wait`/`mget`/`watch` long-polling server-side, plus the counters of every request (`/stats`).
+ * It is served raw (http/raw.ts: head and body bytes in, status and bytes out), because every rank's
+ * start-up goes through it: at 1,024 ranks the fetch `Request`/`Response` objects and the router of a
+ * Hono app cost about as much as the rest of each request. Serving it is tcp_server.ts's job.
  *
  * A long-poll waits at most the server's `maxWaitMs` (a longer or infinite `timeout=` is clamped; the
  * client asks again), and leaves as soon as its client hangs up (`request.signal`, aborted by the
  * bounded server's connection).
  */
 
-import { type Context, Hono, type MiddlewareHandler } from "hono";
 import { InvalidArgumentError, StoreError, StoreTimeoutError } from "../../errors.ts";
+import { rawHeader, type RawHttpApp, type RawHttpRequest, type RawHttpResponse } from "../http/raw.ts";
 import type { MemoryStore } from "./memory_store.ts";
 import {
   API,
@@ -23,9 +25,12 @@ import {
   type StoreStats,
   unframeCompareSet,
 } from "./tcp_protocol.ts";
-import { SessionTable } from "./tcp_sessions.ts";
+import { type Session, SessionTable } from "./tcp_sessions.ts";
 
 const OCTETS = { "content-type": "application/octet-stream" };
+const JSON_TYPE = { "content-type": "application/json" };
+const enc = new TextEncoder();
+const dec = new TextDecoder();
 
 /** What the server around the app knows of its connections, for the counters. */
 export interface ConnectionCounts {
@@ -58,7 +63,7 @@ export interface StoreAppCounters {
 }
 
 /**
- * Builds the routes of the store server over `mem`; every request must be signed in a session of
+ * Builds the store server's application over `mem`; every request must be signed in a session of
  * `token`. Long-polls wait at most `maxWaitMs`. Every request is counted into `counters.stats`
  * (`keys`, `waiters` and the connections are filled in by the `/stats` route).
  */
@@ -67,135 +72,175 @@ export function storeApp(
   token: string,
   maxWaitMs: number,
   counters: StoreAppCounters = { stats: newStoreStats() },
-): Hono {
-  const app = new Hono();
+): RawHttpApp {
   const stats = counters.stats;
-  // Unknown paths and unauthenticated requests get one and the same answer.
-  app.notFound(unauthorized);
-  app.onError((err, c) => {
-    const text = err instanceof Error ? err.message : String(err);
-    if (err instanceof InvalidArgumentError) return c.text(text, 400);
-    if (mem.closed) return c.text(text, 503);
-    if (err instanceof StoreError) return c.text(text, 409);
-    return c.text(text, 500);
-  });
-  app.use("*", async (c, next) => {
-    const route = routeName(c.req.method, c.req.path);
-    stats.requests++;
-    stats.byRoute[route] = (stats.byRoute[route] ?? 0) + 1;
-    stats.peakInFlight = Math.max(stats.peakInFlight, ++stats.inFlight);
-    try {
-      await next();
-    } finally {
-      stats.inFlight--;
+  const table = new SessionTable(token);
+  const route = routes(mem, maxWaitMs, counters);
+  return {
+    async raw(req) {
+      const q = req.target.indexOf("?");
+      const path = q < 0 ? req.target : req.target.slice(0, q);
+      const name = routeName(req.method, path);
+      stats.requests++;
+      stats.byRoute[name] = (stats.byRoute[name] ?? 0) + 1;
+      stats.peakInFlight = Math.max(stats.peakInFlight, ++stats.inFlight);
+      let answer: RawHttpResponse;
+      try {
+        answer = await admitted(req, path, q < 0 ? "" : req.target.slice(q + 1));
+      } finally {
+        stats.inFlight--;
+      }
+      // A server shutting down tells each client to drop the connection it answered on, so that no client
+      // sends its next request (perhaps one that cannot be sent twice) on a connection about to close.
+      return mem.closed ? { ...answer, close: true } : answer;
+    },
+  };
+
+  /** The answer to a request that passed the session check, signed; or the refusal. */
+  async function admitted(req: RawHttpRequest, path: string, query: string): Promise<RawHttpResponse> {
+    if (req.method === "POST" && path === HELLO_PATH) {
+      const answer = table.hello(req.body);
+      return answer === undefined ? UNAUTHORIZED : { status: 200, headers: OCTETS, body: answer };
     }
-    // A server shutting down tells each client to drop the connection it answered on, so that no client
-    // sends its next request (perhaps one that cannot be sent twice) on a connection about to close.
-    if (mem.closed) c.res.headers.set("connection", "close");
-  });
-  app.use("*", sessions(new SessionTable(token)));
-  routes(app.basePath(API), mem, maxWaitMs);
-  app.get(`${API}/stats`, async (c) => {
-    const live = counters.connections?.() ?? { connections: 0, connectionsSeen: 0 };
-    return c.json(
-      { ...stats, ...live, waiters: mem.waiting, keys: await mem.numKeys() } satisfies StoreStats,
-    );
-  });
-  return app;
+    const auth = parseAuth(rawHeader(req, "authorization"));
+    if (auth === undefined) return UNAUTHORIZED;
+    const session: Session | undefined = table.admit(auth, req.method, req.target, req.body);
+    if (session === undefined) return UNAUTHORIZED;
+    let answer: RawHttpResponse;
+    try {
+      answer = await route(req, path, new URLSearchParams(query)) ?? UNAUTHORIZED;
+    } catch (err) {
+      answer = failure(err, mem.closed);
+    }
+    const body = answer.body ?? new Uint8Array(0);
+    const mac = table.sign(session, auth.counter, answer.status, body);
+    return { ...answer, headers: { ...answer.headers, [MAC_HEADER]: mac } };
+  }
 }
 
 /** The one answer to anything unauthenticated or unknown. */
-function unauthorized(c: Context): Response {
-  return c.text("unauthorized", 401, { "www-authenticate": AUTH_SCHEME });
+const UNAUTHORIZED: RawHttpResponse = {
+  status: 401,
+  headers: { "content-type": "text/plain; charset=utf-8", "www-authenticate": AUTH_SCHEME },
+  body: enc.encode("unauthorized"),
+};
+
+/** The answer to an operation that threw. */
+function failure(err: unknown, closed: boolean): RawHttpResponse {
+  const text = err instanceof Error ? err.message : String(err);
+  const status = err instanceof InvalidArgumentError
+    ? 400
+    : closed
+    ? 503
+    : err instanceof StoreError
+    ? 409
+    : 500;
+  return { status, headers: { "content-type": "text/plain; charset=utf-8" }, body: enc.encode(text) };
 }
 
-/** Answers hellos; admits signed requests only, and signs what they are answered. */
-function sessions(table: SessionTable): MiddlewareHandler {
-  return async (c, next) => {
-    const url = new URL(c.req.url);
-    if (c.req.method === "POST" && url.pathname === HELLO_PATH) {
-      const answer = await table.hello(new Uint8Array(await c.req.arrayBuffer()));
-      return answer === undefined ? unauthorized(c) : c.body(answer, 200, OCTETS);
+function json(value: unknown, status = 200): RawHttpResponse {
+  return { status, headers: JSON_TYPE, body: enc.encode(JSON.stringify(value)) };
+}
+
+function bytes(value: Uint8Array): RawHttpResponse {
+  return { status: 200, headers: OCTETS, body: value };
+}
+
+const NO_CONTENT: RawHttpResponse = { status: 204 };
+
+/** Routes one admitted request; undefined for an unknown route. */
+function routes(
+  mem: MemoryStore,
+  maxWaitMs: number,
+  counters: StoreAppCounters,
+): (req: RawHttpRequest, path: string, query: URLSearchParams) => Promise<RawHttpResponse | undefined> {
+  return async (req, path, query) => {
+    if (!path.startsWith(API + "/")) return undefined;
+    const rest = path.slice(API.length + 1);
+    const slash = rest.indexOf("/");
+    const head = slash < 0 ? rest : rest.slice(0, slash);
+    const key = slash < 0 ? undefined : keyParam(rest.slice(slash + 1));
+    const m = req.method;
+    if (key !== undefined) {
+      if (head === "kv" && m === "PUT") {
+        await mem.set(key, req.body);
+        return NO_CONTENT;
+      }
+      if (head === "kv" && m === "GET") {
+        try {
+          return bytes(await mem.get(key, timeoutParam(query, maxWaitMs), req.signal));
+        } catch (err) {
+          if (err instanceof StoreTimeoutError) return json({ missing: [key] }, 408);
+          throw err;
+        }
+      }
+      if (head === "kv" && m === "DELETE") return json(await mem.deleteKey(key));
+      if (head === "add" && m === "POST") {
+        const amount = Number(query.get("amount"));
+        return {
+          status: 200,
+          headers: { "content-type": "text/plain" },
+          body: enc.encode(String(await mem.add(key, amount))),
+        };
+      }
+      if (head === "cas" && m === "POST") {
+        const parts = unframeCompareSet(req.body);
+        if (parts === undefined) {
+          throw new InvalidArgumentError("malformed compare-set body", { op: "store.compareSet" });
+        }
+        return bytes(await mem.compareSet(key, parts.expected, parts.desired));
+      }
+      return undefined;
     }
-    const auth = parseAuth(c.req.header("authorization"));
-    if (auth === undefined) return unauthorized(c);
-    const body = new Uint8Array(await c.req.arrayBuffer());
-    const session = await table.admit(auth, c.req.method, url.pathname + url.search, body);
-    if (session === undefined) return unauthorized(c);
-    await next();
-    const answer = new Uint8Array(await c.res.clone().arrayBuffer());
-    c.res.headers.set(MAC_HEADER, await table.sign(session, auth.counter, c.res.status, answer));
+    if (slash >= 0) return undefined;
+    if (m === "POST" && head === "wait") {
+      const keys = keysBody(req.body);
+      try {
+        await mem.wait(keys, timeoutParam(query, maxWaitMs), req.signal);
+        return NO_CONTENT;
+      } catch (err) {
+        if (!(err instanceof StoreTimeoutError)) throw err;
+        const missing: string[] = [];
+        for (const k of keys) if (!(await mem.check([k]))) missing.push(k);
+        return json({ missing }, 408);
+      }
+    }
+    if (m === "POST" && head === "check") return json(await mem.check(keysBody(req.body)));
+    if (m === "GET" && head === "num-keys") return json(await mem.numKeys());
+    if (m === "POST" && head === "mget") {
+      const keys = keysBody(req.body);
+      try {
+        return bytes(frameValues(await mem.multiGet(keys, timeoutParam(query, maxWaitMs), req.signal)));
+      } catch (err) {
+        if (!(err instanceof StoreTimeoutError)) throw err;
+        return json({ missing: keys.filter((k, i) => keys.indexOf(k) === i && !mem.has(k)) }, 408);
+      }
+    }
+    // A server-side watch never keeps the server alive on its own (it is listening anyway).
+    if (m === "POST" && head === "watch") {
+      const keys = keysBody(req.body);
+      const timeoutMs = timeoutParam(query, maxWaitMs);
+      return json({ set: await mem.watch(keys, timeoutMs, { background: true, signal: req.signal }) });
+    }
+    if (m === "GET" && head === "stats") {
+      const stats = counters.stats;
+      const live = counters.connections?.() ?? { connections: 0, connectionsSeen: 0 };
+      return json(
+        { ...stats, ...live, waiters: mem.waiting, keys: await mem.numKeys() } satisfies StoreStats,
+      );
+    }
+    return undefined;
   };
 }
 
-/** One route per Store operation (registered on the root app's router). */
-function routes(app: Hono, mem: MemoryStore, maxWaitMs: number): void {
-  app.put("/kv/:key", async (c) => {
-    await mem.set(c.req.param("key"), new Uint8Array(await c.req.arrayBuffer()));
-    return c.body(null, 204);
-  });
-
-  app.get("/kv/:key", async (c) => {
-    const key = c.req.param("key");
-    try {
-      const value = await mem.get(key, timeoutParam(c, maxWaitMs), c.req.raw.signal);
-      return c.body(value, 200, OCTETS);
-    } catch (err) {
-      if (err instanceof StoreTimeoutError) return c.json({ missing: [key] }, 408);
-      throw err;
-    }
-  });
-
-  app.delete("/kv/:key", async (c) => c.json(await mem.deleteKey(c.req.param("key"))));
-
-  app.post("/add/:key", async (c) => {
-    const amount = Number(c.req.query("amount"));
-    return c.text(String(await mem.add(c.req.param("key"), amount)));
-  });
-
-  app.post("/cas/:key", async (c) => {
-    const parts = unframeCompareSet(new Uint8Array(await c.req.arrayBuffer()));
-    if (parts === undefined) {
-      throw new InvalidArgumentError("malformed compare-set body", { op: "store.compareSet" });
-    }
-    const value = await mem.compareSet(c.req.param("key"), parts.expected, parts.desired);
-    return c.body(value, 200, OCTETS);
-  });
-
-  app.post("/wait", async (c) => {
-    const keys = await keysBody(c);
-    try {
-      await mem.wait(keys, timeoutParam(c, maxWaitMs), c.req.raw.signal);
-      return c.body(null, 204);
-    } catch (err) {
-      if (!(err instanceof StoreTimeoutError)) throw err;
-      const missing: string[] = [];
-      for (const key of keys) if (!(await mem.check([key]))) missing.push(key);
-      return c.json({ missing }, 408);
-    }
-  });
-
-  app.post("/check", async (c) => c.json(await mem.check(await keysBody(c))));
-
-  app.get("/num-keys", async (c) => c.json(await mem.numKeys()));
-
-  app.post("/mget", async (c) => {
-    const keys = await keysBody(c);
-    try {
-      const values = await mem.multiGet(keys, timeoutParam(c, maxWaitMs), c.req.raw.signal);
-      return c.body(frameValues(values), 200, OCTETS);
-    } catch (err) {
-      if (!(err instanceof StoreTimeoutError)) throw err;
-      return c.json({ missing: keys.filter((k, i) => keys.indexOf(k) === i && !mem.has(k)) }, 408);
-    }
-  });
-
-  // A server-side watch never keeps the server alive on its own (it is listening anyway).
-  app.post("/watch", async (c) => {
-    const keys = await keysBody(c);
-    const timeoutMs = timeoutParam(c, maxWaitMs);
-    return c.json({ set: await mem.watch(keys, timeoutMs, { background: true, signal: c.req.raw.signal }) });
-  });
+/** A key from its one url-encoded path segment; undefined when it is not one segment. */
+function keyParam(segment: string): string | undefined {
+  if (segment.length === 0 || segment.includes("/")) return undefined;
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new InvalidArgumentError(`malformed key ${JSON.stringify(segment)}`, { op: "store server" });
+  }
 }
 
 /** The route of a request for the counters: `kv.get`, `add`, `mget`, `hello`, ... */
@@ -205,23 +250,23 @@ function routeName(method: string, path: string): string {
 }
 
 /** The `timeout=` of a long-poll, clamped to `max` (so no waiter outlives it). */
-function timeoutParam(c: Context, max: number): number {
-  const raw = c.req.query("timeout");
+function timeoutParam(query: URLSearchParams, max: number): number {
+  const raw = query.get("timeout");
   const ms = Number(raw);
-  if (raw === undefined || raw === "" || !(ms >= 0)) {
-    throw new InvalidArgumentError(`bad timeout ${JSON.stringify(raw)}`, { op: "store server" });
+  if (raw === null || raw === "" || !(ms >= 0)) {
+    throw new InvalidArgumentError(`bad timeout ${JSON.stringify(raw ?? undefined)}`, { op: "store server" });
   }
   return Math.min(ms, max);
 }
 
-async function keysBody(c: Context): Promise<string[]> {
-  let body: unknown;
+function keysBody(body: Uint8Array): string[] {
+  let parsed: unknown;
   try {
-    body = await c.req.json();
+    parsed = JSON.parse(dec.decode(body));
   } catch {
-    body = undefined;
+    parsed = undefined;
   }
-  const keys = (body as { keys?: unknown } | undefined)?.keys;
+  const keys = (parsed as { keys?: unknown } | undefined)?.keys;
   if (!Array.isArray(keys) || !keys.every((k) => typeof k === "string")) {
     throw new InvalidArgumentError('expected a JSON body {"keys": [string, ...]}', { op: "store server" });
   }

@@ -5,7 +5,8 @@
  * part of the public API.
  */
 
-import { hmac, hmacKey, toHex } from "../proof.ts";
+import type { HmacSha256 } from "../hmac_sha256.ts";
+import { hmacKey, hmacSync, toHex } from "../proof.ts";
 
 /**
  * Routes, all under `/v1`:
@@ -122,35 +123,35 @@ const REQUEST_LABEL = "choir/store/request";
 const RESPONSE_LABEL = "choir/store/response";
 
 /** The server's proof that it holds `token`, over both nonces of a hello. */
-export function serverProof(token: string, nonceC: Uint8Array, nonceS: Uint8Array): Promise<Uint8Array> {
-  return hmac(token, SERVER_LABEL, nonceC, nonceS);
+export function serverProof(token: string, nonceC: Uint8Array, nonceS: Uint8Array): Uint8Array {
+  return hmacSync(token, SERVER_LABEL, nonceC, nonceS);
 }
 
 /** The session key both sides derive after a hello. */
-export async function sessionKey(token: string, nonceC: Uint8Array, nonceS: Uint8Array): Promise<CryptoKey> {
-  return await hmacKey(await hmac(token, KEY_LABEL, nonceC, nonceS));
+export function sessionKey(token: string, nonceC: Uint8Array, nonceS: Uint8Array): HmacSha256 {
+  return hmacKey(hmacSync(token, KEY_LABEL, nonceC, nonceS));
 }
 
 /** The signature of request number `counter` of session `sid`. */
 export function requestMac(
-  key: CryptoKey,
+  key: HmacSha256,
   sid: string,
   counter: number,
   method: string,
   pathAndQuery: string,
   body: Uint8Array,
-): Promise<Uint8Array> {
-  return hmac(key, REQUEST_LABEL, sid, String(counter), method, pathAndQuery, body);
+): Uint8Array {
+  return hmacSync(key, REQUEST_LABEL, sid, String(counter), method, pathAndQuery, body);
 }
 
 /** The signature of the answer to request number `counter`. */
 export function responseMac(
-  key: CryptoKey,
+  key: HmacSha256,
   counter: number,
   status: number,
   body: Uint8Array,
-): Promise<Uint8Array> {
-  return hmac(key, RESPONSE_LABEL, String(counter), String(status), body);
+): Uint8Array {
+  return hmacSync(key, RESPONSE_LABEL, String(counter), String(status), body);
 }
 
 /** The `Authorization` header of a signed request. */

@@ -7,6 +7,7 @@
  */
 
 import { AuthError, type ErrorContext } from "../../errors.ts";
+import type { HmacSha256 } from "../hmac_sha256.ts";
 import { fromHex, nonce, PROOF_BYTES, toHex } from "../proof.ts";
 import { constantTimeEqual } from "../token.ts";
 import { authHeader, requestMac, responseMac, serverProof, sessionKey } from "./tcp_protocol.ts";
@@ -19,7 +20,7 @@ export interface Hello {
    * Opens the session from the server's answer; throws AuthError (naming `where`) when the server did
    * not prove it holds `token`.
    */
-  open(status: number, answer: Uint8Array, where: string, ctx: ErrorContext): Promise<ClientSession>;
+  open(status: number, answer: Uint8Array, where: string, ctx: ErrorContext): ClientSession;
 }
 
 /** Starts a hello for a session of `token`. */
@@ -27,10 +28,10 @@ export function startHello(token: string): Hello {
   const nonceC = nonce();
   return {
     body: nonceC,
-    async open(status, answer, where, ctx) {
+    open(status, answer, where, ctx) {
       const nonceS = answer.subarray(0, PROOF_BYTES);
       const ok = status === 200 && answer.byteLength === 2 * PROOF_BYTES &&
-        constantTimeEqual(answer.subarray(PROOF_BYTES), await serverProof(token, nonceC, nonceS));
+        constantTimeEqual(answer.subarray(PROOF_BYTES), serverProof(token, nonceC, nonceS));
       if (!ok) {
         throw new AuthError(
           `the store server at ${where} cannot prove it holds the job token: another job's store, or ` +
@@ -38,7 +39,7 @@ export function startHello(token: string): Hello {
           ctx,
         );
       }
-      return new ClientSession(toHex(nonceS), await sessionKey(token, nonceC, nonceS));
+      return new ClientSession(toHex(nonceS), sessionKey(token, nonceC, nonceS));
     },
   };
 }
@@ -46,30 +47,30 @@ export function startHello(token: string): Hello {
 /** An open session: signs requests, checks answers. */
 export class ClientSession {
   readonly #sid: string;
-  readonly #key: CryptoKey;
+  readonly #key: HmacSha256;
   #counter = 0;
 
   /** A session `sid` (hex of the server's nonce) under `key`. */
-  constructor(sid: string, key: CryptoKey) {
+  constructor(sid: string, key: HmacSha256) {
     this.#sid = sid;
     this.#key = key;
   }
 
   /** Signs a request: its counter and `Authorization` header. */
-  async sign(
+  sign(
     method: string,
     pathAndQuery: string,
     body: Uint8Array,
-  ): Promise<{ counter: number; header: string }> {
+  ): { counter: number; header: string } {
     const counter = ++this.#counter;
-    const mac = await requestMac(this.#key, this.#sid, counter, method, pathAndQuery, body);
+    const mac = requestMac(this.#key, this.#sid, counter, method, pathAndQuery, body);
     return { counter, header: authHeader(this.#sid, counter, mac) };
   }
 
   /** Whether `mac` (the answer's header) signs the answer `status`/`body` to request `counter`. */
-  async verify(counter: number, status: number, body: Uint8Array, mac: string | null): Promise<boolean> {
+  verify(counter: number, status: number, body: Uint8Array, mac: string | null): boolean {
     const got = mac === null ? undefined : fromHex(mac);
     if (got === undefined) return false;
-    return constantTimeEqual(got, await responseMac(this.#key, counter, status, body));
+    return constantTimeEqual(got, responseMac(this.#key, counter, status, body));
   }
 }

@@ -5,6 +5,7 @@
  * strangers that only say hello cannot fill memory. The routes are tcp_app.ts's.
  */
 
+import type { HmacSha256 } from "../hmac_sha256.ts";
 import { fromHex, nonce, PROOF_BYTES, toHex } from "../proof.ts";
 import { constantTimeEqual } from "../token.ts";
 import { requestMac, responseMac, serverProof, sessionKey, type SignedAuth } from "./tcp_protocol.ts";
@@ -27,7 +28,7 @@ interface Pending {
 /** One client's session: its key and the counters already used. */
 export interface Session {
   /** The session key. */
-  readonly key: Promise<CryptoKey>;
+  readonly key: HmacSha256;
   /** Whether a request of this session has verified. */
   proven: boolean;
   /** The highest counter admitted. */
@@ -48,10 +49,10 @@ export class SessionTable {
   }
 
   /** Answers a hello carrying `nonceC`: this server's nonce and proof, or undefined for a malformed one. */
-  async hello(nonceC: Uint8Array): Promise<Uint8Array<ArrayBuffer> | undefined> {
+  hello(nonceC: Uint8Array): Uint8Array<ArrayBuffer> | undefined {
     if (nonceC.byteLength !== PROOF_BYTES) return undefined;
     const nonceS = nonce();
-    const proof = await serverProof(this.#token, nonceC, nonceS);
+    const proof = serverProof(this.#token, nonceC, nonceS);
     const now = Date.now();
     for (const [sid, p] of this.#pending) {
       if (this.#pending.size < MAX_PENDING && p.expires > now) break;
@@ -65,12 +66,12 @@ export class SessionTable {
   }
 
   /** The session of a request signed as `auth` over the rest, or undefined to refuse it (401). */
-  async admit(
+  admit(
     auth: SignedAuth,
     method: string,
     pathAndQuery: string,
     body: Uint8Array,
-  ): Promise<Session | undefined> {
+  ): Session | undefined {
     let s = this.#live.get(auth.sid);
     if (s === undefined) {
       const p = this.#pending.get(auth.sid);
@@ -81,7 +82,7 @@ export class SessionTable {
       if (this.#live.size > MAX_SESSIONS) this.#live.delete(this.#live.keys().next().value!);
     }
     const mac = fromHex(auth.mac);
-    const expected = await requestMac(await s.key, auth.sid, auth.counter, method, pathAndQuery, body);
+    const expected = requestMac(s.key, auth.sid, auth.counter, method, pathAndQuery, body);
     if (mac === undefined || !constantTimeEqual(mac, expected)) {
       // A session never proven is dropped: its hello is used up.
       if (!s.proven) this.#live.delete(auth.sid);
@@ -96,8 +97,8 @@ export class SessionTable {
   }
 
   /** The hex signature of an answer to request `counter` of session `s`. */
-  async sign(s: Session, counter: number, status: number, body: Uint8Array): Promise<string> {
-    return toHex(await responseMac(await s.key, counter, status, body));
+  sign(s: Session, counter: number, status: number, body: Uint8Array): string {
+    return toHex(responseMac(s.key, counter, status, body));
   }
 }
 

@@ -320,7 +320,7 @@ export class TcpStore implements Store {
     for (let renewed = false;; renewed = true) {
       const pending = this.#sessionFor(ctx);
       const session = await pending;
-      const { counter, headers } = await this.#headers(session, call.method, path, body);
+      const { counter, headers } = this.#headers(session, call.method, path, body);
       const res = await this.#exchange(ctx, call, { path, headers, body }, limitMs, opts);
       if (res.status === 401) {
         if (this.#session === pending) this.#session = undefined;
@@ -330,7 +330,7 @@ export class TcpStore implements Store {
       // A body over the server's cap is refused (413) by its HTTP layer before any session sees the
       // request, so that answer is unsigned; believing it costs nothing (it only makes this call fail).
       if (res.status === 413) throw this.#statusError(ctx, res.status, res.body, call);
-      if (!(await session.verify(counter, res.status, res.body, res.headers.get(MAC_HEADER) ?? null))) {
+      if (!session.verify(counter, res.status, res.body, res.headers.get(MAC_HEADER) ?? null)) {
         throw new AuthError(
           `an answer from the store server at ${this.url} is not signed by its session (changed on the way?)`,
           ctx,
@@ -350,7 +350,7 @@ export class TcpStore implements Store {
       const req = { path: HELLO_PATH, headers: OCTETS, body: hello.body };
       // Never in the background: a foreground call may be waiting for this session too.
       const res = await this.#exchange(ctx, { method: "POST", path: HELLO_PATH }, req, limitMs, {});
-      return await hello.open(res.status, res.body, this.url.slice(7), ctx);
+      return hello.open(res.status, res.body, this.url.slice(7), ctx);
     })();
     this.#session = opening;
     opening.catch(() => {
@@ -453,14 +453,14 @@ export class TcpStore implements Store {
    * The headers of every request: the one place a request is authenticated, signed in `session` over
    * its counter, method, path with query and body.
    */
-  async #headers(
+  #headers(
     session: ClientSession,
     method: string,
     path: string,
     body: Uint8Array,
-  ): Promise<{ counter: number; headers: Record<string, string> }> {
-    const signed = new URL(this.url + path);
-    const { counter, header } = await session.sign(method, signed.pathname + signed.search, body);
+  ): { counter: number; headers: Record<string, string> } {
+    // Signed exactly as sent: the server checks the request line's target as it arrived.
+    const { counter, header } = session.sign(method, path, body);
     return { counter, headers: { authorization: header, "content-type": "application/octet-stream" } };
   }
 
