@@ -26,7 +26,7 @@ export interface HttpLimits {
   maxBodyBytes?: number;
   /** Largest request head (request line and headers) in bytes (431 past it). Default 16 KiB. */
   maxHeadBytes?: number;
-  /** A request head must arrive within this many ms of its first byte (and a new connection's within this of connecting). Default 10 s. */
+  /** A request head must arrive within this many ms of its first byte (and a new connection's within this of connecting). Default 60 s. */
   headTimeoutMs?: number;
   /** A connection with no request in progress closes after this many ms. Default 5 minutes. */
   idleTimeoutMs?: number;
