@@ -36,6 +36,9 @@ export interface RawResponse {
 const enc = new TextEncoder();
 const dec = new TextDecoder();
 const MAX_HEAD = 64 * 1024;
+/** A connection's read buffer at first, and at most. */
+const FIRST_CHUNK = 1024;
+const MAX_CHUNK = 64 * 1024;
 
 /**
  * A keep-alive connection. While idle it keeps one read pending (unref'd, so it never keeps the process
@@ -47,7 +50,9 @@ export class KeptConn {
   readonly conn: Deno.Conn;
   /** When it went idle (ms since the epoch). */
   since = 0;
-  #chunk = new Uint8Array(16 * 1024);
+  // Starts small and doubles while answers fill it: thousands of simulated ranks hold thousands of
+  // connections, and most answers are a few hundred bytes.
+  #chunk = new Uint8Array(FIRST_CHUNK);
   #pending: Promise<number | null> | null = null;
   #dead = false;
   #busy = true;
@@ -110,8 +115,12 @@ export class KeptConn {
   async read(): Promise<Uint8Array | null> {
     const pending = this.#pending;
     this.#pending = null;
-    const n = pending ? await pending : await this.conn.read(this.#chunk);
-    return n === null ? null : this.#chunk.subarray(0, n);
+    const chunk = this.#chunk;
+    const n = pending ? await pending : await this.conn.read(chunk);
+    if (n === null) return null;
+    // The caller copies what it gets before the next read, so the next read may use a bigger chunk.
+    if (n === chunk.length && chunk.length < MAX_CHUNK) this.#chunk = new Uint8Array(2 * chunk.length);
+    return chunk.subarray(0, n);
   }
 }
 
