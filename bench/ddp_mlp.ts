@@ -11,7 +11,8 @@
  * buckets' allreduces run during backward); `--timeline` writes rank 0's steps as a Chrome trace and
  * draws the last step as text. `--ft` runs the same steps through FtManager (fault tolerance: DDP over
  * the quorum's group, the commit vote per step, the optimizer step on commit) instead of plain DDP, so
- * `--ddp` against `--ft` is the bookkeeping's overhead (bench/ft_overhead.sh).
+ * `--ddp` against `--ft` is the bookkeeping's overhead (`SEPARATE=1 bench/ft_overhead.sh`; by default
+ * that script pairs the two kinds step by step in one launch, bench/ft_ab.ts).
  */
 
 import { readEnv } from "../config.ts";

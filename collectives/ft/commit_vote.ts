@@ -1,73 +1,57 @@
 /**
  * @module
- * The commit vote that makes a step all-or-nothing. After its gradient allreduce each member of the
- * quorum votes; one decision per (quorum, step) is written to the store with compare-and-set, so the
- * first proposal wins and every member reads the same one: `commit` when every member voted ok (the
- * last to vote proposes it, `grow` instead when a member saw newcomers waiting), `abort` as soon as any member failed,
- * was reported lost, or the wait timed out. An allreduce can complete on some ranks and fail on others
- * (a rank dies after sending its share); a vote among the ranks alone could then disagree, a
- * decision in a store that outlives them cannot. Who counts as lost is replica_group.ts's business.
+ * The commit vote that makes a step all-or-nothing, as one tiny allreduce (MIN of four int32) over the
+ * quorum's own group: a member commits only when it has read the result, and the result says that every
+ * member voted ok on the same step, so no member ever applies a gradient that was not averaged over all.
+ * The store is not touched. A member whose group is broken before it votes knows that nobody can commit
+ * (its own ok is missing): `abort`. A member that voted ok but never read the result (a member died or
+ * the group broke during the vote) cannot know whether some others read it and committed: `unknown`;
+ * it does not apply the step, and the next quorum's record sorts it out (a member behind the others'
+ * committed step receives their state before the next step, quorum_store.ts). Who counts as lost and
+ * re-forming are replica_group.ts's business.
  */
 
-import type { Store } from "../../transports/store/store.ts";
+import { ReduceOp } from "../../dtype.ts";
 
-/** What a quorum decided for one step. */
-export type Verdict = "commit" | "grow" | "abort";
+/** What one member learned of the quorum's decision on a step. */
+export type Verdict = "commit" | "grow" | "abort" | "unknown";
+
+/** The part of a ProcessGroup the vote uses. */
+export interface VoteGroup {
+  /** The error that broke the group, or null while it is sound. */
+  readonly failure: unknown;
+  /** Reduces `tensor` across the group in place (MIN here). */
+  allReduce(tensor: Int32Array, opts: { op: ReduceOp }): Promise<void>;
+}
 
 /** What {@link commitVote} needs. */
 export interface VoteOptions {
-  /** The job's ft store. */
-  store: Store;
-  /** Quorum number. */
-  quorum: number;
-  /** Number of members. */
-  size: number;
-  /** The step voted on. */
+  /** The quorum's group. */
+  pg: VoteGroup;
+  /** The step voted on (every member must vote on the same one, else the step is aborted). */
   step: number;
   /** This member's vote: its step went through. */
   ok: boolean;
   /** This member saw newcomers waiting: a commit becomes `grow` (one member is enough). */
   grow: boolean;
-  /** Resolves when a member of the quorum is reported lost: propose `abort` then. */
-  lost: Promise<void>;
-  /** How long to wait for the others' votes before proposing `abort`, in ms. */
-  timeoutMs: number;
 }
-
-const dec = new TextDecoder();
-/** Added to the vote count by a member that saw newcomers waiting (far above any quorum's size). */
-const GROW = 1 << 24;
-
-/** The key of the decision of `step` in `quorum`. */
-export const voteKey = (quorum: number, step: number): string => `vote/${quorum}/${step}`;
 
 /**
- * Votes and returns the quorum's decision for the step (the same on every member). The long-poll for
- * the decision goes out with the vote, so a member learns it one round trip after it is made; the
- * member whose vote completes the count makes it with one more round trip.
+ * Votes and returns what this member learned: `commit` or `grow` when every member voted ok on the same
+ * step (the same on every member that read the result), `abort` when one voted no or the steps
+ * differed (likewise the same on all), or when this member could not vote at all; `unknown` when it
+ * voted ok and the vote failed. Costs one allreduce of 16 bytes.
  */
 export async function commitVote(o: VoteOptions): Promise<Verdict> {
-  const key = voteKey(o.quorum, o.step);
-  const propose = async (v: Verdict) => dec.decode(await o.store.compareSet(key, "", v)) as Verdict;
-  if (!o.ok) return await propose("abort");
-  // The long-poll returns once anyone decides, including this member's own proposal below.
-  const decided = o.store.get(key).then((b) => dec.decode(b) as Verdict);
-  decided.catch(() => {}); // a proposal below answers first, or the store fails both ways
-  const votes = await o.store.add(`${key}/ok`, 1 + (o.grow ? GROW : 0));
-  if (votes % GROW === o.size) return await propose(votes >= GROW ? "grow" : "commit");
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const giveUp = new Promise<void>((r) => timer = setTimeout(r, o.timeoutMs));
+  if (o.pg.failure !== null) return "abort";
+  const step = o.step | 0;
+  // MIN of each: every member ok, no member saw newcomers, the lowest step and the highest step agree.
+  const v = Int32Array.of(o.ok ? 1 : 0, o.grow ? 0 : 1, step, -step);
   try {
-    const first = await Promise.race([decided, o.lost.then(() => null), giveUp.then(() => null)]);
-    return first ?? await propose("abort");
-  } finally {
-    clearTimeout(timer);
+    await o.pg.allReduce(v, { op: ReduceOp.MIN });
+  } catch {
+    return o.ok ? "unknown" : "abort";
   }
-}
-
-/** Deletes the vote keys of `step` (every member has moved past it). */
-export async function forgetVote(store: Store, quorum: number, step: number): Promise<void> {
-  const key = voteKey(quorum, step);
-  await store.deleteKey(`${key}/ok`);
-  await store.deleteKey(key);
+  if (v[0] !== 1 || v[2] !== step || -v[3] !== step) return "abort";
+  return v[1] === 0 ? "grow" : "commit";
 }

@@ -8,8 +8,9 @@
  *
  * Keys: `start/<replica>` (a founder arrived), `q/<id>` (quorum record), `here/<id>/<replica>` (a
  * member of quorum id-1 announces itself for quorum id), `joiners` (counter) and `joiner/<slot>` (a
- * newcomer), `admit/<slot>` (the quorum that admitted it, or -1), `done` (the job finished: the last
- * step), and the votes (commit_vote.ts).
+ * newcomer), `admit/<slot>` (the quorum that admitted it, or -1) and `done` (the job finished: the last
+ * step). The per-step commit vote does not use the store (commit_vote.ts); a member whose vote broke off
+ * announces the step it holds, and {@link nextRecord} makes it a newcomer when others committed more.
  */
 
 import { RendezvousError, StoreTimeoutError } from "../../errors.ts";

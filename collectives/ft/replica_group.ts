@@ -3,13 +3,15 @@
  * {@link ReplicaGroup}: the replicas of a fault-tolerant data-parallel job, regrouped in place. Each
  * quorum (a set of live replicas agreed through the store, quorum_store.ts) gets a fresh ProcessGroup
  * (`openGroup` under its own tag) and its own heartbeat, so a killed member is reported within about
- * half a second; each step ends with the commit vote (commit_vote.ts). When a member is lost or
+ * half a second; each step ends with the commit vote (commit_vote.ts), one small allreduce over that
+ * group: the store is touched only when the membership changes. When a member is lost or
  * newcomers wait, the survivors agree on the next quorum and open its group, with no process restart.
  * What the training state is, and sending it to newcomers, is left to the layer above (ddp/ft/).
  */
 
 import { type ChoirEnv, DEFAULT_TIMEOUT_MS, readEnv } from "../../config.ts";
 import {
+  AbortedError,
   type ChoirError,
   ChoirError as ChoirErrorClass,
   PeerLostError,
@@ -29,7 +31,7 @@ import { recorderCapacity } from "../diagnostics/flight_recorder.ts";
 import { forcedAlgorithm, listenAddress } from "../init.ts";
 import { type JobContext, openGroup } from "../open_group.ts";
 import type { ProcessGroup } from "../process_group.ts";
-import { commitVote, forgetVote } from "./commit_vote.ts";
+import { commitVote } from "./commit_vote.ts";
 import {
   admitJoiners,
   admitKey,
@@ -110,12 +112,17 @@ export interface Quorum {
   readonly pg: ProcessGroup;
 }
 
-/** A step's outcome, the same on every member of the quorum. */
+/** A step's outcome as this member learned it (the same on every member that learned it). */
 export interface Decision {
   /** Apply the step's update (every member voted ok). */
   readonly commit: boolean;
   /** Re-form before the next step: a member failed, or newcomers wait to be admitted. */
   readonly reconfigure: boolean;
+  /**
+   * False when this member voted ok but did not learn the outcome (the vote broke off): it did not
+   * apply the step, though others may have; the next quorum then hands it their state.
+   */
+  readonly known: boolean;
 }
 
 /** The waits of a replica group, resolved from the options. */
@@ -138,11 +145,15 @@ interface Current {
   /** Newcomer registrations counted last (group rank 0 only), and whether a count is on its way. */
   joiners: number;
   counting: boolean;
+  /** When group rank 0 last asked for the count (performance.now()). */
+  countedAt: number;
 }
 
 const dec = new TextDecoder();
 /** Grace of a quorum's heartbeat for a link closed without goodbye (the world group's is 0.5 s). */
 const FT_GRACE_MS = 200;
+/** Group rank 0 counts the newcomers' registrations at most this often (one store request each). */
+const JOINER_POLL_MS = 250;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 /**
@@ -336,9 +347,11 @@ export class ReplicaGroup {
 
   /**
    * Ends step `step` of the current quorum: every member votes, `ok` when its step went through (its
-   * collectives succeeded). Resolves with the decision, the same on every member: commit only when
-   * every member voted ok; an abort as soon as one failed, a member was reported lost, or the others'
-   * votes did not come within the timeout.
+   * collectives succeeded), in one small allreduce over the quorum's group (commit_vote.ts). `commit`
+   * only when this member read the vote's result and every member voted ok on the same step; every
+   * member that read it decided the same. Otherwise the step is not applied here and the quorum
+   * re-forms: `known` is false when this member voted ok but the vote broke off (others may have
+   * committed; if so, this member is behind them at the next quorum and receives their state).
    */
   async vote(step: number, ok: boolean): Promise<Decision> {
     const cur = this.#current;
@@ -346,28 +359,33 @@ export class ReplicaGroup {
       throw new RendezvousError("vote() outside a quorum", { rank: this.replicaId, op: "ReplicaGroup.vote" });
     }
     const { rec, pg } = cur;
-    // Group rank 0 looks for newcomers off the critical path; what it saw last step goes with its vote.
-    if (pg.rank === 0 && !cur.counting) {
+    // Group rank 0 looks for newcomers off the critical path; what it saw last goes with its vote.
+    if (pg.rank === 0 && !cur.counting && performance.now() - cur.countedAt >= JOINER_POLL_MS) {
       cur.counting = true;
+      cur.countedAt = performance.now();
       this.#store.add(JOINERS, 0).then((n) => cur.joiners = n, () => {}).finally(() => cur.counting = false);
     }
-    const verdict = await commitVote({
-      store: this.#store,
-      quorum: rec.id,
-      size: rec.members.length,
-      step,
-      ok: ok && pg.failure === null,
-      grow: cur.joiners > rec.joinedTo,
-      lost: cur.broken,
-      timeoutMs: this.#o.timeoutMs,
-    });
-    // The next quorum's heartbeat thread, spawned now that this quorum has committed (not while re-forming).
-    if (verdict !== "abort") this.#spareAhead();
-    // Every member voted on this step, so all are past the one before last: its keys can go.
-    if (verdict !== "abort" && pg.rank === 0 && step >= 2) {
-      void forgetVote(this.#store, rec.id, step - 2).catch(() => {});
+    const verdict = await commitVote({ pg, step, ok, grow: cur.joiners > rec.joinedTo });
+    if (verdict === "unknown" || (verdict === "abort" && pg.failure)) {
+      // This member's group broke (before or during the vote). The others must not wait for it in a
+      // vote or a collective: the cause goes round the heartbeat's ring and breaks their groups, so
+      // that all re-form; unless the heartbeat brought it, or it is a lost peer (the heartbeat finds
+      // that one itself, as for the world group).
+      const cause = pg.failure ??
+        new AbortedError(`the commit vote of step ${step} failed`, {
+          rank: pg.rank,
+          op: "ReplicaGroup.vote",
+        });
+      if (!pg.failure) await pg.abort(cause).catch(() => {});
+      if (!cur.news && !(cause instanceof PeerLostError)) await cur.heartbeat?.tell(cause);
     }
-    return { commit: verdict !== "abort", reconfigure: verdict !== "commit" };
+    // The next quorum's heartbeat thread, spawned now that this quorum has committed (not while re-forming).
+    if (verdict === "commit" || verdict === "grow") this.#spareAhead();
+    return {
+      commit: verdict === "commit" || verdict === "grow",
+      reconfigure: verdict !== "commit",
+      known: verdict !== "unknown",
+    };
   }
 
   /**
@@ -547,6 +565,7 @@ export class ReplicaGroup {
       breakNow,
       joiners: rec.joinedTo,
       counting: false,
+      countedAt: -Infinity,
     };
     this.#current = cur;
     const rank = rec.members.indexOf(this.replicaId);

@@ -183,13 +183,17 @@ export class FtManager<M extends Model = Model> {
 
   /**
    * Runs one step until a quorum commits it. Each attempt zeroes the gradients and calls `fn` (forward,
-   * backward, `ddp.finishBackward()`); then the members vote: on commit the optimizer steps on every
-   * member, else on none, and when a member was lost the survivors re-form in place and try again with
-   * the new membership, from the same position in the epoch. Errors of `fn` other than a lost or failed
+   * backward, `ddp.finishBackward()`); then the members vote (one small allreduce over the quorum's
+   * group): on commit the optimizer steps on every member, else on none, and when a member was lost
+   * the survivors re-form in place and try again with the new membership, from the same position in
+   * the epoch. A member whose vote broke off applies nothing; if others committed the step, the next
+   * quorum hands it their state (which holds the step) and the step counts as committed here too. Errors of `fn` other than a lost or failed
    * group are thrown (after voting the step down, so the others do not wait).
    */
   async runStep(fn: (ctx: StepContext<M>) => void | Promise<void>): Promise<StepReport> {
     const max = this.#opts.maxAttempts ?? 20;
+    // An attempt this member voted ok on without learning the outcome (others may have committed it).
+    let unsure: StepReport | null = null;
     for (let attempt = 1;; attempt++) {
       if (this.#finished) return this.#finishedReport(attempt - 1);
       if (this.#reform) {
@@ -211,6 +215,10 @@ export class FtManager<M extends Model = Model> {
       const voting = () => this.#synced ? this.#step : quorum.step;
       try {
         if (this.#setup) await this.#enterQuorum(quorum);
+        // The others committed the step whose outcome this member missed: the state it was just handed
+        // holds that step, which is then this member's too (logged as the others logged it).
+        if (unsure && this.#step === unsure.step + 1) return unsure;
+        unsure = null;
         plan = this.#plan(quorum);
         const ddp = this.#ddp!;
         ddp.zeroGrad();
@@ -225,8 +233,7 @@ export class FtManager<M extends Model = Model> {
       }
       const d = await this.group.vote(voting(), ok);
       if (d.reconfigure) this.#reform = true;
-      if (d.commit && plan) {
-        this.#opts.optimizer.step(this.model.parameters());
+      if (plan && (d.commit || !d.known)) {
         const report: StepReport = {
           step: this.#step,
           finished: false,
@@ -238,10 +245,14 @@ export class FtManager<M extends Model = Model> {
           consumed: plan.from,
           indices: plan.indices,
         };
-        this.#step++;
-        this.#epoch = plan.epoch;
-        this.#consumed = plan.from + quorum.size * (this.#opts.batchSize ?? 0);
-        return report;
+        if (d.commit) {
+          this.#opts.optimizer.step(this.model.parameters());
+          this.#step++;
+          this.#epoch = plan.epoch;
+          this.#consumed = plan.from + quorum.size * (this.#opts.batchSize ?? 0);
+          return report;
+        }
+        unsure = report;
       }
       if (attempt >= max) {
         throw failure ?? new AbortedError(`step ${this.#step} was aborted ${attempt} times`, {
