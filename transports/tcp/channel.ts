@@ -4,6 +4,11 @@
  * their header; large payloads are read straight into the caller's buffer (no intermediate copy).
  * A rank that gives up sends an abort frame with its cause (`abort_cause.ts`) before it closes; a
  * receive that meets it, or a send that fails and then finds it, reports that cause.
+ *
+ * Where libc is reachable through FFI (socket_fd.ts), every read and write first tries a nonblocking
+ * libc call on the connection's socket and awaits Deno's `read`/`write` only when that would block;
+ * a frame's header is awaited by polling for a bounded spin first ({@link TcpChannel}'s `spinUs`),
+ * since an idle rank woken by the socket costs tens of microseconds more than one that polls.
  */
 
 import { ChoirError, DataCorruptionError, PeerLostError, TransportError } from "../../errors.ts";
@@ -12,6 +17,7 @@ import { decodeCause, encodeCause } from "../abort_cause.ts";
 import { checkHeader, decodeHeader, encodeHeader, type FrameHeader, HEADER_BYTES } from "../frame.ts";
 import { abortCauseBytes, encodeAbortFrame } from "../frame.ts";
 import type { Channel } from "../transport.ts";
+import { findSocketFd, type SocketFd } from "./socket_fd.ts";
 
 /** Frames up to this payload size are copied next to their header and written in one call. */
 const COALESCE_BYTES = 32 * 1024;
@@ -21,6 +27,13 @@ const TRAILER = 4;
 const ABORT_SEND_MS = 500;
 /** How long a rank whose send failed looks for the cause its peer sent before closing, ms. */
 const CAUSE_WAIT_MS = 500;
+
+/**
+ * Writes of this isolate's channels now waiting on Deno's `write` (their socket was full). A receive
+ * polls only while this is 0: polling holds the event loop, so a write waiting on it could not go
+ * on, and the frame polled for may be the peer's answer to it.
+ */
+let blockedWrites = 0;
 
 /** Turns a socket error or EOF into the typed error survivors see. */
 function lostError(rank: number, peer: number, op: string, cause?: unknown): ChoirError {
@@ -49,17 +62,29 @@ export class TcpChannel implements Channel {
   #closed = false;
   /** A send failed: the socket cannot carry an abort frame any more. */
   #sendBroken = false;
+  /** The socket for nonblocking libc calls, or null (Deno's calls only). */
+  readonly #fd: SocketFd | null;
+  /** How long a receive polls for its frame before it waits on Deno's read, ms. */
+  readonly #spinMs: number;
 
   /**
    * Wraps an established, handshaken connection to `peer`. With `checksum`, every payload is followed
-   * by its CRC32C and a mismatch on receipt is a DataCorruptionError (both ends must agree).
+   * by its CRC32C and a mismatch on receipt is a DataCorruptionError (both ends must agree). A
+   * receive polls the socket for up to `spinUs` microseconds before it sleeps on it (0: one look;
+   * polling only pays where every rank of this host has a core of its own).
    */
-  constructor(conn: Deno.Conn, rank: number, peer: number, checksum = false) {
+  constructor(conn: Deno.Conn, rank: number, peer: number, checksum = false, spinUs = 0) {
     this.#checksum = checksum;
     this.#conn = conn;
     this.#rank = rank;
     this.peer = peer;
+    this.#spinMs = spinUs / 1000;
     if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
+    let fd: SocketFd | null = null;
+    try {
+      fd = findSocketFd(conn);
+    } catch { /* Deno's calls only */ }
+    this.#fd = fd;
   }
 
   /** Sends one frame; frames are written in call order. */
@@ -217,9 +242,55 @@ export class TcpChannel implements Channel {
 
   async #writeAll(buf: Uint8Array): Promise<void> {
     let off = 0;
+    const fd = this.#fd;
     while (off < buf.byteLength) {
-      off += await this.#conn.write(off === 0 ? buf : buf.subarray(off));
+      const rest = off === 0 ? buf : buf.subarray(off);
+      // A closed channel's descriptor number may already belong to another file.
+      const n = fd && !this.#closed ? fd.trySend(rest) : 0;
+      if (n > 0) {
+        off += n;
+        continue;
+      }
+      blockedWrites++;
+      try {
+        off += await this.#conn.write(rest);
+      } finally {
+        blockedWrites--;
+      }
     }
+  }
+
+  /**
+   * Reads into `buf` what arrives within the spin (synchronously): the bytes read. Stops early when
+   * the peer closed (the next Deno read reports it, after any abort frame already read is decoded).
+   */
+  #spinRecv(buf: Uint8Array): number {
+    const fd = this.#fd;
+    if (!fd || this.#closed) return 0;
+    let off = 0;
+    let deadline = -1;
+    while (off < buf.byteLength) {
+      const n = fd.tryRecv(off === 0 ? buf : buf.subarray(off));
+      if (n < 0) break;
+      off += n;
+      if (n > 0) continue;
+      if (deadline < 0) {
+        if (this.#spinMs <= 0 || blockedWrites > 0) break;
+        deadline = performance.now() + this.#spinMs;
+      } else if (blockedWrites > 0 || performance.now() > deadline) break;
+    }
+    return off;
+  }
+
+  /** Reads some bytes into `buf`: a nonblocking libc call if it finds any, else Deno's read (null: closed). */
+  async #readSome(buf: Uint8Array): Promise<number | null> {
+    const fd = this.#fd;
+    if (fd && !this.#closed) {
+      const n = fd.tryRecv(buf);
+      if (n > 0) return n;
+      if (n < 0) return null;
+    }
+    return await this.#conn.read(buf);
   }
 
   async #doRecv(expected: FrameHeader, into: Uint8Array): Promise<void> {
@@ -232,18 +303,19 @@ export class TcpChannel implements Channel {
     const t = this.#checksum ? TRAILER : 0;
     const head = this.#in.subarray(0, HEADER_BYTES + (small ? expected.bytes + t : 0));
     try {
-      let off = 0;
+      let off = this.#spinRecv(head);
       let checked = false;
-      while (off < head.byteLength) {
-        const n = await this.#conn.read(off === 0 ? head : head.subarray(off));
-        if (n === null) throw lostError(this.#rank, this.peer, "recv");
-        off += n;
+      for (;;) {
         if (!checked && off >= HEADER_BYTES) {
           const cause = abortCauseBytes(this.#inView);
           if (cause !== null) throw await this.#abortCause(cause, head.subarray(HEADER_BYTES, off));
           this.#checkFrame(expected, into);
           checked = true;
         }
+        if (off >= head.byteLength) break;
+        const n = await this.#readSome(off === 0 ? head : head.subarray(off));
+        if (n === null) throw lostError(this.#rank, this.peer, "recv");
+        off += n;
       }
       if (small) {
         into.set(head.subarray(HEADER_BYTES, HEADER_BYTES + expected.bytes));
@@ -291,7 +363,7 @@ export class TcpChannel implements Channel {
     const len = dst.byteLength;
     let off = 0;
     while (off < len) {
-      const n = await this.#conn.read(off === 0 ? dst : dst.subarray(off));
+      const n = await this.#readSome(off === 0 ? dst : dst.subarray(off));
       if (n === null) throw lostError(this.#rank, this.peer, "recv");
       off += n;
     }
