@@ -6,9 +6,9 @@
  * receive that meets it, or a send that fails and then finds it, reports that cause.
  *
  * Where libc is reachable through FFI (socket_fd.ts), every read and write first tries a nonblocking
- * libc call on the connection's socket and awaits Deno's `read`/`write` only when that would block;
- * a frame's header is awaited by polling for a bounded spin first ({@link TcpChannel}'s `spinUs`),
- * since an idle rank woken by the socket costs tens of microseconds more than one that polls.
+ * libc call on the connection's socket, and a call that would block is polled for a bounded spin
+ * before it sleeps in Deno's `read`/`write` (socket_poller.ts): a rank woken by a socket costs tens of
+ * microseconds more than one that polls.
  */
 
 import { ChoirError, DataCorruptionError, PeerLostError, TransportError } from "../../errors.ts";
@@ -17,7 +17,8 @@ import { decodeCause, encodeCause } from "../abort_cause.ts";
 import { checkHeader, decodeHeader, encodeHeader, type FrameHeader, HEADER_BYTES } from "../frame.ts";
 import { abortCauseBytes, encodeAbortFrame } from "../frame.ts";
 import type { Channel } from "../transport.ts";
-import { findSocketFd, type SocketFd } from "./socket_fd.ts";
+import { findSocketFd } from "./socket_fd.ts";
+import { SocketPoller } from "./socket_poller.ts";
 
 /** Frames up to this payload size are copied next to their header and written in one call. */
 const COALESCE_BYTES = 32 * 1024;
@@ -27,13 +28,6 @@ const TRAILER = 4;
 const ABORT_SEND_MS = 500;
 /** How long a rank whose send failed looks for the cause its peer sent before closing, ms. */
 const CAUSE_WAIT_MS = 500;
-
-/**
- * Writes of this isolate's channels now waiting on Deno's `write` (their socket was full). A receive
- * polls only while this is 0: polling holds the event loop, so a write waiting on it could not go
- * on, and the frame polled for may be the peer's answer to it.
- */
-let blockedWrites = 0;
 
 /** Turns a socket error or EOF into the typed error survivors see. */
 function lostError(rank: number, peer: number, op: string, cause?: unknown): ChoirError {
@@ -62,29 +56,27 @@ export class TcpChannel implements Channel {
   #closed = false;
   /** A send failed: the socket cannot carry an abort frame any more. */
   #sendBroken = false;
-  /** The socket for nonblocking libc calls, or null (Deno's calls only). */
-  readonly #fd: SocketFd | null;
-  /** How long a receive polls for its frame before it waits on Deno's read, ms. */
-  readonly #spinMs: number;
+  /** Nonblocking libc calls on the socket, or null (Deno's calls only). */
+  readonly #poller: SocketPoller | null;
 
   /**
    * Wraps an established, handshaken connection to `peer`. With `checksum`, every payload is followed
-   * by its CRC32C and a mismatch on receipt is a DataCorruptionError (both ends must agree). A
-   * receive polls the socket for up to `spinUs` microseconds before it sleeps on it (0: one look;
-   * polling only pays where every rank of this host has a core of its own).
+   * by its CRC32C and a mismatch on receipt is a DataCorruptionError (both ends must agree). A read
+   * or write that would block polls the socket for up to `spinUs` microseconds before it sleeps on
+   * it (0: one try; polling only pays where every rank of this host has a core of its own).
    */
   constructor(conn: Deno.Conn, rank: number, peer: number, checksum = false, spinUs = 0) {
     this.#checksum = checksum;
     this.#conn = conn;
     this.#rank = rank;
     this.peer = peer;
-    this.#spinMs = spinUs / 1000;
     if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
-    let fd: SocketFd | null = null;
+    let poller: SocketPoller | null = null;
     try {
-      fd = findSocketFd(conn);
+      const fd = findSocketFd(conn);
+      if (fd) poller = new SocketPoller(fd, conn, spinUs);
     } catch { /* Deno's calls only */ }
-    this.#fd = fd;
+    this.#poller = poller;
   }
 
   /** Sends one frame; frames are written in call order. */
@@ -115,6 +107,8 @@ export class TcpChannel implements Channel {
     if (reason && !this.#failed) this.#failed = reason;
     if (this.#closed) return;
     this.#closed = true;
+    // First: a closed descriptor's number may soon belong to another file.
+    this.#poller?.close();
     try {
       this.#conn.close();
     } catch { /* already closed */ }
@@ -242,55 +236,16 @@ export class TcpChannel implements Channel {
 
   async #writeAll(buf: Uint8Array): Promise<void> {
     let off = 0;
-    const fd = this.#fd;
+    const p = this.#poller;
     while (off < buf.byteLength) {
       const rest = off === 0 ? buf : buf.subarray(off);
-      // A closed channel's descriptor number may already belong to another file.
-      const n = fd && !this.#closed ? fd.trySend(rest) : 0;
-      if (n > 0) {
-        off += n;
-        continue;
-      }
-      blockedWrites++;
-      try {
-        off += await this.#conn.write(rest);
-      } finally {
-        blockedWrites--;
-      }
+      off += await (p ? p.write(rest) : this.#conn.write(rest));
     }
   }
 
-  /**
-   * Reads into `buf` what arrives within the spin (synchronously): the bytes read. Stops early when
-   * the peer closed (the next Deno read reports it, after any abort frame already read is decoded).
-   */
-  #spinRecv(buf: Uint8Array): number {
-    const fd = this.#fd;
-    if (!fd || this.#closed) return 0;
-    let off = 0;
-    let deadline = -1;
-    while (off < buf.byteLength) {
-      const n = fd.tryRecv(off === 0 ? buf : buf.subarray(off));
-      if (n < 0) break;
-      off += n;
-      if (n > 0) continue;
-      if (deadline < 0) {
-        if (this.#spinMs <= 0 || blockedWrites > 0) break;
-        deadline = performance.now() + this.#spinMs;
-      } else if (blockedWrites > 0 || performance.now() > deadline) break;
-    }
-    return off;
-  }
-
-  /** Reads some bytes into `buf`: a nonblocking libc call if it finds any, else Deno's read (null: closed). */
-  async #readSome(buf: Uint8Array): Promise<number | null> {
-    const fd = this.#fd;
-    if (fd && !this.#closed) {
-      const n = fd.tryRecv(buf);
-      if (n > 0) return n;
-      if (n < 0) return null;
-    }
-    return await this.#conn.read(buf);
+  /** Reads some bytes into `buf` (null: the peer closed). */
+  #readSome(buf: Uint8Array): Promise<number | null> {
+    return this.#poller ? this.#poller.read(buf) : this.#conn.read(buf);
   }
 
   async #doRecv(expected: FrameHeader, into: Uint8Array): Promise<void> {
@@ -303,7 +258,7 @@ export class TcpChannel implements Channel {
     const t = this.#checksum ? TRAILER : 0;
     const head = this.#in.subarray(0, HEADER_BYTES + (small ? expected.bytes + t : 0));
     try {
-      let off = this.#spinRecv(head);
+      let off = 0;
       let checked = false;
       for (;;) {
         if (!checked && off >= HEADER_BYTES) {

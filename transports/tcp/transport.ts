@@ -109,7 +109,8 @@ export class TcpTransport implements Transport {
     this.rank = opts.rank;
     this.size = opts.size;
     this.#spinUs = opts.size <= navigator.hardwareConcurrency ? SPIN_US : 0;
-    const e = Deno.env.get("TMP_SPIN"); if (e !== undefined) this.#spinUs = Number(e);
+    const e = Deno.env.get("TMP_SPIN");
+    if (e !== undefined) this.#spinUs = Number(e);
     this.#listener = listener;
     this.#maxHandshakes = Math.max(MIN_PENDING_HANDSHAKES, opts.size);
     this.#acceptLoop = acceptLoop(listener, {
