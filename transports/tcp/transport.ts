@@ -21,8 +21,9 @@ import { acceptLoop, isFdExhaustion } from "../accept_loop.ts";
 import { HANDSHAKE_IDLE_MS, HANDSHAKE_MAX_MS, MIN_PENDING_HANDSHAKES } from "../limits.ts";
 
 /**
- * Microseconds a receive polls its socket for the frame before it sleeps on it. An 8-byte exchange
- * between two polling ranks takes 8-10 us here, a wake-up from a sleeping read 30-100 us.
+ * Microseconds a read or write that would block polls its socket (with every other pending one of
+ * this process) before it sleeps on it. An 8-byte exchange between two polling ranks took 8-10 us on
+ * our 2-core machine (2026-12-07), a wake-up from a sleeping read 30-100 us.
  */
 const SPIN_US = 100;
 
@@ -92,7 +93,7 @@ export class TcpTransport implements Transport {
   readonly #waiters = new Map<number, Waiter>();
   readonly #open = new Set<TcpChannel>();
   /**
-   * How long a receive polls its socket before it sleeps, us: {@link SPIN_US} where every rank can
+   * How long a blocked read or write polls before it sleeps, us: {@link SPIN_US} where every rank can
    * have a core of its own (a rank polling on a shared core delays the peer it waits for), else 0.
    */
   readonly #spinUs: number;
@@ -109,8 +110,6 @@ export class TcpTransport implements Transport {
     this.rank = opts.rank;
     this.size = opts.size;
     this.#spinUs = opts.size <= navigator.hardwareConcurrency ? SPIN_US : 0;
-    const e = Deno.env.get("TMP_SPIN");
-    if (e !== undefined) this.#spinUs = Number(e);
     this.#listener = listener;
     this.#maxHandshakes = Math.max(MIN_PENDING_HANDSHAKES, opts.size);
     this.#acceptLoop = acceptLoop(listener, {
