@@ -82,7 +82,11 @@ export class SocketPoller {
     if (read) this.#read = { buf, resolve, reject };
     else this.#write = { buf, resolve, reject };
     active.add(this);
-    if (!driving) void drive();
+    // Started after the caller's synchronous code, so that an exchange posts both its calls first.
+    if (!driving) {
+      driving = true;
+      queueMicrotask(drive);
+    }
     return promise;
   }
 
@@ -123,8 +127,8 @@ export class SocketPoller {
     const w = this.#write;
     this.#read = this.#write = null;
     active.delete(this);
-    if (r) this.#conn.read(r.buf).then(r.resolve, r.reject);
-    if (w) this.#conn.write(w.buf).then(w.resolve, w.reject);
+    if (r) later(() => this.#conn.read(r.buf), r);
+    if (w) later(() => this.#conn.write(w.buf), w);
   }
 
   /** Ends the pending calls: a read as closed, a write with `e` (a read too, when `e` is not a close). */
@@ -138,13 +142,21 @@ export class SocketPoller {
   }
 }
 
+/** Settles `want` with what `call` gives, a synchronous throw included. */
+function later(call: () => Promise<number | null>, want: Want): void {
+  try {
+    call().then(want.resolve, want.reject);
+  } catch (e) {
+    want.reject(e);
+  }
+}
+
 /**
  * The polling loop: retries every pending call until none is left; yields to promise callbacks
  * after each round that moved bytes (the waiting code may post its next call), and sends every
  * socket to sleep once nothing has moved for the longest spin.
  */
 async function drive(): Promise<void> {
-  driving = true;
   try {
     let idleSince = performance.now();
     while (active.size > 0) {
