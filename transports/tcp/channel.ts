@@ -61,11 +61,13 @@ export class TcpChannel implements Channel {
 
   /**
    * Wraps an established, handshaken connection to `peer`. With `checksum`, every payload is followed
-   * by its CRC32C and a mismatch on receipt is a DataCorruptionError (both ends must agree). A read
-   * or write that would block polls the socket for up to `spinUs` microseconds before it sleeps on
-   * it (0: one try; polling only pays where every rank of this host has a core of its own).
+   * by its CRC32C and a mismatch on receipt is a DataCorruptionError (both ends must agree). With
+   * `spinUs` (not null), reads and writes go through nonblocking libc calls where the socket is found
+   * (socket_fd.ts), and one that would block polls for up to `spinUs` microseconds before it sleeps
+   * (0: one try; polling only pays where every rank of this host has a core of its own); null keeps
+   * to Deno's calls and skips the search for the socket.
    */
-  constructor(conn: Deno.Conn, rank: number, peer: number, checksum = false, spinUs = 0) {
+  constructor(conn: Deno.Conn, rank: number, peer: number, checksum = false, spinUs: number | null = null) {
     this.#checksum = checksum;
     this.#conn = conn;
     this.#rank = rank;
@@ -73,8 +75,8 @@ export class TcpChannel implements Channel {
     if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
     let poller: SocketPoller | null = null;
     try {
-      const fd = findSocketFd(conn);
-      if (fd) poller = new SocketPoller(fd, conn, spinUs);
+      const fd = spinUs === null ? null : findSocketFd(conn);
+      if (fd) poller = new SocketPoller(fd, conn, spinUs!);
     } catch { /* Deno's calls only */ }
     this.#poller = poller;
   }

@@ -26,6 +26,11 @@ import { HANDSHAKE_IDLE_MS, HANDSHAKE_MAX_MS, MIN_PENDING_HANDSHAKES } from "../
  * our 2-core machine (2026-12-07), a wake-up from a sleeping read 30-100 us.
  */
 const SPIN_US = 100;
+/**
+ * Groups up to this size use the libc fast path. Finding a connection's socket looks at every open
+ * descriptor, so a process holding thousands of links (simulated ranks) would pay for it per link.
+ */
+const FAST_PATH_MAX_RANKS = 256;
 
 /** Options of {@link TcpTransport.create}. */
 export interface TcpTransportOptions {
@@ -94,9 +99,10 @@ export class TcpTransport implements Transport {
   readonly #open = new Set<TcpChannel>();
   /**
    * How long a blocked read or write polls before it sleeps, us: {@link SPIN_US} where every rank can
-   * have a core of its own (a rank polling on a shared core delays the peer it waits for), else 0.
+   * have a core of its own (a rank polling on a shared core delays the peer it waits for), else 0;
+   * null: no libc fast path (groups over {@link FAST_PATH_MAX_RANKS}).
    */
-  readonly #spinUs: number;
+  readonly #spinUs: number | null;
   readonly #pendingConns = new Set<Deno.Conn>();
   /** Accepted connections whose handshake is running, oldest first. */
   readonly #handshaking = new Set<Deno.TcpConn>();
@@ -109,7 +115,11 @@ export class TcpTransport implements Transport {
     this.#opts = opts;
     this.rank = opts.rank;
     this.size = opts.size;
-    this.#spinUs = opts.size <= navigator.hardwareConcurrency ? SPIN_US : 0;
+    this.#spinUs = opts.size > FAST_PATH_MAX_RANKS
+      ? null
+      : opts.size <= navigator.hardwareConcurrency
+      ? SPIN_US
+      : 0;
     this.#listener = listener;
     this.#maxHandshakes = Math.max(MIN_PENDING_HANDSHAKES, opts.size);
     this.#acceptLoop = acceptLoop(listener, {
