@@ -18,27 +18,22 @@ const SYMBOLS = {
   recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
-  __errno_location: { parameters: [], result: "pointer" },
 } as const;
 
 type Symbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 
 /** `MSG_DONTWAIT | MSG_NOSIGNAL`: never block, never raise SIGPIPE. */
 const FLAGS = 0x40 | 0x4000;
-/** `EAGAIN` (== `EWOULDBLOCK` on Linux). */
-const EAGAIN = 11;
-/** `EINTR`. */
-const EINTR = 4;
 /** The highest descriptor number looked at when searching for a connection's socket. */
 const MAX_FD = 65536;
 /** `AF_INET`, `AF_INET6`. */
 const AF_INET = 2;
 const AF_INET6 = 10;
 
-let lib: { fn: Symbols; errno: Deno.UnsafePointerView } | null | undefined;
+let lib: Symbols | null | undefined;
 
 /** libc, loaded once; null where FFI is not allowed or this is not Linux. */
-function load(): { fn: Symbols; errno: Deno.UnsafePointerView } | null {
+function load(): Symbols | null {
   if (lib !== undefined) return lib;
   lib = null;
   try {
@@ -46,10 +41,7 @@ function load(): { fn: Symbols; errno: Deno.UnsafePointerView } | null {
     if (Deno.build.os !== "linux" || Deno.permissions.querySync({ name: "ffi" }).state !== "granted") {
       return null;
     }
-    const fn = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
-    const p = fn.__errno_location();
-    // errno is per thread, and JavaScript runs on one: its address is fixed for this isolate.
-    if (p !== null) lib = { fn, errno: new Deno.UnsafePointerView(p) };
+    lib = Deno.dlopen("libc.so.6", SYMBOLS).symbols;
   } catch {
     lib = null;
   }
@@ -83,7 +75,7 @@ export function findSocketFd(conn: Deno.Conn): SocketFd | null {
   let misses = 0;
   for (let fd = 0; fd < MAX_FD; fd++) {
     len[0] = sa.byteLength;
-    if (l.fn.getsockname(fd, sa, lenBytes) !== 0) {
+    if (l.getsockname(fd, sa, lenBytes) !== 0) {
       // A long run of closed descriptors: past the highest open one.
       if (++misses > 1024) break;
       continue;
@@ -91,51 +83,40 @@ export function findSocketFd(conn: Deno.Conn): SocketFd | null {
     misses = 0;
     if (!matches(sa, local)) continue;
     len[0] = sa.byteLength;
-    if (l.fn.getpeername(fd, sa, lenBytes) === 0 && matches(sa, remote)) return new SocketFd(l, fd);
+    if (l.getpeername(fd, sa, lenBytes) === 0 && matches(sa, remote)) return new SocketFd(l, fd);
   }
   return null;
 }
 
-/** Nonblocking send and receive on one socket descriptor. */
+/**
+ * Nonblocking send and receive on one socket descriptor. A failed call counts as one that would
+ * block: errno is not read (between a call and the read of errno the runtime may make calls of its
+ * own on this thread, so a stale value could pass for a broken connection), and the caller's Deno
+ * read or write, which comes after the spin, reports a real failure.
+ */
 export class SocketFd {
   readonly #fn: Symbols;
-  readonly #errno: Deno.UnsafePointerView;
   /** The descriptor. */
   readonly fd: number;
 
   /** Use {@link findSocketFd}. */
-  constructor(l: { fn: Symbols; errno: Deno.UnsafePointerView }, fd: number) {
-    this.#fn = l.fn;
-    this.#errno = l.errno;
+  constructor(fn: Symbols, fd: number) {
+    this.#fn = fn;
     this.fd = fd;
   }
 
-  /**
-   * Sends what the socket takes of `buf` now: the bytes sent, 0 when it would block. Throws an Error
-   * with the errno on a failure (the caller's Deno write then reports the broken connection).
-   */
+  /** Sends what the socket takes of `buf` now: the bytes sent, 0 when it would block (or failed). */
   trySend(buf: Uint8Array): number {
-    for (;;) {
-      const n = Number(this.#fn.send(this.fd, buf, BigInt(buf.byteLength), FLAGS));
-      if (n >= 0) return n;
-      const e = this.#errno.getInt32(0);
-      if (e === EAGAIN) return 0;
-      if (e !== EINTR) throw new Error(`send failed (errno ${e})`);
-    }
+    const n = Number(this.#fn.send(this.fd, buf, BigInt(buf.byteLength), FLAGS));
+    return n > 0 ? n : 0;
   }
 
   /**
-   * Receives what has arrived, up to `buf`'s length: the bytes read, 0 when nothing is there yet, -1
-   * when the peer closed. Throws an Error with the errno on a failure.
+   * Receives what has arrived, up to `buf`'s length: the bytes read, 0 when nothing is there yet (or
+   * the call failed), -1 when the peer closed.
    */
   tryRecv(buf: Uint8Array): number {
-    for (;;) {
-      const n = Number(this.#fn.recv(this.fd, buf, BigInt(buf.byteLength), FLAGS));
-      if (n > 0) return n;
-      if (n === 0) return -1;
-      const e = this.#errno.getInt32(0);
-      if (e === EAGAIN) return 0;
-      if (e !== EINTR) throw new Error(`recv failed (errno ${e})`);
-    }
+    const n = Number(this.#fn.recv(this.fd, buf, BigInt(buf.byteLength), FLAGS));
+    return n > 0 ? n : n === 0 ? -1 : 0;
   }
 }
