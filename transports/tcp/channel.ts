@@ -4,6 +4,11 @@
  * their header; large payloads are read straight into the caller's buffer (no intermediate copy).
  * A rank that gives up sends an abort frame with its cause (`abort_cause.ts`) before it closes; a
  * receive that meets it, or a send that fails and then finds it, reports that cause.
+ *
+ * Where libc is reachable through FFI (socket_fd.ts), every read and write first tries a nonblocking
+ * libc call on the connection's socket, and a call that would block is polled for a bounded spin
+ * before it sleeps in Deno's `read`/`write` (socket_poller.ts): a rank woken by a socket costs tens of
+ * microseconds more than one that polls.
  */
 
 import { ChoirError, DataCorruptionError, PeerLostError, TransportError } from "../../errors.ts";
@@ -12,6 +17,8 @@ import { decodeCause, encodeCause } from "../abort_cause.ts";
 import { checkHeader, decodeHeader, encodeHeader, type FrameHeader, HEADER_BYTES } from "../frame.ts";
 import { abortCauseBytes, encodeAbortFrame } from "../frame.ts";
 import type { Channel } from "../transport.ts";
+import { findSocketFd } from "./socket_fd.ts";
+import { SocketPoller } from "./socket_poller.ts";
 
 /** Frames up to this payload size are copied next to their header and written in one call. */
 const COALESCE_BYTES = 32 * 1024;
@@ -59,17 +66,29 @@ export class TcpChannel implements Channel {
   #closed = false;
   /** A send failed: the socket cannot carry an abort frame any more. */
   #sendBroken = false;
+  /** Nonblocking libc calls on the socket, or null (Deno's calls only). */
+  readonly #poller: SocketPoller | null;
 
   /**
    * Wraps an established, handshaken connection to `peer`. With `checksum`, every payload is followed
-   * by its CRC32C and a mismatch on receipt is a DataCorruptionError (both ends must agree).
+   * by its CRC32C and a mismatch on receipt is a DataCorruptionError (both ends must agree). With
+   * `spinUs` (not null), reads and writes go through nonblocking libc calls where the socket is found
+   * (socket_fd.ts), and one that would block polls for up to `spinUs` microseconds before it sleeps
+   * (0: one try; polling only pays where every rank of this host has a core of its own); null keeps
+   * to Deno's calls and skips the search for the socket.
    */
-  constructor(conn: Deno.Conn, rank: number, peer: number, checksum = false) {
+  constructor(conn: Deno.Conn, rank: number, peer: number, checksum = false, spinUs: number | null = null) {
     this.#checksum = checksum;
     this.#conn = conn;
     this.#rank = rank;
     this.peer = peer;
     if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
+    let poller: SocketPoller | null = null;
+    try {
+      const fd = spinUs === null ? null : findSocketFd(conn);
+      if (fd) poller = new SocketPoller(fd, conn, spinUs!);
+    } catch { /* Deno's calls only */ }
+    this.#poller = poller;
   }
 
   /** Sends one frame; frames are written in call order. */
@@ -100,6 +119,8 @@ export class TcpChannel implements Channel {
     if (reason && !this.#failed) this.#failed = reason;
     if (this.#closed) return;
     this.#closed = true;
+    // First: a closed descriptor's number may soon belong to another file.
+    this.#poller?.close();
     try {
       this.#conn.close();
     } catch { /* already closed */ }
@@ -240,9 +261,16 @@ export class TcpChannel implements Channel {
 
   async #writeAll(buf: Uint8Array): Promise<void> {
     let off = 0;
+    const p = this.#poller;
     while (off < buf.byteLength) {
-      off += await this.#conn.write(off === 0 ? buf : buf.subarray(off));
+      const rest = off === 0 ? buf : buf.subarray(off);
+      off += await (p ? p.write(rest) : this.#conn.write(rest));
     }
+  }
+
+  /** Reads some bytes into `buf` (null: the peer closed). */
+  #readSome(buf: Uint8Array): Promise<number | null> {
+    return this.#poller ? this.#poller.read(buf) : this.#conn.read(buf);
   }
 
   async #doRecv(expected: FrameHeader, into: Uint8Array): Promise<void> {
@@ -259,16 +287,17 @@ export class TcpChannel implements Channel {
     try {
       let off = 0;
       let checked = false;
-      while (off < head.byteLength) {
-        const n = await this.#conn.read(off === 0 ? head : head.subarray(off));
-        if (n === null) throw lostError(this.#rank, this.peer, "recv");
-        off += n;
+      for (;;) {
         if (!checked && off >= HEADER_BYTES) {
           const cause = abortCauseBytes(this.#inView);
           if (cause !== null) throw await this.#abortCause(cause, head.subarray(HEADER_BYTES, off));
           this.#checkFrame(expected, into);
           checked = true;
         }
+        if (off >= head.byteLength) break;
+        const n = await this.#readSome(off === 0 ? head : head.subarray(off));
+        if (n === null) throw lostError(this.#rank, this.peer, "recv");
+        off += n;
       }
       if (small) {
         into.set(head.subarray(HEADER_BYTES, HEADER_BYTES + expected.bytes));
@@ -316,7 +345,7 @@ export class TcpChannel implements Channel {
     const len = dst.byteLength;
     let off = 0;
     while (off < len) {
-      const n = await this.#conn.read(off === 0 ? dst : dst.subarray(off));
+      const n = await this.#readSome(off === 0 ? dst : dst.subarray(off));
       if (n === null) throw lostError(this.#rank, this.peer, "recv");
       off += n;
     }

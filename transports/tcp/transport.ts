@@ -20,6 +20,18 @@ import { checkToken } from "../token.ts";
 import { acceptLoop, isFdExhaustion } from "../accept_loop.ts";
 import { HANDSHAKE_IDLE_MS, HANDSHAKE_MAX_MS, MIN_PENDING_HANDSHAKES } from "../limits.ts";
 
+/**
+ * Microseconds a read or write that would block polls its socket (with every other pending one of
+ * this process) before it sleeps on it. An 8-byte exchange between two polling ranks took 8-10 us on
+ * our 2-core machine (2026-12-07), a wake-up from a sleeping read 30-100 us.
+ */
+const SPIN_US = 100;
+/**
+ * Groups up to this size use the libc fast path. Finding a connection's socket looks at every open
+ * descriptor, so a process holding thousands of links (simulated ranks) would pay for it per link.
+ */
+const FAST_PATH_MAX_RANKS = 256;
+
 /** Options of {@link TcpTransport.create}. */
 export interface TcpTransportOptions {
   /** This rank. */
@@ -85,6 +97,14 @@ export class TcpTransport implements Transport {
   #prefetched = false;
   readonly #waiters = new Map<number, Waiter>();
   readonly #open = new Set<TcpChannel>();
+  /**
+   * How long a blocked read or write polls before it sleeps, us: {@link SPIN_US} where every rank can
+   * have a core of its own; null (Deno's calls only) where ranks share cores, or in groups over
+   * {@link FAST_PATH_MAX_RANKS}. With ranks sharing cores, a rank polling delays the peer it waits for,
+   * and even the one nonblocking try per call measured slower: 4 ranks on 2 cores, 8 B allreduce 473-530
+   * us against 342-447 us (3 interleaved rounds, 2026-12-07).
+   */
+  readonly #spinUs: number | null;
   readonly #pendingConns = new Set<Deno.Conn>();
   /** Accepted connections whose handshake is running, oldest first. */
   readonly #handshaking = new Set<Deno.TcpConn>();
@@ -97,6 +117,7 @@ export class TcpTransport implements Transport {
     this.#opts = opts;
     this.rank = opts.rank;
     this.size = opts.size;
+    this.#spinUs = opts.size <= Math.min(navigator.hardwareConcurrency, FAST_PATH_MAX_RANKS) ? SPIN_US : null;
     this.#listener = listener;
     this.#maxHandshakes = Math.max(MIN_PENDING_HANDSHAKES, opts.size);
     this.#acceptLoop = acceptLoop(listener, {
@@ -300,7 +321,7 @@ export class TcpTransport implements Transport {
       if (this.#closed) throw this.#closed;
       return "crossed";
     }
-    const ch = new TcpChannel(conn, this.rank, peer, this.#opts.checksum);
+    const ch = new TcpChannel(conn, this.rank, peer, this.#opts.checksum, this.#spinUs);
     this.#open.add(ch);
     this.#linked.add(peer);
     return ch;
@@ -428,7 +449,7 @@ export class TcpTransport implements Transport {
       }
       return;
     }
-    const ch = new TcpChannel(conn, this.rank, from, this.#opts.checksum);
+    const ch = new TcpChannel(conn, this.rank, from, this.#opts.checksum, this.#spinUs);
     this.#open.add(ch);
     admitted.ready.resolve(ch);
     const w = this.#waiters.get(from);
