@@ -167,36 +167,6 @@ async function variants(): Promise<[string, Step][]> {
   }
   {
     const { a, ctx } = await engine();
-    const fps = new Map(SIZES.map((b) => [b, fpOf(b)]));
-    const scratch = new Float32Array(2048);
-    out.push(["X memcpy peer", (x) => {
-      const p = a.begin(fps.get(x.byteLength)!, ctx, x) as number;
-      const peer = a.slotView(x, 1 - a.rank, p);
-      scratch.set(peer.subarray(0, x.length));
-    }]);
-  }
-  {
-    const { a, ctx } = await engine();
-    const fps = new Map(SIZES.map((b) => [b, fpOf(b)]));
-    out.push(["X JS read peer", (x) => {
-      const p = a.begin(fps.get(x.byteLength)!, ctx, x) as number;
-      const peer = a.slotView(x, 1 - a.rank, p);
-      let s = 0;
-      for (let i = 0; i < x.length; i++) s += peer[i];
-      if (s === -1) console.log(s);
-    }]);
-  }
-  {
-    const { a, ctx } = await engine();
-    const fps = new Map(SIZES.map((b) => [b, fpOf(b)]));
-    out.push(["X JS add peer", (x) => {
-      const p = a.begin(fps.get(x.byteLength)!, ctx, x) as number;
-      const peer = a.slotView(x, 1 - a.rank, p);
-      for (let i = 0; i < x.length; i++) x[i] += peer[i];
-    }]);
-  }
-  {
-    const { a, ctx } = await engine();
     const fp = fpOf(8);
     out.push(["engine: handoff only (barrier)", () => barrierShm(a, fp, ctx)]);
   }
