@@ -75,8 +75,9 @@ async function variants(): Promise<[string, Step][]> {
     await pg.connect();
     out.push(["public call, not awaited", (x) => pg.allReduce(x)]);
   }
-  const backend = async (monitor: OpMonitor | null) => {
+  const backend = async (monitor: OpMonitor | null, channels = false) => {
     const t = await transport();
+    if (channels) await Promise.all(Array.from({ length: size }, (_, p) => p === rank ? null : t.channel(p)));
     const queue = new OpQueue(
       rank,
       monitor ?? new OpMonitor({ rank, size, group: 3, capacity: 2000 }),
@@ -119,6 +120,14 @@ async function variants(): Promise<[string, Step][]> {
     const runs = new Map(SIZES.map((b) => [b, runOf(router, b)]));
     out.push([
       "arena backend (fingerprint, queue, monitor, engine)",
+      (x) => arena.allReduce(runs.get(x.byteLength)!, x),
+    ]);
+  }
+  {
+    const { arena, router } = await backend(null, true);
+    const runs = new Map(SIZES.map((b) => [b, runOf(router, b)]));
+    out.push([
+      "arena backend, the transport's channels open",
       (x) => arena.allReduce(runs.get(x.byteLength)!, x),
     ]);
   }
