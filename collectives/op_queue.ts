@@ -134,6 +134,22 @@ export class OpQueue {
     } else {
       p = this.#tail.then(body, body) as Promise<void>;
     }
+    return this.track(p);
+  }
+
+  /**
+   * Whether {@link order} would run a call without `after` at once, in this very call (nothing in
+   * flight before it): the same-host fast path then skips order()'s closure.
+   */
+  get idle(): boolean {
+    return this.#inflight === 0;
+  }
+
+  /**
+   * Keeps the order of a call that started at once while {@link idle} and is still running (`p`):
+   * later calls queue behind it. Returns `p`.
+   */
+  track(p: Promise<void>): Promise<void> {
     this.#inflight++;
     const done = () => void this.#inflight--;
     this.#tail = p.then(done, done);

@@ -363,7 +363,17 @@ export class ProcessGroup {
   /** Reduces `tensor` across all ranks in place; every rank gets the result. */
   allReduce(tensor: CpuTensor | GpuTensor, opts?: ReduceOptions & SyncOptions): Promise<void>;
   allReduce(tensor: CpuTensor | GpuTensor, opts: ReduceOptions = {}): Promise<void> | Work {
-    if (isGpu(tensor)) return this.#gpu.run("allReduce", opts, (r, g) => r.gpuAllReduce(g, tensor, opts));
+    if (!ArrayBuffer.isView(tensor) && isGpu(tensor)) {
+      return this.#gpu.run("allReduce", opts, (r, g) => r.gpuAllReduce(g, tensor, opts));
+    }
+    if (opts.async !== true && this.#queue.open) {
+      // The latency path: what issue() does, without its closure (a tiny same-host call feels it).
+      try {
+        return this.#calls.allReduce(tensor, opts);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
     return this.#queue.issue("allReduce", opts, () => this.#calls.allReduce(tensor, opts));
   }
 

@@ -42,14 +42,24 @@ export function allReduceShmSmall(
   return undefined;
 }
 
+/**
+ * Payloads from this many bytes on are copied here in bulk before they are reduced (see
+ * `Arena.staged`); smaller ones are read from the shared slots element by element.
+ */
+const STAGE_BYTES = 512;
+
 /** Reduces every rank's slot of `parity` into `buf`, in rank order 0, 1, ..., n-1. */
 function reduceSlots(a: Arena, call: Call, buf: CpuTensor, parity: number): void {
   const op = call.op ?? "sum";
-  if ((op === "sum" || op === "avg" || op === "premul_sum") && isPlainNumberArray(buf)) {
+  const r = a.rank;
+  const len = buf.length;
+  if (
+    buf.byteLength < STAGE_BYTES && (op === "sum" || op === "avg" || op === "premul_sum") &&
+    isPlainNumberArray(buf)
+  ) {
     // The common case without allocating: JavaScript numbers hold every f32/f64 sum exactly
     // before the store rounds it (to f32, or wraps integers), as the general kernels do.
-    const len = buf.length;
-    if (a.rank !== 0) {
+    if (r !== 0) {
       const s0 = a.slotView(buf, 0, parity);
       for (let i = 0; i < len; i++) buf[i] = s0[i];
     }
@@ -59,9 +69,15 @@ function reduceSlots(a: Arena, call: Call, buf: CpuTensor, parity: number): void
     }
     return;
   }
-  if (a.rank !== 0) bytesOf(buf).set(new Uint8Array(a.buffer, a.payload(0, parity), buf.byteLength));
+  // Larger payloads: every peer's slot copied in bulk (faster than reading its cache lines one
+  // element at a time), then the kernels (OpenBLAS saxpy for f32 SUM: 0.2 us at 1K floats against
+  // 1.5 us for a JS loop) on local memory. This rank's own input is read from its slot.
+  if (r !== 0) bytesOf(buf).set(new Uint8Array(a.buffer, a.payload(0, parity), buf.byteLength));
   for (let q = 1; q < a.size; q++) {
-    reduceInto(call.dtype, op, buf, viewLike(buf, a.buffer, a.payload(q, parity), buf.length));
+    const src = q === r
+      ? viewLike(buf, a.buffer, a.payload(q, parity), len)
+      : a.staged(buf, q, parity).subarray(0, len);
+    reduceInto(call.dtype, op, buf, src as CpuTensor);
   }
 }
 

@@ -14,6 +14,7 @@ import {
   type DType,
   dtypeCode,
   DTYPES,
+  ReduceOp,
   reduceOpCode,
   sliceView,
 } from "../../dtype.ts";
@@ -116,38 +117,55 @@ export class ArenaBackend implements Backend {
   }
 
   allReduce(r: OpRun, tensor: CpuTensor): Promise<void> {
+    return this.#run(
+      r,
+      r.route.algorithm === "shm_small" ? this.#allReduceSmall : this.#allReduceLarge,
+      tensor,
+    );
+  }
+
+  /** The tiny allReduce, in the call slots: synchronous when every peer is on time. */
+  readonly #allReduceSmall = (r: OpRun, tensor: CpuTensor): Promise<void> | undefined => {
+    const call = r.call;
+    const op = call.op!;
+    if (op === ReduceOp.PREMUL_SUM) contribution(op, call.dtype, r.factor, tensor);
+    const p = allReduceShmSmall(this.#arena, call, this.#fp, tensor, this.#ctx);
+    if (op !== ReduceOp.AVG) return p;
+    if (p) return p.then(() => finishReduction(op, call.dtype, tensor, this.#arena.size));
+    finishReduction(op, call.dtype, tensor, this.#arena.size);
+    return undefined;
+  };
+
+  /** The larger allReduce: the chunk pipeline, or in place on symmetric memory. */
+  readonly #allReduceLarge = async (r: OpRun, tensor: CpuTensor): Promise<void> => {
     const { call, route } = r;
     const op = call.op!;
-    return this.#run(r, (ctx, fp) => {
-      contribution(op, call.dtype, r.factor, tensor);
-      let p: Promise<void> | undefined;
-      if (route.algorithm === "shm_small") p = allReduceShmSmall(this.#arena, call, fp, tensor, ctx);
-      else if (route.algorithm === "shm_symmetric") {
-        // Every rank must run on the same allocation at the same offset (and an ordinary array on one
-        // rank against symmetric memory on another is no allReduce either): the fingerprint says which.
-        const sym = this.#symmetric.get(tensor.buffer)!;
-        fp.alloc = sym.index;
-        fp.offset = tensor.byteOffset - sym.offsets[this.#arena.rank];
-        p = allReduceSymmetric(this.#arena, call, fp, sym, tensor, ctx);
-      } else p = allReduceShmChunks(this.#arena, call, fp, tensor, ctx);
-      const finish = () => finishReduction(op, call.dtype, tensor, this.#arena.size);
-      if (p) return p.then(finish);
-      finish(); // a synchronous fast path stays synchronous
-    });
-  }
+    const fp = this.#fp;
+    const ctx = this.#ctx;
+    contribution(op, call.dtype, r.factor, tensor);
+    if (route.algorithm === "shm_symmetric") {
+      // Every rank must run on the same allocation at the same offset (and an ordinary array on one
+      // rank against symmetric memory on another is no allReduce either): the fingerprint says which.
+      const sym = this.#symmetric.get(tensor.buffer)!;
+      fp.alloc = sym.index;
+      fp.offset = tensor.byteOffset - sym.offsets[this.#arena.rank];
+      await allReduceSymmetric(this.#arena, call, fp, sym, tensor, ctx);
+    } else await allReduceShmChunks(this.#arena, call, fp, tensor, ctx);
+    finishReduction(op, call.dtype, tensor, this.#arena.size);
+  };
 
   broadcast(r: OpRun, tensor: CpuTensor): Promise<void> {
     if (r.route.algorithm === "shm_small") {
-      return this.#run(r, (ctx, fp) => broadcastShmSmall(this.#arena, r.call, fp, tensor, ctx));
+      return this.#runWith(r, (ctx, fp) => broadcastShmSmall(this.#arena, r.call, fp, tensor, ctx));
     }
-    return this.#run(r, (ctx, fp) => broadcastShm(this.#arena, r.call, fp, tensor, ctx));
+    return this.#runWith(r, (ctx, fp) => broadcastShm(this.#arena, r.call, fp, tensor, ctx));
   }
 
   reduce(r: OpRun, tensor: CpuTensor): Promise<void> {
     const { call } = r;
     const op = call.op!;
     const isRoot = this.#arena.rank === call.root;
-    return this.#run(r, async (ctx, fp) => {
+    return this.#runWith(r, async (ctx, fp) => {
       // Other ranks' tensors are unchanged: they contribute a scaled copy for PREMUL_SUM.
       const input = contribution(op, call.dtype, r.factor, tensor, isRoot ? undefined : () => copyOf(tensor));
       await reduceShm(this.#arena, call, fp, input, ctx);
@@ -156,12 +174,12 @@ export class ArenaBackend implements Backend {
   }
 
   allGather(r: OpRun, output: CpuTensor, input: CpuTensor): Promise<void> {
-    return this.#run(r, (ctx, fp) => allGatherShm(this.#arena, fp, output, input, ctx));
+    return this.#runWith(r, (ctx, fp) => allGatherShm(this.#arena, fp, output, input, ctx));
   }
 
   allGatherList(r: OpRun, outputs: readonly CpuTensor[], input: CpuTensor): Promise<void> {
     const len = input.length;
-    return this.#run(r, async (ctx, fp) => {
+    return this.#runWith(r, async (ctx, fp) => {
       const all = allocLike(input, this.#arena.size * len);
       await allGatherShm(this.#arena, fp, all, input, ctx);
       outputs.forEach((t, p) => bytesOf(t).set(bytesOf(sliceView(all, p * len, len))));
@@ -173,7 +191,7 @@ export class ArenaBackend implements Backend {
     const op = call.op!;
     // The input is only read: a copy is needed only to scale it, to join a list, or when the output
     // overlaps it (an in-place reduce-scatter writes its block while the other ranks still read it).
-    return this.#run(r, async (ctx, fp) => {
+    return this.#runWith(r, async (ctx, fp) => {
       const work = whole !== null && !overlaps(output, whole) ? whole : fill();
       const mine = contribution(op, call.dtype, r.factor, work, work === whole ? fill : undefined);
       await reduceScatterShm(this.#arena, call, fp, output, mine, ctx);
@@ -182,7 +200,7 @@ export class ArenaBackend implements Backend {
   }
 
   barrier(r: OpRun): Promise<void> {
-    return this.#run(r, (ctx, fp) => barrierShm(this.#arena, fp, ctx));
+    return this.#runWith(r, (ctx, fp) => barrierShm(this.#arena, fp, ctx));
   }
 
   /**
@@ -217,17 +235,43 @@ export class ArenaBackend implements Backend {
    * loop), with the call's own deadline, so no timer is armed per call and a tiny collective whose
    * peers are on time runs through without leaving this call. Such calls never let the event loop
    * run, so a loop of them would starve timers and sockets (the store server rank 0 runs, the store
-   * watches): about every {@link TURN_MS} one call completes after a macrotask instead.
+   * watches): about every {@link TURN_MS} one call completes after a macrotask instead. With nothing
+   * in flight it runs here, without a closure: `body` gets `r` and `x` (the group's wait context and
+   * fingerprint are filled for the call first).
    */
-  #run(r: OpRun, body: (ctx: WaitContext, fp: Fingerprint) => Promise<void> | undefined): Promise<void> {
+  #run<X>(r: OpRun, body: (r: OpRun, x: X) => Promise<void> | undefined, x: X): Promise<void> {
     const q = this.#queue;
-    const { call } = r;
+    if (r.after === undefined && q.idle) {
+      try {
+        q.check(r.call.name);
+        this.#fill(r);
+        const p = q.untimed(r.call, body, r, x) ?? this.#turn();
+        return p === undefined ? RESOLVED : q.track(p);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
     return q.order(r.after, () => {
-      q.check(call.name);
-      const ctx = this.#context(call, r.timeoutMs);
-      const fp = this.#fingerprint(call);
-      return q.untimed(call, body, ctx, fp) ?? this.#turn();
+      q.check(r.call.name);
+      this.#fill(r);
+      return q.untimed(r.call, body, r, x) ?? this.#turn();
     });
+  }
+
+  /** {@link #run} for a body over the group's wait context and fingerprint (the ops off the latency path). */
+  #runWith(r: OpRun, body: (ctx: WaitContext, fp: Fingerprint) => Promise<void> | undefined): Promise<void> {
+    return this.#run(r, this.#callWith, body);
+  }
+
+  readonly #callWith = (
+    _r: OpRun,
+    body: (ctx: WaitContext, fp: Fingerprint) => Promise<void> | undefined,
+  ): Promise<void> | undefined => body(this.#ctx, this.#fp);
+
+  /** Fills the group's wait context and fingerprint for `r`'s call. */
+  #fill(r: OpRun): void {
+    this.#context(r.call, r.timeoutMs);
+    this.#fingerprint(r.call);
   }
 
   /** Undefined, or (about every TURN_MS of calls that completed at once) a macrotask to wait for. */
@@ -262,3 +306,5 @@ export class ArenaBackend implements Backend {
     return fp;
   }
 }
+
+const RESOLVED: Promise<void> = Promise.resolve();
