@@ -225,7 +225,7 @@ Deno.test("store server: long-polls whose client went away are dropped; timeout=
     // Each raw request is signed in a session of the server it goes to (a counter is used once).
     const signedGet = async (port: number) => {
       const session = await openSession(port);
-      return async () => {
+      return () => {
         const path = "/v1/kv/never?timeout=Infinity";
         const { header } = session.sign("GET", path, new Uint8Array(0));
         return `GET ${path} HTTP/1.1\r\nhost: x\r\nauthorization: ${header}\r\n\r\n`;
@@ -234,7 +234,7 @@ Deno.test("store server: long-polls whose client went away are dropped; timeout=
     // Infinity is clamped to the server's longest wait: 408 after it, not never.
     const t0 = Date.now();
     assert.match(
-      await rawStatus(server.port, await (await signedGet(server.port))(), 5000),
+      await rawStatus(server.port, (await signedGet(server.port))(), 5000),
       /^HTTP\/1\.1 408 /,
     );
     assert.ok(Date.now() - t0 < 3000, `answered after ${Date.now() - t0} ms`);
@@ -245,7 +245,7 @@ Deno.test("store server: long-polls whose client went away are dropped; timeout=
       const get = await signedGet(server2.port);
       for (let i = 0; i < 50; i++) {
         const c = await Deno.connect({ hostname: "127.0.0.1", port: server2.port });
-        await c.write(enc.encode(await get()));
+        await c.write(enc.encode(get()));
         conns.push(c);
       }
       await until(async () => (await server2.stats()).waiters === 50, 3000, "50 waiters");
