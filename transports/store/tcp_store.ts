@@ -72,6 +72,8 @@ const OCTETS = { "content-type": "application/octet-stream" };
 /** Longest wait one long-poll asks for; servers clamp theirs (10 min by default), so ask again past it. */
 const LONG_POLL_MAX_MS = 300_000;
 const RETRY_MIN_MS = 10;
+/** How long after a "shutting down" answer a request is asked once more. */
+const SHUTDOWN_RETRY_MS = 100;
 const RETRY_MAX_MS = 250;
 /** Idle connections older than this are closed rather than reused (servers drop idle ones). */
 const IDLE_MS = 10_000;
@@ -317,14 +319,19 @@ export class TcpStore implements Store {
       limitMs = ask + LONG_POLL_SLACK_MS;
     }
     const body = call.body === undefined ? new Uint8Array(0) : toBytes(call.body);
-    for (let renewed = false;; renewed = true) {
+    let renewed = false;
+    let askedAgain = false;
+    for (;;) {
       const pending = this.#sessionFor(ctx);
       const session = await pending;
       const { counter, headers } = this.#headers(session, call.method, path, body);
       const res = await this.#exchange(ctx, call, { path, headers, body }, limitMs, opts);
       if (res.status === 401) {
         if (this.#session === pending) this.#session = undefined;
-        if (!renewed) continue;
+        if (!renewed) {
+          renewed = true;
+          continue;
+        }
         throw new AuthError(`the store server at ${this.url} refuses the requests of a fresh session`, ctx);
       }
       // A body over the server's cap is refused (413) by its HTTP layer before any session sees the
@@ -337,6 +344,16 @@ export class TcpStore implements Store {
         );
       }
       if (res.status >= 200 && res.status < 300) return res.body;
+      // 503: the server is shutting down and did not run the request (its store is closed). A server
+      // restarted on the same address (a relaunched launcher) may already be listening: ask once more,
+      // shortly, on a fresh connection and session; a server that is simply gone then refuses it.
+      if (res.status === 503 && !askedAgain && !this.#closed) {
+        askedAgain = true;
+        renewed = false;
+        if (this.#session === pending) this.#session = undefined;
+        await sleep(SHUTDOWN_RETRY_MS, this.#closing.signal, ctx);
+        continue;
+      }
       throw this.#statusError(ctx, res.status, res.body, call);
     }
   }
