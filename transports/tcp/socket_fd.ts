@@ -26,9 +26,8 @@ type Symbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
 const FLAGS = 0x40 | 0x4000;
 /** The highest descriptor number looked at when searching for a connection's socket. */
 const MAX_FD = 65536;
-/** `AF_INET`, `AF_INET6`. */
+/** `AF_INET`. */
 const AF_INET = 2;
-const AF_INET6 = 10;
 
 let lib: Symbols | null | undefined;
 
@@ -51,12 +50,15 @@ function load(): Symbols | null {
 /** The port of a sockaddr (the same offset for IPv4 and IPv6). */
 const portOf = (sa: Uint8Array) => (sa[2] << 8) | sa[3];
 
-/** Whether `sa` (as getsockname fills it) is `addr`. */
+/**
+ * Whether `sa` (as getsockname fills it) is `addr`. IPv4 only: an IPv6 address is never matched (its text
+ * has several spellings, and matching the port alone could pick another connection's socket), so IPv6
+ * links keep Deno's calls.
+ */
 function matches(sa: Uint8Array, addr: Deno.NetAddr): boolean {
   if (portOf(sa) !== addr.port) return false;
   const family = sa[0] | (sa[1] << 8);
-  if (family === AF_INET) return sa.subarray(4, 8).join(".") === addr.hostname;
-  return family === AF_INET6;
+  return family === AF_INET && sa.subarray(4, 8).join(".") === addr.hostname;
 }
 
 /**
