@@ -26,3 +26,12 @@ export function netPermissionError(
 ): PermissionError {
   return new PermissionError(`${what}: Deno refused network access`, flag, { ...ctx, cause });
 }
+
+/**
+ * Whether a Worker thread may load the module at `url`: one from a local checkout needs read access to
+ * it. Without it (a program run with narrow permissions) the caller does without the thread.
+ */
+export function threadMayLoad(url: URL): boolean {
+  return url.protocol !== "file:" ||
+    Deno.permissions.querySync({ name: "read", path: url }).state === "granted";
+}

@@ -17,6 +17,7 @@
 import { SHARE_ENV, Worker } from "node:worker_threads";
 import { type ChoirError, PeerLostError } from "../../errors.ts";
 import { decodeCause, encodeCause, MAX_CAUSE_BYTES } from "../abort_cause.ts";
+import { threadMayLoad } from "../permission.ts";
 import type { Store } from "../store/store.ts";
 import { type FromHeartbeat, type HeartbeatInit, LostWhy, type ToHeartbeat } from "./protocol.ts";
 
@@ -77,8 +78,7 @@ const WORKER_URL = new URL("./heartbeat_worker.ts", import.meta.url);
 
 /** Whether a thread may load the heartbeat's module (from a local checkout it needs read access). */
 function mayLoad(): boolean {
-  return WORKER_URL.protocol !== "file:" ||
-    Deno.permissions.querySync({ name: "read", path: WORKER_URL }).state === "granted";
+  return threadMayLoad(WORKER_URL);
 }
 
 /** Spawns a heartbeat thread that waits for its ring; undefined when its module may not be read. */

@@ -13,6 +13,7 @@ import { InvalidArgumentError, PermissionError, StoreError } from "../../errors.
 import { serveApp, type Served } from "../http_serve.ts";
 import { type HttpLimits, resolveLimits } from "../http/server.ts";
 import { STORE_MAX_BODY_BYTES, STORE_MAX_CONNECTIONS, STORE_MAX_WAIT_MS } from "../limits.ts";
+import { threadMayLoad } from "../permission.ts";
 import { MemoryStore } from "./memory_store.ts";
 import { newStoreStats, storeApp } from "./tcp_app.ts";
 import type { StoreStats } from "./tcp_protocol.ts";
@@ -85,40 +86,38 @@ export interface StoreServer {
  * bad limit.
  */
 export async function startStoreServer(opts: StoreServerOptions): Promise<StoreServer> {
-  const ctx = { rank: opts.rank, op: "startStoreServer" };
   // Checked on this thread, so that a bad option is the same error wherever the server runs.
-  const limits = resolveLimits(
-    { maxConnections: STORE_MAX_CONNECTIONS, maxBodyBytes: STORE_MAX_BODY_BYTES },
-    opts.limits,
-    ctx.op,
-  );
-  const maxWaitMs = opts.maxWaitMs ?? STORE_MAX_WAIT_MS;
-  if (typeof maxWaitMs !== "number" || !(maxWaitMs > 0)) {
-    throw new InvalidArgumentError(`maxWaitMs must be a positive number of ms, got ${maxWaitMs}`, ctx);
-  }
-  const resolved = { ...opts, limits, maxWaitMs };
+  const resolved = { ...opts, ...serverBounds(opts) };
   return await (opts.thread === "main" || !threadLoadable() ? serveHere(resolved) : serveOnWorker(resolved));
 }
 
-/**
- * Whether a Worker may load the server's module: from a local checkout that needs read access to it.
- * Without it (a program run with narrow permissions) the server runs on this thread instead of failing.
- */
+/** The server's limits and longest wait, every one set; a bad one is an InvalidArgumentError. */
+function serverBounds(opts: StoreServerOptions): { limits: Required<HttpLimits>; maxWaitMs: number } {
+  const op = "startStoreServer";
+  const limits = resolveLimits(
+    { maxConnections: STORE_MAX_CONNECTIONS, maxBodyBytes: STORE_MAX_BODY_BYTES },
+    opts.limits,
+    op,
+  );
+  const maxWaitMs = opts.maxWaitMs ?? STORE_MAX_WAIT_MS;
+  if (typeof maxWaitMs !== "number" || !(maxWaitMs > 0)) {
+    throw new InvalidArgumentError(`maxWaitMs must be a positive number of ms, got ${maxWaitMs}`, {
+      rank: opts.rank,
+      op,
+    });
+  }
+  return { limits, maxWaitMs };
+}
+
+/** Whether a Worker may load the server's module (else the server runs on this thread instead of failing). */
 function threadLoadable(): boolean {
-  const url = new URL("./server_thread.ts", import.meta.url);
-  return url.protocol !== "file:" ||
-    Deno.permissions.querySync({ name: "read", path: url }).state === "granted";
+  return threadMayLoad(new URL("./server_thread.ts", import.meta.url));
 }
 
 /** Serves on this thread's event loop (what the Worker thread itself runs). */
 export async function serveHere(opts: StoreServerOptions): Promise<StoreServer> {
   const ctx = { rank: opts.rank, op: "startStoreServer" };
-  const limits = resolveLimits(
-    { maxConnections: STORE_MAX_CONNECTIONS, maxBodyBytes: STORE_MAX_BODY_BYTES },
-    opts.limits,
-    ctx.op,
-  );
-  const maxWaitMs = opts.maxWaitMs ?? STORE_MAX_WAIT_MS;
+  const { limits, maxWaitMs } = serverBounds(opts);
   const mem = new MemoryStore({ rank: opts.rank });
   const stats = newStoreStats();
   // The app is built before the server exists; its counters read the server once there is one.
