@@ -17,17 +17,9 @@
 
 import { readEnv } from "../config.ts";
 import { initProcessGroup } from "../mod.ts";
-import {
-  AdamW,
-  gemmBackend,
-  Linear,
-  type Parameter,
-  ReLU,
-  Sequential,
-  softmaxCrossEntropy,
-} from "../ddp/nn/mod.ts";
-import type { Layer } from "../ddp/nn/mod.ts";
+import { AdamW, gemmBackend, type Parameter, softmaxCrossEntropy } from "../ddp/nn/mod.ts";
 import { DistributedDataParallel, FtManager, Timeline } from "../ddp/mod.ts";
+import { mlpModel } from "./mlp_model.ts";
 
 function flag(name: string, fallback: number): number {
   const i = Deno.args.indexOf(`--${name}`);
@@ -59,14 +51,7 @@ const INPUT = 784, CLASSES = 10;
 const env = readEnv();
 const pg = !useFt && (useDdp || env.worldSize !== undefined) ? await initProcessGroup() : null;
 
-const layers: Layer[] = [];
-let prev = INPUT;
-for (let l = 0; l < depth; l++) {
-  layers.push(new Linear(prev, hidden, { seed: l + 1 }), new ReLU());
-  prev = hidden;
-}
-layers.push(new Linear(prev, CLASSES, { seed: depth + 1 }));
-const model = new Sequential(...layers);
+const model = mlpModel(INPUT, hidden, depth, CLASSES);
 const params: readonly Parameter[] = model.parameters();
 const count = params.reduce((s, p) => s + p.data.length, 0);
 const timeline = new Timeline();

@@ -14,9 +14,9 @@
  */
 
 import { initProcessGroup } from "../mod.ts";
-import { AdamW, Linear, ReLU, Sequential, softmaxCrossEntropy } from "../ddp/nn/mod.ts";
-import type { Layer } from "../ddp/nn/mod.ts";
+import { AdamW, type Sequential, softmaxCrossEntropy } from "../ddp/nn/mod.ts";
 import { DistributedDataParallel, FtManager } from "../ddp/mod.ts";
+import { mlpModel } from "./mlp_model.ts";
 
 function flag(name: string, fallback: number): number {
   const i = Deno.args.indexOf(`--${name}`);
@@ -33,14 +33,7 @@ const INPUT = 784, CLASSES = 10;
 
 /** The MLP of bench/ddp_mlp.ts (the same seeds). */
 function mlp(): Sequential {
-  const layers: Layer[] = [];
-  let prev = INPUT;
-  for (let l = 0; l < depth; l++) {
-    layers.push(new Linear(prev, hidden, { seed: l + 1 }), new ReLU());
-    prev = hidden;
-  }
-  layers.push(new Linear(prev, CLASSES, { seed: depth + 1 }));
-  return new Sequential(...layers);
+  return mlpModel(INPUT, hidden, depth, CLASSES);
 }
 
 const pg = await initProcessGroup();
