@@ -19,12 +19,7 @@ import { readEnv } from "../config.ts";
 import { initProcessGroup } from "../mod.ts";
 import { AdamW, gemmBackend, type Parameter, softmaxCrossEntropy } from "../ddp/nn/mod.ts";
 import { DistributedDataParallel, FtManager, Timeline } from "../ddp/mod.ts";
-import { mlpModel } from "./mlp_model.ts";
-
-function flag(name: string, fallback: number): number {
-  const i = Deno.args.indexOf(`--${name}`);
-  return i >= 0 ? Number(Deno.args[i + 1]) : fallback;
-}
+import { flag, mlpModel } from "./mlp_model.ts";
 
 /** Parameters of an MLP `input-hidden x layers-classes`. */
 export function mlpParameterCount(input: number, hidden: number, layers: number, classes: number): number {

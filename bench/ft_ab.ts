@@ -16,12 +16,7 @@
 import { initProcessGroup } from "../mod.ts";
 import { AdamW, type Sequential, softmaxCrossEntropy } from "../ddp/nn/mod.ts";
 import { DistributedDataParallel, FtManager } from "../ddp/mod.ts";
-import { mlpModel } from "./mlp_model.ts";
-
-function flag(name: string, fallback: number): number {
-  const i = Deno.args.indexOf(`--${name}`);
-  return i >= 0 ? Number(Deno.args[i + 1]) : fallback;
-}
+import { flag, mlpModel } from "./mlp_model.ts";
 
 const batch = flag("batch", 64);
 const iters = flag("iters", 10);
