@@ -95,6 +95,11 @@ export interface ChoirEnv {
   heartbeatMs?: number;
   /** `CHOIR_HEARTBEAT_TIMEOUT`: milliseconds of silence after which a rank is lost (default 10000). */
   heartbeatTimeoutMs?: number;
+  /**
+   * `CHOIR_HEARTBEAT_START_MS`: milliseconds after the world group forms that its heartbeat thread
+   * starts (default 1000; 0 starts it before the rendezvous).
+   */
+  heartbeatStartMs?: number;
   /** `GLIBC_TUNABLES`, read so the launcher keeps a user's value instead of setting its own. */
   glibcTunables?: string;
   /**
@@ -173,6 +178,7 @@ export function readEnv(get: (name: string) => string | undefined = safeGet): Ch
     flightRecorder: int(get("CHOIR_FLIGHT_RECORDER")),
     heartbeatMs: int(get("CHOIR_HEARTBEAT_MS")),
     heartbeatTimeoutMs: int(get("CHOIR_HEARTBEAT_TIMEOUT")),
+    heartbeatStartMs: int(get("CHOIR_HEARTBEAT_START_MS")),
     glibcTunables: str(get("GLIBC_TUNABLES")),
     algorithm: str(get("CHOIR_ALGO")),
     deterministic: bool(get("CHOIR_DETERMINISTIC")),

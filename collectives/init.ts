@@ -16,6 +16,7 @@ import { type ChoirError, InvalidArgumentError, PeerLostError } from "../errors.
 import { isWorkerRank } from "../transports/worker/rank.ts";
 import { workerProcessGroup } from "./worker_group.ts";
 import {
+  deferHeartbeat,
   type Heartbeat,
   HEARTBEAT_DEFAULTS,
   type HeartbeatThread,
@@ -60,9 +61,11 @@ export interface InitOptions {
    * reported lost within about half a second, one silent for `timeoutMs` (its host vanished) after
    * that long, and the group breaks with a PeerLostError naming it on every rank, even between
    * collectives. `false` turns it off. Default: on, `CHOIR_HEARTBEAT_MS` (0 turns it off, default
-   * 1000) and `CHOIR_HEARTBEAT_TIMEOUT` (default 10000).
+   * 1000) and `CHOIR_HEARTBEAT_TIMEOUT` (default 10000). Its thread starts `startMs` after the group
+   * forms (`CHOIR_HEARTBEAT_START_MS`, default 1000; 0 starts it before the rendezvous): creating a
+   * thread blocks a rank for 40-100 ms, which a small job's start-up would otherwise wait for.
    */
-  heartbeat?: false | { intervalMs?: number; timeoutMs?: number };
+  heartbeat?: false | { intervalMs?: number; timeoutMs?: number; startMs?: number };
   /**
    * When groups open their links (see `ProcessGroupOptions.connect`): `eager`, `lazy`, or `auto` (eager
    * up to 16 ranks, lazy above). Default: `CHOIR_CONNECT`, else `auto`.
@@ -103,9 +106,10 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessG
   const timeoutMs = opts.timeoutMs ?? env.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const algorithm = forcedAlgorithm(opts.algorithm ?? env.algorithm);
   connectsLazily(opts.connect ?? env.connect, 1); // a typo must not cost a rendezvous either
-  // The heartbeat's thread is spawned before the rendezvous: creating it costs this thread 40-100 ms
-  // here, which then overlaps waiting for the other ranks instead of following it.
-  const thread = heartbeatMs(opts, env) > 0 && (opts.worldSize ?? env.worldSize ?? 2) > 1
+  // Started at once (startMs 0), the heartbeat's thread is spawned before the rendezvous: creating it
+  // costs this thread 40-100 ms here, which then overlaps waiting for the other ranks.
+  const thread = heartbeatMs(opts, env) > 0 && heartbeatStartMs(opts, env) === 0 &&
+      (opts.worldSize ?? env.worldSize ?? 2) > 1
     ? spawnHeartbeatThread()
     : undefined;
   let rdzv: Awaited<ReturnType<typeof createStore>>;
@@ -222,10 +226,17 @@ function startWorldHeartbeat(
   }
   const timeoutMs = (opts.heartbeat ? opts.heartbeat.timeoutMs : undefined) ?? env.heartbeatTimeoutMs ??
     HEARTBEAT_DEFAULTS.timeoutMs;
-  return startHeartbeat(
-    { ...o, store: new PrefixStore("heartbeat/", o.store), intervalMs, timeoutMs },
-    thread,
-  );
+  const store = new PrefixStore("heartbeat/", o.store);
+  const start = () => startHeartbeat({ ...o, store, intervalMs, timeoutMs }, thread);
+  const startMs = heartbeatStartMs(opts, env);
+  return startMs === 0 ? start() : deferHeartbeat(start, startMs, { store, rank: o.rank, onNews: o.onNews });
+}
+
+/** Milliseconds after the group forms that its heartbeat thread starts (0: before the rendezvous). */
+function heartbeatStartMs(opts: InitOptions, env: ChoirEnv): number {
+  const ms = (opts.heartbeat ? opts.heartbeat.startMs : undefined) ?? env.heartbeatStartMs ??
+    HEARTBEAT_DEFAULTS.startMs;
+  return Math.max(0, ms);
 }
 
 /** Milliseconds between heartbeat frames; 0 when the heartbeat is off. */

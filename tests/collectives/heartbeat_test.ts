@@ -33,19 +33,23 @@ function assertIdleNamed(results: readonly IdleResult[], victim: number, within:
   }
 }
 
+// The last row starts the heartbeat before the rendezvous (CHOIR_HEARTBEAT_START_MS=0), the others a
+// second after the group formed (the default); idle_watch.ts waits for it either way.
 for (
-  const [transport, worldSize, victim, storeOnRank0] of [
-    ["tcp", 4, 2, false],
-    ["tcp", 3, 0, true],
-    ["shm", 4, 1, true],
-    ["tcp", 2, 1, true],
+  const [transport, worldSize, victim, storeOnRank0, startMs] of [
+    ["tcp", 4, 2, false, undefined],
+    ["tcp", 3, 0, true, undefined],
+    ["shm", 4, 1, true, undefined],
+    ["tcp", 2, 1, true, undefined],
+    ["shm", 3, 2, false, "0"],
   ] as const
 ) {
   const name = `idle ranks, SIGKILL of rank ${victim} of ${worldSize} (${transport}${
     storeOnRank0 ? ", store on rank 0" : ""
-  })`;
+  }${startMs === undefined ? "" : `, heartbeat started at ${startMs} ms`})`;
+  const env: Record<string, string> = startMs === undefined ? {} : { CHOIR_HEARTBEAT_START_MS: startMs };
   Deno.test(`${name}: every survivor's group breaks naming it within 3 s`, async () => {
-    assertIdleNamed(await idleTrial({ transport, worldSize, victim, storeOnRank0 }), victim, 3000, name);
+    assertIdleNamed(await idleTrial({ transport, worldSize, victim, storeOnRank0, env }), victim, 3000, name);
   });
 }
 

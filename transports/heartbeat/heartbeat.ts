@@ -18,11 +18,20 @@ import { SHARE_ENV, Worker } from "node:worker_threads";
 import { type ChoirError, PeerLostError } from "../../errors.ts";
 import { decodeCause, encodeCause, MAX_CAUSE_BYTES } from "../abort_cause.ts";
 import { threadMayLoad } from "../permission.ts";
+import { onKeySet } from "../store/key_watcher.ts";
 import type { Store } from "../store/store.ts";
 import { type FromHeartbeat, type HeartbeatInit, LostWhy, type ToHeartbeat } from "./protocol.ts";
 
-/** Defaults: a frame each second, lost after 10 s of silence or half a second after a close. */
-export const HEARTBEAT_DEFAULTS = { intervalMs: 1000, timeoutMs: 10_000, graceMs: 500 } as const;
+/**
+ * Defaults: a frame each second, lost after 10 s of silence or half a second after a close; the
+ * world group's thread starts a second after the group forms ({@link deferHeartbeat}).
+ */
+export const HEARTBEAT_DEFAULTS = {
+  intervalMs: 1000,
+  timeoutMs: 10_000,
+  graceMs: 500,
+  startMs: 1000,
+} as const;
 
 /** Options of {@link startHeartbeat}. */
 export interface HeartbeatOptions {
@@ -192,4 +201,67 @@ function lostError(
     : "ended without destroy() (its heartbeat link closed: killed or exited)";
   const who = via === rank ? "" : ` (rank ${via} noticed and told the ring)`;
   return new PeerLostError(`rank ${peer} is lost: it ${what}${who}`, { rank, peer, op: "heartbeat" });
+}
+
+/** What a deferred heartbeat needs to pass a cause on before its thread is up. */
+export interface EarlyNews {
+  /** The job's store, prefixed as the heartbeat's (the cause is published under `cause`). */
+  store: Store;
+  /** This rank. */
+  rank: number;
+  /** As {@link HeartbeatOptions.onNews}. */
+  onNews: (err: ChoirError) => void;
+}
+
+/** The store key under which a cause told before the heartbeat threads are up is published. */
+const EARLY_CAUSE_KEY = "cause";
+
+/**
+ * A heartbeat whose thread starts `afterMs` from now (on an unref'd timer, so a program that ends
+ * sooner never creates it). Creating the thread blocks the calling thread for 40-100 ms here; a job's
+ * start-up would pay it on every rank at once, on its critical path, so the world group starts its
+ * heartbeat once the job runs. Until then a lost rank is found by the collectives themselves (a closed
+ * link, a dead segment owner), and a cause told is published in the store, where every rank's shared
+ * background watch (key_watcher.ts: no polling) hears it.
+ */
+export function deferHeartbeat(
+  start: () => Heartbeat | undefined,
+  afterMs: number,
+  early?: EarlyNews,
+): Heartbeat {
+  let live: Heartbeat | undefined;
+  let stopped = false;
+  const timer = setTimeout(() => {
+    if (!stopped) live = start();
+  }, afterMs);
+  Deno.unrefTimer(timer);
+  const sub = early && onKeySet(early.store, EARLY_CAUSE_KEY, async () => {
+    try {
+      const err = decodeCause(await early.store.get(EARLY_CAUSE_KEY), early.rank, "heartbeat");
+      if (err && !stopped) early.onNews(err);
+    } catch { /* the store is gone with the job */ }
+  });
+  let telling: Promise<void> | undefined;
+  const publish = (cause: Error): Promise<void> => {
+    if (!early) return Promise.resolve();
+    const bytes = encodeCause(cause, early.rank).slice(0, MAX_CAUSE_BYTES);
+    // As the thread's tell: on its way within 300 ms, so a program that exits on its error still tells.
+    return Promise.race([
+      early.store.set(EARLY_CAUSE_KEY, bytes).catch(() => {}),
+      new Promise<void>((r) => setTimeout(r, 300)),
+    ]);
+  };
+  return {
+    tell(cause) {
+      if (live) return live.tell(cause);
+      if (stopped) return Promise.resolve();
+      return telling ??= publish(cause);
+    },
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      sub?.stop();
+      await live?.stop();
+    },
+  };
 }
