@@ -128,9 +128,17 @@ export class Arena {
   #spinUs = SPIN_US;
   /** Fingerprint and payload views of every call slot (rank * 2 + parity), made once. */
   readonly #fp: DataView[] = [];
+  /**
+   * The same fingerprints as words (kind|op<<16|dtype<<24, root, count as f64 at word 2, alloc,
+   * offset): the latency path writes and compares words, not DataView fields.
+   */
+  readonly #fpI32: Int32Array[] = [];
+  readonly #fpF64: Float64Array[] = [];
   readonly #payload: Uint8Array[] = [];
   /** Typed views of every call slot's payload, by element type (made on first use). */
   readonly #typed = new Map<unknown, ArrayLike<unknown>[]>();
+  /** Views of every call slot's first `n` elements, for the last `n` asked per element type ({@link slotExact}). */
+  readonly #exact = new Map<unknown, { n: number; views: ArrayLike<unknown>[] }>();
   /** Private room for a copy of every rank's call-slot payload ({@link staged}), and its typed views. */
   readonly #stage: ArrayBuffer;
   readonly #stagedViews = new Map<unknown, ArrayLike<unknown>[]>();
@@ -148,6 +156,8 @@ export class Arena {
     this.#stage = new ArrayBuffer(n * SLOT);
     for (let i = 0; i < 2 * n; i++) {
       this.#fp.push(new DataView(host.buffer, this.#smallOff + i * SLOT, FP_BYTES));
+      this.#fpI32.push(new Int32Array(host.buffer, this.#smallOff + i * SLOT, FP_BYTES / 4));
+      this.#fpF64.push(new Float64Array(host.buffer, this.#smallOff + i * SLOT, FP_BYTES / 8));
       this.#payload.push(new Uint8Array(host.buffer, this.#smallOff + i * SLOT + FP_BYTES, SMALL_PAYLOAD));
     }
     const room = host.bytes - (this.#chunkOff - host.offset);
@@ -174,14 +184,14 @@ export class Arena {
     const k = ++this.calls;
     const p = k & 1;
     const word = p === 0 ? W.call0 : W.call1;
-    const v = this.#fp[this.rank * 2 + p];
-    v.setUint16(0, fp.kind, true);
-    v.setUint8(2, fp.op);
-    v.setUint8(3, fp.dtype);
-    v.setInt32(4, fp.root, true);
-    v.setFloat64(8, fp.count, true);
-    v.setInt32(16, fp.alloc, true);
-    v.setUint32(20, fp.offset, true);
+    // The DataView layout of #compare's message, written as words (little-endian hosts only, as
+    // every typed view of the segment assumes).
+    const w = this.#fpI32[this.rank * 2 + p];
+    w[0] = fp.kind | (fp.op << 16) | (fp.dtype << 24);
+    w[1] = fp.root;
+    this.#fpF64[this.rank * 2 + p][1] = fp.count;
+    w[4] = fp.alloc;
+    w[5] = fp.offset;
     if (tiny) {
       // Element by element into a cached view: no allocation on the latency path; a bulk copy for
       // the longer ones.
@@ -210,12 +220,12 @@ export class Arena {
   }
 
   #compare(fp: Fingerprint, ctx: WaitContext, p: number, q: number): void {
-    const pv = this.#fp[q * 2 + p];
+    const w = this.#fpI32[q * 2 + p];
     if (
-      pv.getUint16(0, true) !== fp.kind || pv.getUint8(2) !== fp.op || pv.getUint8(3) !== fp.dtype ||
-      pv.getInt32(4, true) !== fp.root || pv.getFloat64(8, true) !== fp.count ||
-      pv.getInt32(16, true) !== fp.alloc || pv.getUint32(20, true) !== fp.offset
+      w[0] !== (fp.kind | (fp.op << 16) | (fp.dtype << 24)) || w[1] !== fp.root ||
+      this.#fpF64[q * 2 + p][1] !== fp.count || w[4] !== fp.alloc || w[5] !== (fp.offset | 0)
     ) {
+      const pv = this.#fp[q * 2 + p];
       const got: Fingerprint = {
         kind: pv.getUint16(0, true),
         op: pv.getUint8(2),
@@ -249,6 +259,29 @@ export class Arena {
       this.#typed.set(ctor, views);
     }
     return views[r * 2 + parity] as T;
+  }
+
+  /**
+   * The first `like.length` elements of rank `r`'s call-slot payload of `parity`, typed as `like`:
+   * what a kernel reads straight from the peer's slot. The views of the last length per element type
+   * are kept (a loop of calls on one tensor allocates none).
+   */
+  slotExact<T extends TinyArray>(like: T, r: number, parity: number): T {
+    const ctor = like.constructor;
+    const n = like.length;
+    let e = this.#exact.get(ctor);
+    if (e === undefined || e.n !== n) {
+      const mk = ctor as new (b: ArrayBuffer, off: number, len: number) => T;
+      e = {
+        n,
+        views: Array.from(
+          { length: 2 * this.size },
+          (_, i) => new mk(this.#host.buffer, this.payload(i >> 1, i & 1), n),
+        ),
+      };
+      this.#exact.set(ctor, e);
+    }
+    return e.views[r * 2 + parity] as T;
   }
 
   /**
