@@ -1,8 +1,8 @@
 /**
  * @module
  * The arena same-host collectives run in: a region of the group's shared segment with one control
- * line per rank (monotonic counters), double-buffered 128-byte slots for tiny payloads, and chunk
- * buffers. Waiting spins, then yields, then naps on a futex without blocking the event loop for long.
+ * line per rank (monotonic counters), double-buffered call slots (call number, fingerprint and a tiny
+ * payload in the same first cache line), and chunk buffers. Waiting spins, then yields, then naps on a futex without blocking the event loop for long.
  * Mapping the memory is left to the transport; the algorithms live in allreduce_shm.ts and friends.
  */
 
@@ -32,8 +32,9 @@ const WORDS = LINE / 4;
  */
 const SLOT = 4160;
 /**
- * The slot's header: the arena call number (i32, published last), kind u16, op u8, dtype u8, root i32,
- * count f64, alloc i32, offset u32, 4 bytes spare; the payload after it is 8-byte aligned.
+ * The slot's header: the arena call number (i32, published last), 4 bytes spare, then the fingerprint
+ * (kind u16, op u8, dtype u8, root i32, count f64, alloc i32, offset u32); the payload after it is
+ * 8-byte aligned.
  */
 const HEAD_BYTES = 32;
 /** Byte offset of the fingerprint in the header. */
