@@ -32,7 +32,7 @@ import { createStore } from "../transports/store/rendezvous.ts";
 
 const CALLS = Number(Deno.args[0] ?? 20000);
 const REPS = Number(Deno.args[1] ?? 5);
-const SIZES = [8, 4096];
+const SIZES = [8, 256, 4096];
 const TIMEOUT_MS = 60_000;
 
 const rdzv = await createStore("env://", { env: readEnv(), timeoutMs: TIMEOUT_MS });
