@@ -3,7 +3,8 @@
  * The time budget of one small same-host allReduce, layer by layer (issue 23). Every rank builds the
  * call path several times over shared memory, each on its own segment, and times N calls through it
  * with one more layer left out each time: the public call awaited; not awaited; HostCalls (checks,
- * route, call record); the arena backend (fingerprint, queue, monitor); the same with a no-op monitor;
+ * route, call record); the arena backend's tiny entry (what HostCalls calls for a tiny payload) and its
+ * general one (fingerprint, queue, monitor); the same with a no-op monitor;
  * the arena engine alone (publish, wait, reduce); the handoff alone (no payload). In-process loops
  * time the single layers (checks, route, monitor, clock, await) without a peer. Run it on local ranks:
  * `deno task launch --nproc-per-node 2 bench/layer_budget.ts [calls] [reps]`. What it prints is the
@@ -31,7 +32,7 @@ import { createStore } from "../transports/store/rendezvous.ts";
 
 const CALLS = Number(Deno.args[0] ?? 20000);
 const REPS = Number(Deno.args[1] ?? 5);
-const SIZES = [8, 4096];
+const SIZES = [8, 256, 4096];
 const TIMEOUT_MS = 60_000;
 
 const rdzv = await createStore("env://", { env: readEnv(), timeoutMs: TIMEOUT_MS });
@@ -119,7 +120,15 @@ async function variants(): Promise<[string, Step][]> {
     const { arena, router } = await backend(null);
     const runs = new Map(SIZES.map((b) => [b, runOf(router, b)]));
     out.push([
-      "arena backend (fingerprint, queue, monitor, engine)",
+      "arena backend, tiny entry (record reused, fingerprint, queue, monitor, engine)",
+      (x) => arena.allReduceTiny(runs.get(x.byteLength)!.call, x, TIMEOUT_MS, undefined),
+    ]);
+  }
+  {
+    const { arena, router } = await backend(null);
+    const runs = new Map(SIZES.map((b) => [b, runOf(router, b)]));
+    out.push([
+      "arena backend, general entry (fingerprint, queue, monitor, engine)",
       (x) => arena.allReduce(runs.get(x.byteLength)!, x),
     ]);
   }

@@ -8,6 +8,7 @@
 
 import { allocLike, bytesOf, type CpuTensor, type DType, type ReduceOp, sliceView } from "../dtype.ts";
 import type { ArenaBackend } from "./arena/arena_backend.ts";
+import { SMALL_PAYLOAD } from "./arena/shm_arena.ts";
 import type { Backend, OpRun, Queued } from "./backend.ts";
 import type { ChannelBackend } from "./channels/channel_backend.ts";
 import { type Call, OpKind } from "./comm.ts";
@@ -68,6 +69,18 @@ export class HostCalls {
   readonly #channels: ChannelBackend;
   readonly #arenaOf: () => ArenaBackend | null;
   #seq = 0;
+  /**
+   * The call record of the tiny allReduce path, refilled per call: that path runs only with the queue
+   * idle, so no call still running holds it (the recorder copies its fields).
+   */
+  readonly #tinyCall: Call = {
+    name: "allReduce",
+    kind: OpKind.allReduce,
+    dtype: "f32",
+    count: 0,
+    root: -1,
+    seq: 0,
+  };
   readonly #sendSeq: number[];
   readonly #recvSeq: number[];
 
@@ -223,12 +236,25 @@ export class HostCalls {
   /** allReduce of a host tensor. */
   allReduce(tensor: CpuTensor, opts: ReduceOptions, after?: Promise<void>): Promise<void> {
     const { dtype, op } = this.#check.reduction("allReduce", tensor, opts);
+    const bytes = tensor.byteLength;
+    const arena = this.#arena;
+    // A tiny payload takes the call slots whatever memory it is in: no symmetric lookup for it.
     const route = this.#router.route(
       "allReduce",
-      tensor.byteLength,
+      bytes,
       opts.algorithm,
-      this.#arena?.isSymmetric(tensor),
+      arena !== null && bytes > SMALL_PAYLOAD ? arena.isSymmetric(tensor) : undefined,
     );
+    if (route.algorithm === "shm_small" && after === undefined && this.#queue.idle) {
+      // The latency path: one reused call record, straight to the arena's tiny allReduce.
+      this.#queue.checkAlive("allReduce");
+      const call = this.#tinyCall;
+      call.dtype = dtype;
+      call.op = op;
+      call.count = tensor.length;
+      call.seq = this.#seq++;
+      return arena!.allReduceTiny(call, tensor, opts.timeoutMs ?? this.#timeoutMs, opts.factor);
+    }
     const r = this.#run(
       this.#call("allReduce", OpKind.allReduce, dtype, tensor.length, -1, op),
       route,

@@ -362,7 +362,7 @@ export class ProcessGroup {
   allReduce(tensor: CpuTensor | GpuTensor, opts: ReduceOptions & AsyncOptions): Work;
   /** Reduces `tensor` across all ranks in place; every rank gets the result. */
   allReduce(tensor: CpuTensor | GpuTensor, opts?: ReduceOptions & SyncOptions): Promise<void>;
-  allReduce(tensor: CpuTensor | GpuTensor, opts: ReduceOptions = {}): Promise<void> | Work {
+  allReduce(tensor: CpuTensor | GpuTensor, opts: ReduceOptions = NO_OPTIONS): Promise<void> | Work {
     if (!ArrayBuffer.isView(tensor) && isGpu(tensor)) {
       return this.#gpu.run("allReduce", opts, (r, g) => r.gpuAllReduce(g, tensor, opts));
     }
@@ -903,3 +903,6 @@ function gpu(op: string, t: CpuTensor | GpuTensor | null): GpuTensor {
   if (isGpu(t)) return t;
   throw new InvalidArgumentError(`${op}: mixing GpuTensor and CPU tensors in one call`, { op });
 }
+
+/** The options of a call given none (shared: a default `{}` would be a new object per call). */
+const NO_OPTIONS: ReduceOptions = Object.freeze({});

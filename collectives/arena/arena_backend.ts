@@ -55,6 +55,8 @@ export class ArenaBackend implements Backend {
   #symmetricClosed = 0;
   /** Calls since the clock was last read, and when the event loop last had a turn. */
   #sinceClock = 0;
+  /** The call the wait context is filled for (the tiny path's body reads it). */
+  #ctxCall: Call | null = null;
   #lastTurn = performance.now();
 
   /** @param host the transport's arena region. @param chunkBytes the group's chunk size. @param queue the group's op queue. */
@@ -123,6 +125,39 @@ export class ArenaBackend implements Backend {
       tensor,
     );
   }
+
+  /**
+   * The latency path of a tiny allReduce (HostCalls checked it, routed it to `shm_small` and found the
+   * queue idle): what {@link allReduce} does for it, with no run record and no generic body, so the
+   * JIT sees one monomorphic path. `call` may be a record its caller reuses: nothing keeps it past the
+   * call (the recorder copies its fields; a call that turns asynchronous keeps the queue busy, so no
+   * other call takes this path meanwhile).
+   */
+  allReduceTiny(call: Call, tensor: CpuTensor, timeoutMs: number, factor: number | undefined): Promise<void> {
+    const q = this.#queue;
+    try {
+      q.check(call.name);
+      this.#context(call, timeoutMs);
+      this.#fingerprint(call);
+      const p = q.untimed(call, this.#tinyBody, tensor, factor) ?? this.#turn();
+      return p === undefined ? RESOLVED : q.track(p);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  readonly #tinyBody = (tensor: CpuTensor, factor: number | undefined): Promise<void> | undefined => {
+    const call = this.#ctxCall!;
+    const op = call.op!;
+    if (op === ReduceOp.PREMUL_SUM) contribution(op, call.dtype, factor, tensor);
+    const p = allReduceShmSmall(this.#arena, call, this.#fp, tensor, this.#ctx);
+    if (op !== ReduceOp.AVG) return p;
+    // AVG divides after the sum; the record's fields are read before a later call can refill it.
+    const dtype = call.dtype;
+    if (p) return p.then(() => finishReduction(op, dtype, tensor, this.#arena.size));
+    finishReduction(op, dtype, tensor, this.#arena.size);
+    return undefined;
+  };
 
   /** The tiny allReduce, in the call slots: synchronous when every peer is on time. */
   readonly #allReduceSmall = (r: OpRun, tensor: CpuTensor): Promise<void> | undefined => {
@@ -287,6 +322,7 @@ export class ArenaBackend implements Backend {
   /** The group's wait context, filled for `call`. */
   #context(call: Call, timeoutMs: number): WaitContext {
     const ctx = this.#ctx;
+    this.#ctxCall = call;
     ctx.op = call.name;
     ctx.deadline = 0; // set by the first wait that naps
     ctx.timeoutMs = timeoutMs;

@@ -1,19 +1,19 @@
 /**
  * @module
  * The arena same-host collectives run in: a region of the group's shared segment with one control
- * line per rank (monotonic counters), double-buffered 128-byte slots for tiny payloads, and chunk
- * buffers. Waiting spins, then yields, then naps on a futex without blocking the event loop for long.
+ * line per rank (monotonic counters), double-buffered call slots (call number, fingerprint and a tiny
+ * payload in the same first cache line), and chunk buffers. Waiting spins, then yields, then naps on a futex without blocking the event loop for long.
  * Mapping the memory is left to the transport; the algorithms live in allreduce_shm.ts and friends.
  */
 
 import { CollectiveMismatchError, CollectiveTimeoutError, PeerLostError } from "../../errors.ts";
 import type { ArenaHost } from "../../transports/arena_host.ts";
 
-/** Control words of each rank's line. */
+/**
+ * Control words of each rank's line (the arena call number of a call slot lives in the slot itself,
+ * next to its fingerprint and payload: a peer fetches one cache line per tiny call, not two).
+ */
 export const W = {
-  /** Arena call number whose slot of parity 0 / 1 is filled (fingerprint and tiny payload). */
-  call0: 0,
-  call1: 1,
   /** Chunks this rank has copied in. */
   in: 2,
   /** Chunks whose slice this rank has reduced. */
@@ -25,16 +25,22 @@ export const W = {
 const LINE = 64;
 const WORDS = LINE / 4;
 /**
- * Bytes of a call slot (two per rank, by call parity): a 24-byte fingerprint, then a payload of up to
- * 4 KiB + 40 bytes, which travels in one handoff (no chunk pipeline and its waits). Measured with 2
+ * Bytes of a call slot (two per rank, by call parity): the call number and a 24-byte fingerprint,
+ * then a payload of up to 4 KiB + 32 bytes, which travels in one handoff (no chunk pipeline and its waits). Measured with 2
  * ranks against the chunk path (2026-11-27): allreduce 128 B 4.3 -> 1.5 us, 2 KiB 5.2 -> 3.6 us;
  * broadcast 128 B 5.9 -> 1.1 us; allgather 2 KiB 3.3 -> 2.1 us.
  */
 const SLOT = 4160;
-/** kind u16, op u8, dtype u8, root i32, count f64, alloc i32, offset u32 (8-byte aligned payload after). */
-const FP_BYTES = 24;
+/**
+ * The slot's header: the arena call number (i32, published last), 4 bytes spare, then the fingerprint
+ * (kind u16, op u8, dtype u8, root i32, count f64, alloc i32, offset u32); the payload after it is
+ * 8-byte aligned.
+ */
+const HEAD_BYTES = 32;
+/** Byte offset of the fingerprint in the header. */
+const FP_AT = 8;
 /** The largest payload that travels inside the call slot. */
-export const SMALL_PAYLOAD = SLOT - FP_BYTES;
+export const SMALL_PAYLOAD = SLOT - HEAD_BYTES;
 
 /** What identifies an arena collective; every rank must present the same one. */
 export interface Fingerprint {
@@ -121,6 +127,8 @@ export class Arena {
   chunks = 0;
   readonly #host: ArenaHost;
   readonly #ctl: Int32Array;
+  /** The call slots as words: slot i's call number is word i * SLOT / 4. */
+  readonly #slotWords: Int32Array;
   readonly #smallOff: number;
   readonly #chunkOff: number;
   readonly #spin: boolean;
@@ -128,9 +136,19 @@ export class Arena {
   #spinUs = SPIN_US;
   /** Fingerprint and payload views of every call slot (rank * 2 + parity), made once. */
   readonly #fp: DataView[] = [];
+  /**
+   * The same fingerprints as words (kind|op<<16|dtype<<24, root, count as f64 at word 2, alloc,
+   * offset): the latency path writes and compares words, not DataView fields.
+   */
+  readonly #fpI32: Int32Array[] = [];
+  readonly #fpF64: Float64Array[] = [];
   readonly #payload: Uint8Array[] = [];
   /** Typed views of every call slot's payload, by element type (made on first use). */
   readonly #typed = new Map<unknown, ArrayLike<unknown>[]>();
+  #lastCtor: unknown = null;
+  #lastViews: ArrayLike<unknown>[] = [];
+  /** Views of every call slot's first `n` elements, for the last `n` asked per element type ({@link slotExact}). */
+  readonly #exact = new Map<unknown, { n: number; views: ArrayLike<unknown>[] }>();
   /** Private room for a copy of every rank's call-slot payload ({@link staged}), and its typed views. */
   readonly #stage: ArrayBuffer;
   readonly #stagedViews = new Map<unknown, ArrayLike<unknown>[]>();
@@ -144,11 +162,15 @@ export class Arena {
     this.#ctl = new Int32Array(host.buffer, host.offset, n * WORDS);
     this.#smallOff = host.offset + n * LINE;
     this.#chunkOff = this.#smallOff + n * 2 * SLOT;
+    this.#slotWords = new Int32Array(host.buffer, this.#smallOff, (n * 2 * SLOT) / 4);
     this.#spin = n <= (navigator.hardwareConcurrency || 1);
     this.#stage = new ArrayBuffer(n * SLOT);
     for (let i = 0; i < 2 * n; i++) {
-      this.#fp.push(new DataView(host.buffer, this.#smallOff + i * SLOT, FP_BYTES));
-      this.#payload.push(new Uint8Array(host.buffer, this.#smallOff + i * SLOT + FP_BYTES, SMALL_PAYLOAD));
+      const at = this.#smallOff + i * SLOT + FP_AT;
+      this.#fp.push(new DataView(host.buffer, at, 24));
+      this.#fpI32.push(new Int32Array(host.buffer, at, 6));
+      this.#fpF64.push(new Float64Array(host.buffer, at, 3));
+      this.#payload.push(new Uint8Array(host.buffer, this.#smallOff + i * SLOT + HEAD_BYTES, SMALL_PAYLOAD));
     }
     const room = host.bytes - (this.#chunkOff - host.offset);
     // One chunk buffer per rank, double-buffered; whole cache lines, so every element type stays
@@ -159,7 +181,7 @@ export class Arena {
 
   /** Byte offset (in the segment buffer) of the tiny payload in rank `r`'s call slot of `parity`. */
   payload(r: number, parity: number): number {
-    return this.#smallOff + (r * 2 + parity) * SLOT + FP_BYTES;
+    return this.#smallOff + (r * 2 + parity) * SLOT + HEAD_BYTES;
   }
 
   /**
@@ -173,15 +195,14 @@ export class Arena {
   begin(fp: Fingerprint, ctx: WaitContext, tiny?: TinyArray): number | Promise<number> {
     const k = ++this.calls;
     const p = k & 1;
-    const word = p === 0 ? W.call0 : W.call1;
-    const v = this.#fp[this.rank * 2 + p];
-    v.setUint16(0, fp.kind, true);
-    v.setUint8(2, fp.op);
-    v.setUint8(3, fp.dtype);
-    v.setInt32(4, fp.root, true);
-    v.setFloat64(8, fp.count, true);
-    v.setInt32(16, fp.alloc, true);
-    v.setUint32(20, fp.offset, true);
+    // The DataView layout of #compare's message, written as words (little-endian hosts only, as
+    // every typed view of the segment assumes).
+    const w = this.#fpI32[this.rank * 2 + p];
+    w[0] = fp.kind | (fp.op << 16) | (fp.dtype << 24);
+    w[1] = fp.root;
+    this.#fpF64[this.rank * 2 + p][1] = fp.count;
+    w[4] = fp.alloc;
+    w[5] = fp.offset;
     if (tiny) {
       // Element by element into a cached view: no allocation on the latency path; a bulk copy for
       // the longer ones.
@@ -189,33 +210,39 @@ export class Arena {
       if (tiny.length <= 64) { for (let i = 0; i < tiny.length; i++) slot[i] = tiny[i]; }
       else slot.set(tiny as never);
     }
-    this.publish(word, k);
-    return this.#checkPeers(fp, ctx, p, word, k, 0);
+    // The call number last: a peer that sees it sees the fingerprint and payload written before it.
+    Atomics.store(this.#slotWords, ((this.rank * 2 + p) * SLOT) >> 2, k);
+    this.#ring();
+    return this.#checkPeers(fp, ctx, p, k, 0);
   }
 
   /**
    * Waits for the peers from `from` on and compares their fingerprints. Stays synchronous (returns
    * the parity) while every peer is on time; the first wait that has to nap makes it asynchronous.
    */
-  #checkPeers(fp: Fingerprint, ctx: WaitContext, p: number, word: number, k: number, from: number):
-    | number
-    | Promise<number> {
+  #checkPeers(
+    fp: Fingerprint,
+    ctx: WaitContext,
+    p: number,
+    k: number,
+    from: number,
+  ): number | Promise<number> {
     for (let q = from; q < this.size; q++) {
       if (q === this.rank) continue;
-      const wait = this.waitFor(q, word, k, ctx);
-      if (wait) return wait.then(() => this.#checkPeers(fp, ctx, p, word, k, q));
+      const wait = this.#waitOn(this.#slotWords, ((q * 2 + p) * SLOT) >> 2, k, q, ctx);
+      if (wait) return wait.then(() => this.#checkPeers(fp, ctx, p, k, q));
       this.#compare(fp, ctx, p, q);
     }
     return p;
   }
 
   #compare(fp: Fingerprint, ctx: WaitContext, p: number, q: number): void {
-    const pv = this.#fp[q * 2 + p];
+    const w = this.#fpI32[q * 2 + p];
     if (
-      pv.getUint16(0, true) !== fp.kind || pv.getUint8(2) !== fp.op || pv.getUint8(3) !== fp.dtype ||
-      pv.getInt32(4, true) !== fp.root || pv.getFloat64(8, true) !== fp.count ||
-      pv.getInt32(16, true) !== fp.alloc || pv.getUint32(20, true) !== fp.offset
+      w[0] !== (fp.kind | (fp.op << 16) | (fp.dtype << 24)) || w[1] !== fp.root ||
+      this.#fpF64[q * 2 + p][1] !== fp.count || w[4] !== fp.alloc || w[5] !== (fp.offset | 0)
     ) {
+      const pv = this.#fp[q * 2 + p];
       const got: Fingerprint = {
         kind: pv.getUint16(0, true),
         op: pv.getUint8(2),
@@ -239,6 +266,8 @@ export class Arena {
    */
   slotView<T extends TinyArray>(like: T, r: number, parity: number): T {
     const ctor = like.constructor as new (b: ArrayBuffer, off: number, len: number) => T;
+    // The last element type asked is kept aside: a loop of calls on one tensor skips the map.
+    if (ctor === this.#lastCtor) return this.#lastViews[r * 2 + parity] as T;
     let views = this.#typed.get(ctor);
     if (!views) {
       const len = Math.floor(SMALL_PAYLOAD / like.BYTES_PER_ELEMENT);
@@ -248,7 +277,32 @@ export class Arena {
       );
       this.#typed.set(ctor, views);
     }
+    this.#lastCtor = ctor;
+    this.#lastViews = views;
     return views[r * 2 + parity] as T;
+  }
+
+  /**
+   * The first `like.length` elements of rank `r`'s call-slot payload of `parity`, typed as `like`:
+   * what a kernel reads straight from the peer's slot. The views of the last length per element type
+   * are kept (a loop of calls on one tensor allocates none).
+   */
+  slotExact<T extends TinyArray>(like: T, r: number, parity: number): T {
+    const ctor = like.constructor;
+    const n = like.length;
+    let e = this.#exact.get(ctor);
+    if (e === undefined || e.n !== n) {
+      const mk = ctor as new (b: ArrayBuffer, off: number, len: number) => T;
+      e = {
+        n,
+        views: Array.from(
+          { length: 2 * this.size },
+          (_, i) => new mk(this.#host.buffer, this.payload(i >> 1, i & 1), n),
+        ),
+      };
+      this.#exact.set(ctor, e);
+    }
+    return e.views[r * 2 + parity] as T;
   }
 
   /**
@@ -296,6 +350,11 @@ export class Arena {
   /** Publishes `value` in this rank's word `w` and wakes sleeping peers. */
   publish(w: number, value: number): void {
     Atomics.store(this.#ctl, this.rank * WORDS + w, value);
+    this.#ring();
+  }
+
+  /** Wakes every peer that sleeps. */
+  #ring(): void {
     for (let q = 0; q < this.size; q++) if (q !== this.rank) this.#host.ring(q);
   }
 
@@ -315,8 +374,17 @@ export class Arena {
    * since the rank it waits for may need it. Then it naps.
    */
   waitFor(q: number, w: number, target: number, ctx: WaitContext): Promise<void> | undefined {
-    const idx = q * WORDS + w;
-    const ctl = this.#ctl;
+    return this.#waitOn(this.#ctl, q * WORDS + w, target, q, ctx);
+  }
+
+  /** {@link waitFor} on word `idx` of `ctl` (a control word or a call slot's number), written by rank `q`. */
+  #waitOn(
+    ctl: Int32Array,
+    idx: number,
+    target: number,
+    q: number,
+    ctx: WaitContext,
+  ): Promise<void> | undefined {
     if (((Atomics.load(ctl, idx) - target) | 0) >= 0) return undefined;
     // A peer that is a step behind usually arrives within a few hundred polls: no clock needed.
     for (let i = 0; i < SPINS; i++) if (((Atomics.load(ctl, idx) - target) | 0) >= 0) return undefined;
@@ -345,15 +413,20 @@ export class Arena {
       this.#host.sleepSync(snap, 1);
       if (((Atomics.load(ctl, idx) - target) | 0) >= 0) return undefined;
     }
-    return this.#sleepUntil(idx, target, q, ctx);
+    return this.#sleepUntil(ctl, idx, target, q, ctx);
   }
 
   /**
    * The slow wait: naps on this rank's doorbell without blocking the event loop (this process may
    * host the store server that a late peer still needs), checking the deadline and the peer's life.
    */
-  async #sleepUntil(idx: number, target: number, q: number, ctx: WaitContext): Promise<void> {
-    const ctl = this.#ctl;
+  async #sleepUntil(
+    ctl: Int32Array,
+    idx: number,
+    target: number,
+    q: number,
+    ctx: WaitContext,
+  ): Promise<void> {
     let lastCheck = performance.now();
     // The spins and short naps before this took at most a few milliseconds of the timeout.
     if (ctx.deadline === 0) ctx.deadline = lastCheck + ctx.timeoutMs;
