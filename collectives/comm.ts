@@ -127,6 +127,25 @@ export class Comm {
   }
 
   /**
+   * Sends `data` to `peer` and receives the peer's frame of the same shape into `into` (a 2-rank
+   * exchange, both stamped `chunk` of `call`): `undefined` when the channel finished both in this call.
+   */
+  exchange(
+    peer: number,
+    call: Call,
+    chunk: number,
+    data: CpuTensor,
+    into: CpuTensor,
+  ): Promise<void> | undefined {
+    const out = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    const inn = new Uint8Array(into.buffer, into.byteOffset, into.byteLength);
+    const ch = this.#ch(peer);
+    const h = this.#header(call, chunk, out.byteLength);
+    if (ch.exchange) return ch.exchange(h, out, inn);
+    return Promise.all([ch.send(h, out), ch.recv(h, inn)]).then(() => {});
+  }
+
+  /**
    * A reusable temporary of `length` elements with `like`'s array type, from scratch slot `slot`.
    * Collectives run one at a time, so each slot serves one buffer of the running collective.
    * Reusing memory matters for small collectives: a fresh ArrayBuffer per call cost more than

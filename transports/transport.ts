@@ -26,6 +26,11 @@ export interface Channel {
    * unusable), `PeerLostError` if the peer went away.
    */
   recv(expected: FrameHeader, into: Uint8Array): Promise<void>;
+  /**
+   * Optional: `send(header, payload)` and `recv(header, into)` at once, where a transport can finish
+   * both within this call; then it returns `undefined` instead of a promise.
+   */
+  exchange?(header: FrameHeader, payload: Uint8Array, into: Uint8Array): Promise<void> | undefined;
 }
 
 /** A set of channels from one rank to the others of its group. */

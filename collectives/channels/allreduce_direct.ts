@@ -11,17 +11,24 @@ import type { Call, Comm } from "../comm.ts";
 import type { CpuTensor } from "../../dtype.ts";
 import { reduceInto } from "../kernels/mod.ts";
 
-/** Reduces `buf` across the two ranks of `comm` in place with one exchange. */
-export async function allReduceDirect(comm: Comm, call: Call, buf: CpuTensor): Promise<void> {
-  if (comm.size === 1) return;
+/**
+ * Reduces `buf` across the two ranks of `comm` in place with one exchange: `undefined` when the
+ * channel finished the exchange within this call (a small frame whose reply was there in time), so
+ * the result is already in `buf`; otherwise a promise of it.
+ */
+export function allReduceDirect(comm: Comm, call: Call, buf: CpuTensor): Promise<void> | undefined {
+  if (comm.size === 1) return undefined;
   if (comm.size !== 2) {
     throw new InvalidArgumentError(`the direct algorithm is for 2 ranks, not ${comm.size}`, {
       rank: comm.rank,
       op: call.name,
     });
   }
-  const peer = 1 - comm.rank;
   const other = comm.scratch(0, buf, buf.length);
-  await Promise.all([comm.send(peer, call, 0, buf), comm.recv(peer, call, 0, other)]);
-  reduceInto(call.dtype, call.op ?? "sum", buf, other);
+  const p = comm.exchange(1 - comm.rank, call, 0, buf, other);
+  if (p === undefined) {
+    reduceInto(call.dtype, call.op ?? "sum", buf, other);
+    return undefined;
+  }
+  return p.then(() => reduceInto(call.dtype, call.op ?? "sum", buf, other));
 }

@@ -13,7 +13,9 @@ import type { OpQueue } from "../op_queue.ts";
 import { contribution, copyOf, finishReduction } from "../reduce_steps.ts";
 import type { Router } from "../route.ts";
 import { overlaps } from "../validate.ts";
+import { CollectiveMismatchError, CollectiveTimeoutError } from "../../errors.ts";
 import { allGatherRing } from "./allgather_ring.ts";
+import { allReduceDirect } from "./allreduce_direct.ts";
 import type { HierarchicalComms } from "./allreduce_hierarchical.ts";
 import { allToAllPairwise, type Blocks } from "./alltoall_pairwise.ts";
 import { barrierDissemination } from "./barrier_dissemination.ts";
@@ -49,6 +51,49 @@ export interface ChannelGroup {
   pairOf(peer: number): Promise<PairLink | null>;
 }
 
+/**
+ * Largest allreduce (bytes) that takes the latency path when the plan chose the direct exchange: the
+ * TCP channel's one-call frames (channel.ts coalesces up to 32 KiB); larger ones gain nothing from it.
+ */
+const NOW_BYTES = 32 * 1024;
+/** How often, at least, a run of calls that completed at once lets the event loop turn, ms. */
+const TURN_MS = 20;
+/** Calls between two reads of the clock. */
+const CLOCK_EVERY = 64;
+const RESOLVED: Promise<void> = Promise.resolve();
+
+/** Settles like `p`, or rejects with the call's CollectiveTimeoutError once its timeout has passed. */
+function withDeadline(p: Promise<void>, r: Queued, rank: number): Promise<void> {
+  const ms = r.timeoutMs;
+  if (!(ms > 0 && ms < 2 ** 31)) return p;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const { call } = r;
+      reject(
+        new CollectiveTimeoutError(`${call.name} #${call.seq} did not complete`, ms, { rank, op: call.name }),
+      );
+    }, ms);
+    // Like the watchdog's timer: a deadline never keeps the process alive.
+    Deno.unrefTimer(timer as unknown as number);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * `e`, naming the call where the link that noticed a mismatch could not (it knows the peer, not the
+ * op); the op queue does the same for the calls it times.
+ */
+function withOp(e: unknown, call: Call, rank: number): unknown {
+  if (!(e instanceof CollectiveMismatchError) || e.op !== undefined) return e;
+  return new CollectiveMismatchError({ ...e.expected }, { ...e.received }, {
+    rank,
+    op: call.name,
+    peer: e.peer,
+    cause: e,
+  });
+}
+
 /** What a rank announces in an object call's size round: its size, or its refusal code negated. */
 function sizeOrRefusal(o: Outgoing): number {
   return o.refusal ? -o.refusal : o.bytes.length;
@@ -60,6 +105,8 @@ export class ChannelBackend implements Backend {
   #comm: Comm | null = null;
   #hier: HierarchicalComms | null = null;
   #handshake: ((call: Call, timeoutMs: number) => Promise<void>) | null = null;
+  #sinceClock = 0;
+  #lastTurn = 0;
 
   /** @param g the group it runs for. */
   constructor(g: ChannelGroup) {
@@ -111,10 +158,59 @@ export class ChannelBackend implements Backend {
 
   allReduce(r: OpRun, tensor: CpuTensor): Promise<void> {
     const op = r.call.op!;
+    const q = this.#g.queue;
+    if (
+      r.route.algorithm === "direct" && r.after === undefined && this.#comm !== null &&
+      this.#handshake === null && tensor.byteLength <= NOW_BYTES && q.idle
+    ) {
+      // The latency path: no closure, no queue turn, no watchdog entry; see #directNow.
+      try {
+        q.check(r.call.name);
+        const p = q.untimed(r.call, this.#directNow, r, tensor) ?? this.#turn();
+        return p === undefined ? RESOLVED : q.track(p);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+    }
     return this.run(r, async (comm) => {
       await runAllReduce(r.route, comm, this.#hier, r.call, contribution(op, r.call.dtype, r.factor, tensor));
       finishReduction(op, r.call.dtype, tensor, this.#g.size);
     });
+  }
+
+  /**
+   * A small 2-rank allreduce run in the caller's turn: the exchange polls for the peer's frame for
+   * the link's spin time, so with a peer on time the call is complete when this returns. A late one
+   * continues asynchronously under a deadline of its own (this path keeps no watchdog entry).
+   */
+  readonly #directNow = (r: OpRun, tensor: CpuTensor): Promise<void> | undefined => {
+    const { call } = r;
+    const op = call.op!;
+    const p = allReduceDirect(this.#comm!, call, contribution(op, call.dtype, r.factor, tensor));
+    if (p === undefined) {
+      finishReduction(op, call.dtype, tensor, this.#g.size);
+      return undefined;
+    }
+    return withDeadline(p, r, this.#g.rank).then(
+      () => finishReduction(op, call.dtype, tensor, this.#g.size),
+      (e) => {
+        throw withOp(e, call, this.#g.rank);
+      },
+    );
+  };
+
+  /**
+   * Undefined, or (about every {@link TURN_MS} of calls that completed at once) a macrotask to wait
+   * for: calls that never leave the caller's turn would starve timers and sockets (the store server
+   * rank 0 runs, the heartbeats).
+   */
+  #turn(): Promise<void> | undefined {
+    if (++this.#sinceClock < CLOCK_EVERY) return undefined;
+    this.#sinceClock = 0;
+    const now = performance.now();
+    if (now - this.#lastTurn < TURN_MS) return undefined;
+    this.#lastTurn = now;
+    return new Promise<void>((resolve) => setTimeout(resolve, 0));
   }
 
   broadcast(r: OpRun, tensor: CpuTensor): Promise<void> {

@@ -27,6 +27,8 @@ import { reduceTree } from "./reduce_tree.ts";
 import { reduceScatterOrdered } from "./reducescatter_ordered.ts";
 import { reduceScatterRing } from "./reducescatter_ring.ts";
 
+const RESOLVED: Promise<void> = Promise.resolve();
+
 /** What a plan chose: the algorithm and its chunk size in bytes. */
 export interface Choice {
   /** The algorithm. */
@@ -51,7 +53,7 @@ export function runAllReduce(
 ): Promise<void> {
   switch (c.algorithm) {
     case "direct":
-      return allReduceDirect(comm, call, buf);
+      return allReduceDirect(comm, call, buf) ?? RESOLVED;
     case "recursive_doubling":
       return allReduceRecursiveDoubling(comm, call, buf);
     case "ring":

@@ -29,6 +29,10 @@ const FIRST_FRAME_BYTES = 512;
 function grownSize(now: number, need: number): number {
   return Math.min(Math.max(need, 2 * now), HEADER_BYTES + COALESCE_BYTES + TRAILER);
 }
+/** A frame header in 32-bit words. */
+const HEADER_WORDS = HEADER_BYTES / 4;
+/** Ignores a value (a settled pair of promises resolves to nothing). */
+const noop = (): void => {};
 /** Bytes of the CRC32C trailer after each payload when checksums are on. */
 const TRAILER = 4;
 /** How long a failing rank tries to hand its cause to a peer before it just closes, ms. */
@@ -56,6 +60,9 @@ export class TcpChannel implements Channel {
   #inView = new DataView(this.#in.buffer);
   #out = new Uint8Array(FIRST_FRAME_BYTES);
   #outView = new DataView(this.#out.buffer);
+  /** The headers' words, for {@link exchange}'s quick comparison. */
+  #inWords = new Int32Array(this.#in.buffer, 0, HEADER_WORDS);
+  #outWords = new Int32Array(this.#out.buffer, 0, HEADER_WORDS);
   readonly #checksum: boolean;
   readonly #trailer = new Uint8Array(TRAILER);
   #sendTail: Promise<void> = Promise.resolve();
@@ -94,8 +101,82 @@ export class TcpChannel implements Channel {
   /** Sends one frame; frames are written in call order. */
   send(header: FrameHeader, payload: Uint8Array): Promise<void> {
     if (this.#failed) return Promise.reject(this.#failed);
+    return this.#queueSend(() => this.#doSend(header, payload));
+  }
+
+  /** Receives the next frame into `into`; frames are read in call order. */
+  recv(expected: FrameHeader, into: Uint8Array): Promise<void> {
+    if (this.#failed) return Promise.reject(this.#failed);
+    return this.#queueRecv(() => this.#doRecv(expected, into, 0));
+  }
+
+  /**
+   * Sends `payload` under `header` and receives the peer's frame of the same header into `into` (the
+   * two halves of a 2-rank exchange). A small frame with nothing else queued goes out in one libc
+   * call with its header, and the reply is polled for straight into the frame buffer, all in this
+   * call: `undefined` means both halves are done (no promise, no microtask turn); the spin is bounded
+   * by the link's spin time, so timers wait at most that. Otherwise, or when the reply is late, the
+   * rest goes through the queued send and receive, and the promise settles as theirs do. Errors are
+   * those of {@link send} and {@link recv} (a header that differs is a CollectiveMismatchError).
+   */
+  exchange(header: FrameHeader, payload: Uint8Array, into: Uint8Array): Promise<void> | undefined {
+    const n = payload.byteLength;
+    const fd = this.#poller?.fd;
+    if (
+      !fd || this.#failed || this.#closed || this.#checksum || this.#sendsPending || this.#recvsPending ||
+      n > COALESCE_BYTES || header.bytes !== n || into.byteLength !== n
+    ) {
+      return Promise.all([this.send(header, payload), this.recv(header, into)]).then(noop);
+    }
+    const size = HEADER_BYTES + n;
+    if (this.#out.byteLength < size) this.#growOut(size);
+    if (this.#in.byteLength < size) this.#growIn(size);
+    const out = this.#out;
+    const got = this.#in;
+    encodeHeader(header, this.#outView);
+    out.set(payload, HEADER_BYTES);
+    // Both sides of a matched exchange stamp the same header: the reply's first HEADER_BYTES must
+    // equal ours, word for word; anything else takes the full check below.
+    const mine = this.#outWords;
+    const theirs = this.#inWords;
+    let sent = 0;
+    let off = 0;
+    let same = false;
+    let until = 0;
+    try {
+      for (;;) {
+        if (sent < size) sent += fd.trySend(out.subarray(sent, size));
+        if (off < size) {
+          const r = fd.tryRecv(got.subarray(off, size));
+          if (r < 0) throw lostError(this.#rank, this.peer, "recv");
+          off += r;
+        }
+        if (off >= HEADER_BYTES && !same) {
+          same = true;
+          for (let i = 0; i < HEADER_WORDS; i++) if (mine[i] !== theirs[i]) same = false;
+          if (!same) break;
+        }
+        if (sent === size && off === size) {
+          into.set(got.subarray(HEADER_BYTES, size));
+          return undefined;
+        }
+        // The clock is read only once the first tries found nothing (a reply usually is there).
+        const now = performance.now();
+        if (until === 0) until = now + this.#poller!.spinUs / 1000;
+        else if (now > until) break;
+      }
+    } catch (e) {
+      return Promise.reject(this.#fail("recv", e));
+    }
+    // Late, or not the frame expected: finish through the queues (which check the header in full).
+    const s = sent < size ? this.#queueSend(() => this.#finishSend(out.subarray(sent, size))) : undefined;
+    const r = this.#queueRecv(() => this.#doRecv(header, into, off));
+    return s ? Promise.all([s, r]).then(noop) : r;
+  }
+
+  /** Runs `run` after the sends queued before it (at once when none is). */
+  #queueSend(run: () => Promise<void>): Promise<void> {
     // Fast path: nothing queued, start at once (saves a microtask hop for small messages).
-    const run = () => this.#doSend(header, payload);
     const p = this.#sendsPending === 0 ? run() : this.#sendTail.then(run);
     this.#sendsPending++;
     const done = p.finally(() => this.#sendsPending--);
@@ -103,15 +184,23 @@ export class TcpChannel implements Channel {
     return done;
   }
 
-  /** Receives the next frame into `into`; frames are read in call order. */
-  recv(expected: FrameHeader, into: Uint8Array): Promise<void> {
-    if (this.#failed) return Promise.reject(this.#failed);
-    const run = () => this.#doRecv(expected, into);
+  /** Runs `run` after the receives queued before it (at once when none is). */
+  #queueRecv(run: () => Promise<void>): Promise<void> {
     const p = this.#recvsPending === 0 ? run() : this.#recvTail.then(run);
     this.#recvsPending++;
     const done = p.finally(() => this.#recvsPending--);
     this.#recvTail = done.catch(() => {});
     return done;
+  }
+
+  /** Writes the rest of a frame {@link exchange} started. */
+  async #finishSend(rest: Uint8Array): Promise<void> {
+    try {
+      await this.#writeAll(rest);
+    } catch (e) {
+      this.#sendBroken = true;
+      throw await this.#sendFailed(e);
+    }
   }
 
   /** Closes the connection; later and pending operations fail with `reason` or PeerLostError. */
@@ -251,12 +340,14 @@ export class TcpChannel implements Channel {
   #growIn(size: number): void {
     this.#in = new Uint8Array(grownSize(this.#in.byteLength, size));
     this.#inView = new DataView(this.#in.buffer);
+    this.#inWords = new Int32Array(this.#in.buffer, 0, HEADER_WORDS);
   }
 
   /** A larger output buffer (sends run one at a time). */
   #growOut(size: number): void {
     this.#out = new Uint8Array(grownSize(this.#out.byteLength, size));
     this.#outView = new DataView(this.#out.buffer);
+    this.#outWords = new Int32Array(this.#out.buffer, 0, HEADER_WORDS);
   }
 
   async #writeAll(buf: Uint8Array): Promise<void> {
@@ -273,7 +364,8 @@ export class TcpChannel implements Channel {
     return this.#poller ? this.#poller.read(buf) : this.#conn.read(buf);
   }
 
-  async #doRecv(expected: FrameHeader, into: Uint8Array): Promise<void> {
+  /** Receives a frame of which `start` bytes (header first) are already in the input buffer. */
+  async #doRecv(expected: FrameHeader, into: Uint8Array, start: number): Promise<void> {
     if (this.#failed) throw this.#failed;
     // The receiver knows the frame's size from what it expects, so it reads exactly that much:
     // header and small payload together, a large payload straight into the destination. The
@@ -285,7 +377,7 @@ export class TcpChannel implements Channel {
     if (this.#in.byteLength < size) this.#growIn(size);
     const head = this.#in.subarray(0, size);
     try {
-      let off = 0;
+      let off = start;
       let checked = false;
       for (;;) {
         if (!checked && off >= HEADER_BYTES) {

@@ -43,6 +43,11 @@ export class SocketPoller {
     this.#spinMs = spinUs / 1000;
   }
 
+  /** The socket's nonblocking calls (for a caller that polls on its own, as an exchange does). */
+  get fd(): SocketFd {
+    return this.#fd;
+  }
+
   /** Microseconds this socket's waits spin. */
   get spinUs(): number {
     return this.#spinMs * 1000;
