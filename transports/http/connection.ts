@@ -72,7 +72,7 @@ export class HttpConnection {
     this.#handler = handler;
     this.#limits = limits;
     this.#base = base;
-    this.#fast = fdSender(conn);
+    this.#fast = fdSender(conn, true);
   }
 
   /** What it waits for now. */

@@ -27,9 +27,14 @@ const FLAGS = 0x40 | 0x4000;
 const AF_INET = 2;
 /** A full scan (from descriptor 0) stops after this many closed descriptors in a row. */
 const CLOSED_RUN = 1024;
-/** Descriptors looked at above the last one found, and below it (a number freed and given again). */
-const ABOVE = 64;
-const BELOW = 16;
+/**
+ * Descriptors looked at above the last one found and below it (a number freed and given again): wide
+ * for a socket just accepted (the accept loop's sockets come one after another, other threads' in
+ * between), narrow for a lazy lookup, which the map covers.
+ */
+const ABOVE_AT_ACCEPT = 512;
+const ABOVE = 16;
+const BELOW = 4;
 /**
  * A full scan costs about a microsecond per open descriptor: one runs only once the lookups missed
  * since the last cover it at this many probes each.
@@ -84,10 +89,15 @@ export class FdSender {
   #closed = false;
 
   /** Use {@link fdSender}. */
-  constructor(fns: Libc, local: Ipv4, peer: Ipv4) {
+  constructor(fns: Libc, local: Ipv4, peer: Ipv4, accepted: boolean) {
     this.#libc = fns;
     this.#local = local;
     this.#peer = peer;
+    if (accepted) {
+      // Looked up now, once: right after accept its number is most likely just above the last one.
+      this.#tries = 0;
+      this.#fd = lookUp(fns, local, peer, true);
+    }
   }
 
   /** The descriptor, -1 while not found. */
@@ -105,7 +115,7 @@ export class FdSender {
     if (this.#fd < 0) {
       if (this.#tries === 0) return 0;
       this.#tries--;
-      this.#fd = lookUp(this.#libc, this.#local, this.#peer);
+      this.#fd = lookUp(this.#libc, this.#local, this.#peer, false);
       if (this.#fd < 0) return 0;
     }
     const n = Number(this.#libc.send(this.#fd, bytes, BigInt(bytes.byteLength), FLAGS));
@@ -163,23 +173,28 @@ function isConn(
 }
 
 /**
- * A sender on `conn`'s socket (found at its first writes), or null where FFI is not granted, this is not
- * Linux or the connection is not IPv4 TCP; a caller then writes through Deno only.
+ * A sender on `conn`'s socket, or null where FFI is not granted, this is not Linux or the connection is
+ * not IPv4 TCP (a caller then writes through Deno only). `accepted`: `conn` was just accepted, and its
+ * socket is looked for now, near the last one found (once); else it is looked for at its first writes,
+ * near the last one and in the thread's map of sockets (a client's connections, which complete in any
+ * order).
  */
-export function fdSender(conn: Deno.Conn): FdSender | null {
+export function fdSender(conn: Deno.Conn, accepted = false): FdSender | null {
   const l = load();
   if (l === null) return null;
   const local = ipv4(conn.localAddr);
   const peer = ipv4(conn.remoteAddr);
   if (local === null || peer === null) return null;
-  return new FdSender(l, local, peer);
+  return new FdSender(l, local, peer, accepted);
 }
 
 /** The descriptor of the socket with these addresses, or -1 (see the module comment for the order). */
-function lookUp(l: Libc, local: Ipv4, peer: Ipv4): number {
-  let fd = hint < 0 ? -1 : nearHint(l, hint, local, peer);
-  if (fd < 0) fd = fromMap(l, local, peer);
-  if (fd < 0 && (openAtScan < 0 || (missedSinceScan + 1) * PROBES_PER_MISS >= openAtScan)) {
+function lookUp(l: Libc, local: Ipv4, peer: Ipv4, accepted: boolean): number {
+  let fd = hint < 0 ? -1 : nearHint(l, hint, local, peer, accepted ? ABOVE_AT_ACCEPT : ABOVE);
+  if (fd < 0 && !accepted) fd = fromMap(l, local, peer);
+  // Accepted sockets scan only with no hint yet (the thread's first).
+  const scan = accepted ? hint < 0 : openAtScan < 0 || (missedSinceScan + 1) * PROBES_PER_MISS >= openAtScan;
+  if (fd < 0 && scan) {
     scanAll(l);
     fd = fromMap(l, local, peer);
   }
@@ -193,9 +208,9 @@ function lookUp(l: Libc, local: Ipv4, peer: Ipv4): number {
   return fd;
 }
 
-function nearHint(l: Libc, at: number, local: Ipv4, peer: Ipv4): number {
+function nearHint(l: Libc, at: number, local: Ipv4, peer: Ipv4, above: number): number {
   // Upwards first: with no descriptor freed meanwhile, a new socket is numbered above the last one.
-  for (let d = 1; d <= ABOVE; d++) if (isConn(l, at + d, local, peer)) return at + d;
+  for (let d = 1; d <= above; d++) if (isConn(l, at + d, local, peer)) return at + d;
   for (let fd = at; fd >= 0 && fd >= at - BELOW; fd--) if (isConn(l, fd, local, peer)) return fd;
   return -1;
 }
