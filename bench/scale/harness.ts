@@ -40,7 +40,16 @@ async function readLines(stream: ReadableStream<Uint8Array>, onLine: (l: string)
 /** Runs the start-up of `n` simulated ranks once. */
 export async function runScale(
   n: number,
-  o: { procs: number; connect: string; perHost: number; timeoutMs: number; cpuProf?: string; choir?: string },
+  o: {
+    procs: number;
+    connect: string;
+    perHost: number;
+    timeoutMs: number;
+    cpuProf?: string;
+    choir?: string;
+    /** Where the store serves: its Worker thread (default, as the launcher runs it) or this thread (to profile it). */
+    storeThread?: "worker" | "main";
+  },
 ): Promise<ScaleRow> {
   const token = crypto.randomUUID();
   const start = o.choir
@@ -49,7 +58,9 @@ export async function runScale(
     }).startStoreServer
     : startStoreServer;
   // An older server has no stats(): its request count reads -1.
-  const server = (await start({ token, port: 0 })) as Omit<StoreServer, "stats"> & Partial<StoreServer>;
+  const server = (await start({ token, port: 0, thread: o.storeThread })) as
+    & Omit<StoreServer, "stats">
+    & Partial<StoreServer>;
   const sampler = sampleConnections(server.port);
   const procs = Math.max(1, Math.min(o.procs, n));
   const launch0 = performance.now();
@@ -183,6 +194,7 @@ export async function scaleMain(argv: string[]): Promise<number> {
       from: { type: "string" },
       "cpu-prof": { type: "string" },
       choir: { type: "string" },
+      "store-thread": { type: "string", default: "worker" },
     },
   });
   const sizes = (values.scale ?? "64,256").split(",").map(Number);
@@ -197,6 +209,7 @@ export async function scaleMain(argv: string[]): Promise<number> {
     timeoutMs: Number(values.timeout),
     cpuProf: values["cpu-prof"],
     choir: values.choir,
+    storeThread: values["store-thread"] === "main" ? "main" as const : "worker" as const,
   };
   console.log(
     "# phase columns: ms from the start signal until the last rank finished it (cumulative): store = first " +

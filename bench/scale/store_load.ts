@@ -27,7 +27,7 @@ interface StoreLike {
 interface ServerLike {
   port: number;
   close(): Promise<void>;
-  stats?(): Promise<Record<string, number>>;
+  stats?(): Promise<Record<string, number> & { fdSend?: Record<string, number> }>;
 }
 interface ChoirStoreApi {
   startStoreServer(o: { token: string; port?: number }): Promise<ServerLike>;
@@ -51,7 +51,7 @@ export interface LoadResult {
   requests: number;
   peakConnections: number;
   multiGet: boolean;
-  server?: Record<string, number>;
+  server?: Record<string, number> & { fdSend?: Record<string, number> };
 }
 
 const PHASES = ["join", "publish", "read", "barrier"] as const;
@@ -178,6 +178,7 @@ if (import.meta.main) {
     const r = await storeLoad(api, n, variant, label);
     rows.push(r);
     console.log(loadLine(r));
+    if (r.server?.fdSend) console.log(`# server libc sends: ${JSON.stringify(r.server.fdSend)}`);
   }
   if (values.out) {
     await Deno.writeTextFile(values.out, rows.map((r) => JSON.stringify(r)).join("\n") + "\n", {

@@ -9,6 +9,7 @@
  */
 
 import { type BadHead, isBadHead, parseHead, type RequestHead } from "./head.ts";
+import { type FdSender, fdSender } from "./fd_send.ts";
 import type { RawHttpApp, RawHttpResponse } from "./raw.ts";
 import { CONTINUE, rawResponseBytes, refusal, responseBytes } from "./response.ts";
 
@@ -49,6 +50,8 @@ export class HttpConnection {
   readonly #handler: HttpHandler | RawHttpApp;
   readonly #limits: ConnectionLimits;
   readonly #base: string;
+  /** libc `send` on the socket (a write without a trip through Deno's event loop), when found. */
+  readonly #fast: FdSender | null;
   #phase: Phase = "head";
   #since = performance.now();
   #buf = new Uint8Array(FIRST_BUFFER);
@@ -69,6 +72,7 @@ export class HttpConnection {
     this.#handler = handler;
     this.#limits = limits;
     this.#base = base;
+    this.#fast = fdSender(conn, true);
   }
 
   /** What it waits for now. */
@@ -98,6 +102,7 @@ export class HttpConnection {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#fast?.close();
     this.#hangup.abort();
     try {
       this.#conn.close();
@@ -278,7 +283,8 @@ export class HttpConnection {
   }
 
   async #write(bytes: Uint8Array): Promise<void> {
-    for (let off = 0; off < bytes.length;) {
+    // What the socket does not take at once (or a failure, which Deno's write then reports) goes through Deno.
+    for (let off = this.#fast?.trySend(bytes) ?? 0; off < bytes.length;) {
       off += await this.#conn.write(bytes.subarray(off));
       this.#since = performance.now();
     }

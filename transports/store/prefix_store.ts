@@ -4,7 +4,7 @@
  * subsystems sharing one store cannot collide. It owns nothing; closing it leaves the inner store open.
  */
 
-import type { Store, WatchOptions } from "./store.ts";
+import { type Arrival, type ArrivalResult, arriveAt, type Store, type WatchOptions } from "./store.ts";
 import { checkKey, closedError } from "./store_util.ts";
 
 /**
@@ -72,6 +72,21 @@ export class PrefixStore implements Store {
     this.#open("store.watch");
     const set = new Set(await this.inner.watch(keys.map((k) => this.#key(k)), timeoutMs, opts));
     return keys.filter((k) => set.has(this.#key(k)));
+  }
+
+  /** An arrival on the prefixed keys, in one call of the inner store where it has one. */
+  async arrive(a: Arrival, timeoutMs?: number): Promise<ArrivalResult> {
+    this.#open("store.arrive");
+    const r = await arriveAt(this.inner, {
+      ...a,
+      claimKey: this.#key(a.claimKey),
+      counterKey: this.#key(a.counterKey),
+      doneKey: this.#key(a.doneKey),
+      watchKeys: a.watchKeys.map((k) => this.#key(k)),
+    }, timeoutMs);
+    if (r.set === null) return r;
+    const set = new Set(r.set);
+    return { held: r.held, set: a.watchKeys.filter((k) => set.has(this.#key(k))) };
   }
 
   /** Whether every `prefix/key` is set. */

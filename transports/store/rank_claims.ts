@@ -69,9 +69,29 @@ export async function claimRank(
   me: Claimant,
   ctx: { rank: number; op: string },
 ): Promise<ClaimOutcome> {
-  // A fresh nonce tells this call's claim from the same process's earlier one.
-  const mine = JSON.stringify({ ...me, nonce: crypto.randomUUID() });
+  const mine = claimValue(me);
   const held = dec.decode(await store.compareSet(key, "", mine));
+  return await heldClaim(store, tag, rank, me, mine, held, ctx);
+}
+
+/** A fresh claim's value for `me`: a nonce tells this call's claim from the same process's earlier one. */
+export function claimValue(me: Claimant): string {
+  return JSON.stringify({ ...me, nonce: crypto.randomUUID() });
+}
+
+/**
+ * What it means that a rank's key holds `held` after this process tried to claim it with `mine`: its own
+ * claim, its own earlier one (`again`), or another process's (the conflict is then published).
+ */
+export async function heldClaim(
+  store: Store,
+  tag: string,
+  rank: number,
+  me: Claimant,
+  mine: string,
+  held: string,
+  ctx: { rank: number; op: string },
+): Promise<ClaimOutcome> {
   if (held === mine) return { twice: null, again: false };
   const first = parseClaimant(held);
   if (first?.id === me.id) return { twice: null, again: true }; // this process, asking again

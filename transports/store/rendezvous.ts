@@ -12,8 +12,8 @@ import { fileJobToken } from "./file_token.ts";
 import { refusePublicToken } from "../public_token.ts";
 import { PrefixStore } from "./prefix_store.ts";
 import { parseInitMethod } from "./init_method.ts";
-import { claimant, claimRank, duplicateKey, duplicateRank } from "./rank_claims.ts";
-import type { Store } from "./store.ts";
+import { claimant, claimValue, duplicateKey, duplicateRank, heldClaim } from "./rank_claims.ts";
+import { arriveAt, type Store } from "./store.ts";
 import { startStoreServer, type StoreServer, storeThreadFor } from "./tcp_server.ts";
 import { TcpStore } from "./tcp_store.ts";
 
@@ -190,9 +190,10 @@ export interface JoinOptions {
  * `watchDuplicateRanks` on the same store. Each barrier needs its own `tag`: arrivals are kept in the
  * store, so a reused tag passes at once (for the process that claimed the rank).
  *
- * Three store requests per rank, whatever the world size: the claim (a compare-set of `<tag>/<rank>`),
- * one `add` to the counter `<tag>/arrived` (the rank that completes it sets `<tag>/done`) and one watch
- * of `<tag>/done` and `<tag>/duplicate`. Only a timeout looks at every rank's claim (one request).
+ * One store request per rank on the TCP store, whatever the world size ({@link Store.arrive}, three on
+ * stores without it): the claim (a compare-set of `<tag>/<rank>`), one `add` to the counter
+ * `<tag>/arrived` (the arrival that completes it sets `<tag>/done`) and one watch of `<tag>/done` and
+ * `<tag>/duplicate`. Only a timeout looks at every rank's claim (one request).
  */
 export async function joinBarrier(
   store: Store,
@@ -205,13 +206,31 @@ export async function joinBarrier(
   const op = "joinBarrier";
   checkRankAndSize("joinBarrier", rank, worldSize, op);
   const ctx = { rank, op };
-  const claim = await claimRank(store, tag, `${tag}/${rank}`, rank, claimant(opts.host), ctx);
-  if (claim.twice) throw claim.twice;
+  const me = claimant(opts.host);
+  const mine = claimValue(me);
   const done = `${tag}/done`;
-  // A process asking again (same tag) has been counted already.
-  if (!claim.again && (await store.add(`${tag}/arrived`, 1)) >= worldSize) await store.set(done, "1");
   const dupKey = duplicateKey(tag);
-  const set = await store.watch([done, dupKey], timeoutMs);
+  const watchKeys = [done, dupKey];
+  const deadline = Date.now() + timeoutMs;
+  // Claim, count and watch: one request on the TCP store, three on the others (Store.arrive).
+  const arrival = await arriveAt(store, {
+    claimKey: `${tag}/${rank}`,
+    claim: mine,
+    counterKey: `${tag}/arrived`,
+    size: worldSize,
+    doneKey: done,
+    watchKeys,
+  }, timeoutMs);
+  let set = arrival.set;
+  if (set === null) {
+    // Not our claim: this process's from an earlier call (counted then), or another's (a duplicate rank).
+    const claim = await heldClaim(store, tag, rank, me, mine, arrival.held, ctx);
+    if (claim.twice) throw claim.twice;
+    set = await store.watch(watchKeys, timeoutMs);
+  } else if (set.length === 0 && deadline - Date.now() > 5) {
+    // The server's longest wait passed before ours.
+    set = await store.watch(watchKeys, deadline - Date.now());
+  }
   if (set.includes(dupKey)) {
     const dup = await duplicateRank(store, tag, ctx);
     if (dup) throw dup;

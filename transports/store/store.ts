@@ -15,6 +15,38 @@ export interface WatchOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * One arrival at a counted barrier ({@link Store.arrive}): claim `claimKey` with `claim` (set it if it is
+ * absent), and only if this claim holds, add 1 to `counterKey`, set `doneKey` when that makes `size`,
+ * then watch `watchKeys`.
+ */
+export interface Arrival {
+  /** The key this arrival claims (a rank's arrival key). */
+  claimKey: string;
+  /** The claim's value, unique to this arrival (it names the process and carries a nonce). */
+  claim: string;
+  /** The counter of arrivals. */
+  counterKey: string;
+  /** Arrivals that complete the barrier. */
+  size: number;
+  /** Set (to "1") by the arrival that completes the barrier. */
+  doneKey: string;
+  /** The keys watched once counted, `doneKey` among them. */
+  watchKeys: string[];
+}
+
+/** What {@link Store.arrive} found. */
+export interface ArrivalResult {
+  /** The value `claimKey` holds: `claim` itself when this arrival holds it. */
+  held: string;
+  /**
+   * When the claim held: which of `watchKeys` are set (`[]` when the wait ran out first, perhaps at the
+   * server's longest wait: watch again for what is left). Null when another claim held the key: nothing
+   * was counted or watched.
+   */
+  set: string[] | null;
+}
+
 /** A key-value store shared by the ranks of a job, like torch.distributed's `Store`. */
 export interface Store {
   /** Sets `key` to `value`, replacing any previous value. */
@@ -45,6 +77,12 @@ export interface Store {
    * `timeoutMs` (default: the store's timeout) passes first. One round trip, whatever the keys.
    */
   watch(keys: string[], timeoutMs?: number, opts?: WatchOptions): Promise<string[]>;
+  /**
+   * Optional: an {@link Arrival} in one round trip (the TCP store does it on the server), where
+   * {@link arriveAt} otherwise makes three calls (compare-set, add, watch); waits up to `timeoutMs`
+   * (default: the store's timeout).
+   */
+  arrive?(arrival: Arrival, timeoutMs?: number): Promise<ArrivalResult>;
   /** Returns whether every key in `keys` is set, without waiting. */
   check(keys: string[]): Promise<boolean>;
   /** Deletes `key`; returns whether it existed. */
@@ -53,4 +91,16 @@ export interface Store {
   numKeys(): Promise<number>;
   /** Releases the store's resources (connections, timers). The data may outlive it. */
   close(): Promise<void>;
+}
+
+/**
+ * An {@link Arrival} on `store`: in one call where the store has {@link Store.arrive}, else as three
+ * (compare-set, add, watch) with the same outcome.
+ */
+export async function arriveAt(store: Store, a: Arrival, timeoutMs?: number): Promise<ArrivalResult> {
+  if (typeof store.arrive === "function") return await store.arrive(a, timeoutMs);
+  const held = new TextDecoder().decode(await store.compareSet(a.claimKey, "", a.claim));
+  if (held !== a.claim) return { held, set: null };
+  if ((await store.add(a.counterKey, 1)) >= a.size) await store.set(a.doneKey, "1");
+  return { held, set: await store.watch(a.watchKeys, timeoutMs) };
 }

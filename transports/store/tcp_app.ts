@@ -15,6 +15,7 @@
 import { InvalidArgumentError, StoreError, StoreTimeoutError } from "../../errors.ts";
 import { rawHeader, type RawHttpApp, type RawHttpRequest, type RawHttpResponse } from "../http/raw.ts";
 import type { MemoryStore } from "./memory_store.ts";
+import type { Arrival } from "./store.ts";
 import {
   API,
   AUTH_SCHEME,
@@ -222,6 +223,18 @@ function routes(
       const timeoutMs = timeoutParam(query, maxWaitMs);
       return json({ set: await mem.watch(keys, timeoutMs, { background: true, signal: req.signal }) });
     }
+    // A rank's arrival at a counted barrier in one request (Store.arrive). Sent again (a kept connection
+    // that closed unanswered, then a fresh session), the same claim is not counted twice.
+    if (m === "POST" && head === "arrive") {
+      const a = arrivalBody(req.body);
+      const timeoutMs = timeoutParam(query, maxWaitMs);
+      const repeated = mem.has(a.claimKey);
+      const held = dec.decode(await mem.compareSet(a.claimKey, "", a.claim));
+      if (held !== a.claim) return json({ held, set: null });
+      if (!repeated && (await mem.add(a.counterKey, 1)) >= a.size) await mem.set(a.doneKey, "1");
+      const set = await mem.watch(a.watchKeys, timeoutMs, { background: true, signal: req.signal });
+      return json({ held, set });
+    }
     if (m === "GET" && head === "stats") {
       const stats = counters.stats;
       const live = counters.connections?.() ?? { connections: 0, connectionsSeen: 0 };
@@ -257,6 +270,24 @@ function timeoutParam(query: URLSearchParams, max: number): number {
     throw new InvalidArgumentError(`bad timeout ${JSON.stringify(raw ?? undefined)}`, { op: "store server" });
   }
   return Math.min(ms, max);
+}
+
+/** The {@link Arrival} of an `arrive` body; InvalidArgumentError (400) when it is not one. */
+function arrivalBody(body: Uint8Array): Arrival {
+  let v: Partial<Record<keyof Arrival, unknown>> | undefined;
+  try {
+    v = JSON.parse(dec.decode(body));
+  } catch {
+    v = undefined;
+  }
+  const str = (x: unknown): x is string => typeof x === "string" && x.length > 0;
+  if (
+    !v || !str(v.claimKey) || !str(v.claim) || !str(v.counterKey) || !str(v.doneKey) ||
+    !Number.isSafeInteger(v.size) || !Array.isArray(v.watchKeys) || !v.watchKeys.every(str)
+  ) {
+    throw new InvalidArgumentError("malformed arrive body", { op: "store server" });
+  }
+  return v as Arrival;
 }
 
 function keysBody(body: Uint8Array): string[] {

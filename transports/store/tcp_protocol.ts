@@ -21,9 +21,10 @@ import { hmacKey, hmacSync, toHex } from "../proof.ts";
  * - `GET    /v1/num-keys`                                             → 200 number
  * - `POST   /v1/mget?timeout=ms`    body = {"keys": [...]}            → 200 framed values | 408 {missing}
  * - `POST   /v1/watch?timeout=ms`   body = {"keys": [...]}            → 200 {"set": [...]} ([] at timeout)
+ * - `POST   /v1/arrive?timeout=ms`  body = JSON Arrival (store.ts)    → 200 {"held": claim, "set": [...] | null}
  * - `GET    /v1/stats`                                                → 200 {@link StoreStats}
  *
- * A long-poll (`kv` get, `wait`, `mget`, `watch`) waits at most the server's `maxWaitMs`: a longer
+ * A long-poll (`kv` get, `wait`, `mget`, `watch`, `arrive`) waits at most the server's `maxWaitMs`: a longer
  * `timeout=` is clamped to it, and the client asks again until its own deadline.
  *
  * Sessions: the server proves the token over the client's fresh nonce (`hello`); the client checks that
@@ -115,6 +116,12 @@ export interface StoreStats {
   waiters: number;
   /** Keys held. */
   keys: number;
+  /**
+   * Connections of the serving thread whose answers go out through libc `send` (found), those written
+   * through Deno only (missed: the socket was not found nearby), and descriptors looked at to tell
+   * (`transports/http/fd_send.ts`). Absent from servers before it.
+   */
+  fdSend?: { found: number; missed: number; probes: number; scans: number };
 }
 
 const SERVER_LABEL = "choir/store/server";

@@ -14,6 +14,7 @@ import { serveApp, type Served } from "../http_serve.ts";
 import { type HttpLimits, resolveLimits } from "../http/server.ts";
 import { STORE_MAX_BODY_BYTES, STORE_MAX_CONNECTIONS, STORE_MAX_WAIT_MS } from "../limits.ts";
 import { threadMayLoad } from "../permission.ts";
+import { fdSendStats } from "../http/fd_send.ts";
 import { MemoryStore } from "./memory_store.ts";
 import { newStoreStats, storeApp } from "./tcp_app.ts";
 import type { StoreStats } from "./tcp_protocol.ts";
@@ -147,6 +148,7 @@ export async function serveHere(opts: StoreServerOptions): Promise<StoreServer> 
       ...connections(),
       waiters: mem.waiting,
       keys: await mem.numKeys(),
+      fdSend: { ...fdSendStats },
     }),
     close: () => server.close(),
   };

@@ -11,7 +11,7 @@
 import { AuthError, StoreError, StoreTimeoutError } from "../../errors.ts";
 import { isPermissionDenied, netPermissionError } from "../permission.ts";
 import { checkToken } from "../token.ts";
-import type { Store, WatchOptions } from "./store.ts";
+import type { Arrival, ArrivalResult, Store, WatchOptions } from "./store.ts";
 import { API, frameCompareSet, HELLO_PATH, keyPath, MAC_HEADER, unframeValues } from "./tcp_protocol.ts";
 import { type ClientSession, startHello } from "./tcp_session.ts";
 import { KeptConn, type RawResponse } from "./raw_http.ts";
@@ -210,6 +210,23 @@ export class TcpStore implements Store {
     }
   }
 
+  /**
+   * An {@link Arrival} done by the server in one request (claim, count, watch); see {@link Store.arrive}.
+   * An empty `set` may be the server's longest wait passing: the caller watches again for what is left.
+   */
+  async arrive(a: Arrival, timeoutMs: number = this.timeoutMs): Promise<ArrivalResult> {
+    const ctx = this.#ctx("store.arrive", a.claimKey);
+    for (const key of [a.claimKey, a.counterKey, a.doneKey, ...a.watchKeys]) checkKey(key, ctx);
+    checkTimeout(timeoutMs, ctx);
+    const body = JSON.stringify(a);
+    const answer = await this.#call(ctx, { method: "POST", path: `${API}/arrive`, body, waitMs: timeoutMs });
+    const r = JSON.parse(new TextDecoder().decode(answer)) as { held?: unknown; set?: unknown };
+    if (typeof r.held !== "string" || !(r.set === null || Array.isArray(r.set))) {
+      throw new StoreError(`the store server at ${this.url} sent a garbled arrive`, ctx);
+    }
+    return { held: r.held, set: r.set === null ? null : r.set.map(String) };
+  }
+
   /** Returns whether every key in `keys` is set. */
   async check(keys: string[]): Promise<boolean> {
     const ctx = this.#ctx("store.check");
@@ -237,7 +254,7 @@ export class TcpStore implements Store {
     if (this.#closed) return;
     this.#closed = true;
     this.#closing.abort();
-    for (const c of [...this.#idle, ...this.#busy]) closeQuietly(c.conn);
+    for (const c of [...this.#idle, ...this.#busy]) c.close();
     this.#idle.length = 0;
     await Promise.allSettled([...this.#inflight]);
   }
@@ -292,7 +309,7 @@ export class TcpStore implements Store {
     const now = Date.now();
     for (let idle = this.#idle.pop(); idle; idle = this.#idle.pop()) {
       if (!idle.dead && now - idle.since < IDLE_MS) return idle;
-      closeQuietly(idle.conn);
+      idle.close();
     }
     return null;
   }
@@ -412,19 +429,19 @@ export class TcpStore implements Store {
     const k = kept;
     const c = k.conn;
     if (this.#closed) {
-      closeQuietly(c);
+      k.close();
       throw closedError(ctx);
     }
     this.#busy.add(k);
     if (opts.background) c.unref();
     else c.ref();
     let timedOut = false;
-    const onAbort = () => closeQuietly(c);
+    const onAbort = () => k.close();
     opts.signal?.addEventListener("abort", onAbort, { once: true });
     if (opts.signal?.aborted) onAbort(); // abandoned while the request was being signed
     const timer = isUnbounded(limitMs) ? undefined : setTimeout(() => {
       timedOut = true;
-      closeQuietly(c);
+      k.close();
     }, limitMs);
     if (timer !== undefined && opts.background) Deno.unrefTimer(timer);
     try {
@@ -438,8 +455,8 @@ export class TcpStore implements Store {
       this.#contacted = true;
       this.#busy.delete(k);
       // A server that answers 503 is shutting down: every connection to it goes.
-      if (res.status === 503) { for (const idle of this.#idle.splice(0)) closeQuietly(idle.conn); }
-      if (res.close || res.status === 503 || this.#closed || this.#idle.length >= IDLE_KEPT) closeQuietly(c);
+      if (res.status === 503) { for (const idle of this.#idle.splice(0)) idle.close(); }
+      if (res.close || res.status === 503 || this.#closed || this.#idle.length >= IDLE_KEPT) k.close();
       else {
         k.idle();
         this.#idle.push(k);
@@ -447,7 +464,7 @@ export class TcpStore implements Store {
       return res;
     } catch (err) {
       this.#busy.delete(k);
-      closeQuietly(c);
+      k.close();
       if (this.#closed) throw closedError(ctx);
       if (opts.signal?.aborted) throw new StoreError("the watch was abandoned", ctx);
       if (timedOut) {
@@ -502,12 +519,6 @@ export class TcpStore implements Store {
     const what = status === 503 ? "is shutting down" : `answered HTTP ${status}`;
     return new StoreError(`the store server at ${this.url} ${what}: ${text}`, ctx);
   }
-}
-
-function closeQuietly(conn: Deno.Conn): void {
-  try {
-    conn.close();
-  } catch { /* closed already */ }
 }
 
 /** A request that failed below HTTP (refused, reset, unreachable host); retried on first contact only. */
