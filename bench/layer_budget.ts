@@ -11,7 +11,6 @@
  * per-call median over reps (rank 0, microseconds); docs/benchmarks.md keeps the table.
  */
 
-import { readEnv } from "../config.ts";
 import { ReduceOp } from "../dtype.ts";
 import { ArenaBackend } from "../collectives/arena/arena_backend.ts";
 import { allReduceShmSmall } from "../collectives/arena/allreduce_shm.ts";
@@ -28,14 +27,15 @@ import { Router } from "../collectives/route.ts";
 import { ArgCheck } from "../collectives/validate.ts";
 import { ShmTransport } from "../transports/shm/transport.ts";
 import { PrefixStore } from "../transports/store/prefix_store.ts";
-import { createStore } from "../transports/store/rendezvous.ts";
+import { BUDGET_TIMEOUT_MS, budgetJob, noMonitor, type Step, timeVariants } from "./budget_kit.ts";
+import { median } from "./stats.ts";
 
 const CALLS = Number(Deno.args[0] ?? 20000);
 const REPS = Number(Deno.args[1] ?? 5);
 const SIZES = [8, 256, 4096];
-const TIMEOUT_MS = 60_000;
+const TIMEOUT_MS = BUDGET_TIMEOUT_MS;
 
-const rdzv = await createStore("env://", { env: readEnv(), timeoutMs: TIMEOUT_MS });
+const rdzv = await budgetJob();
 const { rank, worldSize: size, store, token } = rdzv;
 let segments = 0;
 
@@ -51,17 +51,6 @@ function transport(): Promise<ShmTransport> {
     group: 900 + i,
   });
 }
-
-/** A monitor that records nothing. */
-const noMonitor = {
-  begin: () => -1,
-  end: () => {},
-  failed: (_c: Call, e: Error) => Promise.resolve(e),
-  close: () => {},
-} as unknown as OpMonitor;
-
-/** One step of the path: runs one call (a promise when it did not complete at once). */
-type Step = (x: Float32Array) => Promise<void> | undefined | void;
 
 /** The path with its layers, each a way to run one allReduce on its own segment. */
 async function variants(): Promise<[string, Step][]> {
@@ -191,17 +180,6 @@ async function variants(): Promise<[string, Step][]> {
   return out;
 }
 
-/** Microseconds per call of `n` calls of `step` on `x` (every rank runs them in step). */
-async function time(step: Step, x: Float32Array, n: number): Promise<number> {
-  const t0 = performance.now();
-  let p: Promise<void> | undefined | void;
-  for (let i = 0; i < n; i++) {
-    p = step(x);
-    if (p) await p;
-  }
-  return ((performance.now() - t0) * 1000) / n;
-}
-
 /** Microseconds per call of a single-process loop. */
 function local(n: number, f: () => unknown): number {
   const t0 = performance.now();
@@ -209,21 +187,7 @@ function local(n: number, f: () => unknown): number {
   return ((performance.now() - t0) * 1000) / n;
 }
 
-const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
-
-const all = await variants();
-const results = new Map<string, number[]>();
-for (let rep = 0; rep < REPS; rep++) {
-  for (const bytes of SIZES) {
-    const x = new Float32Array(bytes / 4).fill(1);
-    for (const [name, step] of all) {
-      await time(step, x, Math.min(2000, CALLS / 10)); // warm-up
-      const us = await time(step, x, CALLS);
-      const key = `${bytes}\t${name}`;
-      results.set(key, [...(results.get(key) ?? []), us]);
-    }
-  }
-}
+const results = await timeVariants(await variants(), SIZES, CALLS, REPS, 1);
 
 // Single layers in one process, no peer.
 const x8 = new Float32Array(2);

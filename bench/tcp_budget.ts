@@ -7,7 +7,6 @@
  * median over reps (rank 0, microseconds).
  */
 
-import { readEnv } from "../config.ts";
 import { ReduceOp } from "../dtype.ts";
 import { ProcessGroup } from "../collectives/process_group.ts";
 import { Comm, OpKind } from "../collectives/comm.ts";
@@ -19,26 +18,19 @@ import { HostCalls } from "../collectives/host_calls.ts";
 import { OpQueue } from "../collectives/op_queue.ts";
 import { Router } from "../collectives/route.ts";
 import { ArgCheck } from "../collectives/validate.ts";
-import type { Call } from "../collectives/comm.ts";
 
-/** A monitor that records nothing. */
-const noMonitor = {
-  begin: () => -1,
-  end: () => {},
-  failed: (_c: Call, e: Error) => Promise.resolve(e),
-  close: () => {},
-} as unknown as OpMonitor;
 import type { FrameHeader } from "../transports/frame.ts";
 import { TcpTransport } from "../transports/tcp/transport.ts";
 import { PrefixStore } from "../transports/store/prefix_store.ts";
-import { createStore } from "../transports/store/rendezvous.ts";
+import { BUDGET_TIMEOUT_MS, budgetJob, noMonitor, type Step, timeVariants } from "./budget_kit.ts";
+import { median } from "./stats.ts";
 
 const CALLS = Number(Deno.args[0] ?? 20000);
 const REPS = Number(Deno.args[1] ?? 5);
 const SIZES = (Deno.args[2] ?? "8,4096").split(",").map(Number);
-const TIMEOUT_MS = 60_000;
+const TIMEOUT_MS = BUDGET_TIMEOUT_MS;
 
-const rdzv = await createStore("env://", { env: readEnv(), timeoutMs: TIMEOUT_MS });
+const rdzv = await budgetJob();
 const { rank, worldSize: size, store, token } = rdzv;
 let groups = 0;
 
@@ -53,8 +45,6 @@ function transport(): Promise<TcpTransport> {
     group: 900 + i,
   });
 }
-
-type Step = (x: Float32Array) => Promise<void> | undefined | void;
 
 async function variants(): Promise<[string, Step][]> {
   const out: [string, Step][] = [];
@@ -166,30 +156,7 @@ async function variants(): Promise<[string, Step][]> {
   return out;
 }
 
-async function time(step: Step, x: Float32Array, n: number): Promise<number> {
-  const t0 = performance.now();
-  let p: Promise<void> | undefined | void;
-  for (let i = 0; i < n; i++) {
-    p = step(x);
-    if (p) await p;
-  }
-  return ((performance.now() - t0) * 1000) / n;
-}
-
-const median = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
-const all = await variants();
-const results = new Map<string, number[]>();
-for (let rep = 0; rep < REPS; rep++) {
-  for (const bytes of SIZES) {
-    const x = new Float32Array(bytes / 4).fill(0);
-    for (const [name, step] of all) {
-      await time(step, x, Math.min(2000, CALLS / 10));
-      const us = await time(step, x, CALLS);
-      const key = `${bytes}\t${name}`;
-      results.set(key, [...(results.get(key) ?? []), us]);
-    }
-  }
-}
+const results = await timeVariants(await variants(), SIZES, CALLS, REPS);
 if (rank === 0) {
   for (const [key, v] of results) {
     console.log(`${key}\t${median(v).toFixed(2)} us\t[${v.map((u) => u.toFixed(1)).join(" ")}]`);
