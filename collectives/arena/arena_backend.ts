@@ -37,11 +37,7 @@ import { broadcastShm, broadcastShmSmall } from "./broadcast_shm.ts";
 import { reduceShm } from "./reduce_shm.ts";
 import { reduceScatterShm } from "./reducescatter_shm.ts";
 import { Arena, type Fingerprint, type WaitContext } from "./shm_arena.ts";
-
-/** How often the event loop gets a turn during calls that complete at once, in ms (as the shm engine's). */
-const TURN_MS = 20;
-/** Calls between two reads of the clock (a read costs about a fifth of a tiny same-host call). */
-const CLOCK_EVERY = 64;
+import { LoopTurns } from "../loop_turns.ts";
 
 /** The shared arena of one group (see the module doc). */
 export class ArenaBackend implements Backend {
@@ -53,11 +49,10 @@ export class ArenaBackend implements Backend {
   readonly #fp: Fingerprint = { kind: 0, op: 0, dtype: 0, count: 0, root: -1, alloc: -1, offset: 0 };
   readonly #symmetric = new Map<ArrayBufferLike, SymmetricAllocation>();
   #symmetricClosed = 0;
-  /** Calls since the clock was last read, and when the event loop last had a turn. */
-  #sinceClock = 0;
+  /** When a run of calls that completed at once next lets the event loop turn. */
+  readonly #turns = new LoopTurns();
   /** The call the wait context is filled for (the tiny path's body reads it). */
   #ctxCall: Call | null = null;
-  #lastTurn = performance.now();
 
   /** @param host the transport's arena region. @param chunkBytes the group's chunk size. @param queue the group's op queue. */
   constructor(host: ArenaHost, chunkBytes: number, queue: OpQueue) {
@@ -139,7 +134,7 @@ export class ArenaBackend implements Backend {
       q.check(call.name);
       this.#context(call, timeoutMs);
       this.#fingerprint(call);
-      const p = q.untimed(call, this.#tinyBody, tensor, factor) ?? this.#turn();
+      const p = q.untimed(call, this.#tinyBody, tensor, factor) ?? this.#turns.next();
       return p === undefined ? RESOLVED : q.track(p);
     } catch (e) {
       return Promise.reject(e);
@@ -270,7 +265,7 @@ export class ArenaBackend implements Backend {
    * loop), with the call's own deadline, so no timer is armed per call and a tiny collective whose
    * peers are on time runs through without leaving this call. Such calls never let the event loop
    * run, so a loop of them would starve timers and sockets (the store server rank 0 runs, the store
-   * watches): about every {@link TURN_MS} one call completes after a macrotask instead. With nothing
+   * watches): about every 20 ms (loop_turns.ts) one call completes after a macrotask instead. With nothing
    * in flight it runs here, without a closure: `body` gets `r` and `x` (the group's wait context and
    * fingerprint are filled for the call first).
    */
@@ -280,7 +275,7 @@ export class ArenaBackend implements Backend {
       try {
         q.check(r.call.name);
         this.#fill(r);
-        const p = q.untimed(r.call, body, r, x) ?? this.#turn();
+        const p = q.untimed(r.call, body, r, x) ?? this.#turns.next();
         return p === undefined ? RESOLVED : q.track(p);
       } catch (e) {
         return Promise.reject(e);
@@ -289,7 +284,7 @@ export class ArenaBackend implements Backend {
     return q.order(r.after, () => {
       q.check(r.call.name);
       this.#fill(r);
-      return q.untimed(r.call, body, r, x) ?? this.#turn();
+      return q.untimed(r.call, body, r, x) ?? this.#turns.next();
     });
   }
 
@@ -307,16 +302,6 @@ export class ArenaBackend implements Backend {
   #fill(r: OpRun): void {
     this.#context(r.call, r.timeoutMs);
     this.#fingerprint(r.call);
-  }
-
-  /** Undefined, or (about every TURN_MS of calls that completed at once) a macrotask to wait for. */
-  #turn(): Promise<void> | undefined {
-    if (++this.#sinceClock < CLOCK_EVERY) return undefined;
-    this.#sinceClock = 0;
-    const now = performance.now();
-    if (now - this.#lastTurn < TURN_MS) return undefined;
-    this.#lastTurn = now;
-    return new Promise<void>((resolve) => setTimeout(resolve, 0));
   }
 
   /** The group's wait context, filled for `call`. */

@@ -26,6 +26,7 @@ import { gatherLinear } from "./gather_linear.ts";
 import { scatterBinomial } from "./scatter_binomial.ts";
 import { scatterLinear } from "./scatter_linear.ts";
 import { type Outgoing, Refused, sizeRefusal } from "../objects.ts";
+import { LoopTurns } from "../loop_turns.ts";
 
 /** A two-rank link of its own to one peer (see {@link ChannelBackend.p2p}). */
 export interface PairLink {
@@ -56,10 +57,6 @@ export interface ChannelGroup {
  * TCP channel's one-call frames (channel.ts coalesces up to 32 KiB); larger ones gain nothing from it.
  */
 const NOW_BYTES = 32 * 1024;
-/** How often, at least, a run of calls that completed at once lets the event loop turn, ms. */
-const TURN_MS = 20;
-/** Calls between two reads of the clock. */
-const CLOCK_EVERY = 64;
 const RESOLVED: Promise<void> = Promise.resolve();
 
 /** Settles like `p`, or rejects with the call's CollectiveTimeoutError once its timeout has passed. */
@@ -105,8 +102,8 @@ export class ChannelBackend implements Backend {
   #comm: Comm | null = null;
   #hier: HierarchicalComms | null = null;
   #handshake: ((call: Call, timeoutMs: number) => Promise<void>) | null = null;
-  #sinceClock = 0;
-  #lastTurn = 0;
+  /** When a run of calls that completed at once next lets the event loop turn. */
+  readonly #turns = new LoopTurns();
 
   /** @param g the group it runs for. */
   constructor(g: ChannelGroup) {
@@ -166,7 +163,7 @@ export class ChannelBackend implements Backend {
       // The latency path: no closure, no queue turn, no watchdog entry; see #directNow.
       try {
         q.check(r.call.name);
-        const p = q.untimed(r.call, this.#directNow, r, tensor) ?? this.#turn();
+        const p = q.untimed(r.call, this.#directNow, r, tensor) ?? this.#turns.next();
         return p === undefined ? RESOLVED : q.track(p);
       } catch (e) {
         return Promise.reject(e);
@@ -198,20 +195,6 @@ export class ChannelBackend implements Backend {
       },
     );
   };
-
-  /**
-   * Undefined, or (about every {@link TURN_MS} of calls that completed at once) a macrotask to wait
-   * for: calls that never leave the caller's turn would starve timers and sockets (the store server
-   * rank 0 runs, the heartbeats).
-   */
-  #turn(): Promise<void> | undefined {
-    if (++this.#sinceClock < CLOCK_EVERY) return undefined;
-    this.#sinceClock = 0;
-    const now = performance.now();
-    if (now - this.#lastTurn < TURN_MS) return undefined;
-    this.#lastTurn = now;
-    return new Promise<void>((resolve) => setTimeout(resolve, 0));
-  }
 
   broadcast(r: OpRun, tensor: CpuTensor): Promise<void> {
     return this.run(r, (comm) => runBroadcast(r.route, comm, r.call, tensor));
