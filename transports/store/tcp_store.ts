@@ -340,9 +340,24 @@ export class TcpStore implements Store {
     let askedAgain = false;
     for (;;) {
       const pending = this.#sessionFor(ctx);
-      const session = await pending;
-      const { counter, headers } = this.#headers(session, call.method, path, body);
-      const res = await this.#exchange(ctx, call, { path, headers, body }, limitMs, opts);
+      let session: ClientSession;
+      let counter: number;
+      let res: RawResponse;
+      try {
+        session = await pending;
+        const h = this.#headers(session, call.method, path, body);
+        counter = h.counter;
+        res = await this.#exchange(ctx, call, { path, headers: h.headers, body }, limitMs, opts);
+      } catch (err) {
+        // Asked again after a "shutting down" answer and refused: the server went and none took its place.
+        if (askedAgain && err instanceof ConnectFailure) {
+          throw new StoreError(
+            `the store at ${this.url.slice(7)} was lost: it shut down, and nothing answers there now`,
+            { ...ctx, cause: err.cause },
+          );
+        }
+        throw err;
+      }
       if (res.status === 401) {
         if (this.#session === pending) this.#session = undefined;
         if (!renewed) {
