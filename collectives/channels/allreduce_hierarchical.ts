@@ -39,7 +39,7 @@ export function hierarchicalComms(comm: Comm, hostOf: readonly number[]): Hierar
   });
   const hosts = [...byHost.values()];
   if (hosts.length < 2 || hosts.some((rs) => rs.length !== hosts[0].length)) return null;
-  const mine = hosts.find((rs) => rs.includes(comm.rank))!;
+  const mine = byHost.get(hostOf[comm.rank])!;
   const l = mine.indexOf(comm.rank);
   return {
     localRs: comm.sub(mine, LOCAL_RS_GROUP),

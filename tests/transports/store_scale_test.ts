@@ -17,7 +17,6 @@ import {
   TcpStore,
 } from "../../transports/store/mod.ts";
 import { onKeySet } from "../../transports/store/key_watcher.ts";
-import { allGatherStrings } from "../../transports/store/all_gather.ts";
 
 const TOKEN = "test-token-scale-0123456789";
 const text = (b: Uint8Array) => new TextDecoder().decode(b);
@@ -194,27 +193,6 @@ Deno.test("joinBarrier on a MemoryStore: 2048 ranks in well under a second's wor
   await Promise.all(Array.from({ length: n }, (_, r) => joinBarrier(mem, r, n, 60_000, "big")));
   const took = performance.now() - t0;
   assert.ok(took < 5000, `took ${took} ms`);
-  await mem.close();
-});
-
-Deno.test("allGatherStrings: every rank gets every value in rank order, as one run-length table", async () => {
-  const mem = new MemoryStore();
-  const n = 100;
-  const value = (r: number) => `host-${r < 40 ? "a" : r < 41 ? "b" : r % 2 ? "c" : "a"}`;
-  const counted = { n: 0 };
-  const wrap = (s: Store): Store =>
-    new Proxy(s, {
-      get(t, p, recv) {
-        const v = Reflect.get(t, p, recv);
-        return typeof v === "function" ? (...a: unknown[]) => (counted.n++, v.apply(t, a)) : v;
-      },
-    });
-  const all = await Promise.all(
-    Array.from({ length: n }, (_, r) => allGatherStrings(wrap(mem), r, n, "host", value(r), 5000)),
-  );
-  const want = Array.from({ length: n }, (_, r) => value(r));
-  for (const got of all) assert.deepEqual(got, want);
-  assert.ok(counted.n <= 3 * n + 2, `${counted.n} store calls`);
   await mem.close();
 });
 
