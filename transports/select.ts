@@ -66,12 +66,25 @@ function exchangeHostIds(
   return gatherAt(store, { tag: "host", rank, size, value: mine }, timeoutMs);
 }
 
+/**
+ * One frozen host list per decoded table (gatherAt returns the same object for the same table), so that
+ * what is derived from it (the plan's shape, the hierarchical sub-groups) is computed once per process,
+ * not once per rank or group of it.
+ */
+const hostLists = new WeakMap<Gathered, readonly number[]>();
+
+function hostListOf(hosts: Gathered): readonly number[] {
+  let list = hostLists.get(hosts);
+  if (list === undefined) hostLists.set(hosts, list = Object.freeze(Array.from(hosts.index)));
+  return list;
+}
+
 /** A group's transport, and the host of every rank (index into the distinct host ids). */
 export interface Selected {
   /** The transport to build the group on. */
   transport: Transport;
-  /** Host index of every rank, in rank order. */
-  hostOf: number[];
+  /** Host index of every rank, in rank order (shared by the groups over the same table: read-only). */
+  hostOf: readonly number[];
 }
 
 /** Builds the transport for this rank according to `o.kind` and where the ranks live. */
@@ -100,7 +113,7 @@ export async function selectTransport(o: SelectOptions): Promise<Selected> {
   const hosts = o.size === 1
     ? { values: [""], index: new Int32Array(1) }
     : await exchangeHostIds(o.store, o.rank, o.size, hostId(o.hostIdOverride), o.timeoutMs);
-  const hostOf = Array.from(hosts.index);
+  const hostOf = hostListOf(hosts);
   if (kind === "tcp" || o.size === 1) return { transport: await tcp(), hostOf };
   if (kind === "ucx") {
     // UCX picks its own wires per peer (shared memory, CMA, TCP, verbs) as UCX_TLS allows.

@@ -117,8 +117,22 @@ export function decodedOrThrow(text: string, g: Gathering, from: string): Gather
   return out;
 }
 
-/** A table's compact form: no string per rank, one Int32Array of indices; undefined when garbled. */
+/**
+ * The last table decoded, returned again for the same text: the ranks of one process (the scale
+ * harness's simulated ranks, worker ranks, a job's groups over the same hosts) share one decoded copy
+ * instead of N each. Callers treat it as read-only.
+ */
+let lastDecoded: { text: string; size: number; out: Gathered } | undefined;
+
+/** A table's compact form (shared, read-only): one Int32Array of indices; undefined when garbled. */
 function decodeTable(text: string, size: number): Gathered | undefined {
+  if (lastDecoded?.text === text && lastDecoded.size === size) return lastDecoded.out;
+  const out = decodeFresh(text, size);
+  if (out !== undefined) lastDecoded = { text, size, out };
+  return out;
+}
+
+function decodeFresh(text: string, size: number): Gathered | undefined {
   let t: Partial<Table>;
   try {
     t = JSON.parse(text);
