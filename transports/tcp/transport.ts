@@ -60,14 +60,6 @@ export interface TcpTransportOptions {
   eitherDials?: boolean;
 }
 
-/**
- * How long the lower rank of a pair waits for the higher rank's dial before dialing too (lazy links,
- * where either may dial). A collective's partners ask for their link at once, and when both dial, the
- * lower rank's connection is answered CROSSED after both handshakes and dropped: a connection and two
- * handshakes for nothing, on every link of a lazy group's first collective.
- */
-export const LOWER_DIAL_GRACE_MS = 100;
-
 /** Pauses between dials refused before the handshake's verdict (the peer dropped the connection). */
 const REDIAL_MIN_MS = 10;
 const REDIAL_MAX_MS = 500;
@@ -191,14 +183,7 @@ export class TcpTransport implements Transport {
     }
     const incoming = this.#crossed(peer);
     if (!this.#opts.eitherDials) return await incoming.promise;
-    // This rank is the lower one: the peer's dial, if it comes soon, is the link; else dial too, and if
-    // the peer dials as well, its connection wins.
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const early = await Promise.race([
-      incoming.promise.then((accepted) => ({ accepted })),
-      new Promise<null>((r) => timer = setTimeout(() => r(null), LOWER_DIAL_GRACE_MS)),
-    ]).finally(() => clearTimeout(timer));
-    if (early) return early.accepted;
+    // This rank is the lower one: dial, but if the peer dials too, its connection wins.
     const dialing = this.#dial(peer);
     const first = await Promise.race([
       dialing.then((dialed) => ({ dialed }), (failed: unknown) => ({ failed })),
