@@ -235,3 +235,18 @@ Deno.test("store server on its own thread: a rank 0 that blocks its event loop d
     await server.close();
   }
 });
+
+Deno.test("store server: its accept queue is widened past Deno's (no first contact waits for a resent SYN)", async () => {
+  const server = await startStoreServer({ port: 0, token: TOKEN, thread: "main" });
+  try {
+    // For a listening socket, ss shows the accept queue's length in the Send-Q column.
+    const out = await new Deno.Command("ss", { args: ["-ltnH", `sport = :${server.port}`], stdout: "piped" })
+      .output().catch(() => null);
+    if (out === null || !out.success) return; // no ss here: nothing to read the queue with
+    const sendQ = Number(new TextDecoder().decode(out.stdout).trim().split(/\s+/)[2]);
+    const somaxconn = Number(await Deno.readTextFile("/proc/sys/net/core/somaxconn"));
+    assert.equal(sendQ, Math.min(somaxconn, 8192), `accept queue ${sendQ}`);
+  } finally {
+    await server.close();
+  }
+});
