@@ -65,7 +65,7 @@ export interface ServeOptions {
 }
 
 /** The accept queue asked for (the kernel caps it at net.core.somaxconn, 4,096 on recent kernels). */
-const ACCEPT_BACKLOG = 8192;
+const ACCEPT_BACKLOG = 2048;
 
 /** Serves `app` (built by `build` once the token is checked): a Hono app, or a lean {@link RawHttpApp}. */
 export function serveApp(o: ServeOptions, build: () => Hono | RawHttpApp): Promise<Served> {
