@@ -21,4 +21,11 @@ export * from "./collectives/mod.ts";
 export * from "./errors.ts";
 export { type ChoirEnv, DEFAULT_TIMEOUT_MS, readEnv } from "./config.ts";
 export type { SchedulerKind } from "./schedulers.ts";
-export type { Arrival, ArrivalResult, Store, WatchOptions } from "./transports/store/mod.ts";
+export type {
+  Arrival,
+  ArrivalResult,
+  Gathered,
+  Gathering,
+  Store,
+  WatchOptions,
+} from "./transports/store/mod.ts";

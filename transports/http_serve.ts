@@ -7,6 +7,7 @@
  * its requests instead, tcp_sessions.ts).
  */
 
+import { widenBacklog } from "./socket_lookup.ts";
 import type { Hono, MiddlewareHandler } from "hono";
 import { type ChoirError, type ErrorContext, InvalidArgumentError } from "../errors.ts";
 import { isPermissionDenied, netFlag, netPermissionError } from "./permission.ts";
@@ -63,6 +64,9 @@ export interface ServeOptions {
   limits: Required<HttpLimits>;
 }
 
+/** The accept queue asked for (the kernel caps it at net.core.somaxconn, 4,096 on recent kernels). */
+const ACCEPT_BACKLOG = 2048;
+
 /** Serves `app` (built by `build` once the token is checked): a Hono app, or a lean {@link RawHttpApp}. */
 export function serveApp(o: ServeOptions, build: () => Hono | RawHttpApp): Promise<Served> {
   if (typeof o.token !== "string" || o.token.length === 0) {
@@ -90,6 +94,8 @@ export function serveApp(o: ServeOptions, build: () => Hono | RawHttpApp): Promi
       new o.bindError(`cannot listen on ${hostname}:${o.port ?? 0}: ${why}`, { ...o.ctx, cause: err }),
     );
   }
+  // Every rank of a job contacts the store at once: a queue long enough that none waits for a resent SYN.
+  widenBacklog(listener, ACCEPT_BACKLOG);
   const app = build();
   const server = new BoundedHttpServer(listener, "raw" in app ? app : app.fetch, o.limits);
   let closing: Promise<void> | undefined;

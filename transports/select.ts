@@ -9,7 +9,8 @@ import { hostId, UNKNOWN } from "./host_id.ts";
 import { RoutedTransport } from "./routed.ts";
 import { ShmTransport } from "./shm/transport.ts";
 import { PrefixStore, type Store } from "./store/mod.ts";
-import { allGatherStrings } from "./store/all_gather.ts";
+import { gatherAt } from "./store/all_gather.ts";
+import type { Gathered } from "./store/store.ts";
 import { TcpTransport } from "./tcp/transport.ts";
 import type { Transport } from "./transport.ts";
 import { UcxTransport } from "./ucx/transport.ts";
@@ -50,23 +51,40 @@ export interface SelectOptions {
   lazy?: boolean;
 }
 
-/** The host id of every rank, in rank order, exchanged through the store (a few requests per rank). */
+/**
+ * The host of every rank: the distinct host ids and each rank's index into them, exchanged through the
+ * store (one request per rank on the TCP store). Compact on purpose: a rank of an N-rank job holds one
+ * Int32Array, not N strings.
+ */
 function exchangeHostIds(
   store: Store,
   rank: number,
   size: number,
   mine: string,
   timeoutMs: number,
-): Promise<string[]> {
-  return allGatherStrings(store, rank, size, "host", mine, timeoutMs);
+): Promise<Gathered> {
+  return gatherAt(store, { tag: "host", rank, size, value: mine }, timeoutMs);
+}
+
+/**
+ * One frozen host list per decoded table (gatherAt returns the same object for the same table), so that
+ * what is derived from it (the plan's shape, the hierarchical sub-groups) is computed once per process,
+ * not once per rank or group of it.
+ */
+const hostLists = new WeakMap<Gathered, readonly number[]>();
+
+function hostListOf(hosts: Gathered): readonly number[] {
+  let list = hostLists.get(hosts);
+  if (list === undefined) hostLists.set(hosts, list = Object.freeze(Array.from(hosts.index)));
+  return list;
 }
 
 /** A group's transport, and the host of every rank (index into the distinct host ids). */
 export interface Selected {
   /** The transport to build the group on. */
   transport: Transport;
-  /** Host index of every rank, in rank order. */
-  hostOf: number[];
+  /** Host index of every rank, in rank order (shared by the groups over the same table: read-only). */
+  hostOf: readonly number[];
 }
 
 /** Builds the transport for this rank according to `o.kind` and where the ranks live. */
@@ -93,11 +111,9 @@ export async function selectTransport(o: SelectOptions): Promise<Selected> {
       eitherDials: o.lazy,
     });
   const hosts = o.size === 1
-    ? [""]
+    ? { values: [""], index: new Int32Array(1) }
     : await exchangeHostIds(o.store, o.rank, o.size, hostId(o.hostIdOverride), o.timeoutMs);
-  const index = new Map<string, number>();
-  for (const h of hosts) if (!index.has(h)) index.set(h, index.size);
-  const hostOf = hosts.map((h) => index.get(h)!);
+  const hostOf = hostListOf(hosts);
   if (kind === "tcp" || o.size === 1) return { transport: await tcp(), hostOf };
   if (kind === "ucx") {
     // UCX picks its own wires per peer (shared memory, CMA, TCP, verbs) as UCX_TLS allows.
@@ -113,8 +129,10 @@ export async function selectTransport(o: SelectOptions): Promise<Selected> {
     return { transport, hostOf };
   }
 
-  const local = hosts.flatMap((h, r) => (h === hosts[o.rank] ? [r] : []));
-  if (kind === "shm" && local.length !== o.size && hosts[o.rank].startsWith(UNKNOWN)) {
+  const myHost = hosts.index[o.rank];
+  const local: number[] = [];
+  for (let r = 0; r < o.size; r++) if (hosts.index[r] === myHost) local.push(r);
+  if (kind === "shm" && local.length !== o.size && hosts.values[myHost].startsWith(UNKNOWN)) {
     throw new PermissionError(
       "CHOIR_TRANSPORT=shm: this process cannot tell which host it is on, so it cannot find its same-host peers",
       "--allow-ffi",
@@ -122,7 +140,7 @@ export async function selectTransport(o: SelectOptions): Promise<Selected> {
     );
   }
   if (kind === "shm" && local.length !== o.size) {
-    const away = hosts.flatMap((h, r) => (h === hosts[o.rank] ? [] : [r]));
+    const away = hostOf.flatMap((h, r) => (h === myHost ? [] : [r]));
     throw new InvalidArgumentError(
       `CHOIR_TRANSPORT=shm needs every rank on one host; ranks ${away.join(", ")} are on other hosts`,
       { rank: o.rank, op: "initProcessGroup" },

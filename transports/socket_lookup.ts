@@ -17,6 +17,7 @@ const SYMBOLS = {
   recv: { parameters: ["i32", "buffer", "usize", "i32"], result: "isize" },
   getsockname: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
   getpeername: { parameters: ["i32", "buffer", "buffer"], result: "i32" },
+  listen: { parameters: ["i32", "i32"], result: "i32" },
 } as const;
 
 /** libc's socket calls, as bound by {@link socketLibc}. */
@@ -186,4 +187,30 @@ function scanAll(l: SocketLibc): void {
   openAtScan = open;
   missedSinceScan = 0;
   socketLookupStats.scans++;
+}
+
+/**
+ * Lengthens the accept queue of `listener` to `backlog` (libc `listen` again on its socket; the kernel
+ * caps it at net.core.somaxconn). Deno listens with a shorter queue: a 1,024-rank start-up overflowed the
+ * store's by about 160 connections a run here, each of whose SYN the kernel resends only a second later.
+ * One scan of the process's descriptors: for a server's one listener, not for each rank's. False when
+ * the socket is not found (no FFI permission, not Linux, not IPv4) or `listen` fails.
+ */
+export function widenBacklog(listener: Deno.TcpListener, backlog: number): boolean {
+  const l = socketLibc();
+  const local = ipv4(listener.addr);
+  if (l === null || local === null) return false;
+  for (let fd = 0, closed = 0; closed < CLOSED_RUN; fd++) {
+    saLen[0] = sa.byteLength;
+    if (l.getsockname(fd, sa, saLenBytes) !== 0) {
+      closed++;
+      continue;
+    }
+    closed = 0;
+    if (!same(sa, local)) continue;
+    saLen[0] = sa.byteLength;
+    if (l.getpeername(fd, sa, saLenBytes) === 0) continue; // a connection accepted on it, not the listener
+    return l.listen(fd, backlog) === 0;
+  }
+  return false;
 }

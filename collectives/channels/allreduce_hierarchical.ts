@@ -31,21 +31,45 @@ export interface HierarchicalComms {
  * host or hosts hold different numbers of ranks (then a flat algorithm is used).
  */
 export function hierarchicalComms(comm: Comm, hostOf: readonly number[]): HierarchicalComms | null {
-  const byHost = new Map<number, number[]>();
-  hostOf.forEach((h, r) => {
-    const rs = byHost.get(h);
-    if (rs) rs.push(r);
-    else byHost.set(h, [r]);
-  });
-  const hosts = [...byHost.values()];
-  if (hosts.length < 2 || hosts.some((rs) => rs.length !== hosts[0].length)) return null;
-  const mine = hosts.find((rs) => rs.includes(comm.rank))!;
+  const layout = layoutOf(hostOf);
+  if (layout === null) return null;
+  const { hosts } = layout;
+  const mine = layout.of.get(hostOf[comm.rank])!;
   const l = mine.indexOf(comm.rank);
   return {
     localRs: comm.sub(mine, LOCAL_RS_GROUP),
     cross: comm.sub(hosts.map((rs) => rs[l]), CROSS_GROUP),
     localAg: comm.sub(mine, LOCAL_AG_GROUP),
   };
+}
+
+/**
+ * The layout by (frozen) host list: computed once for the groups of a process over the same hosts, where
+ * selectTransport hands every rank of the process one frozen list.
+ */
+const byHostOf = new WeakMap<readonly number[], Layout | null>();
+
+/** The ranks of each host, in order of their first rank, and each host's list by host index. */
+interface Layout {
+  hosts: readonly (readonly number[])[];
+  of: ReadonlyMap<number, readonly number[]>;
+}
+
+/** The layout of `hostOf`, or null when there is one host or hosts hold different numbers of ranks. */
+function layoutOf(hostOf: readonly number[]): Layout | null {
+  const known = byHostOf.get(hostOf);
+  if (known !== undefined) return known;
+  const of = new Map<number, number[]>();
+  hostOf.forEach((h, r) => {
+    const rs = of.get(h);
+    if (rs) rs.push(r);
+    else of.set(h, [r]);
+  });
+  const hosts = [...of.values()];
+  const ok = hosts.length >= 2 && hosts.every((rs) => rs.length === hosts[0].length);
+  const out = ok ? { hosts, of } : null;
+  if (Object.isFrozen(hostOf)) byHostOf.set(hostOf, out); // a list that cannot change under the cache
+  return out;
 }
 
 /** Reduces `buf` across all ranks in place over the contexts of {@link hierarchicalComms}. */

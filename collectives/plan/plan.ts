@@ -146,8 +146,20 @@ export interface Explanation {
   connections?: number;
 }
 
-/** The shape of a group from its size and the host of each rank. */
+/** Shapes by (frozen) host list: a group's list is one array, planned for many times (each op and size). */
+const shapes = new WeakMap<readonly number[], Shape>();
+
+/** The shape of a group from its size and the host of each rank (O(N) once per host list). */
 function shapeOf(n: number, hostOf?: readonly number[]): Shape {
+  if (hostOf === undefined) return countShape(n);
+  // Only a frozen list (selectTransport's) is cached: nothing can change it under the cache.
+  if (!Object.isFrozen(hostOf)) return countShape(n, hostOf);
+  let shape = shapes.get(hostOf);
+  if (shape === undefined || shape.n !== n) shapes.set(hostOf, shape = countShape(n, hostOf));
+  return shape;
+}
+
+function countShape(n: number, hostOf?: readonly number[]): Shape {
   const counts = new Map<number, number>();
   for (const h of hostOf ?? []) counts.set(h, (counts.get(h) ?? 0) + 1);
   if (counts.size === 0) return { n, hosts: 1, perHost: n, equal: true };

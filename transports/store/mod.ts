@@ -5,7 +5,7 @@
  * rank two processes claimed).
  */
 
-export type { Arrival, ArrivalResult, Store } from "./store.ts";
+export type { Arrival, ArrivalResult, Gathered, Gathering, Store } from "./store.ts";
 export { MemoryStore, type MemoryStoreOptions } from "./memory_store.ts";
 export { FileStore, type FileStoreOptions } from "./file_store.ts";
 export { PrefixStore } from "./prefix_store.ts";

@@ -4,7 +4,16 @@
  * subsystems sharing one store cannot collide. It owns nothing; closing it leaves the inner store open.
  */
 
-import { type Arrival, type ArrivalResult, arriveAt, type Store, type WatchOptions } from "./store.ts";
+import {
+  type Arrival,
+  type ArrivalResult,
+  arriveAt,
+  type Gathered,
+  type Gathering,
+  type Store,
+  type WatchOptions,
+} from "./store.ts";
+import { gatherAt } from "./all_gather.ts";
 import { checkKey, closedError } from "./store_util.ts";
 
 /**
@@ -87,6 +96,12 @@ export class PrefixStore implements Store {
     if (r.set === null) return r;
     const set = new Set(r.set);
     return { held: r.held, set: a.watchKeys.filter((k) => set.has(this.#key(k))) };
+  }
+
+  /** A gathering under the prefixed tag, in one call of the inner store where it has one. */
+  async gather(g: Gathering, timeoutMs?: number): Promise<Gathered> {
+    this.#open("store.gather");
+    return await gatherAt(this.inner, { ...g, tag: this.#key(g.tag) }, timeoutMs);
   }
 
   /** Whether every `prefix/key` is set. */

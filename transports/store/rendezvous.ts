@@ -161,7 +161,7 @@ export async function createStore(
     await server?.close();
   };
   try {
-    await client.check([]);
+    await client.connect(); // the session's hello is the first contact: no request besides
   } catch (err) {
     await close();
     if (err instanceof AuthError || err instanceof PermissionError) throw err;

@@ -47,6 +47,29 @@ export interface ArrivalResult {
   set: string[] | null;
 }
 
+/**
+ * One rank's part of an all-gather of short values ({@link Store.gather}): rank `rank` of `size` sends
+ * `value` under `tag` and gets every rank's value back.
+ */
+export interface Gathering {
+  /** The gather's key prefix: the values live at `<tag>/<rank>`, the table at `<tag>/all`. */
+  tag: string;
+  /** This rank, 0 to `size - 1`. */
+  rank: number;
+  /** Ranks taking part. */
+  size: number;
+  /** This rank's value (at most 4,096 characters). */
+  value: string;
+}
+
+/** What {@link Store.gather} returns: every rank's value, without a string per rank. */
+export interface Gathered {
+  /** The distinct values, in the order of the first rank holding each. */
+  values: string[];
+  /** Each rank's value as an index into `values`, in rank order. */
+  index: Int32Array;
+}
+
 /** A key-value store shared by the ranks of a job, like torch.distributed's `Store`. */
 export interface Store {
   /** Sets `key` to `value`, replacing any previous value. */
@@ -83,6 +106,13 @@ export interface Store {
    * (default: the store's timeout).
    */
   arrive?(arrival: Arrival, timeoutMs?: number): Promise<ArrivalResult>;
+  /**
+   * Optional: a {@link Gathering} in one round trip (the TCP store's server counts the ranks in and
+   * answers every waiter with one table), where `gatherAt` (all_gather.ts) otherwise makes three calls;
+   * waits up to `timeoutMs` (default: the store's timeout), then throws StoreTimeoutError naming the
+   * keys of the ranks that sent nothing.
+   */
+  gather?(g: Gathering, timeoutMs?: number): Promise<Gathered>;
   /** Returns whether every key in `keys` is set, without waiting. */
   check(keys: string[]): Promise<boolean>;
   /** Deletes `key`; returns whether it existed. */

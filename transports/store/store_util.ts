@@ -85,11 +85,12 @@ function listKeys(keys: readonly string[]): string {
 /** The timeout error of a wait or get that still misses `missing` after `timeoutMs`. */
 export function waitTimeout(
   missing: readonly string[],
-  timeoutMs: number,
+  timeoutMs: number | undefined,
   ctx: { rank?: number; op: string },
 ): StoreTimeoutError {
+  const after = timeoutMs === undefined ? "" : ` after ${timeoutMs} ms`;
   return new StoreTimeoutError(
-    `timed out after ${timeoutMs} ms waiting for key${missing.length === 1 ? "" : "s"} ${listKeys(missing)}`,
+    `timed out${after} waiting for key${missing.length === 1 ? "" : "s"} ${listKeys(missing)}`,
     ctx,
   );
 }

@@ -15,7 +15,8 @@
 import { InvalidArgumentError, StoreError, StoreTimeoutError } from "../../errors.ts";
 import { rawHeader, type RawHttpApp, type RawHttpRequest, type RawHttpResponse } from "../http/raw.ts";
 import type { MemoryStore } from "./memory_store.ts";
-import type { Arrival } from "./store.ts";
+import type { Arrival, Gathering } from "./store.ts";
+import { badGathering, encodeTable, gatherCountKey, gatherKey, gatherTableKey } from "./all_gather.ts";
 import {
   API,
   AUTH_SCHEME,
@@ -235,6 +236,31 @@ function routes(
       const set = await mem.watch(a.watchKeys, timeoutMs, { background: true, signal: req.signal });
       return json({ held, set });
     }
+    // A rank's part of an all-gather in one request (Store.gather): its value is set and counted once (a
+    // request sent again is not counted twice); the request that completes the count builds the table
+    // once, and every waiter is answered with it.
+    if (m === "POST" && head === "gather") {
+      const g = gatheringBody(req.body);
+      const timeoutMs = timeoutParam(query, maxWaitMs);
+      const own = gatherKey(g.tag, g.rank);
+      const table = gatherTableKey(g.tag);
+      if (!mem.has(own)) {
+        await mem.set(own, g.value);
+        if ((await mem.add(gatherCountKey(g.tag), 1)) === g.size) {
+          const keys = Array.from({ length: g.size }, (_, r) => gatherKey(g.tag, r));
+          const all = (await mem.multiGet(keys, 0)).map((v) => dec.decode(v));
+          await mem.set(table, encodeTable(all));
+        }
+      }
+      try {
+        return bytes(await mem.get(table, timeoutMs, req.signal));
+      } catch (err) {
+        if (!(err instanceof StoreTimeoutError)) throw err;
+        const missing: string[] = [];
+        for (let r = 0; r < g.size; r++) if (!mem.has(gatherKey(g.tag, r))) missing.push(gatherKey(g.tag, r));
+        return json({ missing }, 408);
+      }
+    }
     if (m === "GET" && head === "stats") {
       const stats = counters.stats;
       const live = counters.connections?.() ?? { connections: 0, connectionsSeen: 0 };
@@ -288,6 +314,21 @@ function arrivalBody(body: Uint8Array): Arrival {
     throw new InvalidArgumentError("malformed arrive body", { op: "store server" });
   }
   return v as Arrival;
+}
+
+/** The {@link Gathering} of a `gather` body; InvalidArgumentError (400) when it is not one. */
+function gatheringBody(body: Uint8Array): Gathering {
+  let v: Gathering | undefined;
+  try {
+    v = JSON.parse(dec.decode(body));
+  } catch {
+    v = undefined;
+  }
+  const bad = v && typeof v === "object" ? badGathering(v) : "not an object";
+  if (!v || bad !== null) {
+    throw new InvalidArgumentError(`malformed gather body: ${bad}`, { op: "store server" });
+  }
+  return { tag: v.tag, rank: v.rank, size: v.size, value: v.value };
 }
 
 function keysBody(body: Uint8Array): string[] {

@@ -22,9 +22,10 @@ import { hmacKey, hmacSync, toHex } from "../proof.ts";
  * - `POST   /v1/mget?timeout=ms`    body = {"keys": [...]}            → 200 framed values | 408 {missing}
  * - `POST   /v1/watch?timeout=ms`   body = {"keys": [...]}            → 200 {"set": [...]} ([] at timeout)
  * - `POST   /v1/arrive?timeout=ms`  body = JSON Arrival (store.ts)    → 200 {"held": claim, "set": [...] | null}
+ * - `POST   /v1/gather?timeout=ms`  body = JSON Gathering (store.ts)  → 200 the table (all_gather.ts) | 408 {missing}
  * - `GET    /v1/stats`                                                → 200 {@link StoreStats}
  *
- * A long-poll (`kv` get, `wait`, `mget`, `watch`, `arrive`) waits at most the server's `maxWaitMs`: a longer
+ * A long-poll (`kv` get, `wait`, `mget`, `watch`, `arrive`, `gather`) waits at most the server's `maxWaitMs`: a longer
  * `timeout=` is clamped to it, and the client asks again until its own deadline.
  *
  * Sessions: the server proves the token over the client's fresh nonce (`hello`); the client checks that

@@ -11,7 +11,8 @@
 import { AuthError, StoreError, StoreTimeoutError } from "../../errors.ts";
 import { isPermissionDenied, netPermissionError } from "../permission.ts";
 import { checkToken } from "../token.ts";
-import type { Arrival, ArrivalResult, Store, WatchOptions } from "./store.ts";
+import type { Arrival, ArrivalResult, Gathered, Gathering, Store, WatchOptions } from "./store.ts";
+import { badGathering, decodedOrThrow, gatherTableKey } from "./all_gather.ts";
 import { API, frameCompareSet, HELLO_PATH, keyPath, MAC_HEADER, unframeValues } from "./tcp_protocol.ts";
 import { type ClientSession, startHello } from "./tcp_session.ts";
 import { KeptConn, type RawResponse } from "./raw_http.ts";
@@ -59,6 +60,8 @@ interface Call {
   waitMs?: number;
   /** For long-polls: the keys waited for, named if the client-side deadline passes. */
   keys?: string[];
+  /** Only open the session (the hello): no request follows. */
+  sessionOnly?: boolean;
 }
 
 /** Extra time a long-poll gives the server to answer 408 before the client aborts on its own. */
@@ -113,6 +116,16 @@ export class TcpStore implements Store {
     this.#token = opts.token;
     this.#host = opts.host;
     this.#port = opts.port;
+  }
+
+  /**
+   * Opens this client's session without a request: the first contact, in which the server proves it holds
+   * the token (AuthError when it does not), retried while the server refuses connections (it may start a
+   * moment after this rank) until `connectTimeoutMs`. Nothing happens when a session is open. One
+   * exchange where a `check([])` made two (hello, then the check).
+   */
+  async connect(): Promise<void> {
+    await this.#call(this.#ctx("store.connect"), { method: "POST", path: HELLO_PATH, sessionOnly: true });
   }
 
   /** Sets `key` to `value`. */
@@ -225,6 +238,23 @@ export class TcpStore implements Store {
       throw new StoreError(`the store server at ${this.url} sent a garbled arrive`, ctx);
     }
     return { held: r.held, set: r.set === null ? null : r.set.map(String) };
+  }
+
+  /**
+   * A {@link Gathering} done by the server in one request: every rank's value once all `g.size` have
+   * sent theirs; StoreTimeoutError names the keys of the ranks still missing at `timeoutMs`.
+   */
+  async gather(g: Gathering, timeoutMs: number = this.timeoutMs): Promise<Gathered> {
+    const ctx = this.#ctx("store.gather");
+    const bad = badGathering(g);
+    if (bad !== null) throw new StoreError(`bad gathering: ${bad}`, { ...ctx, rank: g.rank });
+    const table = gatherTableKey(g.tag);
+    checkKey(table, ctx);
+    checkTimeout(timeoutMs, ctx);
+    const body = JSON.stringify({ tag: g.tag, rank: g.rank, size: g.size, value: g.value });
+    const call: Call = { method: "POST", path: `${API}/gather`, body, waitMs: timeoutMs, keys: [table] };
+    const answer = await this.#call(ctx, call);
+    return decodedOrThrow(new TextDecoder().decode(answer), g, `the store server at ${this.url}`);
   }
 
   /** Returns whether every key in `keys` is set. */
@@ -345,6 +375,7 @@ export class TcpStore implements Store {
       let res: RawResponse;
       try {
         session = await pending;
+        if (call.sessionOnly) return new Uint8Array(0);
         const h = this.#headers(session, call.method, path, body);
         counter = h.counter;
         res = await this.#exchange(ctx, call, { path, headers: h.headers, body }, limitMs, opts);
