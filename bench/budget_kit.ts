@@ -8,6 +8,7 @@
 import { readEnv } from "../config.ts";
 import type { Call } from "../collectives/comm.ts";
 import type { OpMonitor } from "../collectives/diagnostics/op_monitor.ts";
+import { PrefixStore } from "../transports/store/prefix_store.ts";
 import { createStore } from "../transports/store/rendezvous.ts";
 
 /** Timeout of every wait of a budget run. */
@@ -27,6 +28,46 @@ export const noMonitor = {
 /** The job of local ranks (env://) the budget runs in. */
 export function budgetJob(): ReturnType<typeof createStore> {
   return createStore("env://", { env: readEnv(), timeoutMs: BUDGET_TIMEOUT_MS });
+}
+
+/** What a transport's `create` takes, as the budgets pass it. */
+export interface BudgetTransportOptions {
+  /** This rank. */
+  rank: number;
+  /** Ranks in the job. */
+  size: number;
+  /** The job's store, prefixed per transport. */
+  store: PrefixStore;
+  /** The job's token. */
+  token: string;
+  /** Every wait's timeout. */
+  timeoutMs: number;
+  /** The transport's group number (900 and up). */
+  group: number;
+}
+
+/**
+ * A maker of fresh transports for the variants, each on its own store prefix and group number (so each
+ * has its own links or segment and counters).
+ */
+export function transportMaker<T>(
+  job: Awaited<ReturnType<typeof createStore>>,
+  prefix: string,
+  create: (o: BudgetTransportOptions) => Promise<T>,
+): () => Promise<T> {
+  let made = 0;
+  return () => {
+    const i = made++;
+    const { rank, worldSize: size, store, token } = job;
+    return create({
+      rank,
+      size,
+      store: new PrefixStore(`${prefix}${i}/`, store),
+      token,
+      timeoutMs: BUDGET_TIMEOUT_MS,
+      group: 900 + i,
+    });
+  };
 }
 
 /** Microseconds per call of `n` calls of `step` on `x` (every rank runs them in step). */

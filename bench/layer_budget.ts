@@ -26,8 +26,14 @@ import { ProcessGroup } from "../collectives/process_group.ts";
 import { Router } from "../collectives/route.ts";
 import { ArgCheck } from "../collectives/validate.ts";
 import { ShmTransport } from "../transports/shm/transport.ts";
-import { PrefixStore } from "../transports/store/prefix_store.ts";
-import { BUDGET_TIMEOUT_MS, budgetJob, noMonitor, type Step, timeVariants } from "./budget_kit.ts";
+import {
+  BUDGET_TIMEOUT_MS,
+  budgetJob,
+  noMonitor,
+  type Step,
+  timeVariants,
+  transportMaker,
+} from "./budget_kit.ts";
 import { median } from "./stats.ts";
 
 const CALLS = Number(Deno.args[0] ?? 20000);
@@ -36,21 +42,9 @@ const SIZES = [8, 256, 4096];
 const TIMEOUT_MS = BUDGET_TIMEOUT_MS;
 
 const rdzv = await budgetJob();
-const { rank, worldSize: size, store, token } = rdzv;
-let segments = 0;
-
-/** A fresh shared-memory transport on its own segment (its own arena counters). */
-function transport(): Promise<ShmTransport> {
-  const i = segments++;
-  return ShmTransport.create({
-    rank,
-    size,
-    store: new PrefixStore(`budget${i}/`, store),
-    token,
-    timeoutMs: TIMEOUT_MS,
-    group: 900 + i,
-  });
-}
+const { rank, worldSize: size } = rdzv;
+/** A fresh transport per variant (its own links or segment). */
+const transport = transportMaker(rdzv, "budget", (o) => ShmTransport.create(o));
 
 /** The path with its layers, each a way to run one allReduce on its own segment. */
 async function variants(): Promise<[string, Step][]> {

@@ -21,8 +21,14 @@ import { ArgCheck } from "../collectives/validate.ts";
 
 import type { FrameHeader } from "../transports/frame.ts";
 import { TcpTransport } from "../transports/tcp/transport.ts";
-import { PrefixStore } from "../transports/store/prefix_store.ts";
-import { BUDGET_TIMEOUT_MS, budgetJob, noMonitor, type Step, timeVariants } from "./budget_kit.ts";
+import {
+  BUDGET_TIMEOUT_MS,
+  budgetJob,
+  noMonitor,
+  type Step,
+  timeVariants,
+  transportMaker,
+} from "./budget_kit.ts";
 import { median } from "./stats.ts";
 
 const CALLS = Number(Deno.args[0] ?? 20000);
@@ -31,20 +37,9 @@ const SIZES = (Deno.args[2] ?? "8,4096").split(",").map(Number);
 const TIMEOUT_MS = BUDGET_TIMEOUT_MS;
 
 const rdzv = await budgetJob();
-const { rank, worldSize: size, store, token } = rdzv;
-let groups = 0;
-
-function transport(): Promise<TcpTransport> {
-  const i = groups++;
-  return TcpTransport.create({
-    rank,
-    size,
-    store: new PrefixStore(`tcpb${i}/`, store),
-    token,
-    timeoutMs: TIMEOUT_MS,
-    group: 900 + i,
-  });
-}
+const { rank, worldSize: size } = rdzv;
+/** A fresh transport per variant (its own links or segment). */
+const transport = transportMaker(rdzv, "tcpb", (o) => TcpTransport.create(o));
 
 async function variants(): Promise<[string, Step][]> {
   const out: [string, Step][] = [];
