@@ -81,8 +81,12 @@ export class HostCalls {
     root: -1,
     seq: 0,
   };
-  readonly #sendSeq: number[];
-  readonly #recvSeq: number[];
+  /**
+   * Point-to-point sequence numbers by peer and direction, for the peers used so far: a rank of a large
+   * group talks to few peers, and an array per group of N ranks made start-up O(N) per rank.
+   */
+  readonly #sendSeq = new Map<number, number>();
+  readonly #recvSeq = new Map<number, number>();
 
   /** @param o what the calls use of their group. */
   constructor(o: HostCallsOptions) {
@@ -94,8 +98,6 @@ export class HostCalls {
     this.#queue = o.queue;
     this.#channels = o.channels;
     this.#arenaOf = o.arena;
-    this.#sendSeq = new Array(o.size).fill(0);
-    this.#recvSeq = new Array(o.size).fill(0);
   }
 
   get #arena(): ArenaBackend | null {
@@ -424,11 +426,13 @@ export class HostCalls {
     tensor: CpuTensor,
     opts: P2POptions,
     peer: number,
-    seqs: number[],
+    seqs: Map<number, number>,
   ): Promise<void> {
     const dtype = this.#check.dtype(name, tensor, opts.dtype);
     const p = this.#check.peer(name, peer, name === "send" ? "dst" : "src");
-    const call = this.#call(name, OpKind.p2p, dtype, tensor.length, opts.tag ?? 0, undefined, seqs[p]++);
+    const seq = seqs.get(p) ?? 0;
+    seqs.set(p, seq + 1);
+    const call = this.#call(name, OpKind.p2p, dtype, tensor.length, opts.tag ?? 0, undefined, seq);
     return this.#channels.p2p(
       this.#queued(call, opts),
       p,
