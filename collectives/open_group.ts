@@ -114,8 +114,10 @@ export async function openGroup(o: OpenGroupOptions): Promise<ProcessGroup> {
   await joinBarrier(join, rank, o.ranks.length, timeoutMs, undefined, { host: hostName() });
   o.onPhase?.("joined");
   if (!o.watchDuplicates) return await build(o, store, o.onDestroy);
-  // A process claiming a rank from now on (even after the job started) stops every rank.
-  const watch = watchDuplicateRanks(join, { rank });
+  // A process claiming a rank from now on (even after the job started) stops every rank. The watch
+  // starts with the group's own (hang-report) subscription, in one held request: a claim made before
+  // then is found by it at once, and a build that fails reads the verdict directly (below).
+  const watch = watchDuplicateRanks(join, { rank, deferred: true });
   let verdict: RendezvousError | null = null;
   const onDestroy = async () => {
     watch.stop();
@@ -127,7 +129,7 @@ export async function openGroup(o: OpenGroupOptions): Promise<ProcessGroup> {
   };
   let pg: ProcessGroup;
   try {
-    pg = await untilDuplicate(build(o, store, onDestroy, () => verdict), watch, o.ranks.length);
+    pg = await untilDuplicate(build(o, store, onDestroy, () => verdict, watch.start), watch, o.ranks.length);
   } catch (e) {
     watch.stop();
     // A setup that failed because of a duplicate (a peer that gave up on it) reports the duplicate.
@@ -158,12 +160,13 @@ async function untilDuplicate(
   throw r.dup;
 }
 
-/** Builds the group's transport and ProcessGroup and connects it. */
+/** Builds the group's transport and ProcessGroup and connects it; `built` is called once the group exists. */
 async function build(
   o: OpenGroupOptions,
   store: Store,
   onDestroy: (() => Promise<void>) | undefined,
   verdict?: () => RendezvousError | null,
+  built?: () => void,
 ): Promise<ProcessGroup> {
   const { job, rank, timeoutMs } = o;
   const size = o.ranks.length;
@@ -205,6 +208,7 @@ async function build(
     subgroups: (spec) => openGroup({ job, ...spec }),
     connect: lazy ? "lazy" : "eager",
   });
+  built?.(); // in the same turn as the group's own subscriptions (see openGroup)
   try {
     await pg.connect();
   } catch (e) {
