@@ -1,8 +1,13 @@
 /**
  * @module
- * Counts the TCP connections a server holds on one port, from outside the process (`ss`, sampled every
- * 50 ms by a shell loop), so that the count is the kernel's and the same for any server: choir's store
- * old or new, torch's TCPStore. Keeps the peak. Where `ss` is missing the peak reads -1.
+ * Counts the TCP connections a server holds on one port, from outside the process (`ss`, sampled by a
+ * shell loop), so that the count is the kernel's and the same for any server: choir's store old or new,
+ * torch's TCPStore. Keeps the peak. Where `ss` is missing the peak reads -1.
+ *
+ * The pause between samples is at least 9 times the last sample's duration: `ss` walks every socket of the
+ * machine, which at 4,096 simulated ranks (about 70,000 sockets) took 100-250 ms a call here, so a fixed
+ * 50 ms pause kept it running most of the time on one of the 2 cores the ranks need. Held connections make
+ * a plateau, so the coarser sampling still finds the peak.
  */
 
 /** A running sampler. */
@@ -13,14 +18,14 @@ export interface ConnSampler {
   stop(): Promise<number>;
 }
 
-/** Starts sampling the established connections whose local port is `port`. */
+/** Starts sampling the established connections whose local port is `port`, at most every `everyMs`. */
 export function sampleConnections(port: number, everyMs = 50): ConnSampler {
   let peak = -1;
   let child: Deno.ChildProcess;
   try {
-    const loop = `while :; do ss -Htn state established "( sport = :${port} )" | wc -l; sleep ${
-      everyMs / 1000
-    }; done`;
+    const loop = `while :; do s=$(date +%s%N); ss -Htn state established "( sport = :${port} )" | wc -l; ` +
+      `w=$(( ($(date +%s%N) - s) * 9 / 1000000 )); (( w < ${everyMs} )) && w=${everyMs}; ` +
+      `sleep $(( w / 1000 )).$(printf %03d $(( w % 1000 ))); done`;
     child = new Deno.Command("bash", { args: ["-c", loop], stdout: "piped", stderr: "null", stdin: "null" })
       .spawn();
   } catch {

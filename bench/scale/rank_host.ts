@@ -59,7 +59,16 @@ interface PublicApi {
 
 async function runRank(
   rank: number,
-  o: { n: number; port: number; token: string; perHost: number; connect: string; timeoutMs: number },
+  o: {
+    n: number;
+    /** The world's ranks 0..n-1, one frozen array shared by this process's ranks. */
+    world: readonly number[];
+    port: number;
+    token: string;
+    perHost: number;
+    connect: string;
+    timeoutMs: number;
+  },
   api?: PublicApi,
 ): Promise<{ times: RankTimes; pg: ProcessGroup }> {
   const t: Record<string, number> = {};
@@ -103,7 +112,8 @@ async function runRank(
       connect: o.connect,
     },
     tag: "pg0",
-    ranks: Array.from({ length: o.n }, (_, r) => r),
+    // One list for all of this process's ranks: a real process, holding one rank, builds it once.
+    ranks: o.world,
     rank,
     timeoutMs: o.timeoutMs,
     watchDuplicates: true,
@@ -134,8 +144,10 @@ if (import.meta.main) {
   });
   const first = Number(values.first);
   const count = Number(values.count);
+  const n = Number(values.n);
   const o = {
-    n: Number(values.n),
+    n,
+    world: Object.freeze(Array.from({ length: n }, (_, r) => r)),
     port: Number(values.port),
     token: values.token ?? "",
     perHost: Number(values["per-host"]),
