@@ -152,6 +152,40 @@ Deno.test("onKeySet: one held watch per store; a later subscription is nudged in
   }
 });
 
+Deno.test("onKeySet: subscriptions made in one turn share the first watch (no nudge, delete or second watch)", async () => {
+  const server = await startStoreServer({ port: 0, token: TOKEN });
+  const store = new TcpStore({ host: "127.0.0.1", port: server.port, token: TOKEN, timeoutMs: 5000 });
+  try {
+    await store.set("warm", "1"); // the session's hello and first request out of the count
+    const before = await server.stats();
+    const fired: string[] = [];
+    // As a world group does at start-up: its hang-report key and the job's duplicate-rank key.
+    const a = new Promise<void>((r) =>
+      onKeySet(new PrefixStore("pg0/", store), "hang", () => (fired.push("a"), r()))
+    );
+    const b = new Promise<void>((r) =>
+      onKeySet(new PrefixStore("pg0/join/", store), "dup", () => (fired.push("b"), r()))
+    );
+    const deadline = Date.now() + 5000;
+    while ((await server.stats()).waiters < 1) {
+      assert.ok(Date.now() < deadline, "no watch was held");
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const held = await server.stats();
+    // One request in all, the watch (stats are asked of the server thread, not over HTTP).
+    assert.equal(held.requests - before.requests, 1, JSON.stringify(held.byRoute));
+    assert.equal((held.byRoute.watch ?? 0) - (before.byRoute.watch ?? 0), 1, JSON.stringify(held.byRoute));
+    await store.set("pg0/join/dup", "1");
+    await b;
+    await store.set("pg0/hang", "1");
+    await a;
+    assert.deepEqual(fired, ["b", "a"]);
+  } finally {
+    await store.close();
+    await server.close();
+  }
+});
+
 Deno.test("joinBarrier: 3 store requests per rank whatever the size, over TCP; a missing rank is named", async () => {
   const server = await startStoreServer({ port: 0, token: TOKEN });
   const n = 64;
