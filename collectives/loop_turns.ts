@@ -2,13 +2,20 @@
  * @module
  * A run of collectives that complete in the caller's turn (the tiny shared-memory path, the TCP
  * exchange that finds its reply while polling) never yields to the event loop by itself, which would
- * starve timers and sockets: the store server rank 0 runs, key watches, heartbeats. Both backends ask
- * {@link LoopTurns} after each such call; about every {@link TURN_MS} it hands back a macrotask to wait
- * for.
+ * starve this thread's timers and sockets: key watches, and the store server that rank 0 of a small
+ * job runs on its main thread (larger jobs and heartbeats have threads of their own). Both backends
+ * ask {@link LoopTurns} after each such call; about every {@link TURN_MS} it hands back a macrotask to
+ * wait for.
  */
 
-/** How often, at least, a run of calls that completed at once lets the event loop turn, ms. */
-export const TURN_MS = 20;
+/**
+ * How often, at least, a run of calls that completed at once lets the event loop turn, ms. A turn is a
+ * `setTimeout(0)`, which Deno clamps to a millisecond and serves on its timer tick: 2.2 ms a turn here
+ * (2026-12-07, 500 turns). Every 20 ms that was a tenth of a tight loop's time; every 100 ms it is 2%.
+ * Cheaper macrotasks do not serve the loop: across a `MessageChannel` message no timer fired and no
+ * socket was read, across node's `setImmediate` timers fired but sockets were not read.
+ */
+export const TURN_MS = 100;
 /** Calls between two reads of the clock (a read costs about a fifth of a tiny same-host call). */
 const CLOCK_EVERY = 64;
 

@@ -42,8 +42,12 @@ export interface UcxEngineOptions {
   idleMs?: number;
 }
 
-/** After this long without a real wait, let timers and I/O run (microtask turns alone starve them). */
-const MACROTASK_MS = 20;
+/**
+ * After this long without a real wait, let timers and I/O run (microtask turns alone starve them). The
+ * turn is a `setTimeout(0)`, about 2.2 ms here (collectives/loop_turns.ts says why not cheaper): every
+ * 20 ms it cost a tenth of a transfer's time.
+ */
+const MACROTASK_MS = 100;
 const POLLIN = 1;
 const macrotask = () => new Promise<void>((r) => setTimeout(r, 0));
 
