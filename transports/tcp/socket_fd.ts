@@ -8,10 +8,12 @@
  * and a call that would block returns 0 so
  * that the caller can fall back to Deno's own `read`/`write` on the same connection. Mixing the two
  * is safe: Deno's reactor is edge-triggered and, after a read that finds nothing, waits for the next
- * arrival, which these calls never hide. Linux only; without `--allow-ffi` or libc, nothing is found
+ * arrival, which these calls never hide. A same-host socket found is switched to Reno congestion control
+ * (congestion.ts). Linux only; without `--allow-ffi` or libc, nothing is found
  * and the channel keeps to Deno's calls.
  */
 
+import { useSameHostCongestion } from "./congestion.ts";
 import { ipv4, lookUpSocket, SOCKET_FLAGS, type SocketLibc, socketLibc } from "../socket_lookup.ts";
 
 /**
@@ -25,7 +27,9 @@ export function findSocketFd(conn: Deno.Conn): SocketFd | null {
   const remote = ipv4(conn.remoteAddr);
   if (!l || !local || !remote) return null;
   const fd = lookUpSocket(l, local, remote, "must");
-  return fd < 0 ? null : new SocketFd(l, fd);
+  if (fd < 0) return null;
+  useSameHostCongestion(l, fd, local, remote);
+  return new SocketFd(l, fd);
 }
 
 /**
