@@ -12,13 +12,10 @@ import {
   joinBarrier,
   MemoryStore,
   PrefixStore,
-  startStoreServer,
   type Store,
-  TcpStore,
 } from "../../transports/store/mod.ts";
 import { arriveAt } from "../../transports/store/store.ts";
-
-const TOKEN = "test-token-0123456789";
+import { storeWithClients } from "../fixtures/store_clients.ts";
 
 function arrival(rank: number, size: number, claim = `claim-${rank}`): Arrival {
   return {
@@ -55,10 +52,8 @@ Deno.test("arriveAt: the three-call fallback over a MemoryStore", async () => {
 });
 
 Deno.test("TcpStore.arrive: one request each, through a PrefixStore too", async () => {
-  const server = await startStoreServer({ port: 0, token: TOKEN, thread: "main" });
-  const clients = [0, 1, 2].map((rank) =>
-    new TcpStore({ host: "127.0.0.1", port: server.port, token: TOKEN, rank, timeoutMs: 10_000 })
-  );
+  const job = await storeWithClients(3);
+  const { server, clients } = job;
   try {
     await exercise(clients.map((c) => new PrefixStore("p/", c)));
     const before = (await server.stats()).byRoute;
@@ -68,19 +63,14 @@ Deno.test("TcpStore.arrive: one request each, through a PrefixStore too", async 
     // The keys live under the prefix.
     assert.equal(await clients[0].add("p/b/arrived", 0), 3);
   } finally {
-    await Promise.all(clients.map((c) => c.close()));
-    await server.close();
+    await job.close();
   }
 });
 
 Deno.test("joinBarrier over the TCP store: one request per rank", async () => {
-  const server = await startStoreServer({ port: 0, token: TOKEN, thread: "main" });
   const n = 5;
-  const clients = Array.from(
-    { length: n },
-    (_, rank) =>
-      new TcpStore({ host: "127.0.0.1", port: server.port, token: TOKEN, rank, timeoutMs: 10_000 }),
-  );
+  const job = await storeWithClients(n);
+  const { server, clients } = job;
   try {
     await Promise.all(clients.map((c) => c.check([]))); // first contact, not counted below
     const before = (await server.stats()).requests;
@@ -90,7 +80,6 @@ Deno.test("joinBarrier over the TCP store: one request per rank", async () => {
     await joinBarrier(clients[3], 3, n, 10_000, "t");
     assert.equal(await clients[0].add("t/arrived", 0), n);
   } finally {
-    await Promise.all(clients.map((c) => c.close()));
-    await server.close();
+    await job.close();
   }
 });

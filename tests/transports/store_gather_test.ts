@@ -17,8 +17,7 @@ import {
   TcpStore,
 } from "../../transports/store/mod.ts";
 import { badGathering, gatherAt } from "../../transports/store/all_gather.ts";
-
-const TOKEN = "test-token-0123456789";
+import { storeWithClients, TOKEN } from "../fixtures/store_clients.ts";
 
 /** Host-like values: runs of equal values, one value coming back later (not only runs). */
 const value = (r: number) => `host-${r < 40 ? "a" : r < 41 ? "b" : r % 2 ? "c" : "a"}`;
@@ -67,13 +66,9 @@ Deno.test("gatherAt: the fallback over a MemoryStore, at most 3 calls a rank", a
 });
 
 Deno.test("TcpStore.gather: one request a rank, the same table for all, through a PrefixStore too", async () => {
-  const server = await startStoreServer({ port: 0, token: TOKEN, thread: "main" });
   const n = 64;
-  const clients = Array.from(
-    { length: n },
-    (_, rank) =>
-      new TcpStore({ host: "127.0.0.1", port: server.port, token: TOKEN, rank, timeoutMs: 10_000 }),
-  );
+  const job = await storeWithClients(n);
+  const { server, clients } = job;
   try {
     await Promise.all(clients.map((c) => c.check([]))); // first contact, not counted below
     const before = (await server.stats()).requests;
@@ -94,8 +89,7 @@ Deno.test("TcpStore.gather: one request a rank, the same table for all, through 
     assert.deepEqual(expand(again), expand(all[0]));
     assert.equal(await clients[0].add("g/host/count", 0), n);
   } finally {
-    await Promise.all(clients.map((c) => c.close()));
-    await server.close();
+    await job.close();
   }
 });
 
@@ -128,10 +122,8 @@ Deno.test("gatherAt: a rank that never comes is named by the timeout (MemoryStor
 
 Deno.test("TcpStore.gather: a rank that never comes is named by the timeout; a late one completes it", async () => {
   // The server's longest wait is shorter than the gather's: the client asks again, not counted twice.
-  const server = await startStoreServer({ port: 0, token: TOKEN, thread: "main", maxWaitMs: 150 });
-  const clients = [0, 1, 2, 3].map((rank) =>
-    new TcpStore({ host: "127.0.0.1", port: server.port, token: TOKEN, rank, timeoutMs: 10_000 })
-  );
+  const job = await storeWithClients(4, 150);
+  const { clients } = job;
   try {
     await missingRank(clients.map((c) => new PrefixStore("p/", c)), "p/host/3");
     assert.equal(await clients[0].add("p/host/count", 0), 3);
@@ -146,8 +138,7 @@ Deno.test("TcpStore.gather: a rank that never comes is named by the timeout; a l
     for (const g of all) assert.deepEqual(expand(g), ["x", "x", "x", "y"]);
     assert.equal(await clients[0].add("late/count", 0), 4);
   } finally {
-    await Promise.all(clients.map((c) => c.close()));
-    await server.close();
+    await job.close();
   }
 });
 
