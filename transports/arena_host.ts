@@ -27,6 +27,11 @@ export interface ArenaHost {
   sleep(snapshot: number, ms: number): Promise<void>;
   /** Gives the core to another process. */
   yieldCore(): void;
+  /**
+   * Whether more threads are runnable on this machine than it has cores (someone waits for a core), or
+   * undefined where that cannot be told. Costs a system call: ask when a spin has run out, not per poll.
+   */
+  crowded?(): boolean | undefined;
   /** Whether `rank`'s process still runs. */
   alive(rank: number): boolean;
   /** Why `rank` gave up, as it told this rank in-band before closing (see `abort_cause.ts`), or null. */

@@ -77,6 +77,15 @@ const SYNC_NAPS = 4;
 const SPIN_US = 200;
 /** The shortest adaptive spin, microseconds. */
 const SPIN_MIN_US = 2;
+/**
+ * Once a spin has run out on a machine with cores to spare, the spin goes on (up to {@link SPIN_ON_US} in
+ * all) in steps of this many microseconds, asking between steps whether a thread now waits for a core.
+ */
+const SPIN_CHECK_US = 20;
+/** How long a spin may go on, in all, while no thread waits for a core, microseconds. */
+const SPIN_ON_US = 60;
+/** After a wait found the machine crowded, how long the next waits take that for granted, ms. */
+const CROWDED_MS = 1;
 
 /** A typed array small enough for a call slot (any element type). */
 export type TinyArray =
@@ -134,6 +143,8 @@ export class Arena {
   readonly #spin: boolean;
   /** The current spin of a wait, microseconds (adapts between SPIN_MIN_US and SPIN_US). */
   #spinUs = SPIN_US;
+  /** Until when (`performance.now()`) waits take the machine as crowded without asking again. */
+  #crowdedUntil = 0;
   /** Fingerprint and payload views of every call slot (rank * 2 + parity), made once. */
   readonly #fp: DataView[] = [];
   /**
@@ -389,15 +400,28 @@ export class Arena {
     // A peer that is a step behind usually arrives within a few hundred polls: no clock needed.
     for (let i = 0; i < SPINS; i++) if (((Atomics.load(ctl, idx) - target) | 0) >= 0) return undefined;
     if (this.#spin) {
-      const until = performance.now() + this.#spinUs / 1000;
-      do {
-        for (let i = 0; i < 64; i++) {
-          if (((Atomics.load(ctl, idx) - target) | 0) >= 0) {
-            if (this.#spinUs < SPIN_US) this.#spinUs = Math.min(SPIN_US, this.#spinUs * 2);
-            return undefined;
+      const start = performance.now();
+      let until = start + this.#spinUs / 1000;
+      while (true) {
+        do {
+          for (let i = 0; i < 64; i++) {
+            if (((Atomics.load(ctl, idx) - target) | 0) >= 0) {
+              if (this.#spinUs < SPIN_US) this.#spinUs = Math.min(SPIN_US, this.#spinUs * 2);
+              return undefined;
+            }
           }
+        } while (performance.now() < until);
+        // The spin ran out. If no runnable thread lacks a core, the peer is running and only late:
+        // spinning on costs nobody, and yielding would make this rank late for it in turn.
+        const now = performance.now();
+        if (now - start >= SPIN_ON_US / 1000 || now < this.#crowdedUntil) break;
+        if (this.#host.crowded?.() !== false) {
+          // Crowded now is likely crowded for a while: skip the system call for the next waits.
+          this.#crowdedUntil = now + CROWDED_MS;
+          break;
         }
-      } while (performance.now() < until);
+        until = now + SPIN_CHECK_US / 1000;
+      }
       this.#spinUs = Math.max(SPIN_MIN_US, this.#spinUs / 4);
     }
     for (let i = 0; i < YIELDS; i++) {

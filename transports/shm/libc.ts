@@ -26,6 +26,8 @@ const SYMBOLS = {
   // For the host id without --allow-sys and --allow-all (Deno guards /proc behind --allow-all).
   open: { parameters: ["buffer", "i32"], result: "i32" },
   read: { parameters: ["i32", "buffer", "usize"], result: "isize" },
+  // Re-reading /proc/loadavg from its start without a seek (run_queue.ts).
+  pread: { parameters: ["i32", "buffer", "usize", "i64"], result: "isize" },
   gethostname: { parameters: ["buffer", "usize"], result: "i32" },
   kill: { parameters: ["i32", "i32"], result: "i32" },
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
@@ -60,6 +62,8 @@ export interface Libc {
 }
 
 /** Linux constants (x86_64 and aarch64 agree on all of these). */
+export const O_RDONLY = 0;
+/** `O_RDWR`. */
 export const O_RDWR = 2;
 /** `O_CREAT`. */
 export const O_CREAT = 0o100;

@@ -21,6 +21,7 @@ import {
   STATE_CLOSED,
 } from "./layout.ts";
 import { type Libc, libc } from "./libc.ts";
+import { RunQueue } from "./run_queue.ts";
 import { RingReader, RingWriter } from "./ring.ts";
 import type { Segment } from "./segment.ts";
 import { channelOnce } from "../channel_once.ts";
@@ -92,6 +93,8 @@ export class ShmTransport implements Transport {
   readonly #open: ShmChannel[] = [];
   readonly #waiters = new Set<Waiter>();
   #arena: ArenaHost | null = null;
+  /** The machine's run queue, for the arena's waits (opened with the arena). */
+  #runQueue: RunQueue | null = null;
   readonly #onUnload = () => {
     try {
       this.#segment.unlink();
@@ -185,6 +188,7 @@ export class ShmTransport implements Transport {
     if (this.#arena) return this.#arena;
     const bells = this.#bells;
     const lib = this.#lib;
+    this.#runQueue = RunQueue.open(lib);
     this.#arena = {
       rank: this.rank,
       size: this.size,
@@ -196,6 +200,7 @@ export class ShmTransport implements Transport {
       sleepSync: (snap, ms) => bells.sleepSync(snap, ms),
       sleep: (snap, ms) => bells.sleep(snap, ms),
       yieldCore: () => void lib.fn.sched_yield(),
+      crowded: () => this.#runQueue?.crowded(),
       alive: (r) => r === this.rank || this.#peerGone(r) === null,
       causeOf: (r, op) => this.#open.find((ch) => ch.peer === r)?.peerCause(op) ?? null,
     };
@@ -216,6 +221,8 @@ export class ShmTransport implements Transport {
     if (this.#closed) return;
     const closed = reason ?? new TransportError("transport closed", { rank: this.rank, op: "close" });
     this.#closed = closed;
+    this.#runQueue?.close();
+    this.#runQueue = null;
     for (const w of this.#waiters) {
       clearTimeout(w.timer);
       w.reject(closed);
