@@ -6,6 +6,7 @@
 
 import type { FrameHeader } from "../transports/frame.ts";
 import type { Channel } from "../transports/transport.ts";
+import { LazyChannel } from "../transports/lazy_channel.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { type CpuTensor, type DType, dtypeCode, REDUCE_OPS, type ReduceOp, reduceOpCode } from "../dtype.ts";
 
@@ -108,6 +109,16 @@ export class Comm {
     const c = this.#channelOf(peer);
     if (!c) throw new InvalidArgumentError(`no channel to rank ${peer}`, { rank: this.rank });
     return c;
+  }
+
+  /**
+   * Opens a lazy link to `peer` for a point-to-point call: this rank may dial even though the peer has
+   * not asked yet (a collective's first send waits for the higher rank's dial instead). Undefined where
+   * the link is open or is not lazy.
+   */
+  openForP2P(peer: number): Promise<unknown> | undefined {
+    const c = this.#ch(peer);
+    return c instanceof LazyChannel && !c.opened ? c.ensure({}) : undefined;
   }
 
   /** Sends `data` as frame `chunk` of `call` to `peer`. */

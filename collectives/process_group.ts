@@ -337,7 +337,7 @@ export class ProcessGroup {
       channels = (p) => {
         if (p === this.rank || p < 0 || p >= this.size) return null;
         let ch = made.get(p);
-        if (!ch) made.set(p, ch = new LazyChannel(p, () => t.channel(p)));
+        if (!ch) made.set(p, ch = new LazyChannel(p, (o) => t.channel(p, o)));
         return ch;
       };
     } else {

@@ -6,18 +6,24 @@
  */
 
 import type { FrameHeader } from "./frame.ts";
-import type { Channel } from "./transport.ts";
+import type { Channel, ChannelOptions } from "./transport.ts";
+
+/** How a collective's first send or receive opens the link: the peer reaches it too. */
+const MUTUAL: ChannelOptions = Object.freeze({ mutual: true });
 
 /** A {@link Channel} to `peer` opened by `open` on first use (again after a failed open). */
 export class LazyChannel implements Channel {
   /** The peer's rank. */
   readonly peer: number;
-  readonly #open: () => Promise<Channel>;
+  readonly #open: (opts: ChannelOptions) => Promise<Channel>;
   #ch: Channel | null = null;
   #opening: Promise<Channel> | null = null;
 
-  /** A channel to `peer` that calls `open` (e.g. `transport.channel(peer)`) when first used. */
-  constructor(peer: number, open: () => Promise<Channel>) {
+  /**
+   * A channel to `peer` that calls `open` (e.g. `(o) => transport.channel(peer, o)`) when first used:
+   * `{ mutual: true }` from a send or receive (a collective's peer uses the link in the same call).
+   */
+  constructor(peer: number, open: (opts: ChannelOptions) => Promise<Channel>) {
     this.peer = peer;
     this.#open = open;
   }
@@ -27,11 +33,14 @@ export class LazyChannel implements Channel {
     return this.#ch !== null;
   }
 
-  /** Opens the link now if it is not (what a send or receive would do first). */
-  ensure(): Promise<Channel> {
+  /**
+   * Opens the link now if it is not (what a send or receive would do first, with `opts` mutual). A
+   * point-to-point call opens it with `{}`: this rank may dial, whether or not the peer asks yet.
+   */
+  ensure(opts: ChannelOptions = MUTUAL): Promise<Channel> {
     if (this.#ch) return Promise.resolve(this.#ch);
     if (!this.#opening) {
-      const p = this.#open();
+      const p = this.#open(opts);
       this.#opening = p;
       p.then((ch) => this.#ch = ch, () => this.#opening = null);
     }

@@ -5,7 +5,7 @@
  */
 
 import { TransportError } from "../errors.ts";
-import type { Channel, Transport } from "./transport.ts";
+import type { Channel, ChannelOptions, Transport } from "./transport.ts";
 
 /** One inner transport and the global ranks it connects (its rank i is global rank `ranks[i]`). */
 export interface Route {
@@ -39,11 +39,11 @@ export class RoutedTransport implements Transport {
   }
 
   /** The channel to global rank `peer`, through the first route that reaches it. */
-  async channel(peer: number): Promise<Channel> {
+  async channel(peer: number, opts?: ChannelOptions): Promise<Channel> {
     for (const r of this.#routes) {
       const local = r.ranks.indexOf(peer);
       if (local < 0 || !r.ranks.includes(this.rank)) continue;
-      const inner = await r.transport.channel(local);
+      const inner = await r.transport.channel(local, opts);
       return { peer, send: (h, p) => inner.send(h, p), recv: (h, into) => inner.recv(h, into) };
     }
     throw new TransportError(`no route to rank ${peer}`, { rank: this.rank, op: "channel" });

@@ -33,6 +33,16 @@ export interface Channel {
   exchange?(header: FrameHeader, payload: Uint8Array, into: Uint8Array): Promise<void> | undefined;
 }
 
+/** How a rank asks for a channel. */
+export interface ChannelOptions {
+  /**
+   * The peer asks for this link at about the same time (both ranks of a collective reach it), so one
+   * dial is enough and the transport may wait for the peer's instead of crossing it with its own. Leave
+   * it unset where the peer may not ask soon (a point-to-point send it has not posted a receive for).
+   */
+  mutual?: boolean;
+}
+
 /** A set of channels from one rank to the others of its group. */
 export interface Transport {
   /** The transport's name (`tcp`, `shm`, ...). */
@@ -42,7 +52,7 @@ export interface Transport {
   /** Number of ranks. */
   readonly size: number;
   /** The channel to `peer`, connecting on first use. Rejects with a typed error on failure. */
-  channel(peer: number): Promise<Channel>;
+  channel(peer: number, opts?: ChannelOptions): Promise<Channel>;
   /**
    * The shared-memory arena this transport offers for same-host collectives, if any (shm only).
    * Collectives that find it run on shared memory directly instead of through channels.

@@ -149,7 +149,9 @@ export class ChannelBackend implements Backend {
   p2p(r: Queued, peer: number, body: (comm: Comm, peer: number) => Promise<void>): Promise<void> {
     return this.#timed(r, async (comm) => {
       const pair = await this.#g.pairOf(peer);
-      return pair ? body(pair.comm, pair.peer) : body(comm, peer);
+      const [c, q] = pair ? [pair.comm, pair.peer] : [comm, peer];
+      await c.openForP2P(q);
+      return body(c, q);
     });
   }
 

@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { PeerLostError } from "../../errors.ts";
-import { MemoryStore } from "../../transports/store/mod.ts";
+import { MemoryStore, type Store } from "../../transports/store/mod.ts";
 import { TcpTransport } from "../../transports/tcp/transport.ts";
 
 const hdr = (bytes: number, chunk = 0) => ({
@@ -84,6 +84,52 @@ Deno.test("lazy tcp: a ring holds two links per rank; the lower rank may open a 
   }
 });
 
+Deno.test("lazy tcp: a mutual ring (a collective's links) is dialed by the higher rank of each pair only", async () => {
+  const n = 8;
+  const shared = new MemoryStore();
+  // Each rank's address lookups, counted: a rank that never dials never looks an address up.
+  const lookups = new Array(n).fill(0);
+  const counted = (rank: number): Store =>
+    new Proxy(shared, {
+      get(target, key, receiver) {
+        const v = Reflect.get(target, key, receiver);
+        if (key === "multiGet") {
+          return (...a: Parameters<Store["multiGet"]>) => (lookups[rank]++, target.multiGet(...a));
+        }
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+  const ts = await Promise.all(
+    Array.from({ length: n }, (_, rank) =>
+      TcpTransport.create({
+        rank,
+        size: n,
+        store: counted(rank),
+        token: "t",
+        timeoutMs: 20_000,
+        eitherDials: true,
+      })),
+  );
+  try {
+    await Promise.all(ts.map(async (t) => {
+      const next = (t.rank + 1) % n;
+      const prev = (t.rank + n - 1) % n;
+      const got = new Uint8Array(1);
+      await Promise.all([
+        t.channel(next, { mutual: true }).then((ch) => ch.send(hdr(1), new Uint8Array([t.rank]))),
+        t.channel(prev, { mutual: true }).then((ch) => ch.recv(hdr(1), got)),
+      ]);
+      assert.equal(got[0], prev);
+    }));
+    assert.deepEqual(ts.map((t) => t.connections()), new Array(n).fill(2));
+    // Rank 0's neighbours (1 and 7) are both higher: they dial it, and it dials nobody.
+    assert.equal(lookups[0], 0, `rank 0 looked up addresses ${lookups[0]} times`);
+    assert.ok(lookups.slice(1).every((c) => c >= 1), `lookups per rank: ${lookups}`);
+  } finally {
+    await Promise.all(ts.map((t) => t.close()));
+  }
+});
+
 Deno.test("lazy tcp: crossing dials, 30 rounds: one connection each time", async () => {
   for (let round = 0; round < 30; round++) {
     const ts = await lazyWorld(2);
@@ -105,6 +151,26 @@ Deno.test("lazy tcp: a peer that is gone before the first send is named in a Pee
     await ts[2].close();
     await assert.rejects(
       ts[0].channel(2),
+      (e: Error) => e instanceof PeerLostError && /rank 2/.test(e.message),
+    );
+  } finally {
+    await Promise.all(ts.map((t) => t.close()));
+  }
+});
+
+Deno.test("lazy tcp: a mutual link whose higher rank never dials is dialed by the lower one after a grace; a gone one is named", async () => {
+  const ts = await lazyWorld(3);
+  try {
+    // Rank 1 never asks for the link: rank 0 waits for its dial a while, then dials it.
+    const ch = await ts[0].channel(1, { mutual: true });
+    await ch.send(hdr(1), new Uint8Array([5]));
+    const got = new Uint8Array(1);
+    await (await ts[1].channel(0)).recv(hdr(1), got);
+    assert.equal(got[0], 5);
+    // Rank 2 is gone before it could dial: rank 0's own dial is refused, and names it.
+    await ts[2].close();
+    await assert.rejects(
+      ts[0].channel(2, { mutual: true }),
       (e: Error) => e instanceof PeerLostError && /rank 2/.test(e.message),
     );
   } finally {

@@ -82,9 +82,17 @@ export class TcpChannel implements Channel {
    * `spinUs` (not null), reads and writes go through nonblocking libc calls where the socket is found
    * (socket_fd.ts), and one that would block polls for up to `spinUs` microseconds before it sleeps
    * (0: one try; polling only pays where every rank of this host has a core of its own); null keeps
-   * to Deno's calls and skips the search for the socket.
+   * to Deno's calls and, unless `findSocket`, skips the search for the socket. A socket found is tuned
+   * for its route either way (a same-host one gets Reno, congestion.ts).
    */
-  constructor(conn: Deno.Conn, rank: number, peer: number, checksum = false, spinUs: number | null = null) {
+  constructor(
+    conn: Deno.Conn,
+    rank: number,
+    peer: number,
+    checksum = false,
+    spinUs: number | null = null,
+    findSocket = spinUs !== null,
+  ) {
     this.#checksum = checksum;
     this.#conn = conn;
     this.#rank = rank;
@@ -92,8 +100,8 @@ export class TcpChannel implements Channel {
     if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
     let poller: SocketPoller | null = null;
     try {
-      const fd = spinUs === null ? null : findSocketFd(conn);
-      if (fd) poller = new SocketPoller(fd, conn, spinUs!);
+      const fd = findSocket ? findSocketFd(conn) : null;
+      if (fd && spinUs !== null) poller = new SocketPoller(fd, conn, spinUs);
     } catch { /* Deno's calls only */ }
     this.#poller = poller;
   }

@@ -14,7 +14,7 @@ import { isPermissionDenied, netFlag, netPermissionError } from "../permission.t
 import type { Store } from "../store/store.ts";
 import { acceptHello, sendHello } from "./handshake.ts";
 import { TcpChannel } from "./channel.ts";
-import type { Channel, Transport } from "../transport.ts";
+import type { Channel, ChannelOptions, Transport } from "../transport.ts";
 import { channelOnce } from "../channel_once.ts";
 import { checkToken } from "../token.ts";
 import { acceptLoop, isFdExhaustion } from "../accept_loop.ts";
@@ -27,10 +27,17 @@ import { HANDSHAKE_IDLE_MS, HANDSHAKE_MAX_MS, MIN_PENDING_HANDSHAKES } from "../
  */
 const SPIN_US = 100;
 /**
- * Groups up to this size use the libc fast path. Finding a connection's socket looks at every open
+ * Groups up to this size use the libc fast path (where every rank has a core). Finding a connection's
+ * socket looks at every open
  * descriptor, so a process holding thousands of links (simulated ranks) would pay for it per link.
  */
 const FAST_PATH_MAX_RANKS = 256;
+/**
+ * Groups up to this size find every connection's socket, fast path or not, to tune it (Reno on the same
+ * host: a 4-rank 1 MiB allreduce over loopback on 2 cores, docs/benchmarks.md). Small, for the same
+ * reason as {@link FAST_PATH_MAX_RANKS}: the scale harness's processes hold thousands of sockets.
+ */
+const TUNE_MAX_RANKS = 16;
 
 /** Options of {@link TcpTransport.create}. */
 export interface TcpTransportOptions {
@@ -63,6 +70,19 @@ export interface TcpTransportOptions {
 /** Pauses between dials refused before the handshake's verdict (the peer dropped the connection). */
 const REDIAL_MIN_MS = 10;
 const REDIAL_MAX_MS = 500;
+/** How long the lower rank of a mutual link waits for the peer's dial before it dials as well. */
+const MUTUAL_GRACE_MS = 3_000;
+
+/** `p`'s value if it fulfils within `ms`, else undefined (a rejection within `ms` is thrown). */
+async function settledWithin<T>(p: Promise<T>, ms: number): Promise<T | undefined> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<undefined>((r) => timer = setTimeout(() => r(undefined), ms));
+  try {
+    return await Promise.race([p, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 interface Waiter {
   resolve: (c: TcpChannel) => void;
@@ -105,6 +125,8 @@ export class TcpTransport implements Transport {
    * us against 342-447 us (3 interleaved rounds, 2026-12-07).
    */
   readonly #spinUs: number | null;
+  /** Whether channels look up their socket (for its tuning) even without the polling fast path. */
+  readonly #findSockets: boolean;
   readonly #pendingConns = new Set<Deno.Conn>();
   /** Accepted connections whose handshake is running, oldest first. */
   readonly #handshaking = new Set<Deno.TcpConn>();
@@ -118,6 +140,7 @@ export class TcpTransport implements Transport {
     this.rank = opts.rank;
     this.size = opts.size;
     this.#spinUs = opts.size <= Math.min(navigator.hardwareConcurrency, FAST_PATH_MAX_RANKS) ? SPIN_US : null;
+    this.#findSockets = this.#spinUs !== null || opts.size <= TUNE_MAX_RANKS;
     this.#listener = listener;
     this.#maxHandshakes = Math.max(MIN_PENDING_HANDSHAKES, opts.size);
     this.#acceptLoop = acceptLoop(listener, {
@@ -167,14 +190,16 @@ export class TcpTransport implements Transport {
 
   /**
    * The channel to `peer`; the first call connects: the link the peer opened already, else a dial
-   * (the higher rank's, or with `eitherDials` this rank's), else a wait for the peer's dial.
+   * (the higher rank's, or with `eitherDials` this rank's unless `opts.mutual`), else a wait for the
+   * peer's dial.
    */
-  channel(peer: number): Promise<Channel> {
+  channel(peer: number, opts?: ChannelOptions): Promise<Channel> {
     const owner = { rank: this.rank, size: this.size, closed: this.#closed, channels: this.#channels };
-    return channelOnce(owner, peer, (p) => this.#link(p));
+    return channelOnce(owner, peer, (p) => this.#link(p, opts?.mutual === true));
   }
 
-  async #link(peer: number): Promise<TcpChannel> {
+  /** Links to `peer`; `mutual`: the peer asks for the link too, so only the higher rank dials. */
+  async #link(peer: number, mutual: boolean): Promise<TcpChannel> {
     const accepted = this.#accepted.get(peer);
     if (accepted) return await accepted;
     if (peer < this.rank) {
@@ -183,6 +208,13 @@ export class TcpTransport implements Transport {
     }
     const incoming = this.#crossed(peer);
     if (!this.#opts.eitherDials) return await incoming.promise;
+    if (mutual) {
+      // A pair that both dial at once pays two handshakes for one link, so wait for the peer's dial a
+      // while first. Then dial too: its dials may not get through (its connections to this rank's
+      // listener dropped under a flood), or it died before it could (then our dial's refusal names it).
+      const dialed = await settledWithin(incoming.promise, MUTUAL_GRACE_MS);
+      if (dialed) return dialed;
+    }
     // This rank is the lower one: dial, but if the peer dials too, its connection wins.
     const dialing = this.#dial(peer);
     const first = await Promise.race([
@@ -321,7 +353,7 @@ export class TcpTransport implements Transport {
       if (this.#closed) throw this.#closed;
       return "crossed";
     }
-    const ch = new TcpChannel(conn, this.rank, peer, this.#opts.checksum, this.#spinUs);
+    const ch = new TcpChannel(conn, this.rank, peer, this.#opts.checksum, this.#spinUs, this.#findSockets);
     this.#open.add(ch);
     this.#linked.add(peer);
     return ch;
@@ -449,7 +481,7 @@ export class TcpTransport implements Transport {
       }
       return;
     }
-    const ch = new TcpChannel(conn, this.rank, from, this.#opts.checksum, this.#spinUs);
+    const ch = new TcpChannel(conn, this.rank, from, this.#opts.checksum, this.#spinUs, this.#findSockets);
     this.#open.add(ch);
     admitted.ready.resolve(ch);
     const w = this.#waiters.get(from);
