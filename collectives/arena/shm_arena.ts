@@ -82,7 +82,10 @@ const SPIN_MIN_US = 2;
  * all) in steps of this many microseconds, asking between steps whether a thread now waits for a core.
  */
 const SPIN_CHECK_US = 20;
-/** How long a spin may go on, in all, while no thread waits for a core, microseconds. */
+/**
+ * How long a spin may go on, in all, while no thread waits for a core, microseconds (or the adaptive spin,
+ * when that is longer: waits of mid-size calls keep spinning as long as they did).
+ */
 const SPIN_ON_US = 60;
 /** After a wait found the machine crowded, how long the next waits take that for granted, ms. */
 const CROWDED_MS = 1;
@@ -414,7 +417,7 @@ export class Arena {
         // The spin ran out. If no runnable thread lacks a core, the peer is running and only late:
         // spinning on costs nobody, and yielding would make this rank late for it in turn.
         const now = performance.now();
-        if (now - start >= SPIN_ON_US / 1000 || now < this.#crowdedUntil) break;
+        if (now - start >= Math.max(SPIN_ON_US, this.#spinUs) / 1000 || now < this.#crowdedUntil) break;
         if (this.#host.crowded?.() !== false) {
           // Crowded now is likely crowded for a while: skip the system call for the next waits.
           this.#crowdedUntil = now + CROWDED_MS;
