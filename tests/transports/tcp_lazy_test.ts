@@ -9,6 +9,7 @@ import assert from "node:assert/strict";
 import { PeerLostError } from "../../errors.ts";
 import { MemoryStore, type Store } from "../../transports/store/mod.ts";
 import { TcpTransport } from "../../transports/tcp/transport.ts";
+import type { ChannelOptions } from "../../transports/transport.ts";
 
 const hdr = (bytes: number, chunk = 0) => ({
   group: 0,
@@ -21,14 +22,41 @@ const hdr = (bytes: number, chunk = 0) => ({
   bytes,
 });
 
-async function lazyWorld(n: number, store = new MemoryStore()): Promise<TcpTransport[]> {
+/** `n` lazy TCP ranks on one store (or each on the store `store(rank)` gives). */
+async function lazyWorld(
+  n: number,
+  store: Store | ((rank: number) => Store) = new MemoryStore(),
+): Promise<TcpTransport[]> {
+  const storeOf = typeof store === "function" ? store : () => store;
   return await Promise.all(
     Array.from(
       { length: n },
       (_, rank) =>
-        TcpTransport.create({ rank, size: n, store, token: "t", timeoutMs: 20_000, eitherDials: true }),
+        TcpTransport.create({
+          rank,
+          size: n,
+          store: storeOf(rank),
+          token: "t",
+          timeoutMs: 20_000,
+          eitherDials: true,
+        }),
     ),
   );
+}
+
+/** Every rank sends its number to the next rank of a ring and receives the previous one's. */
+async function ringPass(ts: TcpTransport[], opts?: ChannelOptions): Promise<void> {
+  const n = ts.length;
+  await Promise.all(ts.map(async (t) => {
+    const next = (t.rank + 1) % n;
+    const prev = (t.rank + n - 1) % n;
+    const got = new Uint8Array(1);
+    await Promise.all([
+      t.channel(next, opts).then((ch) => ch.send(hdr(1), new Uint8Array([t.rank]))),
+      t.channel(prev, opts).then((ch) => ch.recv(hdr(1), got)),
+    ]);
+    assert.equal(got[0], prev);
+  }));
 }
 
 Deno.test("lazy tcp: every rank sends to every other first, then receives: all arrive, one link per pair", async () => {
@@ -61,16 +89,7 @@ Deno.test("lazy tcp: a ring holds two links per rank; the lower rank may open a 
   const n = 16;
   const ts = await lazyWorld(n);
   try {
-    await Promise.all(ts.map(async (t) => {
-      const next = (t.rank + 1) % n;
-      const prev = (t.rank + n - 1) % n;
-      const got = new Uint8Array(1);
-      await Promise.all([
-        (await t.channel(next)).send(hdr(1), new Uint8Array([t.rank])),
-        (await t.channel(prev)).recv(hdr(1), got),
-      ]);
-      assert.equal(got[0], prev);
-    }));
+    await ringPass(ts);
     assert.deepEqual(ts.map((t) => t.connections()), new Array(n).fill(2));
     // Rank 0 sends to rank 9 before rank 9 asks for the link: the send completes (rank 0 dialed).
     const ch = await ts[0].channel(9);
@@ -99,28 +118,9 @@ Deno.test("lazy tcp: a mutual ring (a collective's links) is dialed by the highe
         return typeof v === "function" ? v.bind(target) : v;
       },
     });
-  const ts = await Promise.all(
-    Array.from({ length: n }, (_, rank) =>
-      TcpTransport.create({
-        rank,
-        size: n,
-        store: counted(rank),
-        token: "t",
-        timeoutMs: 20_000,
-        eitherDials: true,
-      })),
-  );
+  const ts = await lazyWorld(n, counted);
   try {
-    await Promise.all(ts.map(async (t) => {
-      const next = (t.rank + 1) % n;
-      const prev = (t.rank + n - 1) % n;
-      const got = new Uint8Array(1);
-      await Promise.all([
-        t.channel(next, { mutual: true }).then((ch) => ch.send(hdr(1), new Uint8Array([t.rank]))),
-        t.channel(prev, { mutual: true }).then((ch) => ch.recv(hdr(1), got)),
-      ]);
-      assert.equal(got[0], prev);
-    }));
+    await ringPass(ts, { mutual: true });
     assert.deepEqual(ts.map((t) => t.connections()), new Array(n).fill(2));
     // Rank 0's neighbours (1 and 7) are both higher: they dial it, and it dials nobody.
     assert.equal(lookups[0], 0, `rank 0 looked up addresses ${lookups[0]} times`);
