@@ -8,14 +8,11 @@
  * wait for.
  */
 
-/**
- * How often, at least, a run of calls that completed at once lets the event loop turn, ms. A turn is a
- * `setTimeout(0)`, which Deno clamps to a millisecond and serves on its timer tick: 2.2 ms a turn here
- * (2026-12-07, 500 turns). Every 20 ms that was a tenth of a tight loop's time; every 100 ms it is 2%.
- * Cheaper macrotasks do not serve the loop: across a `MessageChannel` message no timer fired and no
- * socket was read, across node's `setImmediate` timers fired but sockets were not read.
- */
-export const TURN_MS = 100;
+import { loopTurn, TURN_MS } from "../transports/loop_turn.ts";
+
+/** How often, at least, a run of calls that completed at once lets the event loop turn, ms. */
+export { TURN_MS };
+
 /** Calls between two reads of the clock (a read costs about a fifth of a tiny same-host call). */
 const CLOCK_EVERY = 64;
 
@@ -31,6 +28,6 @@ export class LoopTurns {
     const now = performance.now();
     if (now - this.#lastTurn < TURN_MS) return undefined;
     this.#lastTurn = now;
-    return new Promise<void>((resolve) => setTimeout(resolve, 0));
+    return loopTurn();
   }
 }

@@ -150,7 +150,8 @@ export class ChannelBackend implements Backend {
     return this.#timed(r, async (comm) => {
       const pair = await this.#g.pairOf(peer);
       const [c, q] = pair ? [pair.comm, pair.peer] : [comm, peer];
-      await c.openForP2P(q);
+      const opening = c.openForP2P(q);
+      if (opening) await opening; // only on a lazy link's first use: no extra microtask per call
       return body(c, q);
     });
   }

@@ -5,6 +5,7 @@
  */
 
 import type { Bells } from "./doorbell.ts";
+import { loopTurn, TURN_MS } from "../loop_turn.ts";
 
 /** What the engine drives: a channel's queued work. */
 export interface Progressable {
@@ -32,15 +33,6 @@ export interface EngineOptions {
 export const SLEEP_MS = 50;
 /** How often waiting operations look for dead peers and timeouts, ms. */
 const CHECK_MS = 100;
-
-/**
- * After this long without a real wait, let timers and I/O run (microtask turns alone starve them). The
- * turn is a `setTimeout(0)`, about 2.2 ms here (collectives/loop_turns.ts says why not cheaper): every
- * 20 ms it cost a tenth of a transfer's time.
- */
-const MACROTASK_MS = 100;
-
-const macrotask = () => new Promise<void>((r) => setTimeout(r, 0));
 
 /** Runs while any channel has queued work; stops by itself when all is done. */
 export class Engine {
@@ -105,8 +97,9 @@ export class Engine {
         }
         if (idle <= spinPolls) {
           // Let the continuations of completed operations run (they often queue the next ones).
-          if (now - lastMacrotask >= MACROTASK_MS) {
-            await macrotask();
+          // Microtask turns alone starve timers and I/O: hand the event loop a turn now and then.
+          if (now - lastMacrotask >= TURN_MS) {
+            await loopTurn();
             lastMacrotask = performance.now();
           } else await null;
         } else if (idle <= spinPolls + yieldPolls) {

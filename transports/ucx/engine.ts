@@ -8,6 +8,7 @@
 
 import { UCS_ERR_BUSY, UCS_INPROGRESS, UCS_OK } from "./status.ts";
 import type { UcxWorker } from "./worker.ts";
+import { loopTurn, TURN_MS } from "../loop_turn.ts";
 
 /** One UCX request in flight and the buffers UCX reads or writes until it completes. */
 export interface Pending {
@@ -42,14 +43,7 @@ export interface UcxEngineOptions {
   idleMs?: number;
 }
 
-/**
- * After this long without a real wait, let timers and I/O run (microtask turns alone starve them). The
- * turn is a `setTimeout(0)`, about 2.2 ms here (collectives/loop_turns.ts says why not cheaper): every
- * 20 ms it cost a tenth of a transfer's time.
- */
-const MACROTASK_MS = 100;
 const POLLIN = 1;
-const macrotask = () => new Promise<void>((r) => setTimeout(r, 0));
 
 /**
  * Drives one worker's pending requests to completion, and (with `idleMs`) keeps an idle worker
@@ -255,8 +249,9 @@ export class UcxEngine {
           this.onCheck(now);
         }
         if (idle <= spinMs) {
-          if (now - lastMacrotask >= MACROTASK_MS) {
-            await macrotask();
+          // Microtask turns alone starve timers and I/O: hand the event loop a turn now and then.
+          if (now - lastMacrotask >= TURN_MS) {
+            await loopTurn();
             lastMacrotask = performance.now();
           } else await null;
         } else if (idle <= yieldMs) {
@@ -274,7 +269,7 @@ export class UcxEngine {
             } finally {
               this.#sleeping = false;
             }
-          } else await macrotask();
+          } else await loopTurn();
           lastMacrotask = idleSince = performance.now();
         }
       }
