@@ -54,7 +54,8 @@ where
   --python PATH        Python for --compare (default: /usr/bin/python3 or python3, whichever imports them)
   --scale N,N,...      instead: start-up of N simulated ranks through the real store and connection logic
                        (phases, store requests and connections, links, memory; docs/scale.md), with
-                       --procs P (default 4), --connect eager|lazy|auto, --out FILE.jsonl, --plot FILE.svg
+                       --procs P (default 4), --connect eager|lazy|auto, --algo A (forced), --ops K (more
+                       allReduces after the first, timed), --out FILE.jsonl, --plot FILE.svg
 output
   --format FMT         nccl (default), osu or json (JSON lines on stdout)
   --json FILE          also write one JSON object per row to FILE

@@ -202,6 +202,7 @@ export class ProcessGroup {
       chunkBytes: opts.chunkBytes,
       algorithm: opts.algorithm,
       deterministic: opts.deterministic,
+      lazy: opts.connect === "lazy",
     });
     this.#queue = new OpQueue(this.rank, this.#monitor, async (cause) => {
       await opts.onBreak?.(cause).catch(() => {});

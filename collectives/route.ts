@@ -58,6 +58,8 @@ export interface RouterOptions {
   algorithm?: Algorithm;
   /** Fold reductions in rank order. */
   deterministic?: boolean;
+  /** The group opens its links on first use (the plan then avoids algorithms with many peers a rank). */
+  lazy?: boolean;
 }
 
 /** The routing of one group; memoises the channel plans (a plan per op and size, as torch's NCCL caches). */
@@ -186,6 +188,7 @@ export class Router {
       chunkBytes: o.chunkBytes ?? 1 << 20,
       algorithm: forced,
       deterministic: o.deterministic ?? false,
+      lazy: o.lazy ?? false,
     };
   }
 }

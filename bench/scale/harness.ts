@@ -21,7 +21,7 @@ import { scalePlotSvg } from "./scale_plot.ts";
 export type { ScaleRow };
 
 /** The phases, in order, as rank_host.ts names them. */
-export const PHASES = ["store", "joined", "transport", "connected", "first_op"] as const;
+export const PHASES = ["store", "joined", "transport", "connected", "first_op", "more_ops"] as const;
 
 const ROOT = new URL(".", import.meta.url);
 
@@ -47,6 +47,10 @@ export async function runScale(
     timeoutMs: number;
     cpuProf?: string;
     choir?: string;
+    /** The algorithm forced on every rank's group (`--algo`; undefined: the plan chooses). */
+    algo?: string;
+    /** allReduces after the first (`--ops`), the `more_ops` phase. */
+    ops?: number;
     /** Where the store serves: its Worker thread (default, as the launcher runs it) or this thread (to profile it). */
     storeThread?: "worker" | "main";
   },
@@ -82,6 +86,8 @@ export async function runScale(
         `--connect=${o.connect}`,
         `--timeout=${o.timeoutMs}`,
         ...(o.choir ? [`--choir=${o.choir}`] : []),
+        ...(o.algo ? [`--algo=${o.algo}`] : []),
+        `--ops=${o.ops ?? 0}`,
       ],
       stdin: "piped",
       stdout: "piped",
@@ -195,6 +201,8 @@ export async function scaleMain(argv: string[]): Promise<number> {
       "cpu-prof": { type: "string" },
       choir: { type: "string" },
       "store-thread": { type: "string", default: "worker" },
+      algo: { type: "string" },
+      ops: { type: "string", default: "0" },
     },
   });
   const sizes = (values.scale ?? "64,256").split(",").map(Number);
@@ -210,11 +218,13 @@ export async function scaleMain(argv: string[]): Promise<number> {
     cpuProf: values["cpu-prof"],
     choir: values.choir,
     storeThread: values["store-thread"] === "main" ? "main" as const : "worker" as const,
+    algo: values.algo,
+    ops: Number(values.ops),
   };
   console.log(
     "# phase columns: ms from the start signal until the last rank finished it (cumulative): store = first " +
       "contact, joined = join barrier, transport = host ids + listen, connected = group ready, first_op = " +
-      "first allReduce; launch_ms (process start and module loading) is not included",
+      "first allReduce, more_ops = the --ops K allReduces after it; launch_ms (process start and module loading) is not included",
   );
   console.log(SCALE_HEADER);
   const rows: ScaleRow[] = [];

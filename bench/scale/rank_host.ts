@@ -3,7 +3,7 @@
  * One process of the scale harness (harness.ts): hosts ranks [first, first+count) of an N-rank job as
  * in-process objects, each with its own store client and its own TCP listener, and starts them the way
  * `initProcessGroup()` does (createStore against the external store, then openGroup: join barrier, host
- * ids, transport, connect), then runs one 8-float allReduce. Prints `READY` once loaded, starts on a
+ * ids, transport, connect), then runs one 8-float allReduce (and `--ops K` more, timed together). Prints `READY` once loaded, starts on a
  * `GO` line on stdin, prints `RESULT {json}` (each rank's phase end times, epoch ms) and leaves on `END`.
  *
  * Simulated hosts: ranks are grouped `--per-host` to a host id, so hierarchical plans see several hosts.
@@ -16,6 +16,7 @@ import { parseArgs } from "node:util";
 import { createStore } from "../../transports/store/mod.ts";
 import { openGroup } from "../../collectives/open_group.ts";
 import type { ProcessGroup } from "../../collectives/process_group.ts";
+import type { Algorithm } from "../../collectives/plan/plan.ts";
 
 /** What one rank reports. */
 export interface RankTimes {
@@ -68,6 +69,10 @@ async function runRank(
     perHost: number;
     connect: string;
     timeoutMs: number;
+    /** The algorithm forced on the group (undefined: the plan chooses). */
+    algo?: Algorithm;
+    /** allReduces after the first, timed together as the `more_ops` phase. */
+    ops: number;
   },
   api?: PublicApi,
 ): Promise<{ times: RankTimes; pg: ProcessGroup }> {
@@ -110,6 +115,7 @@ async function runRank(
       bind: "127.0.0.1",
       hostIdOverride: `sim-host-${Math.floor(rank / o.perHost)}`,
       connect: o.connect,
+      algorithm: o.algo,
     },
     tag: "pg0",
     // One list for all of this process's ranks: a real process, holding one rank, builds it once.
@@ -124,6 +130,12 @@ async function runRank(
   await pg.allReduce(x);
   if (x[0] !== o.n) throw new Error(`rank ${rank}: allReduce gave ${x[0]}, not ${o.n}`);
   t.first_op = now();
+  for (let k = 0; k < o.ops; k++) {
+    x.fill(1);
+    await pg.allReduce(x);
+    if (x[0] !== o.n) throw new Error(`rank ${rank}: allReduce ${k + 2} gave ${x[0]}, not ${o.n}`);
+  }
+  if (o.ops > 0) t.more_ops = now();
   return { times: { rank, t, connections: pg.connections }, pg };
 }
 
@@ -140,6 +152,8 @@ if (import.meta.main) {
       connect: { type: "string", default: "auto" },
       timeout: { type: "string", default: "120000" },
       choir: { type: "string" },
+      algo: { type: "string" },
+      ops: { type: "string", default: "0" },
     },
   });
   const first = Number(values.first);
@@ -153,6 +167,8 @@ if (import.meta.main) {
     perHost: Number(values["per-host"]),
     connect: values.connect,
     timeoutMs: Number(values.timeout),
+    algo: values.algo as Algorithm | undefined,
+    ops: Number(values.ops),
   };
   const api = values.choir
     ? (await import(new URL("mod.ts", `file://${values.choir.replace(/\/?$/, "/")}`).href)) as PublicApi

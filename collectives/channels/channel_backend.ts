@@ -19,6 +19,7 @@ import { allReduceDirect } from "./allreduce_direct.ts";
 import type { HierarchicalComms } from "./allreduce_hierarchical.ts";
 import { allToAllPairwise, type Blocks } from "./alltoall_pairwise.ts";
 import { barrierDissemination } from "./barrier_dissemination.ts";
+import { barrierTree } from "./barrier_tree.ts";
 import { broadcastBinomial } from "./broadcast_binomial.ts";
 import { runAllReduce, runBroadcast, runReduce, runReduceScatter } from "./dispatch.ts";
 import { gatherBinomial } from "./gather_binomial.ts";
@@ -250,7 +251,8 @@ export class ChannelBackend implements Backend {
   }
 
   barrier(r: OpRun): Promise<void> {
-    return this.run(r, (comm) => barrierDissemination(comm, r.call));
+    const tree = r.route.algorithm === "tree";
+    return this.run(r, (comm) => tree ? barrierTree(comm, r.call) : barrierDissemination(comm, r.call));
   }
 
   /** gather of every rank's `input` into the root's `blocks` (null elsewhere). */

@@ -23,7 +23,7 @@ export interface TreeLinks {
 }
 
 /** The links of `rank` in the heap-ordered binary tree of `n` ranks rooted at `root`. */
-function binaryTree(rank: number, n: number, root: number): TreeLinks {
+export function binaryTree(rank: number, n: number, root: number): TreeLinks {
   const v = (rank - root + n) % n;
   const abs = (rel: number) => (rel + root) % n;
   const children: number[] = [];

@@ -264,6 +264,9 @@ export function costOf(
     }
     case "barrier/dissemination":
       return whole(tally({ rounds: lg, frames: lg }));
+    case "barrier/tree":
+      // Up and down the binary tree; an inner rank hears from two children and its parent, and tells as many.
+      return whole(tally({ rounds: 2 * treeDepth(n), frames: n === 2 ? 2 : n === 3 ? 4 : 6 }));
   }
   return arenaCost(algorithm, op, s, shape, arenaChunk);
 }

@@ -47,7 +47,7 @@ export const ALGORITHMS: Readonly<Record<PlanOp, readonly Algorithm[]>> = {
   reduce: ["binomial", "chain", "tree", "ordered"],
   reduceScatter: ["ring", "ordered"],
   allGather: ["ring"],
-  barrier: ["dissemination"],
+  barrier: ["dissemination", "tree"],
 };
 
 /** Algorithms that run on the shared arena when every rank is on one host (chosen by the group). */
@@ -66,6 +66,22 @@ const TIMED: readonly Algorithm[] = [
   "hierarchical",
   "binomial",
   "chain",
+  "dissemination",
+];
+
+/**
+ * Algorithms whose links, summed over the job, grow faster than the ranks: recursive doubling,
+ * Rabenseifner and the dissemination barrier reach a peer 2^k ranks away in each of log2 n rounds,
+ * Bruck's gather (gather_fold) two, the ordered reduce-scatter every peer. A lazy group opens a link on
+ * its first use, so one call of these opens N log2 N links or more across a job (12 a rank at 4,096
+ * ranks, against 2-3 for a ring or a tree, docs/scale.md); it chooses among the others (ring and tree
+ * neighbours, as NCCL's rings and trees) unless the call forces one or asks for rank-ordered results.
+ */
+const MANY_PEERS: readonly Algorithm[] = [
+  "recursive_doubling",
+  "rabenseifner",
+  "gather_fold",
+  "ordered",
   "dissemination",
 ];
 
@@ -110,6 +126,11 @@ export interface PlanInput {
   algorithm?: Algorithm;
   /** Fold reductions in rank order so that results are bitwise reproducible. */
   deterministic?: boolean;
+  /**
+   * The group opens its links on first use: the plan keeps to algorithms whose links grow with the
+   * ranks, not faster (see MANY_PEERS), unless forced or deterministic.
+   */
+  lazy?: boolean;
 }
 
 /** One algorithm that could run, with its predicted time. */
@@ -214,6 +235,10 @@ export function plan(input: PlanInput): Explanation {
     shape.hosts === 1 ? "" : "s"
   } over ${input.transport}`;
 
+  // A lazy group's choice skips the algorithms that would open more than O(N) links in the job.
+  const avoid = input.lazy ? MANY_PEERS : [];
+  const kept = candidates.filter((c) => !avoid.includes(c.algorithm));
+  const eligible = kept.length > 0 ? kept : candidates;
   let algorithm: Algorithm;
   let reason: string;
   const forced = input.algorithm;
@@ -231,21 +256,26 @@ export function plan(input: PlanInput): Explanation {
   } else if (forced !== undefined) {
     algorithm = forced;
     reason = `forced (${where})`;
-  } else if (tinyRabenseifner(input, shape.hosts, priced)) {
+  } else if (!avoid.includes("rabenseifner") && tinyRabenseifner(input, shape.hosts, priced)) {
     algorithm = "rabenseifner";
     reason = `measured fastest for fewer elements than ranks on ${where}: ranks without a slice skip ` +
       `their exchanges (243 vs 299 us for recursive doubling, 4 ranks over tcp, 8 B, 2026-11-27)`;
   } else {
-    const timed = candidates.find((c) => TIMED.includes(c.algorithm));
-    const best = candidates[0];
+    const timed = eligible.find((c) => TIMED.includes(c.algorithm));
+    const best = eligible[0];
     algorithm = timed && best.predictedUs > (1 - UNTIMED_MARGIN) * timed.predictedUs
       ? timed.algorithm
       : best.algorithm;
-    const next = candidates.find((c) => c.algorithm !== algorithm);
+    const next = eligible.find((c) => c.algorithm !== algorithm);
+    const skipped = candidates[0].algorithm !== best.algorithm ? candidates[0] : undefined;
     reason =
       `${
         algorithm === best.algorithm ? "fastest" : `timed and within ${UNTIMED_MARGIN * 100}% of the fastest`
       } predicted for ${where}` +
+      (skipped
+        ? ` among ring and tree neighbours (links open on first use: ${skipped.algorithm}, predicted ` +
+          `${us(skipped.predictedUs)} us, would open log2(n) links a rank or more)`
+        : "") +
       (next ? `; next ${next.algorithm} at ${us(next.predictedUs)} us` : "") +
       (input.deterministic && REDUCING.includes(op) ? "; with 2 ranks every order gives the same bits" : "");
   }

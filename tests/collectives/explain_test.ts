@@ -82,3 +82,39 @@ Deno.test("CHOIR_ALGO=direct on 3 ranks: allReduce refuses, naming op and algori
     assert.ok(r.broadcastOk);
   }
 });
+
+Deno.test("a lazy tcp group (6 ranks): barrier on the tree, small allReduce on ring or tree neighbours, only their links, and the barrier waits for the last", async () => {
+  const n = 6;
+  const dir = Deno.makeTempDirSync({ prefix: "choir-lazy-" });
+  try {
+    const outs = await runRanks({
+      script: "tests/fixtures/lazy_plan_worker.ts",
+      worldSize: n,
+      args: [dir],
+      env: { CHOIR_TRANSPORT: "tcp", CHOIR_CONNECT: "lazy" },
+      deadlineMs: 60_000,
+    });
+    let links = 0;
+    let allReduce = "";
+    for (const out of outs) {
+      assert.equal(out.code, 0, `rank ${out.rank} exited ${out.code}\n${out.stderr}`);
+      const r = resultOf<
+        { rank: number; explained: Record<string, string>; sawLast: boolean; sumOk: boolean; links: number }
+      >(out);
+      assert.equal(r.explained.barrier, "tree", `rank ${r.rank}`);
+      assert.ok(["ring", "tree"].includes(r.explained.allReduce), `rank ${r.rank}: ${r.explained.allReduce}`);
+      allReduce = r.explained.allReduce;
+      assert.ok(r.sawLast, `rank ${r.rank} left the barrier before the last rank entered it`);
+      assert.ok(r.sumOk, `rank ${r.rank}: wrong allReduce`);
+      links += r.links;
+    }
+    // Exactly the links of the binary tree (parent (r-1)/2), and of the ring when the allReduce ran on it.
+    const edges = new Set<string>();
+    const edge = (a: number, b: number) => edges.add(a < b ? `${a}-${b}` : `${b}-${a}`);
+    for (let r = 1; r < n; r++) edge(r, (r - 1) >> 1);
+    if (allReduce === "ring") { for (let r = 0; r < n; r++) edge(r, (r + 1) % n); }
+    assert.equal(links / 2, edges.size, `links ${links / 2}, expected ${[...edges].join(" ")}`);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});

@@ -123,6 +123,33 @@ Deno.test("across hosts of 2 ranks, large allreduces are hierarchical", () => {
   assert.notEqual(choose("allReduce", 64 * MiB, 4, "shm+tcp", { hostOf: [0, 0, 0, 1] }), "hierarchical");
 });
 
+Deno.test("a lazy group's allreduce keeps to ring and tree neighbours: O(N) links in the job, unless forced or deterministic", () => {
+  const many = ["recursive_doubling", "rabenseifner", "gather_fold", "ordered"];
+  for (const n of [17, 64, 256, 1024, 4096]) {
+    for (const hostOf of [undefined, Array.from({ length: n }, (_, r) => Math.floor(r / 8))]) {
+      for (const bytes of [0, 8, 4 * KiB, MiB, 64 * MiB]) {
+        const eager = plan({ op: "allReduce", bytes, n, transport: "tcp", hostOf });
+        const lazy = plan({ op: "allReduce", bytes, n, transport: "tcp", hostOf, lazy: true });
+        assert.ok(!many.includes(lazy.algorithm), `${n} ranks, ${bytes} B: ${lazy.algorithm}`);
+        // The explanation still lists every candidate, and says what was passed over.
+        assert.deepEqual(lazy.candidates, eager.candidates);
+        if (many.includes(eager.algorithm)) assert.match(lazy.reason, /links open on first use/);
+        else assert.equal(lazy.algorithm, eager.algorithm);
+      }
+    }
+  }
+  // Small allreduces in large lazy groups: the tree (recursive doubling would open 12 links a rank at 4,096).
+  const hosts = { hostOf: Array.from({ length: 4096 }, (_, r) => Math.floor(r / 8)) };
+  assert.equal(choose("allReduce", 32, 4096, "tcp", { ...hosts, lazy: true }), "tree");
+  assert.equal(choose("allReduce", 32, 4096, "tcp", hosts), "recursive_doubling");
+  // Forcing and deterministic mode still run what they ask for.
+  assert.equal(
+    choose("allReduce", 32, 64, "tcp", { lazy: true, algorithm: "recursive_doubling" }),
+    "recursive_doubling",
+  );
+  assert.equal(choose("allReduce", 8, 64, "tcp", { lazy: true, deterministic: true }), "gather_fold");
+});
+
 Deno.test("forcing runs the forced algorithm; one that cannot run is an InvalidArgumentError naming op and algorithm", () => {
   for (const alg of ["ring", "tree", "rabenseifner", "recursive_doubling", "ordered"] as Algorithm[]) {
     const e = plan({ op: "allReduce", bytes: MiB, n: 5, transport: "tcp", algorithm: alg });
