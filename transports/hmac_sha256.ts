@@ -4,11 +4,11 @@
  * inner and outer states computed once per key. The store signs every request and answer; Web Crypto's
  * `sign` costs 80-100 us a call here (an async op) and node:crypto's `createHmac` 7-35 us (a Buffer and
  * a native hash object per call), where this costs a few us for a short message; from 4 KiB node:crypto
- * is the faster, and signs. The tests check it against node:crypto on many lengths. Which parts a proof
- * covers is proof.ts's business.
+ * is the faster, and signs once loaded (on the first such message). The tests check it against
+ * node:crypto on many lengths. Which parts a proof covers is proof.ts's business.
  */
 
-import { createHmac } from "node:crypto";
+import type { createHmac } from "node:crypto";
 
 /** SHA-256's round constants (the first 32 bits of the fractional parts of the first 64 primes' cube roots). */
 const K = new Int32Array([
@@ -183,6 +183,21 @@ export function sha256(data: Uint8Array): Uint8Array<ArrayBuffer> {
  */
 const NATIVE_FROM = 4096;
 
+/**
+ * node:crypto's `createHmac`, once loaded. It is loaded on the first large message, not with this module:
+ * importing it costs every process about 15 ms of start-up, and a small job never signs a large message.
+ */
+let nativeHmac: typeof createHmac | undefined;
+let loading = false;
+
+function native(): typeof createHmac | undefined {
+  if (nativeHmac === undefined && !loading) {
+    loading = true;
+    import("node:crypto").then((m) => nativeHmac = m.createHmac, () => {/* this file's hash serves */});
+  }
+  return nativeHmac;
+}
+
 /** An HMAC-SHA-256 key, ready to sign: its inner and outer states are computed once. */
 export class HmacSha256 {
   readonly #inner = new Int32Array(8);
@@ -206,9 +221,8 @@ export class HmacSha256 {
 
   /** The 32-byte HMAC of `data`. */
   mac(data: Uint8Array): Uint8Array<ArrayBuffer> {
-    if (data.byteLength >= NATIVE_FROM) {
-      return new Uint8Array(createHmac("sha256", this.#key).update(data).digest());
-    }
+    const fast = data.byteLength >= NATIVE_FROM ? native() : undefined;
+    if (fast !== undefined) return new Uint8Array(fast("sha256", this.#key).update(data).digest());
     const s = this.#state;
     s.set(this.#inner);
     finish(s, BLOCK, data);
