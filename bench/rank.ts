@@ -17,7 +17,12 @@ import { ucxReport } from "./ucx_report.ts";
 const inWorker = isWorkerRank();
 const data = inWorker ? await workerData<{ cfg: RunConfig; algo: Algorithm | "auto" }>() : null;
 const cfg = data ? data.cfg : JSON.parse(Deno.args[0]) as RunConfig;
-const pg = await initProcessGroup(data ? { algorithm: data.algo } : {});
+// The heartbeat's thread starts before the rendezvous, not a second after the group forms (the default,
+// which spares a small job's start-up): its boot takes 100-200 ms of a core per rank, and landing inside a
+// timed row it made that row's p99 and spread (4 ranks, 16 MiB: cv 100-160% against 25-40%, 2026-12-08).
+// The beats themselves still run during every row.
+const heartbeat = { startMs: 0 };
+const pg = await initProcessGroup(data ? { algorithm: data.algo, heartbeat } : { heartbeat });
 // Warm the JIT and the connections before the first row, which is otherwise measured cold.
 const warm = new Float32Array(256);
 for (let i = 0; i < 300; i++) {
