@@ -224,7 +224,8 @@ export async function scaleMain(argv: string[]): Promise<number> {
   console.log(
     "# phase columns: ms from the start signal until the last rank finished it (cumulative): store = first " +
       "contact, joined = join barrier, transport = host ids + listen, connected = group ready, first_op = " +
-      "first allReduce, more_ops = the --ops K allReduces after it; launch_ms (process start and module loading) is not included",
+      "first allReduce, more_ops = the --ops K allReduces after it; launch_ms (process start and module " +
+      "loading) is not included",
   );
   console.log(SCALE_HEADER);
   const rows: ScaleRow[] = [];

@@ -3,8 +3,9 @@
  * One process of the scale harness (harness.ts): hosts ranks [first, first+count) of an N-rank job as
  * in-process objects, each with its own store client and its own TCP listener, and starts them the way
  * `initProcessGroup()` does (createStore against the external store, then openGroup: join barrier, host
- * ids, transport, connect), then runs one 8-float allReduce (and `--ops K` more, timed together). Prints `READY` once loaded, starts on a
- * `GO` line on stdin, prints `RESULT {json}` (each rank's phase end times, epoch ms) and leaves on `END`.
+ * ids, transport, connect), then runs one 8-float allReduce (and `--ops K` more, timed together). Prints
+ * `READY` once loaded, starts on a `GO` line on stdin, prints `RESULT {json}` (each rank's phase end
+ * times, epoch ms) and leaves on `END`.
  *
  * Simulated hosts: ranks are grouped `--per-host` to a host id, so hierarchical plans see several hosts.
  * The transport is TCP throughout (shared memory among simulated ranks would measure something else).
@@ -85,6 +86,7 @@ async function runRank(
       timeoutMs: o.timeoutMs,
       transport: "tcp",
       connect: o.connect,
+      ...(o.algo ? { algorithm: o.algo } : {}),
       env: {
         masterAddr: "127.0.0.1",
         masterPort: o.port,
@@ -93,10 +95,7 @@ async function runRank(
       },
     });
     t.connected = now();
-    const x = new Float32Array(8).fill(1);
-    await pg.allReduce(x);
-    if (x[0] !== o.n) throw new Error(`rank ${rank}: allReduce gave ${x[0]}, not ${o.n}`);
-    t.first_op = now();
+    await allReduces(pg, rank, o, t);
     return { times: { rank, t, connections: (pg as { connections?: number }).connections ?? -1 }, pg };
   }
   const rdzv = await createStore("env://", {
@@ -126,17 +125,25 @@ async function runRank(
     onDestroy: () => rdzv.close(),
     onPhase: (p) => t[p] = now(),
   });
-  const x = new Float32Array(8).fill(1);
-  await pg.allReduce(x);
-  if (x[0] !== o.n) throw new Error(`rank ${rank}: allReduce gave ${x[0]}, not ${o.n}`);
-  t.first_op = now();
-  for (let k = 0; k < o.ops; k++) {
+  await allReduces(pg, rank, o, t);
+  return { times: { rank, t, connections: pg.connections }, pg };
+}
+
+/** The first 8-float allReduce (phase `first_op`), then `o.ops` more (phase `more_ops`), each checked. */
+async function allReduces(
+  pg: Pick<ProcessGroup, "allReduce">,
+  rank: number,
+  o: { n: number; ops: number },
+  t: Record<string, number>,
+): Promise<void> {
+  const x = new Float32Array(8);
+  for (let k = 0; k <= o.ops; k++) {
     x.fill(1);
     await pg.allReduce(x);
-    if (x[0] !== o.n) throw new Error(`rank ${rank}: allReduce ${k + 2} gave ${x[0]}, not ${o.n}`);
+    if (x[0] !== o.n) throw new Error(`rank ${rank}: allReduce ${k + 1} gave ${x[0]}, not ${o.n}`);
+    if (k === 0) t.first_op = now();
   }
   if (o.ops > 0) t.more_ops = now();
-  return { times: { rank, t, connections: pg.connections }, pg };
 }
 
 if (import.meta.main) {

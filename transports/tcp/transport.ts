@@ -28,8 +28,8 @@ import { HANDSHAKE_IDLE_MS, HANDSHAKE_MAX_MS, MIN_PENDING_HANDSHAKES } from "../
 const SPIN_US = 100;
 /**
  * Groups up to this size use the libc fast path (where every rank has a core). Finding a connection's
- * socket looks at every open
- * descriptor, so a process holding thousands of links (simulated ranks) would pay for it per link.
+ * socket looks at every open descriptor, so a process holding thousands of links (simulated ranks)
+ * would pay for it per link.
  */
 const FAST_PATH_MAX_RANKS = 256;
 /**
