@@ -114,6 +114,12 @@ export interface ChoirEnv {
    * on first use) or `auto` (eager up to 16 ranks, lazy above; the default).
    */
   connect?: string;
+  /**
+   * `CHOIR_CPU_BIND`: `core` binds each rank's main thread to one CPU (the `LOCAL_RANK`-th of those the
+   * process may use, modulo their number), `none` (the default) leaves placement to the kernel. The
+   * launcher's `--bind-to` sets it.
+   */
+  cpuBind?: string;
   /** `CHOIR_CUDA_PATH`: the CUDA driver library to open instead of `libcuda.so.1` (a path or a name). */
   cudaPath?: string;
   /** `CHOIR_CUBLAS_PATH`: the cuBLAS library to open first (a path to `libcublas.so.*`, or its folder). */
@@ -183,6 +189,7 @@ export function readEnv(get: (name: string) => string | undefined = safeGet): Ch
     algorithm: str(get("CHOIR_ALGO")),
     deterministic: bool(get("CHOIR_DETERMINISTIC")),
     connect: str(get("CHOIR_CONNECT")),
+    cpuBind: str(get("CHOIR_CPU_BIND")),
     cudaPath: str(get("CHOIR_CUDA_PATH")),
     cublasPath: str(get("CHOIR_CUBLAS_PATH")),
     cudaHome: str(get("CUDA_HOME")) ?? str(get("CUDA_PATH")),

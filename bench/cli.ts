@@ -5,7 +5,7 @@
  */
 
 import { parseArgs } from "node:util";
-import type { DType } from "../collectives/mod.ts";
+import type { CpuBind, DType } from "../collectives/mod.ts";
 import { opByName, type OpName, OPS, type RedOp, REDOPS } from "./catalog.ts";
 import { type Mutant, MUTANTS, type PlaceMode, type RunConfig } from "./cases.ts";
 
@@ -40,6 +40,9 @@ where
   --hosts LIST         host[:slots],... for a run across hosts (see docs/benchmarks.md)
   --transport LIST     auto (default: shared memory on one host), tcp, shm, worker (Worker ranks of one
                        process), ucx; several: one series each
+  --bind-to MODE       core (default): bind each choir rank's main thread to its own CPU (round
+                       robin when ranks outnumber CPUs), as mpirun binds Open MPI's ranks; none:
+                       leave placement to the kernel
   --alloc              buffers from pg.alloc (shared memory): same as --buffers alloc
   --buffers MODE       array (default), alloc, or both (one series each)
   --algo LIST          force choir's algorithm (CHOIR_ALGO) per series, e.g. auto,ring,tree; with auto
@@ -84,6 +87,8 @@ export interface BenchOptions {
   buffers: ("array" | "alloc")[];
   /** choir algorithms (`auto` = the plan's choice), one series each. */
   algos: string[];
+  /** Where choir's local ranks run (`--bind-to`): each on its own CPU, or wherever the kernel puts them. */
+  bindTo: CpuBind;
   /** Run the other libraries too. */
   compare: boolean;
   /** Only measure the machine's limits. */
@@ -186,6 +191,7 @@ export function parseCli(argv: readonly string[]): BenchOptions {
         alloc: { type: "boolean", default: false },
         buffers: { type: "string" },
         algo: { type: "string" },
+        "bind-to": { type: "string", default: "core" },
         compare: { type: "boolean", default: false },
         limits: { type: "boolean", default: false },
         python: { type: "string" },
@@ -285,6 +291,10 @@ export function parseCli(argv: readonly string[]): BenchOptions {
     if (!/^[a-z_]+$/.test(a)) throw new CliError(`not an algorithm name: ${a}`);
   }
 
+  const bindTo = values["bind-to"];
+  if (bindTo !== "core" && bindTo !== "none") {
+    throw new CliError(`--bind-to must be core or none, got ${bindTo}`);
+  }
   const format = values.format as BenchOptions["format"];
   if (!["nccl", "osu", "json"].includes(format)) {
     throw new CliError(`--format must be nccl, osu or json, got ${values.format}`);
@@ -313,6 +323,7 @@ export function parseCli(argv: readonly string[]): BenchOptions {
     transports,
     buffers: [...buffers] as ("array" | "alloc")[],
     algos,
+    bindTo,
     compare: values.compare,
     limits: values.limits,
     python: values.python,

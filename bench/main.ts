@@ -110,7 +110,8 @@ async function main(argv: string[]): Promise<number> {
 
   const sizes = o.run.sizes;
   const describeRun = `${n} ranks, sizes ${sizeLabel(sizes[0])}..${sizeLabel(sizes[sizes.length - 1])}, ` +
-    `${series.map((s) => s.label).join(" / ")}${o.rounds > 1 ? `, median of ${o.rounds} rounds` : ""}`;
+    `${series.map((s) => s.label).join(" / ")}${o.rounds > 1 ? `, median of ${o.rounds} rounds` : ""}` +
+    (o.bindTo === "core" ? ", choir's ranks bound to a CPU each (--bind-to core)" : "");
   if (text) out(`# choir bench: ${describeRun}`);
 
   const sink: RowSink = o.format === "json"
@@ -154,7 +155,7 @@ async function main(argv: string[]): Promise<number> {
       };
       progress.status(`${tag}: starting`, done, total, true);
       const code = s.lib === "choir"
-        ? await runChoir(s, o.run, n, handlers)
+        ? await runChoir(s, o.run, n, handlers, o.bindTo)
         : await compareRunner!(s, handlers);
       done += cases.length - seen; // rows a failed series never reported
       if (code !== 0 && s.group && s.algo !== "default") {

@@ -8,6 +8,7 @@
 
 import { launch } from "../launch/mod.ts";
 import { spawnWorkers } from "../transports/worker/spawn.ts";
+import type { CpuBind } from "../collectives/mod.ts";
 import type { RunConfig } from "./cases.ts";
 import { parseLine, type RawRow, type Series } from "./row.ts";
 
@@ -27,12 +28,14 @@ export async function runChoir(
   cfg: RunConfig,
   nproc: number,
   h: SeriesHandlers,
+  bindTo: CpuBind = "none",
 ): Promise<number> {
   if (series.transport === "worker") return await runWorkers(series, cfg, nproc, h);
   const result = await launch({
     program: new URL("./rank.ts", import.meta.url).pathname,
     args: [JSON.stringify({ ...cfg, alloc: series.buffers === "alloc" })],
     nprocPerNode: nproc,
+    bindTo,
     // "auto" is passed too, so a CHOIR_ALGO in the caller's environment cannot force the auto series.
     env: { CHOIR_TRANSPORT: series.transport, CHOIR_ALGO: series.algo },
     onOutput: (rank, stream, line) => {

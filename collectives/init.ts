@@ -24,6 +24,7 @@ import {
   startHeartbeat,
 } from "../transports/heartbeat/heartbeat.ts";
 import { PrefixStore } from "../transports/store/prefix_store.ts";
+import { bindToCore, type CpuBind, parseCpuBind } from "../transports/cpu_bind.ts";
 
 /** Options of {@link initProcessGroup}; anything left out comes from the environment (env://). */
 export interface InitOptions {
@@ -71,6 +72,13 @@ export interface InitOptions {
    * up to 16 ranks, lazy above). Default: `CHOIR_CONNECT`, else `auto`.
    */
   connect?: "eager" | "lazy" | "auto";
+  /**
+   * Binds this rank's thread to a CPU: `core` takes the `LOCAL_RANK`-th CPU this process may use
+   * (modulo their number; `RANK` without a LOCAL_RANK), as mpirun's `--bind-to core` does; `none` leaves
+   * placement to the kernel. Default: `CHOIR_CPU_BIND` (the launcher's `--bind-to`), else `none`. Needs
+   * `--allow-ffi` and Linux; Worker ranks are threads of one process and are not bound.
+   */
+  cpuBind?: CpuBind;
   /** Environment to read instead of the process's (for tests and embedders). */
   env?: ChoirEnv;
 }
@@ -106,6 +114,7 @@ export async function initProcessGroup(opts: InitOptions = {}): Promise<ProcessG
   const timeoutMs = opts.timeoutMs ?? env.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   const algorithm = forcedAlgorithm(opts.algorithm ?? env.algorithm);
   connectsLazily(opts.connect ?? env.connect, 1); // a typo must not cost a rendezvous either
+  bindCpu(opts, env);
   // Started at once (startMs 0), the heartbeat's thread is spawned before the rendezvous: creating it
   // costs this thread 40-100 ms here, which then overlaps waiting for the other ranks.
   const thread = heartbeatMs(opts, env) > 0 && heartbeatStartMs(opts, env) === 0 &&
@@ -286,4 +295,19 @@ export function interfaceAddress(name: string): string {
     );
   }
   return hit.address;
+}
+
+/**
+ * Applies `cpuBind` (or CHOIR_CPU_BIND) before anything else starts a thread, so the heartbeat's thread
+ * shares the rank's CPU instead of competing with another rank's.
+ */
+function bindCpu(opts: InitOptions, env: ChoirEnv): void {
+  const mode = parseCpuBind(opts.cpuBind ?? env.cpuBind, opts.cpuBind ? "cpuBind" : "CHOIR_CPU_BIND") ??
+    "none";
+  if (mode === "none") return;
+  const local = env.localRank ?? opts.rank ?? env.rank;
+  if (local === undefined) {
+    throw new InvalidArgumentError('cpuBind "core" needs LOCAL_RANK (or RANK) to pick a CPU', { op: "init" });
+  }
+  bindToCore(local);
 }

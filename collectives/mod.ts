@@ -34,6 +34,7 @@ export {
 export { ProcessGroup, type ProcessGroupOptions, type SubgroupOpener } from "./process_group.ts";
 export { Work } from "./work.ts";
 export { type InitOptions, initProcessGroup } from "./init.ts";
+export type { CpuBind } from "../transports/cpu_bind.ts";
 export { type Decision, type Quorum, ReplicaGroup, type ReplicaGroupOptions } from "./ft/replica_group.ts";
 export type { Announcement } from "./ft/quorum_store.ts";
 export { reportResult, workerData, type WorkerGroupOptions, workerProcessGroup } from "./worker_group.ts";

@@ -6,6 +6,7 @@
 
 import { parseArgs } from "node:util";
 import { InvalidArgumentError } from "../errors.ts";
+import type { CpuBind } from "../transports/cpu_bind.ts";
 
 /** The launcher's usage text. */
 export const USAGE = `usage: deno task launch [options] PROGRAM [ARGS...]
@@ -36,6 +37,9 @@ options:
   --token TOKEN             the job's secret on the command line (visible to other users in ps:
                             prefer CHOIR_TOKEN or --token-file)
   --grace-ms MS             after SIGTERM, how long ranks get before SIGKILL (default 5000)
+  --bind-to core|none       core: bind each rank's main thread to one CPU, the LOCAL_RANK-th this
+                            node may use (as mpirun does); none: leave it to the kernel (default:
+                            CHOIR_CPU_BIND, else none)
   -h, --help                print this help`;
 
 /** The parsed command line. */
@@ -78,6 +82,8 @@ export interface LaunchArgs {
   tokenFile?: string;
   /** `--grace-ms`. */
   graceMs?: number;
+  /** `--bind-to`. */
+  bindTo?: CpuBind;
   /** `--help` was given. */
   help: boolean;
   /** The program to run (undefined only with --help). */
@@ -102,6 +108,7 @@ const VALUE_OPTIONS = [
   "token",
   "token-file",
   "grace-ms",
+  "bind-to",
 ] as const;
 
 /** Parses the launcher's argv; throws InvalidArgumentError with a one-line reason for bad input. */
@@ -137,6 +144,7 @@ export function parseLaunchArgs(argv: readonly string[]): LaunchArgs {
         token: { type: "string" },
         "token-file": { type: "string" },
         "grace-ms": { type: "string" },
+        "bind-to": { type: "string" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -189,10 +197,19 @@ export function parseLaunchArgs(argv: readonly string[]): LaunchArgs {
     token,
     tokenFile,
     graceMs: int("grace-ms", 0, 3_600_000),
+    bindTo: bindTo(values["bind-to"] as string | undefined),
     help,
     program: rest[0],
     args: rest.slice(1),
   };
+}
+
+/** `--bind-to core|none`. */
+function bindTo(raw: string | undefined): CpuBind | undefined {
+  if (raw === undefined || raw === "core" || raw === "none") return raw;
+  throw new InvalidArgumentError(`--bind-to must be core or none, got ${JSON.stringify(raw)}`, {
+    op: "launch",
+  });
 }
 
 /** `--nnodes N` or `MIN:MAX` as [MIN, MAX]. */

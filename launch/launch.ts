@@ -15,6 +15,7 @@ import {
   RendezvousError,
 } from "../errors.ts";
 import { sweepJobSegments } from "../transports/shm/sweep.ts";
+import type { CpuBind } from "../transports/cpu_bind.ts";
 import {
   PrefixStore,
   startStoreServer,
@@ -94,6 +95,13 @@ export interface LaunchOptions {
   token?: string;
   /** Extra environment variables for every rank. */
   env?: Record<string, string>;
+  /**
+   * `--bind-to`: `core` binds each rank's main thread to one CPU (the LOCAL_RANK-th this node may use,
+   * modulo their number), as mpirun does by default; `none` leaves it to the kernel. Handed to the ranks
+   * as CHOIR_CPU_BIND. Default: not set (the ranks read CHOIR_CPU_BIND from `env` or their environment,
+   * else `none`, as torchrun places nothing).
+   */
+  bindTo?: CpuBind;
   /** Flags of `deno run` for .ts/.js programs (default `["-A"]`). */
   denoFlags?: string[];
   /** After SIGTERM, how long ranks get to exit before SIGKILL, in ms (default 5000). */
@@ -396,7 +404,7 @@ function workerEnvBase(opts: LaunchOptions, parent: ChoirEnv): Record<string, st
   if (parent.glibcTunables === undefined && opts.env?.GLIBC_TUNABLES === undefined) {
     env.GLIBC_TUNABLES = GLIBC_TUNABLES_DEFAULT;
   }
-  return { ...env, ...opts.env };
+  return { ...env, ...opts.env, ...(opts.bindTo === undefined ? {} : { CHOIR_CPU_BIND: opts.bindTo }) };
 }
 
 /**
@@ -443,6 +451,7 @@ export async function main(argv: readonly string[]): Promise<number> {
       masterPort: parsed.masterPort,
       token,
       graceMs: parsed.graceMs,
+      bindTo: parsed.bindTo,
       forwardSignals: true,
     });
     return result.code;

@@ -32,6 +32,9 @@ const SYMBOLS = {
   kill: { parameters: ["i32", "i32"], result: "i32" },
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
   sched_yield: { parameters: [], result: "i32" },
+  // Binding a rank's thread to a CPU (cpu_bind.ts); pid 0 is the calling thread.
+  sched_getaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" },
+  sched_setaffinity: { parameters: ["i32", "usize", "buffer"], result: "i32" },
   strerror: { parameters: ["i32"], result: "pointer" },
   __errno_location: { parameters: [], result: "pointer" },
   // syscall(2) is variadic, but glibc's version only moves registers, so fixed prototypes are safe.
