@@ -22,6 +22,11 @@ import { SocketPoller } from "./socket_poller.ts";
 
 /** Frames up to this payload size are copied next to their header and written in one call. */
 const COALESCE_BYTES = 32 * 1024;
+/**
+ * Frames up to this payload size are exchanged by polling both directions from the calling thread
+ * (exchange); larger ones go through the queued send and receive.
+ */
+const SYNC_EXCHANGE_BYTES = 256 * 1024;
 /** A link's frame buffers at first: a header and a small payload. */
 const FIRST_FRAME_BYTES = 512;
 
@@ -120,29 +125,34 @@ export class TcpChannel implements Channel {
 
   /**
    * Sends `payload` under `header` and receives the peer's frame of the same header into `into` (the
-   * two halves of a 2-rank exchange). A small frame with nothing else queued goes out in one libc
-   * call with its header, and the reply is polled for straight into the frame buffer, all in this
-   * call: `undefined` means both halves are done (no promise, no microtask turn); the spin is bounded
-   * by the link's spin time, so timers wait at most that. Otherwise, or when the reply is late, the
-   * rest goes through the queued send and receive, and the promise settles as theirs do. Errors are
-   * those of {@link send} and {@link recv} (a header that differs is a CollectiveMismatchError).
+   * two halves of a 2-rank exchange), polling both directions from this call while nothing else is
+   * queued: a small frame goes out in one libc call with its header and its reply is read into the
+   * frame buffer; a larger one (up to {@link SYNC_EXCHANGE_BYTES}) is sent from `payload` and read
+   * straight into `into` once the reply's header has matched. `undefined` means both halves are done
+   * (no promise, no microtask turn). The polling gives up after the link's spin time without progress
+   * (so timers wait at most that), and the rest goes through the queued send and receive, whose
+   * promise then settles the call. Errors are those of {@link send} and {@link recv} (a header that
+   * differs is a CollectiveMismatchError, and `into` is left untouched).
    */
   exchange(header: FrameHeader, payload: Uint8Array, into: Uint8Array): Promise<void> | undefined {
     const n = payload.byteLength;
     const fd = this.#poller?.fd;
     if (
       !fd || this.#failed || this.#closed || this.#checksum || this.#sendsPending || this.#recvsPending ||
-      n > COALESCE_BYTES || header.bytes !== n || into.byteLength !== n
+      n > SYNC_EXCHANGE_BYTES || header.bytes !== n || into.byteLength !== n
     ) {
       return Promise.all([this.send(header, payload), this.recv(header, into)]).then(noop);
     }
+    const small = n <= COALESCE_BYTES;
+    // What travels through the frame buffers: header and payload when small, else the header alone.
+    const head = small ? HEADER_BYTES + n : HEADER_BYTES;
     const size = HEADER_BYTES + n;
-    if (this.#out.byteLength < size) this.#growOut(size);
-    if (this.#in.byteLength < size) this.#growIn(size);
+    if (this.#out.byteLength < head) this.#growOut(head);
+    if (this.#in.byteLength < head) this.#growIn(head);
     const out = this.#out;
     const got = this.#in;
     encodeHeader(header, this.#outView);
-    out.set(payload, HEADER_BYTES);
+    if (small) out.set(payload, HEADER_BYTES);
     // Both sides of a matched exchange stamp the same header: the reply's first HEADER_BYTES must
     // equal ours, word for word; anything else takes the full check below.
     const mine = this.#outWords;
@@ -153,11 +163,23 @@ export class TcpChannel implements Channel {
     let until = 0;
     try {
       for (;;) {
-        if (sent < size) sent += fd.trySend(out.subarray(sent, size));
-        if (off < size) {
-          const r = fd.tryRecv(got.subarray(off, size));
+        let moved = 0;
+        if (sent < size) {
+          const k = sent < head
+            ? fd.trySend(out.subarray(sent, head))
+            : fd.trySend(payload.subarray(sent - HEADER_BYTES));
+          sent += k;
+          moved += k;
+        }
+        // A large reply's payload is read only once its header has matched: `into` stays untouched
+        // by a frame that is not the one expected.
+        if (off < head || (same && off < size)) {
+          const r = off < head
+            ? fd.tryRecv(got.subarray(off, head))
+            : fd.tryRecv(into.subarray(off - HEADER_BYTES));
           if (r < 0) throw lostError(this.#rank, this.peer, "recv");
           off += r;
+          moved += r;
         }
         if (off >= HEADER_BYTES && !same) {
           same = true;
@@ -165,10 +187,15 @@ export class TcpChannel implements Channel {
           if (!same) break;
         }
         if (sent === size && off === size) {
-          into.set(got.subarray(HEADER_BYTES, size));
+          if (small) into.set(got.subarray(HEADER_BYTES, size));
           return undefined;
         }
-        // The clock is read only once the first tries found nothing (a reply usually is there).
+        // The clock is read only when a try moved nothing (a reply usually is there); bytes that
+        // move restart the spin.
+        if (moved > 0) {
+          until = 0;
+          continue;
+        }
         const now = performance.now();
         if (until === 0) until = now + this.#poller!.spinUs / 1000;
         else if (now > until) break;
@@ -177,8 +204,14 @@ export class TcpChannel implements Channel {
       return Promise.reject(this.#fail("recv", e));
     }
     // Late, or not the frame expected: finish through the queues (which check the header in full).
-    const s = sent < size ? this.#queueSend(() => this.#finishSend(out.subarray(sent, size))) : undefined;
-    const r = this.#queueRecv(() => this.#doRecv(header, into, off));
+    const s = sent < size
+      ? this.#queueSend(() =>
+        this.#finishSend(sent < head ? out.subarray(sent, head) : null, small ? null : payload, sent - head)
+      )
+      : undefined;
+    const r = this.#queueRecv(() =>
+      this.#doRecv(header, into, Math.min(off, head), Math.max(0, off - HEADER_BYTES))
+    );
     return s ? Promise.all([s, r]).then(noop) : r;
   }
 
@@ -201,10 +234,14 @@ export class TcpChannel implements Channel {
     return done;
   }
 
-  /** Writes the rest of a frame {@link exchange} started. */
-  async #finishSend(rest: Uint8Array): Promise<void> {
+  /**
+   * Writes the rest of a frame {@link exchange} started: what is left of the frame buffer's part
+   * (`head`, or null when it went out), then a large payload from its byte `from` on (negative: all).
+   */
+  async #finishSend(head: Uint8Array | null, payload: Uint8Array | null, from: number): Promise<void> {
     try {
-      await this.#writeAll(rest);
+      if (head) await this.#writeAll(head);
+      if (payload) await this.#writeAll(from > 0 ? payload.subarray(from) : payload);
     } catch (e) {
       this.#sendBroken = true;
       throw await this.#sendFailed(e);
@@ -372,8 +409,11 @@ export class TcpChannel implements Channel {
     return this.#poller ? this.#poller.read(buf) : this.#conn.read(buf);
   }
 
-  /** Receives a frame of which `start` bytes (header first) are already in the input buffer. */
-  async #doRecv(expected: FrameHeader, into: Uint8Array, start: number): Promise<void> {
+  /**
+   * Receives a frame of which `start` bytes (header first) are already in the input buffer and, for
+   * a large payload, its first `landed` bytes already in `into`.
+   */
+  async #doRecv(expected: FrameHeader, into: Uint8Array, start: number, landed = 0): Promise<void> {
     if (this.#failed) throw this.#failed;
     // The receiver knows the frame's size from what it expects, so it reads exactly that much:
     // header and small payload together, a large payload straight into the destination. The
@@ -403,7 +443,7 @@ export class TcpChannel implements Channel {
         into.set(head.subarray(HEADER_BYTES, HEADER_BYTES + expected.bytes));
         if (t) this.#verify(into, this.#inView.getUint32(HEADER_BYTES + expected.bytes, true));
       } else {
-        await this.#readExact(into);
+        await this.#readExact(landed > 0 ? into.subarray(landed) : into);
         if (t) {
           await this.#readExact(this.#trailer);
           this.#verify(into, new DataView(this.#trailer.buffer).getUint32(0, true));
