@@ -88,7 +88,8 @@ export class TcpChannel implements Channel {
    * (socket_fd.ts), and one that would block polls for up to `spinUs` microseconds before it sleeps
    * (0: one try; polling only pays where every rank of this host has a core of its own); null keeps
    * to Deno's calls and, unless `findSocket`, skips the search for the socket. A socket found is tuned
-   * for its route either way (a same-host one gets Reno, congestion.ts).
+   * for its route either way (a same-host one gets Reno, congestion.ts). With `yields`, a poll that
+   * finds nothing gives the core away first (`sched_yield`: ranks that share cores).
    */
   constructor(
     conn: Deno.Conn,
@@ -97,6 +98,7 @@ export class TcpChannel implements Channel {
     checksum = false,
     spinUs: number | null = null,
     findSocket = spinUs !== null,
+    yields = false,
   ) {
     this.#checksum = checksum;
     this.#conn = conn;
@@ -106,7 +108,7 @@ export class TcpChannel implements Channel {
     let poller: SocketPoller | null = null;
     try {
       const fd = findSocket ? findSocketFd(conn) : null;
-      if (fd && spinUs !== null) poller = new SocketPoller(fd, conn, spinUs);
+      if (fd && spinUs !== null) poller = new SocketPoller(fd, conn, spinUs, yields);
     } catch { /* Deno's calls only */ }
     this.#poller = poller;
   }
@@ -196,6 +198,7 @@ export class TcpChannel implements Channel {
           until = 0;
           continue;
         }
+        if (this.#poller!.yields) fd.yieldCore();
         const now = performance.now();
         if (until === 0) until = now + this.#poller!.spinUs / 1000;
         else if (now > until) break;

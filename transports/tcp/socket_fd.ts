@@ -49,6 +49,11 @@ export class SocketFd {
     this.fd = fd;
   }
 
+  /** Gives this thread's core to another runnable thread for a moment (sched_yield). */
+  yieldCore(): void {
+    this.#fn.sched_yield();
+  }
+
   /** Sends what the socket takes of `buf` now: the bytes sent, 0 when it would block (or failed). */
   trySend(buf: Uint8Array): number {
     const n = Number(this.#fn.send(this.fd, buf, BigInt(buf.byteLength), SOCKET_FLAGS));

@@ -32,15 +32,22 @@ export class SocketPoller {
   readonly #fd: SocketFd;
   readonly #conn: Deno.Conn;
   readonly #spinMs: number;
+  /** Whether a poll that finds nothing gives the core away first (ranks sharing cores). */
+  readonly yields: boolean;
   #read: Want | null = null;
   #write: Want | null = null;
   #closed = false;
 
-  /** Polls `fd` (the socket of `conn`) for up to `spinUs` microseconds without progress (0: one try). */
-  constructor(fd: SocketFd, conn: Deno.Conn, spinUs: number) {
+  /**
+   * Polls `fd` (the socket of `conn`) for up to `spinUs` microseconds without progress (0: one try);
+   * with `yields`, each round of polls that moved nothing first gives the core away (`sched_yield`), so
+   * that a rank sharing it, perhaps the one this socket waits for, can run.
+   */
+  constructor(fd: SocketFd, conn: Deno.Conn, spinUs: number, yields = false) {
     this.#fd = fd;
     this.#conn = conn;
     this.#spinMs = spinUs / 1000;
+    this.yields = yields;
   }
 
   /** The socket's nonblocking calls (for a caller that polls on its own, as an exchange does). */
@@ -158,8 +165,9 @@ function later(call: () => Promise<number | null>, want: Want): void {
 
 /**
  * The polling loop: retries every pending call until none is left; yields to promise callbacks
- * after each round that moved bytes (the waiting code may post its next call), and sends every
- * socket to sleep once nothing has moved for the longest spin.
+ * after each round that moved bytes (the waiting code may post its next call), gives the core away
+ * after each round that moved nothing where sockets ask for it, and sends every socket to sleep once
+ * nothing has moved for the longest spin.
  */
 async function drive(): Promise<void> {
   try {
@@ -177,6 +185,13 @@ async function drive(): Promise<void> {
         await Promise.resolve();
         idleSince = performance.now();
         continue;
+      }
+      // Nothing moved: where ranks share cores, let one that may be the peer run (once per round).
+      for (const s of active) {
+        if (s.yields) {
+          s.fd.yieldCore();
+          break;
+        }
       }
       if (performance.now() - idleSince > spinMs) {
         for (const s of [...active]) s.sleep();

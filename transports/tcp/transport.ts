@@ -27,6 +27,14 @@ import { HANDSHAKE_IDLE_MS, HANDSHAKE_MAX_MS, MIN_PENDING_HANDSHAKES } from "../
  */
 const SPIN_US = 100;
 /**
+ * The same for ranks that share cores (more ranks on this host than CPUs, up to {@link TUNE_MAX_RANKS}),
+ * with the core given away (`sched_yield`) between polls that found nothing, so that the rank it waits
+ * for can run. 4 ranks on 2 cores, float32 allreduce (2026-12-08, 3 rounds): 8 B 200-205 us against 247-265
+ * us sleeping at once, 64 KiB 390-425 against 633-650 us, 1 MiB 1.96-2.21 against 2.33-2.35 ms; 100 us
+ * gave less, 1,000 about the same.
+ */
+const CROWDED_SPIN_US = 300;
+/**
  * Groups up to this size use the libc fast path (where every rank has a core). Finding a connection's
  * socket looks at every open descriptor, so a process holding thousands of links (simulated ranks)
  * would pay for it per link.
@@ -126,12 +134,14 @@ export class TcpTransport implements Transport {
   readonly #open = new Set<TcpChannel>();
   /**
    * How long a blocked read or write polls before it sleeps, us: {@link SPIN_US} where every rank can
-   * have a core of its own; null (Deno's calls only) where ranks share cores, or in groups over
-   * {@link FAST_PATH_MAX_RANKS}. With ranks sharing cores, a rank polling delays the peer it waits for,
-   * and even the one nonblocking try per call measured slower: 4 ranks on 2 cores, 8 B allreduce 473-530
-   * us against 342-447 us (3 interleaved rounds, 2026-12-07).
+   * have a core of its own; {@link CROWDED_SPIN_US}, yielding the core between polls, where ranks share
+   * cores in a group of up to {@link TUNE_MAX_RANKS}; null (Deno's calls only) in larger groups. Polling
+   * without yielding there made things worse (4 ranks on 2 cores, 8 B allreduce 473-530 us against
+   * 342-447 us, 2026-12-07): the rank polling kept the core from the peer it waited for.
    */
   readonly #spinUs: number | null;
+  /** Whether polls that find nothing give the core away ({@link CROWDED_SPIN_US}). */
+  readonly #yields: boolean;
   /** Whether channels look up their socket (for its tuning) even without the polling fast path. */
   readonly #findSockets: boolean;
   readonly #pendingConns = new Set<Deno.Conn>();
@@ -146,7 +156,13 @@ export class TcpTransport implements Transport {
     this.#opts = opts;
     this.rank = opts.rank;
     this.size = opts.size;
-    this.#spinUs = opts.size <= Math.min(navigator.hardwareConcurrency, FAST_PATH_MAX_RANKS) ? SPIN_US : null;
+    const cores = navigator.hardwareConcurrency || 1;
+    this.#yields = opts.size > Math.min(cores, FAST_PATH_MAX_RANKS) && opts.size <= TUNE_MAX_RANKS;
+    this.#spinUs = this.#yields
+      ? CROWDED_SPIN_US
+      : opts.size <= Math.min(cores, FAST_PATH_MAX_RANKS)
+      ? SPIN_US
+      : null;
     this.#findSockets = this.#spinUs !== null || opts.size <= TUNE_MAX_RANKS;
     this.#listener = listener;
     this.#maxHandshakes = Math.max(MIN_PENDING_HANDSHAKES, opts.size);
@@ -361,7 +377,15 @@ export class TcpTransport implements Transport {
       if (this.#closed) throw this.#closed;
       return "crossed";
     }
-    const ch = new TcpChannel(conn, this.rank, peer, this.#opts.checksum, this.#spinUs, this.#findSockets);
+    const ch = new TcpChannel(
+      conn,
+      this.rank,
+      peer,
+      this.#opts.checksum,
+      this.#spinUs,
+      this.#findSockets,
+      this.#yields,
+    );
     this.#open.add(ch);
     this.#linked.add(peer);
     return ch;
@@ -489,7 +513,15 @@ export class TcpTransport implements Transport {
       }
       return;
     }
-    const ch = new TcpChannel(conn, this.rank, from, this.#opts.checksum, this.#spinUs, this.#findSockets);
+    const ch = new TcpChannel(
+      conn,
+      this.rank,
+      from,
+      this.#opts.checksum,
+      this.#spinUs,
+      this.#findSockets,
+      this.#yields,
+    );
     this.#open.add(ch);
     admitted.ready.resolve(ch);
     const w = this.#waiters.get(from);
