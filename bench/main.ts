@@ -111,7 +111,9 @@ async function main(argv: string[]): Promise<number> {
   const sizes = o.run.sizes;
   const describeRun = `${n} ranks, sizes ${sizeLabel(sizes[0])}..${sizeLabel(sizes[sizes.length - 1])}, ` +
     `${series.map((s) => s.label).join(" / ")}${o.rounds > 1 ? `, median of ${o.rounds} rounds` : ""}` +
-    (o.bindTo === "core" ? ", choir's ranks bound to a CPU each (--bind-to core)" : "");
+    (o.bindTo === "core" && series.some((s) => s.lib === "choir" && s.transport !== "worker")
+      ? ", choir's rank processes bound to a CPU each (--bind-to core)"
+      : "");
   if (text) out(`# choir bench: ${describeRun}`);
 
   const sink: RowSink = o.format === "json"

@@ -76,7 +76,8 @@ export interface InitOptions {
    * Binds this rank's thread to a CPU: `core` takes the `LOCAL_RANK`-th CPU this process may use
    * (modulo their number; `RANK` without a LOCAL_RANK), as mpirun's `--bind-to core` does; `none` leaves
    * placement to the kernel. Default: `CHOIR_CPU_BIND` (the launcher's `--bind-to`), else `none`. Needs
-   * `--allow-ffi` and Linux; Worker ranks are threads of one process and are not bound.
+   * `--allow-ffi` and Linux; Worker ranks are threads of one process and are not bound. Threads the rank
+   * starts afterwards (its heartbeat, Workers of its own) share its CPU.
    */
   cpuBind?: CpuBind;
   /** Environment to read instead of the process's (for tests and embedders). */

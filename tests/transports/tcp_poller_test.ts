@@ -79,12 +79,13 @@ Deno.test("findSocketFd finds both ends of a loopback connection; tryRecv/trySen
   }
 });
 
-for (const spinUs of [100, 0]) {
-  Deno.test(`SocketPoller: 8 MiB both ways at once on one connection, spin ${spinUs} us`, async () => {
+for (const [spinUs, yields] of [[100, false], [0, false], [300, true]] as const) {
+  const how = yields ? ", yielding the core between idle polls" : "";
+  Deno.test(`SocketPoller: 8 MiB both ways at once on one connection, spin ${spinUs} us${how}`, async () => {
     const [a, b] = await pair();
     try {
-      const pa = new SocketPoller(findSocketFd(a)!, a, spinUs);
-      const pb = new SocketPoller(findSocketFd(b)!, b, spinUs);
+      const pa = new SocketPoller(findSocketFd(a)!, a, spinUs, yields);
+      const pb = new SocketPoller(findSocketFd(b)!, b, spinUs, yields);
       const n = 8 << 20;
       const fromA = pattern(n, 1);
       const fromB = pattern(n, 2);
