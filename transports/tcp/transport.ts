@@ -27,9 +27,10 @@ import { HANDSHAKE_IDLE_MS, HANDSHAKE_MAX_MS, MIN_PENDING_HANDSHAKES } from "../
  */
 const SPIN_US = 100;
 /**
- * The same for ranks that share cores (more ranks on this host than CPUs, up to {@link TUNE_MAX_RANKS}),
+ * The same for ranks that share cores (a group of more ranks than this host has CPUs, up to
+ * {@link TUNE_MAX_RANKS}; the group's size stands in for its ranks on this host, as for {@link SPIN_US}),
  * with the core given away (`sched_yield`) between polls that found nothing, so that the rank it waits
- * for can run. 4 ranks on 2 cores, float32 allreduce (2026-12-08, 3 rounds): 8 B 200-205 us against 247-265
+ * for can run (where nothing else wants the core, the yield returns at once and this is a plain spin). 4 ranks on 2 cores, float32 allreduce (2026-12-08, 3 rounds): 8 B 200-205 us against 247-265
  * us sleeping at once, 64 KiB 390-425 against 633-650 us, 1 MiB 1.96-2.21 against 2.33-2.35 ms; 100 us
  * gave less, 1,000 about the same.
  */
