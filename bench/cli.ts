@@ -40,9 +40,9 @@ where
   --hosts LIST         host[:slots],... for a run across hosts (see docs/benchmarks.md)
   --transport LIST     auto (default: shared memory on one host), tcp, shm, worker (Worker ranks of one
                        process), ucx; several: one series each
-  --bind-to MODE       core (default): bind each choir rank's main thread to its own CPU (round
-                       robin when ranks outnumber CPUs), as mpirun binds Open MPI's ranks; none:
-                       leave placement to the kernel
+  --bind-to MODE       core (default on Linux): bind each choir rank's main thread to its own CPU
+                       (round robin when ranks outnumber CPUs), as mpirun binds Open MPI's ranks;
+                       none (default elsewhere): leave placement to the kernel
   --alloc              buffers from pg.alloc (shared memory): same as --buffers alloc
   --buffers MODE       array (default), alloc, or both (one series each)
   --algo LIST          force choir's algorithm (CHOIR_ALGO) per series, e.g. auto,ring,tree; with auto
@@ -191,7 +191,7 @@ export function parseCli(argv: readonly string[]): BenchOptions {
         alloc: { type: "boolean", default: false },
         buffers: { type: "string" },
         algo: { type: "string" },
-        "bind-to": { type: "string", default: "core" },
+        "bind-to": { type: "string", default: Deno.build.os === "linux" ? "core" : "none" },
         compare: { type: "boolean", default: false },
         limits: { type: "boolean", default: false },
         python: { type: "string" },
