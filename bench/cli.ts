@@ -6,6 +6,7 @@
 
 import { parseArgs } from "node:util";
 import type { CpuBind, DType } from "../collectives/mod.ts";
+import { isCpuBind } from "../transports/cpu_bind.ts";
 import { opByName, type OpName, OPS, type RedOp, REDOPS } from "./catalog.ts";
 import { type Mutant, MUTANTS, type PlaceMode, type RunConfig } from "./cases.ts";
 
@@ -292,7 +293,7 @@ export function parseCli(argv: readonly string[]): BenchOptions {
   }
 
   const bindTo = values["bind-to"];
-  if (bindTo !== "core" && bindTo !== "none") {
+  if (!isCpuBind(bindTo)) {
     throw new CliError(`--bind-to must be core or none, got ${bindTo}`);
   }
   const format = values.format as BenchOptions["format"];

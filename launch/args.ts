@@ -6,7 +6,7 @@
 
 import { parseArgs } from "node:util";
 import { InvalidArgumentError } from "../errors.ts";
-import type { CpuBind } from "../transports/cpu_bind.ts";
+import { type CpuBind, parseCpuBind } from "../transports/cpu_bind.ts";
 
 /** The launcher's usage text. */
 export const USAGE = `usage: deno task launch [options] PROGRAM [ARGS...]
@@ -197,19 +197,11 @@ export function parseLaunchArgs(argv: readonly string[]): LaunchArgs {
     token,
     tokenFile,
     graceMs: int("grace-ms", 0, 3_600_000),
-    bindTo: bindTo(values["bind-to"] as string | undefined),
+    bindTo: parseCpuBind(values["bind-to"] as string | undefined, "--bind-to", op),
     help,
     program: rest[0],
     args: rest.slice(1),
   };
-}
-
-/** `--bind-to core|none`. */
-function bindTo(raw: string | undefined): CpuBind | undefined {
-  if (raw === undefined || raw === "core" || raw === "none") return raw;
-  throw new InvalidArgumentError(`--bind-to must be core or none, got ${JSON.stringify(raw)}`, {
-    op: "launch",
-  });
 }
 
 /** `--nnodes N` or `MIN:MAX` as [MIN, MAX]. */

@@ -18,13 +18,18 @@ export type CpuBind = "core" | "none";
 /** Bytes of the CPU masks asked for and set: room for 1,024 CPUs (glibc's `cpu_set_t`). */
 const MASK_BYTES = 128;
 
-/** Checks a `CHOIR_CPU_BIND` or `--bind-to` value; undefined stays undefined (not set). */
-export function parseCpuBind(raw: string | undefined, source: string): CpuBind | undefined {
-  if (raw === undefined) return undefined;
-  if (raw === "core" || raw === "none") return raw;
-  throw new InvalidArgumentError(`${source} must be "core" or "none", got ${JSON.stringify(raw)}`, {
-    op: "init",
-  });
+/** Whether `v` names a {@link CpuBind} mode. */
+export function isCpuBind(v: unknown): v is CpuBind {
+  return v === "core" || v === "none";
+}
+
+/**
+ * Checks a `CHOIR_CPU_BIND` or `--bind-to` value (named `source` in the error, raised for `op`);
+ * undefined stays undefined (not set).
+ */
+export function parseCpuBind(raw: string | undefined, source: string, op = "init"): CpuBind | undefined {
+  if (raw === undefined || isCpuBind(raw)) return raw;
+  throw new InvalidArgumentError(`${source} must be "core" or "none", got ${JSON.stringify(raw)}`, { op });
 }
 
 /** The CPUs the calling thread may run on, ascending (its affinity mask). */

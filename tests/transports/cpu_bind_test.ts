@@ -55,7 +55,11 @@ Deno.test("parseCpuBind and --bind-to: core and none, anything else a typed erro
   assert.equal(parseLaunchArgs(["--bind-to", "core", "p.ts"]).bindTo, "core");
   assert.equal(parseLaunchArgs(["--bind-to=none", "p.ts"]).bindTo, "none");
   assert.equal(parseLaunchArgs(["p.ts"]).bindTo, undefined);
-  assert.throws(() => parseLaunchArgs(["--bind-to", "cores", "p.ts"]), /--bind-to must be core or none/);
+  assert.throws(
+    () => parseLaunchArgs(["--bind-to", "cores", "p.ts"]),
+    (e: unknown) =>
+      e instanceof InvalidArgumentError && /--bind-to must be "core" or "none", got "cores"/.test(e.message),
+  );
 });
 
 Deno.test({
